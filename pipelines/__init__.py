@@ -1,0 +1,1 @@
+"""The runner and command line of the Keras application task pipelines."""

@@ -1,0 +1,111 @@
+"""Resolve a task's config: dataclass defaults <- --quick <- YAML file <- --set key=value."""
+
+import dataclasses
+import typing
+
+import yaml
+
+
+def field_types(config_class):
+    """Returns:
+        dict[str, type]: each config field's declared type.
+    """
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def _coerce(key, value, expected):
+    """Checks `value` against the field type, converting where the meaning is unambiguous."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if expected is tuple and isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise ValueError(
+        f"config key '{key}' expects {expected.__name__}, got {value!r} "
+        f"({type(value).__name__}); for example --set {key}={_example(expected)}."
+    )
+
+
+def _example(expected):
+    return {int: "3", float: "0.001", bool: "true", str: "text", tuple: "[1,2]"}.get(expected, "...")
+
+
+def _check_keys(config_class, overrides, origin):
+    types = field_types(config_class)
+    unknown = sorted(set(overrides) - set(types))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(unknown)} in {origin}; valid keys: {', '.join(sorted(types))}."
+        )
+    return {key: _coerce(key, value, types[key]) for key, value in overrides.items()}
+
+
+def parse_set(assignments):
+    """Parses `--set key=value` strings; values are read as YAML scalars (3, 0.1, true, text).
+
+    Raises:
+        ValueError: an assignment without `=`.
+    """
+    overrides = {}
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--set expects key=value, got '{assignment}'.")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def read_yaml(path):
+    """Reads a YAML mapping of config overrides.
+
+    Raises:
+        ValueError: the file is missing, unreadable or not a mapping.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = yaml.safe_load(handle)
+    except OSError as error:
+        raise ValueError(f"cannot read config file '{path}': {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0]
+        raise ValueError(f"config file '{path}' is not valid YAML: {first_line}.") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ValueError(f"config file '{path}' must be a mapping of key: value, got {type(content).__name__}.")
+    return content
+
+
+def resolve(task, quick=False, config_file=None, assignments=(), **explicit):
+    """Builds the task's config from its defaults and the user's overrides.
+
+    Args:
+        task (tasks.base.Task): the task.
+        quick (bool): apply the task's tiny smoke-run budget first.
+        config_file (str | None): a YAML mapping of overrides.
+        assignments (Iterable[str]): `key=value` strings from `--set`, applied last.
+        **explicit: values from dedicated flags (`data`, `seed`); None means not given.
+
+    Returns:
+        TaskConfig: the resolved config.
+    """
+    values = dict(task.quick_overrides) if quick else {}
+    if config_file:
+        values.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
+    values.update({key: value for key, value in explicit.items() if value is not None})
+    values.update(parse_set(assignments))
+    return task.config_class(**_check_keys(task.config_class, values, "--set"))
+
+
+def flatten(config):
+    """Returns:
+        dict[str, object]: the config as a flat dict, ready to log as params.
+    """
+    return dataclasses.asdict(config)

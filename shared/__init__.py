@@ -1,0 +1,1 @@
+"""Utilities every task shares: augmentation, regularization, evaluation, tracking, data and plots."""

@@ -1,0 +1,83 @@
+"""Matplotlib figures for runs: training curves, confusion matrix, ROC / PR curves, image grids."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs happen on servers without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curves(history):
+    """One panel per metric with its train and validation curves.
+
+    Args:
+        history (dict[str, list[float]]): Keras `History.history`.
+    """
+    names = [name for name in history if not name.startswith("val_") and name != "learning_rate"]
+    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        axis.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            axis.plot(epochs, history[f"val_{name}"], label="validation")
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix(matrix, class_names):
+    """A confusion-matrix heatmap with counts in the cells."""
+    size = max(4, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, int(value), ha="center", va="center",
+                  color="white" if value > threshold else "black", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def curves(lines, x_label, y_label, title, diagonal=False):
+    """Several labelled curves on one axis (ROC, PR, calibration).
+
+    Args:
+        lines (list[tuple[str, np.ndarray, np.ndarray]]): (label, x, y) per curve.
+    """
+    figure, axis = plt.subplots(figsize=(5, 4.5))
+    for label, x, y in lines:
+        axis.plot(x, y, label=label)
+    if diagonal:
+        axis.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(y_label)
+    axis.set_title(title)
+    axis.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def image_grid(images, titles, columns=8):
+    """Images in a grid with a title each (sample predictions)."""
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, title in zip(axes.flat, images, titles):
+        axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.set_title(title, fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def close(figures):
+    """Frees the figures' memory."""
+    for figure in figures:
+        plt.close(figure)

@@ -1,0 +1,170 @@
+"""What every task shares: the training config, the `Task` contract and a classification base.
+
+A domain module subclasses `Task` (or `ClassificationTask`) and declares only what differs:
+its name, primary metric, config dataclass, data sources, model and raw-input predictor.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """Training settings common to every task. Domain configs subclass this."""
+
+    data: str = "embedded"  # offline and fast; `tfds:NAME[:SPLIT]` or a path for real data
+    seed: int = 0  # one seed drives the split, weight init, shuffling and augmentation
+    epochs: int = 40  # an upper bound: early stopping usually ends training sooner
+    batch_size: int = 64  # small batches generalise well and keep a 2-core CPU busy
+    learning_rate: float = 2e-3  # AdamW default range for small models trained from scratch
+    weight_decay: float = 1e-4  # decoupled (AdamW) decay: mild regularisation that rarely hurts
+    schedule: str = "cosine"  # cosine | plateau | constant; cosine needs no tuning of patience
+    label_smoothing: float = 0.0  # >0 softens one-hot targets and calibrates overconfident nets
+    early_stopping_patience: int = 8  # epochs without val_loss progress before stopping
+    validation_fraction: float = 0.15  # carved from the training pool when the source has no val split
+    test_fraction: float = 0.15  # carved from the pool when the source has no test split
+    max_examples: int = 0  # 0 uses all data; a cap makes smoke runs fast
+    mixed_precision: bool = False  # float16 compute; worth it on GPUs, slower on most CPUs
+    tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
+
+
+@dataclasses.dataclass
+class Splits:
+    """In-memory train / validation / test data plus a JSON-friendly description.
+
+    Attributes:
+        train (tuple): `(features, targets)` numpy arrays (or dicts of arrays).
+        validation (tuple): same layout as `train`.
+        test (tuple): same layout as `train`.
+        info (dict): what the model and predictor need later (class names, input shape...).
+            It is saved with the logged model, so it must be JSON-serialisable.
+        source (str): where the data came from, as the user wrote it (`embedded`, `tfds:mnist`, a path).
+        name (str): a short dataset name for MLflow.
+        synthetic (bool): True for generated demo data, so nobody mistakes it for a benchmark.
+    """
+
+    train: tuple
+    validation: tuple
+    test: tuple
+    info: dict
+    source: str
+    name: str
+    synthetic: bool
+
+
+class Task:
+    """The contract between a domain and the generic runner.
+
+    Class attributes a subclass sets:
+        name (str): the CLI name and the registered MLflow model name.
+        config_class (type): its `TaskConfig` subclass.
+        primary_metric (str): the metric `compare` sorts by (logged as `test_<primary_metric>`).
+        higher_is_better (bool): the direction of the primary metric.
+        tfds_name (str): its standard TFDS dataset.
+        input_column (str): the column holding raw inputs for the logged model.
+        quick_overrides (dict): config values for `--quick` smoke runs.
+    """
+
+    name = ""
+    config_class = TaskConfig
+    primary_metric = ""
+    higher_is_better = True
+    tfds_name = ""
+    input_column = "input"
+    quick_overrides = {"epochs": 1, "max_examples": 600}
+
+    def load_data(self, config):
+        """Returns a `Splits` for `config.data`."""
+        raise NotImplementedError
+
+    def build_model(self, config, info):
+        """Returns an uncompiled Keras model (Keras layers and `keras.ops` only)."""
+        raise NotImplementedError
+
+    def loss(self, config, info):
+        """Returns the Keras loss."""
+        raise NotImplementedError
+
+    def metrics(self, config, info):
+        """Returns the named Keras metrics tracked per epoch."""
+        return []
+
+    def class_weight(self, config, splits):
+        """Returns a `class_weight` dict for `fit`, or None."""
+        return None
+
+    def train_map(self, config, info):
+        """Returns a function applied to each training batch `(x, y)` (augmentation, target encoding)."""
+        return self.eval_map(config, info)
+
+    def eval_map(self, config, info):
+        """Returns a function applied to each validation batch, or None."""
+        return None
+
+    def evaluate(self, model, splits, config):
+        """Returns an `Evaluation` of `model` on `splits.test`."""
+        raise NotImplementedError
+
+    def input_example(self, splits):
+        """Returns a short list of raw inputs, logged as the model's input example."""
+        raise NotImplementedError
+
+    def predict_raw(self, model, info, inputs):
+        """Runs the model on raw inputs.
+
+        Args:
+            model (keras.Model): the trained model.
+            info (dict): `Splits.info` saved at training time.
+            inputs (list): raw inputs (file paths, bytes, arrays, strings... by domain).
+
+        Returns:
+            list[dict]: one JSON-friendly answer per input.
+        """
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Single-label classification: one-hot targets, smoothed cross-entropy, class weights."""
+
+    primary_metric = "accuracy"
+
+    def loss(self, config, info):
+        import keras
+
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+
+    def metrics(self, config, info):
+        import keras
+
+        return [keras.metrics.CategoricalAccuracy(name="accuracy")]
+
+    def class_weight(self, config, splits):
+        """Balanced weights (n / (k * count)) when classes are imbalanced by more than 1.5x."""
+        counts = np.bincount(splits.train[1], minlength=len(splits.info["class_names"]))
+        if counts.min() == 0 or counts.max() / counts.min() <= 1.5:
+            return None
+        return {index: counts.sum() / (len(counts) * count) for index, count in enumerate(counts)}
+
+    def eval_map(self, config, info):
+        import tensorflow as tf
+
+        num_classes = len(info["class_names"])
+        return lambda features, labels: (features, tf.one_hot(labels, num_classes))
+
+    def evaluate(self, model, splits, config):
+        from shared import evaluation
+
+        features, labels = splits.test
+        probabilities = model.predict(features, batch_size=config.batch_size, verbose=0)
+        return evaluation.classification(labels, probabilities, splits.info["class_names"])
+
+    def predict_raw(self, model, info, inputs):
+        from shared import evaluation
+
+        probabilities = model.predict(self.prepare_inputs(info, inputs), verbose=0)
+        return evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
+
+    def prepare_inputs(self, info, inputs):
+        """Returns the model-ready batch for a list of raw inputs."""
+        raise NotImplementedError

@@ -1,0 +1,212 @@
+"""Vision classification: a small ResNet (or a keras.applications backbone) on labelled images.
+
+Data sources:
+    embedded            scikit-learn's bundled 8x8 digits (1,797 real scans), offline in seconds.
+    tfds:NAME[:SPLIT]   e.g. tfds:mnist, tfds:fashion_mnist, tfds:cifar10 (needs internet once).
+    PATH                a folder with one subfolder per class, a folder holding an IDX images/labels
+                        pair (MNIST's format), or an .npz (x_train/y_train/x_test/y_test or MedMNIST keys).
+Corrupt image files in a folder are skipped with a warning naming each file.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tasks import register
+from tasks.base import ClassificationTask, Splits, TaskConfig
+
+BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
+
+
+@dataclasses.dataclass
+class VisionClassificationConfig(TaskConfig):
+    image_size: int = 0  # 0 keeps the source's size; set e.g. 96 to shrink large photos from a folder
+    channels: int = 0  # 0 follows the data (1 for grayscale sources, else 3)
+    backbone: str = "resnet"  # resnet trains from scratch on a CPU; efficientnetv2b0/mobilenetv3small for transfer
+    backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
+    base_filters: int = 32  # width of the first stage; doubles at every later stage
+    stages: int = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
+    blocks_per_stage: int = 1  # residual blocks per stage; raise for larger datasets
+    dropout: float = 0.2  # before the classifier: cheap insurance against overfitting small data
+    l2: float = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
+    flip: str = "none"  # digits and text must not be mirrored; use horizontal for natural photos
+    rotation: float = 0.04  # fraction of a full turn (about 15 degrees): handwriting slant
+    zoom: float = 0.1  # scale jitter for stroke width and framing
+    contrast: float = 0.0  # photometric jitter; useful for photos, not for clean scans
+    crop_padding: int = 0  # pad-and-random-crop pixels, the classic CIFAR shift augmentation
+    mixup: float = 0.0  # MixUp alpha (0 = off)
+    cutmix: float = 0.0  # CutMix alpha (0 = off)
+    top_k: int = 3  # classes returned per prediction
+
+
+def _as_images(array):
+    """uint8 or float images (n, h, w[, c]) -> float32 (n, h, w, c) in [0, 1]."""
+    array = np.asarray(array)
+    scale = 255.0 if array.dtype == np.uint8 or array.max(initial=0) > 1.0 else 1.0
+    array = array.astype("float32") / scale
+    return array[..., None] if array.ndim == 3 else array
+
+
+@register
+class VisionClassification(ClassificationTask):
+    name = "vision_classification"
+    config_class = VisionClassificationConfig
+    tfds_name = "mnist"
+    input_column = "image"
+
+    def load_data(self, config):
+        from shared import data
+
+        kind, argument = data.parse_source(config.data)
+        synthetic, test, validation = False, None, None
+        if kind == "embedded":
+            from sklearn import datasets
+
+            digits = datasets.load_digits()
+            features, labels = _as_images(digits.images / 16.0), digits.target
+            class_names, name = [str(digit) for digit in range(10)], "sklearn_digits"
+        elif kind == "tfds":
+            loaded, info = data.load_tfds(
+                argument, config.tfds_data_dir, ("image", "label"),
+                alternatives="--data embedded, a class-folder path, an IDX folder or an .npz file",
+            )
+            pool = [split for split in loaded if split != "test"] or list(loaded)
+            features = _as_images(np.concatenate([loaded[split]["image"] for split in pool]))
+            labels = np.concatenate([loaded[split]["label"] for split in pool])
+            if "test" in loaded and len(loaded) > 1:
+                test = (_as_images(loaded["test"]["image"]), loaded["test"]["label"])
+            class_names, name = list(info.features["label"].names), f"tfds_{argument.split(':')[0]}"
+        elif kind == "folder":
+            from shared import images
+
+            paths, labels, class_names = images.class_folders(argument)
+            size = (config.image_size, config.image_size) if config.image_size else None
+            features, kept = images.load_files(paths, size=size, channels=config.channels or None)
+            labels, name = labels[kept], f"folder_{argument.rstrip('/').split('/')[-1]}"
+        elif kind in ("idx", "npz"):
+            if kind == "idx":
+                features, labels = data.read_idx_pair(argument)
+            else:
+                arrays = data.read_npz(argument)
+                features, labels = arrays["train"]
+                test = (_as_images(arrays["test"][0]), arrays["test"][1].reshape(-1))
+                if "validation" in arrays:
+                    validation = (_as_images(arrays["validation"][0]), arrays["validation"][1].reshape(-1))
+            features, labels = _as_images(features), labels.reshape(-1)
+            class_names = [str(label) for label in range(int(labels.max()) + 1)]
+            name = f"{kind}_{argument.rstrip('/').split('/')[-1]}"
+        else:
+            raise ValueError(f"vision_classification cannot read '{config.data}'; give a folder, IDX folder or .npz.")
+        labels = labels.astype("int64")
+        train, validation, test = data.carve(features, labels, config, validation=validation, test=test)
+        train, validation, test = (self._fit(pair, config) for pair in (train, validation, test))
+        info = {"class_names": class_names, "image_size": list(train[0].shape[1:3]),
+                "channels": int(train[0].shape[3]), "top_k": config.top_k}
+        return Splits(train, validation, test, info, config.data, name, synthetic)
+
+    @staticmethod
+    def _fit(pair, config):
+        """Resizes and converts a split to the configured size and channels."""
+        import tensorflow as tf
+
+        images, labels = pair
+        if config.channels and images.shape[-1] != config.channels:
+            images = images.mean(-1, keepdims=True) if config.channels == 1 else np.repeat(images, 3, -1)
+        if config.image_size and images.shape[1:3] != (config.image_size, config.image_size):
+            images = tf.image.resize(images, (config.image_size,) * 2, antialias=True).numpy()
+        return images.astype("float32"), labels
+
+    def build_model(self, config, info):
+        import keras
+
+        from shared import regularization
+
+        if config.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got '{config.backbone}'.")
+        inputs = keras.Input((*info["image_size"], info["channels"]), name="image")
+        if config.backbone == "resnet":
+            features = _resnet(inputs, config, regularization.l2(config.l2))
+        else:
+            features = _backbone(inputs, config)
+        features = keras.layers.Dropout(config.dropout)(features)
+        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
+                                     name="probabilities")(features)
+        return keras.Model(inputs, outputs, name=f"{self.name}_{config.backbone}")
+
+    def train_map(self, config, info):
+        from shared import augmentation
+
+        augment = augmentation.image(
+            flip=config.flip, rotation=config.rotation, zoom=config.zoom, contrast=config.contrast,
+            crop_padding=config.crop_padding, mixup=config.mixup, cutmix=config.cutmix, seed=config.seed,
+        )
+        return augmentation.chain(self.eval_map(config, info), augment)
+
+    def evaluate(self, model, splits, config):
+        from shared import plots
+
+        evaluation = super().evaluate(model, splits, config)
+        images, labels = splits.test[0][:24], splits.test[1][:24]
+        predicted = model.predict(images, verbose=0).argmax(axis=1)
+        names = splits.info["class_names"]
+        titles = [f"true {names[t]} / pred {names[p]}" for t, p in zip(labels, predicted)]
+        evaluation.figures["sample_predictions"] = plots.image_grid(images, titles)
+        return evaluation
+
+    def input_example(self, splits):
+        return [splits.test[0][0].tolist()]
+
+    def prepare_inputs(self, info, inputs):
+        from shared import images
+
+        return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
+
+
+def _resnet(inputs, config, regularizer):
+    """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""
+    import keras
+
+    def conv(filters, strides=1):
+        return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                                   kernel_regularizer=regularizer)
+
+    x = conv(config.base_filters)(inputs)
+    x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
+    for stage in range(config.stages):
+        filters = config.base_filters * 2**stage
+        for block in range(config.blocks_per_stage):
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(conv(filters, strides)(x)))
+            x = keras.layers.BatchNormalization()(conv(filters)(x))
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+                shortcut = keras.layers.BatchNormalization()(shortcut)
+            x = keras.layers.Activation("relu")(keras.layers.Add()([x, shortcut]))
+    return keras.layers.GlobalAveragePooling2D()(x)
+
+
+def _backbone(inputs, config):
+    """A keras.applications backbone on [0, 1] images of any size and channel count."""
+    import keras
+
+    weights = {"none": None, "imagenet": "imagenet"}.get(config.backbone_weights, None)
+    x = inputs
+    size = max(32, inputs.shape[1], inputs.shape[2])  # keras.applications needs at least 32x32
+    if inputs.shape[1] < 32 or inputs.shape[2] < 32:
+        x = keras.layers.Resizing(size, size)(x)
+    if inputs.shape[-1] == 1:
+        x = keras.layers.Concatenate()([x, x, x])
+    x = keras.layers.Rescaling(255.0)(x)  # the backbones' built-in preprocessing expects 0-255
+    constructor = {"efficientnetv2b0": keras.applications.EfficientNetV2B0,
+                   "mobilenetv3small": keras.applications.MobileNetV3Small}[config.backbone]
+    backbone = constructor(include_top=False, weights=weights, input_shape=(size, size, 3),
+                           include_preprocessing=True, pooling="avg")
+    if config.backbone_weights not in ("none", "imagenet"):
+        try:
+            backbone.load_weights(config.backbone_weights)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"backbone_weights '{config.backbone_weights}' could not be loaded into {config.backbone}: {error}"
+            ) from None
+    return backbone(x)
