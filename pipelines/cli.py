@@ -58,9 +58,10 @@ def command_predict(arguments):
 
     task = tasks.get(arguments.task)
     model = tracking.load(arguments.model)
-    answers = model.predict(pd.DataFrame({task.input_column: arguments.inputs}))
-    for raw, answer in zip(arguments.inputs, answers):
-        print(json.dumps({"input": raw, **answer}))
+    pairs = task.cli_inputs(arguments.inputs)
+    answers = model.predict(pd.DataFrame({task.input_column: [raw for _, raw in pairs]}))
+    for (shown, _), answer in zip(pairs, answers):
+        print(json.dumps({"input": shown, **answer}))
 
 
 def command_compare(arguments):

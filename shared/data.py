@@ -220,15 +220,18 @@ def load_tfds(spec, data_dir, keys, alternatives):
         raise ValueError(
             f"tfds:{name} has no feature(s) {missing}; it has {list(builder.info.features)}."
         )
-    splits = [split] if split else list(builder.info.splits)
-    if split and split.split("[")[0] not in builder.info.splits:
-        raise ValueError(f"tfds:{name} has no split '{split}'; it has {list(builder.info.splits)}.")
     builder.download_and_prepare()
+    known = list(builder.info.splits) or ["train", "test"]  # mocked builders report no splits
+    if split and split.split("[")[0] not in known:
+        raise ValueError(f"tfds:{name} has no split '{split}'; it has {known}.")
+    splits = [split] if split else known
     loaded = {}
     for split_name in splits:
-        dataset = builder.as_dataset(split=split_name, batch_size=-1)
-        arrays = tfds.as_numpy(dataset)
-        loaded[split_name] = {key: np.asarray(arrays[key]) for key in keys}
+        batches = tfds.as_numpy(builder.as_dataset(split=split_name).batch(4096))
+        chunks = list(progress(batches, f"reading tfds:{name} {split_name}"))
+        if not chunks:
+            raise ValueError(f"tfds:{name} split '{split_name}' is empty.")
+        loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in keys}
     return loaded, builder.info
 
 

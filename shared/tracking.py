@@ -162,7 +162,8 @@ class TaskModel(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["info"], encoding="utf-8") as handle:
             self.info = json.load(handle)
         self.task = get(self.info["task"])
-        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
+        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False,
+                                             custom_objects=self.task.custom_objects())
 
     def predict(self, context, model_input, params=None):
         return self.task.predict_raw(self.model, self.info, raw_inputs(model_input, self.task.input_column))

@@ -110,6 +110,22 @@ class Task:
         """Returns a short list of raw inputs, logged as the model's input example."""
         raise NotImplementedError
 
+    def custom_objects(self):
+        """Returns the custom Keras classes the saved model needs to load, by name (default none)."""
+        return {}
+
+    def cli_inputs(self, inputs):
+        """Turns `predict` command-line arguments into raw model inputs.
+
+        Args:
+            inputs (list[str]): the INPUT arguments (file paths, sentences, ids...).
+
+        Returns:
+            list[tuple[str, object]]: (what to echo as "input", the raw input) pairs; a task may
+            expand one argument into many (the rows of a CSV file, say).
+        """
+        return [(text, text) for text in inputs]
+
     def predict_raw(self, model, info, inputs):
         """Runs the model on raw inputs.
 
