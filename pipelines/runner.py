@@ -66,6 +66,7 @@ def run(task, config, experiment=None):
             train, validation_data=validation, epochs=config.epochs,
             callbacks=regularization.callbacks(config) + [tracking.epoch_logger()],
             class_weight=task.class_weight(config, splits), verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
         )
         train_seconds = time.perf_counter() - started
         evaluation = task.evaluate(model, splits, config)

@@ -14,6 +14,7 @@ import pathlib
 import platform
 import subprocess
 import tempfile
+import warnings
 
 import mlflow
 import numpy as np
@@ -23,6 +24,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STORE = ROOT / "mlruns"
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
 logger = logging.getLogger(__name__)
+# Our predict takes several raw-input types by design (paths, bytes, arrays, strings, records).
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 def tracking_uri():
@@ -109,15 +112,22 @@ def log_dataset(splits):
     mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(),
                      "dataset": splits.name})
     for context, (features, targets) in (("training", splits.train), ("testing", splits.test)):
-        dataset = mlflow.data.from_numpy(features, targets=targets, source=_source_uri(splits.source),
+        dataset = mlflow.data.from_numpy(features, targets=targets, source=_source(splits.source),
                                          name=f"{splits.name}-{context}")
         mlflow.log_input(dataset, context=context)
 
 
-def _source_uri(source):
-    if source == "embedded" or source.startswith("tfds:"):
-        return source
-    return pathlib.Path(source.partition(":")[2] if ":" in source[:7] else source).resolve().as_uri()
+def _source(source):
+    """An MLflow dataset source: code for embedded data, the TFDS catalogue page, or the file URI."""
+    if source == "embedded":
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        return CodeDatasetSource(tags={"generator": "embedded"})
+    if source.startswith("tfds:"):
+        name = source.removeprefix("tfds:").split(":")[0]
+        return f"https://www.tensorflow.org/datasets/catalog/{name.split('/')[0]}"
+    kind, separator, rest = source.partition(":")
+    return pathlib.Path(rest if separator and len(kind) > 1 else source).resolve().as_uri()
 
 
 def epoch_logger():

@@ -166,22 +166,27 @@ def _resnet(inputs, config, regularizer):
     """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""
     import keras
 
+    def norm():
+        # momentum 0.9, not Keras' 0.99: small datasets give few steps, and slow moving averages
+        # leave inference statistics far from training ones for many epochs.
+        return keras.layers.BatchNormalization(momentum=0.9)
+
     def conv(filters, strides=1):
         return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                                    kernel_regularizer=regularizer)
 
     x = conv(config.base_filters)(inputs)
-    x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Activation("relu")(norm()(x))
     for stage in range(config.stages):
         filters = config.base_filters * 2**stage
         for block in range(config.blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             shortcut = x
-            x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(conv(filters, strides)(x)))
-            x = keras.layers.BatchNormalization()(conv(filters)(x))
+            x = keras.layers.Activation("relu")(norm()(conv(filters, strides)(x)))
+            x = norm()(conv(filters)(x))
             if strides != 1 or shortcut.shape[-1] != filters:
                 shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
-                shortcut = keras.layers.BatchNormalization()(shortcut)
+                shortcut = norm()(shortcut)
             x = keras.layers.Activation("relu")(keras.layers.Add()([x, shortcut]))
     return keras.layers.GlobalAveragePooling2D()(x)
 

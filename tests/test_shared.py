@@ -1,0 +1,136 @@
+"""Shared utilities: augmentation, regularization, evaluation, data helpers. No training here."""
+
+import numpy as np
+import pytest
+
+from shared import augmentation, data, evaluation, images, regularization
+from tasks.base import TaskConfig
+
+
+def batch(count=8, size=16, channels=1, classes=4):
+    rng = np.random.default_rng(0)
+    pixels = rng.random((count, size, size, channels)).astype("float32")
+    targets = np.eye(classes, dtype="float32")[rng.integers(0, classes, count)]
+    return pixels, targets
+
+
+def test_image_augmentation_keeps_shapes_and_range():
+    augment = augmentation.image(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.2, crop_padding=2, seed=1)
+    pixels, targets = batch()
+    out_pixels, out_targets = augment(pixels, targets)
+    assert tuple(out_pixels.shape) == pixels.shape
+    assert not np.allclose(np.asarray(out_pixels), pixels)
+    np.testing.assert_array_equal(np.asarray(out_targets), targets)
+
+
+def test_mixup_and_cutmix_mix_labels_into_distributions():
+    pixels, targets = batch(count=16)
+    for options in ({"mixup": 0.4}, {"cutmix": 1.0}):
+        _, mixed = augmentation.image(seed=2, **options)(pixels, targets)
+        mixed = np.asarray(mixed)
+        np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-5)
+        assert ((mixed > 0) & (mixed < 1)).any()  # some labels are now soft
+
+
+def test_no_augmentation_is_none_and_bad_flip_is_rejected():
+    assert augmentation.image() is None
+    with pytest.raises(ValueError, match="flip must be"):
+        augmentation.image(flip="sideways")
+
+
+def test_chain_composes_left_to_right_and_skips_none():
+    add_one = lambda features, targets: (features + 1, targets)  # noqa: E731
+    double = lambda features, targets: (features * 2, targets)  # noqa: E731
+    assert augmentation.chain(None) is None
+    assert augmentation.chain(add_one, None, double)(1, 0) == (4, 0)
+
+
+def test_optimizer_schedules_and_callbacks():
+    import keras
+
+    config = TaskConfig(schedule="cosine", learning_rate=0.01, weight_decay=0.001, epochs=10)
+    optimizer = regularization.optimizer(config, steps_per_epoch=5)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)  # the cosine schedule at step 0
+    assert optimizer.weight_decay == pytest.approx(0.001)
+    callbacks = regularization.callbacks(TaskConfig(schedule="plateau", early_stopping_patience=6))
+    early, plateau = callbacks
+    assert early.restore_best_weights and early.patience == 6
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau)
+    assert len(regularization.callbacks(TaskConfig(schedule="cosine"))) == 1
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        regularization.optimizer(TaskConfig(schedule="linear"), 5)
+    assert regularization.l2(0) is None and regularization.l2(1e-4) is not None
+
+
+def test_classification_evaluation_matches_sklearn_and_draws_figures():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
+                              [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]])
+    result = evaluation.classification(labels, probabilities, ["a", "b", "c"])
+    assert result.metrics["accuracy"] == pytest.approx(5 / 6)
+    assert 0.5 < result.metrics["roc_auc"] <= 1 and 0.5 < result.metrics["pr_auc"] <= 1
+    assert {"confusion_matrix", "roc_curve", "pr_curve"} <= set(result.figures)
+    assert "precision" in result.texts["classification_report.txt"]
+
+
+def test_top_k_answers():
+    answer, = evaluation.top_k(np.array([[0.1, 0.7, 0.2]]), ["a", "b", "c"], k=2)
+    assert answer["label"] == "b" and answer["probability"] == pytest.approx(0.7)
+    assert [item["label"] for item in answer["top_k"]] == ["b", "c"]
+
+
+def test_split_indices_stratified_and_grouped():
+    labels = np.array([0] * 80 + [1] * 20)
+    train, validation, test = data.split_indices(100, 0, 0.2, 0.2, stratify=labels)
+    assert sorted(np.concatenate([train, validation, test])) == list(range(100))
+    assert labels[test].mean() == pytest.approx(0.2)
+    groups = np.repeat(np.arange(10), 10)
+    train, validation, test = data.split_indices(100, 0, 0.2, 0.2, groups=groups)
+    assert not set(groups[train]) & set(groups[test]) and not set(groups[train]) & set(groups[validation])
+    with pytest.raises(ValueError, match="must leave data for training"):
+        data.split_indices(10, 0, 0.5, 0.5)
+
+
+def test_make_dataset_batches_and_maps():
+    features, targets = np.arange(10, dtype="float32"), np.arange(10)
+    dataset = data.make_dataset((features, targets), 4, shuffle=True, seed=0,
+                                batch_map=lambda x, y: (x * 2, y))
+    batches = list(dataset.as_numpy_iterator())
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    assert sorted(np.concatenate([x for x, _ in batches])) == list(range(0, 20, 2))
+
+
+def test_parse_source(tmp_path):
+    assert data.parse_source("embedded") == ("embedded", "")
+    assert data.parse_source("tfds:mnist:train") == ("tfds", "mnist:train")
+    (tmp_path / "a").mkdir()
+    assert data.parse_source(str(tmp_path)) == ("folder", str(tmp_path))
+    npz = tmp_path / "x.npz"
+    np.savez(npz, a=np.zeros(2))
+    assert data.parse_source(str(npz)) == ("npz", str(npz))
+    with pytest.raises(ValueError, match="does not exist"):
+        data.parse_source(str(tmp_path / "missing"))
+
+
+def test_bad_idx_and_npz_files_are_named(tmp_path):
+    bad = tmp_path / "bad-idx3-ubyte"
+    bad.write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="bad-idx3-ubyte' is not an unsigned-byte IDX file"):
+        data.read_idx(bad)
+    npz = tmp_path / "other.npz"
+    np.savez(npz, pixels=np.zeros(3))
+    with pytest.raises(ValueError, match="expected x_train, y_train"):
+        data.read_npz(npz)
+    with pytest.raises(ValueError, match="cannot read"):
+        data.read_npz(bad)
+
+
+def test_decode_and_fit_images(tmp_path):
+    path = tmp_path / "rgb.png"
+    images.save_png(np.full((5, 7, 3), 0.5), path)
+    decoded = images.decode(str(path))
+    assert decoded.shape == (5, 7, 3) and decoded.max() <= 1
+    fitted = images.fit(decoded, (8, 8), 1)
+    assert fitted.shape == (8, 8, 1)
+    assert images.decode(np.full((4, 4), 255, dtype=np.uint8)).max() == pytest.approx(1.0)

@@ -1,0 +1,48 @@
+"""Every registered task honours the contract the runner, CLI and MLflow registry rely on."""
+
+import dataclasses
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tasks
+from pipelines import config
+from tasks.base import TaskConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_task_declares_name_metric_and_valid_quick_budget(name):
+    task = tasks.get(name)
+    assert task.name == name and task.primary_metric and task.tfds_name and task.input_column
+    resolved = config.resolve(task, quick=True)
+    assert resolved.epochs <= 3
+    assert issubclass(task.config_class, TaskConfig)
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_config_default_says_why(name):
+    config_class = tasks.get(name).config_class
+    own = {field.name for field in dataclasses.fields(config_class)}
+    for klass in config_class.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        for line in inspect.getsource(klass).splitlines():
+            stripped = line.strip()
+            field_name = stripped.split(":")[0]
+            if field_name in own and " = " in stripped:
+                assert "#" in stripped, f"{klass.__name__}.{field_name} has no why-comment"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", tasks.names())
+def test_quick_run_on_jax_backend(name, tmp_path):
+    environment = dict(os.environ, KERAS_BACKEND="jax", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'm.db'}")
+    completed = subprocess.run([sys.executable, "-m", "pipelines", "run", name, "--quick"], cwd=ROOT,
+                               env=environment, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert f"test_{tasks.get(name).primary_metric}=" in completed.stderr

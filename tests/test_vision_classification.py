@@ -1,0 +1,202 @@
+"""Vision classification end to end: training, everything MLflow holds, raw-input prediction, data paths."""
+
+import gzip
+import json
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from pipelines import cli, config, runner
+from shared import data, images, tracking
+from tests.conftest import shared_data
+
+TASK = "vision_classification"
+
+
+def quick_run(*assignments, data_source=None):
+    task = tasks.get(TASK)
+    resolved = config.resolve(task, quick=True, assignments=list(assignments), data=data_source)
+    return runner.run(task, resolved)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training on the embedded digits, shared by the tests that inspect its run and model."""
+    folder = tmp_path_factory.mktemp("store")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    result = quick_run("epochs=8", "max_examples=0")
+    yield result, folder
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def digit_pngs(folder, count=6):
+    from sklearn import datasets
+
+    digits = datasets.load_digits()
+    paths = []
+    for index in range(1, count + 1):  # the last digits of the set, written as 8x8 PNG files
+        path = folder / f"digit_{index}_true_{digits.target[-index]}.png"
+        images.save_png(digits.images[-index][..., None] / 16.0, path)
+        paths.append((path, str(digits.target[-index])))
+    return paths
+
+
+def test_run_beats_chance_and_logs_everything(trained):
+    result, _ = trained
+    assert result.metrics["accuracy"] > 0.8  # chance is 0.1
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    task = tasks.get(TASK)
+    assert set(run.data.params) == set(config.flatten(task.config_class()))
+    assert run.data.params["epochs"] == "8"
+    tags = run.data.tags
+    assert tags["task"] == TASK and tags["data_source"] == "embedded" and tags["synthetic"] == "false"
+    assert tags["git_commit"] and tags["version.keras"] and tags["version.tensorflow"]
+    for name in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc"):
+        assert name in run.data.metrics
+    history = mlflow.MlflowClient().get_metric_history(result.run_id, "val_accuracy")
+    assert 1 <= len(history) <= 8 and [point.step for point in history] == list(range(len(history)))
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    assert {"config.yaml", "model_summary.txt", "classification_report.txt", "plots"} <= artifacts
+    plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert {"plots/training_curves.png", "plots/confusion_matrix.png", "plots/roc_curve.png",
+            "plots/pr_curve.png", "plots/sample_predictions.png"} <= plots
+    assert [item.dataset.name for item in run.inputs.dataset_inputs] == ["sklearn_digits-training",
+                                                                        "sklearn_digits-testing"]
+    version = mlflow.MlflowClient().get_registered_model(TASK).latest_versions[0]
+    assert result.model_uri == f"models:/{TASK}/{version.version}"
+    info = mlflow.models.get_model_info(f"models:/{TASK}/latest")
+    assert info.signature.inputs.input_names() == ["image"]
+    assert info.saved_input_example_info is not None
+
+
+def test_predict_png_from_registry_and_run_uri(trained, tmp_path):
+    result, _ = trained
+    samples = digit_pngs(tmp_path)
+    for uri in (f"models:/{TASK}/latest", f"runs:/{result.run_id}/model"):
+        model = tracking.load(uri)
+        answers = model.predict(pd.DataFrame({"image": [str(path) for path, _ in samples]}))
+        correct = sum(answer["label"] == truth for answer, (_, truth) in zip(answers, samples))
+        assert correct >= len(samples) - 1
+        assert all(0 <= answer["probability"] <= 1 and len(answer["top_k"]) == 3 for answer in answers)
+
+
+def test_predict_accepts_decoded_arrays_and_bytes(trained, tmp_path):
+    (path, truth), = digit_pngs(tmp_path, count=1)
+    model = tracking.load(f"models:/{TASK}/latest")
+    pixels = images.decode(str(path))
+    answers = model.predict(pd.DataFrame({"image": [pixels, path.read_bytes(), (pixels * 255).astype("uint8")]}))
+    assert len({answer["label"] for answer in answers}) == 1
+
+
+def test_predict_cli_prints_one_json_object_per_input(trained, tmp_path, capsys):
+    samples = digit_pngs(tmp_path, count=2)
+    code = cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", *[str(path) for path, _ in samples]])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    answers = [json.loads(line) for line in lines]
+    assert [answer["input"] for answer in answers] == [str(path) for path, _ in samples]
+
+
+def test_predict_rejects_a_file_that_is_not_an_image(trained, tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    code = cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(text)])
+    assert code == 2
+    assert f"{text}: not a readable image" in capsys.readouterr().err
+
+
+def test_compare_sorts_runs_by_primary_metric(trained, capsys):
+    assert cli.main(["compare", TASK]) == 0
+    out = capsys.readouterr().out
+    assert "sorted by test_accuracy" in out and trained[0].run_id[:12] in out
+
+
+def test_exception_marks_run_failed(tracking_store, monkeypatch):
+    task = tasks.get(TASK)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation exploded")
+
+    monkeypatch.setattr(type(task), "evaluate", broken)
+    with pytest.raises(RuntimeError):
+        runner.run(task, config.resolve(task, quick=True, assignments=["max_examples=200"]))
+    runs = mlflow.search_runs(experiment_names=[TASK], output_format="list")
+    assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_same_seed_gives_same_test_metric(tracking_store):
+    first = quick_run("max_examples=300", "seed=3")
+    second = quick_run("max_examples=300", "seed=3")
+    assert first.metrics == second.metrics
+
+
+def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=40):
+        result = quick_run(data_source="tfds:fashion_mnist")
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["data_source"] == "tfds:fashion_mnist" and run.data.tags["dataset"] == "tfds_fashion_mnist"
+    assert 0 <= result.metrics["accuracy"] <= 1
+
+
+def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    for name, value in (("dark", 0.2), ("bright", 0.8)):
+        (tmp_path / name).mkdir()
+        for index in range(12):
+            pixels = np.clip(value + rng.normal(0, 0.05, (12, 10, 3)), 0, 1)
+            images.save_png(pixels, tmp_path / name / f"{index}.png")
+    (tmp_path / "dark" / "broken.png").write_bytes(b"\x89PNG broken")
+    result = quick_run("epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data_source=str(tmp_path))
+    assert "broken.png" in caplog.text
+    model = tracking.load(result.model_uri)
+    answer, = model.predict(pd.DataFrame({"image": [str(tmp_path / "bright" / "0.png")]}))
+    assert {item["label"] for item in answer["top_k"]} == {"dark", "bright"}
+
+
+def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (60, 9, 9), dtype=np.uint8)
+    labels = np.arange(60, dtype=np.uint8) % 3
+    idx_folder = tmp_path / "idx"
+    idx_folder.mkdir()
+    with gzip.open(idx_folder / "t10k-images-idx3-ubyte.gz", "wb") as handle:
+        handle.write(bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in pixels.shape) + pixels.tobytes())
+    with gzip.open(idx_folder / "t10k-labels-idx1-ubyte.gz", "wb") as handle:
+        handle.write(bytes([0, 0, 8, 1]) + (60).to_bytes(4, "big") + labels.tobytes())
+    features, targets = data.read_idx_pair(idx_folder)
+    assert features.shape == (60, 9, 9) and (targets == labels).all()
+    task = tasks.get(TASK)
+    splits = task.load_data(config.resolve(task, data=str(idx_folder)))
+    assert splits.train[0].shape[1:] == (9, 9, 1) and splits.info["class_names"] == ["0", "1", "2"]
+    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 60
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, x_train=pixels[:40], y_train=labels[:40], x_test=pixels[40:], y_test=labels[40:])
+    result = quick_run("epochs=1", data_source=str(npz))
+    assert mlflow.get_run(result.run_id).data.tags["data_source"] == str(npz)
+    assert 0 <= result.metrics["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_default_run_reaches_target_on_embedded_digits(tracking_store):
+    task = tasks.get(TASK)
+    result = runner.run(task, config.resolve(task))
+    assert result.metrics["accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_real_mnist_idx_files_load(tracking_store):
+    folder = shared_data("mnist_test")
+    features, labels = data.read_idx_pair(folder)
+    assert features.shape == (10000, 28, 28) and set(labels) == set(range(10))
