@@ -2,6 +2,7 @@
 data -> augment -> build -> fit(validation) -> evaluate(test) -> log -> register.
 """
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -62,12 +63,13 @@ def run(task, config, experiment=None):
         model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
                       loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info))
         started = time.perf_counter()
-        history = model.fit(
-            train, validation_data=validation, epochs=config.epochs,
-            callbacks=regularization.callbacks(config) + [tracking.epoch_logger()],
-            class_weight=task.class_weight(config, splits), verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
+            history = model.fit(
+                train, validation_data=validation, epochs=config.epochs,
+                callbacks=regularization.callbacks(config) + [tracking.epoch_logger()],
+                class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
+                shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
+            )
         train_seconds = time.perf_counter() - started
         evaluation = task.evaluate(model, splits, config)
         tracking.log_evaluation(evaluation, history.history, model, yaml.safe_dump(params, sort_keys=False))
