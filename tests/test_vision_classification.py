@@ -200,3 +200,23 @@ def test_real_mnist_idx_files_load(tracking_store):
     folder = shared_data("mnist_test")
     features, labels = data.read_idx_pair(folder)
     assert features.shape == (10000, 28, 28) and set(labels) == set(range(10))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["efficientnetv2b0", "mobilenetv3small"])
+def test_applications_backbones_take_small_grayscale_images_and_local_weights(backbone, tmp_path):
+    task = tasks.get(TASK)
+    info = {"class_names": ["a", "b", "c"], "image_size": [8, 8], "channels": 1}
+    model = task.build_model(config.resolve(task, assignments=[f"backbone={backbone}"]), info)
+    assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 3)
+    inner = next(layer for layer in model.layers if layer.name.lower().startswith(backbone[:8]))
+    weights = tmp_path / "backbone.weights.h5"
+    inner.save_weights(weights)
+    reloaded = task.build_model(
+        config.resolve(task, assignments=[f"backbone={backbone}", f"backbone_weights={weights}"]), info
+    )
+    reloaded_inner = next(layer for layer in reloaded.layers if layer.name.lower().startswith(backbone[:8]))
+    np.testing.assert_allclose(reloaded_inner.get_weights()[0], inner.get_weights()[0])
+    with pytest.raises(ValueError, match="could not be loaded"):
+        task.build_model(config.resolve(task, assignments=[f"backbone={backbone}",
+                                                           f"backbone_weights={tmp_path / 'nope.h5'}"]), info)
