@@ -85,3 +85,362 @@ def top_k(probabilities, class_names, k=3):
         ranked = [{"label": class_names[index], "probability": round(float(row[index]), 6)} for index in order]
         answers.append({"label": ranked[0]["label"], "probability": ranked[0]["probability"], "top_k": ranked})
     return answers
+
+
+def confident_mistakes(items, labels, probabilities, class_names, limit=20):
+    """A Markdown table of the wrong predictions the model was surest about.
+
+    Args:
+        items (Sequence[str]): what to show per example (a sentence, an id, a file name).
+        labels (np.ndarray): true class indices, shape (n,).
+        probabilities (np.ndarray): predicted class probabilities, shape (n, k).
+        class_names (list[str]): the k class names.
+        limit (int): rows in the table.
+
+    Returns:
+        str: the table (a header and a note when there is no mistake).
+    """
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype="float64")
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:limit]
+    lines = ["| confidence | predicted | true | example |", "|---|---|---|---|"]
+    for index in wrong:
+        shown = str(items[index]).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {probabilities[index, predictions[index]]:.3f} | {class_names[predictions[index]]} | "
+                     f"{class_names[labels[index]]} | {shown[:300]} |")
+    if not len(wrong):
+        lines.append("| | | | no mistakes on this split |")
+    return "\n".join(lines) + "\n"
+
+
+def normalize_for_bleu(text):
+    """Lower-cases and removes punctuation (Unicode category P*), collapsing spaces.
+
+    The normalisation of the keras-io translation recipe's references, so scores are comparable.
+    """
+    import unicodedata
+
+    kept = "".join(" " if unicodedata.category(character).startswith("P") else character
+                   for character in text.lower())
+    return " ".join(kept.split())
+
+
+def translation(hypotheses, references):
+    """sacreBLEU and chrF (the sacrebleu library) on raw and on normalised text.
+
+    Args:
+        hypotheses (list[str]): system outputs, detokenised.
+        references (list[str]): one reference per hypothesis.
+
+    Returns:
+        dict[str, float]: bleu, chrf, and bleu_normalized, chrf_normalized (both sides lower-cased,
+        punctuation removed: see `normalize_for_bleu`).
+    """
+    import sacrebleu
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references; give one each.")
+    normalized_hypotheses = [normalize_for_bleu(text) for text in hypotheses]
+    normalized_references = [normalize_for_bleu(text) for text in references]
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+        "bleu_normalized": sacrebleu.corpus_bleu(normalized_hypotheses, [normalized_references]).score,
+        "chrf_normalized": sacrebleu.corpus_chrf(normalized_hypotheses, [normalized_references]).score,
+    }
+
+
+def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positive=1.0,
+                     target_precision=0.0, target_recall=0.0):
+    """Chooses a decision threshold on validation data (never on test).
+
+    With a target precision, the lowest threshold reaching it (the most recall at that precision);
+    with a target recall, the highest threshold reaching it (the most precision at that recall);
+    otherwise the threshold with the lowest expected cost `cost_fn * misses + cost_fp * false alarms`.
+
+    Args:
+        labels (np.ndarray): true 0/1 labels, shape (n,).
+        scores (np.ndarray): predicted probabilities of class 1, shape (n,).
+        cost_false_negative (float): cost of one missed positive (a fraud let through).
+        cost_false_positive (float): cost of one false alarm.
+        target_precision (float): 0 = unused; else in (0, 1].
+        target_recall (float): 0 = unused; else in (0, 1].
+
+    Returns:
+        tuple[float, str]: the threshold (flag when score >= threshold) and how it was chosen.
+
+    Raises:
+        ValueError: labels with a single class, or both targets set.
+    """
+    from sklearn import metrics
+
+    labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype="float64").reshape(-1)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("threshold choice needs both classes in the validation split; add data or raise "
+                         "validation_fraction.")
+    if target_precision and target_recall:
+        raise ValueError("set target_precision or target_recall, not both.")
+    if target_precision or target_recall:
+        precision, recall, thresholds = metrics.precision_recall_curve(labels, scores)
+        precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+        if target_precision:
+            reached = np.flatnonzero(precision >= target_precision)
+            if reached.size:
+                return float(thresholds[reached[0]]), f"lowest threshold with precision >= {target_precision}"
+            return float(thresholds[np.argmax(precision)]), f"precision {target_precision} unreachable: max precision"
+        reached = np.flatnonzero(recall >= target_recall)
+        return float(thresholds[reached[-1]]), f"highest threshold with recall >= {target_recall}"
+    false_positive_rate, true_positive_rate, thresholds = metrics.roc_curve(labels, scores, drop_intermediate=False)
+    positives, negatives = labels.sum(), len(labels) - labels.sum()
+    cost = (cost_false_negative * (1 - true_positive_rate) * positives
+            + cost_false_positive * false_positive_rate * negatives)
+    best = int(np.argmin(cost))
+    threshold = min(float(thresholds[best]), 1.0)  # roc_curve's first threshold is inf: flag nothing
+    return threshold, f"minimum expected cost (miss {cost_false_negative}, false alarm {cost_false_positive})"
+
+
+def binary_detection(labels, scores, threshold, cost_false_negative=1.0, cost_false_positive=1.0,
+                     fixed_precision=0.9, baselines=None):
+    """Rare-event detection metrics at a chosen threshold, with curves and a threshold table.
+
+    Args:
+        labels (np.ndarray): true 0/1 labels, shape (n,).
+        scores (np.ndarray): predicted probabilities of class 1, shape (n,).
+        threshold (float): flag when score >= threshold (chosen on validation data).
+        cost_false_negative (float): cost of one miss, for `expected_cost` (mean cost per example).
+        cost_false_positive (float): cost of one false alarm.
+        fixed_precision (float): reports `recall_at_precision` (the best recall with at least this precision).
+        baselines (dict[str, np.ndarray] | None): other models' scores on the same examples; their
+            PR-AUC / ROC-AUC are logged as `<name>_pr_auc`, `<name>_roc_auc` and drawn beside ours.
+
+    Returns:
+        Evaluation: metrics pr_auc (primary), roc_auc, precision, recall, f1, recall_at_precision,
+        expected_cost, threshold, positives; figures pr_curve, roc_curve, confusion_matrix;
+        text threshold_table.csv.
+
+    Raises:
+        ValueError: the labels hold a single class (no curve can be drawn).
+    """
+    from sklearn import metrics
+
+    labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype="float64").reshape(-1)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("the test split holds a single class, so PR-AUC is undefined; use more data or a "
+                         "larger test_fraction.")
+    flagged = scores >= threshold
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    results = {
+        "pr_auc": metrics.average_precision_score(labels, scores),
+        "roc_auc": metrics.roc_auc_score(labels, scores),
+        "precision": metrics.precision_score(labels, flagged, zero_division=0),
+        "recall": metrics.recall_score(labels, flagged, zero_division=0),
+        "f1": metrics.f1_score(labels, flagged, zero_division=0),
+        "recall_at_precision": float(recall[precision >= fixed_precision].max(initial=0.0)),
+        "expected_cost": _cost(labels, flagged, cost_false_negative, cost_false_positive),
+        "threshold": threshold,
+        "positives": labels.sum(),
+    }
+    pr_lines, roc_lines = [("model", recall, precision)], []
+    false_positive_rate, true_positive_rate, _ = metrics.roc_curve(labels, scores)
+    roc_lines.append(("model", false_positive_rate, true_positive_rate))
+    for name, other in (baselines or {}).items():
+        other = np.asarray(other, dtype="float64").reshape(-1)
+        results[f"{name}_pr_auc"] = metrics.average_precision_score(labels, other)
+        results[f"{name}_roc_auc"] = metrics.roc_auc_score(labels, other)
+        other_precision, other_recall, _ = metrics.precision_recall_curve(labels, other)
+        other_false, other_true, _ = metrics.roc_curve(labels, other)
+        pr_lines.append((name, other_recall, other_precision))
+        roc_lines.append((name, other_false, other_true))
+    rows = ["threshold,precision,recall,f1,false_positives,false_negatives,expected_cost"]
+    for value in sorted({0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, round(threshold, 6)}):
+        chosen = scores >= value
+        rows.append(",".join(str(round(float(number), 6)) for number in (
+            value, metrics.precision_score(labels, chosen, zero_division=0),
+            metrics.recall_score(labels, chosen, zero_division=0), metrics.f1_score(labels, chosen, zero_division=0),
+            (chosen & (labels == 0)).sum(), (~chosen & (labels == 1)).sum(),
+            _cost(labels, chosen, cost_false_negative, cost_false_positive))))
+    matrix = metrics.confusion_matrix(labels, flagged, labels=[0, 1])
+    figures = {
+        "pr_curve": plots.curves(pr_lines, "recall", "precision", "precision-recall (test)"),
+        "roc_curve": plots.curves(roc_lines, "false positive rate", "true positive rate", "ROC (test)", diagonal=True),
+        "confusion_matrix": plots.confusion_matrix(matrix, ["negative", "positive"]),
+    }
+    return Evaluation(metrics={name: float(value) for name, value in results.items()}, figures=figures,
+                      texts={"threshold_table.csv": "\n".join(rows) + "\n"})
+
+
+def _cost(labels, flagged, cost_false_negative, cost_false_positive):
+    """Mean cost per example of the misses and false alarms of a flag vector."""
+    misses = (~flagged & (labels == 1)).sum()
+    false_alarms = (flagged & (labels == 0)).sum()
+    return float(cost_false_negative * misses + cost_false_positive * false_alarms) / max(1, len(labels))
+
+
+def regression(true, predicted):
+    """RMSE, MAE and R^2 of a scalar regression.
+
+    Args:
+        true (np.ndarray): targets, shape (n,).
+        predicted (np.ndarray): predictions, shape (n,) or (n, 1).
+
+    Returns:
+        Evaluation: metrics rmse, mae, r2 (r2 is omitted for fewer than two examples).
+    """
+    from sklearn import metrics
+
+    true = np.asarray(true, dtype="float64").reshape(-1)
+    predicted = np.asarray(predicted, dtype="float64").reshape(-1)
+    results = {"rmse": float(np.sqrt(np.mean((predicted - true) ** 2))), "mae": float(np.mean(np.abs(predicted - true)))}
+    if len(true) > 1:
+        results["r2"] = float(metrics.r2_score(true, predicted))
+    return Evaluation(metrics=results)
+
+
+def segmentation(masks, predicted, class_names):
+    """Pixel accuracy, mean and per-class IoU and Dice, from a pixel confusion matrix.
+
+    A class absent from both the truth and the prediction has no defined IoU; it is left out of the
+    means (as keras MeanIoU does) and reported as "n/a" in the table.
+
+    Args:
+        masks (np.ndarray): true class indices, any shape (e.g. (n, h, w)).
+        predicted (np.ndarray): predicted class indices, same shape.
+        class_names (list[str]): the k class names.
+
+    Returns:
+        Evaluation: metrics `pixel_accuracy`, `mean_iou`, `mean_dice`, `iou_<class>`, `dice_<class>`;
+        a `per_class_iou.csv` table; a row-normalised pixel confusion-matrix figure.
+    """
+    from sklearn import metrics
+
+    count = len(class_names)
+    matrix = metrics.confusion_matrix(np.ravel(masks), np.ravel(predicted), labels=list(range(count)))
+    true_positive = np.diag(matrix).astype("float64")
+    truth, guessed = matrix.sum(axis=1), matrix.sum(axis=0)
+    union = truth + guessed - true_positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+        dice = np.where(truth + guessed > 0, 2 * true_positive / (truth + guessed), np.nan)
+    results = {"pixel_accuracy": true_positive.sum() / max(1, matrix.sum()),
+               "mean_iou": np.nanmean(iou), "mean_dice": np.nanmean(dice)}
+    rows = ["class,iou,dice,true_pixels,predicted_pixels"]
+    for index, name in enumerate(class_names):
+        key = "".join(character if character.isalnum() else "_" for character in str(name).lower())
+        if union[index] > 0:
+            results[f"iou_{key}"], results[f"dice_{key}"] = iou[index], dice[index]
+        shown = [f"{value:.4f}" if union[index] > 0 else "n/a" for value in (iou[index], dice[index])]
+        rows.append(f"{name},{shown[0]},{shown[1]},{truth[index]},{guessed[index]}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.round(100 * matrix / np.maximum(1, truth[:, None]))  # percent of each true class
+    return Evaluation(
+        metrics={name: float(value) for name, value in results.items()},
+        figures={"pixel_confusion_matrix_percent": plots.confusion_matrix(share, class_names)},
+        texts={"per_class_iou.csv": "\n".join(rows) + "\n"},
+    )
+
+
+def calibration(labels, scores, bins=10):
+    """Reliability diagram and expected calibration error of positive-class probabilities.
+
+    Args:
+        labels (np.ndarray): true 0/1 labels.
+        scores (np.ndarray): predicted positive-class probabilities.
+        bins (int): equal-width probability bins.
+
+    Returns:
+        Evaluation: metrics `expected_calibration_error` and `brier_score`; a `calibration_curve` figure.
+    """
+    from sklearn import calibration as sklearn_calibration
+    from sklearn import metrics
+
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype="float64")
+    observed, predicted = sklearn_calibration.calibration_curve(labels, scores, n_bins=bins, strategy="uniform")
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    error = sum(abs(scores[which == b].mean() - labels[which == b].mean()) * np.mean(which == b)
+                for b in np.unique(which))
+    figure = plots.curves([("model", predicted, observed)], "mean predicted probability",
+                          "observed positive fraction", "calibration (reliability diagram)", diagonal=True)
+    return Evaluation(
+        metrics={"expected_calibration_error": float(error),
+                 "brier_score": float(metrics.brier_score_loss(labels, scores))},
+        figures={"calibration_curve": figure},
+    )
+
+
+def grad_cam(model, images, class_indices):
+    """Grad-CAM heatmaps: where the last convolutional feature map drives each chosen class.
+
+    The feature map is the input of the model's last global-pooling layer, so any CNN that ends
+    with global pooling and a dense classifier works, on the TensorFlow or JAX backend.
+
+    Args:
+        model (keras.Model): a trained classifier with a GlobalAveragePooling2D / GlobalMaxPooling2D head.
+        images (np.ndarray): a batch (n, h, w, c) in the model's input format.
+        class_indices (np.ndarray): the class to explain per image, shape (n,).
+
+    Returns:
+        np.ndarray: heatmaps (n, h, w) in [0, 1], resized to the image size.
+
+    Raises:
+        ValueError: the model has no global pooling layer, or the backend is neither TensorFlow nor JAX.
+    """
+    import keras
+    import tensorflow as tf
+
+    pooling = [layer for layer in model._flatten_layers()
+               if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))]
+    if not pooling:
+        raise ValueError(f"Grad-CAM needs a model ending in global pooling; '{model.name}' has none.")
+    feature_map = pooling[-1].input
+    features = keras.Model(model.inputs[0], feature_map)(np.asarray(images, dtype="float32"), training=False)
+    head = keras.Model(feature_map, model.outputs[0])
+    selector = np.eye(model.outputs[0].shape[-1], dtype="float32")[np.asarray(class_indices)]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        gradients = jax.grad(lambda mapped: (head(mapped, training=False) * selector).sum())(features)
+    elif keras.backend.backend() == "tensorflow":
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            selected = tf.reduce_sum(head(features, training=False) * selector)
+        gradients = tape.gradient(selected, features)
+    else:
+        raise ValueError(f"Grad-CAM supports the tensorflow and jax backends, not '{keras.backend.backend()}'.")
+    features, gradients = np.asarray(features), np.asarray(gradients)
+    heatmaps = np.maximum((gradients.mean(axis=(1, 2), keepdims=True) * features).sum(axis=-1), 0)
+    heatmaps = heatmaps / np.maximum(heatmaps.max(axis=(1, 2), keepdims=True), 1e-8)
+    return tf.image.resize(heatmaps[..., None], np.shape(images)[1:3]).numpy()[..., 0]
+
+
+def ranking(recommended, relevant, k, catalogue_size):
+    """Top-K ranking quality: HitRate@K, NDCG@K, MAP@K (binary relevance) and catalogue coverage.
+
+    Args:
+        recommended (np.ndarray): ranked item indices per user, best first, shape (users, >= k).
+        relevant (list[set]): the held-out items of each user (an item never recommendable counts as a miss).
+        k (int): list length scored.
+        catalogue_size (int): number of recommendable items, for coverage.
+
+    Returns:
+        dict[str, float]: `hit_rate` (share of users with a relevant item in the top k), `ndcg`,
+        `map` (average precision truncated at k, normalised by min(k, relevant items)) and `coverage`
+        (share of the catalogue appearing in at least one top-k list).
+    """
+    if k <= 0:
+        raise ValueError(f"K must be a positive list length, got {k}; set top_k to 10, say.")
+    if not len(relevant):
+        raise ValueError("ranking metrics need at least one user with held-out items; use more data.")
+    top = np.asarray(recommended)[:, :k]
+    hits = np.array([[item in wanted for item in row] for row, wanted in zip(top, relevant)], dtype="float64")
+    counts = np.array([max(1, min(k, len(wanted))) for wanted in relevant], dtype="float64")
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.array([discounts[: int(count)].sum() for count in counts])
+    precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    return {
+        "hit_rate": float(hits.any(axis=1).mean()),
+        "ndcg": float(((hits * discounts).sum(axis=1) / ideal).mean()),
+        "map": float(((precision_at * hits).sum(axis=1) / counts).mean()),
+        "coverage": float(len(np.unique(top)) / max(1, catalogue_size)),
+    }

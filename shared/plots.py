@@ -81,3 +81,67 @@ def close(figures):
     """Frees the figures' memory."""
     for figure in figures:
         plt.close(figure)
+
+
+def _class_colors(count):
+    """One RGB colour per class; class 0 (usually background) is black."""
+    colors = plt.get_cmap("tab10" if count <= 10 else "tab20")(np.arange(max(count - 1, 1)))[:, :3]
+    return np.concatenate([np.zeros((1, 3)), colors])[:count]
+
+
+def segmentation_overlays(images, true_masks, predicted_masks, class_names):
+    """One row per image: the image, the true mask over it, the predicted mask over it.
+
+    Args:
+        images (np.ndarray): (n, h, w, c) in [0, 1].
+        true_masks (np.ndarray): (n, h, w) class indices.
+        predicted_masks (np.ndarray): (n, h, w) class indices.
+        class_names (list[str]): names for the legend.
+    """
+    colors = _class_colors(len(class_names))
+    figure, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
+    for row, (image, truth, predicted) in enumerate(zip(images, true_masks, predicted_masks)):
+        base = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+        for column, (mask, title) in enumerate(((None, "image"), (truth, "true mask"), (predicted, "predicted"))):
+            shown = base if mask is None else np.where(mask[..., None] > 0, 0.45 * base + 0.55 * colors[mask], base)
+            axes[row, column].imshow(np.clip(shown, 0, 1))
+            axes[row, column].set_title(title, fontsize=8)
+            axes[row, column].axis("off")
+    handles = [matplotlib.patches.Patch(color=colors[index], label=name) for index, name in enumerate(class_names)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(6, len(class_names)), fontsize=7)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure
+
+
+def heatmap_overlays(images, heatmaps, titles, columns=4):
+    """Images with a heatmap (Grad-CAM, saliency) blended over each, titled."""
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, heatmap, title in zip(axes.flat, images, heatmaps, titles):
+        axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        axis.set_title(title, fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def spectrogram_grid(spectrograms, titles, columns=4):
+    """Spectrograms (time across, frequency up) in a grid with a title each (sample predictions).
+
+    Args:
+        spectrograms (np.ndarray): (n, frames, bins) or (n, frames, bins, channels); channel 0 is drawn.
+        titles (list[str]): one title per spectrogram.
+    """
+    rows = int(np.ceil(len(spectrograms) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, spectrogram, title in zip(axes.flat, spectrograms, titles):
+        spectrogram = np.asarray(spectrogram)
+        axis.imshow((spectrogram[..., 0] if spectrogram.ndim == 3 else spectrogram).T, origin="lower",
+                    aspect="auto", cmap="magma")
+        axis.set_title(title, fontsize=7)
+    figure.tight_layout()
+    return figure

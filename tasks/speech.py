@@ -1,0 +1,637 @@
+"""Speech: spoken-word classification with a small CNN on librosa log-mel or MFCC features.
+
+Data sources:
+    embedded            generated "words" (8 pitch / formant / hiss contours) said by 6 synthetic speakers
+                        with random pitch, speed, loudness, onset and background noise. Synthetic.
+    tfds:NAME[:SPLIT]   e.g. tfds:speech_commands (12 keyword classes at 16 kHz; needs internet once).
+    FOLDER              one subfolder of audio files per class; or, with `filename_pattern` set, flat files
+                        labelled by a regular expression on the file name with a `label` group and an
+                        optional `speaker` (or `group`) group, e.g. FSDD's `(?P<label>\\d)_(?P<speaker>[a-z]+)_\\d+`.
+    FILE.csv            a manifest with columns `path,label[,group]` (or `speaker`); relative paths are
+                        read from the CSV's folder.
+Audio: WAV, FLAC, OGG or MP3 (whatever soundfile reads), any sample rate, mono or stereo (averaged).
+
+Features: resample to `sample_rate`, trim leading and trailing silence, centre-pad or centre-crop to
+`duration`, then a log-mel spectrogram or MFCCs (optionally with deltas), standardised per band with
+training statistics. They are computed once per run, before training, with a progress bar; the logged
+model runs the same `clip_features` on raw audio, so training and serving cannot drift apart. The
+Keras model sees features only, so it trains on every backend.
+
+Bad input: while reading a dataset, files that are not audio, empty, silent (peak below -80 dBFS),
+shorter than one analysis window or with a sample rate of 0 are skipped with a warning naming each
+(an error if nothing is left); at prediction time the same problems raise a one-line ValueError.
+A `filename_pattern` without a `label` group and a class folder with no audio are errors.
+"""
+
+import dataclasses
+import functools
+import logging
+import os
+import pathlib
+import re
+
+import numpy as np
+
+from tasks import register
+from tasks.base import ClassificationTask, Splits, TaskConfig
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+FEATURES = ("logmel", "mfcc")
+SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than any microphone's noise floor, so nothing was recorded
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SpeechConfig(TaskConfig):
+    label_smoothing: float = 0.1  # few, similar-sounding classes: softened targets calibrate better
+    sample_rate: int = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
+    duration: float = 1.0  # seconds after centre pad/crop: one word fits in a second
+    trim_db: float = 30.0  # drop leading/trailing audio this far below the peak so words are centred (0 = off)
+    features: str = "logmel"  # logmel | mfcc
+    n_mels: int = 40  # mel bands: the usual keyword-spotting resolution
+    n_mfcc: int = 20  # cepstral coefficients kept when features=mfcc
+    deltas: bool = False  # add first and second time derivatives as channels (classic for MFCCs)
+    window_ms: float = 25.0  # analysis window: the standard speech frame
+    hop_ms: float = 10.0  # frame step: 100 frames per second
+    fmin: float = 20.0  # below any voice's pitch; drops hum and DC
+    fmax: float = 0.0  # 0 means the Nyquist frequency (half of sample_rate)
+    filename_pattern: str = ""  # regex on file names with a `label` group (and `speaker`/`group`) for flat folders
+    split: str = "random"  # random | group: group keeps every speaker in a single split (measures new voices)
+    test_groups: str = ""  # comma-separated speakers/groups held out as the test split (empty: carved)
+    validation_groups: str = ""  # comma-separated speakers/groups held out for validation (empty: carved)
+    augment_copies: int = 2  # perturbed copies of each training clip, computed once (waveform changes)
+    speed: float = 0.1  # +-10% speed (tempo and pitch together): cheap speaker-like variation
+    pitch_semitones: float = 0.0  # extra pitch shift at constant tempo; ~30 ms per clip, so off by default
+    noise_snr_db: tuple = (15.0, 40.0)  # white-noise SNR range in dB for the copies; () adds none
+    time_shift_ms: float = 100.0  # per-batch random circular shift: words are not always centred in real use
+    time_masks: int = 2  # SpecAugment time masks per example
+    time_mask_ms: float = 80.0  # max width of each time mask (a short syllable)
+    frequency_masks: int = 2  # SpecAugment frequency masks per example
+    frequency_mask_bins: int = 5  # max bands per frequency mask (1/8 of 40 mel bands)
+    base_filters: int = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
+    blocks: int = 4  # conv blocks, each halving time and frequency: 100x40 frames -> 6x2
+    separable: bool = False  # depthwise-separable convolutions: ~5x fewer multiply-adds for small devices
+    dropout: float = 0.3  # before the classifier: small speech sets overfit to their speakers
+    embedded_repeats: int = 12  # utterances per word and speaker in the generated set (8 x 6 x 12 = 576)
+    top_k: int = 3  # classes returned per prediction
+
+
+def feature_settings(config):
+    """Returns the JSON-friendly feature parameters saved in `Splits.info` and used at predict time.
+
+    Raises:
+        ValueError: a parameter out of range; the message names the config key.
+    """
+    if config.sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz (e.g. 16000), got {config.sample_rate}.")
+    if config.features not in FEATURES:
+        raise ValueError(f"features must be one of {', '.join(FEATURES)}, got '{config.features}'.")
+    if config.duration <= 0 or config.window_ms <= 0 or config.hop_ms <= 0:
+        raise ValueError("duration, window_ms and hop_ms must be positive; e.g. --set duration=1.0.")
+    fmax = config.fmax or config.sample_rate / 2
+    if not 0 <= config.fmin < fmax <= config.sample_rate / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2 = {config.sample_rate / 2:g} Hz; "
+                         f"got fmin={config.fmin}, fmax={config.fmax}.")
+    window = int(round(config.sample_rate * config.window_ms / 1000))
+    return {
+        "sample_rate": config.sample_rate, "samples": int(round(config.duration * config.sample_rate)),
+        "kind": config.features, "n_mels": config.n_mels, "n_mfcc": config.n_mfcc, "deltas": config.deltas,
+        "window": window, "n_fft": 1 << max(0, window - 1).bit_length(),
+        "hop": max(1, int(round(config.sample_rate * config.hop_ms / 1000))),
+        "fmin": config.fmin, "fmax": fmax, "trim_db": config.trim_db, "window_ms": config.window_ms,
+    }
+
+
+def _wav_header_rate(head):
+    """The sample rate written in a WAV header (the bytes of the file's start), or None if not a WAV."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position = head.find(b"fmt ")
+    return int.from_bytes(head[position + 12: position + 16], "little") if position >= 0 else None
+
+
+def read_audio(source):
+    """Decodes one audio file (path or encoded bytes) to mono float32 samples.
+
+    Returns:
+        tuple[np.ndarray, int]: samples (n,) and the file's sample rate.
+
+    Raises:
+        ValueError: missing, empty or non-audio file, or a sample rate of 0; the message names the file.
+    """
+    import io
+
+    import soundfile
+
+    name = "audio bytes" if isinstance(source, (bytes, bytearray)) else f"'{source}'"
+    if isinstance(source, (bytes, bytearray)):
+        head, opened = bytes(source[:64]), io.BytesIO(source)
+    else:
+        if not os.path.isfile(source):
+            raise ValueError(f"{name}: no such audio file.")
+        with open(source, "rb") as handle:
+            head, opened = handle.read(64), source
+    if not head:
+        raise ValueError(f"{name} is empty (0 bytes); give a WAV, FLAC, OGG or MP3 recording.")
+    if _wav_header_rate(head) == 0:
+        raise ValueError(f"{name} has a sample rate of 0 in its WAV header; re-export it with its real rate.")
+    try:
+        samples, rate = soundfile.read(opened, dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError) as error:  # soundfile's LibsndfileError is a RuntimeError
+        reason = str(error).rstrip(".")
+        raise ValueError(f"{name} is not a readable audio file (WAV, FLAC, OGG or MP3): {reason}.") from None
+    if rate <= 0:
+        raise ValueError(f"{name} has a sample rate of {rate}; re-export it with its real rate.")
+    return samples.mean(axis=1), int(rate)
+
+
+def prepare(samples, rate, settings, name="audio"):
+    """Checks a waveform, resamples it to the feature rate and trims silence at both ends.
+
+    Args:
+        samples (np.ndarray): mono samples.
+        rate (int): their sample rate in Hz.
+        settings (dict): from `feature_settings`.
+        name (str): how to name the clip in errors.
+
+    Returns:
+        np.ndarray: float32 samples at `settings["sample_rate"]`, of variable length.
+
+    Raises:
+        ValueError: no samples, a sample rate of 0, non-finite values, silence, or shorter than one window.
+    """
+    import librosa
+
+    samples = np.asarray(samples, dtype="float32").reshape(-1)
+    if rate is None or rate <= 0:
+        raise ValueError(f"{name} has a sample rate of {rate}; give the rate the audio was recorded at.")
+    if not samples.size:
+        raise ValueError(f"{name} has no audio samples.")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{name} holds NaN or infinite samples; re-export the audio.")
+    peak = float(np.abs(samples).max())
+    if peak < SILENCE_PEAK:
+        raise ValueError(f"{name} is silent (peak amplitude {peak:.1e}, below -80 dBFS); nothing to classify.")
+    if rate != settings["sample_rate"]:
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=settings["sample_rate"], res_type="soxr_hq")
+    if len(samples) < settings["window"]:
+        raise ValueError(f"{name} is {1000 * len(samples) / settings['sample_rate']:.1f} ms long, shorter than "
+                         f"one {settings['window_ms']:g} ms analysis window.")
+    if settings["trim_db"]:
+        samples, _ = librosa.effects.trim(samples, top_db=settings["trim_db"], frame_length=settings["n_fft"],
+                                          hop_length=settings["hop"])
+    return samples.astype("float32")
+
+
+def fix_length(samples, size):
+    """Centre-crops or centre-pads (with silence) a waveform to `size` samples, keeping the word in the middle."""
+    if len(samples) >= size:
+        start = (len(samples) - size) // 2
+        return samples[start: start + size]
+    before = (size - len(samples)) // 2
+    return np.pad(samples, (before, size - len(samples) - before))
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_basis(sample_rate, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+
+
+def clip_features(samples, settings):
+    """Log-mel or MFCC features of a prepared waveform (see `prepare`), unstandardised.
+
+    Returns:
+        np.ndarray: float32 (frames, bins, channels); channels are the features and, with deltas,
+        their first and second time derivatives.
+    """
+    import librosa
+
+    samples = fix_length(samples, settings["samples"])
+    power = np.abs(librosa.stft(samples, n_fft=settings["n_fft"], hop_length=settings["hop"],
+                                win_length=settings["window"])) ** 2
+    basis = _mel_basis(settings["sample_rate"], settings["n_fft"], settings["n_mels"], settings["fmin"],
+                       settings["fmax"])
+    mel = np.einsum("mf,ft->mt", basis, power)  # not BLAS `@`: its threads thrash on tiny products on a busy CPU
+    features = librosa.power_to_db(mel, ref=np.max, top_db=80.0)  # relative to the clip's peak: loudness-free
+    if settings["kind"] == "mfcc":
+        features = librosa.feature.mfcc(S=features, n_mfcc=settings["n_mfcc"])
+    channels = [features]
+    if settings["deltas"]:
+        channels += [librosa.feature.delta(features, order=1), librosa.feature.delta(features, order=2)]
+    return np.stack(channels, axis=-1).transpose(1, 0, 2).astype("float32")
+
+
+def _prepare_all(sources, settings):
+    """Reads and prepares many clips in parallel; failures come back as ValueError objects."""
+    import concurrent.futures
+
+    from shared import data
+
+    def one(source):
+        try:
+            if isinstance(source, tuple):  # (samples, rate, name) held in memory
+                return prepare(source[0], source[1], settings, source[2])
+            samples, rate = read_audio(source)
+            return prepare(samples, rate, settings, f"'{source}'")
+        except ValueError as error:
+            return error
+
+    with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        return list(data.progress(pool.map(one, sources), "reading audio", total=len(sources)))
+
+
+def _featurize(waveforms, settings, description, perturb=None):
+    """Features of many prepared waveforms, each optionally perturbed first, with a progress bar."""
+    from shared import data
+
+    rate = settings["sample_rate"]
+    chosen = waveforms if perturb is None else (perturb(samples, rate) for samples in waveforms)
+    return np.stack([clip_features(samples, settings) for samples in data.progress(chosen, description,
+                                                                                   total=len(waveforms))])
+
+
+def _standardize(features, info):
+    return (features - np.asarray(info["mean"], "float32")) / np.asarray(info["std"], "float32")
+
+
+# Generated words: ("voiced", seconds, pitch start, pitch end, F1 start, F1 end, F2 start, F2 end),
+# ("hiss", seconds) for a fricative, ("gap", seconds) for a pause. Pitch is relative to the speaker's.
+WORDS = {
+    "ah": [("voiced", 0.35, 1.0, 0.95, 750, 750, 1200, 1200)],
+    "ee": [("voiced", 0.35, 1.0, 0.95, 300, 300, 2300, 2300)],
+    "oo": [("voiced", 0.35, 1.0, 0.95, 320, 320, 850, 850)],
+    "eye": [("voiced", 0.4, 1.0, 0.9, 750, 320, 1200, 2300)],
+    "rise": [("voiced", 0.4, 0.85, 1.35, 600, 600, 1500, 1500)],
+    "fall": [("voiced", 0.4, 1.35, 0.8, 600, 600, 1500, 1500)],
+    "sa": [("hiss", 0.15), ("voiced", 0.3, 1.0, 0.9, 750, 750, 1200, 1200)],
+    "ah_ee": [("voiced", 0.2, 1.0, 1.0, 750, 750, 1200, 1200), ("gap", 0.08),
+              ("voiced", 0.2, 1.1, 0.9, 300, 300, 2300, 2300)],
+}
+
+
+def _syllable(part, rate, pitch, formant_scale, speed, generator):
+    """One voiced syllable (harmonics shaped by three formants), hiss or pause."""
+    count = max(1, int(part[1] / speed * rate))
+    if part[0] == "gap":
+        return np.zeros(count)
+    position = np.linspace(0, 1, count)
+    envelope = np.sin(np.pi * position) ** 0.5
+    if part[0] == "hiss":
+        spectrum = np.fft.rfft(generator.standard_normal(count))
+        frequencies = np.fft.rfftfreq(count, 1 / rate)
+        spectrum[(frequencies < 0.25 * rate) | (frequencies > 0.45 * rate)] = 0
+        return np.fft.irfft(spectrum, count) * envelope
+    _, _, pitch_start, pitch_end, f1_start, f1_end, f2_start, f2_end = part
+    f0 = pitch * (pitch_start + (pitch_end - pitch_start) * position)
+    formants = [(formant_scale * (f1_start + (f1_end - f1_start) * position), 90.0, 1.0),
+                (formant_scale * (f2_start + (f2_end - f2_start) * position), 120.0, 0.7),
+                (np.full(count, formant_scale * 2600), 160.0, 0.3)]
+    harmonics = np.arange(1, int(min(rate / 2, 4000) / f0.max()))[:, None]  # formants lie below 4 kHz
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    coarse = np.linspace(0, count - 1, 64).astype(int)  # harmonic gains change slowly: compute 64 and interpolate
+    gains = sum(gain * np.exp(-0.5 * ((harmonics * f0[coarse] - centre[coarse]) / width) ** 2)
+                for centre, width, gain in formants)
+    amplitude = np.stack([np.interp(np.arange(count), coarse, row) for row in gains])
+    return (amplitude * np.sin(harmonics * phase)).sum(axis=0) * envelope
+
+
+def generated_words(repeats, rate, seed, speakers=6):
+    """Synthetic spoken words with speaker-like variation, for offline demos and tests.
+
+    Each speaker has its own pitch (90-240 Hz) and vocal-tract length (formants x0.85-1.2); each
+    utterance varies pitch (+-7%), speed (+-15%), loudness, onset within one second and noise (15-35 dB SNR).
+
+    Args:
+        repeats (int): utterances per word and speaker.
+        rate (int): sample rate in Hz.
+        seed (int): random seed.
+        speakers (int): number of speakers.
+
+    Returns:
+        tuple[list[np.ndarray], np.ndarray, np.ndarray, list[str]]: one-second waveforms, labels,
+        speaker names, class names.
+    """
+    from shared import augmentation
+
+    generator = np.random.default_rng(seed)
+    class_names = list(WORDS)
+    waveforms, labels, names = [], [], []
+    for speaker in range(speakers):
+        pitch, formant_scale = generator.uniform(90, 240), generator.uniform(0.85, 1.2)
+        for label, word in enumerate(class_names):
+            for _ in range(repeats):
+                speed = generator.uniform(0.85, 1.15)
+                utterance_pitch = pitch * generator.uniform(0.93, 1.07)
+                sound = np.concatenate([_syllable(part, rate, utterance_pitch, formant_scale, speed, generator)
+                                        for part in WORDS[word]])
+                sound = generator.uniform(0.1, 0.9) * sound / np.abs(sound).max()
+                clip = np.zeros(rate)
+                start = generator.integers(0, max(1, rate - len(sound)))
+                clip[start: start + len(sound)] = sound[: rate - start]
+                waveforms.append(augmentation.add_noise(clip, generator.uniform(15, 35), generator))
+                labels.append(label)
+                names.append(f"speaker{speaker}")
+    return waveforms, np.array(labels), np.array(names), class_names
+
+
+def _pattern_files(folder, pattern):
+    """Labels (and groups) of the audio files of a flat folder from a regex on their file names."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"filename_pattern '{pattern}' is not a valid regular expression: {error}.") from None
+    if "label" not in compiled.groupindex:
+        raise ValueError(f"filename_pattern '{pattern}' has no named group `label`; write it like "
+                         r"'(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+    group_key = next((key for key in ("speaker", "group") if key in compiled.groupindex), None)
+    paths, labels, groups, skipped = [], [], [], []
+    for path in sorted(pathlib.Path(folder).rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        match = compiled.search(path.name)
+        if match is None or match.group("label") is None:
+            skipped.append(path.name)
+            continue
+        paths.append(str(path))
+        labels.append(match.group("label"))
+        groups.append(match.group(group_key) if group_key else None)
+    if skipped:
+        logger.warning("skipping %d audio file(s) whose names do not match filename_pattern, e.g. %s",
+                       len(skipped), ", ".join(skipped[:3]))
+    if not paths:
+        raise ValueError(f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in '{folder}' matches filename_pattern "
+                         f"'{pattern}'.")
+    return paths, labels, groups if group_key else None
+
+
+def _manifest(path):
+    """Paths, labels and optional groups of a CSV manifest `path,label[,group]`."""
+    from shared import data
+
+    columns = data.read_text_columns(path, {"path": "path,file,filename", "label": "label"})
+    try:
+        groups = data.read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
+    except ValueError:  # the group column is optional
+        groups = None
+    base = pathlib.Path(path).resolve().parent
+    paths = []
+    for row, relative in enumerate(columns["path"], start=2):
+        resolved = base / str(relative).strip()
+        if not resolved.is_file():
+            raise ValueError(f"'{path}' line {row}: audio file '{relative}' does not exist (relative paths are "
+                             f"read from {base}).")
+        paths.append(str(resolved))
+    if not paths:
+        raise ValueError(f"'{path}' lists no audio files; expected rows of path,label[,group].")
+    return paths, [str(label).strip() for label in columns["label"]], groups
+
+
+@register
+class Speech(ClassificationTask):
+    name = "speech"
+    config_class = SpeechConfig
+    tfds_name = "speech_commands"
+    input_column = "audio"
+    quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
+
+    def load_data(self, config):
+        from shared import augmentation, data
+
+        settings = feature_settings(config)
+        sources, labels, groups, preset, class_names, name, synthetic = self._sources(config)
+        train, validation, test = self._split(config, labels, groups, preset)
+        copies = max(0, config.augment_copies)
+        train = data.cap(train, -(-config.max_examples // (1 + copies)), config.seed)
+        needed = np.concatenate([train[0], validation[0], test[0]])
+        prepared = dict(zip(needed.tolist(), _prepare_all([sources[index] for index in needed], settings)))
+        failures = [value for value in prepared.values() if isinstance(value, ValueError)]
+        for failure in failures:
+            logger.warning("skipping %s", failure)
+        usable = np.array([not isinstance(prepared.get(index), ValueError) for index in range(len(labels))])
+        train, validation, test = ((pair[0][usable[pair[0]]], pair[1][usable[pair[0]]])
+                                   for pair in (train, validation, test))
+        if not len(train[0]):
+            first = f"; first problem: {failures[0]}" if failures else ""
+            raise ValueError(f"no usable training audio in '{config.data}'{first}")
+        waveforms = {split: [prepared[index] for index in pair[0]]
+                     for split, pair in (("train", train), ("validation", validation), ("test", test))}
+        train_features = _featurize(waveforms["train"], settings, "features (train)")
+        info = {"class_names": class_names, "top_k": config.top_k, "features": settings,
+                "mean": train_features.mean(axis=(0, 1)).tolist(),  # per band and channel, from training clips
+                "std": np.maximum(train_features.std(axis=(0, 1)), 1e-3).tolist(),
+                "input_shape": list(train_features.shape[1:])}
+        parts, targets = [train_features], [train[1]]
+        perturb = augmentation.audio_waveform(speed=config.speed, semitones=config.pitch_semitones,
+                                              snr_db=tuple(config.noise_snr_db), seed=config.seed)
+        for copy in range(copies):
+            parts.append(_featurize(waveforms["train"], settings, f"features (copy {copy + 1})", perturb))
+            targets.append(train[1])
+        splits = [(_standardize(np.concatenate(parts), info), np.concatenate(targets).astype("int64"))]
+        for split in ("validation", "test"):
+            pair = validation if split == "validation" else test
+            features = (_featurize(waveforms[split], settings, f"features ({split})") if len(pair[0])
+                        else np.zeros((0, *info["input_shape"]), "float32"))
+            splits.append((_standardize(features, info), pair[1].astype("int64")))
+        if not len(splits[2][1]):
+            raise ValueError(f"the test split of '{config.data}' is empty; raise test_fraction or name test_groups.")
+        self._example = fix_length(waveforms["test"][0], settings["samples"])
+        return Splits(*splits, info, config.data, name, synthetic)
+
+    def _sources(self, config):
+        """Lists the clips of `config.data`.
+
+        Returns:
+            tuple: sources (paths or (samples, rate, name) tuples), integer labels, groups (or None),
+            preset split names per clip ("" = to carve), class names, dataset name, synthetic flag.
+        """
+        from shared import data
+
+        kind, argument = data.parse_source(config.data)
+        groups, preset, synthetic = None, None, False
+        if kind == "embedded":
+            waveforms, labels, groups, class_names = generated_words(config.embedded_repeats, config.sample_rate,
+                                                                     config.seed)
+            sources = [(samples, config.sample_rate, f"generated clip {index}")
+                       for index, samples in enumerate(waveforms)]
+            return sources, labels, groups, preset, class_names, "generated_words", True
+        if kind == "tfds":
+            sources, labels, preset, class_names = self._tfds(argument, config)
+            return sources, labels, groups, preset, class_names, f"tfds_{argument.split(':')[0]}", synthetic
+        if kind == "folder" and config.filename_pattern:
+            paths, names, groups = _pattern_files(argument, config.filename_pattern)
+        elif kind == "folder":
+            root = pathlib.Path(argument)
+            if not any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir()):
+                raise ValueError(f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
+                                 r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+            from shared import images
+
+            paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
+            names = [class_names[label] for label in labels]
+        elif kind in ("file", "csv") and argument.lower().endswith((".csv", ".tsv")):
+            paths, names, groups = _manifest(argument)
+        else:
+            raise ValueError(f"speech cannot read '{config.data}'; give a class folder, a flat folder with "
+                             "filename_pattern, a CSV manifest (path,label[,group]) or tfds:speech_commands.")
+        class_names = sorted(set(names))
+        lookup = {class_name: index for index, class_name in enumerate(class_names)}
+        labels = np.array([lookup[label] for label in names])
+        groups = None if groups is None else np.array([str(group) for group in groups])
+        folder_name = pathlib.Path(argument).stem if kind != "folder" else pathlib.Path(argument).name
+        return paths, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
+
+    @staticmethod
+    def _tfds(argument, config):
+        """Clips of a TFDS audio dataset, centre-cropped to `duration` at the source rate in tf.data."""
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        from shared import data
+
+        name = argument.split(":")[0]
+        try:
+            rate = int(tfds.builder(name, data_dir=config.tfds_data_dir or None).info.features["audio"].sample_rate)
+        except Exception:  # unknown dataset or no audio feature: load_tfds_mapped explains which
+            rate = config.sample_rate
+        size = int(round(config.duration * rate))
+
+        def crop_or_pad(example):
+            audio = example["audio"]
+            start = tf.maximum(0, (tf.shape(audio)[0] - size) // 2)
+            audio = audio[start: start + size]
+            audio = tf.pad(audio, [[0, size - tf.shape(audio)[0]]])
+            return {"audio": tf.ensure_shape(audio, [size]), "label": example["label"]}
+
+        loaded, info = data.load_tfds_mapped(
+            argument, config.tfds_data_dir, ("audio", "label"),
+            alternatives="--data embedded, a class folder, a flat folder with filename_pattern or a CSV manifest",
+            example_map=crop_or_pad,
+        )
+        sources, labels, preset = [], [], []
+        for split, arrays in loaded.items():
+            scale = 32768.0 if arrays["audio"].dtype == np.int16 else 1.0
+            sources += [(samples / scale, rate, f"tfds:{name} {split} #{index}")
+                        for index, samples in enumerate(arrays["audio"])]
+            labels.append(arrays["label"])
+            role = split if split in ("validation", "test") and len(loaded) > 1 else ""
+            preset += [role] * len(arrays["label"])
+        return sources, np.concatenate(labels), np.array(preset), list(info.features["label"].names)
+
+    @staticmethod
+    def _split(config, labels, groups, preset):
+        """Train / validation / test `(indices, labels)` pairs: preset splits, named groups, then carving."""
+        from shared import data
+
+        if config.split not in ("random", "group"):
+            raise ValueError(f"split must be random or group, got '{config.split}'.")
+        preset = np.full(len(labels), "", dtype=object) if preset is None else preset.astype(object)
+        for role, named in (("test", config.test_groups), ("validation", config.validation_groups)):
+            wanted = [group.strip() for group in named.split(",") if group.strip()]
+            if not wanted:
+                continue
+            if groups is None:
+                raise ValueError(f"{role}_groups needs speaker/group ids: add a group column to the CSV manifest "
+                                 "or a (?P<speaker>...) group to filename_pattern.")
+            unknown = sorted(set(wanted) - set(groups))
+            if unknown:
+                raise ValueError(f"{role}_groups {unknown} not found; the data has groups {sorted(set(groups))}.")
+            preset[np.isin(groups, wanted)] = role
+        if config.split == "group" and groups is None:
+            raise ValueError("split=group needs speaker/group ids: use a CSV manifest with a group column or a "
+                             "filename_pattern with a (?P<speaker>...) group.")
+        index = np.arange(len(labels))
+        fixed = {role: (index[preset == role], labels[preset == role]) if (preset == role).any() else None
+                 for role in ("validation", "test")}
+        pool = preset == ""
+        return data.carve(index[pool], labels[pool], config, validation=fixed["validation"], test=fixed["test"],
+                          groups=groups[pool] if config.split == "group" else None)
+
+    def build_model(self, config, info):
+        import keras
+
+        if config.blocks < 1 or config.base_filters < 1:
+            raise ValueError(f"blocks and base_filters must be >= 1, got {config.blocks} and {config.base_filters}.")
+        inputs = keras.Input(tuple(info["input_shape"]), name="features")
+        x = inputs
+        for block in range(config.blocks):
+            filters = config.base_filters * 2**block
+            # the first convolution sees 1-3 channels, where a depthwise split saves nothing
+            if config.separable and block > 0:
+                conv = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)
+            else:
+                conv = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)
+            x = keras.layers.BatchNormalization(momentum=0.9)(conv(x))  # fast statistics for short trainings
+            x = keras.layers.Activation("relu")(x)
+            if min(x.shape[1], x.shape[2]) >= 2:
+                x = keras.layers.MaxPooling2D(2)(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dropout(config.dropout)(x)
+        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
+                                     name="probabilities")(x)
+        kind = "ds_cnn" if config.separable else "cnn"
+        return keras.Model(inputs, outputs, name=f"{self.name}_{kind}")
+
+    def train_map(self, config, info):
+        from shared import augmentation
+
+        frames_per_ms = 1 / (1000 * info["features"]["hop"] / info["features"]["sample_rate"])
+        augment = augmentation.audio_spectrogram(
+            time_shift=int(config.time_shift_ms * frames_per_ms), time_masks=config.time_masks,
+            time_mask_width=int(config.time_mask_ms * frames_per_ms), frequency_masks=config.frequency_masks,
+            frequency_mask_width=config.frequency_mask_bins, seed=config.seed,
+        )
+        return augmentation.chain(augment, self.eval_map(config, info))
+
+    def evaluate(self, model, splits, config):
+        """Accuracy, macro F1, confusion matrix and report, per-class recall, sample spectrograms."""
+        from sklearn import metrics
+
+        from shared import evaluation, plots
+
+        features, labels = splits.test
+        names = splits.info["class_names"]
+        probabilities = model.predict(features, batch_size=config.batch_size, verbose=0)
+        result = evaluation.classification(labels, probabilities, names)
+        predicted = probabilities.argmax(axis=1)
+        recalls = metrics.recall_score(labels, predicted, labels=list(range(len(names))), average=None,
+                                       zero_division=0)
+        for index, (name, recall) in enumerate(zip(names, recalls)):
+            if (labels == index).any():  # the recall of a class absent from the test split is undefined
+                result.metrics[f"recall_{re.sub(r'[^0-9A-Za-z_.-]', '_', name)}"] = float(recall)
+        shown = np.random.default_rng(config.seed).permutation(len(labels))[:12]
+        titles = [f"true {names[labels[index]]} / pred {names[predicted[index]]}" for index in shown]
+        result.figures["sample_spectrograms"] = plots.spectrogram_grid(features[shown], titles)
+        return result
+
+    def input_example(self, splits):
+        """The first test clip as a list of samples at the model's rate (kept by `load_data`)."""
+        return [np.round(self._example, 4).tolist()]
+
+    def cli_inputs(self, inputs):
+        """Audio file paths; a folder stands for every audio file inside it."""
+        pairs = []
+        for argument in inputs:
+            if os.path.isdir(argument):
+                files = sorted(str(path) for path in pathlib.Path(argument).rglob("*")
+                               if path.suffix.lower() in AUDIO_EXTENSIONS)
+                if not files:
+                    raise ValueError(f"folder '{argument}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
+                pairs += [(path, path) for path in files]
+            else:
+                pairs.append((argument, argument))
+        return pairs
+
+    def prepare_inputs(self, info, inputs):
+        """Standardised features of raw inputs: file paths, encoded bytes, or sample lists at the model's rate."""
+        settings = info["features"]
+        batch = []
+        for index, raw in enumerate(inputs):
+            if isinstance(raw, (str, os.PathLike, bytes, bytearray)):
+                samples, rate = read_audio(raw)
+                name = f"'{raw}'" if isinstance(raw, (str, os.PathLike)) else "audio bytes"
+            else:
+                samples, rate, name = np.asarray(raw, dtype="float32"), settings["sample_rate"], f"input {index}"
+            batch.append(clip_features(prepare(samples, rate, settings, name), settings))
+        return _standardize(np.stack(batch), info)
