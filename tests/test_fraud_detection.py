@@ -1,0 +1,166 @@
+"""fraud_detection: embedded run end to end, raw-row prediction, data paths and every bad input of the issue."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from pipelines import cli, config, runner
+from shared import tracking
+from tasks.fraud_detection import _transactions
+from tests.conftest import shared_data
+
+FEATURES = ["amount", "merchant_category", "hour", "distance_km", "card_present", "customer_age", "transactions_24h"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One quick embedded run shared by the tests that need a logged model."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}")
+        task = tasks.get("fraud_detection")
+        result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3"]))
+        yield task, result
+
+
+def _config(task, data, *assignments):
+    return config.resolve(task, data=str(data), assignments=list(assignments))
+
+
+def _rows(frame):
+    """DataFrame -> JSON-friendly row dicts (as a client would send them)."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _table(tmp_path, frame, name="transactions.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_embedded_run_logs_detector_metrics_baseline_and_threshold(trained):
+    task, result = trained
+    metrics = result.metrics
+    assert metrics["pr_auc"] > 0.3  # chance is the 0.5% prevalence
+    assert metrics["roc_auc"] > 0.8
+    assert 0.0 <= metrics["threshold"] <= 1.0
+    for key in ("baseline_hgb_pr_auc", "recall_at_precision", "expected_cost", "f1", "pr_auc_minus_baseline"):
+        assert key in metrics
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    assert {"threshold_table.csv", "threshold.txt", "plots"} <= artifacts
+    plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert {"plots/pr_curve.png", "plots/roc_curve.png", "plots/confusion_matrix.png"} <= plots
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["synthetic"] == "true"
+
+
+def test_latest_model_scores_raw_rows_and_ranks_fraud_higher(trained):
+    frame = _transactions(4000, seed=7)
+    model = tracking.load("models:/fraud_detection/latest")
+    rows = _rows(frame)
+    answers = model.predict(pd.DataFrame({"row": rows}))
+    probabilities = np.array([answer["fraud_probability"] for answer in answers])
+    assert set(answers[0]) == {"fraud_probability", "fraud", "threshold"}
+    assert probabilities[frame["Class"] == 1].mean() > probabilities[frame["Class"] == 0].mean()
+    as_text = model.predict(pd.DataFrame({"row": [json.dumps(rows[0])]}))  # a JSON string works too
+    assert as_text[0]["fraud_probability"] == answers[0]["fraud_probability"]
+
+
+def test_predict_cli_reads_csv_rows_and_json_objects(trained, tmp_path, capsys):
+    path = _table(tmp_path, _transactions(200, seed=3).head(3))
+    record = json.dumps(dict(_rows(_transactions(200, seed=3)[FEATURES])[0], amount=950.0))
+    assert cli.main(["predict", "fraud_detection", "--model", "models:/fraud_detection/latest", str(path), record]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["input"] for line in lines[:3]] == [f"{path}:{row}" for row in (1, 2, 3)]
+    assert len(lines) == 4 and all(isinstance(line["fraud"], bool) for line in lines)
+
+
+def test_predict_row_with_missing_column_fails_and_extra_column_warns(trained):
+    task = tasks.get("fraud_detection")
+    model = tracking.load("models:/fraud_detection/latest")
+    row = _rows(_transactions(200, seed=3)[FEATURES])[0]
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['amount'\]"):
+        model.predict(pd.DataFrame({"row": [{key: value for key, value in row.items() if key != "amount"}]}))
+    with pytest.warns(UserWarning, match="note"):
+        task.predict_raw(model.unwrap_python_model().model, model.unwrap_python_model().info, [dict(row, note="x")])
+
+
+def test_csv_source_detects_columns_imputes_and_drops(tmp_path):
+    frame = _transactions(3000, seed=1).drop(columns="timestamp")
+    frame["transaction_id"] = np.arange(len(frame))
+    frame.loc[5, "amount"] = np.nan  # missing numbers are imputed with the training median
+    task = tasks.get("fraud_detection")
+    splits = task.load_data(_config(task, _table(tmp_path, frame), "drop_columns=[transaction_id]"))
+    spec = splits.info["preprocessing"]
+    assert [item["name"] for item in spec["categorical"]] == ["merchant_category"]
+    assert "transaction_id" not in [item["name"] for item in spec["numeric"]]
+    assert np.isfinite(splits.train[0]["numeric"]).all()
+    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == len(frame)
+
+
+def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
+    frame = _transactions(3000, seed=2)
+    task = tasks.get("fraud_detection")
+    cfg = _config(task, _table(tmp_path, frame), "time_column=timestamp")
+    splits = task.load_data(cfg)
+    assert "timestamp" in splits.info["ignored_columns"]
+    expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test[1]):]
+    np.testing.assert_array_equal(splits.test[1], expected)
+
+
+def test_oversampling_raises_the_training_fraud_ratio(tmp_path):
+    task = tasks.get("fraud_detection")
+    splits = task.load_data(config.resolve(task, assignments=["oversample=0.2"]))
+    labels = splits.train[1]
+    assert labels.sum() / (labels == 0).sum() == pytest.approx(0.2, abs=0.01)
+
+
+def test_tfds_source_reads_a_features_label_table(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from shared import data
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    task = tasks.get("fraud_detection")
+    with tfds.testing.mock_data(num_examples=200):
+        splits = task.load_data(config.resolve(task, data="tfds:german_credit_numeric"))
+    assert splits.train[0]["numeric"].shape[1] == 24
+    assert set(np.unique(splits.train[1])) == {0, 1}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda frame: frame.drop(columns="Class"), r"missing column\(s\) \['Class'\]; found columns: timestamp, amount"),
+    (lambda frame: frame.assign(Class=0), "has only class 0"),
+    (lambda frame: frame.assign(Class=frame["Class"].replace(1, 2)), "must be binary"),
+    (lambda frame: frame.assign(amount=frame["amount"].astype(object).where(frame.index != 9, "12,5")),
+     r"column 'amount' must be numeric, but data row 10 holds '12,5'"),
+    (lambda frame: frame.assign(hour=frame["hour"].astype(float).where(frame.index != 4, np.inf)),
+     "column 'hour' holds an infinite value at data row 5"),
+    (lambda frame: frame.assign(Class=frame["Class"].astype(float).where(frame.index != 3, np.nan)),
+     "target column 'Class' is empty at data row 4"),
+])
+def test_bad_tables_fail_with_one_line_errors(tmp_path, change, message):
+    task = tasks.get("fraud_detection")
+    path = _table(tmp_path, change(_transactions(2000, seed=4)))
+    with pytest.raises(ValueError, match=message) as error:
+        task.load_data(_config(task, path))
+    assert "\n" not in str(error.value)
+
+
+def test_bad_predict_arguments_and_unknown_columns_fail(tmp_path):
+    task = tasks.get("fraud_detection")
+    with pytest.raises(ValueError, match="is not a CSV/Parquet file, a .json file or a JSON object"):
+        task.cli_inputs(["not json"])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['nope'\]"):
+        task.load_data(_config(task, _table(tmp_path, _transactions(2000, seed=4)), "drop_columns=[nope]"))
+
+
+@pytest.mark.slow
+def test_real_credit_card_subset_beats_chance_by_far(tracking_store):
+    path = shared_data("creditcard_fraud/creditcard_4000normal_492fraud.csv")
+    task = tasks.get("fraud_detection")
+    result = runner.run(task, _config(task, path, "drop_columns=[Time]", "epochs=10"))
+    assert result.metrics["pr_auc"] > 0.9 and result.metrics["baseline_hgb_pr_auc"] > 0.9
