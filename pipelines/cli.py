@@ -27,7 +27,8 @@ def command_list(arguments):
     for name in tasks.names():
         task = tasks.TASKS[name]
         direction = "higher" if task.higher_is_better else "lower"
-        rows.append((name, task.config_class.data, f"tfds:{task.tfds_name}", f"{task.primary_metric} ({direction})"))
+        standard = f"tfds:{task.tfds_name}" if task.tfds_name else "none in TFDS"
+        rows.append((name, task.config_class.data, standard, f"{task.primary_metric} ({direction})"))
     print(_table(rows, ("task", "default data", "standard TFDS dataset", "primary metric")))
 
 

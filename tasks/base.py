@@ -61,7 +61,7 @@ class Task:
         config_class (type): its `TaskConfig` subclass.
         primary_metric (str): the metric `compare` sorts by (logged as `test_<primary_metric>`).
         higher_is_better (bool): the direction of the primary metric.
-        tfds_name (str): its standard TFDS dataset.
+        tfds_name (str): its standard TFDS dataset (empty where TFDS has none for the domain).
         input_column (str): the column holding raw inputs for the logged model.
         quick_overrides (dict): config values for `--quick` smoke runs.
     """

@@ -98,7 +98,7 @@ class PredictiveMaintenance(Task):
     config_class = PredictiveMaintenanceConfig
     primary_metric = "rmse"
     higher_is_better = False
-    tfds_name = "none"
+    tfds_name = ""  # TFDS has no run-to-failure dataset; see the module docstring
     input_column = "history"
     quick_overrides = {"epochs": 2, "max_examples": 3000}
 
