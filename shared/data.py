@@ -162,7 +162,8 @@ def make_dataset(pair, batch_size, shuffle=False, seed=0, batch_map=None):
 
     dataset = tf.data.Dataset.from_tensor_slices(pair).cache()
     if shuffle:
-        dataset = dataset.shuffle(min(len(pair[1]), 10_000), seed=seed, reshuffle_each_iteration=True)
+        # A full-size buffer: pools ordered by class, user or time must still give random batches.
+        dataset = dataset.shuffle(len(pair[1]), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if batch_map is not None:
         dataset = dataset.map(batch_map, num_parallel_calls=tf.data.AUTOTUNE)
@@ -227,7 +228,9 @@ def load_tfds(spec, data_dir, keys, alternatives):
     splits = [split] if split else known
     loaded = {}
     for split_name in splits:
-        batches = tfds.as_numpy(builder.as_dataset(split=split_name).batch(4096))
+        # Keep only the wanted keys before batching: other features may have variable lengths.
+        examples = builder.as_dataset(split=split_name).map(lambda example: {key: example[key] for key in keys})
+        batches = tfds.as_numpy(examples.batch(4096))
         chunks = list(progress(batches, f"reading tfds:{name} {split_name}"))
         if not chunks:
             raise ValueError(f"tfds:{name} split '{split_name}' is empty.")

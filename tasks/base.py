@@ -64,6 +64,7 @@ class Task:
         tfds_name (str): its standard TFDS dataset (empty where TFDS has none for the domain).
         input_column (str): the column holding raw inputs for the logged model.
         quick_overrides (dict): config values for `--quick` smoke runs.
+        monitor (str): the validation quantity early stopping watches (its mode follows the name).
     """
 
     name = ""
@@ -73,6 +74,7 @@ class Task:
     tfds_name = ""
     input_column = "input"
     quick_overrides = {"epochs": 1, "max_examples": 600}
+    monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
 
     def load_data(self, config):
         """Returns a `Splits` for `config.data`."""
