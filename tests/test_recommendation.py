@@ -1,0 +1,235 @@
+"""Recommendation end to end: training, MLflow artifacts, raw-id prediction, every data path and bad input."""
+
+import json
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from pipelines import cli, config, runner
+from shared import data, evaluation, tracking
+from tasks import recommendation
+from tests.conftest import shared_data
+
+TASK = "recommendation"
+
+
+def resolve(*assignments, data_source=None, quick=True):
+    return config.resolve(tasks.get(TASK), quick=quick, assignments=list(assignments), data=data_source)
+
+
+def load(*assignments, data_source=None):
+    return tasks.get(TASK).load_data(resolve(*assignments, data_source=data_source))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training on the embedded ratings, shared by the tests that inspect its run and model."""
+    folder = tmp_path_factory.mktemp("store")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    result = runner.run(tasks.get(TASK), resolve())
+    yield result
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def write_ratings(path, rows, header="userId,movieId,rating,timestamp"):
+    path.write_text(header + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
+    return path
+
+
+def dense_rows(users=12, items=15, seed=0):
+    """Every user rates 8 random items (1-5 stars) at increasing times."""
+    rng = np.random.default_rng(seed)
+    return [(f"{user}", f"{item}", int(rng.integers(1, 6)), 1000 * user + step)
+            for user in range(users) for step, item in enumerate(rng.choice(items, 8, replace=False))]
+
+
+def test_embedded_run_beats_popularity_and_logs_everything(trained):
+    metrics = trained.metrics
+    assert metrics["hit_rate_at_k"] > metrics["popularity_hit_rate_at_k"]
+    assert metrics["ndcg_at_k"] > metrics["popularity_ndcg_at_k"]
+    assert metrics["rmse"] < metrics["popularity_rmse"]
+    assert 0 < metrics["coverage_at_k"] <= 1 and 0 < metrics["map_at_k"] <= 1
+    run = mlflow.get_run(trained.run_id)
+    assert run.data.tags["synthetic"] == "true"
+    for name in ("rmse", "mae", "hit_rate_at_k", "ndcg_at_k", "map_at_k", "coverage_at_k",
+                 "popularity_rmse", "popularity_hit_rate_at_k", "popularity_ndcg_at_k", "popularity_map_at_k",
+                 "popularity_coverage_at_k"):
+        assert f"test_{name}" in run.data.metrics
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(trained.run_id)}
+    assert {"sample_recommendations.md", "config.yaml", "plots"} <= artifacts
+    table = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/sample_recommendations.md")
+    assert "popularity baseline" in table and "item " in table  # titles of the generated items
+
+
+def test_predict_from_registry_for_raw_ids(trained):
+    model = tracking.load("models:/recommendation/latest")
+    info = model.unwrap_python_model().info
+    known_user = info["users"][0]
+    seen = {info["items"][int(index) - 1] for index in info["seen"][1].split()}
+    answers = model.predict(pd.DataFrame({"query": [known_user, "nobody", f"{known_user},{info['items'][0]}",
+                                                    f"{known_user},no-such-item"]}))
+    mine, stranger, pair, unknown_item = answers
+    assert mine["known_user"] and mine["fallback"] is None and len(mine["recommendations"]) == 10
+    recommended = [entry["item"] for entry in mine["recommendations"]]
+    assert not seen & set(recommended) and len(set(recommended)) == 10  # unseen, distinct
+    assert all(entry["title"].startswith("item ") for entry in mine["recommendations"])
+    scores = [entry["score"] for entry in mine["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert stranger == {**stranger, "known_user": False, "fallback": "popularity"}
+    popular = [info["items"][int(index) - 1] for index in info["popular"].split()[:10]]
+    assert [entry["item"] for entry in stranger["recommendations"]] == popular
+    assert pair["known_item"] and 1.0 <= pair["rating"] <= 5.0
+    assert unknown_item["known_user"] and not unknown_item["known_item"] and 0.5 <= unknown_item["rating"] <= 5.0
+    json.dumps(answers)  # JSON-friendly
+    with pytest.raises(ValueError, match="user id"):
+        model.predict(pd.DataFrame({"query": ["1,2,3"]}))
+
+
+def test_cli_predict_prints_json_lines(trained, capsys):
+    user = tracking.load("models:/recommendation/latest").unwrap_python_model().info["users"][3]
+    assert cli.main(["predict", TASK, "--model", "models:/recommendation/latest", user, f"{user},i0"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["input"] == user and len(lines[0]["recommendations"]) == 10
+    assert lines[1]["item"] == "i0" and lines[1]["rating"] is not None
+
+
+def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
+    rows = [(f"u{user}", f"m{item}", rating, time) for user, item, rating, time in dense_rows()]
+    ratings = write_ratings(tmp_path / "log.csv", rows, header="who,what,stars,when")
+    items = tmp_path / "catalogue.csv"
+    items.write_text("what,name\n" + "\n".join(f"m{item},Film {item}" for item in range(15)) + "\n")
+    splits = load("user_column=who", "item_column=what", "rating_column=stars", "timestamp_column=when",
+                  f"items_file={items}", "title_column=name", "top_k=3", data_source=str(ratings))
+    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == len(rows)
+    assert splits.info["items"][0].startswith("m") and splits.info["titles"][0].startswith("Film ")
+    assert splits.info["model"] == "mf" and splits.info["outputs"] == ["rating", "items"]
+    assert splits.train[0]["user"].dtype == np.int32 and splits.train[0]["user"].min() >= 1
+    json.dumps(splits.info)
+
+
+def test_movielens_u_data_with_u_item_titles(tmp_path):
+    lines = [f"{user}\t{item}\t{rating}\t{time}" for user, item, rating, time in dense_rows()]
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    (tmp_path / "u.item").write_bytes(b"\n".join(f"{item}|Caf\xe9 {item} (1995)|01-Jan-1995".encode("latin-1")
+                                                for item in range(15)) + b"\n")
+    splits = load("top_k=3", "split=leave_last_out", data_source=str(tmp_path))  # a folder holding u.data
+    assert splits.info["titles"][0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
+    assert len(splits.test[1]) == 12 and len(splits.validation[1]) == 12  # one each per user
+
+
+def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
+    rows = [(user, item, time) for user, item, _, time in dense_rows()]
+    ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
+    splits = load("rating_column=", "top_k=3", data_source=str(ratings))
+    assert splits.info["model"] == "two_tower" and not splits.info["explicit"]
+    assert (splits.train[1] == 1).all()
+    with pytest.raises(ValueError, match="implicit"):
+        load("rating_column=", "model=mf", "top_k=3", data_source=str(ratings))
+
+
+def test_tfds_movielens_under_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda: True)
+    with tfds.testing.mock_data(num_examples=80):
+        # mock ratings are uniform in [0, 1): the configured scale must say so
+        splits = load("rating_min=0", "rating_max=1", "top_k=3", data_source="tfds:movielens/100k-ratings")
+        assert splits.name == "tfds_movielens_100k-ratings" and len(splits.info["titles"]) == len(splits.info["items"])
+        assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 80
+
+
+def test_splits_leave_last_out_and_time(tmp_path):
+    rows = dense_rows() + [("lonely", "3", 4, 5)]
+    ratings = write_ratings(tmp_path / "ratings.csv", rows)
+    splits = load("split=leave_last_out", "top_k=3", data_source=str(ratings))
+    assert splits.info["train_only_users"] == 1  # documented: a single interaction stays in training
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "time"])
+    last = frame.sort_values("time").groupby("user").tail(1)
+    last = last[last.user != "lonely"]
+    users, items = splits.info["users"], splits.info["items"]
+    held = {(users[user - 1], items[item - 1]) for user, item in zip(splits.test[0]["user"], splits.test[0]["item"])}
+    assert held == set(zip(last.user, last.item))
+    assert ((splits.test[0]["history"] > 0).sum(axis=1) == 7).all()  # each test row sees the user's 7 earlier items
+    timed = load("split=time", "top_k=3", data_source=str(ratings))
+    assert len(timed.test[1]) == round(0.15 * len(rows))
+
+
+@pytest.mark.parametrize("assignments, header, match", [
+    ((), "user,movieId,rating,timestamp", r"missing column\(s\) \['userId'\]; found columns: user, movieId"),
+    (("rating_max=4",), "userId,movieId,rating,timestamp", r"outside the configured scale \[0.5, 4.0\]"),
+    (("split=leave_last_out", "timestamp_column=ts"), "userId,movieId,rating,timestamp", "needs a timestamp"),
+    (("top_k=0",), "userId,movieId,rating,timestamp", "top_k"),
+    (("top_k=20",), "userId,movieId,rating,timestamp", "training items"),
+    (("model=svd",), "userId,movieId,rating,timestamp", "model must be one of"),
+])
+def test_bad_input_is_one_line_value_error(tmp_path, assignments, header, match):
+    ratings = write_ratings(tmp_path / "ratings.csv", dense_rows(), header=header)
+    with pytest.raises(ValueError, match=match) as error:
+        load(*assignments, data_source=str(ratings))
+    assert "\n" not in str(error.value)
+
+
+def test_every_user_with_one_interaction_cannot_leave_last_out(tmp_path):
+    ratings = write_ratings(tmp_path / "ratings.csv", [(user, user % 5, 3, user) for user in range(30)])
+    with pytest.raises(ValueError, match="at least two interactions"):
+        load("split=leave_last_out", "top_k=2", data_source=str(ratings))
+
+
+def test_duplicate_pairs_policy(tmp_path):
+    rows = dense_rows() + [("0", "99", 1, 10), ("0", "99", 5, 20), ("0", "99", 3, 15)]
+    ratings = write_ratings(tmp_path / "ratings.csv", rows)
+    with pytest.raises(ValueError, match="repeat a \\(user, item\\) pair, e.g. user '0' and item '99'"):
+        load("duplicates=error", "top_k=3", data_source=str(ratings))
+    task = tasks.get(TASK)
+    frame = pd.DataFrame({"user": ["0"] * 3, "item": ["99"] * 3, "rating": [1.0, 5.0, 3.0],
+                          "timestamp": [10.0, 20.0, 15.0]})
+    kept = recommendation.clean_interactions(frame, resolve("duplicates=last"), "x")
+    assert kept["rating"].tolist() == [5.0]  # the latest rating supersedes
+    averaged = recommendation.clean_interactions(frame, resolve("duplicates=mean"), "x")
+    assert averaged["rating"].tolist() == [3.0]
+    splits = task.load_data(resolve("top_k=3", data_source=str(ratings)))
+    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == len(rows) - 2
+
+
+def test_ranking_metrics_by_hand():
+    recommended = np.array([[5, 1, 2], [7, 8, 9]])
+    result = evaluation.ranking(recommended, [{1}, {3}], k=3, catalogue_size=10)
+    assert result["hit_rate"] == 0.5
+    assert result["ndcg"] == pytest.approx((1 / np.log2(3)) / 2)
+    assert result["map"] == pytest.approx((1 / 2) / 2)
+    assert result["coverage"] == 0.6
+    with pytest.raises(ValueError, match="K must be"):
+        evaluation.ranking(recommended, [{1}, {3}], k=0, catalogue_size=10)
+
+
+@pytest.mark.slow
+def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    rows = [(user, item, time) for user, item, _, time in dense_rows(users=40, items=30)]
+    ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
+    result = runner.run(tasks.get(TASK), resolve("rating_column=", "top_k=5", "split=leave_last_out",
+                                                 data_source=str(ratings)))
+    assert "rmse" not in result.metrics and result.metrics["evaluated_users"] == 40
+    answer = tracking.load(result.model_uri).predict(pd.DataFrame({"query": ["3", "3,4"]}))
+    assert len(answer[0]["recommendations"]) == 5 and answer[1]["rating"] is None and answer[1]["score"] is not None
+    monkeypatch.setattr(data, "_network_available", lambda: True)
+    with tfds.testing.mock_data(num_examples=200):
+        result = runner.run(tasks.get(TASK), resolve("rating_min=0", "rating_max=1", "top_k=3",
+                                                     data_source="tfds:movielens/latest-small-ratings"))
+    assert np.isfinite(result.metrics["rmse"])
+
+
+@pytest.mark.slow
+def test_real_movielens_small_loads_with_titles():
+    folder = shared_data("movielens_latest_small")
+    splits = load("split=leave_last_out", data_source=str(folder))
+    assert len(splits.test[1]) == 610 and "Toy Story (1995)" in splits.info["titles"][0]
