@@ -25,7 +25,7 @@ from shared import images, tracking  # noqa: E402
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_test"
 SETTINGS = [
     "validation_fraction=0.1", "test_fraction=0.2",  # the stated split
-    "epochs=40", "batch_size=128", "learning_rate=0.003",
+    "epochs=30", "batch_size=128", "learning_rate=0.003", "base_filters=24",
     "rotation=0.03", "zoom=0.08", "crop_padding=2",  # slant, stroke width and position jitter
     "early_stopping_patience=10",
 ]
