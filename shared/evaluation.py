@@ -15,11 +15,14 @@ class Evaluation:
         metrics (dict[str, float]): logged as `test_<name>`.
         figures (dict[str, matplotlib.figure.Figure]): logged as `<name>.png`.
         texts (dict[str, str]): logged as files named by their key (e.g. `classification_report.txt`).
+        params (dict): values chosen during evaluation, such as a validation-chosen decision
+            threshold, logged as params beside the config.
     """
 
     metrics: dict
     figures: dict = dataclasses.field(default_factory=dict)
     texts: dict = dataclasses.field(default_factory=dict)
+    params: dict = dataclasses.field(default_factory=dict)
 
 
 def classification(labels, probabilities, class_names):
@@ -268,7 +271,8 @@ def binary_detection(labels, scores, threshold, cost_false_negative=1.0, cost_fa
         "confusion_matrix": plots.confusion_matrix(matrix, ["negative", "positive"]),
     }
     return Evaluation(metrics={name: float(value) for name, value in results.items()}, figures=figures,
-                      texts={"threshold_table.csv": "\n".join(rows) + "\n"})
+                      texts={"threshold_table.csv": "\n".join(rows) + "\n"},
+                      params={"decision_threshold": round(float(threshold), 6)})
 
 
 def _cost(labels, flagged, cost_false_negative, cost_false_positive):

@@ -146,6 +146,8 @@ def log_evaluation(evaluation, history, model, config_yaml):
     from shared import plots
 
     mlflow.log_metrics({f"test_{name}": value for name, value in evaluation.metrics.items()})
+    if evaluation.params:
+        mlflow.log_params(evaluation.params)
     figures = dict(evaluation.figures, training_curves=plots.training_curves(history))
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}.png")

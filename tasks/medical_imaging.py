@@ -1,0 +1,279 @@
+"""Medical imaging: an imbalance-aware image classifier with a validated decision threshold.
+
+Builds on vision_classification (same ResNet / keras.applications models, folders, TFDS and npz
+readers) and adds what clinical use needs: class weights or focal loss for rare findings, a binary
+decision threshold chosen on the validation split (Youden's J or a target sensitivity), sensitivity,
+specificity, calibration, and Grad-CAM heatmaps.
+
+Data sources:
+    embedded              generated radiograph-like images (lungs, ribs, noise); about one in five has a
+                          lesion (a faint bright blob). Synthetic, offline, seconds.
+    PATH.npz              MedMNIST layout: train_images, train_labels, val_images, val_labels,
+                          test_images, test_labels; 2D, grayscale or RGB, any size, single-label.
+    PATH                  a folder with one subfolder per class (e.g. normal/, pneumonia/).
+    tfds:patch_camelyon   (or any TFDS image/label dataset).
+
+Binary tasks call the second class (label 1, or the later folder name) positive. The chosen
+threshold is logged as the metric `test_threshold` (the runner logs params before training),
+saved with the model and used by `predict`.
+
+Predict: an image file, encoded bytes or a pixel array -> label, probability, positive_probability
+and the threshold. `gradcam:IMAGE` also writes a Grad-CAM overlay beside the file as `<name>_gradcam.png`.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from tasks import register
+from tasks.base import Splits
+from tasks.vision_classification import VisionClassification, VisionClassificationConfig
+
+IMBALANCE = ("class_weight", "focal", "none")
+THRESHOLD_METHODS = ("youden", "sensitivity")
+GRADCAM_PREFIX = "gradcam:"
+_MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_images", "test_labels")
+
+
+@dataclasses.dataclass
+class MedicalImagingConfig(VisionClassificationConfig):
+    rotation: float = 0.03  # about 10 degrees: patient positioning varies a little
+    zoom: float = 0.1  # field-of-view and body-size variation
+    contrast: float = 0.1  # exposure differs between machines
+    class_names: str = ""  # comma-separated names in label order (e.g. normal,pneumonia); empty keeps the source's
+    imbalance: str = "class_weight"  # class_weight (balanced loss), focal (down-weights easy examples) or none
+    focal_gamma: float = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
+    threshold_method: str = "youden"  # youden maximises sensitivity + specificity; sensitivity meets a target
+    target_sensitivity: float = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
+    calibration_bins: int = 10  # equal-width probability bins of the reliability diagram
+    gradcam_count: int = 8  # test images explained with Grad-CAM (true/false positives and negatives)
+
+
+def _radiographs(count, size, positive_share, seed):
+    """Generates chest-radiograph-like images; label 1 marks a lesion (a faint bright blob in a lung).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: images (count, size, size, 1) in [0, 1] and int64 labels.
+    """
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:size, 0:size].astype("float32") / size
+    labels = (rng.random(count) < positive_share).astype("int64")
+    pictures = np.empty((count, size, size, 1), "float32")
+    for index in range(count):
+        shift_row, shift_column = rng.normal(0, 0.03, 2)
+        picture = 0.55 + 0.25 * rows + rng.normal(0, 0.02)  # brighter towards the abdomen
+        lungs = []
+        for side in (-1, 1):
+            center = (0.45 + shift_row, 0.5 + side * 0.2 + shift_column)
+            lung = ((rows - center[0]) / 0.3) ** 2 + ((columns - center[1]) / 0.13) ** 2 <= 1
+            picture = picture - 0.3 * lung
+            lungs.append((lung, center))
+        ribs = 0.06 * (np.sin(2 * np.pi * (rows * rng.uniform(6, 8) + 0.3 * np.abs(columns - 0.5))) > 0.6)
+        picture = picture + ribs * (lungs[0][0] | lungs[1][0])
+        if labels[index]:
+            lung, center = lungs[rng.integers(2)]
+            spot_row = center[0] + rng.uniform(-0.15, 0.15)
+            spot_column = center[1] + rng.uniform(-0.06, 0.06)
+            radius = rng.uniform(0.05, 0.09)
+            blob = np.exp(-((rows - spot_row) ** 2 + (columns - spot_column) ** 2) / (2 * radius**2))
+            picture = picture + rng.uniform(0.18, 0.3) * blob
+        picture = picture + rng.normal(0, 0.04, (size, size))
+        pictures[index, ..., 0] = np.clip(picture, 0, 1)
+    return pictures, labels
+
+
+def _check_medmnist(path):
+    """Validates a MedMNIST-style npz before reading it, naming the key at fault.
+
+    Raises:
+        ValueError: a missing key, labels that are not one class per image, or an empty split.
+    """
+    try:
+        archive = np.load(path)
+    except Exception as error:
+        raise ValueError(f"cannot read '{path}' as .npz: {error}.") from None
+    with archive:
+        if not any(key in archive.files for key in _MEDMNIST_KEYS):
+            return  # another layout (Keras x_train...): the shared reader checks it
+        missing = [key for key in _MEDMNIST_KEYS if key not in archive.files]
+        if missing:
+            raise ValueError(f"'{path}' is missing key(s) {', '.join(missing)}; a MedMNIST npz holds "
+                             f"{', '.join(_MEDMNIST_KEYS)}.")
+        for split in ("train", "val", "test"):
+            pictures, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
+            if not len(pictures):
+                raise ValueError(f"'{path}': {split}_images is empty; every split needs images.")
+            if pictures.ndim not in (3, 4) or (pictures.ndim == 4 and pictures.shape[-1] not in (1, 3)):
+                raise ValueError(f"'{path}': {split}_images has shape {pictures.shape}; expected (n, h, w) "
+                                 "grayscale or (n, h, w, 1 or 3) images (3D volumes are not supported).")
+            if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1) or len(labels) != len(pictures):
+                raise ValueError(f"'{path}': {split}_labels has shape {labels.shape}; expected ({len(pictures)},) "
+                                 f"or ({len(pictures)}, 1), one class per image (multi-label sets such as "
+                                 "ChestMNIST are not supported).")
+
+
+@register
+class MedicalImaging(VisionClassification):
+    name = "medical_imaging"
+    config_class = MedicalImagingConfig
+    primary_metric = "roc_auc"
+    tfds_name = "patch_camelyon"
+    quick_overrides = {"epochs": 2, "max_examples": 400}
+
+    def load_data(self, config):
+        from shared import data
+
+        for field, value, allowed in (("imbalance", config.imbalance, IMBALANCE),
+                                      ("threshold_method", config.threshold_method, THRESHOLD_METHODS)):
+            if value not in allowed:
+                raise ValueError(f"{field} must be one of {', '.join(allowed)}, got '{value}'.")
+        kind, argument = data.parse_source(config.data)
+        if kind == "embedded":
+            pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
+            train, validation, test = data.carve(pictures, labels, config)
+            info = {"class_names": ["normal", "lesion"], "image_size": list(pictures.shape[1:3]), "channels": 1,
+                    "top_k": config.top_k}
+            splits = Splits(train, validation, test, info, config.data, "generated_radiographs", True)
+        else:
+            if kind == "npz":
+                _check_medmnist(argument)
+            splits = super().load_data(config)
+        for split_name, (_, labels) in (("train", splits.train), ("validation", splits.validation),
+                                        ("test", splits.test)):
+            if not len(labels):
+                raise ValueError(f"the {split_name} split of '{config.data}' is empty; add images or change "
+                                 "validation_fraction / test_fraction.")
+        if config.class_names:
+            names = [name.strip() for name in config.class_names.split(",")]
+            if len(names) != len(splits.info["class_names"]):
+                raise ValueError(f"class_names lists {len(names)} names but '{config.data}' has "
+                                 f"{len(splits.info['class_names'])} classes.")
+            splits.info["class_names"] = names
+        return splits
+
+    def loss(self, config, info):
+        import keras
+
+        if config.imbalance == "focal":
+            return keras.losses.CategoricalFocalCrossentropy(gamma=config.focal_gamma,
+                                                             label_smoothing=config.label_smoothing)
+        return super().loss(config, info)
+
+    def metrics(self, config, info):
+        import keras
+
+        return super().metrics(config, info) + [keras.metrics.AUC(name="auc")]
+
+    def class_weight(self, config, splits):
+        return super().class_weight(config, splits) if config.imbalance == "class_weight" else None
+
+    def evaluate(self, model, splits, config):
+        from shared import evaluation, plots
+
+        pictures, labels = splits.test
+        names = splits.info["class_names"]
+        probabilities = model.predict(pictures, batch_size=config.batch_size, verbose=0)
+        if len(names) == 2:
+            threshold, how = self._threshold(model, splits, config)
+            # Saved with the model (the runner logs splits.info after evaluation), so predict uses it.
+            splits.info["threshold"] = threshold
+            scores = probabilities[:, 1]
+            result = evaluation.binary_detection(labels, scores, threshold)
+            predicted = (scores >= threshold).astype(int)
+            negatives = labels == 0
+            result.metrics.update({
+                "accuracy": float(np.mean(predicted == labels)),
+                "sensitivity": result.metrics["recall"],
+                "specificity": float(np.mean(predicted[negatives] == 0)) if negatives.any() else 0.0,
+            })
+            result.metrics["balanced_accuracy"] = (result.metrics["sensitivity"] + result.metrics["specificity"]) / 2
+            result.texts["threshold.txt"] = f"threshold {threshold:.6f}: {how}, chosen on the validation split\n"
+            calibration = evaluation.calibration(labels, scores, config.calibration_bins)
+        else:
+            predicted = probabilities.argmax(axis=1)
+            result = evaluation.classification(labels, probabilities, names)
+            calibration = evaluation.calibration(predicted == labels, probabilities.max(axis=1),
+                                                 config.calibration_bins)  # confidence calibration
+        result.metrics.update(calibration.metrics)
+        result.figures.update(calibration.figures)
+        if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling
+            chosen, titles = self._gradcam_examples(labels, probabilities, predicted, names, config.gradcam_count)
+            explained = predicted[chosen] if len(names) > 2 else np.ones(len(chosen), int)
+            heatmaps = evaluation.grad_cam(model, pictures[chosen], explained)
+            result.figures["grad_cam"] = plots.heatmap_overlays(pictures[chosen], heatmaps, titles)
+        return result
+
+    @staticmethod
+    def _threshold(model, splits, config):
+        """Chooses the decision threshold on the validation split (never on test)."""
+        from shared import evaluation
+
+        pictures, labels = splits.validation
+        scores = model.predict(pictures, batch_size=config.batch_size, verbose=0)[:, 1]
+        if config.threshold_method == "sensitivity":
+            threshold, how = evaluation.choose_threshold(labels, scores, target_recall=config.target_sensitivity)
+            return threshold, how.replace("recall", "sensitivity")
+        positives = max(1, int(labels.sum()))
+        # Youden's J = sensitivity + specificity - 1 is the minimum expected cost when a miss costs
+        # 1/positives and a false alarm 1/negatives.
+        threshold, _ = evaluation.choose_threshold(labels, scores, cost_false_negative=1 / positives,
+                                                   cost_false_positive=1 / max(1, len(labels) - positives))
+        return threshold, "maximum Youden's J (sensitivity + specificity - 1)"
+
+    @staticmethod
+    def _gradcam_examples(labels, probabilities, predicted, names, count):
+        """Picks the most confident true/false positives and negatives (binary), or hits and misses."""
+        confidence = probabilities.max(axis=1)
+        if len(names) == 2:
+            groups = {"TP": (labels == 1) & (predicted == 1), "FP": (labels == 0) & (predicted == 1),
+                      "TN": (labels == 0) & (predicted == 0), "FN": (labels == 1) & (predicted == 0)}
+        else:
+            groups = {"correct": predicted == labels, "wrong": predicted != labels}
+        chosen, titles = [], []
+        for outcome, members in groups.items():
+            indices = np.flatnonzero(members)
+            for index in indices[np.argsort(-confidence[indices])][: max(1, count // len(groups))]:
+                chosen.append(index)
+                titles.append(f"{outcome}: true {names[labels[index]]}\npred {names[predicted[index]]} "
+                              f"p={probabilities[index, 1 if len(names) == 2 else predicted[index]]:.2f}")
+        return np.array(chosen, int), titles
+
+    def predict_raw(self, model, info, inputs):
+        from shared import evaluation
+
+        explain = [isinstance(raw, str) and raw.startswith(GRADCAM_PREFIX) for raw in inputs]
+        inputs = [raw[len(GRADCAM_PREFIX):] if flag else raw for raw, flag in zip(inputs, explain)]
+        batch = self.prepare_inputs(info, inputs)
+        probabilities = model.predict(batch, verbose=0)
+        names = info["class_names"]
+        if len(names) == 2:
+            threshold = info.get("threshold", 0.5)
+            answers = []
+            for row in probabilities:
+                label = int(row[1] >= threshold)
+                answers.append({"label": names[label], "probability": round(float(row[label]), 6),
+                                "positive_probability": round(float(row[1]), 6), "threshold": round(threshold, 6)})
+        else:
+            answers = [dict(answer, threshold=None) for answer in
+                       evaluation.top_k(probabilities, names, k=info.get("top_k", 3))]
+        if any(explain):
+            chosen = np.flatnonzero(explain)
+            classes = np.ones(len(chosen), int) if len(names) == 2 else probabilities[chosen].argmax(axis=1)
+            heatmaps = evaluation.grad_cam(model, batch[chosen], classes)
+            for index, heatmap in zip(chosen, heatmaps):
+                answers[index]["heatmap_path"] = _write_heatmap(batch[index], heatmap, inputs[index])
+        return answers
+
+
+def _write_heatmap(picture, heatmap, path):
+    """Writes the image with its Grad-CAM heatmap blended over it, beside `path`; returns the file name."""
+    import matplotlib
+
+    from shared import images
+
+    colored = matplotlib.colormaps["jet"](heatmap)[..., :3]
+    base = np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture
+    output = pathlib.Path(path).with_name(f"{pathlib.Path(path).stem}_gradcam.png")
+    images.save_png(0.6 * base + 0.4 * colored, output)
+    return str(output)

@@ -1,0 +1,158 @@
+"""Medical imaging end to end: imbalance handling, validation-chosen threshold, calibration, Grad-CAM, data paths."""
+
+import json
+import os
+
+import mlflow
+import numpy as np
+import pytest
+
+import tasks
+from pipelines import cli, config, runner
+from shared import data, evaluation, images, tracking
+from tasks.medical_imaging import _radiographs
+from tests.conftest import shared_data
+
+TASK = "medical_imaging"
+SMALL = ["base_filters=8", "stages=2", "epochs=6", "max_examples=700", "batch_size=32", "gradcam_count=4"]
+
+
+def resolve(*assignments, data_source=None):
+    task = tasks.get(TASK)
+    return task, config.resolve(task, assignments=list(assignments), data=data_source)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training on generated radiographs, shared by the tests that inspect its run and model."""
+    folder = tmp_path_factory.mktemp("store")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    task, resolved = resolve(*SMALL)
+    yield runner.run(task, resolved)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def write_npz(path, **changes):
+    """A tiny MedMNIST-style npz (28x28 grayscale, labels (n, 1)); `changes` replace or drop (None) keys."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", 40), ("val", 10), ("test", 10)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (count, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(count) % 2).reshape(-1, 1).astype(np.uint8)
+    arrays.update(changes)
+    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+    return path
+
+
+def test_run_beats_chance_and_logs_everything(trained):
+    assert trained.metrics["roc_auc"] > 0.75  # chance is 0.5
+    for name in ("pr_auc", "sensitivity", "specificity", "balanced_accuracy", "f1", "accuracy", "threshold",
+                 "expected_calibration_error", "brier_score"):
+        assert name in trained.metrics
+    assert 0 < trained.metrics["threshold"] < 1
+    run = mlflow.get_run(trained.run_id)
+    assert run.data.tags["synthetic"] == "true" and run.data.params["imbalance"] == "class_weight"
+    assert "test_threshold" in run.data.metrics and "val_auc" in run.data.metrics
+    assert float(run.data.params["decision_threshold"]) == pytest.approx(trained.metrics["threshold"], abs=1e-5)
+    client = mlflow.MlflowClient()
+    assert "threshold.txt" in {item.path for item in client.list_artifacts(trained.run_id)}
+    plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
+    assert {"plots/calibration_curve.png", "plots/grad_cam.png", "plots/roc_curve.png", "plots/pr_curve.png",
+            "plots/confusion_matrix.png"} <= plots
+
+
+def test_predict_uses_the_logged_threshold_and_writes_grad_cam(trained, tmp_path, capsys):
+    pictures, labels = _radiographs(4, 32, 0.5, seed=7)
+    paths = []
+    for index, picture in enumerate(pictures):
+        paths.append(tmp_path / f"xray_{index}.png")
+        images.save_png(picture, paths[-1])
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(paths[0]),
+                     f"gradcam:{paths[1]}"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
+    assert first["threshold"] == round(trained.metrics["threshold"], 6)
+    assert first["label"] == ("lesion" if first["positive_probability"] >= first["threshold"] else "normal")
+    assert "heatmap_path" not in first and second["heatmap_path"] == str(tmp_path / "xray_1_gradcam.png")
+    assert (tmp_path / "xray_1_gradcam.png").stat().st_size > 0
+
+
+def test_predict_converts_rgb_input_and_accepts_arrays(trained, tmp_path):
+    picture = _radiographs(1, 32, 1.0, seed=3)[0][0]
+    rgb = tmp_path / "rgb.png"
+    images.save_png(np.repeat(picture, 3, axis=-1), rgb)
+    model = tracking.load(f"models:/{TASK}/latest")
+    from_file, from_array = model.predict({"image": [str(rgb), picture.tolist()]})
+    assert abs(from_file["positive_probability"] - from_array["positive_probability"]) < 0.02
+
+
+def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
+    task, resolved = resolve("class_names=normal,pneumonia", data_source=str(write_npz(tmp_path / "set.npz")))
+    splits = task.load_data(resolved)
+    assert [len(part[1]) for part in (splits.train, splits.validation, splits.test)] == [40, 10, 10]
+    assert splits.train[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"val_labels": None}, "missing key.*val_labels"),
+    ({"train_labels": np.zeros((40, 14), np.uint8)}, "train_labels has shape \\(40, 14\\)"),
+    ({"test_labels": np.zeros(7, np.uint8)}, "test_labels has shape \\(7,\\)"),
+    ({"test_images": np.zeros((0, 28, 28), np.uint8), "test_labels": np.zeros((0, 1), np.uint8)},
+     "test_images is empty"),
+])
+def test_bad_npz_names_the_key(tmp_path, changes, message):
+    task, resolved = resolve(data_source=str(write_npz(tmp_path / "bad.npz", **changes)))
+    with pytest.raises(ValueError, match=message):
+        task.load_data(resolved)
+
+
+def test_class_folders_and_bad_options(tmp_path):
+    pictures, labels = _radiographs(30, 24, 0.4, seed=1)
+    for index, (picture, label) in enumerate(zip(pictures, labels)):
+        folder = tmp_path / ("pneumonia" if label else "normal")
+        folder.mkdir(exist_ok=True)
+        images.save_png(picture, folder / f"{index}.png")
+    task, resolved = resolve("validation_fraction=0.2", "test_fraction=0.2", data_source=str(tmp_path))
+    splits = task.load_data(resolved)
+    assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train[0].shape[1:] == (24, 24, 1)
+    task, resolved = resolve("threshold_method=f1", data_source=str(tmp_path))
+    with pytest.raises(ValueError, match="threshold_method must be one of youden, sensitivity"):
+        task.load_data(resolved)
+
+
+def test_tfds_patch_camelyon_under_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    task, resolved = resolve(data_source="tfds:patch_camelyon")
+    with tfds.testing.mock_data(num_examples=20):
+        splits = task.load_data(resolved)
+    assert splits.train[0].shape[1:] == (96, 96, 3) and len(splits.info["class_names"]) == 2
+    assert splits.name == "tfds_patch_camelyon"
+
+
+def test_calibration_of_a_perfectly_calibrated_model():
+    rng = np.random.default_rng(0)
+    scores = rng.random(20000)
+    labels = (rng.random(20000) < scores).astype(int)
+    result = evaluation.calibration(labels, scores, bins=10)
+    assert result.metrics["expected_calibration_error"] < 0.02 and "calibration_curve" in result.figures
+
+
+@pytest.mark.slow
+def test_focal_loss_and_target_sensitivity(tracking_store):
+    task, resolved = resolve(*SMALL, "imbalance=focal", "threshold_method=sensitivity", "target_sensitivity=0.95")
+    result = runner.run(task, resolved)
+    assert result.metrics["roc_auc"] > 0.7
+    assert "sensitivity >= 0.95" in mlflow.artifacts.load_text(f"runs:/{result.run_id}/threshold.txt")
+
+
+@pytest.mark.slow
+def test_real_pneumoniamnist_loads_with_official_splits():
+    path = shared_data("pneumoniamnist/pneumoniamnist.npz")
+    task, resolved = resolve(data_source=str(path))
+    splits = task.load_data(resolved)
+    assert [len(part[1]) for part in (splits.train, splits.validation, splits.test)] == [4708, 524, 624]

@@ -1,0 +1,194 @@
+"""Vision segmentation end to end: training on generated scenes, MLflow artifacts, mask prediction, data paths."""
+
+import json
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import tasks
+from pipelines import cli, config, runner
+from shared import augmentation, data, evaluation, images, tracking
+from tasks.vision_segmentation import _scenes
+from tests.conftest import shared_data
+
+TASK = "vision_segmentation"
+SMALL = ["image_size=32", "depth=3", "base_filters=8", "max_examples=240", "epochs=10", "batch_size=8",
+         "learning_rate=0.005"]
+
+
+def resolve(*assignments, data_source=None):
+    task = tasks.get(TASK)
+    return task, config.resolve(task, assignments=list(assignments), data=data_source)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training on generated scenes, shared by the tests that inspect its run and model."""
+    folder = tmp_path_factory.mktemp("store")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    task, resolved = resolve(*SMALL)
+    yield runner.run(task, resolved)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffix=".png"):
+    """Writes `count` image/mask pairs: a bright square (foreground) on a dark background."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        mask = np.zeros(size, np.uint8)
+        row, column = rng.integers(0, 10, 2)
+        mask[row:row + 8, column:column + 8] = 1
+        picture = (0.2 + 0.6 * mask + rng.normal(0, 0.03, size)).clip(0, 1)
+        images.save_png(picture[..., None], folder / "images" / f"{index}.png")
+        Image.fromarray(np.array(mask_values, np.uint8)[mask]).save(folder / "masks" / f"{index}{mask_suffix}")
+    return folder
+
+
+def test_run_beats_chance_and_logs_everything(trained):
+    background_share = float(np.mean(_scenes(600, 32, seed=0)[1] == 0))  # the training scenes (seed 0)
+    # Predicting background everywhere scores pixel accuracy = background_share, mean IoU = share / 4.
+    assert trained.metrics["pixel_accuracy"] > background_share + 0.02
+    assert trained.metrics["mean_iou"] > background_share / 4 + 0.05
+    run = mlflow.get_run(trained.run_id)
+    assert run.data.tags["synthetic"] == "true" and run.data.tags["dataset"] == "generated_shapes"
+    for name in ("test_mean_iou", "test_mean_dice", "test_pixel_accuracy", "test_iou_circle", "test_dice_triangle",
+                 "val_mean_iou", "val_pixel_accuracy"):
+        assert name in run.data.metrics
+    client = mlflow.MlflowClient()
+    assert "per_class_iou.csv" in {item.path for item in client.list_artifacts(trained.run_id)}
+    table = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/per_class_iou.csv").splitlines()
+    assert table[0] == "class,iou,dice,true_pixels,predicted_pixels" and len(table) == 5
+    plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
+    assert {"plots/overlays.png", "plots/pixel_confusion_matrix_percent.png", "plots/training_curves.png"} <= plots
+
+
+def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
+    pictures, masks = _scenes(1, 40, seed=99)  # not the training size: the model is fully convolutional
+    path = tmp_path / "scene.png"
+    images.save_png(pictures[0], path)
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(path),
+                     f"{path}={tmp_path / 'chosen.png'}"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
+    assert first["mask_path"] == str(tmp_path / "scene_mask.png") and second["mask_path"] == str(tmp_path / "chosen.png")
+    with Image.open(first["mask_path"]) as written:
+        assert written.size == (40, 40)
+        classes = np.asarray(written) // 85  # 4 classes are written as 0, 85, 170, 255
+    assert set(first["class_fractions"]) == {"background", "circle", "square", "triangle"}
+    assert abs(sum(first["class_fractions"].values()) - 1) < 1e-4
+    assert np.mean((classes > 0) == (masks[0] > 0)) > 0.8  # the shapes are found
+
+
+def test_predict_converts_grayscale_input_for_an_rgb_model(trained, tmp_path):
+    gray = tmp_path / "gray.png"
+    images.save_png(_scenes(1, 32, seed=5)[0][0].mean(-1, keepdims=True), gray)
+    answer, = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(gray)]}))
+    assert answer["size"] == [32, 32]
+
+
+def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
+    task, resolved = resolve("tile_size=8", "depth=2", "split=ordered", "test_fraction=0.2",
+                             "validation_fraction=0.2", data_source=str(write_pairs(tmp_path, count=10)))
+    splits = task.load_data(resolved)
+    assert splits.info["class_names"] == ["background", "foreground"] and splits.info["channels"] == 1
+    assert splits.train[0].shape == (6 * 9, 8, 8, 1) and splits.train[1].shape == (6 * 9, 8, 8)  # 3x3 tiles
+    assert splits.test[0].shape == (2, 24, 20, 1)  # test images stay whole
+    assert set(np.unique(splits.train[1])) == {0, 1} and not splits.synthetic
+
+
+def test_class_index_masks_with_names(tmp_path):
+    task, resolved = resolve("depth=2", "image_size=16", "class_names=sky,square",
+                             data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))))
+    splits = task.load_data(resolved)
+    assert splits.info["class_names"] == ["sky", "square"] and splits.train[0].shape[1:] == (16, 16, 1)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: (root / "masks" / "3.png").unlink(), "3.png' has no mask"),
+    (lambda root: Image.fromarray(np.full((24, 20), 128, np.uint8)).save(root / "masks" / "2.png"), "has value 128"),
+    (lambda root: Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "1.png"),
+     "must match its image's size"),
+    (lambda root: (root / "masks").rename(root / "other"), "must hold an images/ and a masks/"),
+])
+def test_bad_folders_name_the_file(tmp_path, damage, message):
+    root = write_pairs(tmp_path)
+    damage(root)
+    task, resolved = resolve(data_source=str(root))
+    with pytest.raises(ValueError, match=message):
+        task.load_data(resolved)
+
+
+def test_too_few_pairs_is_an_empty_split_error(tmp_path):
+    task, resolved = resolve("depth=2", data_source=str(write_pairs(tmp_path, count=2)))
+    with pytest.raises(ValueError, match="would be empty"):
+        task.load_data(resolved)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    root = write_pairs(tmp_path)
+    (root / "masks" / "0.png").unlink()
+    assert cli.main(["run", TASK, "--data", str(root)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: image") and "0.png' has no mask" in error and "\n" not in error
+
+
+def test_tfds_oxford_pets_under_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    task, resolved = resolve("image_size=32", "depth=2", data_source="tfds:oxford_iiit_pet")
+    with tfds.testing.mock_data(num_examples=12):
+        splits = task.load_data(resolved)
+    assert splits.info["class_names"] == ["pet", "background", "border"] and splits.info["image_size"] == 32
+    assert splits.train[0].shape[1:] == (32, 32, 3) and splits.train[1].max() <= 2
+    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 24  # train + test mocked
+
+
+def test_mobilenetv2_encoder_variant_predicts_whole_images():
+    from tasks.vision_segmentation import predict_masks
+
+    task, resolved = resolve("encoder=mobilenetv2", "base_filters=8")
+    info = {"class_names": ["background", "cell"], "channels": 1, "image_size": 0, "encoder": "mobilenetv2",
+            "depth": 3}
+    model = task.build_model(resolved, info)
+    probabilities = predict_masks(model, np.random.default_rng(0).random((1, 40, 50, 1), dtype="float32"), info)
+    assert probabilities.shape == (1, 40, 50, 2) and np.allclose(probabilities.sum(-1), 1, atol=1e-4)
+
+
+def test_paired_geometric_keeps_image_and_mask_aligned():
+    import tensorflow as tf
+
+    masks = np.random.default_rng(0).integers(0, 3, (16, 12, 12)).astype("int32")
+    augment = augmentation.paired_geometric(flip=True, rotate90=True, crop_padding=2, seed=1)
+    moved_images, moved_masks = augment(tf.constant(masks[..., None].astype("float32")), tf.constant(masks))
+    assert np.array_equal(moved_images.numpy()[..., 0].astype("int32"), moved_masks.numpy())
+    assert not np.array_equal(moved_masks.numpy(), masks)  # something moved
+
+
+def test_segmentation_metrics_on_a_known_case():
+    truth = np.array([[0, 0, 1, 1]])
+    predicted = np.array([[0, 1, 1, 1]])
+    result = evaluation.segmentation(truth, predicted, ["background", "object"])
+    assert result.metrics["pixel_accuracy"] == 0.75
+    assert result.metrics["iou_background"] == 0.5 and abs(result.metrics["iou_object"] - 2 / 3) < 1e-9
+    assert abs(result.metrics["dice_object"] - 0.8) < 1e-9
+    assert abs(result.metrics["mean_iou"] - (0.5 + 2 / 3) / 2) < 1e-9
+
+
+@pytest.mark.slow
+def test_real_isbi_membranes_load_with_the_benchmark_split():
+    root = shared_data("isbi2012_membrane/train")
+    task, resolved = resolve("split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "tile_size=128",
+                             "depth=4", data_source=str(root))
+    splits = task.load_data(resolved)
+    assert splits.test[0].shape == (6, 512, 512, 1) and splits.train[0].shape == (21 * 16, 128, 128, 1)
+    assert 0.15 < 1 - splits.train[1].mean() < 0.3  # about a fifth of the pixels are membrane (class 0)
