@@ -1,0 +1,346 @@
+"""NLP sentiment: a BiLSTM, BiGRU or small Transformer encoder classifying raw sentences.
+
+Text is standardised and tokenised by a `keras.layers.TextVectorization` adapted on the training
+text. Tokenisation runs in the tf.data batch maps and in the predictor, never inside the model, so
+the model takes token ids and trains on every Keras backend; the vocabulary is saved in `Splits.info`
+so the logged model takes raw strings.
+
+Data sources:
+    embedded               generated short reviews with negation, intensifiers and contrastive clauses
+                           ("the plot was not very clever, but the acting was superb"): a bag of words
+                           cannot solve them. Synthetic.
+    tfds:imdb_reviews      or tfds:glue/sst2 (needs internet once); unlabelled rows (label -1) are dropped.
+    FILE.csv | FILE.tsv    a header row with a text column and a label column (`text_column`,
+                           `label_column`; each accepts a comma-separated list of names, the first the
+                           file has wins). Any label values (strings or numbers), two or more classes.
+    FOLDER                 either train.{csv,tsv} with optional dev/validation/val and test files (used as
+                           the validation and test splits), or one subfolder of .txt files per class.
+Bad input: a missing column names the columns found; a non-UTF-8 file names the line (or file);
+rows with empty text are dropped with a warning; dev/test labels absent from training are an error;
+at predict time an empty sentence is an error and a sentence longer than `sequence_length` tokens is
+truncated with a warning (the answer carries `"truncated": true`).
+"""
+
+import dataclasses
+import os
+import pathlib
+import warnings
+
+import numpy as np
+
+from tasks import register
+from tasks.base import ClassificationTask, Splits, TaskConfig
+
+ARCHITECTURES = ("bilstm", "bigru", "transformer")
+_TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
+_SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val"), "test": ("test",)}
+
+
+@dataclasses.dataclass
+class NlpSentimentConfig(TaskConfig):
+    epochs: int = 15  # text models overfit in a few epochs; early stopping picks the best one
+    learning_rate: float = 1e-3  # recurrent nets and Transformers diverge above ~3e-3 with AdamW
+    weight_decay: float = 1e-2  # embeddings of rare words overfit; stronger decay than for images
+    architecture: str = "bilstm"  # bilstm | bigru | transformer; the BiLSTM is the strongest from scratch on SST-2
+    text_column: str = "text,sentence,review,content"  # CSV/TSV text column names accepted, first found wins
+    label_column: str = "label,sentiment"  # CSV/TSV label column names accepted, first found wins
+    vocabulary_size: int = 20000  # covers SST-2's 15k words; rarer words become [UNK]
+    sequence_length: int = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
+    embedding_dim: int = 128  # enough for 20k words trained from scratch
+    units: int = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
+    layers: int = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
+    heads: int = 4  # Transformer attention heads (embedding_dim must divide by it)
+    dropout: float = 0.4  # on embeddings and before the classifier: small text sets overfit fast
+    token_dropout: float = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
+    embedded_examples: int = 20000  # generated reviews; 4,000 stay at chance after 6 epochs, 20,000 learn in 8
+    top_k: int = 2  # classes returned per prediction
+
+
+def _generated_reviews(count, seed):
+    """Short reviews whose label needs word order: negation flips, "but"/"although" pick a clause.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: texts (object array) and labels (0 negative, 1 positive).
+    """
+    rng = np.random.default_rng(seed)
+    aspects = ["the plot", "the acting", "the music", "the ending", "the dialogue", "the cast", "the story",
+               "the pacing", "the soundtrack", "the camera work", "the script", "the humour"]
+    adjectives = {1: ["good", "great", "brilliant", "wonderful", "charming", "moving", "clever", "delightful",
+                      "funny", "superb", "gripping", "beautiful"],
+                  0: ["bad", "dull", "boring", "awful", "clumsy", "tedious", "weak", "terrible", "bland",
+                      "predictable", "messy", "forgettable"]}
+    intensifiers = ["", "", "very ", "really ", "extremely ", "quite ", "truly ", "incredibly ", "rather "]
+    negations = ["was not ", "was never ", "was hardly ", "was not at all ", "wasn't "]
+
+    def clause():
+        polarity = int(rng.integers(2))
+        text = f"{aspects[rng.integers(len(aspects))]} "
+        adjective = f"{intensifiers[rng.integers(len(intensifiers))]}{rng.choice(adjectives[polarity])}"
+        if rng.random() < 0.35:
+            return text + negations[rng.integers(len(negations))] + adjective, 1 - polarity
+        return text + "was " + adjective, polarity
+
+    texts, labels = [], []
+    for _ in range(count):
+        (first, first_label), (second, second_label) = clause(), clause()
+        form = rng.integers(5)
+        if form == 0:
+            text, label = first, first_label
+        elif form == 1:
+            text, label = f"{first} but {second}", second_label
+        elif form == 2:
+            text, label = f"although {first}, {second}", second_label
+        elif form == 3:
+            text, label = f"{first}, although {second}", first_label
+        else:
+            text, label = f"i did not think {first}", 1 - first_label
+        texts.append(text.capitalize() + rng.choice([".", "!", ""]))
+        labels.append(label)
+    return np.array(texts, dtype=object), np.array(labels, dtype="int64")
+
+
+def _clean(texts, labels, source):
+    """Drops rows whose text is empty (with a warning naming the source); returns str texts, labels."""
+    texts = np.array([text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text) for text in texts],
+                     dtype=object)
+    empty = np.array([not text.strip() for text in texts], dtype=bool)
+    if empty.any():
+        warnings.warn(f"{source}: dropped {int(empty.sum())} row(s) with empty text.", stacklevel=2)
+    return texts[~empty], labels[~empty]
+
+
+def _encode_labels(splits, source):
+    """Maps raw label values of train / validation / test to class indices learned from training.
+
+    Args:
+        splits (dict[str, tuple]): split name -> (texts, raw labels); validation and test optional.
+        source (str): the file or folder, for messages.
+
+    Returns:
+        tuple[dict[str, tuple], list[str]]: split name -> (texts, int64 labels), and the class names.
+
+    Raises:
+        ValueError: fewer than two classes, or dev/test labels that training never saw.
+    """
+    raw = [str(label).strip() for label in splits["train"][1]]
+    if "" in raw:
+        raise ValueError(f"{source}: {raw.count('')} training row(s) have an empty label; every row needs a label.")
+    numeric = all(name.lstrip("-").isdigit() for name in raw)
+    names = sorted(set(raw), key=int if numeric else str)  # "2" after "10" would surprise users
+    if len(names) < 2:
+        raise ValueError(f"{source}: the label column has {len(names)} distinct value(s) {names}; "
+                         "need at least 2 classes.")
+    index = {name: position for position, name in enumerate(names)}
+    encoded = {}
+    for split, (texts, labels) in splits.items():
+        labels = [str(label).strip() for label in labels]
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise ValueError(
+                f"{source}: {split} labels {unknown[:10]} are not in the training labels {names}; "
+                "fix the labels or add examples of those classes to the training data."
+            )
+        encoded[split] = (texts, np.array([index[label] for label in labels], dtype="int64"))
+    return encoded, names
+
+
+def _split_files(folder):
+    """Returns split name -> path for a folder holding train.{csv,tsv} (and dev / test files), else {}."""
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        stem, extension = os.path.splitext(name)
+        if extension.lower() in (".csv", ".tsv", ".tab"):
+            for split, stems in _SPLIT_FILES.items():
+                if stem.lower() in stems and split not in found:
+                    found[split] = os.path.join(folder, name)
+    return found if "train" in found else {}
+
+
+def _class_folders(folder):
+    """Reads one subfolder of .txt files per class with keras.utils.text_dataset_from_directory.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, list[str]]: texts, labels and class names (the subfolder names).
+    """
+    import keras
+
+    try:
+        dataset = keras.utils.text_dataset_from_directory(folder, batch_size=None, shuffle=False)
+    except ValueError as error:
+        raise ValueError(
+            f"'{folder}' is neither a folder with train.csv/train.tsv nor one subfolder of .txt files per "
+            f"class ({str(error).splitlines()[0]})."
+        ) from None
+    texts, labels = [], []
+    for text, label in dataset.as_numpy_iterator():
+        try:
+            texts.append(text.decode("utf-8-sig"))
+        except UnicodeDecodeError as error:
+            # The dataset does not expose file names: find the file with these bytes to name it.
+            path = next((path for path in pathlib.Path(folder).rglob("*.txt") if path.read_bytes() == text), folder)
+            raise ValueError(f"'{path}' is not valid UTF-8 (byte {error.start}); re-save it as UTF-8.") from None
+        labels.append(int(label))
+    return np.array(texts, dtype=object), np.array(labels, dtype="int64"), list(dataset.class_names)
+
+
+@register
+class NlpSentiment(ClassificationTask):
+    name = "nlp_sentiment"
+    config_class = NlpSentimentConfig
+    tfds_name = "imdb_reviews"
+    input_column = "text"
+    quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+
+    def load_data(self, config):
+        from shared import data
+
+        if config.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got '{config.architecture}'.")
+        if config.architecture == "transformer" and config.embedding_dim % config.heads:
+            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
+        kind, argument = data.parse_source(config.data)
+        columns = {"text": config.text_column, "label": config.label_column}
+        validation = test = None
+        synthetic = False
+        if kind == "embedded":
+            texts, labels = _generated_reviews(config.embedded_examples, config.seed)
+            class_names, name, synthetic = ["negative", "positive"], "generated_reviews", True
+        elif kind == "tfds":
+            dataset_name = argument.split(":")[0]
+            text_key = _TFDS_TEXT_KEYS.get(dataset_name.split("/")[0], "text")
+            loaded, info = data.load_tfds(argument, config.tfds_data_dir, (text_key, "label"),
+                                          alternatives="--data embedded or a CSV/TSV file of your own")
+            labelled = {}
+            for split, arrays in loaded.items():
+                keep = arrays["label"] >= 0  # glue/sst2 test and imdb unsupervised carry label -1
+                if keep.any():
+                    labelled[split] = _clean(arrays[text_key][keep], arrays["label"][keep].astype("int64"),
+                                             f"tfds:{dataset_name}")
+            pool = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
+            texts = np.concatenate([labelled[split][0] for split in pool])
+            labels = np.concatenate([labelled[split][1] for split in pool])
+            if "test" in labelled and "test" not in pool:
+                test = labelled["test"]
+            if "validation" in labelled and "validation" not in pool:
+                validation = labelled["validation"]
+            class_names, name = list(info.features["label"].names), f"tfds_{dataset_name.replace('/', '_')}"
+        elif kind in ("file", "csv"):
+            table = data.read_text_columns(argument, columns)
+            encoded, class_names = _encode_labels({"train": _clean(table["text"], table["label"], argument)},
+                                                  argument)
+            texts, labels = encoded["train"]
+            name = f"file_{os.path.basename(argument)}"
+        elif kind == "folder":
+            files = _split_files(argument)
+            if files:
+                raw = {}
+                for split, path in files.items():
+                    table = data.read_text_columns(path, columns)
+                    raw[split] = _clean(table["text"], table["label"], path)
+                encoded, class_names = _encode_labels(raw, argument)
+                texts, labels = encoded["train"]
+                validation, test = encoded.get("validation"), encoded.get("test")
+            else:
+                texts, labels, class_names = _class_folders(argument)
+                texts, labels = _clean(texts, labels, argument)
+            name = f"folder_{os.path.basename(argument.rstrip('/'))}"
+        else:
+            raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
+        train, validation, test = data.carve(texts, labels, config, validation=validation, test=test)
+        info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length,
+                "vocabulary": data.adapt_vocabulary(train[0], config.vocabulary_size, "strip")}
+        return Splits(train, validation, test, info, config.data, name, synthetic)
+
+    def build_model(self, config, info):
+        import keras
+
+        inputs = keras.Input((None,), dtype="int64", name="token_ids")
+        vocabulary_size = len(info["vocabulary"])
+        if config.architecture == "transformer":
+            from tasks.nlp_translation import transformer_layers
+
+            layers = transformer_layers()
+            x = layers["PositionalEmbedding"](info["sequence_length"], vocabulary_size, config.embedding_dim)(inputs)
+            x = keras.layers.Dropout(config.dropout)(x)
+            for _ in range(config.layers):
+                x = layers["TransformerEncoder"](config.embedding_dim, 2 * config.embedding_dim, config.heads,
+                                                 config.dropout / 2)(x)
+            features = keras.layers.GlobalAveragePooling1D()(x)
+        else:
+            recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
+            x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
+            x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
+            for _ in range(config.layers - 1):
+                x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
+            # The last states (the mask skips padding) read the whole sentence in both directions.
+            features = keras.layers.Bidirectional(recurrent(config.units))(x)
+        features = keras.layers.Dropout(config.dropout)(features)
+        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
+                                     name="probabilities")(features)
+        return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
+
+    def eval_map(self, config, info):
+        import tensorflow as tf
+
+        from shared import data
+
+        # Batches are padded to their longest text, not to sequence_length: most sentences are short,
+        # and a recurrent net pays for every padded step.
+        layer = data.text_vectorizer(info["vocabulary"], None)
+        num_classes = len(info["class_names"])
+
+        def encode(texts, labels):
+            token_ids = layer(data.standardize_text(texts, "strip"))[:, : info["sequence_length"]]
+            # A text of punctuation only has no token; [UNK] keeps masked pooling from dividing by zero.
+            first = tf.where(token_ids[:, :1] == 0, tf.ones_like(token_ids[:, :1]), token_ids[:, :1])
+            return tf.concat([first, token_ids[:, 1:]], axis=1), tf.one_hot(labels, num_classes)
+
+        return encode
+
+    def train_map(self, config, info):
+        from shared import augmentation
+
+        return augmentation.chain(self.eval_map(config, info),
+                                  augmentation.token_dropout(config.token_dropout, seed=config.seed))
+
+    def custom_objects(self):
+        from tasks.nlp_translation import transformer_layers
+
+        return transformer_layers()
+
+    def evaluate(self, model, splits, config):
+        from shared import data, evaluation
+
+        texts, labels = splits.test
+        token_ids, _ = data.tokenize_text(texts, splits.info["vocabulary"], splits.info["sequence_length"], "strip")
+        token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training
+        probabilities = model.predict(token_ids, batch_size=256, verbose=0)
+        names = splits.info["class_names"]
+        result = evaluation.classification(labels, probabilities, names)
+        if len(names) == 2:
+            from sklearn import metrics
+
+            result.metrics["f1"] = float(metrics.f1_score(labels, probabilities.argmax(axis=1)))
+        result.texts["confident_mistakes.md"] = evaluation.confident_mistakes(texts, labels, probabilities, names)
+        return result
+
+    def input_example(self, splits):
+        return [str(text) for text in splits.test[0][:2]]
+
+    def cli_inputs(self, inputs):
+        from shared import data
+
+        return data.text_inputs(inputs, column="text,sentence,review,content")
+
+    def predict_raw(self, model, info, inputs):
+        from shared import data, evaluation
+
+        token_ids, truncated = data.tokenize_text(list(inputs), info["vocabulary"], info["sequence_length"], "strip",
+                                        check=True)
+        token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only input: [UNK], as in training
+        probabilities = model.predict(token_ids, batch_size=256, verbose=0)
+        answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 2))
+        for answer, cut in zip(answers, truncated):
+            if cut:
+                answer["truncated"] = True
+        return answers

@@ -1,0 +1,534 @@
+"""NLP translation: a Transformer encoder-decoder trained from scratch, decoding greedily or by beam search.
+
+Both languages are lower-cased with punctuation split into tokens (so outputs can be punctuated),
+tokenised by `keras.layers.TextVectorization` vocabularies adapted on the training pairs and saved in
+`Splits.info`. Tokenisation runs in tf.data batch maps and in the predictor; the model takes token
+ids, so it trains on every Keras backend. The logged model runs the whole decode loop on raw strings.
+
+Data sources:
+    embedded                       generated English -> Spanish sentences about counted things
+                                   ("They sell three hundred twenty-one red houses." -> "Venden trescientas
+                                   veintiuna casas rojas."): number words, gender agreement (un/una,
+                                   doscientos/doscientas), plural adjectives after the noun. Synthetic.
+    tfds:ted_hrlr_translate/pt_to_en   (or any TFDS translation set named X_to_Y; needs internet once).
+    FILE (TSV)                     `source<TAB>target[<TAB>anything]` per line, the Anki / Tatoeba format;
+                                   `direction=reverse` translates the second column into the first.
+Bad input: a line with one field is an error naming the line number; non-UTF-8 bytes name the line;
+empty sentences are dropped from training with a warning and are an error at predict time; a sentence
+longer than `sequence_length` tokens is truncated with a warning (the answer carries `"truncated": true`).
+"""
+
+import dataclasses
+import functools
+import re
+import warnings
+
+import numpy as np
+
+from tasks import register
+from tasks.base import Task, Splits, TaskConfig
+
+START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
+PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
+
+
+@dataclasses.dataclass
+class NlpTranslationConfig(TaskConfig):
+    epochs: int = 30  # the keras-io recipe's budget; early stopping ends sooner on small data
+    learning_rate: float = 1e-3  # Transformers trained from scratch diverge above ~2e-3 without warm-up
+    weight_decay: float = 1e-4  # mild: dropout does most of the regularising
+    early_stopping_patience: int = 5  # val_loss of a seq2seq model plateaus smoothly
+    direction: str = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
+    vocabulary_size: int = 15000  # per language, the keras-io recipe's size for the Anki data
+    sequence_length: int = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
+    embedding_dim: int = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
+    dense_dim: int = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
+    heads: int = 4  # attention heads; embedding_dim must divide by it
+    layers: int = 1  # encoder and decoder blocks each; one suffices for short sentences
+    dropout: float = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions
+    token_dropout: float = 0.0  # source word dropout; off because rare words carry the meaning
+    decoding: str = "greedy"  # greedy | beam; beam costs beam_width times the compute
+    beam_width: int = 4  # hypotheses kept per sentence when decoding == beam
+    length_penalty: float = 0.6  # beam scores divide by length**penalty, so short outputs do not win
+    embedded_examples: int = 6000  # generated pairs; enough for the number grammar to be learned
+    sample_translations: int = 30  # rows of the logged sample translations table
+
+
+# ---------------------------------------------------------------------------------------------------
+# Embedded data: English -> Spanish counted nouns with agreement.
+_EN_UNITS = ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+             "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_ES_UNITS = ["", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once",
+             "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete", "dieciocho", "diecinueve", "veinte",
+             "veintiuno", "veintidós", "veintitrés", "veinticuatro", "veinticinco", "veintiséis", "veintisiete",
+             "veintiocho", "veintinueve"]
+_ES_TENS = ["", "", "", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa"]
+_ES_HUNDREDS = ["", "ciento", "doscientos", "trescientos", "cuatrocientos", "quinientos", "seiscientos",
+                "setecientos", "ochocientos", "novecientos"]
+# (English singular, English plural, Spanish singular, Spanish plural, feminine)
+_NOUNS = [("book", "books", "libro", "libros", False), ("house", "houses", "casa", "casas", True),
+          ("cat", "cats", "gato", "gatos", False), ("table", "tables", "mesa", "mesas", True),
+          ("dog", "dogs", "perro", "perros", False), ("car", "cars", "coche", "coches", False),
+          ("window", "windows", "ventana", "ventanas", True), ("apple", "apples", "manzana", "manzanas", True),
+          ("chair", "chairs", "silla", "sillas", True), ("tree", "trees", "árbol", "árboles", False),
+          ("flower", "flowers", "flor", "flores", True), ("letter", "letters", "carta", "cartas", True)]
+# (English, Spanish masculine singular, feminine singular); plurals add -s / -es by rule below
+_ADJECTIVES = [("red", "rojo", "roja"), ("white", "blanco", "blanca"), ("small", "pequeño", "pequeña"),
+               ("new", "nuevo", "nueva"), ("old", "viejo", "vieja"), ("big", "grande", "grande"),
+               ("green", "verde", "verde"), ("beautiful", "bonito", "bonita"), ("blue", "azul", "azul")]
+_SUBJECTS = [("I have", "Tengo"), ("We have", "Tenemos"), ("They sell", "Venden"), ("She buys", "Compra"),
+             ("You see", "Ves"), ("He wants", "Quiere"), ("We need", "Necesitamos"), ("They paint", "Pintan")]
+
+
+def english_number(number):
+    """1-999 in English words ("three hundred twenty-one")."""
+    hundreds, rest = divmod(number, 100)
+    words = [f"{_EN_UNITS[hundreds]} hundred"] if hundreds else []
+    if rest >= 20:
+        words.append(_EN_TENS[rest // 10] + (f"-{_EN_UNITS[rest % 10]}" if rest % 10 else ""))
+    elif rest:
+        words.append(_EN_UNITS[rest])
+    return " ".join(words)
+
+
+def spanish_number(number, feminine):
+    """1-999 in Spanish words as used before a noun: apocope (un, veintiún) and gender (doscientas, una)."""
+    hundreds, rest = divmod(number, 100)
+    words = []
+    if hundreds:
+        word = "cien" if number == 100 else _ES_HUNDREDS[hundreds]
+        words.append(word[:-2] + "as" if feminine and hundreds > 1 else word)
+    if rest < 30:
+        words.append(_ES_UNITS[rest])
+    else:
+        words.append(_ES_TENS[rest // 10] + (f" y {_ES_UNITS[rest % 10]}" if rest % 10 else ""))
+    text = " ".join(word for word in words if word)
+    if rest % 10 == 1 and rest != 11:  # "uno" before a noun: un / una, veintiún / veintiuna
+        text = text[:-3] + ("una" if feminine else ("ún" if text.endswith("veintiuno") else "un"))
+    return text
+
+
+def _spanish_plural(word):
+    return word + ("s" if word[-1] in "aeiou" else "es")
+
+
+def generated_pairs(count, seed):
+    """English -> Spanish sentences about a number of things, with agreement and adjective reordering.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: English and Spanish sentences (object arrays).
+    """
+    rng = np.random.default_rng(seed)
+    sources, targets = [], []
+    for _ in range(count):
+        band = rng.integers(3)  # small numbers, two-digit, three-digit: all three grammars appear often
+        low, high = ((1, 21), (21, 100), (100, 1000))[band]
+        number = int(rng.integers(low, high))
+        english_noun, english_plural, spanish_noun, spanish_plural, feminine = _NOUNS[rng.integers(len(_NOUNS))]
+        subject, verb = _SUBJECTS[rng.integers(len(_SUBJECTS))]
+        plural = number != 1
+        english = f"{subject} {english_number(number)}"
+        spanish = f"{verb} {spanish_number(number, feminine)} {spanish_plural if plural else spanish_noun}"
+        if rng.random() < 0.6:
+            adjective, masculine_form, feminine_form = _ADJECTIVES[rng.integers(len(_ADJECTIVES))]
+            english += f" {adjective}"
+            form = feminine_form if feminine else masculine_form
+            spanish += f" {_spanish_plural(form) if plural else form}"
+        english += f" {english_plural if plural else english_noun}."
+        sources.append(english)
+        targets.append(spanish + ".")
+    return np.array(sources, dtype=object), np.array(targets, dtype=object)
+
+
+def read_pairs(path, direction):
+    """Reads `source<TAB>target[<TAB>anything]` lines (the Anki / Tatoeba format).
+
+    Args:
+        path (str): the TSV file (UTF-8).
+        direction (str): "forward" (column 1 -> 2) or "reverse" (column 2 -> 1).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: source and target sentences.
+
+    Raises:
+        ValueError: not UTF-8, or a non-empty line without a tab (the message gives the line number).
+    """
+    from shared import data
+
+    sources, targets = [], []
+    for number, line in enumerate(data.read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise ValueError(
+                f"'{path}' line {number} has one field ({line[:60]!r}); expected source<TAB>target per line."
+            )
+        sources.append(fields[0].strip())
+        targets.append(fields[1].strip())
+    if not sources:
+        raise ValueError(f"'{path}' has no sentence pairs; expected source<TAB>target per line.")
+    pairs = (np.array(sources, dtype=object), np.array(targets, dtype=object))
+    return pairs if direction == "forward" else pairs[::-1]
+
+
+def _drop_empty(sources, targets, origin):
+    """Removes pairs with an empty side, warning with the count."""
+    sources, targets = (np.array([text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in side],
+                                 dtype=object) for side in (sources, targets))
+    empty = np.array([not source.strip() or not target.strip() for source, target in zip(sources, targets)], dtype=bool)
+    if empty.any():
+        warnings.warn(f"{origin}: dropped {int(empty.sum())} pair(s) with an empty sentence.", stacklevel=2)
+    return sources[~empty], targets[~empty]
+
+
+def detokenize(tokens):
+    """Joins target tokens into a sentence: no space before closing marks or after opening ones, capitalised."""
+    text = " ".join(tokens)
+    text = re.sub(r" ([.,!?;:%)\]}»”…])", r"\1", text)
+    text = re.sub(r"([¿¡(\[{«“]) ", r"\1", text)
+    letter = re.search(r"\w", text)
+    return text if letter is None else text[: letter.start()] + text[letter.start()].upper() + text[letter.start() + 1:]
+
+
+@functools.cache
+def transformer_layers():
+    """The custom Keras layers of the text Transformers (also used by nlp_sentiment), by class name.
+
+    Defined inside a cached function so that importing the task module stays light.
+
+    Returns:
+        dict[str, type]: PositionalEmbedding, TransformerEncoder and TransformerDecoder.
+    """
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="nlp")
+    class PositionalEmbedding(keras.layers.Layer):
+        """Token embedding plus a learned position embedding; id 0 is padding and produces the mask."""
+
+        def __init__(self, sequence_length, vocabulary_size, embedding_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.sequence_length, self.vocabulary_size = sequence_length, vocabulary_size
+            self.embedding_dim = embedding_dim
+            self.token_embedding = keras.layers.Embedding(vocabulary_size, embedding_dim)
+            self.position_embedding = keras.layers.Embedding(sequence_length, embedding_dim)
+
+        def build(self, input_shape):
+            self.token_embedding.build(input_shape)
+            self.position_embedding.build((input_shape[-1],))
+
+        def call(self, token_ids):
+            positions = ops.arange(ops.shape(token_ids)[-1])
+            return self.token_embedding(token_ids) + self.position_embedding(positions)
+
+        def compute_mask(self, token_ids, mask=None):
+            return ops.not_equal(token_ids, PADDING_ID)
+
+        def get_config(self):
+            return {**super().get_config(), "sequence_length": self.sequence_length,
+                    "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
+
+    @keras.saving.register_keras_serializable(package="nlp")
+    class TransformerEncoder(keras.layers.Layer):
+        """Self-attention over non-padding tokens, then a position-wise feed-forward net (post-norm)."""
+
+        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
+            super().__init__(**kwargs)
+            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
+            self.attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
+            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
+            self.dense_2 = keras.layers.Dense(embedding_dim)
+            self.norm_1, self.norm_2 = keras.layers.LayerNormalization(), keras.layers.LayerNormalization()
+            self.dropout = keras.layers.Dropout(dropout)
+            self.supports_masking = True
+
+        def build(self, inputs_shape):
+            self.attention.build(inputs_shape, inputs_shape)
+            self.dense_1.build(inputs_shape)
+            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
+            self.norm_1.build(inputs_shape)
+            self.norm_2.build(inputs_shape)
+
+        def call(self, inputs, mask=None, training=None):
+            attended = self.attention(inputs, inputs, query_mask=mask, value_mask=mask, training=training)
+            x = self.norm_1(inputs + self.dropout(attended, training=training))
+            return self.norm_2(x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
+
+        def get_config(self):
+            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
+                    "heads": self.heads, "dropout": self.rate}
+
+    @keras.saving.register_keras_serializable(package="nlp")
+    class TransformerDecoder(keras.layers.Layer):
+        """Causal self-attention, attention over the encoder outputs, then a feed-forward net (post-norm)."""
+
+        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
+            super().__init__(**kwargs)
+            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
+            self.self_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
+            self.cross_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
+            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
+            self.dense_2 = keras.layers.Dense(embedding_dim)
+            self.norms = [keras.layers.LayerNormalization() for _ in range(3)]
+            self.dropout = keras.layers.Dropout(dropout)
+            self.supports_masking = True
+
+        def build(self, inputs_shape, encoder_outputs_shape):
+            self.self_attention.build(inputs_shape, inputs_shape)
+            self.cross_attention.build(inputs_shape, encoder_outputs_shape)
+            self.dense_1.build(inputs_shape)
+            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
+            for norm in self.norms:
+                norm.build(inputs_shape)
+
+        def call(self, inputs, encoder_outputs, inputs_mask=None, encoder_outputs_mask=None, training=None):
+            attended = self.self_attention(inputs, inputs, query_mask=inputs_mask, value_mask=inputs_mask,
+                                           use_causal_mask=True, training=training)
+            x = self.norms[0](inputs + self.dropout(attended, training=training))
+            attended = self.cross_attention(x, encoder_outputs, query_mask=inputs_mask,
+                                            value_mask=encoder_outputs_mask, training=training)
+            x = self.norms[1](x + self.dropout(attended, training=training))
+            return self.norms[2](x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
+
+        def compute_mask(self, inputs, encoder_outputs=None, inputs_mask=None, encoder_outputs_mask=None):
+            return inputs_mask
+
+        def get_config(self):
+            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
+                    "heads": self.heads, "dropout": self.rate}
+
+    return {layer.__name__: layer for layer in (PositionalEmbedding, TransformerEncoder, TransformerDecoder)}
+
+
+@register
+class NlpTranslation(Task):
+    name = "nlp_translation"
+    config_class = NlpTranslationConfig
+    primary_metric = "bleu"
+    tfds_name = "ted_hrlr_translate/pt_to_en"
+    input_column = "text"
+    quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+
+    def load_data(self, config):
+        from shared import data
+
+        if config.direction not in ("forward", "reverse"):
+            raise ValueError(f"direction must be 'forward' or 'reverse', got '{config.direction}'.")
+        if config.decoding not in ("greedy", "beam") or config.beam_width < 1:
+            raise ValueError(f"decoding must be 'greedy' or 'beam' with beam_width >= 1, got "
+                             f"'{config.decoding}' and {config.beam_width}.")
+        if config.embedding_dim % config.heads:
+            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
+        kind, argument = data.parse_source(config.data)
+        validation = test = None
+        synthetic = False
+        if kind == "embedded":
+            sources, targets = generated_pairs(config.embedded_examples, config.seed)
+            name, synthetic, languages = "generated_numbers_en_es", True, ["en", "es"]
+        elif kind == "tfds":
+            dataset_name = argument.split(":")[0]
+            languages = dataset_name.split("/")[-1].split("_to_")
+            if len(languages) != 2:
+                raise ValueError(f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
+                                 "use e.g. tfds:ted_hrlr_translate/pt_to_en.")
+            loaded, _ = data.load_tfds(argument, config.tfds_data_dir, tuple(languages),
+                                       alternatives="--data embedded or a TSV file of sentence pairs")
+            if config.direction == "reverse":
+                languages = languages[::-1]
+            splits = {split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
+                      for split, arrays in loaded.items()}
+            pool = [split for split in splits if split not in ("test", "validation")] or list(splits)
+            sources = np.concatenate([splits[split][0] for split in pool])
+            targets = np.concatenate([splits[split][1] for split in pool])
+            test = splits["test"] if "test" in splits and "test" not in pool else None
+            validation = splits["validation"] if "validation" in splits and "validation" not in pool else None
+            name = f"tfds_{dataset_name.replace('/', '_')}"
+        elif kind in ("file", "csv"):
+            sources, targets = read_pairs(argument, config.direction)
+            name = f"file_{argument.rstrip('/').split('/')[-1]}"
+            languages = ["source", "target"]
+        else:
+            raise ValueError(f"nlp_translation reads a TSV file of sentence pairs, not a {kind} ('{config.data}').")
+        sources, targets = _drop_empty(sources, targets, config.data)
+        train, validation, test = data.carve(sources, targets, config, validation=validation, test=test,
+                                             stratify=False)
+        target_vocabulary = data.adapt_vocabulary(train[1], config.vocabulary_size - 2, "split")
+        info = {
+            "source_vocabulary": data.adapt_vocabulary(train[0], config.vocabulary_size, "split"),
+            "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
+            "sequence_length": config.sequence_length, "languages": languages,
+            "decoding": config.decoding, "beam_width": config.beam_width, "length_penalty": config.length_penalty,
+        }
+        return Splits(train, validation, test, info, config.data, name, synthetic)
+
+    def build_model(self, config, info):
+        import keras
+
+        layers = transformer_layers()
+        length = info["sequence_length"]
+        encoder_inputs = keras.Input((length,), dtype="int64", name="encoder_inputs")
+        x = layers["PositionalEmbedding"](length, len(info["source_vocabulary"]), config.embedding_dim)(encoder_inputs)
+        x = keras.layers.Dropout(config.dropout)(x)
+        for _ in range(config.layers):
+            x = layers["TransformerEncoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(x)
+        decoder_inputs = keras.Input((length,), dtype="int64", name="decoder_inputs")
+        y = layers["PositionalEmbedding"](length, len(info["target_vocabulary"]), config.embedding_dim)(decoder_inputs)
+        y = keras.layers.Dropout(config.dropout)(y)
+        for _ in range(config.layers):
+            y = layers["TransformerDecoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(y, x)
+        y = keras.layers.Dropout(config.dropout)(y)
+        outputs = keras.layers.Dense(len(info["target_vocabulary"]), activation="softmax", dtype="float32",
+                                     name="next_token")(y)
+        return keras.Model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, outputs,
+                           name="transformer_translation")
+
+    def loss(self, config, info):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy(ignore_class=PADDING_ID)
+
+    def metrics(self, config, info):
+        import keras
+
+        # Weighted by the non-padding mask the batch map yields, so padding does not inflate it.
+        return [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
+
+    def eval_map(self, config, info):
+        import tensorflow as tf
+
+        from shared import data
+
+        length = info["sequence_length"]
+        source_layer = data.text_vectorizer(info["source_vocabulary"], length)
+        target_layer = data.text_vectorizer(info["target_vocabulary"], length + 1)
+
+        def encode(sources, targets):
+            marked = tf.strings.join([START, data.standardize_text(targets, "split"), END], separator=" ")
+            target_ids = target_layer(marked)
+            labels = target_ids[:, 1:]
+            features = {"encoder_inputs": source_layer(data.standardize_text(sources, "split")),
+                        "decoder_inputs": target_ids[:, :-1]}
+            return features, labels, tf.cast(labels != PADDING_ID, "float32")
+
+        return encode
+
+    def train_map(self, config, info):
+        from shared import augmentation
+
+        encode = self.eval_map(config, info)
+        drop = augmentation.token_dropout(config.token_dropout, config.seed, key="encoder_inputs")
+        if drop is None:
+            return encode
+        return lambda sources, targets: drop(*encode(sources, targets))  # keeps the sample weights
+
+    def custom_objects(self):
+        return transformer_layers()
+
+    def evaluate(self, model, splits, config):
+        from shared import evaluation
+
+        sources, references = splits.test
+        answers = self.predict_raw(model, splits.info, list(sources), check=False)
+        hypotheses = [answer["translation"] for answer in answers]
+        metrics = evaluation.translation(hypotheses, list(references))
+        rows = ["| source | reference | translation |", "|---|---|---|"]
+        for source, reference, hypothesis in list(zip(sources, references, hypotheses))[: config.sample_translations]:
+            cells = (text.replace("|", "\\|") for text in (source, reference, hypothesis))
+            rows.append("| " + " | ".join(cells) + " |")
+        return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"})
+
+    def input_example(self, splits):
+        return [str(text) for text in splits.test[0][:2]]
+
+    def cli_inputs(self, inputs):
+        from shared import data
+
+        return data.text_inputs(inputs, column="text,source,sentence")
+
+    def predict_raw(self, model, info, inputs, check=True):
+        """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).
+
+        Args:
+            model (keras.Model): the trained encoder-decoder.
+            info (dict): vocabularies, sequence length and decoding settings of the run.
+            inputs (list[str]): source sentences.
+            check (bool): raise on empty inputs and warn about truncated ones (off for evaluation).
+
+        Returns:
+            list[dict]: per input, `translation` (and `truncated: true` when the input was cut).
+        """
+        from shared import data
+
+        source_ids, truncated = data.tokenize_text(list(inputs), info["source_vocabulary"], info["sequence_length"],
+                                                   "split", check=check)
+        width = info["beam_width"] if info["decoding"] == "beam" else 1
+        vocabulary = info["target_vocabulary"]
+        answers = []
+        chunk = max(1, 256 // width)  # rows per forward pass stay near 256 whatever the beam width
+        for start in range(0, len(source_ids), chunk):
+            for tokens in beam_search(model, source_ids[start: start + chunk], width, info["length_penalty"]):
+                answers.append({"translation": detokenize([vocabulary[token] for token in tokens])})
+        for answer, cut in zip(answers, truncated):
+            if cut:
+                answer["truncated"] = True
+        return answers
+
+
+def beam_search(model, source_ids, width, length_penalty):
+    """Decodes token ids by beam search (width 1 is greedy decoding), stopping at [end].
+
+    Args:
+        model (keras.Model): the encoder-decoder, taking fixed-length `encoder_inputs` and `decoder_inputs`.
+        source_ids (np.ndarray): (n, length) source token ids.
+        width (int): hypotheses kept per sentence.
+        length_penalty (float): final scores are log-probability / length**length_penalty.
+
+    Returns:
+        list[list[int]]: per sentence, the best hypothesis' token ids without markers.
+    """
+    count, length = source_ids.shape
+    sources = np.repeat(source_ids, width, axis=0)
+    decoder_inputs = np.zeros((count * width, length), dtype="int64")
+    decoder_inputs[:, 0] = START_ID
+    generated = np.zeros((count * width, length), dtype="int64")
+    scores = np.full((count, width), -np.inf)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished = np.zeros((count, width), dtype=bool)
+    lengths = np.zeros((count, width))
+    for step in range(length):
+        batch = {"encoder_inputs": sources, "decoder_inputs": decoder_inputs}
+        probabilities = np.asarray(model.predict_on_batch(batch))
+        log_probabilities = np.log(probabilities[:, step, :].astype("float64") + 1e-12)
+        vocabulary_size = log_probabilities.shape[-1]
+        log_probabilities = log_probabilities.reshape(count, width, vocabulary_size)
+        log_probabilities[..., [PADDING_ID, START_ID]] = -np.inf
+        # A finished hypothesis may only continue with padding, at no cost, so it keeps its score.
+        log_probabilities[finished] = -np.inf
+        log_probabilities[finished, PADDING_ID] = 0.0
+        candidates = (scores[..., None] + log_probabilities).reshape(count, -1)
+        best = np.argsort(-candidates, axis=1)[:, :width]
+        origin, token = best // vocabulary_size, best % vocabulary_size
+        rows = (np.arange(count)[:, None] * width + origin).reshape(-1)
+        scores = np.take_along_axis(candidates, best, axis=1)
+        was_finished = np.take_along_axis(finished, origin, axis=1)
+        lengths = np.take_along_axis(lengths, origin, axis=1) + ~was_finished
+        finished = was_finished | (token == END_ID)
+        generated, decoder_inputs = generated[rows], decoder_inputs[rows]
+        generated[:, step] = token.reshape(-1)
+        if step + 1 < length:
+            decoder_inputs[:, step + 1] = token.reshape(-1)
+        if finished.all():
+            break
+    normalized = np.where(np.isfinite(scores), scores / np.maximum(lengths, 1) ** length_penalty, -np.inf)
+    chosen = normalized.argmax(axis=1)
+    results = []
+    for sentence, beam in enumerate(chosen):
+        tokens = []
+        for token in generated[sentence * width + beam]:
+            if token in (END_ID, PADDING_ID):
+                break
+            tokens.append(int(token))
+        results.append(tokens)
+    return results

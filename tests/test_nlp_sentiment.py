@@ -1,0 +1,168 @@
+"""nlp_sentiment: data paths (embedded, CSV/TSV, split files, class folders, TFDS mock), bad input,
+end-to-end training with MLflow logging, and raw-sentence prediction from the registry."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from pipelines import config, runner
+from shared import data, tracking
+from tests.conftest import shared_data
+
+
+def _config(*assignments, quick=True):
+    return config.resolve(tasks.get("nlp_sentiment"), quick=quick, assignments=list(assignments))
+
+
+def _write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+@pytest.fixture
+def reviews_csv(tmp_path):
+    rows = ["review,stars"]
+    rng = np.random.default_rng(0)
+    words = {"bad": ["awful", "dull"], "ok": ["fine", "average"], "good": ["great", "superb"]}
+    for index in range(90):
+        label = ["bad", "ok", "good"][index % 3]
+        rows.append(f"\"the film was {rng.choice(words[label])}, i think\",{label}")
+    return _write(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
+
+
+def test_embedded_reviews_need_word_order():
+    splits = tasks.get("nlp_sentiment").load_data(_config("embedded_examples=400"))
+    texts = list(splits.train[0]) + list(splits.test[0])
+    assert splits.synthetic and splits.info["class_names"] == ["negative", "positive"]
+    assert any(" not " in text or "n't" in text for text in texts) and any(" but " in text for text in texts)
+    assert {"", "[UNK]"} == set(splits.info["vocabulary"][:2])
+    json.dumps(splits.info)  # saved with the model: must be JSON
+
+
+def test_csv_with_named_columns_is_multiclass(reviews_csv):
+    splits = tasks.get("nlp_sentiment").load_data(
+        _config(f"data={reviews_csv}", "text_column=review", "label_column=stars"))
+    assert splits.info["class_names"] == ["bad", "good", "ok"]
+    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 90
+    model = tasks.get("nlp_sentiment").build_model(_config(), splits.info)
+    assert model.output_shape == (None, 3)
+
+
+def test_missing_column_names_the_columns_found(reviews_csv):
+    with pytest.raises(ValueError, match=r"no text column 'body'.*\['review', 'stars'\]"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={reviews_csv}", "text_column=body"))
+
+
+def test_non_utf8_file_names_the_line(tmp_path):
+    path = _write(tmp_path / "latin.csv", "text,label\ngood film,1\nmauvais caf\xe9,0\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"latin.csv' line 3 is not valid UTF-8"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+
+
+def test_empty_texts_are_dropped_with_a_warning(tmp_path):
+    lines = ["text,label"] + [f"sentence number {i},{i % 2}" for i in range(40)] + ['"   ",1', ",0"]
+    path = _write(tmp_path / "with_empty.csv", "\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="dropped 2 row"):
+        splits = tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 40
+
+
+def test_split_files_folder_accepts_column_aliases_and_rejects_unseen_labels(tmp_path):
+    train = "label\tsentence\n" + "".join(f"{i % 2}\tphrase {i} is ok\n" for i in range(40))
+    _write(tmp_path / "train.tsv", train)
+    _write(tmp_path / "dev.tsv", "label\tcontent\n0\tsome dev sentence\n1\tanother one\n")
+    _write(tmp_path / "test.tsv", "label\tcontent\n1\ta test sentence\n")
+    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+    assert len(splits.validation[1]) == 2 and len(splits.test[1]) == 1
+    assert len(splits.train[1]) == 40
+    _write(tmp_path / "test.tsv", "label\tcontent\n7\ta test sentence\n")
+    with pytest.raises(ValueError, match=r"test labels \['7'\] are not in the training labels \['0', '1'\]"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+
+
+def test_class_folders_of_txt_files(tmp_path):
+    for label, word in (("neg", "awful"), ("pos", "lovely")):
+        (tmp_path / label).mkdir()
+        for index in range(12):
+            _write(tmp_path / label / f"{index}.txt", f"a {word} movie number {index}")
+    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+    assert splits.info["class_names"] == ["neg", "pos"]
+    assert all("lovely" in text for text, label in zip(*splits.train) if label == 1)
+    _write(tmp_path / "pos" / "bad.txt", b"caf\xe9")
+    with pytest.raises(ValueError, match=r"bad.txt' is not valid UTF-8"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+
+
+@pytest.mark.parametrize("name", ["imdb_reviews", "glue/sst2"])
+def test_tfds_under_mock_data(name, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=30):
+        splits = tasks.get("nlp_sentiment").load_data(_config(f"data=tfds:{name}"))
+    assert len(splits.info["class_names"]) == 2
+    assert all(isinstance(text, str) for text in splits.train[0])
+    assert len(splits.test[1]) > 0
+
+
+def test_cli_inputs_from_sentences_text_file_and_csv_column(tmp_path, reviews_csv):
+    lines = _write(tmp_path / "lines.txt", "first line\n\nsecond line\n")
+    pairs = tasks.get("nlp_sentiment").cli_inputs(["a sentence", str(lines), f"{reviews_csv}:review"])
+    texts = [text for _, text in pairs]
+    assert texts[:3] == ["a sentence", "first line", "second line"] and len(texts) == 93
+
+
+def test_predictor_rejects_empty_and_truncates_long_sentences():
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("embedded_examples=200", "sequence_length=8")
+    splits = task.load_data(resolved)
+    model = task.build_model(resolved, splits.info)
+    with pytest.raises(ValueError, match="input 2 is ''"):
+        task.predict_raw(model, splits.info, ["fine", ""])
+    with pytest.warns(UserWarning, match="longer than the model's 8 tokens were truncated"):
+        answers = task.predict_raw(model, splits.info, ["the plot was good", " ".join(["word"] * 20)])
+    assert "truncated" not in answers[0] and answers[1]["truncated"] is True
+    assert abs(sum(entry["probability"] for entry in answers[0]["top_k"]) - 1) < 1e-4
+
+
+def test_token_dropout_only_touches_real_tokens():
+    from shared import augmentation
+
+    ids = np.array([[5, 6, 7, 0, 0]] * 200, dtype="int64")
+    dropped, _ = augmentation.token_dropout(0.5, seed=1)(ids, None)
+    dropped = np.asarray(dropped)
+    assert (dropped[:, 3:] == 0).all()
+    assert 0.3 < (dropped[:, :3] == 1).mean() < 0.7
+
+
+def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
+    task = tasks.get("nlp_sentiment")
+    result = runner.run(task, _config("epochs=1", "embedded_examples=600", "max_examples=400",
+                                      "architecture=transformer", "embedding_dim=32"))
+    for metric in ("accuracy", "f1", "macro_f1", "roc_auc"):
+        assert 0 <= result.metrics[metric] <= 1
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    assert {"confident_mistakes.md", "classification_report.txt"} <= artifacts
+    plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert "plots/confusion_matrix.png" in plots
+    model = tracking.load("models:/nlp_sentiment/latest")
+    answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", "The music was truly wonderful!"]}))
+    assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
+    json.dumps(answers)
+
+
+@pytest.mark.slow
+def test_bilstm_learns_negation_and_contrast(tracking_store):
+    result = runner.run(tasks.get("nlp_sentiment"),
+                        _config("epochs=8", "embedded_examples=4000", "max_examples=0", quick=False))
+    assert result.metrics["accuracy"] > 0.8
+
+
+@pytest.mark.slow
+def test_sst2_dev_file_loads_with_its_content_column():
+    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={shared_data('sst2')}"))
+    assert len(splits.validation[1]) == 872 and len(splits.test[1]) == 1821

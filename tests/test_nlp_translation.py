@@ -1,0 +1,129 @@
+"""nlp_translation: generated grammar, TSV pairs and TFDS mock data, bad input, decoding, sacreBLEU
+metrics, end-to-end training with MLflow logging and raw-sentence translation from the registry."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from pipelines import config, runner
+from shared import data, evaluation, tracking
+from tasks import nlp_translation
+
+
+def _config(*assignments, quick=True):
+    return config.resolve(tasks.get("nlp_translation"), quick=quick, assignments=list(assignments))
+
+
+@pytest.mark.parametrize("number, feminine, expected", [
+    (1, True, "una"), (21, False, "veintiún"), (31, True, "treinta y una"), (100, False, "cien"),
+    (101, False, "ciento un"), (200, True, "doscientas"), (511, False, "quinientos once"),
+    (999, True, "novecientas noventa y nueve"), (16, False, "dieciséis"),
+])
+def test_spanish_numbers_agree_with_the_noun(number, feminine, expected):
+    assert nlp_translation.spanish_number(number, feminine) == expected
+
+
+def test_generated_pairs_reorder_adjectives_and_punctuate():
+    sources, targets = nlp_translation.generated_pairs(300, seed=0)
+    assert all(source.endswith(".") and target.endswith(".") for source, target in zip(sources, targets))
+    assert any(" red " in source and "roj" in target for source, target in zip(sources, targets))
+    splits = tasks.get("nlp_translation").load_data(_config("embedded_examples=300"))
+    assert splits.synthetic and splits.info["target_vocabulary"][:4] == ["", "[UNK]", "[start]", "[end]"]
+    json.dumps(splits.info)
+
+
+def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
+    lines = [f"Sentence {i}.\tFrase {i}.\tCC-BY attribution #{i}" for i in range(40)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    splits = tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}", "direction=reverse"))
+    assert all(source.startswith("Frase") for source in splits.train[0])
+    assert all(target.startswith("Sentence") for target in splits.train[1])
+    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 40
+
+
+def test_tsv_line_with_one_field_names_the_line(tmp_path):
+    (tmp_path / "broken.tsv").write_text("Go.\tVe.\nHello.\tHola.\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken.tsv' line 3 has one field"):
+        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'broken.tsv'}"))
+
+
+def test_non_utf8_pairs_name_the_line(tmp_path):
+    (tmp_path / "latin.tsv").write_bytes("Go.\tVe.\nCoffee.\tCaf\xe9.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.tsv' line 2 is not valid UTF-8"):
+        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'latin.tsv'}"))
+
+
+def test_empty_sentences_are_dropped_with_a_warning(tmp_path):
+    lines = [f"Sentence {i}.\tFrase {i}." for i in range(30)] + ["Lonely.\t ", " \tSola."]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match="dropped 2 pair"):
+        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}"))
+
+
+def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=30):
+        splits = tasks.get("nlp_translation").load_data(_config("data=tfds:ted_hrlr_translate/pt_to_en"))
+    assert splits.info["languages"] == ["pt", "en"]
+    assert len(splits.test[1]) > 0 and all(isinstance(text, str) for text in splits.train[0])
+
+
+def test_bad_config_values_are_one_line_errors():
+    with pytest.raises(ValueError, match="decoding must be 'greedy' or 'beam'"):
+        tasks.get("nlp_translation").load_data(_config("decoding=sampling"))
+    with pytest.raises(ValueError, match="direction must be"):
+        tasks.get("nlp_translation").load_data(_config("direction=sideways"))
+
+
+def test_detokenize_restores_spanish_punctuation():
+    assert nlp_translation.detokenize(["¿", "dónde", "está", "?"]) == "¿Dónde está?"
+    assert nlp_translation.detokenize(["tengo", "un", "libro", ",", "dos", "."]) == "Tengo un libro, dos."
+
+
+def test_sacrebleu_scores_raw_and_normalised():
+    scores = evaluation.translation(["Hola, mundo entero y feliz.", "Tengo dos gatos muy negros."],
+                                    ["hola mundo entero y feliz", "Tengo dos gatos muy negros."])
+    assert scores["bleu_normalized"] == pytest.approx(100.0)
+    assert scores["bleu"] < 100.0 and 0 < scores["chrf"] <= 100
+
+
+def test_beam_search_and_predictor_on_an_untrained_model():
+    task = tasks.get("nlp_translation")
+    resolved = _config("embedded_examples=200", "sequence_length=8", "embedding_dim=16", "dense_dim=32")
+    splits = task.load_data(resolved)
+    model = task.build_model(resolved, splits.info)
+    source_ids, _ = data.tokenize_text(["I have one red book."], splits.info["source_vocabulary"], 8, "split")
+    greedy = nlp_translation.beam_search(model, source_ids, 1, 0.6)
+    beams = nlp_translation.beam_search(model, np.repeat(source_ids, 2, axis=0), 3, 0.6)
+    assert len(greedy) == 1 and len(beams) == 2 and beams[0] == beams[1]
+    assert all(len(tokens) <= 8 and nlp_translation.END_ID not in tokens for tokens in greedy + beams)
+    with pytest.raises(ValueError, match="input 1 is ''"):
+        task.predict_raw(model, splits.info, [""])
+    with pytest.warns(UserWarning, match="longer than the model's 8 tokens were truncated"):
+        answers = task.predict_raw(model, splits.info, ["I have", "We need " + "one " * 12 + "houses."])
+    assert isinstance(answers[0]["translation"], str) and answers[1]["truncated"] is True
+
+
+def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
+    task = tasks.get("nlp_translation")
+    result = runner.run(task, _config("epochs=1", "embedded_examples=500", "max_examples=300", "sequence_length=12",
+                                      "embedding_dim=32", "dense_dim=64", "decoding=beam", "beam_width=2"))
+    assert {"bleu", "chrf", "bleu_normalized", "chrf_normalized"} <= set(result.metrics)
+    client = mlflow.MlflowClient()
+    assert "sample_translations.md" in {item.path for item in client.list_artifacts(result.run_id)}
+    assert client.get_metric_history(result.run_id, "val_token_accuracy")
+    answers = tracking.load("models:/nlp_translation/latest").predict(pd.DataFrame({"text": ["I have two red cars."]}))
+    assert isinstance(answers[0]["translation"], str)
+    json.dumps(answers)
+
+
+@pytest.mark.slow
+def test_transformer_learns_the_number_grammar(tracking_store):
+    result = runner.run(tasks.get("nlp_translation"), _config("epochs=15", "max_examples=0", quick=False))
+    assert result.metrics["bleu"] > 40
