@@ -127,3 +127,8 @@ def test_tfds_offline_fails_fast_naming_alternatives(tracking_store, tmp_path, m
 def test_predict_with_unknown_model_uri(tracking_store, tmp_path, capsys):
     assert cli.main(["predict", "vision_classification", "--model", "models:/nothing_here/1", "x.png"]) == 2
     assert "no model at 'models:/nothing_here/1'" in capsys.readouterr().err
+
+
+def test_run_all_checks_every_config_before_training(capsys):
+    assert cli.main(["run", "all", "--set", "epochz=1"]) == 2
+    assert "unknown config key(s) epochz" in capsys.readouterr().err

@@ -150,6 +150,18 @@ def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
     assert 0 <= result.metrics["accuracy"] <= 1
 
 
+@pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    task = tasks.get(TASK)
+    with tfds.testing.mock_data(num_examples=30):
+        splits = task.load_data(config.resolve(task, data=f"tfds:{name}"))
+    assert splits.train[0].shape[1:] == shape and splits.train[0].max() <= 1
+    assert len(splits.test[1]) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
+
+
 def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_path, caplog):
     rng = np.random.default_rng(0)
     for name, value in (("dark", 0.2), ("bright", 0.8)):
