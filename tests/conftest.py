@@ -24,3 +24,12 @@ def shared_data(relative):
     if not path.exists():
         pytest.skip(f"real-data test: {path} is absent (the team's ../shared/data folder is not beside this clone)")
     return path
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory):
+    """A fresh MLflow store for a whole test module, for one training that its tests share."""
+    with pytest.MonkeyPatch.context() as patch:
+        uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        yield uri

@@ -17,13 +17,11 @@ FEATURES = ["amount", "merchant_category", "hour", "distance_km", "card_present"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One quick embedded run shared by the tests that need a logged model."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}")
-        task = tasks.get("fraud_detection")
-        result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3"]))
-        yield task, result
+    task = tasks.get("fraud_detection")
+    result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3"]))
+    return task, result
 
 
 def _config(task, data, *assignments):

@@ -1,7 +1,6 @@
 """Medical imaging end to end: imbalance handling, validation-chosen threshold, calibration, Grad-CAM, data paths."""
 
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -23,17 +22,10 @@ def resolve(*assignments, data_source=None):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One short training on generated radiographs, shared by the tests that inspect its run and model."""
-    folder = tmp_path_factory.mktemp("store")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     task, resolved = resolve(*SMALL)
-    yield runner.run(task, resolved)
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    return runner.run(task, resolved)
 
 
 def write_npz(path, **changes):

@@ -16,13 +16,11 @@ from tests.conftest import shared_data
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One quick embedded run (CNN) shared by the tests that need a logged model."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}")
-        task = tasks.get("predictive_maintenance")
-        result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3", "max_examples=2000", "window=20"]))
-        yield task, result
+    task = tasks.get("predictive_maintenance")
+    result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3", "max_examples=2000", "window=20"]))
+    return task, result
 
 
 def _config(task, data, *assignments):

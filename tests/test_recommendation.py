@@ -1,7 +1,6 @@
 """Recommendation end to end: training, MLflow artifacts, raw-id prediction, every data path and bad input."""
 
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -26,17 +25,10 @@ def load(*assignments, data_source=None):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One short training on the embedded ratings, shared by the tests that inspect its run and model."""
-    folder = tmp_path_factory.mktemp("store")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     result = runner.run(tasks.get(TASK), resolve())
-    yield result
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    return result
 
 
 def write_ratings(path, rows, header="userId,movieId,rating,timestamp"):

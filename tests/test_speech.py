@@ -35,19 +35,12 @@ def words(repeats=2, rate=16000, seed=0, speakers=3):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One short training on the generated words, shared by the tests that inspect its run and model."""
-    folder = tmp_path_factory.mktemp("store")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     task = tasks.get(TASK)
     result = runner.run(task, resolve("epochs=12", "max_examples=0", "embedded_repeats=5", "learning_rate=0.005",
                                       "sample_rate=8000", "duration=0.8"))
-    yield result
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    return result
 
 
 def test_run_beats_chance_and_logs_everything(trained):

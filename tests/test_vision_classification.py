@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -24,17 +23,10 @@ def quick_run(*assignments, data_source=None):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One short training on the embedded digits, shared by the tests that inspect its run and model."""
-    folder = tmp_path_factory.mktemp("store")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     result = quick_run("epochs=8", "max_examples=0")
-    yield result, folder
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    return result
 
 
 def digit_pngs(folder, count=6):
@@ -50,7 +42,7 @@ def digit_pngs(folder, count=6):
 
 
 def test_run_beats_chance_and_logs_everything(trained):
-    result, _ = trained
+    result = trained
     assert result.metrics["accuracy"] > 0.8  # chance is 0.1
     run = mlflow.get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -79,7 +71,7 @@ def test_run_beats_chance_and_logs_everything(trained):
 
 
 def test_predict_png_from_registry_and_run_uri(trained, tmp_path):
-    result, _ = trained
+    result = trained
     samples = digit_pngs(tmp_path)
     for uri in (f"models:/{TASK}/latest", f"runs:/{result.run_id}/model"):
         model = tracking.load(uri)
@@ -117,7 +109,7 @@ def test_predict_rejects_a_file_that_is_not_an_image(trained, tmp_path, capsys):
 def test_compare_sorts_runs_by_primary_metric(trained, capsys):
     assert cli.main(["compare", TASK]) == 0
     out = capsys.readouterr().out
-    assert "sorted by test_accuracy" in out and trained[0].run_id[:12] in out
+    assert "sorted by test_accuracy" in out and trained.run_id[:12] in out
 
 
 def test_exception_marks_run_failed(tracking_store, monkeypatch):

@@ -1,7 +1,6 @@
 """Vision segmentation end to end: training on generated scenes, MLflow artifacts, mask prediction, data paths."""
 
 import json
-import os
 
 import mlflow
 import numpy as np
@@ -26,17 +25,10 @@ def resolve(*assignments, data_source=None):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_store):
     """One short training on generated scenes, shared by the tests that inspect its run and model."""
-    folder = tmp_path_factory.mktemp("store")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     task, resolved = resolve(*SMALL)
-    yield runner.run(task, resolved)
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    return runner.run(task, resolved)
 
 
 def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffix=".png"):
