@@ -9,43 +9,24 @@ Usage: `KERAS_BACKEND=jax python benchmarks/fraud_detection.py [--set key=value 
 stderr; the last stdout line is one JSON object.
 """
 
-import argparse
-import json
 import os
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+
+DATA = common.ROOT.parent / "shared" / "data" / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv"
 # the wider MLP was chosen on validation PR-AUC (0.9804 vs 0.9790 default, 0.9770 with noise=0.1), never on test
 SETTINGS = ["drop_columns=[Time]", "validation_fraction=0.2", "test_fraction=0.2", "seed=0",
             "hidden_units=[512, 256, 128]", "dropout=0.4"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    arguments = parser.parse_args()
-    if not DATA.exists():
-        sys.exit(f"benchmark data {DATA} is absent (the team's ../shared/data folder must sit beside the repo)")
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    sys.path.insert(0, str(ROOT))
-    import tasks
-    from pipelines import config, runner
-
-    task = tasks.get("fraud_detection")
-    resolved = config.resolve(task, data=str(DATA), assignments=SETTINGS + arguments.set)
-    print(f"benchmark fraud_detection on {DATA.name} with {SETTINGS + arguments.set}", file=sys.stderr)
-    result = runner.run(task, resolved, experiment="benchmark_fraud_detection")
     keys = ("pr_auc", "baseline_hgb_pr_auc", "pr_auc_minus_baseline", "roc_auc", "baseline_hgb_roc_auc",
             "precision", "recall", "f1", "recall_at_precision", "expected_cost", "threshold")
-    print(json.dumps({
-        "task": task.name, "data": str(DATA.relative_to(ROOT.parent)),
-        "metrics": {key: round(result.metrics[key], 4) for key in keys},
-        "train_seconds": round(result.train_seconds, 1),
-        "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 1),
-        "run_id": result.run_id,
-    }))
+    common.run_and_report("fraud_detection", DATA, SETTINGS, keys, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -15,41 +15,22 @@ Usage: `python benchmarks/medical_imaging.py [--set key=value ...]`. Progress go
 the last stdout line is one JSON object.
 """
 
-import argparse
-import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+
+DATA = common.ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 SETTINGS = ["class_names=normal,pneumonia", "seed=0", "base_filters=16", "stages=3", "blocks_per_stage=1",
             "epochs=20", "batch_size=64", "learning_rate=0.002", "early_stopping_patience=20",
             "rotation=0.03", "zoom=0.1", "contrast=0.1", "crop_padding=2"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    arguments = parser.parse_args()
-    if not DATA.exists():
-        sys.exit(f"benchmark data {DATA} is absent (the team's ../shared/data folder must sit beside the repo)")
-    sys.path.insert(0, str(ROOT))
-    import tasks
-    from pipelines import config, runner
-
-    task = tasks.get("medical_imaging")
-    resolved = config.resolve(task, data=str(DATA), assignments=SETTINGS + arguments.set)
-    print(f"benchmark medical_imaging on {DATA} with {SETTINGS + arguments.set}", file=sys.stderr)
-    result = runner.run(task, resolved, experiment="benchmark_medical_imaging")
-    keys = ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1",
-            "threshold", "expected_calibration_error", "brier_score")
-    print(json.dumps({
-        "task": task.name, "data": str(DATA.relative_to(ROOT.parent)),
-        "metrics": {key: round(result.metrics[key], 4) for key in keys},
-        "train_seconds": round(result.train_seconds, 1),
-        "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 1),
-        "run_id": result.run_id,
-    }))
+    common.run_and_report("medical_imaging", DATA, SETTINGS, ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1",
+            "threshold", "expected_calibration_error", "brier_score"),
+                          description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -14,40 +14,21 @@ Usage: `python benchmarks/vision_segmentation.py [--set key=value ...]`. Progres
 the last stdout line is one JSON object.
 """
 
-import argparse
-import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "isbi2012_membrane" / "train"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+
+DATA = common.ROOT.parent / "shared" / "data" / "isbi2012_membrane" / "train"
 SETTINGS = ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "seed=0", "tile_size=128",
             "depth=4", "base_filters=8", "batch_size=8", "epochs=14", "early_stopping_patience=6",
             "learning_rate=0.003", "class_names=membrane,cell", "shift=8"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    arguments = parser.parse_args()
-    if not DATA.exists():
-        sys.exit(f"benchmark data {DATA} is absent (the team's ../shared/data folder must sit beside the repo)")
-    sys.path.insert(0, str(ROOT))
-    import tasks
-    from pipelines import config, runner
-
-    task = tasks.get("vision_segmentation")
-    resolved = config.resolve(task, data=str(DATA), assignments=SETTINGS + arguments.set)
-    print(f"benchmark vision_segmentation on {DATA} with {SETTINGS + arguments.set}", file=sys.stderr)
-    result = runner.run(task, resolved, experiment="benchmark_vision_segmentation")
-    keys = ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane", "dice_cell")
-    print(json.dumps({
-        "task": task.name, "data": str(DATA.relative_to(ROOT.parent)),
-        "metrics": {key: round(result.metrics[key], 4) for key in keys},
-        "train_seconds": round(result.train_seconds, 1),
-        "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 1),
-        "run_id": result.run_id,
-    }))
+    common.run_and_report("vision_segmentation", DATA, SETTINGS, ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane", "dice_cell"),
+                          description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
