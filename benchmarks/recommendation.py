@@ -20,10 +20,14 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "movielens_latest_small"
-# Chosen on the validation split only.
+# Chosen on the validation split only (best validation RMSE 0.835 among l2 1e-5..2e-4, learning rates
+# 1e-3/1e-2, batch 64/256, dimensions 32/50/64, output linear or sigmoid-bounded).
 RATING = ["split=random", "test_fraction=0.2", "validation_fraction=0.05", "model=mf", "retrieval=false",
-          "l2=0.05", "seed=0"]
-RANKING = ["split=leave_last_out", "model=two_tower", "batch_size=512", "top_k=10", "seed=0"]
+          "l2=1e-4", "learning_rate=0.001", "batch_size=64", "embedding_dim=50", "monitor=val_rmse", "seed=0"]
+# Early stopping on the validation hit rate rather than the loss: the softmax loss bottoms out epochs
+# before the ranking does.
+RANKING = ["split=leave_last_out", "model=two_tower", "batch_size=512", "top_k=10", "monitor=val_hit_rate_at_k",
+           "seed=0"]
 
 
 def main():

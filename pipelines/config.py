@@ -18,6 +18,11 @@ def _coerce(key, value, expected):
     """Checks `value` against the field type, converting where the meaning is unambiguous."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-5 (no dot) as text
+            return float(value)
+        except ValueError:
+            pass
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if expected is tuple and isinstance(value, list):

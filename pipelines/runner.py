@@ -66,7 +66,7 @@ def run(task, config, experiment=None):
         with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
             history = model.fit(
                 train, validation_data=validation, epochs=config.epochs,
-                callbacks=regularization.callbacks(config, task.monitor) + [tracking.epoch_logger()],
+                callbacks=regularization.callbacks(config, config.monitor or task.monitor) + [tracking.epoch_logger()],
                 class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
                 shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
             )

@@ -33,10 +33,19 @@ def l2(factor):
 
 
 def callbacks(config, monitor="val_loss"):
-    """Early stopping with best-weights restore, plus ReduceLROnPlateau for the plateau schedule."""
+    """Early stopping with best-weights restore, plus ReduceLROnPlateau for the plateau schedule.
+
+    Both take their direction (min or max) from the monitored metric itself.
+    """
     import keras
 
+    def check_monitor(epoch, logs):
+        if epoch == 0 and monitor not in logs:  # Keras would only warn and silently never stop early
+            raise ValueError(f"monitor '{monitor}' is not among this model's logged metrics "
+                             f"({', '.join(sorted(logs))}); set --set monitor=ONE_OF_THEM.")
+
     result = [
+        keras.callbacks.LambdaCallback(on_epoch_end=check_monitor),
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True
         )

@@ -25,6 +25,7 @@ class TaskConfig:
     validation_fraction: float = 0.15  # carved from the training pool when the source has no val split
     test_fraction: float = 0.15  # carved from the pool when the source has no test split
     max_examples: int = 0  # 0 uses all data; a cap makes smoke runs fast
+    monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
     mixed_precision: bool = False  # float16 compute; worth it on GPUs, slower on most CPUs
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
 

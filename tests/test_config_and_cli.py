@@ -66,6 +66,7 @@ def test_resolution_order_defaults_quick_yaml_set(tmp_path):
     assert resolved.epochs == 9  # --set beats YAML
     assert resolved.learning_rate == 1.0 and isinstance(resolved.learning_rate, float)
     assert resolved.flip == "horizontal"
+    assert config.resolve(task, assignments=["weight_decay=1e-5"]).weight_decay == 1e-5  # YAML 1.1 reads it as text
     assert resolved.max_examples == task.quick_overrides["max_examples"]  # --quick applied
     assert resolved.seed == 4 and resolved.data == "embedded"
 
