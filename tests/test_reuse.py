@@ -1,0 +1,184 @@
+"""Champion promotion and `compare`, on runs and model versions written straight to one store.
+
+No training here: each fake run holds what a real one would for these features (tags, params, the
+test primary metric and a registered version). Every test gets its own toy task, hence its own
+experiment and registered model, so the tests share one store (a fresh SQLite store costs ~10 s).
+"""
+
+import csv
+import io
+import re
+import time
+
+import mlflow
+import pytest
+
+import tasks
+from pipelines import cli
+from shared import tracking
+from tasks.base import Task
+
+
+@pytest.fixture
+def toy(module_store, monkeypatch, request):
+    """Registers a toy task named after the test; returns a factory for its higher/lower-is-better variant."""
+    name = "toy_" + re.sub(r"\W+", "_", request.node.name)[5:60]
+
+    def make(higher_is_better=True):
+        task_class = type("Toy", (Task,), {"name": name, "primary_metric": "accuracy" if higher_is_better else "rmse",
+                                           "higher_is_better": higher_is_better})
+        monkeypatch.setitem(tasks.TASKS, name, task_class)
+        return tasks.get(name)
+
+    return make
+
+
+def fake_run(task, value, data_source="embedded", epochs=3):
+    """Logs a finished run like the runner's and registers a version for it.
+
+    Returns:
+        tuple[str, str]: the run id and the registered version.
+    """
+    tracking._connect()
+    mlflow.set_experiment(task.name)
+    with mlflow.start_run() as active:
+        mlflow.log_params({"epochs": epochs, "batch_size": 64, "learning_rate": 0.002, "data": data_source})
+        mlflow.set_tags({"task": task.name, "data_source": data_source})
+        mlflow.log_metric(f"test_{task.primary_metric}", value)
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(f"name='{task.name}'"):
+        client.create_registered_model(task.name)
+    version = client.create_model_version(task.name, f"runs:/{active.info.run_id}/model", active.info.run_id)
+    return active.info.run_id, str(version.version)
+
+
+def promote(task, value, data_source="embedded", policy="if-better"):
+    run_id, version = fake_run(task, value, data_source)
+    return run_id, version, tracking.promote(task, run_id, version, value, data_source, policy)
+
+
+def champion_version(name):
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version)
+
+
+def test_first_version_becomes_champion_and_the_decision_is_logged(toy):
+    task = toy()
+    run_id, version, promotion = promote(task, 0.9)
+    assert promotion.promoted and promotion.previous is None and promotion.reason == "no champion yet"
+    assert champion_version(task.name) == version
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["promotion_decision"] == "promoted" and run.data.tags["promotion_policy"] == "if-better"
+    assert "champion_previous_version" not in run.data.tags
+    assert promotion.message == f"version {version} promoted to @champion: no champion yet"
+
+
+def test_if_better_promotes_only_a_strictly_better_version_on_the_same_source(toy):
+    task = toy()
+    _, first, _ = promote(task, 0.9)
+    worse_run, _, worse = promote(task, 0.85)
+    tie_run, _, tie = promote(task, 0.9)
+    better_run, better, promoted = promote(task, 0.95)
+    assert not worse.promoted and not tie.promoted and promoted.promoted
+    assert champion_version(task.name) == better
+    assert worse.reason == f"test_accuracy 0.8500 does not beat 0.9000 of version {first}"
+    for run_id, decision in ((worse_run, "not_promoted"), (tie_run, "not_promoted"), (better_run, "promoted")):
+        run = mlflow.get_run(run_id)
+        assert run.data.tags["promotion_decision"] == decision
+        assert run.data.tags["champion_previous_version"] == first
+        assert run.data.metrics["champion_previous_test_accuracy"] == pytest.approx(0.9)
+
+
+def test_lower_is_better_metric_promotes_the_smaller_error(toy):
+    task = toy(higher_is_better=False)
+    promote(task, 20.0)
+    _, _, higher = promote(task, 25.0)
+    _, lower, promoted = promote(task, 15.0)
+    assert not higher.promoted and promoted.promoted and champion_version(task.name) == lower
+
+
+def test_another_data_source_never_displaces_the_champion_unless_always(toy):
+    task = toy()
+    _, real, _ = promote(task, 0.7, data_source="/data/digits")
+    other_run, _, other = promote(task, 0.99, data_source="embedded")
+    assert not other.promoted and champion_version(task.name) == real
+    assert "trained on data '/data/digits', not 'embedded'" in other.reason and "--promote always" in other.reason
+    tags = mlflow.get_run(other_run).data.tags
+    assert tags["champion_previous_data_source"] == "/data/digits" and tags["promotion_decision"] == "not_promoted"
+    _, switched, forced = promote(task, 0.5, data_source="embedded", policy="always")
+    assert forced.promoted and champion_version(task.name) == switched
+
+
+def test_never_keeps_the_champion_even_when_better(toy):
+    task = toy()
+    _, first, _ = promote(task, 0.5)
+    run_id, _, kept = promote(task, 0.99, policy="never")
+    assert not kept.promoted and champion_version(task.name) == first
+    assert mlflow.get_run(run_id).data.tags["promotion_reason"] == "--promote never"
+
+
+def test_unknown_policy_is_a_one_line_error_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    started = time.perf_counter()
+    assert cli.main(["run", "vision_classification", "--quick", "--promote", "sometimes"]) == 2
+    error = capsys.readouterr().err
+    assert error == "error: unknown --promote value 'sometimes'; use one of if-better, always, never (default if-better).\n"
+    assert time.perf_counter() - started < 10 and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.fixture
+def history(toy):
+    """A toy task with three runs: the champion (0.9, oldest), a worse one, the newest and best one off-source.
+
+    Returns:
+        tuple[str, list[str]]: the task name and the run ids, oldest first.
+    """
+    task = toy()
+    return task.name, [promote(task, value, source)[0]
+                       for value, source in ((0.9, "embedded"), (0.8, "embedded"), (0.95, "tfds:mnist"))]
+
+
+def test_compare_text_shows_the_champion_and_runs_sorted_by_metric(history, capsys):
+    name, (champion, worse, newest) = history
+    assert cli.main(["compare", name]) == 0
+    out = capsys.readouterr().out
+    assert f"champion: version 1, run {champion[:12]}, test_accuracy=0.9000, data embedded" in out
+    lines = out.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("run "))
+    assert lines[header].split() == ["run", "version", "champion", "status", "data", "test_accuracy", "duration",
+                                     "started", "epochs", "batch_size", "learning_rate"]
+    rows = [line.split() for line in lines[header + 2:]]
+    assert [row[0] for row in rows] == [newest[:12], champion[:12], worse[:12]]
+    assert rows[1][1:7] == ["1", "*", "FINISHED", "embedded", "0.9000", "0s"] and rows[1][-3:] == ["3", "64", "0.002"]
+    assert rows[0][1:3] == ["3", "FINISHED"]  # no champion mark
+
+
+def test_compare_limit_keeps_the_champion_row(history, capsys):
+    name, (champion, _, newest) = history
+    assert cli.main(["compare", name, "--limit", "1", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"### {name}\n")
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| run | version | champion |") and table[1] == "|---" * 11 + "|"
+    assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == [newest[:12], champion[:12]]
+
+
+def test_compare_csv_is_one_machine_readable_table(history, capsys):
+    name, (champion, worse, newest) = history
+    assert cli.main(["compare", "--format", "csv"]) == 0  # every task: the toy and the nine real ones
+    captured = capsys.readouterr()
+    rows = [row for row in csv.DictReader(io.StringIO(captured.out)) if row["task"] == name]
+    assert [row["run_id"] for row in rows] == [newest, champion, worse]
+    assert {row["primary_metric"] for row in rows} == {"test_accuracy"}
+    by_run = {row["run_id"]: row for row in rows}
+    assert by_run[champion]["champion"] == "True" and by_run[worse]["champion"] == "False"
+    assert float(by_run[newest]["value"]) == pytest.approx(0.95) and by_run[newest]["data_source"] == "tfds:mnist"
+    assert by_run[champion]["version"] == "1" and by_run[champion]["epochs"] == "3"
+    assert "speech: no runs yet" in captured.err and "Cannot retrieve experiment" not in captured.err
+
+
+@pytest.mark.parametrize("arguments, message", [(["--format", "html"], "unknown --format 'html'; use one of text"),
+                                                (["--limit", "0"], "--limit must be at least 1")])
+def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
+    assert cli.main(["compare", "vision_classification", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message}") and error.count("\n") == 1
