@@ -116,8 +116,9 @@ def _compare_rows(task, limit):
     rows = []
     for _, run in shown.iterrows():
         seconds = (run["end_time"] - run["start_time"]).total_seconds()
+        source = run.get("tags.data_source")  # NaN for a run that failed before logging its data
         values = (run["run_id"], versions.get(run["run_id"], ""), best is not None and run["run_id"] == best["run_id"],
-                  run["status"], run.get("tags.data_source") or "", run[metric],
+                  run["status"], source if isinstance(source, str) else "", run[metric],
                   None if pd.isna(seconds) else round(seconds, 1), str(run["start_time"])[:19])
         rows.append({**dict(zip(RUN_FIELDS, values)),
                      **{name: "" if pd.isna(run[f"params.{name}"]) else run[f"params.{name}"] for name in params}})

@@ -1,22 +1,42 @@
-"""Champion promotion and `compare`, on runs and model versions written straight to one store.
+"""Reuse in applications: champion promotion, `compare`, serving over HTTP and the examples.
 
-No training here: each fake run holds what a real one would for these features (tags, params, the
-test primary metric and a registered version). Every test gets its own toy task, hence its own
-experiment and registered model, so the tests share one store (a fresh SQLite store costs ~10 s).
+Promotion and `compare` need no training: each fake run holds what a real one would for them (tags,
+params, the test primary metric and a registered version), and each test gets its own toy task, so
+its own experiment and registered model. Serving and the image example share one cheap
+vision_classification training. Everything shares one store (a fresh SQLite store costs ~10 s).
 """
 
+import contextlib
 import csv
 import io
+import json
+import os
+import pathlib
+import py_compile
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 
 import mlflow
+import numpy as np
 import pytest
 
 import tasks
 from pipelines import cli
-from shared import tracking
+from shared import images, tracking
 from tasks.base import Task
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+# The key of each task's answer that carries its prediction.
+ANSWER_KEYS = {"vision_classification": "label", "medical_imaging": "label", "vision_segmentation": "mask_path",
+               "nlp_sentiment": "label", "nlp_translation": "translation", "speech": "label",
+               "fraud_detection": "fraud_probability", "predictive_maintenance": "rul",
+               "recommendation": "recommendations"}
 
 
 @pytest.fixture
@@ -121,7 +141,8 @@ def test_unknown_policy_is_a_one_line_error_before_training(tmp_path, monkeypatc
     started = time.perf_counter()
     assert cli.main(["run", "vision_classification", "--quick", "--promote", "sometimes"]) == 2
     error = capsys.readouterr().err
-    assert error == "error: unknown --promote value 'sometimes'; use one of if-better, always, never (default if-better).\n"
+    assert error == ("error: unknown --promote value 'sometimes'; use one of if-better, always, never "
+                     "(default if-better).\n")
     assert time.perf_counter() - started < 10 and not (tmp_path / "mlflow.db").exists()
 
 
@@ -182,3 +203,133 @@ def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
     assert cli.main(["compare", "vision_classification", *arguments]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {message}") and error.count("\n") == 1
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(name, store, log_path, timeout=300):
+    """Runs `mlflow models serve` on the task's champion until the block ends.
+
+    Yields:
+        str: the server's base URL, once /ping answers.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with open(log_path, "wb") as log:  # the server's own group, so the uvicorn worker stops with it
+        server = subprocess.Popen(command, env=dict(os.environ, MLFLOW_TRACKING_URI=store), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`mlflow models serve` did not come up:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=5):
+                    break
+            except OSError:
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def invoke(url, column, raw):
+    """Posts one raw input as `dataframe_split` JSON; returns the HTTP status and the decoded answer."""
+    body = json.dumps({"dataframe_split": {"columns": [column], "data": [[raw]]}}).encode()
+    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        pytest.fail(f"/invocations answered {error.code}: {error.read().decode()[:3000]}")
+
+
+def http_input(task, folder):
+    """A raw input as an application sends it over HTTP: a file path for images and audio (the server
+    runs on this machine), otherwise the champion's logged input example (a sentence, a record, a
+    unit's history, a user id)."""
+    tracking._connect()
+    local = pathlib.Path(mlflow.artifacts.download_artifacts(f"models:/{task.name}@champion",
+                                                             dst_path=str(folder / "model")))
+    example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
+    if task.input_column == "image":
+        path = folder / "input.png"
+        images.save_png(np.asarray(example, "float32"), path)
+        return str(path)
+    if task.input_column == "audio":
+        import soundfile
+
+        info = json.loads(next(local.rglob("info.json")).read_text())
+        path = folder / "input.wav"
+        soundfile.write(path, np.asarray(example, "float32"), info["features"]["sample_rate"])
+        return str(path)
+    return example
+
+
+def serve_and_check(name, store, folder):
+    """Serves the task's champion, posts one raw input and checks the answer carries a prediction."""
+    task = tasks.get(name)
+    raw = http_input(task, folder)
+    with served(name, store, folder / "serve.log") as url:
+        status, body = invoke(url, task.input_column, raw)
+    assert status == 200
+    answer, = body["predictions"]
+    assert answer[ANSWER_KEYS[name]] not in (None, "", [])
+    return answer
+
+
+@pytest.fixture(scope="module")
+def digits_run(module_store):
+    """One cheap vision_classification training through the CLI; returns what it printed on stderr."""
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200"]) == 0
+    return printed.getvalue()
+
+
+def test_cli_run_promotes_its_version_and_says_so(digits_run):
+    assert "vision_classification: version 1 promoted to @champion: no champion yet\n" in digits_run
+    version = mlflow.MlflowClient().get_model_version_by_alias("vision_classification", "champion")
+    assert str(version.version) == "1"
+    assert mlflow.get_run(version.run_id).data.tags["promotion_decision"] == "promoted"
+
+
+def test_champion_serves_a_raw_image_over_http(digits_run, module_store, tmp_path):
+    answer = serve_and_check("vision_classification", module_store, tmp_path)
+    assert answer["label"] in [str(digit) for digit in range(10)] and 0 <= answer["probability"] <= 1
+    assert [item["label"] for item in answer["top_k"]][0] == answer["label"]
+
+
+def test_examples_compile(tmp_path):
+    scripts = sorted(EXAMPLES.glob("*.py"))
+    assert {path.stem for path in scripts} >= {"classify_image", "sentiment", "recognise_speech", "score_transaction",
+                                                "recommend"}
+    for path in scripts:
+        py_compile.compile(str(path), doraise=True, cfile=str(tmp_path / f"{path.stem}.pyc"))
+
+
+def test_image_example_predicts_with_the_champion(digits_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import classify_image
+
+    path = tmp_path / "digit.png"
+    images.save_png(np.zeros((8, 8, 1)), path)
+    answers = classify_image.main([str(path)])
+    line, = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {"input": str(path), **answers[0]} and answers[0]["label"] in "0123456789"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ANSWER_KEYS))
+def test_every_task_champion_serves_raw_input_over_http(name, module_store, tmp_path):
+    assert set(ANSWER_KEYS) == set(tasks.names())
+    assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
+    serve_and_check(name, module_store, tmp_path)
