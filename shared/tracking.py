@@ -1,4 +1,4 @@
-"""The only door to MLflow: store location, run lifecycle, logging, the raw-input model, registry.
+"""The only door to MLflow: store location, run lifecycle, logging, the raw-input model, registry, champion.
 
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
 in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
@@ -307,8 +307,10 @@ def champion(task):
     client = mlflow.MlflowClient()
     try:
         version = client.get_model_version_by_alias(task.name, CHAMPION)
-    except mlflow.exceptions.MlflowException:  # no registered model, or no alias on it
-        return None
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no alias
+            return None
+        raise
     data = client.get_run(version.run_id).data
     return {"version": str(version.version), "run_id": version.run_id, "data_source": data.tags.get("data_source"),
             "value": data.metrics.get(f"test_{task.primary_metric}")}
