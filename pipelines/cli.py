@@ -5,7 +5,9 @@ so `list` and every `--help` answer in well under three seconds.
 """
 
 import argparse
+import csv
 import json
+import math
 import os
 import sys
 
@@ -34,7 +36,9 @@ def command_list(arguments):
 
 def command_run(arguments):
     from pipelines import runner
+    from shared import tracking
 
+    tracking.check_policy(arguments.promote)
     names = tasks.names() if arguments.task == "all" else [arguments.task]
     work = []
     for name in names:  # resolve every config before training anything, so typos fail fast
@@ -45,11 +49,12 @@ def command_run(arguments):
         )
         work.append((task, config))
     for task, config in work:
-        result = runner.run(task, config, experiment=arguments.experiment)
+        result = runner.run(task, config, experiment=arguments.experiment, promote=arguments.promote)
         metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
         print(f"{task.name}: run {result.run_id} | {metrics} | model {result.model_uri} "
               "(predict with `python -m pipelines predict "
               f"{task.name} --model {result.model_uri} INPUT...`)", file=sys.stderr)
+        print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
 
 
 def command_predict(arguments):
@@ -65,27 +70,99 @@ def command_predict(arguments):
         print(json.dumps({"input": shown, **answer}))
 
 
-def command_compare(arguments):
+COMPARE_FORMATS = ("text", "markdown", "csv")
+RUN_FIELDS = ("run_id", "version", "champion", "status", "data_source", "value", "duration_seconds", "started")
+# The settings that most often explain why two runs differ; each task shows those its config has.
+KEY_PARAMS = ("epochs", "batch_size", "learning_rate", "architecture", "model", "backbone", "encoder", "features",
+              "mode", "decoding")
+
+
+def _markdown_table(rows, headers):
+    cells = [[str(value).replace("|", "\\|") for value in row] for row in [headers, *rows]]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
+    lines.insert(1, "|" + "---|" * len(headers))
+    return "\n".join(lines)
+
+
+def _compare_rows(task, limit):
+    """The task's last `limit` runs plus its champion's run, best primary metric first.
+
+    Args:
+        task (tasks.base.Task): the task.
+        limit (int): how many of the most recent runs to show.
+
+    Returns:
+        tuple[dict | None, list[dict]]: the champion (as `tracking.champion` describes it) and one dict
+        per run with the `RUN_FIELDS` and the key params the task's config has (`value` is the test
+        primary metric, NaN when the run has none).
+    """
+    import pandas as pd
+
     from shared import tracking
 
+    frame = tracking.runs([task.name])
+    best = tracking.champion(task)
+    if frame.empty:
+        return best, []
+    shown = frame.head(limit)
+    if best is not None and best["run_id"] not in set(shown["run_id"]):
+        shown = pd.concat([shown, frame[frame["run_id"] == best["run_id"]]])
+    metric = f"metrics.test_{task.primary_metric}"
+    if metric not in shown:  # only failed runs so far
+        shown = shown.assign(**{metric: float("nan")})
+    shown = shown.sort_values(metric, ascending=not task.higher_is_better, na_position="last")
+    versions = tracking.model_versions(task.name)
+    params = [name for name in KEY_PARAMS if f"params.{name}" in shown]
+    rows = []
+    for _, run in shown.iterrows():
+        seconds = (run["end_time"] - run["start_time"]).total_seconds()
+        source = run.get("tags.data_source")  # NaN for a run that failed before logging its data
+        values = (run["run_id"], versions.get(run["run_id"], ""), best is not None and run["run_id"] == best["run_id"],
+                  run["status"], source if isinstance(source, str) else "", run[metric],
+                  None if pd.isna(seconds) else round(seconds, 1), str(run["start_time"])[:19])
+        rows.append({**dict(zip(RUN_FIELDS, values)),
+                     **{name: "" if pd.isna(run[f"params.{name}"]) else run[f"params.{name}"] for name in params}})
+    return best, rows
+
+
+def _figure(value):
+    return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def command_compare(arguments):
+    if arguments.format not in COMPARE_FORMATS:
+        raise ValueError(f"unknown --format '{arguments.format}'; use one of {', '.join(COMPARE_FORMATS)}.")
+    if arguments.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {arguments.limit}.")
     names = [arguments.task] if arguments.task else tasks.names()
+    writer = None
     for name in names:
         task = tasks.get(name)
-        frame = tracking.runs([name])
-        metric = f"metrics.test_{task.primary_metric}"
-        if frame.empty or metric not in frame:
-            print(f"{name}: no finished runs with {metric.removeprefix('metrics.')}", file=sys.stderr)
+        best, rows = _compare_rows(task, arguments.limit)
+        metric = f"test_{task.primary_metric}"
+        if not rows:
+            print(f"{name}: no runs yet; train with `python -m pipelines run {name}`", file=sys.stderr)
             continue
-        frame = frame.sort_values(metric, ascending=not task.higher_is_better, na_position="last")
-        seconds = (frame["end_time"] - frame["start_time"]).dt.total_seconds()
-        rows = [
-            (row.run_id[:12], row.status, row.get("tags.data_source", ""), f"{row[metric]:.4f}",
-             f"{duration:.0f}s", str(row["start_time"])[:19])
-            for (_, row), duration in zip(frame.head(arguments.limit).iterrows(), seconds)
-        ]
-        print(f"\n{name} (sorted by test_{task.primary_metric}, "
-              f"{'higher' if task.higher_is_better else 'lower'} is better)")
-        print(_table(rows, ("run", "status", "data", f"test_{task.primary_metric}", "duration", "started")))
+        if arguments.format == "csv":
+            if writer is None:  # one header for every task, so the output loads as a single table
+                writer = csv.DictWriter(sys.stdout, ["task", "primary_metric", *RUN_FIELDS, *KEY_PARAMS],
+                                        lineterminator="\n")
+                writer.writeheader()
+            writer.writerows(dict(row, task=name, primary_metric=metric) for row in rows)
+            continue
+        params = [key for key in rows[0] if key in KEY_PARAMS]
+        table = [(row["run_id"][:12], row["version"], "*" if row["champion"] else "", row["status"],
+                  row["data_source"], _figure(row["value"]),
+                  "" if row["duration_seconds"] is None else f"{row['duration_seconds']:.0f}s", row["started"],
+                  *[row[param] for param in params]) for row in rows]
+        headers = ("run", "version", "champion", "status", "data", metric, "duration", "started", *params)
+        holder = ("no champion yet" if best is None else
+                  f"champion: version {best['version']}, run {best['run_id'][:12]}, {metric}="
+                  f"{_figure(best['value'])}, data {best['data_source']}")
+        title = f"### {name}" if arguments.format == "markdown" else f"\n{name}"
+        print(f"{title}\n\n{holder}; last {arguments.limit} runs and the champion's, "
+              f"sorted by {metric} ({'higher' if task.higher_is_better else 'lower'} is better)\n")
+        print((_table if arguments.format == "text" else _markdown_table)(table, headers))
 
 
 def parser():
@@ -110,6 +187,9 @@ def parser():
     running.add_argument("--experiment", help="MLflow experiment name (default: the task name)")
     running.add_argument("--seed", type=int, help="seed for splits, weights, shuffling and augmentation")
     running.add_argument("--quick", action="store_true", help="tiny budget for a smoke run")
+    running.add_argument("--promote", default="if-better", metavar="POLICY",
+                         help="give the new version the `champion` alias: if-better (default; beats the champion "
+                              "trained on the same data source, or there is none), always or never")
     running.set_defaults(handler=command_run)
 
     predicting = commands.add_parser(
@@ -122,9 +202,15 @@ def parser():
     predicting.add_argument("inputs", nargs="+", metavar="INPUT", help="raw inputs, e.g. image files")
     predicting.set_defaults(handler=command_predict)
 
-    comparing = commands.add_parser("compare", help="table of runs sorted by the task's primary metric")
+    comparing = commands.add_parser(
+        "compare", help="each task's champion and recent runs, sorted by its primary metric",
+        description="Show, per task, the champion model version and the last runs with their primary test "
+                    "metric, data source, duration and key params.",
+    )
     comparing.add_argument("task", nargs="?", metavar="TASK", help="one task (default: all)")
-    comparing.add_argument("--limit", type=int, default=20, help="runs shown per task")
+    comparing.add_argument("--limit", type=int, default=20, help="most recent runs shown per task (default 20)")
+    comparing.add_argument("--format", default="text", metavar="FORMAT",
+                           help="text (aligned table, default), markdown (GitHub tables) or csv (one table on stdout)")
     comparing.set_defaults(handler=command_compare)
     return top
 

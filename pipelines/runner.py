@@ -21,6 +21,7 @@ class RunResult:
     model_uri: str
     train_seconds: float
     train_examples: int
+    promotion: object = None  # shared.tracking.Promotion: did this version become champion, and why
 
 
 def set_seed(seed):
@@ -34,19 +35,21 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def run(task, config, experiment=None):
+def run(task, config, experiment=None, promote="if-better"):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
         task (tasks.base.Task): the task.
         config (tasks.base.TaskConfig): the resolved config.
         experiment (str | None): MLflow experiment; default the task's name.
+        promote (str): champion policy for the new model version: if-better, always or never.
 
     Returns:
         RunResult
     """
     from shared import data, regularization, tracking
 
+    tracking.check_policy(promote)  # fail before training, not after
     set_seed(config.seed)
     regularization.set_precision(config.mixed_precision)
     params = config_module.flatten(config)
@@ -74,8 +77,11 @@ def run(task, config, experiment=None):
         evaluation = task.evaluate(model, splits, config)
         tracking.log_evaluation(evaluation, history.history, model, yaml.safe_dump(params, sort_keys=False))
         logged = tracking.log_model(task, model, splits.info, task.input_example(splits))
+        promotion = tracking.promote(task, active.info.run_id, logged.registered_model_version,
+                                     evaluation.metrics[task.primary_metric], splits.source, promote)
     return RunResult(
         run_id=active.info.run_id, metrics=evaluation.metrics,
         model_uri=f"models:/{task.name}/{logged.registered_model_version}",
         train_seconds=train_seconds, train_examples=len(splits.train[1]) * len(history.epoch),
+        promotion=promotion,
     )

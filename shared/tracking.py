@@ -1,4 +1,4 @@
-"""The only door to MLflow: store location, run lifecycle, logging, the raw-input model, registry.
+"""The only door to MLflow: store location, run lifecycle, logging, the raw-input model, registry, champion.
 
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
 in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
@@ -7,6 +7,7 @@ registry; a bare folder store is deprecated). Open it with
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ import pandas as pd
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STORE = ROOT / "mlruns"
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
+CHAMPION = "champion"  # the registered-model alias that serving and the examples load
+PROMOTION_POLICIES = ("if-better", "always", "never")
 logger = logging.getLogger(__name__)
 # Our predict takes several raw-input types by design (paths, bytes, arrays, strings, records).
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
@@ -239,6 +242,146 @@ def load(uri):
 
 
 def runs(experiments):
-    """Returns the runs of the named experiments as a DataFrame (params, metrics, tags, times)."""
+    """Returns the runs of the named experiments, newest first, as a DataFrame (params, metrics, tags, times).
+
+    Experiments that do not exist yet contribute no rows.
+    """
     _connect()
-    return mlflow.search_runs(experiment_names=list(experiments), order_by=["attributes.start_time DESC"])
+    client = mlflow.MlflowClient()
+    existing = [name for name in experiments if client.get_experiment_by_name(name) is not None]
+    if not existing:
+        return pd.DataFrame()
+    return mlflow.search_runs(experiment_names=existing, order_by=["attributes.start_time DESC"])
+
+
+def check_policy(policy):
+    """Returns `policy` when it is a known promotion policy.
+
+    Raises:
+        ValueError: an unknown policy; the message lists the valid ones.
+    """
+    if policy not in PROMOTION_POLICIES:
+        raise ValueError(f"unknown --promote value '{policy}'; use one of {', '.join(PROMOTION_POLICIES)} "
+                         "(default if-better).")
+    return policy
+
+
+@dataclasses.dataclass
+class Promotion:
+    """What `promote` decided for one registered model version.
+
+    Attributes:
+        version (str): the registered model version decided on.
+        decision (str): "promoted" (the version now holds the `champion` alias) or "not_promoted".
+        reason (str): why, in one sentence.
+        previous (dict | None): the champion before the decision, as `champion` returns it.
+    """
+
+    version: str
+    decision: str
+    reason: str
+    previous: dict | None
+
+    @property
+    def promoted(self):
+        """bool: the version became champion."""
+        return self.decision == "promoted"
+
+    @property
+    def message(self):
+        """str: one line for the user, e.g. `version 3 promoted to @champion: no champion yet`."""
+        return f"version {self.version} {'promoted' if self.promoted else 'not promoted'} to @{CHAMPION}: {self.reason}"
+
+
+def champion(task):
+    """Describes the version holding the task's `champion` alias.
+
+    Args:
+        task (tasks.base.Task): the task (its name is the registered model name).
+
+    Returns:
+        dict | None: `version`, `run_id`, `data_source` and `value` (the run's test primary metric, None
+        when the run lacks it), or None when the task has no champion.
+    """
+    _connect()
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(task.name, CHAMPION)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no alias
+            return None
+        raise
+    data = client.get_run(version.run_id).data
+    return {"version": str(version.version), "run_id": version.run_id, "data_source": data.tags.get("data_source"),
+            "value": data.metrics.get(f"test_{task.primary_metric}")}
+
+
+def _decide(task, value, data_source, policy, previous):
+    """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`."""
+    if policy != "if-better":
+        return policy == "always", f"--promote {policy}"
+    if previous is None:
+        return True, "no champion yet"
+    if previous["data_source"] != data_source:
+        # Figures measured on different data are not comparable, and a quick run on embedded data must
+        # never silently replace a model trained on real data: switching source is an explicit choice.
+        return False, (f"the champion (version {previous['version']}) was trained on data "
+                       f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch")
+    metric = f"test_{task.primary_metric}"
+    if previous["value"] is None:
+        return False, f"the champion (version {previous['version']}) has no {metric} to compare with"
+    better = value > previous["value"] if task.higher_is_better else value < previous["value"]
+    return better, (f"{metric} {value:.4f} {'beats' if better else 'does not beat'} "
+                    f"{previous['value']:.4f} of version {previous['version']}")
+
+
+def promote(task, run_id, version, value, data_source, policy="if-better"):
+    """Moves the `champion` alias to a new model version when the policy says so, and logs the decision.
+
+    With `if-better`, the version becomes champion when the task has no champion yet, or when the
+    champion was trained on the same data source (tag `data_source`) and the new test primary metric
+    strictly beats it. A champion from another data source is kept: `always` switches on purpose.
+
+    The run gets tags `promotion_decision`, `promotion_policy`, `promotion_reason` and, when a champion
+    existed, `champion_previous_version`, `champion_previous_data_source` and the metric
+    `champion_previous_test_<primary metric>`.
+
+    Args:
+        task (tasks.base.Task): the task (registered model name and primary metric).
+        run_id (str): the run that logged the version.
+        version (str | int): the new registered model version.
+        value (float): the run's test primary metric.
+        data_source (str): the run's data source, as in its `data_source` tag.
+        policy (str): "if-better", "always" or "never".
+
+    Returns:
+        Promotion
+
+    Raises:
+        ValueError: an unknown policy.
+    """
+    check_policy(policy)
+    previous = champion(task)
+    promoted, reason = _decide(task, value, data_source, policy, previous)
+    client = mlflow.MlflowClient()
+    if promoted:
+        client.set_registered_model_alias(task.name, CHAMPION, str(version))
+    tags = {"promotion_decision": "promoted" if promoted else "not_promoted", "promotion_policy": policy,
+            "promotion_reason": reason}
+    if previous is not None:
+        tags.update(champion_previous_version=previous["version"],
+                    champion_previous_data_source=previous["data_source"] or "")
+        if previous["value"] is not None:
+            client.log_metric(run_id, f"champion_previous_test_{task.primary_metric}", previous["value"])
+    for key, text in tags.items():
+        client.set_tag(run_id, key, text)
+    return Promotion(version=str(version), decision=tags["promotion_decision"], reason=reason, previous=previous)
+
+
+def model_versions(name):
+    """Returns:
+        dict[str, str]: registered version number by run id for the registered model `name`.
+    """
+    _connect()
+    return {version.run_id: str(version.version)
+            for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}

@@ -1,0 +1,335 @@
+"""Reuse in applications: champion promotion, `compare`, serving over HTTP and the examples.
+
+Promotion and `compare` need no training: each fake run holds what a real one would for them (tags,
+params, the test primary metric and a registered version), and each test gets its own toy task, so
+its own experiment and registered model. Serving and the image example share one cheap
+vision_classification training. Everything shares one store (a fresh SQLite store costs ~10 s).
+"""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import pathlib
+import py_compile
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import numpy as np
+import pytest
+
+import tasks
+from pipelines import cli
+from shared import images, tracking
+from tasks.base import Task
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+# The key of each task's answer that carries its prediction.
+ANSWER_KEYS = {"vision_classification": "label", "medical_imaging": "label", "vision_segmentation": "mask_path",
+               "nlp_sentiment": "label", "nlp_translation": "translation", "speech": "label",
+               "fraud_detection": "fraud_probability", "predictive_maintenance": "rul",
+               "recommendation": "recommendations"}
+
+
+@pytest.fixture
+def toy(module_store, monkeypatch, request):
+    """Registers a toy task named after the test; returns a factory for its higher/lower-is-better variant."""
+    name = "toy_" + re.sub(r"\W+", "_", request.node.name)[5:60]
+
+    def make(higher_is_better=True):
+        task_class = type("Toy", (Task,), {"name": name, "primary_metric": "accuracy" if higher_is_better else "rmse",
+                                           "higher_is_better": higher_is_better})
+        monkeypatch.setitem(tasks.TASKS, name, task_class)
+        return tasks.get(name)
+
+    return make
+
+
+def fake_run(task, value, data_source="embedded", epochs=3):
+    """Logs a finished run like the runner's and registers a version for it.
+
+    Returns:
+        tuple[str, str]: the run id and the registered version.
+    """
+    tracking._connect()
+    mlflow.set_experiment(task.name)
+    with mlflow.start_run() as active:
+        mlflow.log_params({"epochs": epochs, "batch_size": 64, "learning_rate": 0.002, "data": data_source})
+        mlflow.set_tags({"task": task.name, "data_source": data_source})
+        mlflow.log_metric(f"test_{task.primary_metric}", value)
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(f"name='{task.name}'"):
+        client.create_registered_model(task.name)
+    version = client.create_model_version(task.name, f"runs:/{active.info.run_id}/model", active.info.run_id)
+    return active.info.run_id, str(version.version)
+
+
+def promote(task, value, data_source="embedded", policy="if-better"):
+    run_id, version = fake_run(task, value, data_source)
+    return run_id, version, tracking.promote(task, run_id, version, value, data_source, policy)
+
+
+def champion_version(name):
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version)
+
+
+def test_first_version_becomes_champion_and_the_decision_is_logged(toy):
+    task = toy()
+    run_id, version, promotion = promote(task, 0.9)
+    assert promotion.promoted and promotion.previous is None and promotion.reason == "no champion yet"
+    assert champion_version(task.name) == version
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["promotion_decision"] == "promoted" and run.data.tags["promotion_policy"] == "if-better"
+    assert "champion_previous_version" not in run.data.tags
+    assert promotion.message == f"version {version} promoted to @champion: no champion yet"
+
+
+def test_if_better_promotes_only_a_strictly_better_version_on_the_same_source(toy):
+    task = toy()
+    _, first, _ = promote(task, 0.9)
+    worse_run, _, worse = promote(task, 0.85)
+    tie_run, _, tie = promote(task, 0.9)
+    better_run, better, promoted = promote(task, 0.95)
+    assert not worse.promoted and not tie.promoted and promoted.promoted
+    assert champion_version(task.name) == better
+    assert worse.reason == f"test_accuracy 0.8500 does not beat 0.9000 of version {first}"
+    for run_id, decision in ((worse_run, "not_promoted"), (tie_run, "not_promoted"), (better_run, "promoted")):
+        run = mlflow.get_run(run_id)
+        assert run.data.tags["promotion_decision"] == decision
+        assert run.data.tags["champion_previous_version"] == first
+        assert run.data.metrics["champion_previous_test_accuracy"] == pytest.approx(0.9)
+
+
+def test_lower_is_better_metric_promotes_the_smaller_error(toy):
+    task = toy(higher_is_better=False)
+    promote(task, 20.0)
+    _, _, higher = promote(task, 25.0)
+    _, lower, promoted = promote(task, 15.0)
+    assert not higher.promoted and promoted.promoted and champion_version(task.name) == lower
+
+
+def test_another_data_source_never_displaces_the_champion_unless_always(toy):
+    task = toy()
+    _, real, _ = promote(task, 0.7, data_source="/data/digits")
+    other_run, _, other = promote(task, 0.99, data_source="embedded")
+    assert not other.promoted and champion_version(task.name) == real
+    assert "trained on data '/data/digits', not 'embedded'" in other.reason and "--promote always" in other.reason
+    tags = mlflow.get_run(other_run).data.tags
+    assert tags["champion_previous_data_source"] == "/data/digits" and tags["promotion_decision"] == "not_promoted"
+    _, switched, forced = promote(task, 0.5, data_source="embedded", policy="always")
+    assert forced.promoted and champion_version(task.name) == switched
+
+
+def test_never_keeps_the_champion_even_when_better(toy):
+    task = toy()
+    _, first, _ = promote(task, 0.5)
+    run_id, _, kept = promote(task, 0.99, policy="never")
+    assert not kept.promoted and champion_version(task.name) == first
+    assert mlflow.get_run(run_id).data.tags["promotion_reason"] == "--promote never"
+
+
+def test_unknown_policy_is_a_one_line_error_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    started = time.perf_counter()
+    assert cli.main(["run", "vision_classification", "--quick", "--promote", "sometimes"]) == 2
+    error = capsys.readouterr().err
+    assert error == ("error: unknown --promote value 'sometimes'; use one of if-better, always, never "
+                     "(default if-better).\n")
+    assert time.perf_counter() - started < 10 and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.fixture
+def history(toy):
+    """A toy task with three runs: the champion (0.9, oldest), a worse one, the newest and best one off-source.
+
+    Returns:
+        tuple[str, list[str]]: the task name and the run ids, oldest first.
+    """
+    task = toy()
+    return task.name, [promote(task, value, source)[0]
+                       for value, source in ((0.9, "embedded"), (0.8, "embedded"), (0.95, "tfds:mnist"))]
+
+
+def test_compare_text_shows_the_champion_and_runs_sorted_by_metric(history, capsys):
+    name, (champion, worse, newest) = history
+    assert cli.main(["compare", name]) == 0
+    out = capsys.readouterr().out
+    assert f"champion: version 1, run {champion[:12]}, test_accuracy=0.9000, data embedded" in out
+    lines = out.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("run "))
+    assert lines[header].split() == ["run", "version", "champion", "status", "data", "test_accuracy", "duration",
+                                     "started", "epochs", "batch_size", "learning_rate"]
+    rows = [line.split() for line in lines[header + 2:]]
+    assert [row[0] for row in rows] == [newest[:12], champion[:12], worse[:12]]
+    assert rows[1][1:7] == ["1", "*", "FINISHED", "embedded", "0.9000", "0s"] and rows[1][-3:] == ["3", "64", "0.002"]
+    assert rows[0][1:3] == ["3", "FINISHED"]  # no champion mark
+
+
+def test_compare_limit_keeps_the_champion_row(history, capsys):
+    name, (champion, _, newest) = history
+    assert cli.main(["compare", name, "--limit", "1", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"### {name}\n")
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| run | version | champion |") and table[1] == "|---" * 11 + "|"
+    assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == [newest[:12], champion[:12]]
+
+
+def test_compare_csv_is_one_machine_readable_table(history, capsys):
+    name, (champion, worse, newest) = history
+    assert cli.main(["compare", "--format", "csv"]) == 0  # every task: the toy and the nine real ones
+    captured = capsys.readouterr()
+    rows = [row for row in csv.DictReader(io.StringIO(captured.out)) if row["task"] == name]
+    assert [row["run_id"] for row in rows] == [newest, champion, worse]
+    assert {row["primary_metric"] for row in rows} == {"test_accuracy"}
+    by_run = {row["run_id"]: row for row in rows}
+    assert by_run[champion]["champion"] == "True" and by_run[worse]["champion"] == "False"
+    assert float(by_run[newest]["value"]) == pytest.approx(0.95) and by_run[newest]["data_source"] == "tfds:mnist"
+    assert by_run[champion]["version"] == "1" and by_run[champion]["epochs"] == "3"
+    assert "speech: no runs yet" in captured.err and "Cannot retrieve experiment" not in captured.err
+
+
+@pytest.mark.parametrize("arguments, message", [(["--format", "html"], "unknown --format 'html'; use one of text"),
+                                                (["--limit", "0"], "--limit must be at least 1")])
+def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
+    assert cli.main(["compare", "vision_classification", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message}") and error.count("\n") == 1
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(name, store, log_path, timeout=300):
+    """Runs `mlflow models serve` on the task's champion until the block ends.
+
+    Yields:
+        str: the server's base URL, once /ping answers.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with open(log_path, "wb") as log:  # the server's own group, so the uvicorn worker stops with it
+        server = subprocess.Popen(command, env=dict(os.environ, MLFLOW_TRACKING_URI=store), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`mlflow models serve` did not come up:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=5):
+                    break
+            except OSError:
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def invoke(url, column, raw):
+    """Posts one raw input as `dataframe_split` JSON; returns the HTTP status and the decoded answer."""
+    body = json.dumps({"dataframe_split": {"columns": [column], "data": [[raw]]}}).encode()
+    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        pytest.fail(f"/invocations answered {error.code}: {error.read().decode()[:3000]}")
+
+
+def http_input(task, folder):
+    """A raw input as an application sends it over HTTP: a file path for images and audio (the server
+    runs on this machine), otherwise the champion's logged input example (a sentence, a record, a
+    unit's history, a user id)."""
+    tracking._connect()
+    local = pathlib.Path(mlflow.artifacts.download_artifacts(f"models:/{task.name}@champion",
+                                                             dst_path=str(folder / "model")))
+    example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
+    if task.input_column == "image":
+        path = folder / "input.png"
+        images.save_png(np.asarray(example, "float32"), path)
+        return str(path)
+    if task.input_column == "audio":
+        import soundfile
+
+        info = json.loads(next(local.rglob("info.json")).read_text())
+        path = folder / "input.wav"
+        soundfile.write(path, np.asarray(example, "float32"), info["features"]["sample_rate"])
+        return str(path)
+    return example
+
+
+def serve_and_check(name, store, folder):
+    """Serves the task's champion, posts one raw input and checks the answer carries a prediction."""
+    task = tasks.get(name)
+    raw = http_input(task, folder)
+    with served(name, store, folder / "serve.log") as url:
+        status, body = invoke(url, task.input_column, raw)
+    assert status == 200
+    answer, = body["predictions"]
+    assert answer[ANSWER_KEYS[name]] not in (None, "", [])
+    return answer
+
+
+@pytest.fixture(scope="module")
+def digits_run(module_store):
+    """One cheap vision_classification training through the CLI; returns what it printed on stderr."""
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200"]) == 0
+    return printed.getvalue()
+
+
+def test_cli_run_promotes_its_version_and_says_so(digits_run):
+    assert "vision_classification: version 1 promoted to @champion: no champion yet\n" in digits_run
+    version = mlflow.MlflowClient().get_model_version_by_alias("vision_classification", "champion")
+    assert str(version.version) == "1"
+    assert mlflow.get_run(version.run_id).data.tags["promotion_decision"] == "promoted"
+
+
+def test_champion_serves_a_raw_image_over_http(digits_run, module_store, tmp_path):
+    answer = serve_and_check("vision_classification", module_store, tmp_path)
+    assert answer["label"] in [str(digit) for digit in range(10)] and 0 <= answer["probability"] <= 1
+    assert [item["label"] for item in answer["top_k"]][0] == answer["label"]
+
+
+def test_examples_compile(tmp_path):
+    scripts = sorted(EXAMPLES.glob("*.py"))
+    assert {path.stem for path in scripts} >= {"classify_image", "sentiment", "recognise_speech", "score_transaction",
+                                                "recommend"}
+    for path in scripts:
+        py_compile.compile(str(path), doraise=True, cfile=str(tmp_path / f"{path.stem}.pyc"))
+
+
+def test_image_example_predicts_with_the_champion(digits_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import classify_image
+
+    path = tmp_path / "digit.png"
+    images.save_png(np.zeros((8, 8, 1)), path)
+    answers = classify_image.main([str(path)])
+    line, = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {"input": str(path), **answers[0]} and answers[0]["label"] in "0123456789"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ANSWER_KEYS))
+def test_every_task_champion_serves_raw_input_over_http(name, module_store, tmp_path):
+    assert set(ANSWER_KEYS) == set(tasks.names())
+    assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
+    serve_and_check(name, module_store, tmp_path)
