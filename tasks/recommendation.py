@@ -435,7 +435,9 @@ class Recommendation(Task):
                 tower = keras.layers.Concatenate()([tower, keras.layers.GlobalAveragePooling1D()(recent_items)])
             tower = keras.layers.Dropout(config.dropout)(tower)
             tower = keras.layers.Dense(config.embedding_dim, name="user_tower")(tower)
-            outputs["items"] = _layers()["ItemScores"](items, config.embedding_dim, name="items")(tower)
+            # float32 logits under mixed precision: a softmax over thousands of items overflows float16
+            outputs["items"] = _layers()["ItemScores"](items, config.embedding_dim, dtype="float32",
+                                                       name="items")(tower)
         if info["model"] == "two_tower":
             return keras.Model({"user": user, **extra}, outputs, name="recommendation_two_tower")
         item = keras.Input((), dtype="int32", name="item")
@@ -449,7 +451,8 @@ class Recommendation(Task):
                 hidden = keras.layers.Dense(units, activation="relu")(hidden)
             interaction = keras.layers.Dense(1, name="mlp_score")(keras.layers.Concatenate()([hidden, interaction]))
         rating = keras.layers.Add()([interaction, user_bias, item_bias])
-        outputs["rating"] = keras.layers.Rescaling(1.0, offset=info["global_mean"], name="rating")(rating)
+        outputs["rating"] = keras.layers.Rescaling(1.0, offset=info["global_mean"], dtype="float32",
+                                                   name="rating")(rating)
         return keras.Model({"user": user, "item": item, **extra}, outputs, name=f"recommendation_{info['model']}")
 
     def loss(self, config, info):
