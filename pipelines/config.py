@@ -18,7 +18,9 @@ def _coerce(key, value, expected):
     """Checks `value` against the field type, converting where the meaning is unambiguous."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if expected is str and isinstance(value, bool):  # YAML reads true/false as booleans
+        return str(value).lower()
+    if expected is str and isinstance(value, (int, float)):
         return str(value)
     if expected is tuple and isinstance(value, list):
         return tuple(value)
