@@ -164,7 +164,8 @@ def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_valu
         "vision_classification").experiment_id])[0]
     assert run.data.params["mixed_precision"] == "True" and run.data.params["jit_compile"] == "true"
     assert run.data.tags["effective.precision_policy"] == "float32"
-    assert run.data.tags["effective.jit_compile"] == "true"
+    # Keras declines XLA on TensorFlow while deterministic ops are on (the runner turns them on for --seed)
+    assert run.data.tags["effective.jit_compile"] == "false"
     assert "test_accuracy" in run.data.metrics
 
 
