@@ -13,6 +13,7 @@ import sys
 
 import tasks
 from pipelines import config as config_module
+from shared.distribution import STRATEGIES
 
 TRACEBACK_ENV = "PIPELINES_TRACEBACK"  # set to 1 to see full tracebacks instead of one-line errors
 
@@ -36,7 +37,7 @@ def command_list(arguments):
 
 def command_run(arguments):
     from pipelines import runner
-    from shared import tracking
+    from shared import distribution, tracking
 
     tracking.check_policy(arguments.promote)
     names = tasks.names() if arguments.task == "all" else [arguments.task]
@@ -48,8 +49,15 @@ def command_run(arguments):
             data=arguments.data, seed=arguments.seed,
         )
         work.append((task, config))
+    placement = distribution.setup(arguments.strategy, arguments.coordinator, arguments.num_processes,
+                                   arguments.process_id)
     for task, config in work:
-        result = runner.run(task, config, experiment=arguments.experiment, promote=arguments.promote)
+        result = runner.run(task, config, experiment=arguments.experiment, promote=arguments.promote,
+                            resume=arguments.resume, placement=placement)
+        if not placement.is_chief:
+            print(f"{task.name}: process {placement.process_id} of {placement.num_processes} done (process 0 "
+                  f"logs the run) | weights sha256 {result.weights_sha256}", file=sys.stderr)
+            continue
         metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
         print(f"{task.name}: run {result.run_id} | {metrics} | model {result.model_uri} "
               "(predict with `python -m pipelines predict "
@@ -190,6 +198,15 @@ def parser():
     running.add_argument("--promote", default="if-better", metavar="POLICY",
                          help="give the new version the `champion` alias: if-better (default; beats the champion "
                               "trained on the same data source, or there is none), always or never")
+    running.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run with the same settings from its last completed epoch, "
+                              "in the same MLflow run (without it, a leftover backup is deleted)")
+    running.add_argument("--strategy", default="none", choices=STRATEGIES,
+                         help="mirrored: every local GPU (TensorFlow backend); data_parallel: every device of "
+                              "every process (JAX backend)")
+    running.add_argument("--coordinator", metavar="HOST:PORT", help="data_parallel: address of process 0")
+    running.add_argument("--num-processes", type=int, metavar="N", help="data_parallel: processes taking part")
+    running.add_argument("--process-id", type=int, metavar="I", help="data_parallel: this process, 0 to N-1")
     running.set_defaults(handler=command_run)
 
     predicting = commands.add_parser(

@@ -23,7 +23,9 @@ def _coerce(key, value, expected):
             return float(value)
         except ValueError:
             pass
-    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if expected is str and isinstance(value, bool):  # YAML reads true/false as booleans
+        return str(value).lower()
+    if expected is str and isinstance(value, (int, float)):
         return str(value)
     if expected is tuple and isinstance(value, list):
         return tuple(value)

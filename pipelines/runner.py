@@ -21,6 +21,7 @@ class RunResult:
     model_uri: str
     train_seconds: float
     train_examples: int
+    weights_sha256: str
     promotion: object = None  # shared.tracking.Promotion: did this version become champion, and why
 
 
@@ -35,7 +36,7 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def run(task, config, experiment=None, promote="if-better"):
+def run(task, config, experiment=None, promote="if-better", resume=False, placement=None):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
@@ -43,17 +44,23 @@ def run(task, config, experiment=None, promote="if-better"):
         config (tasks.base.TaskConfig): the resolved config.
         experiment (str | None): MLflow experiment; default the task's name.
         promote (str): champion policy for the new model version: if-better, always or never.
+        resume (bool): continue an interrupted run with the same settings (see `shared.resume`).
+        placement (shared.distribution.Placement | None): from `distribution.setup`; default one device.
 
     Returns:
-        RunResult
+        RunResult: `run_id` and `model_uri` are empty in a process other than the chief, which logs.
     """
-    from shared import data, regularization, tracking
+    from shared import data, distribution, regularization, resume as resuming, tracking
 
     tracking.check_policy(promote)  # fail before training, not after
+    placement = placement or distribution.Placement()
     set_seed(config.seed)
-    regularization.set_precision(config.mixed_precision)
+    effective = {"effective.precision_policy": regularization.set_precision(config.mixed_precision)}
     params = config_module.flatten(config)
-    with tracking.run(task, params, experiment) as active:
+    backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
+                             {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
+    with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief) as active:
+        backup.record(active.info.run_id if active else None)
         splits = task.load_data(config)
         splits.train = data.cap(splits.train, config.max_examples, config.seed)
         tracking.log_dataset(splits)
@@ -61,27 +68,40 @@ def run(task, config, experiment=None, promote="if-better"):
                                   batch_map=task.train_map(config, splits.info))
         validation = data.make_dataset(splits.validation, config.batch_size,
                                        batch_map=task.eval_map(config, splits.info))
-        model = task.build_model(config, splits.info)
         steps_per_epoch = -(-len(splits.train[1]) // config.batch_size)
-        model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
-                      loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info))
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
-            history = model.fit(
-                train, validation_data=validation, epochs=config.epochs,
-                callbacks=regularization.callbacks(config, config.monitor or task.monitor) + [tracking.epoch_logger()],
-                class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
-                shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
-            )
-        train_seconds = time.perf_counter() - started
+        with placement.scope():
+            model = task.build_model(config, splits.info)
+            model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
+                          loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info),
+                          jit_compile=regularization.jit_compile(config))
+            tracking.set_tags({**effective, "effective.jit_compile": str(model.jit_compile).lower(),
+                               **placement.summary()})
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
+                history = model.fit(
+                    placement.dataset(train, config.batch_size),
+                    validation_data=placement.dataset(validation, config.batch_size), epochs=config.epochs,
+                    # the logger before the backup: a kill between them repeats an epoch, never loses one
+                    callbacks=[*regularization.callbacks(config, config.monitor or task.monitor), tracking.epoch_logger(),
+                               *backup.callbacks()],
+                    class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
+                    shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
+                )
+            train_seconds = time.perf_counter() - started
+        model = placement.local(model, lambda: task.build_model(config, splits.info))
+        weights_sha256 = distribution.weights_digest(model)
+        tracking.set_tags({"weights_sha256": weights_sha256})
         evaluation = task.evaluate(model, splits, config)
-        tracking.log_evaluation(evaluation, history.history, model, yaml.safe_dump(params, sort_keys=False))
+        tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
         logged = tracking.log_model(task, model, splits.info, task.input_example(splits))
-        promotion = tracking.promote(task, active.info.run_id, logged.registered_model_version,
-                                     evaluation.metrics[task.primary_metric], splits.source, promote)
+        promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
+                                      evaluation.metrics[task.primary_metric], splits.source, promote)
+                     if logged else None)
+    backup.clear()
     return RunResult(
-        run_id=active.info.run_id, metrics=evaluation.metrics,
-        model_uri=f"models:/{task.name}/{logged.registered_model_version}",
+        run_id=active.info.run_id if active else "", metrics=evaluation.metrics,
+        model_uri=f"models:/{task.name}/{logged.registered_model_version}" if logged else "",
         train_seconds=train_seconds, train_examples=len(splits.train[1]) * len(history.epoch),
+        weights_sha256=weights_sha256,
         promotion=promotion,
     )

@@ -1,6 +1,9 @@
-"""Optimizer, schedule, weight penalties and the training callbacks, configured from `TaskConfig`."""
+"""Optimizer, schedule, weight penalties, training callbacks, precision and XLA, configured from `TaskConfig`."""
+
+import warnings
 
 SCHEDULES = ("cosine", "plateau", "constant")
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
 
 
 def optimizer(config, steps_per_epoch):
@@ -57,7 +60,40 @@ def callbacks(config, monitor="val_loss"):
 
 
 def set_precision(enabled):
-    """Switches Keras to mixed float16 compute (float32 variables) or back to float32."""
+    """Switches Keras to mixed precision where the device computes it fast, otherwise to float32.
+
+    Mixed precision computes in float16 (bfloat16 on TPUs) and keeps float32 variables; every task's
+    output layer stays float32 so that losses and probabilities keep full precision. A CPU computes
+    float16 more slowly than float32, so there the request is declined with a warning.
+
+    Args:
+        enabled (bool): the config's `mixed_precision`.
+
+    Returns:
+        str: the Keras dtype policy in effect.
+    """
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+    from shared import distribution
+
+    policy = "float32"
+    if enabled:
+        device = distribution.accelerator()
+        if device is None:
+            warnings.warn("mixed_precision=true needs a GPU or TPU and this machine has neither; "
+                          "training in float32.", RuntimeWarning, stacklevel=2)
+        else:
+            policy = "mixed_bfloat16" if device == "tpu" else "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def jit_compile(config):
+    """Returns the `jit_compile` argument of `model.compile` for the config's `jit_compile`.
+
+    Raises:
+        ValueError: a value other than auto, true or false.
+    """
+    if config.jit_compile not in JIT_COMPILE:
+        raise ValueError(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got '{config.jit_compile}'.")
+    return JIT_COMPILE[config.jit_compile]

@@ -8,6 +8,7 @@ registry; a bare folder store is deprecated). Open it with
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ MODEL_NAME = "model"  # artifact name of the logged model inside a run
 CHAMPION = "champion"  # the registered-model alias that serving and the examples load
 PROMOTION_POLICIES = ("if-better", "always", "never")
 logger = logging.getLogger(__name__)
+_muted = False  # True inside `run(enabled=False)`: every logging function below does nothing
 # Our predict takes several raw-input types by design (paths, bytes, arrays, strings, records).
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
@@ -38,14 +40,39 @@ def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{STORE / 'mlflow.db'}"
 
 
+def store_folder():
+    """Returns:
+        pathlib.Path: the local folder of the store: beside the SQLite database, else `mlruns/`.
+    """
+    uri = tracking_uri()
+    return pathlib.Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else STORE
+
+
 def _connect():
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        pathlib.Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if uri.startswith("sqlite:///"):
+        database = pathlib.Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(database.with_name(f"{database.name}.lock")):
+            # Opening a new SQLite store creates and migrates its schema, which collides when several
+            # runs start at once; one at a time, each process opens (and caches) both stores here.
+            client = mlflow.MlflowClient()
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+    """Holds an exclusive POSIX lock on the file `path` (created if missing) inside the block."""
+    import fcntl
+
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _experiment_id(name):
@@ -86,8 +113,8 @@ def _versions():
 
 
 @contextlib.contextmanager
-def run(task, params, experiment=None):
-    """Starts a run in the task's experiment, logs params and tags, and ends it.
+def run(task, params, experiment=None, run_id=None, enabled=True):
+    """Starts (or reopens) a run in the task's experiment, logs params and tags, and ends it.
 
     An exception inside marks the run FAILED (KeyboardInterrupt: KILLED) and propagates;
     a run is never left RUNNING.
@@ -96,13 +123,36 @@ def run(task, params, experiment=None):
         task (tasks.base.Task): the task.
         params (dict): the flattened config.
         experiment (str | None): experiment name; default the task's name.
+        run_id (str | None): an existing run to continue (a resumed training) instead of a new one.
+        enabled (bool): False turns this module's logging functions into no-ops until the block
+            ends, for processes of a multi-process training other than the one that logs.
 
     Yields:
-        mlflow.ActiveRun
+        mlflow.ActiveRun | None: None when not enabled.
+
+    Raises:
+        ValueError: `run_id` is not in the store.
     """
+    global _muted
+    if not enabled:
+        _muted = True
+        try:
+            yield None
+        finally:
+            _muted = False
+        return
     _connect()
-    experiment_id = _experiment_id(experiment or task.name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{params.get('data', '')}") as active:
+    if run_id is not None:
+        try:
+            mlflow.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            raise ValueError(f"cannot resume run {run_id}: it is not in store {tracking_uri()}; "
+                             "run again without --resume to start afresh.") from None
+        starting = mlflow.start_run(run_id=run_id)
+    else:
+        starting = mlflow.start_run(experiment_id=_experiment_id(experiment or task.name),
+                                    run_name=f"{task.name}-{params.get('data', '')}")
+    with starting as active:
         mlflow.log_params(params)
         mlflow.set_tags({"task": task.name, "data_source": params.get("data", ""), "git_commit": _git_commit(),
                          "primary_metric": f"test_{task.primary_metric}",
@@ -110,6 +160,23 @@ def run(task, params, experiment=None):
         yield active
 
 
+def _unless_muted(function):
+    """Makes `function` return None without logging inside `run(enabled=False)`."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return None if _muted else function(*args, **kwargs)
+
+    return wrapper
+
+
+@_unless_muted
+def set_tags(tags):
+    """Tags the active run, e.g. with the settings in effect (precision, XLA, strategy)."""
+    mlflow.set_tags(tags)
+
+
+@_unless_muted
 def log_dataset(splits):
     """Logs the training and test data as MLflow dataset inputs and tags the run with their origin."""
     mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(),
@@ -139,15 +206,31 @@ def epoch_logger():
 
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+            _log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
 
     return EpochLogger()
 
 
-def log_evaluation(evaluation, history, model, config_yaml):
+@_unless_muted
+def _log_metrics(metrics, step):
+    mlflow.log_metrics(metrics, step=step)
+
+
+def _epoch_history():
+    """The active run's per-epoch metrics as a Keras-style history, including epochs before a resume."""
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    return {name: [metric.value for metric in sorted(client.get_metric_history(run_id, name),
+                                                     key=lambda metric: metric.step)]
+            for name in client.get_run(run_id).data.metrics}
+
+
+@_unless_muted
+def log_evaluation(evaluation, model, config_yaml):
     """Logs test metrics (`test_<name>`), figures, texts, the config YAML, the model summary and curves."""
     from shared import plots
 
+    history = _epoch_history()
     mlflow.log_metrics({f"test_{name}": value for name, value in evaluation.metrics.items()})
     if evaluation.params:
         mlflow.log_params(evaluation.params)
@@ -197,11 +280,12 @@ def raw_inputs(model_input, column):
     return list(model_input)
 
 
+@_unless_muted
 def log_model(task, model, info, input_example):
     """Logs the raw-input model with signature and input example, and registers it as the task's name.
 
     Returns:
-        mlflow.models.model.ModelInfo
+        mlflow.models.model.ModelInfo | None: None inside `run(enabled=False)`.
     """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema

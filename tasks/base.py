@@ -26,7 +26,8 @@ class TaskConfig:
     test_fraction: float = 0.15  # carved from the pool when the source has no test split
     max_examples: int = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
-    mixed_precision: bool = False  # float16 compute; worth it on GPUs, slower on most CPUs
+    mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
+    jit_compile: str = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX); true/false force it
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
 
 

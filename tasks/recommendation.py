@@ -438,7 +438,9 @@ class Recommendation(Task):
                 tower = keras.layers.Concatenate()([tower, keras.layers.GlobalAveragePooling1D()(recent_items)])
             tower = keras.layers.Dropout(config.dropout)(tower)
             tower = keras.layers.Dense(config.embedding_dim, name="user_tower")(tower)
-            outputs["items"] = _layers()["ItemScores"](items, config.embedding_dim, name="items")(tower)
+            # float32 logits under mixed precision: a softmax over thousands of items overflows float16
+            outputs["items"] = _layers()["ItemScores"](items, config.embedding_dim, dtype="float32",
+                                                       name="items")(tower)
         if info["model"] == "two_tower":
             return keras.Model({"user": user, **extra}, outputs, name="recommendation_two_tower")
         item = keras.Input((), dtype="int32", name="item")

@@ -1,0 +1,113 @@
+"""Beyond one machine: MirroredStrategy on two logical CPUs, two-process JAX data parallel training."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+
+from shared import distribution
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_unknown_strategy_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown strategy 'horovod'; use one of none, mirrored, data_parallel"):
+        distribution.setup("horovod")
+
+
+def test_data_parallel_on_tensorflow_says_to_switch_backend():
+    with pytest.raises(ValueError, match="needs the JAX backend.*KERAS_BACKEND=jax"):
+        distribution.setup("data_parallel")
+
+
+def test_process_flags_need_data_parallel():
+    with pytest.raises(ValueError, match="need --strategy data_parallel"):
+        distribution.setup("none", num_processes=2)
+
+
+def test_data_parallel_batch_must_split_across_devices():
+    import tensorflow as tf
+
+    placement = distribution.Placement("data_parallel", replicas=2)
+    with pytest.raises(ValueError, match="batch_size 5 does not split across 2.*batch_size=6"):
+        placement.dataset(tf.data.Dataset.range(10).batch(5), 5)
+    batches = placement.dataset(tf.data.Dataset.range(10).batch(4), 4)
+    assert [len(batch) for batch in batches] == [4, 4]  # the partial batch would desynchronise processes
+
+
+def test_single_device_placement_is_a_no_op():
+    placement = distribution.Placement()
+    model = object()
+    assert placement.is_chief and placement.local(model, build=None) is model
+    assert placement.dataset("data", 3) == "data"
+
+
+def store(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def only_run(tmp_path, experiment):
+    client = mlflow.MlflowClient(tracking_uri=store(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from pipelines import cli
+
+        sys.exit(cli.main(["run", "vision_classification", "--quick", "--strategy", "mirrored"]))
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                               timeout=900, env=dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path)))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    _, run = only_run(tmp_path, "vision_classification")
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    assert run.data.tags["strategy"] == "mirrored" and run.data.tags["replicas"] == "2"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(tmp_path):
+    environment = dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+                       JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    port = free_port()
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "pipelines", "run", "vision_classification", "--quick",
+                          "--strategy", "data_parallel", "--coordinator", f"127.0.0.1:{port}",
+                          "--num-processes", "2", "--process-id", str(index)],
+                         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for index in range(2)
+    ]
+    try:
+        errors = [process.communicate(timeout=900)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, error in zip(processes, errors):
+        assert process.returncode == 0, error[-3000:]
+    worker = re.search(r"process 1 of 2 done \(process 0 logs the run\) \| weights sha256 (\w+)", errors[1])
+    assert worker, errors[1][-3000:]
+    client, run = only_run(tmp_path, "vision_classification")
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    assert run.data.tags["weights_sha256"] == worker.group(1)  # both replicas ended with the same weights
+    assert run.data.tags["strategy"] == "data_parallel" and run.data.tags["num_processes"] == "2"
+    assert [version.run_id for version in client.search_model_versions("name='vision_classification'")] == [
+        run.info.run_id]
