@@ -21,6 +21,7 @@ class RunResult:
     model_uri: str
     train_seconds: float
     train_examples: int
+    history: dict  # per-epoch train and validation metrics from `fit`, by name
 
 
 def set_seed(seed):
@@ -34,13 +35,15 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def run(task, config, experiment=None):
+def run(task, config, experiment=None, trial=None):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
         task (tasks.base.Task): the task.
         config (tasks.base.TaskConfig): the resolved config.
         experiment (str | None): MLflow experiment; default the task's name.
+        trial (int | None): the trial number when a sweep runs this: the run nests under the sweep's
+            run, is named `TASK-trial-N`, and logs its model unregistered (the sweep registers its best).
 
     Returns:
         RunResult
@@ -50,7 +53,8 @@ def run(task, config, experiment=None):
     set_seed(config.seed)
     regularization.set_precision(config.mixed_precision)
     params = config_module.flatten(config)
-    with tracking.run(task, params, experiment) as active:
+    naming = {} if trial is None else {"run_name": f"{task.name}-trial-{trial}", "tags": {"sweep_trial": trial}}
+    with tracking.run(task, params, experiment, **naming) as active:
         splits = task.load_data(config)
         splits.train = data.cap(splits.train, config.max_examples, config.seed)
         tracking.log_dataset(splits)
@@ -73,9 +77,10 @@ def run(task, config, experiment=None):
         train_seconds = time.perf_counter() - started
         evaluation = task.evaluate(model, splits, config)
         tracking.log_evaluation(evaluation, history.history, model, yaml.safe_dump(params, sort_keys=False))
-        logged = tracking.log_model(task, model, splits.info, task.input_example(splits))
+        logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
     return RunResult(
         run_id=active.info.run_id, metrics=evaluation.metrics,
-        model_uri=f"models:/{task.name}/{logged.registered_model_version}",
+        model_uri=logged.model_uri if trial is not None else f"models:/{task.name}/{logged.registered_model_version}",
         train_seconds=train_seconds, train_examples=len(splits.train[1]) * len(history.epoch),
+        history=history.history,
     )

@@ -83,9 +83,10 @@ def _versions():
 
 
 @contextlib.contextmanager
-def run(task, params, experiment=None):
+def run(task, params, experiment=None, run_name=None, tags=None):
     """Starts a run in the task's experiment, logs params and tags, and ends it.
 
+    Started while another run is active (a sweep's trial inside the sweep), the run nests under it.
     An exception inside marks the run FAILED (KeyboardInterrupt: KILLED) and propagates;
     a run is never left RUNNING.
 
@@ -93,18 +94,30 @@ def run(task, params, experiment=None):
         task (tasks.base.Task): the task.
         params (dict): the flattened config.
         experiment (str | None): experiment name; default the task's name.
+        run_name (str | None): default `TASK-DATA`.
+        tags (dict | None): extra tags.
 
     Yields:
         mlflow.ActiveRun
     """
     _connect()
     experiment_id = _experiment_id(experiment or task.name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{params.get('data', '')}") as active:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or f"{task.name}-{params.get('data', '')}",
+                          nested=mlflow.active_run() is not None) as active:
         mlflow.log_params(params)
         mlflow.set_tags({"task": task.name, "data_source": params.get("data", ""), "git_commit": _git_commit(),
                          "primary_metric": f"test_{task.primary_metric}",
-                         **{f"version.{name}": value for name, value in _versions().items()}})
+                         **{f"version.{name}": value for name, value in _versions().items()}, **(tags or {})})
         yield active
+
+
+def log_results(params=None, metrics=None, tags=None, texts=None):
+    """Logs to the active run: params, metrics, tags, and text artifacts (file name -> content)."""
+    mlflow.log_params(params or {})
+    mlflow.log_metrics(metrics or {})
+    mlflow.set_tags(tags or {})
+    for name, text in (texts or {}).items():
+        mlflow.log_text(text, name)
 
 
 def log_dataset(splits):
@@ -194,8 +207,15 @@ def raw_inputs(model_input, column):
     return list(model_input)
 
 
-def log_model(task, model, info, input_example):
+def log_model(task, model, info, input_example, register=True):
     """Logs the raw-input model with signature and input example, and registers it as the task's name.
+
+    Args:
+        task (tasks.base.Task): the task, whose name the model is registered under.
+        model (keras.Model): the trained model.
+        info (dict): `Splits.info`, saved beside the model for its predictor.
+        input_example (list): raw inputs logged as the model's example.
+        register (bool): False logs the model without registering it (a sweep registers only its best).
 
     Returns:
         mlflow.models.model.ModelInfo
@@ -217,8 +237,17 @@ def log_model(task, model, info, input_example):
             signature=ModelSignature(inputs=Schema([ColSpec(AnyType(), task.input_column)])),
             input_example=pd.DataFrame({task.input_column: input_example}),
             pip_requirements=str(ROOT / "requirements.txt"),
-            registered_model_name=task.name,
+            registered_model_name=task.name if register else None,
         )
+
+
+def register(model_uri, name):
+    """Registers an already logged model (a sweep's best trial) as a new version of `name`.
+
+    Returns:
+        str: the new version number.
+    """
+    return mlflow.register_model(model_uri, name).version
 
 
 def load(uri):
