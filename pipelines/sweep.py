@@ -8,7 +8,9 @@ The search space is the config's `search_space`, a mapping of config field -> sp
     [choice, VALUE, ...]  one of the values
 
 On an int field every numeric spec draws integers. Trials maximise or minimise the best validation
-value of the task's `monitor` during `fit` (the epoch early stopping restores), never a test figure.
+value of the task's `monitor` during `fit` (the epoch early stopping restores), never a test figure;
+so a knob that changes how the monitored loss is computed (focal_gamma, dice_weight, label_smoothing,
+l2) makes trials incomparable and does not belong in a space monitored on val_loss.
 
 Each trial is a complete `runner.run` nested under the sweep's run, with its model logged but not
 registered; the sweep then registers the best trial's logged model by URI. Training dominates a
@@ -22,7 +24,10 @@ import math
 from pipelines import config as config_module
 
 KINDS = ("log", "float", "int", "choice")
-FORMS = "[log, LOW, HIGH] with 0 < LOW < HIGH, [float, LOW, HIGH], [int, LOW, HIGH] or [choice, VALUE, ...]"
+FORMS = {  # the specs a field of each type takes; bool and str fields take choices only
+    float: "[log, LOW, HIGH] with 0 < LOW < HIGH, [float, LOW, HIGH], [int, LOW, HIGH] or [choice, VALUE, ...]",
+    int: "[int, LOW, HIGH], [log, LOW, HIGH] with 0 < LOW < HIGH, or [choice, VALUE, ...], in integers",
+}
 FIXED = ("data", "seed")  # trials compare configs on the same data and seed; varying these would compare noise
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "rmse")  # name parts of metrics a sweep minimises
 
@@ -97,7 +102,8 @@ def parse_space(config_class, space):
 
 
 def _dimension(name, spec, field_type):
-    malformed = ValueError(f"search_space['{name}'] ({field_type.__name__} field) must be {FORMS}; got {spec!r}.")
+    malformed = ValueError(f"search_space['{name}'] ({field_type.__name__} field) must be "
+                           f"{FORMS.get(field_type, '[choice, VALUE, ...]')}; got {spec!r}.")
     if not isinstance(spec, (list, tuple)) or len(spec) < 2 or spec[0] not in KINDS:
         raise malformed
     kind, *values = spec

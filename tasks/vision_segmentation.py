@@ -56,8 +56,8 @@ class VisionSegmentationConfig(TaskConfig):
     contrast: float = 0.1  # image-only contrast jitter
     noise: float = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
     overlay_count: int = 6  # test images drawn with their true and predicted masks
-    search_space: dict = search_space(  # bottleneck dropout and the small-class (Dice) weight
-        dropout=["float", 0.0, 0.3], dice_weight=["float", 0.5, 2.0])
+    search_space: dict = search_space(  # bottleneck dropout against network width
+        dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
 
 
 def _natural_key(path):

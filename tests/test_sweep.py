@@ -26,7 +26,7 @@ def test_every_default_search_space_names_real_fields(name):
     ({"learning_rate": ["log", 0, 1e-2]}, "search_space['learning_rate']"),
     ({"dropout": ["float", 0.5, 0.1]}, "search_space['dropout']"),
     ({"base_filters": ["int", 8.5, 64]}, "search_space['base_filters'] (int field)"),
-    ({"flip": ["float", 0, 1]}, "search_space['flip'] (str field)"),
+    ({"flip": ["float", 0, 1]}, "search_space['flip'] (str field) must be [choice, VALUE, ...]; got"),
     ({"mixed_precision": ["choice", True, "maybe"]}, "search_space['mixed_precision'] (bool field)"),
     ({"dropout": ["choice"]}, "search_space['dropout']"),
     ({}, "search_space is empty"),
