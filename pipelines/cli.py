@@ -1,4 +1,4 @@
-"""`python -m pipelines`: list, run, predict and compare task pipelines.
+"""`python -m pipelines`: list, run, sweep, predict and compare task pipelines.
 
 Heavy libraries (TensorFlow, Keras, MLflow) are imported inside the commands that need them,
 so `list` and every `--help` answer in well under three seconds.
@@ -35,6 +35,13 @@ def command_list(arguments):
     print(_table(rows, ("task", "default data", "standard TFDS dataset", "primary metric")))
 
 
+def _resolve(task, arguments):
+    return config_module.resolve(
+        task, quick=arguments.quick, config_file=arguments.config, assignments=arguments.set,
+        data=arguments.data, seed=arguments.seed,
+    )
+
+
 def command_run(arguments):
     from pipelines import runner
     from shared import distribution, tracking
@@ -44,11 +51,7 @@ def command_run(arguments):
     work = []
     for name in names:  # resolve every config before training anything, so typos fail fast
         task = tasks.get(name)
-        config = config_module.resolve(
-            task, quick=arguments.quick, config_file=arguments.config, assignments=arguments.set,
-            data=arguments.data, seed=arguments.seed,
-        )
-        work.append((task, config))
+        work.append((task, _resolve(task, arguments)))
     placement = distribution.setup(arguments.strategy, arguments.coordinator, arguments.num_processes,
                                    arguments.process_id)
     for task, config in work:
@@ -63,6 +66,18 @@ def command_run(arguments):
               "(predict with `python -m pipelines predict "
               f"{task.name} --model {result.model_uri} INPUT...`)", file=sys.stderr)
         print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
+
+
+def command_sweep(arguments):
+    from pipelines import sweep
+
+    task = tasks.get(arguments.task)
+    config = _resolve(task, arguments)
+    result = sweep.sweep(task, config, arguments.trials, experiment=arguments.experiment, promote=arguments.promote)
+    metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
+    print(f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
+          f"({config.monitor or task.monitor}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
+          f"{metrics} | model {result.model_uri}", file=sys.stderr)
 
 
 def command_predict(arguments):
@@ -173,6 +188,22 @@ def command_compare(arguments):
         print((_table if arguments.format == "text" else _markdown_table)(table, headers))
 
 
+def _config_options(command):
+    command.add_argument("--data", help="embedded (default), tfds:NAME[:SPLIT], or a path to your files")
+    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value (repeatable), e.g. --set epochs=5")
+    command.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of config overrides")
+    command.add_argument("--experiment", help="MLflow experiment name (default: the task name)")
+    command.add_argument("--seed", type=int, help="seed for splits, weights, shuffling and augmentation")
+    command.add_argument("--quick", action="store_true", help="tiny budget for a smoke run")
+
+
+def _promote_option(command):
+    command.add_argument("--promote", default="if-better", metavar="POLICY",
+                         help="give the new version the `champion` alias: if-better (default; beats the champion "
+                              "trained on the same data source, or there is none), always or never")
+
+
 def parser():
     top = argparse.ArgumentParser(
         prog="python -m pipelines",
@@ -188,16 +219,8 @@ def parser():
         description="Train, evaluate and log TASK to MLflow, then register its model as TASK.",
     )
     running.add_argument("task", metavar="TASK", help="a task name from `list`, or `all`")
-    running.add_argument("--data", help="embedded (default), tfds:NAME[:SPLIT], or a path to your files")
-    running.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value (repeatable), e.g. --set epochs=5")
-    running.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of config overrides")
-    running.add_argument("--experiment", help="MLflow experiment name (default: the task name)")
-    running.add_argument("--seed", type=int, help="seed for splits, weights, shuffling and augmentation")
-    running.add_argument("--quick", action="store_true", help="tiny budget for a smoke run")
-    running.add_argument("--promote", default="if-better", metavar="POLICY",
-                         help="give the new version the `champion` alias: if-better (default; beats the champion "
-                              "trained on the same data source, or there is none), always or never")
+    _config_options(running)
+    _promote_option(running)
     running.add_argument("--resume", action="store_true",
                          help="continue an interrupted run with the same settings from its last completed epoch, "
                               "in the same MLflow run (without it, a leftover backup is deleted)")
@@ -208,6 +231,17 @@ def parser():
     running.add_argument("--num-processes", type=int, metavar="N", help="data_parallel: processes taking part")
     running.add_argument("--process-id", type=int, metavar="I", help="data_parallel: this process, 0 to N-1")
     running.set_defaults(handler=command_run)
+
+    sweeping = commands.add_parser(
+        "sweep", help="tune a task's config with Optuna and register the best model",
+        description="Train TASK with --trials configs drawn from its `search_space` (each a nested MLflow run "
+                    "under one sweep run), pick the best validation value, and register that trial's model.",
+    )
+    sweeping.add_argument("task", metavar="TASK", help="a task name from `list`")
+    sweeping.add_argument("--trials", type=int, default=20, help="configs to train (default 20)")
+    _config_options(sweeping)
+    _promote_option(sweeping)
+    sweeping.set_defaults(handler=command_sweep)
 
     predicting = commands.add_parser(
         "predict", help="predict raw inputs with a logged model",

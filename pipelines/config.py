@@ -14,8 +14,22 @@ def field_types(config_class):
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
 
 
-def _coerce(key, value, expected):
-    """Checks `value` against the field type, converting where the meaning is unambiguous."""
+def coerce(key, value, expected):
+    """Checks `value` against the field type, converting where the meaning is unambiguous.
+
+    Args:
+        key (str): the config field, named in the error.
+        value (object): the value given.
+        expected (type): the field's declared type.
+
+    Returns:
+        object: `value`, converted (int or numeric text -> float, number -> str, list -> tuple) where needed.
+
+    Raises:
+        ValueError: the value does not fit the type.
+    """
+    if expected is float:
+        value = as_number(value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is float and isinstance(value, str):
@@ -37,8 +51,23 @@ def _coerce(key, value, expected):
     )
 
 
+def as_number(value):
+    """Returns:
+        object: `value` as a float when it is text spelling a number (PyYAML reads `1e-3`, without
+        a dot, as text), else `value` unchanged.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _example(expected):
-    return {int: "3", float: "0.001", bool: "true", str: "text", tuple: "[1,2]"}.get(expected, "...")
+    examples = {int: "3", float: "0.001", bool: "true", str: "text", tuple: "[1,2]",
+                dict: "'{learning_rate: [log, 1e-4, 1e-2]}'"}
+    return examples.get(expected, "...")
 
 
 def _check_keys(config_class, overrides, origin):
@@ -48,7 +77,7 @@ def _check_keys(config_class, overrides, origin):
         raise ValueError(
             f"unknown config key(s) {', '.join(unknown)} in {origin}; valid keys: {', '.join(sorted(types))}."
         )
-    return {key: _coerce(key, value, types[key]) for key, value in overrides.items()}
+    return {key: coerce(key, value, types[key]) for key, value in overrides.items()}
 
 
 def parse_set(assignments):

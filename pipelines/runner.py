@@ -22,6 +22,7 @@ class RunResult:
     train_seconds: float
     train_examples: int
     weights_sha256: str
+    history: dict  # per-epoch train and validation metrics from `fit`, by name
     promotion: object = None  # shared.tracking.Promotion: did this version become champion, and why
 
 
@@ -36,7 +37,7 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def run(task, config, experiment=None, promote="if-better", resume=False, placement=None):
+def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
@@ -46,6 +47,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         promote (str): champion policy for the new model version: if-better, always or never.
         resume (bool): continue an interrupted run with the same settings (see `shared.resume`).
         placement (shared.distribution.Placement | None): from `distribution.setup`; default one device.
+        trial (int | None): the trial number when a sweep runs this: the run nests under the sweep's
+            run, is named `TASK-trial-N`, and logs its model unregistered (the sweep registers its best).
 
     Returns:
         RunResult: `run_id` and `model_uri` are empty in a process other than the chief, which logs.
@@ -59,7 +62,9 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     params = config_module.flatten(config)
     backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
                              {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
-    with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief) as active:
+    naming = {} if trial is None else {"run_name": f"{task.name}-trial-{trial}", "tags": {"sweep_trial": trial}}
+    with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief,
+                      **naming) as active:
         backup.record(active.info.run_id if active else None)
         splits = task.load_data(config)
         splits.train = data.cap(splits.train, config.max_examples, config.seed)
@@ -93,15 +98,19 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         tracking.set_tags({"weights_sha256": weights_sha256})
         evaluation = task.evaluate(model, splits, config)
         tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
-        logged = tracking.log_model(task, model, splits.info, task.input_example(splits))
+        logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
         promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
                                       evaluation.metrics[task.primary_metric], splits.source, promote)
-                     if logged else None)
+                     if logged and trial is None else None)
     backup.clear()
+    if not logged:
+        model_uri = ""
+    elif trial is None:
+        model_uri = f"models:/{task.name}/{logged.registered_model_version}"
+    else:
+        model_uri = logged.model_uri
     return RunResult(
-        run_id=active.info.run_id if active else "", metrics=evaluation.metrics,
-        model_uri=f"models:/{task.name}/{logged.registered_model_version}" if logged else "",
+        run_id=active.info.run_id if active else "", metrics=evaluation.metrics, model_uri=model_uri,
         train_seconds=train_seconds, train_examples=len(splits.train[1]) * len(history.epoch),
-        weights_sha256=weights_sha256,
-        promotion=promotion,
+        weights_sha256=weights_sha256, history=history.history, promotion=promotion,
     )

@@ -113,9 +113,10 @@ def _versions():
 
 
 @contextlib.contextmanager
-def run(task, params, experiment=None, run_id=None, enabled=True):
+def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None, tags=None):
     """Starts (or reopens) a run in the task's experiment, logs params and tags, and ends it.
 
+    Started while another run is active (a sweep's trial inside the sweep), the run nests under it.
     An exception inside marks the run FAILED (KeyboardInterrupt: KILLED) and propagates;
     a run is never left RUNNING.
 
@@ -126,6 +127,8 @@ def run(task, params, experiment=None, run_id=None, enabled=True):
         run_id (str | None): an existing run to continue (a resumed training) instead of a new one.
         enabled (bool): False turns this module's logging functions into no-ops until the block
             ends, for processes of a multi-process training other than the one that logs.
+        run_name (str | None): default `TASK-DATA`.
+        tags (dict | None): extra tags.
 
     Yields:
         mlflow.ActiveRun | None: None when not enabled.
@@ -151,12 +154,13 @@ def run(task, params, experiment=None, run_id=None, enabled=True):
         starting = mlflow.start_run(run_id=run_id)
     else:
         starting = mlflow.start_run(experiment_id=_experiment_id(experiment or task.name),
-                                    run_name=f"{task.name}-{params.get('data', '')}")
+                                    run_name=run_name or f"{task.name}-{params.get('data', '')}",
+                                    nested=mlflow.active_run() is not None)
     with starting as active:
         mlflow.log_params(params)
         mlflow.set_tags({"task": task.name, "data_source": params.get("data", ""), "git_commit": _git_commit(),
                          "primary_metric": f"test_{task.primary_metric}",
-                         **{f"version.{name}": value for name, value in _versions().items()}})
+                         **{f"version.{name}": value for name, value in _versions().items()}, **(tags or {})})
         yield active
 
 
@@ -174,6 +178,16 @@ def _unless_muted(function):
 def set_tags(tags):
     """Tags the active run, e.g. with the settings in effect (precision, XLA, strategy)."""
     mlflow.set_tags(tags)
+
+
+@_unless_muted
+def log_results(params=None, metrics=None, tags=None, texts=None):
+    """Logs to the active run: params, metrics, tags, and text artifacts (file name -> content)."""
+    mlflow.log_params(params or {})
+    mlflow.log_metrics(metrics or {})
+    mlflow.set_tags(tags or {})
+    for name, text in (texts or {}).items():
+        mlflow.log_text(text, name)
 
 
 @_unless_muted
@@ -281,8 +295,15 @@ def raw_inputs(model_input, column):
 
 
 @_unless_muted
-def log_model(task, model, info, input_example):
+def log_model(task, model, info, input_example, register=True):
     """Logs the raw-input model with signature and input example, and registers it as the task's name.
+
+    Args:
+        task (tasks.base.Task): the task, whose name the model is registered under.
+        model (keras.Model): the trained model.
+        info (dict): `Splits.info`, saved beside the model for its predictor.
+        input_example (list): raw inputs logged as the model's example.
+        register (bool): False logs the model without registering it (a sweep registers only its best).
 
     Returns:
         mlflow.models.model.ModelInfo | None: None inside `run(enabled=False)`.
@@ -304,8 +325,17 @@ def log_model(task, model, info, input_example):
             signature=ModelSignature(inputs=Schema([ColSpec(AnyType(), task.input_column)])),
             input_example=pd.DataFrame({task.input_column: input_example}),
             pip_requirements=str(ROOT / "requirements.txt"),
-            registered_model_name=task.name,
+            registered_model_name=task.name if register else None,
         )
+
+
+def register(model_uri, name):
+    """Registers an already logged model (a sweep's best trial) as a new version of `name`.
+
+    Returns:
+        str: the new version number.
+    """
+    return mlflow.register_model(model_uri, name).version
 
 
 def load(uri):

@@ -8,6 +8,28 @@ import dataclasses
 
 import numpy as np
 
+# Knobs every task has, searched by `python -m pipelines sweep`; specs are documented in pipelines/sweep.py.
+SHARED_SEARCH_SPACE = {
+    "learning_rate": ["log", 3e-4, 1e-2],  # the AdamW range where small models from scratch train well
+    "weight_decay": ["log", 1e-5, 1e-2],  # from negligible to strong decoupled decay
+}
+
+
+def search_space(**knobs):
+    """A `search_space` field default: the shared knobs updated with a domain's own.
+
+    Args:
+        **knobs: config field -> spec such as `["float", 0.1, 0.5]`; None drops a shared knob the
+            domain must not tune.
+
+    Returns:
+        dataclasses.Field: a field whose every config instance gets its own copy of the space.
+    """
+    merged = {**SHARED_SEARCH_SPACE, **knobs}
+    return dataclasses.field(
+        default_factory=lambda: {name: list(spec) for name, spec in merged.items() if spec is not None}
+    )
+
 
 @dataclasses.dataclass
 class TaskConfig:
@@ -29,6 +51,7 @@ class TaskConfig:
     mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
     jit_compile: str = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX); true/false force it
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
+    search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
 
 
 @dataclasses.dataclass

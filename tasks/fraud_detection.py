@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig
+from tasks.base import Splits, Task, TaskConfig, search_space
 
 MERCHANT_CATEGORIES = ("grocery", "restaurant", "fuel", "pharmacy", "clothing", "travel", "electronics",
                        "gift_cards", "online_gaming")
@@ -69,6 +69,8 @@ class FraudDetectionConfig(TaskConfig):
     target_recall: float = 0.0  # >0 chooses the threshold reaching this recall instead of the cost
     fixed_precision: float = 0.9  # reports recall at this precision, a common operating point
     baseline: bool = True  # also fit HistGradientBoosting, so every run shows if the deep model earns its place
+    search_space: dict = search_space(  # few frauds are easy to memorise: dropout and input noise fight it
+        dropout=["float", 0.1, 0.5], noise=["float", 0.0, 0.2])
 
 
 @register

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 ARCHITECTURES = ("bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
@@ -54,6 +54,8 @@ class NlpSentimentConfig(TaskConfig):
     token_dropout: float = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
     embedded_examples: int = 20000  # generated reviews; 4,000 stay at chance after 6 epochs, 20,000 learn in 8
     top_k: int = 2  # classes returned per prediction
+    search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
+        dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128])
 
 
 def _generated_reviews(count, seed):

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import Task, Splits, TaskConfig
+from tasks.base import Task, Splits, TaskConfig, search_space
 
 START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -52,6 +52,8 @@ class NlpTranslationConfig(TaskConfig):
     length_penalty: float = 0.6  # beam scores divide by length**penalty, so short outputs do not win
     embedded_examples: int = 6000  # generated pairs; enough for the number grammar to be learned
     sample_translations: int = 30  # rows of the logged sample translations table
+    search_space: dict = search_space(  # rates stop at 2e-3, above which Transformers diverge
+        learning_rate=["log", 2e-4, 2e-3], dropout=["float", 0.1, 0.4])
 
 
 # ---------------------------------------------------------------------------------------------------

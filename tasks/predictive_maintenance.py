@@ -48,7 +48,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig
+from tasks.base import Splits, Task, TaskConfig, search_space
 
 MODES = ("regression", "classification")
 MODELS = ("cnn", "lstm", "gru")
@@ -90,6 +90,8 @@ class PredictiveMaintenanceConfig(TaskConfig):
     target_precision: float = 0.0  # >0 chooses the threshold reaching this precision instead of the cost
     target_recall: float = 0.0  # >0 chooses the threshold reaching this recall instead of the cost
     fixed_precision: float = 0.9  # reports recall at this precision
+    search_space: dict = search_space(  # 100 training engines: model size and dropout decide
+        dropout=["float", 0.0, 0.5], filters=["choice", 16, 32, 64])
 
 
 @register

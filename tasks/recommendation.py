@@ -40,7 +40,7 @@ import os
 import numpy as np
 
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig
+from tasks.base import Splits, Task, TaskConfig, search_space
 
 MODELS = ("auto", "mf", "neural", "two_tower")
 SPLITS = ("random", "leave_last_out", "time")
@@ -75,6 +75,9 @@ class RecommendationConfig(TaskConfig):
     rating_min: float = 0.5  # MovieLens' half-star scale; ratings outside [rating_min, rating_max] are refused
     rating_max: float = 5.0  # top of that scale (u.data's 1-5 stars fit inside it)
     duplicates: str = "last"  # last | mean | error: what a repeated (user, item) row means
+    search_space: dict = search_space(  # embeddings want high rates and no decay (see weight_decay)
+        weight_decay=None, learning_rate=["log", 1e-3, 3e-2], embedding_dim=["choice", 16, 32, 64],
+        dropout=["float", 0.0, 0.3])
 
 
 def _check_config(config):

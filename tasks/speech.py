@@ -33,7 +33,7 @@ import re
 import numpy as np
 
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 FEATURES = ("logmel", "mfcc")
@@ -74,6 +74,8 @@ class SpeechConfig(TaskConfig):
     dropout: float = 0.3  # before the classifier: small speech sets overfit to their speakers
     embedded_repeats: int = 12  # utterances per word and speaker in the generated set (8 x 6 x 12 = 576)
     top_k: int = 3  # classes returned per prediction
+    search_space: dict = search_space(  # speaker overfitting against network width
+        dropout=["float", 0.1, 0.5], base_filters=["choice", 8, 16, 32])
 
 
 def feature_settings(config):

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
 
@@ -37,6 +37,8 @@ class VisionClassificationConfig(TaskConfig):
     mixup: float = 0.0  # MixUp alpha (0 = off)
     cutmix: float = 0.0  # CutMix alpha (0 = off)
     top_k: int = 3  # classes returned per prediction
+    search_space: dict = search_space(  # capacity against overfitting on small image sets
+        dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
 
 
 def _as_images(array):

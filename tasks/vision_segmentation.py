@@ -24,7 +24,7 @@ import re
 import numpy as np
 
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig
+from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
 MAX_CLASSES = 64  # more distinct values than this means the "mask" is a photo, not class indices
@@ -56,6 +56,8 @@ class VisionSegmentationConfig(TaskConfig):
     contrast: float = 0.1  # image-only contrast jitter
     noise: float = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
     overlay_count: int = 6  # test images drawn with their true and predicted masks
+    search_space: dict = search_space(  # bottleneck dropout against network width
+        dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
 
 
 def _natural_key(path):
