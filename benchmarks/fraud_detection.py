@@ -17,9 +17,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 
 DATA = common.ROOT.parent / "shared" / "data" / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv"
-# the wider MLP was chosen on validation PR-AUC (0.9804 vs 0.9790 default, 0.9770 with noise=0.1), never on test
+# chosen on validation PR-AUC, never on test: the wider MLP (0.9804 vs 0.9790 default, 0.9770 with noise=0.1),
+# then no class weights (0.9824: at 11% frauds the plain loss ranks better; a learning rate of 5e-4 gave
+# 0.9821). Early stopping on val_pr_auc is not comparable this way (it picks its epoch on that figure).
 SETTINGS = ["drop_columns=[Time]", "validation_fraction=0.2", "test_fraction=0.2", "seed=0",
-            "hidden_units=[512, 256, 128]", "dropout=0.4"]
+            "hidden_units=[512, 256, 128]", "dropout=0.4", "class_weight=false"]
 
 
 def main():

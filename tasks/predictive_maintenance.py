@@ -235,9 +235,9 @@ class PredictiveMaintenance(Task):
     def loss(self, config, info):
         import keras
 
-        from tasks.fraud_detection import binary_loss
+        from shared import detection
 
-        return binary_loss(config) if info["mode"] == "classification" else keras.losses.MeanSquaredError()
+        return detection.binary_loss(config) if info["mode"] == "classification" else keras.losses.MeanSquaredError()
 
     def metrics(self, config, info):
         import keras
@@ -247,10 +247,10 @@ class PredictiveMaintenance(Task):
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
 
     def class_weight(self, config, splits):
-        from tasks.fraud_detection import balanced_weights
+        from shared import detection
 
         if splits.info["mode"] == "classification" and config.class_weight:
-            return balanced_weights(splits.train[1])
+            return detection.balanced_weights(splits.train[1])
         return None
 
     def eval_map(self, config, info):
@@ -267,9 +267,9 @@ class PredictiveMaintenance(Task):
         from shared import evaluation, plots
 
         if splits.info["mode"] == "classification":
-            from tasks.fraud_detection import evaluate_detector
+            from shared import detection
 
-            return evaluate_detector(model, splits, config)
+            return detection.evaluate_detector(model, splits, config)
         windows, truth = splits.test
         predicted = model.predict(windows, batch_size=1024, verbose=0).reshape(-1)
         capped = np.minimum(truth, config.rul_cap)
@@ -296,7 +296,7 @@ class PredictiveMaintenance(Task):
     def cli_inputs(self, inputs):
         import pandas as pd
 
-        from tasks.fraud_detection import table_inputs
+        from shared import detection
 
         pairs = []
         for argument in inputs:
@@ -312,7 +312,7 @@ class PredictiveMaintenance(Task):
                     raise ValueError(f"INPUT '{argument[:80]}' is not valid JSON.") from None
                 pairs.append((argument[:200], parsed))  # a list: one unit's history, one answer
             else:
-                pairs += table_inputs([argument])
+                pairs += detection.table_inputs([argument])
         return pairs
 
     def predict_raw(self, model, info, inputs):
@@ -349,9 +349,9 @@ class PredictiveMaintenance(Task):
         """Checks rows against the training columns; a history needs no unit column, rows without time keep their order."""
         import pandas as pd
 
-        from tasks.fraud_detection import check_records
+        from shared import detection
 
-        frame = pd.DataFrame(check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
+        frame = pd.DataFrame(detection.check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
         for column in keep:
             present = [record.get(column) for record in records]
             if column == info["unit_column"] and not history and any(value is None for value in present):

@@ -54,10 +54,12 @@ def test_optimizer_schedules_and_callbacks():
     assert float(optimizer.learning_rate) == pytest.approx(0.01)  # the cosine schedule at step 0
     assert optimizer.weight_decay == pytest.approx(0.001)
     callbacks = regularization.callbacks(TaskConfig(schedule="plateau", early_stopping_patience=6))
-    early, plateau = callbacks
+    check, early, plateau = callbacks
+    with pytest.raises(ValueError, match="monitor 'val_loss' is not among"):
+        check.on_epoch_end(0, {"loss": 1.0})
     assert early.restore_best_weights and early.patience == 6
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau)
-    assert len(regularization.callbacks(TaskConfig(schedule="cosine"))) == 1
+    assert len(regularization.callbacks(TaskConfig(schedule="cosine"))) == 2
     with pytest.raises(ValueError, match="schedule must be one of"):
         regularization.optimizer(TaskConfig(schedule="linear"), 5)
     assert regularization.l2(0) is None and regularization.l2(1e-4) is not None

@@ -156,16 +156,17 @@ def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
 
 def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_path, caplog):
     rng = np.random.default_rng(0)
+    folder = tmp_path / "images"  # beside the store, not around it
     for name, value in (("dark", 0.2), ("bright", 0.8)):
-        (tmp_path / name).mkdir()
+        (folder / name).mkdir(parents=True)
         for index in range(12):
             pixels = np.clip(value + rng.normal(0, 0.05, (12, 10, 3)), 0, 1)
-            images.save_png(pixels, tmp_path / name / f"{index}.png")
-    (tmp_path / "dark" / "broken.png").write_bytes(b"\x89PNG broken")
-    result = quick_run("epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data_source=str(tmp_path))
+            images.save_png(pixels, folder / name / f"{index}.png")
+    (folder / "dark" / "broken.png").write_bytes(b"\x89PNG broken")
+    result = quick_run("epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data_source=str(folder))
     assert "broken.png" in caplog.text
     model = tracking.load(result.model_uri)
-    answer, = model.predict(pd.DataFrame({"image": [str(tmp_path / "bright" / "0.png")]}))
+    answer, = model.predict(pd.DataFrame({"image": [str(folder / "bright" / "0.png")]}))
     assert {item["label"] for item in answer["top_k"]} == {"dark", "bright"}
 
 
