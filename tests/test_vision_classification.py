@@ -125,6 +125,7 @@ def test_exception_marks_run_failed(tracking_store, monkeypatch):
     assert [run.info.status for run in runs] == ["FAILED"]
 
 
+@pytest.mark.slow  # two trainings: 40 s of the default suite's 10-minute budget
 def test_same_seed_gives_same_test_metric(tracking_store):
     first = quick_run("max_examples=300", "seed=3")
     second = quick_run("max_examples=300", "seed=3")
