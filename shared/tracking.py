@@ -3,7 +3,7 @@
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
 in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
 registry; a bare folder store is deprecated). Open it with
-`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db` from the project root.
+`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1` from the project root.
 """
 
 import contextlib
