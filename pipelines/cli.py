@@ -86,6 +86,8 @@ def command_predict(arguments):
     from shared import tracking
 
     task = tasks.get(arguments.task)
+    if arguments.trust_model_code:
+        os.environ[tracking.TRUST_CODE_ENV] = "1"
     model = tracking.load(arguments.model)
     pairs = task.cli_inputs(arguments.inputs)
     answers = model.predict(pd.DataFrame({task.input_column: [raw for _, raw in pairs]}))
@@ -250,6 +252,10 @@ def parser():
     predicting.add_argument("task", metavar="TASK")
     predicting.add_argument("--model", required=True, metavar="URI",
                             help="models:/NAME/latest, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model")
+    predicting.add_argument("--trust-model-code", action="store_true",
+                            help="load the model even if its Keras file carries Python code (a Lambda layer), "
+                                 "which runs on loading; only for models from a source you trust "
+                                 "(same as PIPELINES_TRUST_MODEL_CODE=1)")
     predicting.add_argument("inputs", nargs="+", metavar="INPUT", help="raw inputs, e.g. image files")
     predicting.set_defaults(handler=command_predict)
 

@@ -3,7 +3,7 @@
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
 in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
 registry; a bare folder store is deprecated). Open it with
-`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db` from the project root.
+`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1` from the project root.
 """
 
 import contextlib
@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import tempfile
 import warnings
@@ -27,6 +28,8 @@ STORE = ROOT / "mlruns"
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
 CHAMPION = "champion"  # the registered-model alias that serving and the examples load
 PROMOTION_POLICIES = ("if-better", "always", "never")
+# Set to 1 to load models whose Keras file carries Python code (a Lambda layer's bytecode).
+TRUST_CODE_ENV = "PIPELINES_TRUST_MODEL_CODE"
 logger = logging.getLogger(__name__)
 _muted = False  # True inside `run(enabled=False)`: every logging function below does nothing
 # Our predict takes several raw-input types by design (paths, bytes, arrays, strings, records).
@@ -267,18 +270,66 @@ class TaskModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context):
-        import keras
-
         from tasks import get
 
         with open(context.artifacts["info"], encoding="utf-8") as handle:
             self.info = json.load(handle)
         self.task = get(self.info["task"])
-        self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False,
-                                             custom_objects=self.task.custom_objects())
+        self.model = load_keras(context.artifacts["keras_model"], self.task.custom_objects(), self.task.name)
 
     def predict(self, context, model_input, params=None):
         return self.task.predict_raw(self.model, self.info, raw_inputs(model_input, self.task.input_column))
+
+
+def trusts_model_code():
+    """Returns:
+        bool: the user opted in to loading Python code inside models (`PIPELINES_TRUST_MODEL_CODE=1`).
+    """
+    return os.environ.get(TRUST_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def load_keras(path, custom_objects, name):
+    """Loads a saved Keras model without running Python code from the file, unless the user opted in.
+
+    Keras safe mode refuses a Lambda layer's serialized bytecode. Classes resolve only to Keras
+    built-ins, `custom_objects` and classes already imported and registered in this process, never
+    to code named by the file. With `PIPELINES_TRUST_MODEL_CODE=1` safe mode is off.
+
+    Args:
+        path (str): the `.keras` file.
+        custom_objects (dict): the task's own custom layers, by name.
+        name (str): the model's name in error messages, e.g. its task.
+
+    Returns:
+        keras.Model: the model, uncompiled.
+
+    Raises:
+        ValueError: the file holds Python code and the user did not opt in, or it needs a class that is
+            neither a Keras built-in nor registered here.
+    """
+    import keras
+
+    trusted = trusts_model_code()
+    try:
+        return keras.models.load_model(path, compile=False, custom_objects=custom_objects, safe_mode=not trusted)
+    except (ValueError, TypeError) as error:
+        # Keras reports both refusals inside longer messages (an unknown class nested in a Functional
+        # model arrives wrapped in the outer class's TypeError), so they are recognised by their wording.
+        message = str(error)
+        if not trusted and "Python lambda" in message:
+            raise ValueError(
+                f"refusing to load the {name} model: its Keras file contains a Lambda layer whose Python code "
+                f"would run on loading; if you trust where this model comes from, set {TRUST_CODE_ENV}=1 "
+                "(or pass --trust-model-code to `python -m pipelines predict`)."
+            ) from None
+        unknown = re.search(r"Could not (?:locate|deserialize) (?:class |function )?'([^']+)'", message)
+        if unknown:
+            raise ValueError(
+                f"cannot load the {name} model: its Keras file needs '{unknown.group(1)}', which is neither a "
+                f"Keras built-in nor one of the {name} task's layers; import the code that defines it (registered "
+                "with keras.saving.register_keras_serializable) before loading, and only if you trust it."
+            ) from None
+        raise
 
 
 def raw_inputs(model_input, column):
@@ -342,7 +393,8 @@ def load(uri):
     """Loads a logged model by `models:/NAME/VERSION|latest`, `models:/NAME@ALIAS` or `runs:/ID/model`.
 
     Raises:
-        ValueError: nothing is logged at that URI.
+        ValueError: nothing is logged at that URI, or its Keras file holds code the user did not trust
+            (see `load_keras`).
     """
     _connect()
     try:
@@ -353,6 +405,8 @@ def load(uri):
             f"no model at '{uri}' in store {tracking_uri()} ({first_line[:200]}); train one with "
             "`python -m pipelines run TASK` or list runs with `python -m pipelines compare`."
         ) from None
+    except ValueError as error:  # TaskModel.load_context refused the Keras file; say which model
+        raise ValueError(f"{uri}: {error}") from None
 
 
 def runs(experiments):

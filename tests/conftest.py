@@ -1,7 +1,14 @@
-"""Shared fixtures: a throwaway MLflow store per test, and the path to the team's real datasets."""
+"""Shared fixtures and helpers: a throwaway MLflow store per test, the path to the team's real datasets,
+and MLflow servers run in the background."""
 
+import contextlib
 import os
 import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 
 import pytest
 
@@ -33,3 +40,43 @@ def module_store(tmp_path_factory):
         uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri
+
+
+def free_port():
+    """Returns:
+        int: a TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def background_server(command, probe_url, log_path, env=None, cwd=None, timeout=300):
+    """Runs a server command (`mlflow server`, `mlflow models serve`) until the block ends.
+
+    Args:
+        command (list[str]): the command line.
+        probe_url (str): a URL that answers once the server is up (/ping, /health).
+        log_path (pathlib.Path): where the server's output goes; shown when it fails to come up.
+        env (dict | None): the server's environment (default: this process's).
+        cwd (pathlib.Path | None): its working directory.
+        timeout (float): seconds to wait for `probe_url`.
+    """
+    with open(log_path, "wb") as log:  # the server's own process group, so its workers stop with it
+        server = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`{' '.join(command[2:5])}` did not come up:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(probe_url, timeout=5):
+                    break
+            except OSError:
+                time.sleep(1)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

@@ -1,8 +1,7 @@
-"""Beyond one machine: MirroredStrategy on two logical CPUs, two-process JAX data parallel training."""
+"""Scaling out: MirroredStrategy on two logical CPUs, two-process JAX data parallel training."""
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import mlflow
 import pytest
 
 from shared import distribution
+from tests.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,12 +76,6 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     _, run = only_run(tmp_path, "vision_classification")
     assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
     assert run.data.tags["strategy"] == "mirrored" and run.data.tags["replicas"] == "2"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -14,9 +14,6 @@ import os
 import pathlib
 import py_compile
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -30,6 +27,7 @@ import tasks
 from pipelines import cli
 from shared import images, tracking
 from tasks.base import Task
+from tests.conftest import background_server, free_port
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 # The key of each task's answer that carries its prediction.
@@ -205,14 +203,8 @@ def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
     assert error.startswith(f"error: {message}") and error.count("\n") == 1
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
-def served(name, store, log_path, timeout=300):
+def served(name, store, log_path):
     """Runs `mlflow models serve` on the task's champion until the block ends.
 
     Yields:
@@ -221,24 +213,9 @@ def served(name, store, log_path, timeout=300):
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with open(log_path, "wb") as log:  # the server's own group, so the uvicorn worker stops with it
-        server = subprocess.Popen(command, env=dict(os.environ, MLFLOW_TRACKING_URI=store), stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`mlflow models serve` did not come up:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=5):
-                    break
-            except OSError:
-                time.sleep(1)
+    with background_server(command, f"{url}/ping", log_path, env=dict(os.environ, MLFLOW_TRACKING_URI=store)):
         yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 def invoke(url, column, raw):
