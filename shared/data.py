@@ -187,23 +187,28 @@ def _network_available(timeout=3.0):
     return False
 
 
-def load_tfds(spec, data_dir, keys, alternatives):
+def load_tfds(spec, data_dir, keys, alternatives, example_map=None):
     """Loads a TFDS dataset fully into numpy arrays.
 
     Args:
         spec (str): `NAME` (all of the dataset's splits) or `NAME:SPLIT` (one split, any TFDS split
             expression such as `train[:10%]`).
         data_dir (str): TFDS data directory; empty for TFDS's default.
-        keys (tuple[str, ...]): feature keys to keep, e.g. `("image", "label")`.
+        keys (tuple[str, ...]): feature keys to keep, e.g. `("image", "label")`; only these are batched,
+            since other features may have variable lengths (MovieLens' genres).
         alternatives (str): offline sources named in the error when the download cannot happen.
+        example_map (Callable | None): TensorFlow function from a dict of the `keys` features to a dict of
+            fixed-shape tensors, applied before batching to examples that differ in shape (e.g. a resize of
+            oxford_iiit_pet's images); its output keys are the arrays returned.
 
     Returns:
         tuple[dict[str, dict[str, np.ndarray]], tfds.core.DatasetInfo]: split name -> key -> array,
         and the dataset's info (class names, citation...).
 
     Raises:
-        ValueError: unknown dataset name, unknown split, or no network for a needed download.
+        ValueError: unknown dataset name, feature or split, an empty split, or no network for a needed download.
     """
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     name, _, split = spec.partition(":")
@@ -225,16 +230,16 @@ def load_tfds(spec, data_dir, keys, alternatives):
     known = list(builder.info.splits) or ["train", "test"]  # mocked builders report no splits
     if split and split.split("[")[0] not in known:
         raise ValueError(f"tfds:{name} has no split '{split}'; it has {known}.")
-    splits = [split] if split else known
+    mapping = example_map or (lambda example: example)
     loaded = {}
-    for split_name in splits:
-        # Keep only the wanted keys before batching: other features may have variable lengths.
-        examples = builder.as_dataset(split=split_name).map(lambda example: {key: example[key] for key in keys})
-        batches = tfds.as_numpy(examples.batch(4096))
-        chunks = list(progress(batches, f"reading tfds:{name} {split_name}"))
+    for split_name in [split] if split else known:
+        examples = builder.as_dataset(split=split_name).map(
+            lambda example: mapping({key: example[key] for key in keys}), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        chunks = list(progress(tfds.as_numpy(examples.batch(512)), f"reading tfds:{name} {split_name}"))
         if not chunks:
             raise ValueError(f"tfds:{name} split '{split_name}' is empty.")
-        loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in keys}
+        loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
     return loaded, builder.info
 
 
@@ -306,56 +311,6 @@ def read_npz(path):
         f"'{path}' has arrays {archive.files}; expected x_train, y_train, x_test, y_test "
         "(Keras style) or train_images, train_labels, val_*, test_* (MedMNIST style)."
     )
-
-
-def load_tfds_mapped(spec, data_dir, keys, alternatives, example_map):
-    """Loads a TFDS dataset whose examples differ in shape, mapping each example before batching.
-
-    `load_tfds` batches raw examples, which fails for variable-size images (oxford_iiit_pet);
-    here `example_map` (e.g. a resize) makes every example the same shape first.
-
-    Args:
-        spec (str): `NAME` or `NAME:SPLIT`, as in `load_tfds`.
-        data_dir (str): TFDS data directory; empty for TFDS's default.
-        keys (tuple[str, ...]): feature keys to keep.
-        alternatives (str): offline sources named in the error when the download cannot happen.
-        example_map (Callable): TensorFlow function from a dict of the `keys` features to a dict of
-            fixed-shape tensors.
-
-    Returns:
-        tuple[dict[str, dict[str, np.ndarray]], tfds.core.DatasetInfo]: as `load_tfds`.
-
-    Raises:
-        ValueError: unknown dataset, feature or split, an empty split, or no network for a needed download.
-    """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    name, _, split = spec.partition(":")
-    try:
-        builder = tfds.builder(name, data_dir=data_dir or None)
-    except Exception as error:  # TFDS raises its own DatasetNotFoundError and friends
-        raise ValueError(f"TFDS has no dataset '{name}' ({type(error).__name__}); see "
-                         "https://www.tensorflow.org/datasets/catalog for names.") from None
-    if not builder.is_prepared() and not _network_available():
-        raise _tfds_offline_error(name, alternatives)
-    missing = [key for key in keys if key not in builder.info.features]
-    if missing:
-        raise ValueError(f"tfds:{name} has no feature(s) {missing}; it has {list(builder.info.features)}.")
-    builder.download_and_prepare()
-    known = list(builder.info.splits) or ["train", "test"]  # mocked builders report no splits
-    if split and split.split("[")[0] not in known:
-        raise ValueError(f"tfds:{name} has no split '{split}'; it has {known}.")
-    loaded = {}
-    for split_name in [split] if split else known:
-        examples = builder.as_dataset(split=split_name).map(
-            lambda example: example_map({key: example[key] for key in keys}), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        chunks = list(progress(tfds.as_numpy(examples.batch(512)), f"reading tfds:{name} {split_name}"))
-        if not chunks:
-            raise ValueError(f"tfds:{name} split '{split_name}' is empty.")
-        loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-    return loaded, builder.info
 
 
 def read_text(path):

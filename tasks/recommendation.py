@@ -227,10 +227,9 @@ def _tfds_ratings(argument, config):
     from shared import data
 
     keys = ("user_id", "movie_id", "user_rating", "timestamp", "movie_title")
-    # load_tfds_mapped keeps only `keys` before batching: MovieLens' variable-length genres cannot batch
-    loaded, _ = data.load_tfds_mapped(argument, config.tfds_data_dir, keys,
-                                      alternatives="--data embedded or a ratings.csv / u.data file",
-                                      example_map=lambda example: example)
+    # load_tfds keeps only `keys` before batching: MovieLens' variable-length genres cannot batch
+    loaded, _ = data.load_tfds(argument, config.tfds_data_dir, keys,
+                               alternatives="--data embedded or a ratings.csv / u.data file")
     columns = {key: np.concatenate([split[key] for split in loaded.values()]) for key in keys}
     frame = pd.DataFrame({"user": [_id_text(value) for value in columns["user_id"]],
                           "item": [_id_text(value) for value in columns["movie_id"]],

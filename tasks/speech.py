@@ -495,7 +495,7 @@ class Speech(ClassificationTask):
         name = argument.split(":")[0]
         try:
             rate = int(tfds.builder(name, data_dir=config.tfds_data_dir or None).info.features["audio"].sample_rate)
-        except Exception:  # unknown dataset or no audio feature: load_tfds_mapped explains which
+        except Exception:  # unknown dataset or no audio feature: load_tfds explains which
             rate = config.sample_rate
         size = int(round(config.duration * rate))
 
@@ -506,7 +506,7 @@ class Speech(ClassificationTask):
             audio = tf.pad(audio, [[0, size - tf.shape(audio)[0]]])
             return {"audio": tf.ensure_shape(audio, [size]), "label": example["label"]}
 
-        loaded, info = data.load_tfds_mapped(
+        loaded, info = data.load_tfds(
             argument, config.tfds_data_dir, ("audio", "label"),
             alternatives="--data embedded, a class folder, a flat folder with filename_pattern or a CSV manifest",
             example_map=crop_or_pad,

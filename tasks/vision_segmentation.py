@@ -298,8 +298,8 @@ class VisionSegmentation(Task):
             return {"image": tf.image.resize(tf.cast(example["image"], "float32") / 255.0, size, antialias=True),
                     "mask": tf.image.resize(example["segmentation_mask"], size, method="nearest")[..., 0]}
 
-        loaded, _ = data.load_tfds_mapped(argument, config.tfds_data_dir, ("image", "segmentation_mask"),
-                                          "--data embedded or a folder with images/ and masks/", resize)
+        loaded, _ = data.load_tfds(argument, config.tfds_data_dir, ("image", "segmentation_mask"),
+                                   "--data embedded or a folder with images/ and masks/", resize)
         pictures = np.concatenate([split["image"] for split in loaded.values()])
         masks = np.concatenate([split["mask"] for split in loaded.values()]).astype("int64")
         masks = np.clip(masks - 1, 0, 2).astype("uint8")  # trimap 1 pet, 2 background, 3 border -> 0..2
