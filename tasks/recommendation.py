@@ -54,7 +54,7 @@ class RecommendationConfig(TaskConfig):
     epochs: int = 30  # an upper bound: embeddings overfit within a few epochs and early stopping ends it
     batch_size: int = 256  # one interaction is a tiny example: bigger batches keep the CPU busy
     learning_rate: float = 1e-2  # each embedding row gets few updates per epoch: a high Adam rate suits them
-    weight_decay: float = 0.0  # decay shrinks every embedding row each step, rare ones most; `l2` is per use
+    weight_decay: float = 0.0  # off: `l2` already penalises the embedding tables, and decay would shrink the biases too
     early_stopping_patience: int = 3  # validation loss turns up quickly once embeddings memorise
     model: str = "auto"  # auto: mf for explicit ratings, two_tower for implicit; or mf | neural | two_tower
     embedding_dim: int = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
