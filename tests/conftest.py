@@ -25,6 +25,18 @@ def tracking_store(tmp_path, monkeypatch):
     return uri
 
 
+def resolver(task_name):
+    """Returns `resolve(*assignments, data_source=None) -> (task, config)` for one task's tests."""
+    import tasks
+    from pipelines import config
+
+    def resolve(*assignments, data_source=None):
+        task = tasks.get(task_name)
+        return task, config.resolve(task, assignments=list(assignments), data=data_source)
+
+    return resolve
+
+
 def shared_data(relative):
     """Returns the path of a dataset in ../shared/data, or skips the test with the reason."""
     path = SHARED_DATA / relative

@@ -6,19 +6,16 @@ import mlflow
 import numpy as np
 import pytest
 
-import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import data, evaluation, images, tracking
 from tasks.medical_imaging import _radiographs
-from tests.conftest import shared_data
+from tests.conftest import resolver, shared_data
 
 TASK = "medical_imaging"
 SMALL = ["base_filters=8", "stages=2", "epochs=6", "max_examples=700", "batch_size=32", "gradcam_count=4"]
 
 
-def resolve(*assignments, data_source=None):
-    task = tasks.get(TASK)
-    return task, config.resolve(task, assignments=list(assignments), data=data_source)
+resolve = resolver(TASK)
 
 
 @pytest.fixture(scope="module")

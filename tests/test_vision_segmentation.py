@@ -8,20 +8,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import augmentation, data, evaluation, images, tracking
 from tasks.vision_segmentation import _scenes
-from tests.conftest import shared_data
+from tests.conftest import resolver, shared_data
 
 TASK = "vision_segmentation"
 SMALL = ["image_size=32", "depth=3", "base_filters=8", "max_examples=240", "epochs=10", "batch_size=8",
          "learning_rate=0.005"]
 
 
-def resolve(*assignments, data_source=None):
-    task = tasks.get(TASK)
-    return task, config.resolve(task, assignments=list(assignments), data=data_source)
+resolve = resolver(TASK)
 
 
 @pytest.fixture(scope="module")
