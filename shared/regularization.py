@@ -45,7 +45,7 @@ def callbacks(config, monitor="val_loss"):
     def check_monitor(epoch, logs):
         if epoch == 0 and monitor not in logs:  # Keras would only warn and silently never stop early
             raise ValueError(f"monitor '{monitor}' is not among this model's logged metrics "
-                             f"({', '.join(sorted(logs))}); set --set monitor=ONE_OF_THEM.")
+                             f"({', '.join(sorted(logs))}); choose one with --set monitor=NAME.")
 
     result = [
         keras.callbacks.LambdaCallback(on_epoch_end=check_monitor),
