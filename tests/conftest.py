@@ -2,6 +2,7 @@
 and MLflow servers run in the background."""
 
 import contextlib
+import json
 import os
 import pathlib
 import signal
@@ -15,6 +16,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+# The key of each task's answer that carries its prediction.
+ANSWER_KEYS = {"vision_classification": "label", "medical_imaging": "label", "vision_segmentation": "mask_path",
+               "nlp_sentiment": "label", "nlp_translation": "translation", "speech": "label",
+               "fraud_detection": "fraud_probability", "predictive_maintenance": "rul",
+               "recommendation": "recommendations"}
 
 
 @pytest.fixture
@@ -92,3 +98,35 @@ def background_server(command, probe_url, log_path, env=None, cwd=None, timeout=
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+
+
+def raw_input(task, folder, model_uri=None):
+    """A raw input as an application sends it: a file path for images and audio, otherwise the model's
+    logged input example (a sentence, a record, a unit's history, a user id).
+
+    Args:
+        task (tasks.base.Task): the task whose model answers.
+        folder (pathlib.Path): where the model's files and the input file go.
+        model_uri (str | None): the logged model (default: the task's `@champion`).
+    """
+    import mlflow
+    import numpy as np
+
+    from shared import images, tracking
+
+    tracking._connect()
+    local = pathlib.Path(mlflow.artifacts.download_artifacts(model_uri or f"models:/{task.name}@champion",
+                                                             dst_path=str(folder / "model")))
+    example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
+    if task.input_column == "image":
+        path = folder / "input.png"
+        images.save_png(np.asarray(example, "float32"), path)
+        return str(path)
+    if task.input_column == "audio":
+        import soundfile
+
+        info = json.loads(next(local.rglob("info.json")).read_text())
+        path = folder / "input.wav"
+        soundfile.write(path, np.asarray(example, "float32"), info["features"]["sample_rate"])
+        return str(path)
+    return example

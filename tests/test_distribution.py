@@ -9,6 +9,7 @@ import textwrap
 import mlflow
 import pytest
 
+import tasks
 from shared import distribution
 from tests.conftest import free_port
 
@@ -59,7 +60,8 @@ def only_run(tmp_path, experiment):
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+@pytest.mark.parametrize("name", tasks.names())
+def test_mirrored_strategy_trains_on_two_logical_cpus(name, tmp_path):
     script = textwrap.dedent("""
         import sys
         import tensorflow as tf
@@ -68,23 +70,24 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from pipelines import cli
 
-        sys.exit(cli.main(["run", "vision_classification", "--quick", "--strategy", "mirrored"]))
+        sys.exit(cli.main(["run", sys.argv[1], "--quick", "--strategy", "mirrored"]))
     """)
-    completed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+    completed = subprocess.run([sys.executable, "-c", script, name], cwd=ROOT, capture_output=True, text=True,
                                timeout=900, env=dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path)))
     assert completed.returncode == 0, completed.stderr[-3000:]
-    _, run = only_run(tmp_path, "vision_classification")
-    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    _, run = only_run(tmp_path, name)
+    assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
     assert run.data.tags["strategy"] == "mirrored" and run.data.tags["replicas"] == "2"
 
 
 @pytest.mark.slow
-def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(tmp_path):
+@pytest.mark.parametrize("name", tasks.names())
+def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(name, tmp_path):
     environment = dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
     port = free_port()
     processes = [
-        subprocess.Popen([sys.executable, "-m", "pipelines", "run", "vision_classification", "--quick",
+        subprocess.Popen([sys.executable, "-m", "pipelines", "run", name, "--quick",
                           "--strategy", "data_parallel", "--coordinator", f"127.0.0.1:{port}",
                           "--num-processes", "2", "--process-id", str(index)],
                          cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -99,9 +102,9 @@ def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(tmp_p
         assert process.returncode == 0, error[-3000:]
     worker = re.search(r"process 1 of 2 done \(process 0 logs the run\) \| weights sha256 (\w+)", errors[1])
     assert worker, errors[1][-3000:]
-    client, run = only_run(tmp_path, "vision_classification")
-    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    client, run = only_run(tmp_path, name)
+    assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
     assert run.data.tags["weights_sha256"] == worker.group(1)  # both replicas ended with the same weights
     assert run.data.tags["strategy"] == "data_parallel" and run.data.tags["num_processes"] == "2"
-    assert [version.run_id for version in client.search_model_versions("name='vision_classification'")] == [
+    assert [version.run_id for version in client.search_model_versions(f"name='{name}'")] == [
         run.info.run_id]

@@ -27,16 +27,9 @@ import tasks
 from pipelines import cli
 from shared import images, tracking
 from tasks.base import Task
-from tests.conftest import background_server, free_port
+from tests.conftest import ANSWER_KEYS, background_server, free_port, raw_input
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-# The key of each task's answer that carries its prediction.
-ANSWER_KEYS = {"vision_classification": "label", "medical_imaging": "label", "vision_segmentation": "mask_path",
-               "nlp_sentiment": "label", "nlp_translation": "translation", "speech": "label",
-               "fraud_detection": "fraud_probability", "predictive_maintenance": "rul",
-               "recommendation": "recommendations"}
-
-
 @pytest.fixture
 def toy(module_store, monkeypatch, request):
     """Registers a toy task named after the test; returns a factory for its higher/lower-is-better variant."""
@@ -229,32 +222,10 @@ def invoke(url, column, raw):
         pytest.fail(f"/invocations answered {error.code}: {error.read().decode()[:3000]}")
 
 
-def http_input(task, folder):
-    """A raw input as an application sends it over HTTP: a file path for images and audio (the server
-    runs on this machine), otherwise the champion's logged input example (a sentence, a record, a
-    unit's history, a user id)."""
-    tracking._connect()
-    local = pathlib.Path(mlflow.artifacts.download_artifacts(f"models:/{task.name}@champion",
-                                                             dst_path=str(folder / "model")))
-    example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
-    if task.input_column == "image":
-        path = folder / "input.png"
-        images.save_png(np.asarray(example, "float32"), path)
-        return str(path)
-    if task.input_column == "audio":
-        import soundfile
-
-        info = json.loads(next(local.rglob("info.json")).read_text())
-        path = folder / "input.wav"
-        soundfile.write(path, np.asarray(example, "float32"), info["features"]["sample_rate"])
-        return str(path)
-    return example
-
-
 def serve_and_check(name, store, folder):
     """Serves the task's champion, posts one raw input and checks the answer carries a prediction."""
     task = tasks.get(name)
-    raw = http_input(task, folder)
+    raw = raw_input(task, folder)
     with served(name, store, folder / "serve.log") as url:
         status, body = invoke(url, task.input_column, raw)
     assert status == 200
@@ -306,7 +277,15 @@ def test_image_example_predicts_with_the_champion(digits_run, tmp_path, monkeypa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ANSWER_KEYS))
-def test_every_task_champion_serves_raw_input_over_http(name, module_store, tmp_path):
+def test_every_task_champion_serves_raw_input_over_http_and_compares(name, module_store, tmp_path, capsys):
     assert set(ANSWER_KEYS) == set(tasks.names())
     assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
     serve_and_check(name, module_store, tmp_path)
+    capsys.readouterr()
+    assert cli.main(["compare", name, "--format", "csv"]) == 0
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    rows = {row["run_id"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    row = rows[champion.run_id]
+    assert row["champion"] == "True" and row["primary_metric"] == f"test_{tasks.get(name).primary_metric}"
+    assert row["data_source"] == "embedded" and float(row["value"]) == pytest.approx(
+        mlflow.get_run(champion.run_id).data.metrics[row["primary_metric"]])

@@ -125,12 +125,13 @@ def wait_for(path_pattern, folder, process, timeout=300):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(tmp_path):
-    command = [*RUN, "vision_classification", "--quick", "--set", "epochs=6", "--set", "early_stopping_patience=50"]
+@pytest.mark.parametrize("name", tasks.names())
+def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(name, tmp_path):
+    command = [*RUN, name, "--quick", "--set", "epochs=6", "--set", "early_stopping_patience=50"]
     first = subprocess.Popen(command, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        metadata = wait_for("backups/vision_classification-*/keras/training_metadata.json", tmp_path, first)
+        metadata = wait_for(f"backups/{name}-*/keras/training_metadata.json", tmp_path, first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -153,20 +154,20 @@ def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(tmp_path)
 
 
 @pytest.mark.slow
-def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_values(tmp_path):
+@pytest.mark.parametrize("name", tasks.names())
+def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_values(name, tmp_path):
     completed = subprocess.run(
-        [*RUN, "vision_classification", "--quick", "--set", "mixed_precision=true", "--set", "jit_compile=true"],
+        [*RUN, name, "--quick", "--set", "mixed_precision=true", "--set", "jit_compile=true"],
         cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "mixed_precision=true needs a GPU or TPU" in completed.stderr
-    run = client_for(tmp_path).search_runs([client_for(tmp_path).get_experiment_by_name(
-        "vision_classification").experiment_id])[0]
+    run = client_for(tmp_path).search_runs([client_for(tmp_path).get_experiment_by_name(name).experiment_id])[0]
     assert run.data.params["mixed_precision"] == "True" and run.data.params["jit_compile"] == "true"
     assert run.data.tags["effective.precision_policy"] == "float32"
     # Keras declines XLA on TensorFlow while deterministic ops are on (the runner turns them on for --seed)
     assert run.data.tags["effective.jit_compile"] == "false"
-    assert "test_accuracy" in run.data.metrics
+    assert f"test_{tasks.get(name).primary_metric}" in run.data.metrics
 
 
 @pytest.mark.slow
@@ -185,3 +186,21 @@ def test_four_simultaneous_runs_on_one_sqlite_store_all_finish_and_register(tmp_
     versions = client.search_model_versions("name='fraud_detection'")
     assert sorted(int(version.version) for version in versions) == [1, 2, 3, 4]
     assert {version.run_id for version in versions} == {run.info.run_id for run in runs}
+
+
+@pytest.mark.slow
+def test_every_task_at_once_on_one_sqlite_store_all_finish_and_register(tmp_path):
+    names = tasks.names()
+    processes = [subprocess.Popen([*RUN, name, "--quick"], cwd=ROOT, env=environment(tmp_path),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in names]
+    errors = [process.communicate(timeout=1800)[1] for process in processes]
+    for name, process, error in zip(names, processes, errors):
+        assert process.returncode == 0, f"{name}: {error[-3000:]}"
+    client = client_for(tmp_path)
+    for name in names:
+        run, = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
+        assert client.get_metric_history(run.info.run_id, "val_loss")
+        version, = client.search_model_versions(f"name='{name}'")
+        assert version.run_id == run.info.run_id
+        assert client.get_model_version_by_alias(name, "champion").version == version.version

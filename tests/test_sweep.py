@@ -151,3 +151,19 @@ def test_failed_trials_are_marked_failed_and_the_sweep_goes_on(quick_sweep, monk
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
     assert list(parent["status"]) == ["FAILED"] and list(children["status"]) == ["FAILED", "FAILED"]
     assert len(quick_sweep[2].search_model_versions(f"name='{TASK}'")) == 1  # still only the good sweep's
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_task_sweeps_its_own_search_space(name, tracking_store, capsys):
+    import mlflow
+
+    assert cli.main(["sweep", name, "--quick", "--trials", "2"]) == 0
+    runs = mlflow.search_runs(experiment_names=[name])
+    parent, = runs[runs["tags.sweep"] == "true"].itertuples()
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+    assert len(children) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert f"metrics.test_{tasks.get(name).primary_metric}" in runs.columns
+    version, = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    assert version.run_id == mlflow.get_run(parent.run_id).data.tags["best_run_id"]
+    assert f"{name}: version 1 promoted to @champion" in capsys.readouterr().err
