@@ -60,16 +60,17 @@ class Placement:
         return dataset.rebatch(batch_size, drop_remainder=True)
 
     def local(self, model, build):
-        """Returns `model`, or a single-device copy of it when its variables span several processes.
+        """Returns `model`, or a single-device copy of it when its variables span several devices.
 
         A model sharded across processes cannot predict on one process's NumPy arrays, nor be saved
-        as one file, so evaluation, logging and registration use a copy built outside the scope.
+        as one file, and a mirrored model's `predict_on_batch` returns every replica's copy of the
+        outputs (Keras 3.15), so evaluation, logging and registration use a copy built outside the scope.
 
         Args:
             model (keras.Model): the trained model.
             build (Callable[[], keras.Model]): builds the same architecture, uncompiled.
         """
-        if self.num_processes == 1:
+        if self.strategy == "none":
             return model
         copy = build()
         copy.set_weights(model.get_weights())

@@ -529,11 +529,16 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
         ValueError: an unknown policy.
     """
     check_policy(policy)
-    previous = champion(task)
-    promoted, reason = _decide(task, value, data_source, policy, previous)
-    client = mlflow.MlflowClient()
-    if promoted:
-        client.set_registered_model_alias(task.name, CHAMPION, str(version))
+    folder = store_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Two runs finishing at once would both read the old champion and the slower writer would win,
+    # even with the worse figure; the lock orders them (processes of one machine; see the README).
+    with _exclusive(folder / f"{task.name}.champion.lock"):
+        previous = champion(task)
+        promoted, reason = _decide(task, value, data_source, policy, previous)
+        client = mlflow.MlflowClient()
+        if promoted:
+            client.set_registered_model_alias(task.name, CHAMPION, str(version))
     tags = {"promotion_decision": "promoted" if promoted else "not_promoted", "promotion_policy": policy,
             "promotion_reason": reason}
     if previous is not None:

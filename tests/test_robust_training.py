@@ -186,6 +186,9 @@ def test_four_simultaneous_runs_on_one_sqlite_store_all_finish_and_register(tmp_
     versions = client.search_model_versions("name='fraud_detection'")
     assert sorted(int(version.version) for version in versions) == [1, 2, 3, 4]
     assert {version.run_id for version in versions} == {run.info.run_id for run in runs}
+    champion = client.get_model_version_by_alias("fraud_detection", "champion")
+    by_run = {run.info.run_id: run.data.metrics["test_pr_auc"] for run in runs}
+    assert by_run[champion.run_id] == max(by_run.values())  # promotions one at a time: the best wins
 
 
 @pytest.mark.slow
