@@ -84,8 +84,9 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             started = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
                 history = model.fit(
-                    placement.dataset(train, config.batch_size),
-                    validation_data=placement.dataset(validation, config.batch_size), epochs=config.epochs,
+                    placement.dataset(train, config.batch_size, len(splits.train[1])),
+                    validation_data=placement.dataset(validation, config.batch_size, len(splits.validation[1])),
+                    epochs=config.epochs,
                     # the logger before the backup: a kill between them repeats an epoch, never loses one
                     callbacks=[*regularization.callbacks(config, config.monitor or task.monitor), tracking.epoch_logger(),
                                *backup.callbacks()],

@@ -41,14 +41,21 @@ class Placement:
         """bool: whether this process logs and registers the run."""
         return self.process_id == 0
 
-    def dataset(self, dataset, batch_size):
+    def dataset(self, dataset, batch_size, examples):
         """Returns the batched tf.data pipeline to feed `fit` under this placement.
 
         Keras shards each global batch across processes and devices, which needs equal batches
-        everywhere, so data parallel training drops the last partial batch.
+        everywhere, so data parallel training drops the last partial batch; a set smaller than one
+        batch (a small validation split) is fed as one batch of the largest size that splits evenly.
+
+        Args:
+            dataset (tf.data.Dataset): batches of `batch_size`.
+            batch_size (int): the configured global batch size.
+            examples (int): examples in `dataset`.
 
         Raises:
-            ValueError: the batch size does not split evenly across the replicas.
+            ValueError: the batch size does not split evenly across the replicas, or there are fewer
+                examples than replicas.
         """
         if self.strategy != "data_parallel":
             return dataset
@@ -57,6 +64,10 @@ class Placement:
                 f"batch_size {batch_size} does not split across {self.replicas} data-parallel devices; "
                 f"use a multiple, e.g. --set batch_size={batch_size - batch_size % self.replicas + self.replicas}."
             )
+        batch_size = min(batch_size, examples - examples % self.replicas)
+        if not batch_size:
+            raise ValueError(f"{examples} examples cannot be shared by {self.replicas} data-parallel devices; "
+                             "use more data (max_examples, validation_fraction) or fewer processes.")
         return dataset.rebatch(batch_size, drop_remainder=True)
 
     def local(self, model, build):

@@ -36,16 +36,20 @@ def test_data_parallel_batch_must_split_across_devices():
 
     placement = distribution.Placement("data_parallel", replicas=2)
     with pytest.raises(ValueError, match="batch_size 5 does not split across 2.*batch_size=6"):
-        placement.dataset(tf.data.Dataset.range(10).batch(5), 5)
-    batches = placement.dataset(tf.data.Dataset.range(10).batch(4), 4)
+        placement.dataset(tf.data.Dataset.range(10).batch(5), 5, 10)
+    batches = placement.dataset(tf.data.Dataset.range(10).batch(4), 4, 10)
     assert [len(batch) for batch in batches] == [4, 4]  # the partial batch would desynchronise processes
+    small = placement.dataset(tf.data.Dataset.range(7).batch(64), 64, 7)
+    assert [len(batch) for batch in small] == [6]  # a validation split smaller than a batch still validates
+    with pytest.raises(ValueError, match="1 examples cannot be shared by 2 data-parallel devices"):
+        placement.dataset(tf.data.Dataset.range(1).batch(64), 64, 1)
 
 
 def test_single_device_placement_is_a_no_op():
     placement = distribution.Placement()
     model = object()
     assert placement.is_chief and placement.local(model, build=None) is model
-    assert placement.dataset("data", 3) == "data"
+    assert placement.dataset("data", 3, 10) == "data"
 
 
 def store(tmp_path):
