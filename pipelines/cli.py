@@ -78,6 +78,7 @@ def command_sweep(arguments):
     print(f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
           f"({config.monitor or task.monitor}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
           f"{metrics} | model {result.model_uri}", file=sys.stderr)
+    print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
 
 
 def command_predict(arguments):

@@ -71,6 +71,7 @@ class SweepResult:
     metrics: dict  # the best trial's test metrics
     model_uri: str  # models:/TASK/VERSION of the registered best model
     failed: int  # trials that raised or gave no finite validation value
+    promotion: object  # shared.tracking.Promotion: whether the best model became @champion, and why
 
 
 def parse_space(config_class, space):
@@ -219,7 +220,8 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
         trained = best.user_attrs.get("same_as", best.number)  # the trial that trained the best config
         result = results[trained]
         version = tracking.register(result.model_uri, task.name)
-        tracking.promote(task, result.run_id, version, result.metrics[task.primary_metric], config.data, promote)
+        promotion = tracking.promote(task, result.run_id, version, result.metrics[task.primary_metric], config.data,
+                                     promote)
         tracking.log_results(
             params={"sweep_trials": trials, "sweep_objective": monitor,
                     "sweep_direction": study.direction.name.lower(),
@@ -231,5 +233,5 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
     return SweepResult(
         run_id=active.info.run_id, best_trial=trained, best_value=best.value, best_params=best.params,
         metrics=result.metrics, model_uri=f"models:/{task.name}/{version}",
-        failed=len(study.trials) - len(completed),
+        failed=len(study.trials) - len(completed), promotion=promotion,
     )
