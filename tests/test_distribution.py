@@ -57,7 +57,7 @@ def store(tmp_path):
 
 
 def only_run(tmp_path, experiment):
-    client = mlflow.MlflowClient(tracking_uri=store(tmp_path))
+    client = mlflow.MlflowClient(tracking_uri=store(tmp_path), registry_uri=store(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1
     return client, runs[0]

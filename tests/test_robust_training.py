@@ -24,7 +24,8 @@ def environment(tmp_path, **extra):
 
 
 def client_for(tmp_path):
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the registry an earlier test set
 
 
 def test_backup_without_resume_deletes_a_leftover(tmp_path):
