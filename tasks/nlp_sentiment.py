@@ -52,7 +52,7 @@ class NlpSentimentConfig(TaskConfig):
     heads: int = 4  # Transformer attention heads (embedding_dim must divide by it)
     dropout: float = 0.4  # on embeddings and before the classifier: small text sets overfit fast
     token_dropout: float = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
-    embedded_examples: int = 20000  # generated reviews; 4,000 stay at chance after 6 epochs, 20,000 learn in 8
+    embedded_examples: int = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
     top_k: int = 2  # classes returned per prediction
     search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
         dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128])
