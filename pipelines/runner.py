@@ -101,7 +101,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
         logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
         promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
-                                      evaluation.metrics[task.primary_metric], splits.source, promote)
+                                      evaluation.metrics.get(task.primary_metric), splits.source, promote)
                      if logged and trial is None else None)
     backup.clear()
     if not logged:

@@ -220,7 +220,7 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
         trained = best.user_attrs.get("same_as", best.number)  # the trial that trained the best config
         result = results[trained]
         version = tracking.register(result.model_uri, task.name)
-        promotion = tracking.promote(task, result.run_id, version, result.metrics[task.primary_metric], config.data,
+        promotion = tracking.promote(task, result.run_id, version, result.metrics.get(task.primary_metric), config.data,
                                      promote)
         tracking.log_results(
             params={"sweep_trials": trials, "sweep_objective": monitor,

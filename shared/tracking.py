@@ -488,6 +488,9 @@ def _decide(task, value, data_source, policy, previous):
     """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`."""
     if policy != "if-better":
         return policy == "always", f"--promote {policy}"
+    metric = f"test_{task.primary_metric}"
+    if value is None:  # a mode measured by other figures (predictive_maintenance's classification)
+        return False, f"this run has no {metric} to compare by; use --promote always to make it champion"
     if previous is None:
         return True, "no champion yet"
     if previous["data_source"] != data_source:
@@ -495,7 +498,6 @@ def _decide(task, value, data_source, policy, previous):
         # never silently replace a model trained on real data: switching source is an explicit choice.
         return False, (f"the champion (version {previous['version']}) was trained on data "
                        f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch")
-    metric = f"test_{task.primary_metric}"
     if previous["value"] is None:
         return False, f"the champion (version {previous['version']}) has no {metric} to compare with"
     better = value > previous["value"] if task.higher_is_better else value < previous["value"]
@@ -518,7 +520,7 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
         task (tasks.base.Task): the task (registered model name and primary metric).
         run_id (str): the run that logged the version.
         version (str | int): the new registered model version.
-        value (float): the run's test primary metric.
+        value (float | None): the run's test primary metric (None when the run has none).
         data_source (str): the run's data source, as in its `data_source` tag.
         policy (str): "if-better", "always" or "never".
 

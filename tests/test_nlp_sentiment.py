@@ -158,7 +158,7 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
 @pytest.mark.slow
 def test_bilstm_learns_negation_and_contrast(tracking_store):
     result = runner.run(tasks.get("nlp_sentiment"),
-                        _config("epochs=8", "embedded_examples=4000", "max_examples=0", quick=False))
+                        _config("epochs=8", "max_examples=0", quick=False))
     assert result.metrics["accuracy"] > 0.8
 
 

@@ -55,7 +55,8 @@ def fake_run(task, value, data_source="embedded", epochs=3):
     with mlflow.start_run() as active:
         mlflow.log_params({"epochs": epochs, "batch_size": 64, "learning_rate": 0.002, "data": data_source})
         mlflow.set_tags({"task": task.name, "data_source": data_source})
-        mlflow.log_metric(f"test_{task.primary_metric}", value)
+        if value is not None:
+            mlflow.log_metric(f"test_{task.primary_metric}", value)
     client = mlflow.MlflowClient()
     if not client.search_registered_models(f"name='{task.name}'"):
         client.create_registered_model(task.name)
@@ -105,6 +106,14 @@ def test_lower_is_better_metric_promotes_the_smaller_error(toy):
     _, _, higher = promote(task, 25.0)
     _, lower, promoted = promote(task, 15.0)
     assert not higher.promoted and promoted.promoted and champion_version(task.name) == lower
+
+
+def test_a_run_without_the_primary_metric_becomes_champion_only_on_purpose(toy):
+    task = toy(higher_is_better=False)  # e.g. predictive_maintenance's classification mode has no test_rmse
+    _, _, missing = promote(task, None)
+    assert not missing.promoted and "this run has no test_rmse to compare by; use --promote always" in missing.reason
+    _, forced_version, forced = promote(task, None, policy="always")
+    assert forced.promoted and champion_version(task.name) == forced_version
 
 
 def test_another_data_source_never_displaces_the_champion_unless_always(toy):
