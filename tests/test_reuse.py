@@ -30,6 +30,8 @@ from tasks.base import Task
 from tests.conftest import ANSWER_KEYS, background_server, free_port, raw_input
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
 @pytest.fixture
 def toy(module_store, monkeypatch, request):
     """Registers a toy task named after the test; returns a factory for its higher/lower-is-better variant."""
