@@ -5,11 +5,17 @@ data -> augment -> build -> fit(validation) -> evaluate(test) -> log -> register
 import contextlib
 import dataclasses
 import sys
+import tempfile
 import time
+import warnings
 
 import yaml
 
 from pipelines import config as config_module
+
+# Streams that skip unreadable files have no known length, so Keras learns the epoch's length by
+# running out of data in the first epoch and says so each time; nothing is wrong.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
 @dataclasses.dataclass
@@ -37,6 +43,17 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
+@contextlib.contextmanager
+def _cache_folder(store, cache):
+    """A folder for this run's disk caches (`cache=disk`), deleted when the run ends; None otherwise."""
+    if cache != "disk":
+        yield None
+        return
+    (store / "cache").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store / "cache") as folder:
+        yield folder
+
+
 def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
@@ -53,7 +70,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     Returns:
         RunResult: `run_id` and `model_uri` are empty in a process other than the chief, which logs.
     """
-    from shared import data, distribution, regularization, resume as resuming, tracking
+    from shared import distribution, regularization, resume as resuming, tracking
+    from shared.data import examples
 
     tracking.check_policy(promote)  # fail before training, not after
     placement = placement or distribution.Placement()
@@ -64,16 +82,22 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
                              {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
     naming = {} if trial is None else {"run_name": f"{task.name}-trial-{trial}", "tags": {"sweep_trial": trial}}
     with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief,
-                      **naming) as active:
+                      **naming) as active, _cache_folder(tracking.store_folder(), config.cache) as cache_folder:
         backup.record(active.info.run_id if active else None)
         splits = task.load_data(config)
-        splits.train = data.cap(splits.train, config.max_examples, config.seed)
+        splits.train = splits.train.cap(config.max_examples, config.seed)
         tracking.log_dataset(splits)
-        train = data.make_dataset(splits.train, config.batch_size, shuffle=True, seed=config.seed,
-                                  batch_map=task.train_map(config, splits.info))
-        validation = data.make_dataset(splits.validation, config.batch_size,
-                                       batch_map=task.eval_map(config, splits.info))
-        steps_per_epoch = -(-len(splits.train[1]) // config.batch_size)
+        caching = examples.cache_plan(config.cache, [splits.train, splits.validation], config.cache_budget_mb)
+        tracking.set_tags({"effective.cache": ",".join(caching)})
+        train = examples.make_dataset(
+            splits.train, shuffle=True, seed=config.seed, batch_map=task.train_map(config, splits.info),
+            cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train",
+            **placement.feed(config.batch_size, len(splits.train)))
+        validation = examples.make_dataset(
+            splits.validation, batch_map=task.eval_map(config, splits.info), cache=caching[1],
+            cache_file=cache_folder and f"{cache_folder}/validation",
+            **placement.feed(config.batch_size, len(splits.validation)))
+        steps_per_epoch = -(-len(splits.train) // config.batch_size)
         with placement.scope():
             model = task.build_model(config, splits.info)
             model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
@@ -84,9 +108,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             started = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
                 history = model.fit(
-                    placement.dataset(train, config.batch_size, len(splits.train[1])),
-                    validation_data=placement.dataset(validation, config.batch_size, len(splits.validation[1])),
-                    epochs=config.epochs,
+                    train, validation_data=validation, epochs=config.epochs,
                     # the logger before the backup: a kill between them repeats an epoch, never loses one
                     callbacks=[*regularization.callbacks(config, config.monitor or task.monitor), tracking.epoch_logger(),
                                *backup.callbacks()],
@@ -112,6 +134,6 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         model_uri = logged.model_uri
     return RunResult(
         run_id=active.info.run_id if active else "", metrics=evaluation.metrics, model_uri=model_uri,
-        train_seconds=train_seconds, train_examples=len(splits.train[1]) * len(history.epoch),
+        train_seconds=train_seconds, train_examples=len(splits.train) * len(history.epoch),
         weights_sha256=weights_sha256, history=history.history, promotion=promotion,
     )

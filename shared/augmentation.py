@@ -228,7 +228,7 @@ def oversample(pair, ratio, seed=0):
     """
     import numpy as np
 
-    from shared import data
+    from shared.data import examples
 
     features, labels = pair
     positives = np.flatnonzero(labels == 1)
@@ -238,7 +238,7 @@ def oversample(pair, ratio, seed=0):
     generator = np.random.default_rng(seed)
     extra = generator.choice(positives, wanted - len(positives), replace=True)
     order = generator.permutation(np.concatenate([np.arange(len(labels)), extra]))
-    return data.take(features, order), labels[order]
+    return examples.take(features, order), labels[order]
 
 
 def add_noise(waveform, snr_db, generator):
@@ -293,17 +293,19 @@ def audio_waveform(speed=0.0, semitones=0.0, snr_db=(), seed=0):
         seed (int): perturbation seed.
 
     Returns:
-        Callable: `(waveform, sample_rate) -> waveform`, applying fresh random draws on each call.
+        Callable: `(waveform, sample_rate, key) -> waveform`; its random draws depend only on `seed` and
+        `key` (e.g. a clip's identity and copy number), so copies are reproducible in any order.
     """
+    import zlib
+
     import numpy as np
 
     if not 0 <= speed < 1:
         raise ValueError(f"speed perturbation must be in [0, 1) (e.g. 0.1 for +-10%), got {speed}.")
     if snr_db and (len(snr_db) != 2 or snr_db[0] > snr_db[1]):
         raise ValueError(f"noise SNR range must be (low_db, high_db) with low <= high, got {snr_db}.")
-    generator = np.random.default_rng(seed)
-
-    def perturb(samples, sample_rate):
+    def perturb(samples, sample_rate, key):
+        generator = np.random.default_rng([seed, zlib.crc32(str(key).encode())])
         samples = speed_pitch(samples, sample_rate, speed=1 + generator.uniform(-speed, speed),
                               semitones=generator.uniform(-semitones, semitones) if semitones else 0.0)
         if snr_db:

@@ -42,17 +42,17 @@ def evaluate_detector(model, splits, config, baseline_scores=None):
 
     from shared import evaluation
 
-    validation_scores = model.predict(splits.validation[0], batch_size=1024, verbose=0).reshape(-1)
+    validation_scores = model.predict(splits.validation.features, batch_size=1024, verbose=0).reshape(-1)
     threshold, rule = evaluation.choose_threshold(
-        splits.validation[1], validation_scores, config.cost_false_negative, config.cost_false_positive,
+        splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
         config.target_precision, config.target_recall)
     splits.info.update(threshold=threshold, threshold_rule=rule)
-    test_scores = model.predict(splits.test[0], batch_size=1024, verbose=0).reshape(-1)
+    test_scores = model.predict(splits.test.features, batch_size=1024, verbose=0).reshape(-1)
     result = evaluation.binary_detection(
-        splits.test[1], test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
+        splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
         config.fixed_precision, baselines=None if baseline_scores is None else {"baseline_hgb": baseline_scores})
     # validation PR-AUC lets settings be compared without looking at the test split
-    result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation[1], validation_scores))
+    result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation.targets, validation_scores))
     if baseline_scores is not None:
         result.metrics["pr_auc_minus_baseline"] = result.metrics["pr_auc"] - result.metrics["baseline_hgb_pr_auc"]
     result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"

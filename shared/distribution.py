@@ -41,24 +41,29 @@ class Placement:
         """bool: whether this process logs and registers the run."""
         return self.process_id == 0
 
-    def dataset(self, dataset, batch_size, examples):
-        """Returns the batched tf.data pipeline to feed `fit` under this placement.
+    def feed(self, batch_size, examples):
+        """How this process reads a split of `examples` examples under this placement.
 
-        Keras shards each global batch across processes and devices, which needs equal batches
-        everywhere, so data parallel training drops the last partial batch; a set smaller than one
-        batch (a small validation split) is fed as one batch of the largest size that splits evenly.
+        Keras splits each global batch across devices, which needs equal batches everywhere, so data
+        parallel training drops the last partial batch, and a split smaller than one batch (a small
+        validation split) is fed as one batch of the largest size that splits evenly. With several
+        processes each one decodes only its share of the split (a shard of the index, taken before
+        decoding) and feeds its part of every global batch.
 
         Args:
-            dataset (tf.data.Dataset): batches of `batch_size`.
             batch_size (int): the configured global batch size.
-            examples (int): examples in `dataset`.
+            examples (int): examples in the split.
+
+        Returns:
+            dict: `batch_size` (per process), `shard` (`(count, position)` or None) and `drop_remainder`,
+            the keyword arguments of `shared.data.examples.make_dataset`.
 
         Raises:
             ValueError: the batch size does not split evenly across the replicas, or there are fewer
                 examples than replicas.
         """
         if self.strategy != "data_parallel":
-            return dataset
+            return {"batch_size": batch_size, "shard": None, "drop_remainder": False}
         if batch_size % self.replicas:
             raise ValueError(
                 f"batch_size {batch_size} does not split across {self.replicas} data-parallel devices; "
@@ -68,7 +73,8 @@ class Placement:
         if not batch_size:
             raise ValueError(f"{examples} examples cannot be shared by {self.replicas} data-parallel devices; "
                              "use more data (max_examples, validation_fraction) or fewer processes.")
-        return dataset.rebatch(batch_size, drop_remainder=True)
+        shard = (self.num_processes, self.process_id) if self.num_processes > 1 else None
+        return {"batch_size": batch_size // self.num_processes, "shard": shard, "drop_remainder": True}
 
     def local(self, model, build):
         """Returns `model`, or a single-device copy of it when its variables span several devices.
@@ -152,7 +158,8 @@ def _data_parallel(coordinator, num_processes, process_id):
                          f"{', '.join(PROCESS_ENVIRONMENT)}).")
     if num_processes is not None or from_environment:
         keras.distribution.initialize(coordinator, num_processes, process_id)
-    distribution = keras.distribution.DataParallel()
+    # Each process feeds its own shard of the data (see `Placement.feed`), so Keras must not shard again.
+    distribution = keras.distribution.DataParallel(auto_shard_dataset=False)
     return Placement("data_parallel", replicas=len(jax.devices()), process_id=jax.process_index(),
                      num_processes=jax.process_count(), scope=distribution.scope)
 

@@ -1,17 +1,41 @@
-"""Image files in and out: class-folder discovery, decoding with clear errors, raw-input decoding."""
+"""Image files in and out: class-folder discovery, header scans, decoding with clear errors, and the
+tf.data decode step that training and prediction share."""
 
 import concurrent.futures
+import dataclasses
 import io
 import logging
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
 from shared import data
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Decoding is refused above this many pixels: a 40-megapixel photo is already larger than any camera
+# phone's, while a small "decompression bomb" file can declare billions. Serving may lower it.
+MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "PIPELINES_MAX_IMAGE_PIXELS"
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_EXIF_ORIENTATION = 0x0112  # orientations 5-8 turn the picture by 90 degrees
 logger = logging.getLogger(__name__)
+
+
+def max_pixels():
+    """Returns:
+        int: the pixel limit, `PIPELINES_MAX_IMAGE_PIXELS` when set, else `MAX_PIXELS`.
+
+    Raises:
+        ValueError: the environment variable is not a positive integer.
+    """
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return MAX_PIXELS
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive number of pixels, e.g. 40000000; got '{value}'.")
+    return int(value)
 
 
 def class_folders(folder, extensions=IMAGE_EXTENSIONS):
@@ -47,75 +71,237 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
     return paths, np.array(labels), class_names
 
 
+def _name(raw, name):
+    return str(raw) if isinstance(raw, (str, os.PathLike)) else name
+
+
+def _open(raw, name):
+    """Opens an image lazily (header only) and checks its size against the pixel limit."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():  # our limit below is lower than the one Pillow warns about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw) if isinstance(raw, (bytes, bytearray)) else raw)
+    except Image.DecompressionBombError:  # Pillow's own, far higher limit
+        raise ValueError(f"{_name(raw, name)}: the image declares more pixels than the limit of {limit:,} "
+                         f"(set {MAX_PIXELS_ENV} to allow larger images).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{_name(raw, name)}: not a readable image ({error}).") from None
+    if image.width * image.height > limit:
+        image.close()
+        raise ValueError(f"{_name(raw, name)}: {image.width}x{image.height} pixels is above the limit of {limit:,} "
+                         f"(set {MAX_PIXELS_ENV} to allow larger images).")
+    return image
+
+
+@dataclasses.dataclass
+class Header:
+    """What an image file declares before decoding: size after EXIF rotation and whether it is grayscale."""
+
+    height: int
+    width: int
+    gray: bool
+
+
+def header(raw, name="input"):
+    """Reads an image's header without decoding its pixels.
+
+    Raises:
+        ValueError: not an image, or above the pixel limit.
+    """
+    with _open(raw, name) as image:
+        turned = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        return Header(height, width, image.mode in _GRAY_MODES)
+
+
+def scan(paths, description="scanning images"):
+    """Reads the headers of many image files in parallel, with a progress bar.
+
+    Unreadable files are skipped with a warning naming each one (the documented policy).
+
+    Args:
+        paths (list[str]): image files.
+        description (str): the progress bar's label.
+
+    Returns:
+        tuple[list[Header], np.ndarray]: the headers of the readable files and their indices in `paths`.
+
+    Raises:
+        ValueError: no file is readable; the message names the first failure.
+    """
+    def read(path):
+        try:
+            return header(path)
+        except ValueError as error:
+            return error
+
+    workers = min(16, (os.cpu_count() or 1) * 4)  # header reads wait on the disk, not the CPU
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        found = list(data.progress(pool.map(read, paths), description, total=len(paths)))
+    failures = [item for item in found if isinstance(item, ValueError)]
+    for failure in failures:
+        logger.warning("skipping %s", failure)
+    kept = np.array([index for index, item in enumerate(found) if not isinstance(item, ValueError)], dtype="int64")
+    if not kept.size:
+        raise ValueError(f"no readable image among {len(paths)} files; first problem: {failures[0]}")
+    return [found[index] for index in kept], kept
+
+
+def file_examples(paths, targets, image_size=0, channels=0):
+    """Image files as an index that tf.data decodes, after a header scan that drops unreadable files.
+
+    Args:
+        paths (list[str]): image files.
+        targets (np.ndarray): one target per file.
+        image_size (int): side to resize to; 0 keeps the first readable image's size.
+        channels (int): 1 or 3; 0 gives 1 when every image is grayscale, else 3.
+
+    Returns:
+        tuple[shared.data.examples.Examples, tuple[int, int], int]: the readable files with their targets,
+        the (height, width) they decode to, and the channel count.
+    """
+    from shared.data import examples
+
+    headers, kept = scan(paths)
+    size = (image_size, image_size) if image_size else (headers[0].height, headers[0].width)
+    channels = channels or (1 if all(found.gray for found in headers) else 3)
+    pool = examples.Examples(np.asarray(paths, dtype=object)[kept].astype(str), np.asarray(targets)[kept],
+                             decode=decode_step(channels, size), origin="files")
+    return pool, size, channels
+
+
 def decode(raw, name="input"):
     """Decodes one image from a path, encoded bytes or an array into a float32 HWC array in [0, 1].
 
+    EXIF orientation is applied, 16-bit images keep their full range, transparency is dropped, and
+    grayscale stays one channel.
+
     Raises:
-        ValueError: the input is not a readable image; the message names it.
+        ValueError: the input is not a readable image or exceeds the pixel limit; the message names it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import ImageOps
 
     if isinstance(raw, (list, np.ndarray)):  # decoded pixels; lists arrive from JSON requests
         array = np.asarray(raw, dtype="float32")
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+            raise ValueError(f"{name}: pixel array of shape {array.shape}; expected (h, w) or (h, w, 1|3|4).")
+        if array.size > max_pixels() * 4:
+            raise ValueError(f"{name}: pixel array of {array.size:,} values is above the pixel limit.")
         array = array / 255.0 if array.max(initial=0) > 1.0 else array
-        return array[..., None] if array.ndim == 2 else array
-    try:
-        source = io.BytesIO(raw) if isinstance(raw, (bytes, bytearray)) else raw
-        with Image.open(source) as image:
-            image = image.convert("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB")
-            array = np.asarray(image, dtype="float32") / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{name if isinstance(raw, bytes) else raw!s}: not a readable image ({error}).") from None
+        return (array[..., None] if array.ndim == 2 else array[..., :3]).astype("float32")
+    with _open(raw, name) as image:
+        try:
+            image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):  # 16/32-bit grayscale: scale by its bit depth, not clip at 255
+                pixels = np.asarray(image, dtype="float32")
+                array = pixels / (65535.0 if pixels.max(initial=0) > 255 else 255.0)
+            elif image.mode == "F":
+                array = np.clip(np.asarray(image, dtype="float32"), 0, 1)
+            else:
+                gray = image.mode in _GRAY_MODES or (image.mode == "P" and _gray_palette(image))
+                array = np.asarray(image.convert("L" if gray else "RGB"), dtype="float32") / 255.0
+        except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt pixel data
+            raise ValueError(f"{_name(raw, name)}: not a readable image ({error}).") from None
     return array[..., None] if array.ndim == 2 else array
+
+
+def _gray_palette(image):
+    colors = np.asarray(image.getpalette() or [], dtype="int64").reshape(-1, 3)
+    return bool(colors.size) and bool(np.all(colors == colors[:, :1]))
+
+
+def to_channels(array, channels):
+    """Converts an HWC image to `channels` channels (1: the mean of the colours; 3: gray repeated)."""
+    if array.shape[-1] == channels:
+        return array
+    return array.mean(axis=-1, keepdims=True) if channels == 1 else np.repeat(array[..., :1], channels, -1)
 
 
 def fit(array, size, channels):
     """Resizes an HWC image to `size` (height, width) and converts it to `channels` channels."""
     import tensorflow as tf
 
-    if array.shape[-1] != channels:
-        array = array.mean(axis=-1, keepdims=True) if channels == 1 else np.repeat(array[..., :1], channels, -1)
+    array = to_channels(array, channels)
     if tuple(array.shape[:2]) != tuple(size):
         array = tf.image.resize(array, size, antialias=True).numpy()
     return array.astype("float32")
 
 
-def load_files(paths, size=None, channels=None, skip_corrupt=True):
-    """Decodes image files in parallel, with a progress bar, into one array.
+def decode_step(channels, size=None, encoded=False):
+    """The tf.data decode of image files or encoded bytes, the same code as `decode` + `fit` at predict time.
 
-    Corrupt or unreadable files are skipped with a warning naming each one (documented policy),
-    unless `skip_corrupt` is False; if nothing is readable a ValueError names the first failure.
+    Decoding runs in Python (Pillow, which releases the GIL) inside a parallel map; resizing runs in
+    TensorFlow. An element that fails to decode is dropped with a warning naming it, once per source.
 
     Args:
-        paths (list[str]): image files.
-        size (tuple[int, int] | None): target (height, width); None uses the first readable image's size.
-        channels (int | None): 1 or 3; None uses 1 when every image is grayscale, else 3.
-        skip_corrupt (bool): skip unreadable files instead of failing.
+        channels (int): 1 or 3.
+        size (tuple[int, int] | None): (height, width) to resize to; None keeps each image's size.
+        encoded (bool): the sources are encoded image bytes (TFDS), not file paths.
 
     Returns:
-        tuple[np.ndarray, np.ndarray]: images (n, h, w, c) float32 in [0, 1], and the kept indices.
+        Callable[[tf.data.Dataset], tf.data.Dataset]: maps `(source, target)` elements (a path or
+        encoded bytes) to `(image, target)` with float32 HWC images in [0, 1].
     """
-    def read(path):
-        try:
-            return decode(path)
-        except ValueError as error:
-            if not skip_corrupt:
-                raise
-            return error
+    import tensorflow as tf
 
-    workers = min(8, (os.cpu_count() or 1) * 2)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        decoded = list(data.progress(pool.map(read, paths), "reading images", total=len(paths)))
-    failures = [item for item in decoded if isinstance(item, ValueError)]
-    for failure in failures:
-        logger.warning("skipping %s", failure)
-    kept = [index for index, item in enumerate(decoded) if not isinstance(item, ValueError)]
-    if not kept:
-        raise ValueError(f"no readable image among {len(paths)} files; first problem: {failures[0]}")
-    size = size or decoded[kept[0]].shape[:2]
-    channels = channels or (1 if all(decoded[index].shape[-1] == 1 for index in kept) else 3)
-    images = np.stack([fit(decoded[index], size, channels) for index in kept])
-    return images, np.array(kept)
+    warned = set()
+
+    def read(source):
+        name = "image bytes" if encoded else source.decode("utf-8", "replace")
+        raw = source if encoded else name
+        try:
+            return to_channels(decode(raw, name), channels)
+        except ValueError as error:
+            if str(error) not in warned:
+                warned.add(str(error))
+                logger.warning("skipping %s", error)
+            return np.zeros((0, 0, channels), "float32")
+
+    def load(source, target):
+        image = tf.numpy_function(read, [source], tf.float32, stateful=False)
+        return tf.ensure_shape(image, [None, None, channels]), target
+
+    def resize(image, target):
+        if size is not None:
+            image = tf.ensure_shape(tf.image.resize(image, size, antialias=True), [*size, channels])
+        return image, target
+
+    def step(dataset):
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.filter(lambda image, target: tf.size(image) > 0)
+        return dataset.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return step
+
+
+def array_step(channels, size=None, scale=255.0):
+    """The tf.data conversion of images held in memory (uint8 stays 4x smaller until decoded here).
+
+    Args:
+        channels (int): 1 or 3, converted as `to_channels` does.
+        size (tuple[int, int] | None): (height, width) to resize to, as `fit` does; None keeps the size.
+        scale (float): what pixel value is white (255 for 8-bit data, 1 for images already in [0, 1]).
+
+    Returns:
+        Callable[[tf.data.Dataset], tf.data.Dataset]: maps `(image, target)` rows with (h, w) or (h, w, c)
+        images to float32 (h, w, channels) images in [0, 1].
+    """
+    import tensorflow as tf
+
+    def convert(image, target):
+        image = tf.cast(image, tf.float32) / scale
+        image = image[..., None] if image.shape.rank == 2 else image
+        if image.shape[-1] != channels:
+            image = (tf.reduce_mean(image, axis=-1, keepdims=True) if channels == 1
+                     else tf.repeat(image[..., :1], channels, axis=-1))
+        if size is not None and tuple(image.shape[:2]) != tuple(size):
+            image = tf.image.resize(image, size, antialias=True)
+        return image, target
+
+    return lambda dataset: dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def save_png(array, path):

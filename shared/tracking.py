@@ -195,13 +195,26 @@ def log_results(params=None, metrics=None, tags=None, texts=None):
 
 @_unless_muted
 def log_dataset(splits):
-    """Logs the training and test data as MLflow dataset inputs and tags the run with their origin."""
-    mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(),
-                     "dataset": splits.name})
-    for context, (features, targets) in (("training", splits.train), ("testing", splits.test)):
-        dataset = mlflow.data.from_numpy(features, targets=targets, source=_source(splits.source),
-                                         name=f"{splits.name}-{context}")
-        mlflow.log_input(dataset, context=context)
+    """Logs the training and test splits as MLflow dataset inputs, described (origin, examples, digest of
+    the index) rather than copied, and tags the run with their origin and the test set's digest."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    described = {context: split.describe() for context, split in (("training", splits.train),
+                                                                  ("validation", splits.validation),
+                                                                  ("testing", splits.test))}
+    mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(), "dataset": splits.name,
+                     "test_set_digest": described["testing"]["digest"],
+                     **{f"examples.{context}": str(value["examples"]) for context, value in described.items()}})
+    source = _source(splits.source)
+    if isinstance(source, str):
+        with warnings.catch_warnings():  # a file URI matches two equivalent MLflow source types
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(source)
+    for context in ("training", "testing"):
+        value = described[context]
+        dataset = MetaDataset(source, name=f"{splits.name}-{context}", digest=value["digest"])
+        mlflow.log_input(dataset, context=context, tags={key: str(item) for key, item in value.items()})
 
 
 def _source(source):

@@ -51,17 +51,21 @@ class TaskConfig:
     mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
     jit_compile: str = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX); true/false force it
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
+    cache: str = "auto"  # auto: memory while decoded splits fit cache_budget_mb, else decode every epoch; or disk, none
+    cache_budget_mb: int = 512  # small real sets fit and train from memory; larger ones stream in flat memory
     search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
 
 
 @dataclasses.dataclass
 class Splits:
-    """In-memory train / validation / test data plus a JSON-friendly description.
+    """Train / validation / test data plus a JSON-friendly description.
 
     Attributes:
-        train (tuple): `(features, targets)` numpy arrays (or dicts of arrays).
-        validation (tuple): same layout as `train`.
-        test (tuple): same layout as `train`.
+        train (shared.data.examples.Split): an index in memory (`Examples`: arrays, or file paths that
+            tf.data decodes) or a `shared.data.tfds.Stream`; a `(features, targets)` pair of arrays is
+            taken as `Examples` of those arrays.
+        validation (Split): same kind as `train`.
+        test (Split): same kind as `train`.
         info (dict): what the model and predictor need later (class names, input shape...).
             It is saved with the logged model, so it must be JSON-serialisable.
         source (str): where the data came from, as the user wrote it (`embedded`, `tfds:mnist`, a path).
@@ -69,13 +73,19 @@ class Splits:
         synthetic (bool): True for generated demo data, so nobody mistakes it for a benchmark.
     """
 
-    train: tuple
-    validation: tuple
-    test: tuple
+    train: object
+    validation: object
+    test: object
     info: dict
     source: str
     name: str
     synthetic: bool
+
+    def __post_init__(self):
+        from shared.data import examples
+
+        for role in ("train", "validation", "test"):
+            setattr(self, role, examples.as_examples(getattr(self, role)))
 
 
 class Task:
@@ -184,7 +194,7 @@ class ClassificationTask(Task):
 
     def class_weight(self, config, splits):
         """Balanced weights (n / (k * count)) when classes are imbalanced by more than 1.5x."""
-        counts = np.bincount(splits.train[1], minlength=len(splits.info["class_names"]))
+        counts = np.bincount(splits.train.targets, minlength=len(splits.info["class_names"]))
         if counts.min() == 0 or counts.max() / counts.min() <= 1.5:
             return None
         return {index: counts.sum() / (len(counts) * count) for index, count in enumerate(counts)}
@@ -197,9 +207,9 @@ class ClassificationTask(Task):
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
+        from shared.data import examples
 
-        features, labels = splits.test
-        probabilities = model.predict(features, batch_size=config.batch_size, verbose=0)
+        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
         return evaluation.classification(labels, probabilities, splits.info["class_names"])
 
     def predict_raw(self, model, info, inputs):

@@ -102,10 +102,10 @@ class FraudDetection(Task):
     def _tfds_frame(self, argument, config):
         import pandas as pd
 
-        from shared import data
+        from shared.data import tfds
 
-        loaded, _ = data.load_tfds(argument, config.tfds_data_dir, ("features", "label"),
-                                   alternatives="--data embedded or a CSV/Parquet file")
+        loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, ("features", "label"),
+                                     alternatives="--data embedded or a CSV/Parquet file")
         features = np.concatenate([split["features"] for split in loaded.values()]).reshape(
             sum(len(split["label"]) for split in loaded.values()), -1)
         frame = pd.DataFrame(features, columns=[f"feature_{index}" for index in range(features.shape[1])])
@@ -138,7 +138,7 @@ class FraudDetection(Task):
             validation_start = int(len(order) * (1 - config.test_fraction - config.validation_fraction))
             indices = (order[:validation_start], order[validation_start:test_start], order[test_start:])
         else:
-            indices = tuple(part[0] for part in data.carve(np.arange(len(frame)), labels, config))
+            indices = tuple(part.features for part in data.carve((np.arange(len(frame)), labels), config))
         train_rows = frame.iloc[indices[0]]
         if len(np.unique(labels[indices[0]])) < 2:
             raise ValueError(f"{source}: the training split has a single class; use more data or a random split.")
@@ -183,7 +183,7 @@ class FraudDetection(Task):
         return [keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")]
 
     def class_weight(self, config, splits):
-        return detection.balanced_weights(splits.train[1]) if config.class_weight else None
+        return detection.balanced_weights(splits.train.targets) if config.class_weight else None
 
     def eval_map(self, config, info):
         import tensorflow as tf
@@ -213,8 +213,8 @@ class FraudDetection(Task):
             len(item["vocabulary"]) < 255 for item in spec["categorical"]]  # HGB bins categories in <= 255 bins
         model = ensemble.HistGradientBoostingClassifier(categorical_features=np.array(categorical),
                                                         random_state=config.seed)
-        model.fit(table(splits.train[0]), splits.train[1])
-        return model.predict_proba(table(splits.test[0]))[:, 1]
+        model.fit(table(splits.train.features), splits.train.targets)
+        return model.predict_proba(table(splits.test.features))[:, 1]
 
     def input_example(self, splits):
         return splits.info["example_rows"][:1]

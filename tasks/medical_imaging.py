@@ -131,8 +131,10 @@ class MedicalImaging(VisionClassification):
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, got '{value}'.")
         kind, argument = data.parse_source(config.data)
         if kind == "embedded":
+            from shared.data import examples
+
             pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
-            train, validation, test = data.carve(pictures, labels, config)
+            train, validation, test = data.carve(examples.Examples(pictures, labels), config)
             info = {"class_names": ["normal", "lesion"], "image_size": list(pictures.shape[1:3]), "channels": 1,
                     "top_k": config.top_k}
             splits = Splits(train, validation, test, info, config.data, "generated_radiographs", True)
@@ -140,9 +142,8 @@ class MedicalImaging(VisionClassification):
             if kind == "npz":
                 _check_medmnist(argument)
             splits = super().load_data(config)
-        for split_name, (_, labels) in (("train", splits.train), ("validation", splits.validation),
-                                        ("test", splits.test)):
-            if not len(labels):
+        for split_name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+            if not len(split):
                 raise ValueError(f"the {split_name} split of '{config.data}' is empty; add images or change "
                                  "validation_fraction / test_fraction.")
         if config.class_names:
@@ -171,10 +172,10 @@ class MedicalImaging(VisionClassification):
 
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
+        from shared.data import examples
 
-        pictures, labels = splits.test
         names = splits.info["class_names"]
-        probabilities = model.predict(pictures, batch_size=config.batch_size, verbose=0)
+        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
         if len(names) == 2:
             threshold, how = self._threshold(model, splits, config)
             # Saved with the model (the runner logs splits.info after evaluation), so predict uses it.
@@ -201,17 +202,19 @@ class MedicalImaging(VisionClassification):
         if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling
             chosen, titles = self._gradcam_examples(labels, probabilities, predicted, names, config.gradcam_count)
             explained = predicted[chosen] if len(names) > 2 else np.ones(len(chosen), int)
-            heatmaps = evaluation.grad_cam(model, pictures[chosen], explained)
-            result.figures["grad_cam"] = plots.heatmap_overlays(pictures[chosen], heatmaps, titles)
+            pictures = splits.test.pick(chosen)[0]
+            heatmaps = evaluation.grad_cam(model, pictures, explained)
+            result.figures["grad_cam"] = plots.heatmap_overlays(pictures, heatmaps, titles)
         return result
 
     @staticmethod
     def _threshold(model, splits, config):
         """Chooses the decision threshold on the validation split (never on test)."""
         from shared import evaluation
+        from shared.data import examples
 
-        pictures, labels = splits.validation
-        scores = model.predict(pictures, batch_size=config.batch_size, verbose=0)[:, 1]
+        scores, labels = examples.predict(model, splits.validation, config.batch_size)
+        scores = scores[:, 1]
         if config.threshold_method == "sensitivity":
             threshold, how = evaluation.choose_threshold(labels, scores, target_recall=config.target_sensitivity)
             return threshold, how.replace("recall", "sensitivity")

@@ -208,10 +208,12 @@ class NlpSentiment(ClassificationTask):
             texts, labels = _generated_reviews(config.embedded_examples, config.seed)
             class_names, name, synthetic = ["negative", "positive"], "generated_reviews", True
         elif kind == "tfds":
+            from shared.data import tfds
+
             dataset_name = argument.split(":")[0]
             text_key = _TFDS_TEXT_KEYS.get(dataset_name.split("/")[0], "text")
-            loaded, info = data.load_tfds(argument, config.tfds_data_dir, (text_key, "label"),
-                                          alternatives="--data embedded or a CSV/TSV file of your own")
+            loaded, info = tfds.load_arrays(argument, config.tfds_data_dir, (text_key, "label"),
+                                            alternatives="--data embedded or a CSV/TSV file of your own")
             labelled = {}
             for split, arrays in loaded.items():
                 keep = arrays["label"] >= 0  # glue/sst2 test and imdb unsupervised carry label -1
@@ -248,9 +250,9 @@ class NlpSentiment(ClassificationTask):
             name = f"folder_{os.path.basename(argument.rstrip('/'))}"
         else:
             raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
-        train, validation, test = data.carve(texts, labels, config, validation=validation, test=test)
+        train, validation, test = data.carve((texts, labels), config, validation=validation, test=test)
         info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length,
-                "vocabulary": data.adapt_vocabulary(train[0], config.vocabulary_size, "strip")}
+                "vocabulary": data.adapt_vocabulary(train.features, config.vocabulary_size, "strip")}
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     def build_model(self, config, info):
@@ -313,7 +315,7 @@ class NlpSentiment(ClassificationTask):
     def evaluate(self, model, splits, config):
         from shared import data, evaluation
 
-        texts, labels = splits.test
+        texts, labels = splits.test.features, splits.test.targets
         token_ids, _ = data.tokenize_text(texts, splits.info["vocabulary"], splits.info["sequence_length"], "strip")
         token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training
         probabilities = model.predict(token_ids, batch_size=256, verbose=0)
@@ -327,7 +329,7 @@ class NlpSentiment(ClassificationTask):
         return result
 
     def input_example(self, splits):
-        return [str(text) for text in splits.test[0][:2]]
+        return [str(text) for text in splits.test.features[:2]]
 
     def cli_inputs(self, inputs):
         from shared import data

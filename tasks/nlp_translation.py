@@ -330,13 +330,15 @@ class NlpTranslation(Task):
             sources, targets = generated_pairs(config.embedded_examples, config.seed)
             name, synthetic, languages = "generated_numbers_en_es", True, ["en", "es"]
         elif kind == "tfds":
+            from shared.data import tfds
+
             dataset_name = argument.split(":")[0]
             languages = dataset_name.split("/")[-1].split("_to_")
             if len(languages) != 2:
                 raise ValueError(f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
                                  "use e.g. tfds:ted_hrlr_translate/pt_to_en.")
-            loaded, _ = data.load_tfds(argument, config.tfds_data_dir, tuple(languages),
-                                       alternatives="--data embedded or a TSV file of sentence pairs")
+            loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, tuple(languages),
+                                         alternatives="--data embedded or a TSV file of sentence pairs")
             if config.direction == "reverse":
                 languages = languages[::-1]
             splits = {split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
@@ -354,11 +356,11 @@ class NlpTranslation(Task):
         else:
             raise ValueError(f"nlp_translation reads a TSV file of sentence pairs, not a {kind} ('{config.data}').")
         sources, targets = _drop_empty(sources, targets, config.data)
-        train, validation, test = data.carve(sources, targets, config, validation=validation, test=test,
+        train, validation, test = data.carve((sources, targets), config, validation=validation, test=test,
                                              stratify=False)
-        target_vocabulary = data.adapt_vocabulary(train[1], config.vocabulary_size - 2, "split")
+        target_vocabulary = data.adapt_vocabulary(train.targets, config.vocabulary_size - 2, "split")
         info = {
-            "source_vocabulary": data.adapt_vocabulary(train[0], config.vocabulary_size, "split"),
+            "source_vocabulary": data.adapt_vocabulary(train.features, config.vocabulary_size, "split"),
             "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
             "sequence_length": config.sequence_length, "languages": languages,
             "decoding": config.decoding, "beam_width": config.beam_width, "length_penalty": config.length_penalty,
@@ -431,7 +433,7 @@ class NlpTranslation(Task):
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
-        sources, references = splits.test
+        sources, references = splits.test.features, splits.test.targets
         answers = self.predict_raw(model, splits.info, list(sources), check=False)
         hypotheses = [answer["translation"] for answer in answers]
         metrics = evaluation.translation(hypotheses, list(references))
@@ -442,7 +444,7 @@ class NlpTranslation(Task):
         return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"})
 
     def input_example(self, splits):
-        return [str(text) for text in splits.test[0][:2]]
+        return [str(text) for text in splits.test.features[:2]]
 
     def cli_inputs(self, inputs):
         from shared import data

@@ -158,8 +158,8 @@ class PredictiveMaintenance(Task):
         generator = np.random.default_rng(config.seed)
         if not unit:  # independent rows: a stratified (classification) or plain row split
             rows = (np.arange(len(pool)), pool["_target"].to_numpy())
-            parts = data.carve(*rows, config, stratify=config.mode == "classification")
-            train_rows, validation_rows, test_rows = (pool.iloc[part[0]] for part in parts)
+            parts = data.carve(rows, config, stratify=config.mode == "classification")
+            train_rows, validation_rows, test_rows = (pool.iloc[part.features] for part in parts)
         else:
             units = pool[unit].unique()
             train_units, validation_units, test_units = data.split_indices(
@@ -250,7 +250,7 @@ class PredictiveMaintenance(Task):
         from shared import detection
 
         if splits.info["mode"] == "classification" and config.class_weight:
-            return detection.balanced_weights(splits.train[1])
+            return detection.balanced_weights(splits.train.targets)
         return None
 
     def eval_map(self, config, info):
@@ -270,7 +270,7 @@ class PredictiveMaintenance(Task):
             from shared import detection
 
             return detection.evaluate_detector(model, splits, config)
-        windows, truth = splits.test
+        windows, truth = splits.test.features, splits.test.targets
         predicted = model.predict(windows, batch_size=1024, verbose=0).reshape(-1)
         capped = np.minimum(truth, config.rul_cap)
         result = evaluation.regression(capped, predicted)
@@ -283,10 +283,10 @@ class PredictiveMaintenance(Task):
             "test unit (sorted by true RUL)", "RUL (cycles)", "predicted vs true RUL per test unit")
         start, count = splits.info["life_unit"]
         if count:
-            life = model.predict(splits.validation[0][start:start + count], batch_size=1024, verbose=0).reshape(-1)
+            life = model.predict(splits.validation.features[start:start + count], batch_size=1024, verbose=0).reshape(-1)
             steps = np.arange(count)
             result.figures["unit_life"] = plots.curves(
-                [("true RUL (capped)", steps, splits.validation[1][start:start + count]), ("predicted RUL", steps, life)],
+                [("true RUL (capped)", steps, splits.validation.targets[start:start + count]), ("predicted RUL", steps, life)],
                 "window index over the unit's life", "RUL (cycles)", "one validation unit over its life")
         return result
 

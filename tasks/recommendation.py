@@ -224,12 +224,12 @@ def _tfds_ratings(argument, config):
     """Reads tfds:movielens/*-ratings into the interaction columns and titles."""
     import pandas as pd
 
-    from shared import data
+    from shared.data import tfds
 
     keys = ("user_id", "movie_id", "user_rating", "timestamp", "movie_title")
-    # load_tfds keeps only `keys` before batching: MovieLens' variable-length genres cannot batch
-    loaded, _ = data.load_tfds(argument, config.tfds_data_dir, keys,
-                               alternatives="--data embedded or a ratings.csv / u.data file")
+    # load_arrays keeps only `keys` before batching: MovieLens' variable-length genres cannot batch
+    loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, keys,
+                                 alternatives="--data embedded or a ratings.csv / u.data file")
     columns = {key: np.concatenate([split[key] for split in loaded.values()]) for key in keys}
     frame = pd.DataFrame({"user": [_id_text(value) for value in columns["user_id"]],
                           "item": [_id_text(value) for value in columns["movie_id"]],
@@ -499,7 +499,8 @@ class Recommendation(Task):
         from shared import evaluation, plots
 
         info, k = splits.info, config.top_k
-        (train, train_ratings), validation, (test, test_ratings) = splits.train, splits.validation, splits.test
+        train, train_ratings = splits.train.features, splits.train.targets
+        test, test_ratings = splits.test.features, splits.test.targets
         results = {}
         item_count = len(info["items"])
         if info["explicit"]:
@@ -510,8 +511,8 @@ class Recommendation(Task):
             for name, value in evaluation.regression(test_ratings, baseline).metrics.items():
                 results[f"popularity_{name}"] = value
         # ranking: each test user's held-out items among all items they have not rated in train/validation
-        excluded = _group(np.concatenate([train["user"], validation[0]["user"]]),
-                          np.concatenate([train["item"], validation[0]["item"]]))
+        excluded = _group(np.concatenate([train["user"], splits.validation.features["user"]]),
+                          np.concatenate([train["item"], splits.validation.features["item"]]))
         relevant = _group(test["user"], test["item"])
         users = np.array(sorted(relevant), dtype="int32")
         wanted = [relevant[user] for user in users]

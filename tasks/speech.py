@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import logging
 import os
+from collections.abc import Callable
 import pathlib
 import re
 
@@ -226,33 +227,135 @@ def clip_features(samples, settings):
     return np.stack(channels, axis=-1).transpose(1, 0, 2).astype("float32")
 
 
-def _prepare_all(sources, settings):
-    """Reads and prepares many clips in parallel; failures come back as ValueError objects."""
+# Bump when `prepare` or `clip_features` change, so that features cached by earlier code are recomputed.
+FEATURE_CACHE_VERSION = 1
+
+
+@dataclasses.dataclass
+class Clip:
+    """One clip to featurise: a stable identity (the cache key), how to read it, and what to keep.
+
+    Attributes:
+        key (str): identifies the audio: a file's path, size and modification time, or the generator
+            settings and index of a generated clip, or the TFDS split and position.
+        load (Callable[[], tuple[np.ndarray, int, str]]): returns the samples, their rate and a name for errors.
+        copies (int): perturbed copies to featurise besides the clip itself (training clips).
+        keep_clip (bool): also keep the prepared waveform (test clips: the model's input example).
+    """
+
+    key: str
+    load: Callable
+    copies: int = 0
+    keep_clip: bool = False
+
+
+def file_clip(path, copies=0, keep_clip=False):
+    """A `Clip` of an audio file; its key changes when the file does."""
+    stat = os.stat(path)
+    return Clip(f"file:{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}",
+                lambda: (*read_audio(path), f"'{path}'"), copies, keep_clip)
+
+
+def _memory_clip(key, samples, rate, name):
+    """A maker of `Clip`s (`(copies, keep_clip) -> Clip`) for samples held in memory."""
+    return functools.partial(Clip, key, lambda: (samples, rate, name))
+
+
+def feature_folder(settings, perturbation):
+    """The cache folder of features computed with these settings, beside the MLflow store."""
+    import hashlib
+    import json
+
+    from shared import tracking
+
+    key = json.dumps({"version": FEATURE_CACHE_VERSION, "features": settings, "perturbation": perturbation},
+                     sort_keys=True)
+    folder = tracking.store_folder() / "cache" / "speech" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _save(path, array):
+    """Writes an .npy atomically, so that a run reading the cache never sees half a file."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.save(handle, array)
+    os.replace(temporary, path)
+
+
+def extract(clips, settings, folder, perturb, description, total):
+    """Features of clips, read from the cache or computed in parallel (with a progress bar) and cached.
+
+    Args:
+        clips (Iterable[Clip]): the clips (a generator is read lazily, so streams stay streamed).
+        settings (dict): from `feature_settings`.
+        folder (pathlib.Path): from `feature_folder`.
+        perturb (Callable): `(samples, rate, key) -> samples`, for the perturbed copies (see
+            `shared.augmentation.audio_waveform`).
+        description (str): the progress bar's label.
+        total (int): how many clips, for the progress bar.
+
+    Returns:
+        list[list[str] | ValueError]: per clip, the feature files of the clip and its copies, or the
+        error that made it unusable (not audio, silent, too short...).
+    """
     import concurrent.futures
+    import hashlib
+    import itertools
 
     from shared import data
 
-    def one(source):
+    def one(clip):
+        digest = hashlib.sha256(clip.key.encode()).hexdigest()[:24]
+        paths = [folder / f"{digest}-{copy}.npy" for copy in range(clip.copies + 1)]
+        waveform = folder / f"{digest}-clip.npy"
+        if all(path.exists() for path in paths) and (waveform.exists() or not clip.keep_clip):
+            return [str(path) for path in paths]
         try:
-            if isinstance(source, tuple):  # (samples, rate, name) held in memory
-                return prepare(source[0], source[1], settings, source[2])
-            samples, rate = read_audio(source)
-            return prepare(samples, rate, settings, f"'{source}'")
+            samples, rate, name = clip.load()
+            prepared = prepare(samples, rate, settings, name)
         except ValueError as error:
             return error
+        if clip.keep_clip:
+            _save(waveform, fix_length(prepared, settings["samples"]))
+        for copy, path in enumerate(paths):
+            if not path.exists():
+                heard = prepared if copy == 0 else perturb(prepared, settings["sample_rate"], f"{clip.key}:{copy}")
+                _save(path, clip_features(heard, settings))
+        return [str(path) for path in paths]
 
-    with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        return list(data.progress(pool.map(one, sources), "reading audio", total=len(sources)))
+    clips, results = iter(clips), []
+    with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool, \
+            data.progress(None, description, total=total) as bar:
+        while chunk := list(itertools.islice(clips, 256)):  # a stream is read 256 clips at a time
+            results += pool.map(one, chunk)
+            bar.update(len(chunk))
+    return results
 
 
-def _featurize(waveforms, settings, description, perturb=None):
-    """Features of many prepared waveforms, each optionally perturbed first, with a progress bar."""
-    from shared import data
+def band_statistics(paths):
+    """Mean and standard deviation per band and channel over every frame of the given feature files."""
+    total = squares = count = 0
+    for path in paths:
+        features = np.load(path).astype("float64")
+        total = total + features.sum(axis=0)
+        squares = squares + (features**2).sum(axis=0)
+        count += len(features)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean**2, 0))
 
-    rate = settings["sample_rate"]
-    chosen = waveforms if perturb is None else (perturb(samples, rate) for samples in waveforms)
-    return np.stack([clip_features(samples, settings) for samples in data.progress(chosen, description,
-                                                                                   total=len(waveforms))])
+
+def feature_step(info):
+    """The tf.data decode of cached feature files: load, standardise with the training statistics."""
+    import tensorflow as tf
+
+    mean, std = np.asarray(info["mean"], "float32"), np.asarray(info["std"], "float32")
+
+    def load(path, label):
+        features = tf.numpy_function(lambda name: np.load(name.decode()), [path], tf.float32, stateful=False)
+        return (tf.ensure_shape(features, info["input_shape"]) - mean) / std, label
+
+    return lambda dataset: dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _standardize(features, info):
@@ -401,53 +504,55 @@ class Speech(ClassificationTask):
 
     def load_data(self, config):
         from shared import augmentation, data
+        from shared.data import examples
 
         settings = feature_settings(config)
-        sources, labels, groups, preset, class_names, name, synthetic = self._sources(config)
-        train, validation, test = self._split(config, labels, groups, preset)
         copies = max(0, config.augment_copies)
-        train = data.cap(train, -(-config.max_examples // (1 + copies)), config.seed)
-        needed = np.concatenate([train[0], validation[0], test[0]])
-        prepared = dict(zip(needed.tolist(), _prepare_all([sources[index] for index in needed], settings)))
-        failures = [value for value in prepared.values() if isinstance(value, ValueError)]
-        for failure in failures:
-            logger.warning("skipping %s", failure)
-        usable = np.array([not isinstance(prepared.get(index), ValueError) for index in range(len(labels))])
-        train, validation, test = ((pair[0][usable[pair[0]]], pair[1][usable[pair[0]]])
-                                   for pair in (train, validation, test))
-        if not len(train[0]):
-            first = f"; first problem: {failures[0]}" if failures else ""
-            raise ValueError(f"no usable training audio in '{config.data}'{first}")
-        waveforms = {split: [prepared[index] for index in pair[0]]
-                     for split, pair in (("train", train), ("validation", validation), ("test", test))}
-        train_features = _featurize(waveforms["train"], settings, "features (train)")
-        info = {"class_names": class_names, "top_k": config.top_k, "features": settings,
-                "mean": train_features.mean(axis=(0, 1)).tolist(),  # per band and channel, from training clips
-                "std": np.maximum(train_features.std(axis=(0, 1)), 1e-3).tolist(),
-                "input_shape": list(train_features.shape[1:])}
-        parts, targets = [train_features], [train[1]]
+        perturbation = {"copies": copies, "speed": config.speed, "semitones": config.pitch_semitones,
+                        "snr_db": list(config.noise_snr_db), "seed": config.seed}
+        folder = feature_folder(settings, perturbation)
         perturb = augmentation.audio_waveform(speed=config.speed, semitones=config.pitch_semitones,
                                               snr_db=tuple(config.noise_snr_db), seed=config.seed)
-        for copy in range(copies):
-            parts.append(_featurize(waveforms["train"], settings, f"features (copy {copy + 1})", perturb))
-            targets.append(train[1])
-        splits = [(_standardize(np.concatenate(parts), info), np.concatenate(targets).astype("int64"))]
-        for split in ("validation", "test"):
-            pair = validation if split == "validation" else test
-            features = (_featurize(waveforms[split], settings, f"features ({split})") if len(pair[0])
-                        else np.zeros((0, *info["input_shape"]), "float32"))
-            splits.append((_standardize(features, info), pair[1].astype("int64")))
-        if not len(splits[2][1]):
+        kind, argument = data.parse_source(config.data)
+        if kind == "tfds":
+            roles, class_names, name, synthetic = self._tfds_clips(argument, config, copies)
+        else:
+            sources, labels, groups, preset, class_names, name, synthetic = self._sources(config)
+            train, validation, test = self._split(config, labels, groups, preset)
+            train = train.cap(-(-config.max_examples // (1 + copies)), config.seed)
+            roles = {role: ([sources[index](copies if role == "train" else 0, role == "test")
+                             for index in split.features], split.targets, len(split))
+                     for role, split in (("train", train), ("validation", validation), ("test", test))}
+        found, failures = {}, []
+        for role, (clips, labels, count) in roles.items():
+            results = extract(clips, settings, folder, perturb, f"audio features ({role})", count)
+            failures += [result for result in results if isinstance(result, ValueError)]
+            labels = np.asarray(labels, "int64")  # a stream's labels are complete once its clips are read
+            usable = [index for index, result in enumerate(results) if not isinstance(result, ValueError)]
+            found[role] = ([path for index in usable for path in results[index]],
+                           np.repeat(labels[usable], copies + 1 if role == "train" else 1))
+        for failure in failures:
+            logger.warning("skipping %s", failure)
+        if not len(found["train"][0]):
+            first = f"; first problem: {failures[0]}" if failures else ""
+            raise ValueError(f"no usable training audio in '{config.data}'{first}")
+        if not len(found["test"][0]):
             raise ValueError(f"the test split of '{config.data}' is empty; raise test_fraction or name test_groups.")
-        self._example = fix_length(waveforms["test"][0], settings["samples"])
+        mean, std = band_statistics(found["train"][0][:: copies + 1])  # the clips themselves, not their copies
+        info = {"class_names": class_names, "top_k": config.top_k, "features": settings,
+                "mean": mean.tolist(), "std": np.maximum(std, 1e-3).tolist(),
+                "input_shape": list(np.load(found["train"][0][0]).shape)}
+        step = feature_step(info)
+        splits = [examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
+                  for role in ("train", "validation", "test")]
         return Splits(*splits, info, config.data, name, synthetic)
 
     def _sources(self, config):
-        """Lists the clips of `config.data`.
+        """Lists the clips of a folder, a manifest or the generated words.
 
         Returns:
-            tuple: sources (paths or (samples, rate, name) tuples), integer labels, groups (or None),
-            preset split names per clip ("" = to carve), class names, dataset name, synthetic flag.
+            tuple: clip makers (`(copies, keep_clip) -> Clip`), integer labels, groups (or None), preset
+            split names per clip ("" = to carve), class names, dataset name, synthetic flag.
         """
         from shared import data
 
@@ -456,12 +561,10 @@ class Speech(ClassificationTask):
         if kind == "embedded":
             waveforms, labels, groups, class_names = generated_words(config.embedded_repeats, config.sample_rate,
                                                                      config.seed)
-            sources = [(samples, config.sample_rate, f"generated clip {index}")
+            generator = f"embedded:{config.embedded_repeats}:{config.sample_rate}:{config.seed}"
+            sources = [_memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
                        for index, samples in enumerate(waveforms)]
             return sources, labels, groups, preset, class_names, "generated_words", True
-        if kind == "tfds":
-            sources, labels, preset, class_names = self._tfds(argument, config)
-            return sources, labels, groups, preset, class_names, f"tfds_{argument.split(':')[0]}", synthetic
         if kind == "folder" and config.filename_pattern:
             paths, names, groups = _pattern_files(argument, config.filename_pattern)
         elif kind == "folder":
@@ -483,49 +586,48 @@ class Speech(ClassificationTask):
         labels = np.array([lookup[label] for label in names])
         groups = None if groups is None else np.array([str(group) for group in groups])
         folder_name = pathlib.Path(argument).stem if kind != "folder" else pathlib.Path(argument).name
-        return paths, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
+        sources = [functools.partial(file_clip, path) for path in paths]
+        return sources, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
 
     @staticmethod
-    def _tfds(argument, config):
-        """Clips of a TFDS audio dataset, centre-cropped to `duration` at the source rate in tf.data."""
-        import tensorflow as tf
-        import tensorflow_datasets as tfds
+    def _tfds_clips(argument, config, copies):
+        """The clips of a TFDS audio dataset's splits, read as streams (no split is held in memory).
 
-        from shared import data
+        Returns:
+            tuple: role -> (clips, labels, count) with clips a generator that fills labels as it is read;
+            class names, dataset name, synthetic flag.
+        """
+        from shared.data import tfds
 
-        name = argument.split(":")[0]
-        try:
-            rate = int(tfds.builder(name, data_dir=config.tfds_data_dir or None).info.features["audio"].sample_rate)
-        except Exception:  # unknown dataset or no audio feature: load_tfds explains which
-            rate = config.sample_rate
-        size = int(round(config.duration * rate))
+        name, _, chosen = argument.partition(":")
+        found = tfds.builder(name, config.tfds_data_dir, "--data embedded, a class folder, a flat folder with "
+                             "filename_pattern or a CSV manifest", ("audio", "label"))
+        rate = int(found.info.features["audio"].sample_rate)
+        size = int(round(config.duration * rate))  # keyword sets hold one word per clip: keep its centre
+        streams = dict(zip(("train", "validation", "test"), tfds.streams(found, chosen, ("audio", "label"), config)))
+        streams["train"] = streams["train"].cap(-(-config.max_examples // (1 + copies)), config.seed)
 
-        def crop_or_pad(example):
-            audio = example["audio"]
-            start = tf.maximum(0, (tf.shape(audio)[0] - size) // 2)
-            audio = audio[start: start + size]
-            audio = tf.pad(audio, [[0, size - tf.shape(audio)[0]]])
-            return {"audio": tf.ensure_shape(audio, [size]), "label": example["label"]}
+        def clips(role, labels):
+            stream = streams[role]
+            identity = stream.describe()["digest"]
+            for position, (samples, label) in enumerate(stream.index().as_numpy_iterator()):
+                labels.append(label)
+                scale = 32768.0 if samples.dtype == np.int16 else 1.0
+                yield _memory_clip(f"tfds:{identity}:{position}", fix_length(samples / scale, size), rate,
+                                   f"tfds:{name} {stream.split} #{position}")(copies if role == "train" else 0,
+                                                                               role == "test")
 
-        loaded, info = data.load_tfds(
-            argument, config.tfds_data_dir, ("audio", "label"),
-            alternatives="--data embedded, a class folder, a flat folder with filename_pattern or a CSV manifest",
-            example_map=crop_or_pad,
-        )
-        sources, labels, preset = [], [], []
-        for split, arrays in loaded.items():
-            scale = 32768.0 if arrays["audio"].dtype == np.int16 else 1.0
-            sources += [(samples / scale, rate, f"tfds:{name} {split} #{index}")
-                        for index, samples in enumerate(arrays["audio"])]
-            labels.append(arrays["label"])
-            role = split if split in ("validation", "test") and len(loaded) > 1 else ""
-            preset += [role] * len(arrays["label"])
-        return sources, np.concatenate(labels), np.array(preset), list(info.features["label"].names)
+        roles = {}
+        for role in streams:
+            labels = []
+            roles[role] = (clips(role, labels), labels, len(streams[role]))
+        return roles, list(found.info.features["label"].names), f"tfds_{name}", False
 
     @staticmethod
     def _split(config, labels, groups, preset):
-        """Train / validation / test `(indices, labels)` pairs: preset splits, named groups, then carving."""
+        """Train / validation / test clip indices and labels: preset splits, named groups, then carving."""
         from shared import data
+        from shared.data import examples
 
         if config.split not in ("random", "group"):
             raise ValueError(f"split must be random or group, got '{config.split}'.")
@@ -544,12 +646,12 @@ class Speech(ClassificationTask):
         if config.split == "group" and groups is None:
             raise ValueError("split=group needs speaker/group ids: use a CSV manifest with a group column or a "
                              "filename_pattern with a (?P<speaker>...) group.")
-        index = np.arange(len(labels))
-        fixed = {role: (index[preset == role], labels[preset == role]) if (preset == role).any() else None
+        everything = examples.Examples(np.arange(len(labels)), np.asarray(labels))
+        fixed = {role: everything.subset(np.flatnonzero(preset == role)) if (preset == role).any() else None
                  for role in ("validation", "test")}
         pool = preset == ""
-        return data.carve(index[pool], labels[pool], config, validation=fixed["validation"], test=fixed["test"],
-                          groups=groups[pool] if config.split == "group" else None)
+        return data.carve(everything.subset(np.flatnonzero(pool)), config, validation=fixed["validation"],
+                          test=fixed["test"], groups=groups[pool] if config.split == "group" else None)
 
     def build_model(self, config, info):
         import keras
@@ -593,9 +695,10 @@ class Speech(ClassificationTask):
 
         from shared import evaluation, plots
 
-        features, labels = splits.test
+        from shared.data import examples
+
         names = splits.info["class_names"]
-        probabilities = model.predict(features, batch_size=config.batch_size, verbose=0)
+        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
         result = evaluation.classification(labels, probabilities, names)
         predicted = probabilities.argmax(axis=1)
         recalls = metrics.recall_score(labels, predicted, labels=list(range(len(names))), average=None,
@@ -605,12 +708,13 @@ class Speech(ClassificationTask):
                 result.metrics[f"recall_{re.sub(r'[^0-9A-Za-z_.-]', '_', name)}"] = float(recall)
         shown = np.random.default_rng(config.seed).permutation(len(labels))[:12]
         titles = [f"true {names[labels[index]]} / pred {names[predicted[index]]}" for index in shown]
-        result.figures["sample_spectrograms"] = plots.spectrogram_grid(features[shown], titles)
+        result.figures["sample_spectrograms"] = plots.spectrogram_grid(splits.test.pick(shown)[0], titles)
         return result
 
     def input_example(self, splits):
-        """The first test clip as a list of samples at the model's rate (kept by `load_data`)."""
-        return [np.round(self._example, 4).tolist()]
+        """The first test clip as a list of samples at the model's rate (its prepared waveform, cached)."""
+        waveform = np.load(str(splits.test.features[0]).removesuffix("-0.npy") + "-clip.npy")
+        return [np.round(waveform, 4).tolist()]
 
     def cli_inputs(self, inputs):
         """Audio file paths; a folder stands for every audio file inside it."""

@@ -41,12 +41,21 @@ class VisionClassificationConfig(TaskConfig):
         dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
 
 
-def _as_images(array):
-    """uint8 or float images (n, h, w[, c]) -> float32 (n, h, w, c) in [0, 1]."""
-    array = np.asarray(array)
-    scale = 255.0 if array.dtype == np.uint8 or array.max(initial=0) > 1.0 else 1.0
-    array = array.astype("float32") / scale
-    return array[..., None] if array.ndim == 3 else array
+def _array_examples(images, labels, config):
+    """Images held in memory (uint8 or float, (n, h, w[, c])) as examples converted in tf.data.
+
+    Returns:
+        tuple[Examples, tuple[int, int], int]: the examples, their decoded (height, width) and channels.
+    """
+    from shared import images as images_module
+    from shared.data import examples
+
+    images = np.asarray(images)
+    channels = config.channels or (1 if images.ndim == 3 or images.shape[-1] == 1 else 3)
+    size = (config.image_size,) * 2 if config.image_size else tuple(images.shape[1:3])
+    scale = 255.0 if images.dtype == np.uint8 or images.max(initial=0) > 1.0 else 1.0
+    step = images_module.array_step(channels, size, scale)
+    return examples.Examples(images, np.asarray(labels).reshape(-1).astype("int64"), decode=step), size, channels
 
 
 @register
@@ -60,63 +69,59 @@ class VisionClassification(ClassificationTask):
         from shared import data
 
         kind, argument = data.parse_source(config.data)
-        synthetic, test, validation = False, None, None
+        validation = test = None
         if kind == "embedded":
             from sklearn import datasets
 
             digits = datasets.load_digits()
-            features, labels = _as_images(digits.images / 16.0), digits.target
+            pool, size, channels = _array_examples(digits.images / 16.0, digits.target, config)
             class_names, name = [str(digit) for digit in range(10)], "sklearn_digits"
         elif kind == "tfds":
-            loaded, info = data.load_tfds(
-                argument, config.tfds_data_dir, ("image", "label"),
-                alternatives="--data embedded, a class-folder path, an IDX folder or an .npz file",
-            )
-            pool = [split for split in loaded if split != "test"] or list(loaded)
-            features = _as_images(np.concatenate([loaded[split]["image"] for split in pool]))
-            labels = np.concatenate([loaded[split]["label"] for split in pool])
-            if "test" in loaded and len(loaded) > 1:
-                test = (_as_images(loaded["test"]["image"]), loaded["test"]["label"])
-            class_names, name = list(info.features["label"].names), f"tfds_{argument.split(':')[0]}"
+            return self._tfds(argument, config)
         elif kind == "folder":
             from shared import images
 
             paths, labels, class_names = images.class_folders(argument)
-            size = (config.image_size, config.image_size) if config.image_size else None
-            features, kept = images.load_files(paths, size=size, channels=config.channels or None)
-            labels, name = labels[kept], f"folder_{argument.rstrip('/').split('/')[-1]}"
+            pool, size, channels = images.file_examples(paths, labels.astype("int64"), config.image_size,
+                                                        config.channels)
+            name = f"folder_{argument.rstrip('/').split('/')[-1]}"
         elif kind in ("idx", "npz"):
             if kind == "idx":
                 features, labels = data.read_idx_pair(argument)
             else:
                 arrays = data.read_npz(argument)
                 features, labels = arrays["train"]
-                test = (_as_images(arrays["test"][0]), arrays["test"][1].reshape(-1))
+                test = _array_examples(*arrays["test"], config)[0]
                 if "validation" in arrays:
-                    validation = (_as_images(arrays["validation"][0]), arrays["validation"][1].reshape(-1))
-            features, labels = _as_images(features), labels.reshape(-1)
-            class_names = [str(label) for label in range(int(labels.max()) + 1)]
+                    validation = _array_examples(*arrays["validation"], config)[0]
+            pool, size, channels = _array_examples(features, labels, config)
+            class_names = [str(label) for label in range(int(pool.targets.max()) + 1)]
             name = f"{kind}_{argument.rstrip('/').split('/')[-1]}"
         else:
             raise ValueError(f"vision_classification cannot read '{config.data}'; give a folder, IDX folder or .npz.")
-        labels = labels.astype("int64")
-        train, validation, test = data.carve(features, labels, config, validation=validation, test=test)
-        train, validation, test = (self._fit(pair, config) for pair in (train, validation, test))
-        info = {"class_names": class_names, "image_size": list(train[0].shape[1:3]),
-                "channels": int(train[0].shape[3]), "top_k": config.top_k}
-        return Splits(train, validation, test, info, config.data, name, synthetic)
+        train, validation, test = data.carve(pool, config, validation=validation, test=test)
+        info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
+        return Splits(train, validation, test, info, config.data, name, False)
 
-    @staticmethod
-    def _fit(pair, config):
-        """Resizes and converts a split to the configured size and channels."""
-        import tensorflow as tf
+    def _tfds(self, argument, config):
+        """Streams a TFDS image/label set, decoding and resizing each example before batching."""
+        from shared import images
+        from shared.data import tfds
 
-        images, labels = pair
-        if config.channels and images.shape[-1] != config.channels:
-            images = images.mean(-1, keepdims=True) if config.channels == 1 else np.repeat(images, 3, -1)
-        if config.image_size and images.shape[1:3] != (config.image_size, config.image_size):
-            images = tf.image.resize(images, (config.image_size,) * 2, antialias=True).numpy()
-        return images.astype("float32"), labels
+        name, _, chosen = argument.partition(":")
+        found = tfds.builder(name, config.tfds_data_dir,
+                             "--data embedded, a class-folder path, an IDX folder or an .npz file", ("image", "label"))
+        height, width, stored = found.info.features["image"].shape
+        if not config.image_size and (height is None or width is None):
+            raise ValueError(f"tfds:{name} has images of different sizes; set image_size to resize them, "
+                             "e.g. --set image_size=128.")
+        size = (config.image_size,) * 2 if config.image_size else (height, width)
+        channels = config.channels or (1 if stored == 1 else 3)
+        train, validation, test = tfds.streams(found, chosen, ("image", "label"), config,
+                                               decode=images.decode_step(channels, size, encoded=True))
+        info = {"class_names": list(found.info.features["label"].names), "image_size": list(size),
+                "channels": channels, "top_k": config.top_k}
+        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
     def build_model(self, config, info):
         import keras
@@ -148,7 +153,7 @@ class VisionClassification(ClassificationTask):
         from shared import plots
 
         evaluation = super().evaluate(model, splits, config)
-        images, labels = splits.test[0][:24], splits.test[1][:24]
+        images, labels = splits.test.sample(24)
         predicted = model.predict(images, verbose=0).argmax(axis=1)
         names = splits.info["class_names"]
         titles = [f"true {names[t]} / pred {names[p]}" for t, p in zip(labels, predicted)]
@@ -156,7 +161,7 @@ class VisionClassification(ClassificationTask):
         return evaluation
 
     def input_example(self, splits):
-        return [splits.test[0][0].tolist()]
+        return [splits.test.sample(1)[0][0].tolist()]
 
     def prepare_inputs(self, info, inputs):
         from shared import images

@@ -123,43 +123,128 @@ def _mask_classes(mask, path, num_classes):
     return mask.astype("uint8")
 
 
-def _read_folder(root, config):
-    """Reads `images/` and `masks/` (matched by file stem) into arrays of one size."""
+def _read_mask(source, name, num_classes, trimap=False):
+    """Decodes a mask file (or encoded bytes) into class indices, checking its values.
+
+    Args:
+        source (str | bytes): the mask.
+        name (str): how to name it in errors.
+        num_classes (int): the configured class count (0: inferred).
+        trimap (bool): the mask is an Oxford pets trimap (1 pet, 2 background, 3 border), shifted to 0..2.
+
+    Raises:
+        ValueError: not a readable image, or values that are no class indices.
+    """
+    import io
+
     from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            mask = np.asarray(opened)
+    except OSError as error:
+        raise ValueError(f"mask '{name}' is not a readable image ({error}).") from None
+    if trimap:
+        return np.clip(mask.astype("int64").reshape(mask.shape[:2]) - 1, 0, 2).astype("uint8")
+    return _mask_classes(mask, name, num_classes)
+
+
+def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
+    """Checks every image/mask pair before training, reading masks one at a time (memory stays flat).
+
+    Returns:
+        tuple[list[str], list[images.Header], int]: the mask path of each image, the images' headers
+        and the largest class index in any mask.
+
+    Raises:
+        ValueError: an image without a mask, a mask of another size, or a mask with bad values.
+    """
+    import concurrent.futures
+    import os
 
     from shared import data, images
 
-    root = pathlib.Path(root)
-    image_folder = next((root / name for name in _IMAGE_FOLDERS if (root / name).is_dir()), None)
-    mask_folder = next((root / name for name in _MASK_FOLDERS if (root / name).is_dir()), None)
-    if image_folder is None or mask_folder is None:
-        raise ValueError(f"segmentation folder '{root}' must hold an images/ and a masks/ subfolder "
-                         "(masks named like their images).")
-    image_paths = sorted((path for path in image_folder.iterdir() if path.suffix.lower() in images.IMAGE_EXTENSIONS),
-                         key=_natural_key)
-    if not image_paths:
-        raise ValueError(f"'{image_folder}' has no image files ({', '.join(images.IMAGE_EXTENSIONS)}).")
-    masks_by_stem = {path.stem: path for path in mask_folder.iterdir() if path.suffix.lower() in images.IMAGE_EXTENSIONS}
-    pictures, masks = [], []
-    for path in data.progress(image_paths, "reading images and masks", total=len(image_paths)):
+    mask_paths = []
+    for path in image_paths:
         if path.stem not in masks_by_stem:
             raise ValueError(f"image '{path}' has no mask: expected '{mask_folder / path.stem}.png' "
                              "(any image extension) in the masks folder.")
-        picture = images.decode(str(path))
+        mask_paths.append(str(masks_by_stem[path.stem]))
+
+    def check(pair):
+        image_path, mask_path = pair
+        found = images.header(str(image_path))
+        mask = _read_mask(mask_path, mask_path, num_classes)
+        if mask.shape[:2] != (found.height, found.width):
+            raise ValueError(f"mask '{mask_path}' is {mask.shape[1]}x{mask.shape[0]} but its image "
+                             f"'{image_path}' is {found.width}x{found.height}; a mask must match its image's size.")
+        return found, int(mask.max(initial=0))
+
+    with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
+        checked = list(data.progress(pool.map(check, zip(image_paths, mask_paths)), "checking images and masks",
+                                     total=len(mask_paths)))
+    return mask_paths, [found for found, _ in checked], max(largest for _, largest in checked)
+
+
+def _pair_step(channels, size, num_classes, tile_size=0, encoded=False):
+    """The tf.data decode of (image, mask) sources, shared by folders and TFDS.
+
+    Args:
+        channels (int): image channels.
+        size (tuple[int, int]): (height, width) images and masks are resized to (masks: nearest).
+        num_classes (int): the configured class count, for the mask check.
+        tile_size (int): >0 crops the tile at each row's `row`, `column` after resizing.
+        encoded (bool): sources are TFDS's encoded bytes (masks: trimaps), not file paths.
+
+    Returns:
+        Callable[[tf.data.Dataset], tf.data.Dataset]: `(features, mask source)` rows -> `(image, mask)`,
+        where features is the image source or, with tiles, a dict with `image`, `row`, `column`.
+    """
+    import logging
+
+    import tensorflow as tf
+
+    from shared import images
+
+    logger = logging.getLogger(__name__)
+
+    def read(image_source, mask_source):
+        image_name = "image bytes" if encoded else image_source.decode()
+        mask_name = "mask bytes" if encoded else mask_source.decode()
         try:
-            with Image.open(masks_by_stem[path.stem]) as opened:
-                mask = np.asarray(opened)
-        except OSError as error:
-            raise ValueError(f"mask '{masks_by_stem[path.stem]}' is not a readable image ({error}).") from None
-        if mask.shape[:2] != picture.shape[:2]:
-            raise ValueError(f"mask '{masks_by_stem[path.stem]}' is {mask.shape[1]}x{mask.shape[0]} but its image "
-                             f"'{path}' is {picture.shape[1]}x{picture.shape[0]}; a mask must match its image's size.")
-        pictures.append(picture)
-        masks.append(_mask_classes(mask, masks_by_stem[path.stem], config.num_classes))
-    channels = 1 if all(picture.shape[-1] == 1 for picture in pictures) else 3
-    size = (config.image_size,) * 2 if config.image_size else pictures[0].shape[:2]
-    return (np.stack([images.fit(picture, size, channels) for picture in pictures]),
-            np.stack([_resize_mask(mask, size) for mask in masks]))
+            picture = images.to_channels(images.decode(image_source if encoded else image_name, image_name), channels)
+            mask = _read_mask(mask_source if encoded else mask_name, mask_name, num_classes, trimap=encoded)
+        except ValueError as error:
+            logger.warning("skipping %s", error)
+            return np.zeros((0, 0, channels), "float32"), np.zeros((0, 0), "uint8")
+        return picture, mask
+
+    def load(features, mask_source):
+        source = features["image"] if tile_size else features
+        picture, mask = tf.numpy_function(read, [source, mask_source], (tf.float32, tf.uint8), stateful=False)
+        return features, tf.ensure_shape(picture, [None, None, channels]), tf.ensure_shape(mask, [None, None])
+
+    def resize(features, picture, mask):
+        picture = tf.ensure_shape(tf.image.resize(picture, size, antialias=True), [*size, channels])
+        mask = tf.ensure_shape(tf.image.resize(mask[..., None], size, method="nearest")[..., 0], size)
+        if tile_size:
+            row, column = features["row"], features["column"]
+            picture = tf.ensure_shape(picture[row:row + tile_size, column:column + tile_size],
+                                      [tile_size, tile_size, channels])
+            mask = tf.ensure_shape(mask[row:row + tile_size, column:column + tile_size], [tile_size, tile_size])
+        return picture, mask
+
+    def step(dataset):
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.filter(lambda features, picture, mask: tf.size(picture) > 0)
+        return dataset.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return step
+
+
+def _tile_starts(length, tile_size):
+    """Tile offsets along one side; the last tile is aligned to the edge."""
+    return sorted({*range(0, length - tile_size + 1, tile_size), length - tile_size})
 
 
 def _resize_mask(mask, size):
@@ -172,21 +257,31 @@ def _resize_mask(mask, size):
 
 
 def _tiles(pair, tile_size):
-    """Cuts images and masks into tiles; the last row / column of tiles is aligned to the edge."""
+    """Cuts in-memory images and masks into tiles (see `_tile_starts`)."""
     pictures, masks = pair
     height, width = pictures.shape[1:3]
-    if tile_size <= 0 or (tile_size >= height and tile_size >= width):
-        return pair
-    if tile_size > min(height, width):
-        raise ValueError(f"tile_size {tile_size} is larger than the images ({width}x{height}); use a smaller "
-                         "tile_size or 0.")
-
-    def starts(length):
-        return sorted({*range(0, length - tile_size + 1, tile_size), length - tile_size})
-
-    cut = [(row, column) for row in starts(height) for column in starts(width)]
+    cut = [(row, column) for row in _tile_starts(height, tile_size) for column in _tile_starts(width, tile_size)]
     return tuple(np.concatenate([array[:, row:row + tile_size, column:column + tile_size] for row, column in cut])
                  for array in (pictures, masks))
+
+
+def _check_tiles(size, config, stride):
+    """The (height, width) of training examples: tiles when `tile_size` cuts the images, else whole images.
+
+    Raises:
+        ValueError: tiles larger than the images, or training examples the model's stride does not divide
+            (test images are padded at prediction; training batches cannot be).
+    """
+    height, width = size
+    if config.tile_size > 0 and (config.tile_size < height or config.tile_size < width):
+        if config.tile_size > min(height, width):
+            raise ValueError(f"tile_size {config.tile_size} is larger than the images ({width}x{height}); use a "
+                             "smaller tile_size or 0.")
+        height = width = config.tile_size
+    if height % stride or width % stride:
+        raise ValueError(f"training images are {width}x{height} but the {config.encoder} model needs multiples of "
+                         f"{stride}; set image_size or tile_size to a multiple of {stride}, or lower depth.")
+    return height, width
 
 
 def _stride(info):
@@ -224,57 +319,98 @@ class VisionSegmentation(Task):
 
     def load_data(self, config):
         from shared import data
+        from shared.data import examples
 
         if config.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got '{config.encoder}'.")
         if config.split not in ("random", "ordered"):
             raise ValueError(f"split must be random or ordered, got '{config.split}'.")
         kind, argument = data.parse_source(config.data)
-        synthetic, class_names = False, None
+        if kind == "tfds":
+            return self._tfds(argument, config)
         if kind == "embedded":
             pictures, masks = _scenes(600, config.image_size or 32, config.seed)
-            class_names, name, synthetic = ["background", "circle", "square", "triangle"], "generated_shapes", True
-        elif kind == "tfds":
-            pictures, masks, class_names = self._tfds(argument, config)
-            name = f"tfds_{argument.split(':')[0]}"
+            pool, size, channels, largest = examples.Examples(pictures, masks), pictures.shape[1:3], 3, int(masks.max())
+            known, name, synthetic = ["background", "circle", "square", "triangle"], "generated_shapes", True
         elif kind == "folder":
-            pictures, masks = _read_folder(argument, config)
-            name = f"folder_{argument.rstrip('/').split('/')[-1]}"
+            pool, size, channels, largest = self._folder(argument, config)
+            known, name, synthetic = None, f"folder_{argument.rstrip('/').split('/')[-1]}", False
         else:
             raise ValueError(f"vision_segmentation cannot read '{config.data}'; give a folder with images/ and "
                              "masks/, tfds:oxford_iiit_pet or embedded.")
-        class_names = self._class_names(config, class_names, masks)
-        if len(masks) < 3:
-            raise ValueError(f"the splits of '{config.data}' would be empty: {len(masks)} image/mask pair(s), "
+        class_names = self._class_names(config, known, largest)
+        if len(pool) < 3:
+            raise ValueError(f"the splits of '{config.data}' would be empty: {len(pool)} image/mask pair(s), "
                              "need at least 3 (train, validation and test).")
         if config.split == "ordered":
-            test_count = int(round(config.test_fraction * len(masks)))
-            validation_count = int(round(config.validation_fraction * len(masks)))
-            cut = len(masks) - test_count - validation_count
-            train, validation, test = ((pictures[a:b], masks[a:b]) for a, b in
-                                       ((0, cut), (cut, cut + validation_count), (cut + validation_count, None)))
+            test_count = int(round(config.test_fraction * len(pool)))
+            validation_count = int(round(config.validation_fraction * len(pool)))
+            cut = len(pool) - test_count - validation_count
+            train, validation, test = (pool.subset(np.arange(start, end)) for start, end in
+                                       ((0, cut), (cut, cut + validation_count), (cut + validation_count, len(pool))))
         else:
-            train, validation, test = data.carve(pictures, masks, config, stratify=False)
-        for split_name, pair in (("train", train), ("validation", validation), ("test", test)):
-            if not len(pair[1]):
-                raise ValueError(f"the {split_name} split of '{config.data}' is empty ({len(masks)} image/mask pairs); "
+            train, validation, test = data.carve(pool, config, stratify=False)
+        for split_name, split in (("train", train), ("validation", validation), ("test", test)):
+            if not len(split):
+                raise ValueError(f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "
                                  "add images or change validation_fraction / test_fraction.")
-        train, validation = _tiles(train, config.tile_size), _tiles(validation, config.tile_size)
-        # Prediction resizes inputs only where training did: TFDS photos always, files when image_size is set.
-        resized = pictures.shape[1] if kind == "tfds" else config.image_size
-        info = {"class_names": class_names, "channels": int(pictures.shape[-1]), "image_size": int(resized),
+        info = {"class_names": class_names, "channels": int(channels), "image_size": int(config.image_size),
                 "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count}
-        stride = _stride(info)  # test images are padded at prediction; training batches cannot be
-        if train[0].shape[1] % stride or train[0].shape[2] % stride:
-            raise ValueError(f"training images are {train[0].shape[2]}x{train[0].shape[1]} but the {config.encoder} "
-                             f"model needs multiples of {stride}; set image_size or tile_size to a multiple of "
-                             f"{stride}, or lower depth.")
+        train_side = _check_tiles(size, config, _stride(info))
+        train, validation = (self._tiled(split, size, train_side, channels, config) for split in (train, validation))
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     @staticmethod
-    def _class_names(config, known, masks):
-        """Class names from the config, the source, or the mask values."""
-        count = max(config.num_classes, int(masks.max()) + 1, 2, len(known or []))
+    def _folder(root, config):
+        """Image/mask pairs of a folder (matched by file stem) as an index decoded in tf.data.
+
+        Returns:
+            tuple[Examples, tuple[int, int], int, int]: the pairs, their decoded (height, width),
+            channels and the largest class index in the masks.
+        """
+        from shared import images
+        from shared.data import examples
+
+        root = pathlib.Path(root)
+        image_folder = next((root / name for name in _IMAGE_FOLDERS if (root / name).is_dir()), None)
+        mask_folder = next((root / name for name in _MASK_FOLDERS if (root / name).is_dir()), None)
+        if image_folder is None or mask_folder is None:
+            raise ValueError(f"segmentation folder '{root}' must hold an images/ and a masks/ subfolder "
+                             "(masks named like their images).")
+        image_paths = sorted((path for path in image_folder.iterdir()
+                              if path.suffix.lower() in images.IMAGE_EXTENSIONS), key=_natural_key)
+        if not image_paths:
+            raise ValueError(f"'{image_folder}' has no image files ({', '.join(images.IMAGE_EXTENSIONS)}).")
+        masks_by_stem = {path.stem: path for path in mask_folder.iterdir()
+                         if path.suffix.lower() in images.IMAGE_EXTENSIONS}
+        mask_paths, headers, largest = _check_pairs(image_paths, masks_by_stem, mask_folder, config.num_classes)
+        channels = 1 if all(found.gray for found in headers) else 3
+        size = (config.image_size,) * 2 if config.image_size else (headers[0].height, headers[0].width)
+        pool = examples.Examples(np.array([str(path) for path in image_paths]), np.array(mask_paths),
+                                 decode=_pair_step(channels, size, config.num_classes), origin="files")
+        return pool, size, channels, largest
+
+    @staticmethod
+    def _tiled(split, size, side, channels, config):
+        """Training and validation examples as tiles of `side` pixels when `tile_size` asks for them."""
+        from shared.data import examples
+
+        if side == tuple(size):
+            return split
+        if split.decode is None:  # arrays in memory: cut them now
+            return examples.Examples(*_tiles((split.features, split.targets), config.tile_size))
+        starts = [(row, column) for row in _tile_starts(size[0], config.tile_size)
+                  for column in _tile_starts(size[1], config.tile_size)]
+        repeat = np.repeat(np.arange(len(split)), len(starts))
+        rows, columns = (np.tile(np.array(part, "int32"), len(split)) for part in zip(*starts))
+        features = {"image": split.features[repeat], "row": rows, "column": columns}
+        step = _pair_step(channels, size, config.num_classes, config.tile_size)
+        return examples.Examples(features, split.targets[repeat], decode=step, origin=split.origin)
+
+    @staticmethod
+    def _class_names(config, known, largest):
+        """Class names from the config, the source, or the largest mask value."""
+        count = max(config.num_classes, largest + 1, 2, len(known or []))
         if config.class_names:
             names = [part.strip() for part in config.class_names.split(",")]
             if len(names) != count:
@@ -287,23 +423,22 @@ class VisionSegmentation(Task):
 
     @staticmethod
     def _tfds(argument, config):
-        """Loads tfds:oxford_iiit_pet-style data: `image` plus a `segmentation_mask` trimap (1, 2, 3)."""
-        import tensorflow as tf
+        """Streams tfds:oxford_iiit_pet-style data: `image` plus a `segmentation_mask` trimap (1, 2, 3)."""
+        from shared.data import tfds
 
-        from shared import data
-
+        if config.tile_size:
+            raise ValueError("tile_size cuts large image files into tiles; TFDS photos are resized to image_size "
+                             "instead, so set tile_size=0.")
+        name, _, chosen = argument.partition(":")
+        found = tfds.builder(name, config.tfds_data_dir, "--data embedded or a folder with images/ and masks/",
+                             ("image", "segmentation_mask"))
         size = (config.image_size or 128,) * 2
-
-        def resize(example):
-            return {"image": tf.image.resize(tf.cast(example["image"], "float32") / 255.0, size, antialias=True),
-                    "mask": tf.image.resize(example["segmentation_mask"], size, method="nearest")[..., 0]}
-
-        loaded, _ = data.load_tfds(argument, config.tfds_data_dir, ("image", "segmentation_mask"),
-                                   "--data embedded or a folder with images/ and masks/", resize)
-        pictures = np.concatenate([split["image"] for split in loaded.values()])
-        masks = np.concatenate([split["mask"] for split in loaded.values()]).astype("int64")
-        masks = np.clip(masks - 1, 0, 2).astype("uint8")  # trimap 1 pet, 2 background, 3 border -> 0..2
-        return pictures.astype("float32"), masks, ["pet", "background", "border"]
+        train, validation, test = tfds.streams(found, chosen, ("image", "segmentation_mask"), config,
+                                               decode=_pair_step(3, size, 3, encoded=True))
+        info = {"class_names": ["pet", "background", "border"], "channels": 3, "image_size": size[0],
+                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count}
+        _check_tiles(size, config, _stride(info))
+        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
     def build_model(self, config, info):
         import keras
@@ -366,20 +501,26 @@ class VisionSegmentation(Task):
         )
 
     def evaluate(self, model, splits, config):
+        """Pixel metrics from a confusion matrix summed batch by batch; overlays of the first test images."""
         from shared import evaluation, plots
+        from shared.data import examples
 
-        pictures, masks = splits.test
-        predicted = predict_masks(model, pictures, splits.info, batch_size=max(1, config.batch_size // 4))
-        predicted = predicted.argmax(axis=-1)
-        result = evaluation.segmentation(masks, predicted, splits.info["class_names"])
-        shown = slice(0, config.overlay_count)
-        result.figures["overlays"] = plots.segmentation_overlays(pictures[shown], masks[shown], predicted[shown],
-                                                                 splits.info["class_names"])
+        names = splits.info["class_names"]
+        matrix, shown = 0, []
+        batch_size = max(1, config.batch_size // 4)  # whole images are larger than training tiles
+        for pictures, masks in examples.batches(splits.test, batch_size):
+            predicted = predict_masks(model, pictures, splits.info, batch_size).argmax(axis=-1)
+            matrix = matrix + evaluation.pixel_confusion(masks, predicted, len(names))
+            shown += list(zip(pictures, masks, predicted))[: max(0, config.overlay_count - len(shown))]
+        result = evaluation.segmentation(matrix, names)
+        pictures, masks, predicted = (np.stack(column) for column in zip(*shown))
+        result.figures["overlays"] = plots.segmentation_overlays(pictures, masks, predicted, names)
         return result
 
     def input_example(self, splits):
-        side = min(32, *splits.test[0].shape[1:3])
-        return [np.round(splits.test[0][0, :side, :side], 4).tolist()]
+        picture = splits.test.sample(1)[0][0]
+        side = min(32, *picture.shape[:2])
+        return [np.round(picture[:side, :side], 4).tolist()]
 
     def predict_raw(self, model, info, inputs):
         import tempfile

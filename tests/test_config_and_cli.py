@@ -113,9 +113,9 @@ def test_unknown_tfds_name(tracking_store, capsys):
 
 
 def test_tfds_offline_fails_fast_naming_alternatives(tracking_store, tmp_path, monkeypatch, capsys):
-    from shared import data
+    from shared.data import tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: False)
+    monkeypatch.setattr(tfds, "network_available", lambda timeout=3.0: False)
     started = time.perf_counter()
     code = cli.main(["run", "vision_classification", "--data", "tfds:mnist", "--quick",
                      "--set", f"tfds_data_dir={tmp_path}"])

@@ -7,10 +7,12 @@ import sys
 import textwrap
 
 import mlflow
+import numpy as np
 import pytest
 
 import tasks
 from shared import distribution
+from shared.data import examples
 from tests.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,25 +33,37 @@ def test_process_flags_need_data_parallel():
         distribution.setup("none", num_processes=2)
 
 
-def test_data_parallel_batch_must_split_across_devices():
-    import tensorflow as tf
+def feed(placement, count, batch_size):
+    """The batch sizes this process reads of `count` examples, as the runner feeds them."""
+    split = examples.Examples(np.arange(count), np.arange(count))
+    return [len(batch) for batch, _ in examples.make_dataset(split, **placement.feed(batch_size, count))]
 
+
+def test_data_parallel_batch_must_split_across_devices():
     placement = distribution.Placement("data_parallel", replicas=2)
     with pytest.raises(ValueError, match="batch_size 5 does not split across 2.*batch_size=6"):
-        placement.dataset(tf.data.Dataset.range(10).batch(5), 5, 10)
-    batches = placement.dataset(tf.data.Dataset.range(10).batch(4), 4, 10)
-    assert [len(batch) for batch in batches] == [4, 4]  # the partial batch would desynchronise processes
-    small = placement.dataset(tf.data.Dataset.range(7).batch(64), 64, 7)
-    assert [len(batch) for batch in small] == [6]  # a validation split smaller than a batch still validates
+        placement.feed(5, 10)
+    assert feed(placement, 10, 4) == [4, 4]  # the partial batch would desynchronise processes
+    assert feed(placement, 7, 64) == [6]  # a validation split smaller than a batch still validates
     with pytest.raises(ValueError, match="1 examples cannot be shared by 2 data-parallel devices"):
-        placement.dataset(tf.data.Dataset.range(1).batch(64), 64, 1)
+        placement.feed(64, 1)
+
+
+def test_each_process_reads_an_equal_share_before_decoding():
+    first, second = (distribution.Placement("data_parallel", replicas=2, process_id=index, num_processes=2)
+                     for index in (0, 1))
+    split = examples.Examples(np.arange(11), np.arange(11))
+    shares = [np.concatenate([rows for rows, _ in examples.make_dataset(split, **placement.feed(4, 11))])
+              for placement in (first, second)]
+    assert [len(share) for share in shares] == [4, 4]  # 2 steps of 2 per process: they step together
+    assert not set(shares[0]) & set(shares[1])  # disjoint shares of the index
 
 
 def test_single_device_placement_is_a_no_op():
     placement = distribution.Placement()
     model = object()
     assert placement.is_chief and placement.local(model, build=None) is model
-    assert placement.dataset("data", 3, 10) == "data"
+    assert placement.feed(3, 10) == {"batch_size": 3, "shard": None, "drop_remainder": False}
 
 
 def store(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import tasks
 from pipelines import cli, config, runner
 from shared import tracking
+from shared.data import tfds as tfds_source
 from tasks.fraud_detection import _transactions
 from tests.conftest import shared_data
 
@@ -95,8 +96,8 @@ def test_csv_source_detects_columns_imputes_and_drops(tmp_path):
     spec = splits.info["preprocessing"]
     assert [item["name"] for item in spec["categorical"]] == ["merchant_category"]
     assert "transaction_id" not in [item["name"] for item in spec["numeric"]]
-    assert np.isfinite(splits.train[0]["numeric"]).all()
-    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == len(frame)
+    assert np.isfinite(splits.train.features["numeric"]).all()
+    assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == len(frame)
 
 
 def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
@@ -105,28 +106,27 @@ def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
     cfg = _config(task, _table(tmp_path, frame), "time_column=timestamp")
     splits = task.load_data(cfg)
     assert "timestamp" in splits.info["ignored_columns"]
-    expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test[1]):]
-    np.testing.assert_array_equal(splits.test[1], expected)
+    expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test.targets):]
+    np.testing.assert_array_equal(splits.test.targets, expected)
 
 
 def test_oversampling_raises_the_training_fraud_ratio(tmp_path):
     task = tasks.get("fraud_detection")
     splits = task.load_data(config.resolve(task, assignments=["oversample=0.2"]))
-    labels = splits.train[1]
+    labels = splits.train.targets
     assert labels.sum() / (labels == 0).sum() == pytest.approx(0.2, abs=0.01)
 
 
 def test_tfds_source_reads_a_features_label_table(monkeypatch):
     import tensorflow_datasets as tfds
 
-    from shared import data
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     task = tasks.get("fraud_detection")
     with tfds.testing.mock_data(num_examples=200):
         splits = task.load_data(config.resolve(task, data="tfds:german_credit_numeric"))
-    assert splits.train[0]["numeric"].shape[1] == 24
-    assert set(np.unique(splits.train[1])) == {0, 1}
+    assert splits.train.features["numeric"].shape[1] == 24
+    assert set(np.unique(splits.train.targets)) == {0, 1}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipelines import cli, runner
-from shared import data, evaluation, images, tracking
+from shared import evaluation, images, tracking
+from shared.data import tfds as tfds_source
 from tasks.medical_imaging import _radiographs
 from tests.conftest import resolver, shared_data
 
@@ -81,8 +82,8 @@ def test_predict_converts_rgb_input_and_accepts_arrays(trained, tmp_path):
 def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
     task, resolved = resolve("class_names=normal,pneumonia", data_source=str(write_npz(tmp_path / "set.npz")))
     splits = task.load_data(resolved)
-    assert [len(part[1]) for part in (splits.train, splits.validation, splits.test)] == [40, 10, 10]
-    assert splits.train[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
+    assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [40, 10, 10]
+    assert splits.train.sample(2)[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -106,7 +107,7 @@ def test_class_folders_and_bad_options(tmp_path):
         images.save_png(picture, folder / f"{index}.png")
     task, resolved = resolve("validation_fraction=0.2", "test_fraction=0.2", data_source=str(tmp_path))
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train[0].shape[1:] == (24, 24, 1)
+    assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train.sample(2)[0].shape[1:] == (24, 24, 1)
     task, resolved = resolve("threshold_method=f1", data_source=str(tmp_path))
     with pytest.raises(ValueError, match="threshold_method must be one of youden, sensitivity"):
         task.load_data(resolved)
@@ -115,11 +116,11 @@ def test_class_folders_and_bad_options(tmp_path):
 def test_tfds_patch_camelyon_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     task, resolved = resolve(data_source="tfds:patch_camelyon")
-    with tfds.testing.mock_data(num_examples=20):
+    with tfds.testing.mock_data(num_examples=20):  # streams read the (mocked) files when iterated
         splits = task.load_data(resolved)
-    assert splits.train[0].shape[1:] == (96, 96, 3) and len(splits.info["class_names"]) == 2
+        assert splits.train.sample(2)[0].shape[1:] == (96, 96, 3) and len(splits.info["class_names"]) == 2
     assert splits.name == "tfds_patch_camelyon"
 
 

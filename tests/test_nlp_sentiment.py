@@ -10,7 +10,8 @@ import pytest
 
 import tasks
 from pipelines import config, runner
-from shared import data, tracking
+from shared import tracking
+from shared.data import tfds as tfds_source
 from tests.conftest import shared_data
 
 
@@ -36,7 +37,7 @@ def reviews_csv(tmp_path):
 
 def test_embedded_reviews_need_word_order():
     splits = tasks.get("nlp_sentiment").load_data(_config("embedded_examples=400"))
-    texts = list(splits.train[0]) + list(splits.test[0])
+    texts = list(splits.train.features) + list(splits.test.features)
     assert splits.synthetic and splits.info["class_names"] == ["negative", "positive"]
     assert any(" not " in text or "n't" in text for text in texts) and any(" but " in text for text in texts)
     assert {"", "[UNK]"} == set(splits.info["vocabulary"][:2])
@@ -47,7 +48,7 @@ def test_csv_with_named_columns_is_multiclass(reviews_csv):
     splits = tasks.get("nlp_sentiment").load_data(
         _config(f"data={reviews_csv}", "text_column=review", "label_column=stars"))
     assert splits.info["class_names"] == ["bad", "good", "ok"]
-    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 90
+    assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 90
     model = tasks.get("nlp_sentiment").build_model(_config(), splits.info)
     assert model.output_shape == (None, 3)
 
@@ -68,7 +69,7 @@ def test_empty_texts_are_dropped_with_a_warning(tmp_path):
     path = _write(tmp_path / "with_empty.csv", "\n".join(lines) + "\n")
     with pytest.warns(UserWarning, match="dropped 2 row"):
         splits = tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
-    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 40
+    assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 40
 
 
 def test_split_files_folder_accepts_column_aliases_and_rejects_unseen_labels(tmp_path):
@@ -77,8 +78,8 @@ def test_split_files_folder_accepts_column_aliases_and_rejects_unseen_labels(tmp
     _write(tmp_path / "dev.tsv", "label\tcontent\n0\tsome dev sentence\n1\tanother one\n")
     _write(tmp_path / "test.tsv", "label\tcontent\n1\ta test sentence\n")
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
-    assert len(splits.validation[1]) == 2 and len(splits.test[1]) == 1
-    assert len(splits.train[1]) == 40
+    assert len(splits.validation.targets) == 2 and len(splits.test.targets) == 1
+    assert len(splits.train.targets) == 40
     _write(tmp_path / "test.tsv", "label\tcontent\n7\ta test sentence\n")
     with pytest.raises(ValueError, match=r"test labels \['7'\] are not in the training labels \['0', '1'\]"):
         tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
@@ -91,7 +92,7 @@ def test_class_folders_of_txt_files(tmp_path):
             _write(tmp_path / label / f"{index}.txt", f"a {word} movie number {index}")
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
     assert splits.info["class_names"] == ["neg", "pos"]
-    assert all("lovely" in text for text, label in zip(*splits.train) if label == 1)
+    assert all("lovely" in text for text, label in zip(splits.train.features, splits.train.targets) if label == 1)
     _write(tmp_path / "pos" / "bad.txt", b"caf\xe9")
     with pytest.raises(ValueError, match=r"bad.txt' is not valid UTF-8"):
         tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
@@ -101,12 +102,12 @@ def test_class_folders_of_txt_files(tmp_path):
 def test_tfds_under_mock_data(name, monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=30):
         splits = tasks.get("nlp_sentiment").load_data(_config(f"data=tfds:{name}"))
     assert len(splits.info["class_names"]) == 2
-    assert all(isinstance(text, str) for text in splits.train[0])
-    assert len(splits.test[1]) > 0
+    assert all(isinstance(text, str) for text in splits.train.features)
+    assert len(splits.test.targets) > 0
 
 
 def test_cli_inputs_from_sentences_text_file_and_csv_column(tmp_path, reviews_csv):
@@ -165,4 +166,4 @@ def test_bilstm_learns_negation_and_contrast(tracking_store):
 @pytest.mark.slow
 def test_sst2_dev_file_loads_with_its_content_column():
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={shared_data('sst2')}"))
-    assert len(splits.validation[1]) == 872 and len(splits.test[1]) == 1821
+    assert len(splits.validation.targets) == 872 and len(splits.test.targets) == 1821

@@ -11,6 +11,7 @@ import pytest
 import tasks
 from pipelines import config, runner
 from shared import data, evaluation, tracking
+from shared.data import tfds as tfds_source
 from tasks import nlp_translation
 
 
@@ -40,9 +41,9 @@ def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
     lines = [f"Sentence {i}.\tFrase {i}.\tCC-BY attribution #{i}" for i in range(40)]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     splits = tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}", "direction=reverse"))
-    assert all(source.startswith("Frase") for source in splits.train[0])
-    assert all(target.startswith("Sentence") for target in splits.train[1])
-    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == 40
+    assert all(source.startswith("Frase") for source in splits.train.features)
+    assert all(target.startswith("Sentence") for target in splits.train.targets)
+    assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 40
 
 
 def test_tsv_line_with_one_field_names_the_line(tmp_path):
@@ -67,11 +68,11 @@ def test_empty_sentences_are_dropped_with_a_warning(tmp_path):
 def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=30):
         splits = tasks.get("nlp_translation").load_data(_config("data=tfds:ted_hrlr_translate/pt_to_en"))
     assert splits.info["languages"] == ["pt", "en"]
-    assert len(splits.test[1]) > 0 and all(isinstance(text, str) for text in splits.train[0])
+    assert len(splits.test.targets) > 0 and all(isinstance(text, str) for text in splits.train.features)
 
 
 def test_bad_config_values_are_one_line_errors():

@@ -87,10 +87,10 @@ def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):
     truth = _write_cmapss(tmp_path)
     task = tasks.get("predictive_maintenance")
     splits = task.load_data(_config(task, tmp_path, "window=20"))
-    assert splits.test[0].shape == (len(truth), 20, splits.info["feature_count"])
-    np.testing.assert_array_equal(splits.test[1], truth)
+    assert splits.test.features.shape == (len(truth), 20, splits.info["feature_count"])
+    np.testing.assert_array_equal(splits.test.targets, truth)
     assert "sensor_11" in splits.info["constant_columns"]
-    assert splits.train[1].max() <= 125
+    assert splits.train.targets.max() <= 125
     assert splits.name == "cmapss_fd001"
 
 
@@ -98,7 +98,7 @@ def test_real_cmapss_fd001_prepares_like_the_literature():
     folder = shared_data("cmapss_fd001")
     task = tasks.get("predictive_maintenance")
     splits = task.load_data(_config(task, folder))
-    assert splits.test[0].shape[:2] == (100, 30)
+    assert splits.test.features.shape[:2] == (100, 30)
     kept = {item["name"] for item in splits.info["preprocessing"]["numeric"]}
     assert {"sensor_1", "sensor_5", "sensor_10", "sensor_16", "sensor_18", "sensor_19", "setting_3"}.isdisjoint(kept)
 
@@ -110,8 +110,8 @@ def test_generic_csv_classification_labels_failure_within_horizon(tmp_path):
     task = tasks.get("predictive_maintenance")
     splits = task.load_data(_config(task, path, "mode=classification", "unit_column=machine", "time_column=hour",
                                     "failure_horizon=25", "window=10"))
-    assert set(np.unique(splits.train[1])) == {0, 1}
-    assert splits.train[1].mean() == pytest.approx(26 / frame.groupby("machine").size().mean(), rel=0.2)
+    assert set(np.unique(splits.train.targets)) == {0, 1}
+    assert splits.train.targets.mean() == pytest.approx(26 / frame.groupby("machine").size().mean(), rel=0.2)
 
 
 def test_ai4i_rows_are_independent_observations():
@@ -120,8 +120,8 @@ def test_ai4i_rows_are_independent_observations():
     splits = task.load_data(_config(task, path, "mode=classification", "unit_column=", "time_column=",
                                     "target_column=Machine failure",
                                     "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]"))
-    assert splits.train[0].shape[1:] == (1, 5 + 4)  # five readings and Type one-hot (L, M, H + unseen)
-    assert 0.02 < splits.test[1].mean() < 0.05  # 339 failures in 10,000 rows, stratified
+    assert splits.train.features.shape[1:] == (1, 5 + 4)  # five readings and Type one-hot (L, M, H + unseen)
+    assert 0.02 < splits.test.targets.mean() < 0.05  # 339 failures in 10,000 rows, stratified
 
 
 def test_nasa_score_punishes_late_predictions_more():
@@ -158,7 +158,7 @@ def test_missing_sensor_values_are_imputed_and_short_units_skipped_or_padded(tmp
     task = tasks.get("predictive_maintenance")
     with pytest.warns(UserWarning, match="shorter than window=30"):
         splits = task.load_data(_config(task, path, "validation_fraction=0.2", "test_fraction=0.2"))
-    assert np.isfinite(splits.train[0]).all() and np.isfinite(splits.test[0]).all()
+    assert np.isfinite(splits.train.features).all() and np.isfinite(splits.test.features).all()
 
 
 def test_tfds_source_explains_there_is_none():
@@ -185,5 +185,5 @@ def test_ai4i_classification_runs_end_to_end_and_predicts_rows(tracking_store, t
 def test_embedded_classification_mode_flags_the_end_of_life(tmp_path):
     task = tasks.get("predictive_maintenance")
     splits = task.load_data(config.resolve(task, assignments=["mode=classification", "failure_horizon=20"]))
-    assert set(np.unique(splits.test[1])) == {0, 1}
-    assert splits.train[1].dtype == np.int64
+    assert set(np.unique(splits.test.targets)) == {0, 1}
+    assert splits.train.targets.dtype == np.int64

@@ -9,7 +9,8 @@ import pytest
 
 import tasks
 from pipelines import cli, config, runner
-from shared import data, evaluation, tracking
+from shared import evaluation, tracking
+from shared.data import tfds as tfds_source
 from tasks import recommendation
 from tests.conftest import shared_data
 
@@ -100,10 +101,10 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
     items.write_text("what,name\n" + "\n".join(f"m{item},Film {item}" for item in range(15)) + "\n")
     splits = load("user_column=who", "item_column=what", "rating_column=stars", "timestamp_column=when",
                   f"items_file={items}", "title_column=name", "top_k=3", data_source=str(ratings))
-    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == len(rows)
+    assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == len(rows)
     assert splits.info["items"][0].startswith("m") and splits.info["titles"][0].startswith("Film ")
     assert splits.info["model"] == "mf" and splits.info["outputs"] == ["rating", "items"]
-    assert splits.train[0]["user"].dtype == np.int32 and splits.train[0]["user"].min() >= 1
+    assert splits.train.features["user"].dtype == np.int32 and splits.train.features["user"].min() >= 1
     json.dumps(splits.info)
 
 
@@ -114,7 +115,7 @@ def test_movielens_u_data_with_u_item_titles(tmp_path):
                                                 for item in range(15)) + b"\n")
     splits = load("top_k=3", "split=leave_last_out", data_source=str(tmp_path))  # a folder holding u.data
     assert splits.info["titles"][0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
-    assert len(splits.test[1]) == 12 and len(splits.validation[1]) == 12  # one each per user
+    assert len(splits.test.targets) == 12 and len(splits.validation.targets) == 12  # one each per user
 
 
 def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
@@ -122,7 +123,7 @@ def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
     splits = load("rating_column=", "top_k=3", data_source=str(ratings))
     assert splits.info["model"] == "two_tower" and not splits.info["explicit"]
-    assert (splits.train[1] == 1).all()
+    assert (splits.train.targets == 1).all()
     with pytest.raises(ValueError, match="implicit"):
         load("rating_column=", "model=mf", "top_k=3", data_source=str(ratings))
 
@@ -130,12 +131,12 @@ def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
 def test_tfds_movielens_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=80):
         # mock ratings are uniform in [0, 1): the configured scale must say so
         splits = load("rating_min=0", "rating_max=1", "top_k=3", data_source="tfds:movielens/100k-ratings")
         assert splits.name == "tfds_movielens_100k-ratings" and len(splits.info["titles"]) == len(splits.info["items"])
-        assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 80
+        assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 80
 
 
 def test_splits_leave_last_out_and_time(tmp_path):
@@ -147,11 +148,11 @@ def test_splits_leave_last_out_and_time(tmp_path):
     last = frame.sort_values("time").groupby("user").tail(1)
     last = last[last.user != "lonely"]
     users, items = splits.info["users"], splits.info["items"]
-    held = {(users[user - 1], items[item - 1]) for user, item in zip(splits.test[0]["user"], splits.test[0]["item"])}
+    held = {(users[user - 1], items[item - 1]) for user, item in zip(splits.test.features["user"], splits.test.features["item"])}
     assert held == set(zip(last.user, last.item))
-    assert ((splits.test[0]["history"] > 0).sum(axis=1) == 7).all()  # each test row sees the user's 7 earlier items
+    assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()  # each test row sees the user's 7 earlier items
     timed = load("split=time", "top_k=3", data_source=str(ratings))
-    assert len(timed.test[1]) == round(0.15 * len(rows))
+    assert len(timed.test) == round(0.15 * len(rows))
 
 
 @pytest.mark.parametrize("assignments, header, match", [
@@ -188,7 +189,7 @@ def test_duplicate_pairs_policy(tmp_path):
     averaged = recommendation.clean_interactions(frame, resolve("duplicates=mean"), "x")
     assert averaged["rating"].tolist() == [3.0]
     splits = task.load_data(resolve("top_k=3", data_source=str(ratings)))
-    assert sum(len(part[1]) for part in (splits.train, splits.validation, splits.test)) == len(rows) - 2
+    assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == len(rows) - 2
 
 
 def test_ranking_metrics_by_hand():
@@ -213,7 +214,7 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
     assert "rmse" not in result.metrics and result.metrics["evaluated_users"] == 40
     answer = tracking.load(result.model_uri).predict(pd.DataFrame({"query": ["3", "3,4"]}))
     assert len(answer[0]["recommendations"]) == 5 and answer[1]["rating"] is None and answer[1]["score"] is not None
-    monkeypatch.setattr(data, "_network_available", lambda: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=200):
         result = runner.run(tasks.get(TASK), resolve("rating_min=0", "rating_max=1", "top_k=3",
                                                      data_source="tfds:movielens/latest-small-ratings"))
@@ -224,4 +225,4 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
 def test_real_movielens_small_loads_with_titles():
     folder = shared_data("movielens_latest_small")
     splits = load("split=leave_last_out", data_source=str(folder))
-    assert len(splits.test[1]) == 610 and "Toy Story (1995)" in splits.info["titles"][0]
+    assert len(splits.test.targets) == 610 and "Toy Story (1995)" in splits.info["titles"][0]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from shared import augmentation, data, evaluation, images, regularization
+from shared.data import examples
 from tasks.base import TaskConfig
 
 
@@ -96,8 +97,8 @@ def test_split_indices_stratified_and_grouped():
 
 def test_make_dataset_batches_and_maps():
     features, targets = np.arange(10, dtype="float32"), np.arange(10)
-    dataset = data.make_dataset((features, targets), 4, shuffle=True, seed=0,
-                                batch_map=lambda x, y: (x * 2, y))
+    dataset = examples.make_dataset(examples.Examples(features, targets), 4, shuffle=True, seed=0,
+                                    batch_map=lambda x, y: (x * 2, y))
     batches = list(dataset.as_numpy_iterator())
     assert [len(y) for _, y in batches] == [4, 4, 2]
     assert sorted(np.concatenate([x for x, _ in batches])) == list(range(0, 20, 2))

@@ -15,7 +15,8 @@ import soundfile
 
 import tasks
 from pipelines import cli, config, runner
-from shared import augmentation, data, tracking
+from shared import augmentation, tracking
+from shared.data import tfds as tfds_source
 from tasks import speech
 from tests.conftest import shared_data
 
@@ -137,9 +138,10 @@ def test_class_folders_skip_bad_files_with_a_warning(tmp_path, caplog):
         splits = tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(tmp_path)))
     assert "notes.wav" in caplog.text and "quiet.wav" in caplog.text
     assert splits.info["class_names"] == sorted(speech.WORDS)
-    assert splits.train[0].shape[1:] == (61, 40, 1)  # 0.6 s at 100 frames per second, 40 mel bands
-    assert sum(len(pair[1]) for pair in (splits.train, splits.validation, splits.test)) == count
-    assert abs(float(splits.train[0].mean())) < 0.1  # standardised with training statistics
+    features = splits.train.sample(len(splits.train))[0]
+    assert features.shape[1:] == (61, 40, 1)  # 0.6 s at 100 frames per second, 40 mel bands
+    assert sum(len(split) for split in (splits.train, splits.validation, splits.test)) == count
+    assert abs(float(features.mean())) < 0.1  # standardised with training statistics
 
 
 def test_class_folder_without_audio_is_an_error(tmp_path):
@@ -164,9 +166,9 @@ def test_filename_pattern_with_named_test_and_validation_speakers(tmp_path):
     splits = tasks.get(TASK).load_data(resolve(*SMALL, f"filename_pattern={pattern}", "test_groups=speaker2",
                                                "validation_groups=speaker1", data_source=str(tmp_path)))
     speakers = np.array(groups)
-    assert len(splits.test[1]) == (speakers == "speaker2").sum()
-    assert len(splits.validation[1]) == (speakers == "speaker1").sum()
-    assert len(splits.train[1]) == (speakers == "speaker0").sum()
+    assert len(splits.test.targets) == (speakers == "speaker2").sum()
+    assert len(splits.validation.targets) == (speakers == "speaker1").sum()
+    assert len(splits.train.targets) == (speakers == "speaker0").sum()
 
 
 def test_filename_pattern_needs_a_label_group(tmp_path):
@@ -183,11 +185,11 @@ def test_csv_manifest_and_group_split_keep_speakers_apart(tmp_path):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path,label,group\n" + "\n".join(rows) + "\n")
     splits = tasks.get(TASK).load_data(resolve(*SMALL, "split=group", data_source=str(manifest)))
-    assert sum(len(pair[1]) for pair in (splits.train, splits.validation, splits.test)) == len(rows)
+    assert sum(len(split) for split in (splits.train, splits.validation, splits.test)) == len(rows)
     task_config = resolve("split=group", "validation_fraction=0.2", "test_fraction=0.2")
     labels = np.array([sorted(set(names)).index(name) for name in names])
     train, validation, test = speech.Speech._split(task_config, labels, np.array(groups), None)
-    speakers = [set(np.array(groups)[pair[0]]) for pair in (train, validation, test)]
+    speakers = [set(np.array(groups)[split.features]) for split in (train, validation, test)]
     assert speakers[0] and speakers[1] and speakers[2]
     assert not (speakers[0] & speakers[1] or speakers[0] & speakers[2] or speakers[1] & speakers[2])
     broken = tmp_path / "broken.csv"
@@ -215,18 +217,33 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
         return tf.data.Dataset.from_generator(examples, output_signature={
             "audio": tf.TensorSpec([None], tf.int16), "label": tf.TensorSpec([], tf.int64)})
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         splits = tasks.get(TASK).load_data(resolve("augment_copies=0", data_source="tfds:speech_commands"))
     assert splits.info["class_names"][:3] == ["down", "go", "left"] and len(splits.info["class_names"]) == 12
-    assert splits.train[0].shape[1:] == (101, 40, 1)
-    assert len(splits.test[1]) == len(waveforms)  # the dataset's own test split is kept as test
+    assert splits.train.sample(1)[0].shape[1:] == (101, 40, 1)
+    assert len(splits.test.targets) == len(waveforms)  # the dataset's own test split is kept as test
+
+
+def test_features_are_cached_by_settings_so_a_second_run_skips_extraction(tracking_store, tmp_path, monkeypatch):
+    (tmp_path / "clips").mkdir()
+    write_class_folders(tmp_path / "clips")
+    settings = resolve(*SMALL, "augment_copies=1", data_source=str(tmp_path / "clips"))
+    first = tasks.get(TASK).load_data(settings)
+    monkeypatch.setattr(speech, "clip_features", lambda *args: pytest.fail("features were computed again"))
+    second = tasks.get(TASK).load_data(settings)
+    assert np.array_equal(first.train.sample(4)[0], second.train.sample(4)[0])
+    assert len(second.train) == 2 * (len(second.train) // 2)  # each training clip and its perturbed copy
+    monkeypatch.undo()
+    other = tasks.get(TASK).load_data(resolve(*SMALL, "n_mels=32", data_source=str(tmp_path / "clips")))
+    assert other.info["input_shape"][1] == 32  # other settings, other cache entries
 
 
 def test_augmentation_copies_and_spectrogram_masks():
     perturb = augmentation.audio_waveform(speed=0.2, snr_db=(10.0, 10.0), seed=0)
     tone = np.sin(np.arange(8000) * 0.3).astype("float32")
-    lengths = {len(perturb(tone, 8000)) for _ in range(5)}
+    lengths = {len(perturb(tone, 8000, key)) for key in range(5)}
+    assert np.array_equal(perturb(tone, 8000, 'a'), perturb(tone, 8000, 'a'))  # reproducible per clip
     assert len(lengths) > 1 and all(6000 < length < 10500 for length in lengths)
     noisy = augmentation.add_noise(tone, 10.0, np.random.default_rng(0))
     assert abs(10 * np.log10(np.mean(tone**2) / np.mean((noisy - tone) ** 2)) - 10) < 0.5
@@ -261,4 +278,4 @@ def test_fsdd_speaker_split_loads(tracking_store):
     splits = tasks.get(TASK).load_data(resolve(
         *SMALL, r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav", "test_groups=theo",
         "validation_groups=lucas", data_source=str(folder), quick=False))
-    assert (len(splits.train[1]), len(splits.validation[1]), len(splits.test[1])) == (2000, 500, 500)
+    assert (len(splits.train.targets), len(splits.validation.targets), len(splits.test.targets)) == (2000, 500, 500)

@@ -11,6 +11,7 @@ import pytest
 import tasks
 from pipelines import cli, config, runner
 from shared import data, images, tracking
+from shared.data import tfds as tfds_source
 from tests.conftest import shared_data
 
 TASK = "vision_classification"
@@ -135,7 +136,7 @@ def test_same_seed_gives_same_test_metric(tracking_store):
 def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=40):
         result = quick_run(data_source="tfds:fashion_mnist")
     run = mlflow.get_run(result.run_id)
@@ -147,12 +148,93 @@ def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
 def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     task = tasks.get(TASK)
     with tfds.testing.mock_data(num_examples=30):
         splits = task.load_data(config.resolve(task, data=f"tfds:{name}"))
-    assert splits.train[0].shape[1:] == shape and splits.train[0].max() <= 1
-    assert len(splits.test[1]) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
+        pictures = splits.train.sample(4)[0]  # streams read the (mocked) files when iterated
+    assert pictures.shape[1:] == shape and pictures.max() <= 1
+    assert len(splits.test) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
+
+
+@pytest.mark.parametrize("name", ["tf_flowers", "cats_vs_dogs"])
+def test_mixed_size_tfds_photo_sets_train_when_resized(name, tracking_store, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=40):  # mocked photos of random sizes, as the real sets have
+        result = quick_run("image_size=64", data_source=f"tfds:{name}")
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["dataset"] == f"tfds_{name}" and 0 <= result.metrics["accuracy"] <= 1
+    assert int(run.data.tags["examples.training"]) > 0 and run.data.tags["effective.cache"] == "memory,memory"
+
+
+def test_mixed_size_tfds_set_needs_image_size(tracking_store, monkeypatch, capsys):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=10):
+        assert cli.main(["run", TASK, "--data", "tfds:tf_flowers", "--quick"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "tf_flowers has images of different sizes" in error and "image_size" in error and "\n" not in error
+    assert not mlflow.search_runs(experiment_names=[TASK], output_format="list")[0].info.status == "RUNNING"
+
+
+def test_odd_image_files_decode_to_the_configured_channels(tmp_path):
+    from PIL import Image
+
+    gray16 = tmp_path / "gray16.png"
+    Image.fromarray(np.full((6, 4), 65535 // 2, np.uint16)).save(gray16)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([np.full((6, 4, 3), 200, np.uint8), np.zeros((6, 4), np.uint8)]), "RGBA").save(rgba)
+    rotated = tmp_path / "rotated.jpg"  # stored 4 wide and 6 high, shown turned by 90 degrees
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((6, 4, 3), 90, np.uint8)).save(rotated, exif=exif)
+    assert abs(float(images.decode(str(gray16)).mean()) - 0.5) < 0.01  # 16 bits scaled, not clipped at 255
+    assert images.decode(str(rgba)).shape == (6, 4, 3)  # transparency dropped
+    assert images.decode(str(rotated)).shape == (4, 6, 3) and images.header(str(rotated)).height == 4
+    split, size, channels = images.file_examples([str(gray16), str(rgba), str(rotated)], np.zeros(3, "int64"),
+                                                 image_size=8, channels=1)
+    pictures, _ = split.sample(3)
+    assert pictures.shape == (3, 8, 8, 1) and size == (8, 8) and channels == 1
+
+
+def test_a_file_that_breaks_while_streaming_is_skipped_by_name(tmp_path, caplog):
+    paths = []
+    for index in range(4):
+        paths.append(str(tmp_path / f"{index}.png"))
+        images.save_png(np.full((8, 8, 1), index / 4), paths[-1])
+    split, _, _ = images.file_examples(paths, np.arange(4))
+    with open(paths[2], "r+b") as handle:  # its header was read; its pixels are gone by training time
+        handle.truncate(40)
+    pictures, labels = split.sample(4)
+    assert list(labels) == [0, 1, 3] and "2.png" in caplog.text
+
+
+def test_cache_plan_keeps_in_memory_only_what_fits():
+    from shared.data import examples
+
+    decoded = images.array_step(1, (8, 8))
+    small = examples.Examples(np.zeros((10, 8, 8), np.uint8), np.zeros(10), decode=decoded)  # 2.5 KB decoded
+    large = examples.Examples(np.zeros((10, 8, 8), np.uint8), np.zeros(10), decode=decoded, element_bytes=2**20)
+    assert examples.cache_plan("auto", [small, large], budget_mb=5) == ["memory", "none"]
+    assert examples.cache_plan("disk", [small], budget_mb=5) == ["disk"]
+    plain = examples.Examples(np.zeros((10, 3)), np.zeros(10))
+    assert examples.cache_plan("memory", [plain], budget_mb=5) == ["none"]  # arrays already are the data
+    with pytest.raises(ValueError, match="cache must be one of auto, memory, disk, none"):
+        examples.cache_plan("ram", [small], budget_mb=5)
+
+
+def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
+    folder = tmp_path / "images"
+    for name, value in (("dark", 0.2), ("bright", 0.8)):
+        (folder / name).mkdir(parents=True)
+        for index in range(10):
+            images.save_png(np.full((8, 8, 1), value), folder / name / f"{index}.png")
+    result = quick_run("epochs=2", "cache=disk", data_source=str(folder))
+    assert mlflow.get_run(result.run_id).data.tags["effective.cache"] == "disk,disk"
+    assert not any((tmp_path / "cache").glob("*/*")), "the run's disk cache is deleted when it ends"
 
 
 def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_path, caplog):
@@ -185,8 +267,8 @@ def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
     assert features.shape == (60, 9, 9) and (targets == labels).all()
     task = tasks.get(TASK)
     splits = task.load_data(config.resolve(task, data=str(idx_folder)))
-    assert splits.train[0].shape[1:] == (9, 9, 1) and splits.info["class_names"] == ["0", "1", "2"]
-    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 60
+    assert splits.train.sample(2)[0].shape[1:] == (9, 9, 1) and splits.info["class_names"] == ["0", "1", "2"]
+    assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 60
     npz = tmp_path / "digits.npz"
     np.savez(npz, x_train=pixels[:40], y_train=labels[:40], x_test=pixels[40:], y_test=labels[40:])
     result = quick_run("epochs=1", data_source=str(npz))

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from pipelines import cli, runner
-from shared import augmentation, data, evaluation, images, tracking
+from shared import augmentation, evaluation, images, tracking
+from shared.data import tfds as tfds_source
 from tasks.vision_segmentation import _scenes
 from tests.conftest import resolver, shared_data
 
@@ -89,16 +90,17 @@ def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
                              "validation_fraction=0.2", data_source=str(write_pairs(tmp_path, count=10)))
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["background", "foreground"] and splits.info["channels"] == 1
-    assert splits.train[0].shape == (6 * 9, 8, 8, 1) and splits.train[1].shape == (6 * 9, 8, 8)  # 3x3 tiles
-    assert splits.test[0].shape == (2, 24, 20, 1)  # test images stay whole
-    assert set(np.unique(splits.train[1])) == {0, 1} and not splits.synthetic
+    pictures, masks = splits.train.sample(len(splits.train))
+    assert pictures.shape == (6 * 9, 8, 8, 1) and masks.shape == (6 * 9, 8, 8)  # 3x3 tiles
+    assert splits.test.sample(2)[0].shape == (2, 24, 20, 1)  # test images stay whole
+    assert set(np.unique(masks)) == {0, 1} and not splits.synthetic
 
 
 def test_class_index_masks_with_names(tmp_path):
     task, resolved = resolve("depth=2", "image_size=16", "class_names=sky,square",
                              data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))))
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["sky", "square"] and splits.train[0].shape[1:] == (16, 16, 1)
+    assert splits.info["class_names"] == ["sky", "square"] and splits.train.sample(1)[0].shape[1:] == (16, 16, 1)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -133,13 +135,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_tfds_oxford_pets_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: True)
+    monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     task, resolved = resolve("image_size=32", "depth=2", data_source="tfds:oxford_iiit_pet")
     with tfds.testing.mock_data(num_examples=12):
         splits = task.load_data(resolved)
+        pictures, masks = splits.train.sample(4)  # streams read the (mocked) files when iterated
     assert splits.info["class_names"] == ["pet", "background", "border"] and splits.info["image_size"] == 32
-    assert splits.train[0].shape[1:] == (32, 32, 3) and splits.train[1].max() <= 2
-    assert len(splits.train[1]) + len(splits.validation[1]) + len(splits.test[1]) == 24  # train + test mocked
+    assert pictures.shape[1:] == (32, 32, 3) and masks.max() <= 2
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 24  # train + test mocked
 
 
 def test_mobilenetv2_encoder_variant_predicts_whole_images():
@@ -166,7 +169,7 @@ def test_paired_geometric_keeps_image_and_mask_aligned():
 def test_segmentation_metrics_on_a_known_case():
     truth = np.array([[0, 0, 1, 1]])
     predicted = np.array([[0, 1, 1, 1]])
-    result = evaluation.segmentation(truth, predicted, ["background", "object"])
+    result = evaluation.segmentation(evaluation.pixel_confusion(truth, predicted, 2), ["background", "object"])
     assert result.metrics["pixel_accuracy"] == 0.75
     assert result.metrics["iou_background"] == 0.5 and abs(result.metrics["iou_object"] - 2 / 3) < 1e-9
     assert abs(result.metrics["dice_object"] - 0.8) < 1e-9
@@ -179,5 +182,6 @@ def test_real_isbi_membranes_load_with_the_benchmark_split():
     task, resolved = resolve("split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "tile_size=128",
                              "depth=4", data_source=str(root))
     splits = task.load_data(resolved)
-    assert splits.test[0].shape == (6, 512, 512, 1) and splits.train[0].shape == (21 * 16, 128, 128, 1)
-    assert 0.15 < 1 - splits.train[1].mean() < 0.3  # about a fifth of the pixels are membrane (class 0)
+    pictures, masks = splits.train.sample(len(splits.train))
+    assert splits.test.sample(6)[0].shape == (6, 512, 512, 1) and pictures.shape == (21 * 16, 128, 128, 1)
+    assert 0.15 < 1 - masks.mean() < 0.3  # about a fifth of the pixels are membrane (class 0)

@@ -1,15 +1,14 @@
-"""Data helpers every task uses: source parsing, splits, tf.data pipelines, TFDS, IDX/npz files."""
+"""Data helpers every task uses: source parsing, splits, IDX/npz files, text and tables.
+
+Splits are `examples.Examples` (an index in memory, decoded in tf.data) or `tfds.Stream`s.
+"""
 
 import gzip
 import os
 import pathlib
-import socket
 import sys
 
 import numpy as np
-
-# Addresses TFDS downloads from; one must answer before a download is attempted.
-_TFDS_HOSTS = (("storage.googleapis.com", 443), ("huggingface.co", 443))
 
 
 def progress(iterable, description, total=None):
@@ -101,146 +100,30 @@ def split_indices(count, seed, validation_fraction, test_fraction, stratify=None
     return train, validation, test
 
 
-def carve(features, targets, config, validation=None, test=None, stratify=True, groups=None):
-    """Makes train / validation / test pairs, using given splits and carving the missing ones from the pool.
+def carve(pool, config, validation=None, test=None, stratify=True, groups=None):
+    """Makes train / validation / test splits, using given splits and carving the missing ones from the pool.
 
     Args:
-        features, targets (np.ndarray): the training pool.
+        pool (shared.data.examples.Examples | tuple): the training pool, or a `(features, targets)` pair.
         config (TaskConfig): uses seed, validation_fraction and test_fraction.
-        validation, test (tuple | None): ready-made `(features, targets)` splits, if the source has them.
+        validation, test (Examples | tuple | None): ready-made splits, if the source has them.
         stratify (bool): keep class proportions (classification targets).
         groups (np.ndarray | None): group ids that must not span two splits.
 
     Returns:
-        tuple[tuple, tuple, tuple]: train, validation and test pairs.
+        tuple[Examples, Examples, Examples]: train, validation and test.
     """
+    from shared.data import examples
+
+    pool, validation, test = (examples.as_examples(split) for split in (pool, validation, test))
     test_fraction = 0 if test is not None else config.test_fraction
     validation_fraction = 0 if validation is not None else config.validation_fraction
     train_index, validation_index, test_index = split_indices(
-        len(targets), config.seed, validation_fraction, test_fraction,
-        stratify=targets if stratify else None, groups=groups,
+        len(pool), config.seed, validation_fraction, test_fraction,
+        stratify=pool.targets if stratify else None, groups=groups,
     )
-    pool = (features, targets)
-    return (
-        (take(features, train_index), take(targets, train_index)),
-        validation if validation is not None else tuple(take(part, validation_index) for part in pool),
-        test if test is not None else tuple(take(part, test_index) for part in pool),
-    )
-
-
-def take(data, indices):
-    """Indexes an array, or every array of a dict, with `indices`."""
-    if isinstance(data, dict):
-        return {key: value[indices] for key, value in data.items()}
-    return data[indices]
-
-
-def cap(pair, max_examples, seed):
-    """Keeps at most `max_examples` random rows of `(features, targets)` (0 keeps all)."""
-    features, targets = pair
-    count = len(targets)
-    if not max_examples or count <= max_examples:
-        return pair
-    chosen = np.sort(np.random.default_rng(seed).choice(count, max_examples, replace=False))
-    return take(features, chosen), take(targets, chosen)
-
-
-def make_dataset(pair, batch_size, shuffle=False, seed=0, batch_map=None):
-    """Builds a batched tf.data pipeline from in-memory arrays.
-
-    Args:
-        pair (tuple): `(features, targets)` arrays (or dicts of arrays).
-        batch_size (int): examples per batch.
-        shuffle (bool): reshuffle every epoch (training).
-        seed (int): shuffle seed, for reproducible runs.
-        batch_map (Callable | None): applied to each batch in parallel (augmentation, target encoding).
-
-    Returns:
-        tf.data.Dataset: batched, mapped and prefetched.
-    """
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices(pair).cache()
-    if shuffle:
-        # A full-size buffer: pools ordered by class, user or time must still give random batches.
-        dataset = dataset.shuffle(len(pair[1]), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if batch_map is not None:
-        dataset = dataset.map(batch_map, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _tfds_offline_error(name, alternatives):
-    return ValueError(
-        f"tfds:{name} is not downloaded and this machine cannot reach the TFDS servers; "
-        f"run once with network access (or copy it into tfds_data_dir), or use offline data: {alternatives}."
-    )
-
-
-def _network_available(timeout=3.0):
-    for host, port in _TFDS_HOSTS:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def load_tfds(spec, data_dir, keys, alternatives, example_map=None):
-    """Loads a TFDS dataset fully into numpy arrays.
-
-    Args:
-        spec (str): `NAME` (all of the dataset's splits) or `NAME:SPLIT` (one split, any TFDS split
-            expression such as `train[:10%]`).
-        data_dir (str): TFDS data directory; empty for TFDS's default.
-        keys (tuple[str, ...]): feature keys to keep, e.g. `("image", "label")`; only these are batched,
-            since other features may have variable lengths (MovieLens' genres).
-        alternatives (str): offline sources named in the error when the download cannot happen.
-        example_map (Callable | None): TensorFlow function from a dict of the `keys` features to a dict of
-            fixed-shape tensors, applied before batching to examples that differ in shape (e.g. a resize of
-            oxford_iiit_pet's images); its output keys are the arrays returned.
-
-    Returns:
-        tuple[dict[str, dict[str, np.ndarray]], tfds.core.DatasetInfo]: split name -> key -> array,
-        and the dataset's info (class names, citation...).
-
-    Raises:
-        ValueError: unknown dataset name, feature or split, an empty split, or no network for a needed download.
-    """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    name, _, split = spec.partition(":")
-    try:
-        builder = tfds.builder(name, data_dir=data_dir or None)
-    except Exception as error:  # TFDS raises its own DatasetNotFoundError and friends
-        raise ValueError(
-            f"TFDS has no dataset '{name}' ({type(error).__name__}); see "
-            "https://www.tensorflow.org/datasets/catalog for names, e.g. tfds:mnist."
-        ) from None
-    if not builder.is_prepared() and not _network_available():
-        raise _tfds_offline_error(name, alternatives)
-    missing = [key for key in keys if key not in builder.info.features]
-    if missing:
-        raise ValueError(
-            f"tfds:{name} has no feature(s) {missing}; it has {list(builder.info.features)}."
-        )
-    builder.download_and_prepare()
-    known = list(builder.info.splits) or ["train", "test"]  # mocked builders report no splits
-    if split and split.split("[")[0] not in known:
-        raise ValueError(f"tfds:{name} has no split '{split}'; it has {known}.")
-    mapping = example_map or (lambda example: example)
-    loaded = {}
-    for split_name in [split] if split else known:
-        examples = builder.as_dataset(split=split_name).map(
-            lambda example: mapping({key: example[key] for key in keys}), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        chunks = list(progress(tfds.as_numpy(examples.batch(512)), f"reading tfds:{name} {split_name}"))
-        if not chunks:
-            raise ValueError(f"tfds:{name} split '{split_name}' is empty.")
-        loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-    return loaded, builder.info
+    return (pool.subset(train_index), validation if validation is not None else pool.subset(validation_index),
+            test if test is not None else pool.subset(test_index))
 
 
 def read_idx(path):
