@@ -68,7 +68,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             run, is named `TASK-trial-N`, and logs its model unregistered (the sweep registers its best).
 
     Returns:
-        RunResult: `run_id` and `model_uri` are empty in a process other than the chief, which logs.
+        RunResult: `run_id`, `model_uri` and `metrics` are empty in a process other than the chief, which
+        alone evaluates, logs and registers.
     """
     from shared import distribution, regularization, resume as resuming, tracking
     from shared.data import examples
@@ -119,21 +120,19 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         model = placement.local(model, lambda: task.build_model(config, splits.info))
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
-        evaluation = task.evaluate(model, splits, config)
-        tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
-        logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
-        promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
-                                      evaluation.metrics.get(task.primary_metric), splits.source, promote)
-                     if logged and trial is None else None)
+        if placement.is_chief:  # the other processes of a data-parallel run only train
+            evaluation = task.evaluate(model, splits, config)
+            tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
+            logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
+            promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
+                                          evaluation.metrics.get(task.primary_metric), splits.source, promote)
+                         if trial is None else None)
     backup.clear()
-    if not logged:
-        model_uri = ""
-    elif trial is None:
-        model_uri = f"models:/{task.name}/{logged.registered_model_version}"
-    else:
-        model_uri = logged.model_uri
-    return RunResult(
-        run_id=active.info.run_id if active else "", metrics=evaluation.metrics, model_uri=model_uri,
-        train_seconds=train_seconds, train_examples=len(splits.train) * len(history.epoch),
-        weights_sha256=weights_sha256, history=history.history, promotion=promotion,
-    )
+    result = RunResult(run_id="", metrics={}, model_uri="", train_seconds=train_seconds,
+                       train_examples=len(splits.train) * len(history.epoch), weights_sha256=weights_sha256,
+                       history=history.history)
+    if placement.is_chief:
+        result.run_id, result.metrics, result.promotion = active.info.run_id, evaluation.metrics, promotion
+        result.model_uri = (f"models:/{task.name}/{logged.registered_model_version}" if trial is None
+                            else logged.model_uri)
+    return result

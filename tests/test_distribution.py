@@ -126,3 +126,56 @@ def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(name,
     assert run.data.tags["strategy"] == "data_parallel" and run.data.tags["num_processes"] == "2"
     assert [version.run_id for version in client.search_model_versions(f"name='{name}'")] == [
         run.info.run_id]
+
+
+@pytest.mark.slow
+def test_two_jax_processes_each_decode_about_half_of_the_training_files(tmp_path):
+    from shared import images
+
+    folder = tmp_path / "photos"
+    for label in ("dark", "bright"):
+        (folder / label).mkdir(parents=True)
+        for index in range(40):
+            images.save_png(np.full((8, 8, 1), 0.2 if label == "dark" else 0.8) + index / 400,
+                            folder / label / f"{index}.png")
+    script = textwrap.dedent("""
+        import sys
+
+        from shared import images
+
+        decoded, original = set(), images.decode
+
+        def counting(raw, name="input"):
+            decoded.add(str(raw))
+            return original(raw, name)
+
+        images.decode = counting
+        from pipelines import cli
+
+        code = cli.main(["run", "vision_classification", "--data", sys.argv[1], "--set", "epochs=2",
+                         "--set", "cache=none", "--set", "validation_fraction=0.25", "--set", "test_fraction=0.25",
+                         "--set", "batch_size=8", "--strategy", "data_parallel", "--coordinator", sys.argv[2],
+                         "--num-processes", "2", "--process-id", sys.argv[3]])
+        print(f"decoded {len(decoded)} files", file=sys.stderr)
+        sys.exit(code)
+    """)
+    environment = dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+                       JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    address = f"127.0.0.1:{free_port()}"
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(folder), address, str(index)], cwd=ROOT,
+                                  env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for index in range(2)]
+    try:
+        errors = [process.communicate(timeout=900)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, error in zip(processes, errors):
+        assert process.returncode == 0, error[-3000:]
+    counts = [int(re.search(r"decoded (\d+) files", error).group(1)) for error in errors]
+    # 80 files: 40 train + 20 validation are shared out (30 each), and only process 0 evaluates the 20 test files
+    assert 26 <= counts[1] <= 32, counts
+    assert counts[0] <= 32 + 20, counts
+    worker = re.search(r"weights sha256 (\w+)", errors[1]).group(1)
+    _, run = only_run(tmp_path, "vision_classification")
+    assert run.data.tags["weights_sha256"] == worker
