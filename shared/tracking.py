@@ -291,7 +291,24 @@ class TaskModel(mlflow.pyfunc.PythonModel):
         self.model = load_keras(context.artifacts["keras_model"], self.task.custom_objects(), self.task.name)
 
     def predict(self, context, model_input, params=None):
-        return self.task.predict_raw(self.model, self.info, raw_inputs(model_input, self.task.input_column))
+        """Answers every input; with several inputs, one that is bad gets `{"error": ...}` and the rest are answered.
+
+        Raises:
+            ValueError: the only input is bad (a one-line message naming it).
+        """
+        inputs = raw_inputs(model_input, self.task.input_column)
+        try:
+            return self.task.predict_raw(self.model, self.info, inputs)
+        except ValueError:
+            if len(inputs) == 1:
+                raise
+        return [self._answer(raw) for raw in inputs]  # find which inputs failed, one at a time
+
+    def _answer(self, raw):
+        try:
+            return self.task.predict_raw(self.model, self.info, [raw])[0]
+        except ValueError as error:
+            return {"error": str(error)}
 
 
 def trusts_model_code():
