@@ -5,6 +5,8 @@ import typing
 
 import yaml
 
+from shared import constraints
+
 
 def field_types(config_class):
     """Returns:
@@ -29,14 +31,9 @@ def coerce(key, value, expected):
         ValueError: the value does not fit the type.
     """
     if expected is float:
-        value = as_number(value)
+        value = as_number(value)  # YAML 1.1 reads 1e-5 (no dot) as text
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if expected is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-5 (no dot) as text
-            return float(value)
-        except ValueError:
-            pass
     if expected is str and isinstance(value, bool):  # YAML reads true/false as booleans
         return str(value).lower()
     if expected is str and isinstance(value, (int, float)):
@@ -109,6 +106,9 @@ def read_yaml(path):
             content = yaml.safe_load(handle)
     except OSError as error:
         raise ValueError(f"cannot read config file '{path}': {error.strerror}.") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file '{path}' is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
+                         f"offset {error.start}); save it as UTF-8 YAML.") from None
     except yaml.YAMLError as error:
         first_line = str(error).splitlines()[0]
         raise ValueError(f"config file '{path}' is not valid YAML: {first_line}.") from None
@@ -131,13 +131,19 @@ def resolve(task, quick=False, config_file=None, assignments=(), **explicit):
 
     Returns:
         TaskConfig: the resolved config.
+
+    Raises:
+        ValueError: an unknown key, a value of the wrong type, or a value its field does not allow
+            (`shared.constraints`), named with the task, the field and what is allowed.
     """
     values = dict(task.quick_overrides) if quick else {}
     if config_file:
         values.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
     values.update({key: value for key, value in explicit.items() if value is not None})
     values.update(parse_set(assignments))
-    return task.config_class(**_check_keys(task.config_class, values, "--set"))
+    config = task.config_class(**_check_keys(task.config_class, values, "--set"))
+    constraints.check(config, task.name)
+    return config
 
 
 def flatten(config):

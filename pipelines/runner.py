@@ -82,11 +82,11 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
                              {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
     naming = {} if trial is None else {"run_name": f"{task.name}-trial-{trial}", "tags": {"sweep_trial": trial}}
+    splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
+    splits.train = splits.train.cap(config.max_examples, config.seed)
     with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief,
                       **naming) as active, _cache_folder(tracking.store_folder(), config.cache) as cache_folder:
         backup.record(active.info.run_id if active else None)
-        splits = task.load_data(config)
-        splits.train = splits.train.cap(config.max_examples, config.seed)
         tracking.log_dataset(splits)
         caching = examples.cache_plan(config.cache, [splits.train, splits.validation], config.cache_budget_mb)
         tracking.set_tags({"effective.cache": ",".join(caching)})

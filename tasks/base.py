@@ -8,6 +8,10 @@ import dataclasses
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Size
+from shared.data.examples import CACHE_MODES
+from shared.regularization import JIT_COMPILE, SCHEDULES
+
 # Knobs every task has, searched by `python -m pipelines sweep`; specs are documented in pipelines/sweep.py.
 SHARED_SEARCH_SPACE = {
     "learning_rate": ["log", 3e-4, 1e-2],  # the AdamW range where small models from scratch train well
@@ -33,27 +37,41 @@ def search_space(**knobs):
 
 @dataclasses.dataclass
 class TaskConfig:
-    """Training settings common to every task. Domain configs subclass this."""
+    """Training settings common to every task. Domain configs subclass this.
+
+    Each field's annotation declares what it accepts (`shared.constraints`); `pipelines.config.resolve`
+    checks every field, and the class's `check`, before any data is read or any run is created.
+    """
 
     data: str = "embedded"  # offline and fast; `tfds:NAME[:SPLIT]` or a path for real data
     seed: int = 0  # one seed drives the split, weight init, shuffling and augmentation
-    epochs: int = 40  # an upper bound: early stopping usually ends training sooner
-    batch_size: int = 64  # small batches generalise well and keep a 2-core CPU busy
-    learning_rate: float = 2e-3  # AdamW default range for small models trained from scratch
-    weight_decay: float = 1e-4  # decoupled (AdamW) decay: mild regularisation that rarely hurts
-    schedule: str = "cosine"  # cosine | plateau | constant; cosine needs no tuning of patience
-    label_smoothing: float = 0.0  # >0 softens one-hot targets and calibrates overconfident nets
-    early_stopping_patience: int = 8  # epochs without val_loss progress before stopping
-    validation_fraction: float = 0.15  # carved from the training pool when the source has no val split
-    test_fraction: float = 0.15  # carved from the pool when the source has no test split
-    max_examples: int = 0  # 0 uses all data; a cap makes smoke runs fast
+    epochs: Count = 40  # an upper bound: early stopping usually ends training sooner
+    batch_size: Count = 64  # small batches generalise well and keep a 2-core CPU busy
+    learning_rate: Positive = 2e-3  # AdamW default range for small models trained from scratch
+    weight_decay: NonNegative = 1e-4  # decoupled (AdamW) decay: mild, rarely hurts
+    schedule: Choice(*SCHEDULES) = "cosine"  # cosine needs no tuning of patience; or plateau, constant
+    label_smoothing: Fraction = 0.0  # >0 softens one-hot targets and calibrates overconfident nets
+    early_stopping_patience: Count = 8  # epochs without val_loss progress before stopping
+    validation_fraction: Fraction = 0.15  # carved from the pool when the source has no val split
+    test_fraction: Fraction = 0.15  # carved from the pool when the source has no test split
+    max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
     mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
-    jit_compile: str = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX); true/false force it
+    jit_compile: Choice(*JIT_COMPILE) = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX)
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
-    cache: str = "auto"  # auto: memory while decoded splits fit cache_budget_mb, else decode every epoch; or disk, none
-    cache_budget_mb: int = 512  # small real sets fit and train from memory; larger ones stream in flat memory
+    cache: Choice(*CACHE_MODES) = "auto"  # auto: in memory while decoded splits fit the budget, else decoded anew
+    cache_budget_mb: Size = 512  # small real sets train from memory; larger ones stream
     search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
+
+    def check(self):
+        """Rules that tie fields together (each field's own range is declared beside it).
+
+        Raises:
+            ValueError: validation and test would leave no training data.
+        """
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "
+                             "must leave data for training (sum < 1).")
 
 
 @dataclasses.dataclass

@@ -27,6 +27,7 @@ import pathlib
 import numpy as np
 
 from tasks import register
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import Splits
 from tasks.vision_classification import VisionClassification, VisionClassificationConfig
 
@@ -43,12 +44,12 @@ class MedicalImagingConfig(VisionClassificationConfig):
     zoom: float = 0.1  # field-of-view and body-size variation
     contrast: float = 0.1  # exposure differs between machines
     class_names: str = ""  # comma-separated names in label order (e.g. normal,pneumonia); empty keeps the source's
-    imbalance: str = "class_weight"  # class_weight (balanced loss), focal (down-weights easy examples) or none
-    focal_gamma: float = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
-    threshold_method: str = "youden"  # youden maximises sensitivity + specificity; sensitivity meets a target
-    target_sensitivity: float = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
-    calibration_bins: int = 10  # equal-width probability bins of the reliability diagram
-    gradcam_count: int = 8  # test images explained with Grad-CAM (true/false positives and negatives)
+    imbalance: Choice(*IMBALANCE) = "class_weight"  # class_weight (balanced loss), focal (down-weights easy examples) or none
+    focal_gamma: NonNegative = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
+    threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden maximises sensitivity + specificity; sensitivity meets a target
+    target_sensitivity: Fraction = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
+    calibration_bins: Count = 10  # equal-width probability bins of the reliability diagram
+    gradcam_count: Size = 8  # test images explained with Grad-CAM (true/false positives and negatives)
 
 
 def _radiographs(count, size, positive_share, seed):
@@ -125,10 +126,6 @@ class MedicalImaging(VisionClassification):
     def load_data(self, config):
         from shared import data
 
-        for field, value, allowed in (("imbalance", config.imbalance, IMBALANCE),
-                                      ("threshold_method", config.threshold_method, THRESHOLD_METHODS)):
-            if value not in allowed:
-                raise ValueError(f"{field} must be one of {', '.join(allowed)}, got '{value}'.")
         kind, argument = data.parse_source(config.data)
         if kind == "embedded":
             from shared.data import examples

@@ -34,6 +34,7 @@ import re
 import numpy as np
 
 from tasks import register
+from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -46,56 +47,62 @@ logger = logging.getLogger(__name__)
 class SpeechConfig(TaskConfig):
     epochs: int = 25  # the embedded words are learned in ~15; the FSDD benchmark uses 20
     label_smoothing: float = 0.1  # few, similar-sounding classes: softened targets calibrate better
-    sample_rate: int = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
-    duration: float = 1.0  # seconds after centre pad/crop: one word fits in a second
-    trim_db: float = 30.0  # drop leading/trailing audio this far below the peak so words are centred (0 = off)
-    features: str = "logmel"  # logmel | mfcc
-    n_mels: int = 40  # mel bands: the usual keyword-spotting resolution
-    n_mfcc: int = 20  # cepstral coefficients kept when features=mfcc
+    sample_rate: Count = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
+    duration: Positive = 1.0  # seconds after centre pad/crop: one word fits in a second
+    trim_db: NonNegative = 30.0  # drop leading/trailing audio this far below the peak so words are centred (0 = off)
+    features: Choice(*FEATURES) = "logmel"  # log-mel spectrograms, or MFCCs (their cosine transform)
+    n_mels: Count = 40  # mel bands: the usual keyword-spotting resolution
+    n_mfcc: Count = 20  # cepstral coefficients kept when features=mfcc
     deltas: bool = False  # add first and second time derivatives as channels (classic for MFCCs)
-    window_ms: float = 25.0  # analysis window: the standard speech frame
-    hop_ms: float = 10.0  # frame step: 100 frames per second
-    fmin: float = 20.0  # below any voice's pitch; drops hum and DC
-    fmax: float = 0.0  # 0 means the Nyquist frequency (half of sample_rate)
+    window_ms: Positive = 25.0  # analysis window: the standard speech frame
+    hop_ms: Positive = 10.0  # frame step: 100 frames per second
+    fmin: NonNegative = 20.0  # below any voice's pitch; drops hum and DC
+    fmax: NonNegative = 0.0  # 0 means the Nyquist frequency (half of sample_rate)
     filename_pattern: str = ""  # regex on file names with a `label` group (and `speaker`/`group`) for flat folders
-    split: str = "random"  # random | group: group keeps every speaker in a single split (measures new voices)
+    split: Choice("random", "group") = "random"  # group group keeps every speaker in a single split (measures new voices)
     test_groups: str = ""  # comma-separated speakers/groups held out as the test split (empty: carved)
     validation_groups: str = ""  # comma-separated speakers/groups held out for validation (empty: carved)
-    augment_copies: int = 2  # perturbed copies of each training clip, computed once (waveform changes)
-    speed: float = 0.1  # +-10% speed (tempo and pitch together): cheap speaker-like variation
-    pitch_semitones: float = 0.0  # extra pitch shift at constant tempo; ~30 ms per clip, so off by default
+    augment_copies: Size = 2  # perturbed copies of each training clip, computed once (waveform changes)
+    speed: Fraction = 0.1  # +-10% speed (tempo and pitch together): cheap speaker-like variation
+    pitch_semitones: NonNegative = 0.0  # extra pitch shift at constant tempo; ~30 ms per clip, so off by default
     noise_snr_db: tuple = (15.0, 40.0)  # white-noise SNR range in dB for the copies; () adds none
-    time_shift_ms: float = 100.0  # per-batch random circular shift: words are not always centred in real use
-    time_masks: int = 2  # SpecAugment time masks per example
-    time_mask_ms: float = 80.0  # max width of each time mask (a short syllable)
-    frequency_masks: int = 2  # SpecAugment frequency masks per example
-    frequency_mask_bins: int = 5  # max bands per frequency mask (1/8 of 40 mel bands)
-    base_filters: int = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
-    blocks: int = 4  # conv blocks, each halving time and frequency: 100x40 frames -> 6x2
+    time_shift_ms: NonNegative = 100.0  # per-batch random circular shift: words are not always centred in real use
+    time_masks: Size = 2  # SpecAugment time masks per example
+    time_mask_ms: NonNegative = 80.0  # max width of each time mask (a short syllable)
+    frequency_masks: Size = 2  # SpecAugment frequency masks per example
+    frequency_mask_bins: Size = 5  # max bands per frequency mask (1/8 of 40 mel bands)
+    base_filters: Count = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
+    blocks: Count = 4  # conv blocks, each halving time and frequency: 100x40 frames -> 6x2
     separable: bool = False  # depthwise-separable convolutions: ~5x fewer multiply-adds for small devices
-    dropout: float = 0.3  # before the classifier: small speech sets overfit to their speakers
-    embedded_repeats: int = 8  # utterances per word and speaker in the generated set (8 x 6 x 8 = 384)
-    top_k: int = 3  # classes returned per prediction
+    dropout: Fraction = 0.3  # before the classifier: small speech sets overfit to their speakers
+    embedded_repeats: Count = 8  # utterances per word and speaker in the generated set (8 x 6 x 8 = 384)
+    top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # speaker overfitting against network width
         dropout=["float", 0.1, 0.5], base_filters=["choice", 8, 16, 32])
 
+    def check(self):
+        super().check()
+        fmax = self.fmax or self.sample_rate / 2
+        if not self.fmin < fmax <= self.sample_rate / 2:
+            raise ValueError(f"need fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2:g} Hz; got "
+                             f"fmin={self.fmin}, fmax={self.fmax} (0 means sample_rate / 2).")
+        snr = tuple(self.noise_snr_db)
+        if snr and (len(snr) != 2 or snr[0] > snr[1]):
+            raise ValueError(f"noise_snr_db must be [low_db, high_db] with low <= high, or [] for no noise; got {snr}.")
+        if self.filename_pattern:
+            try:
+                compiled = re.compile(self.filename_pattern)
+            except re.error as error:
+                raise ValueError(f"filename_pattern '{self.filename_pattern}' is not a valid regular expression: "
+                                 f"{error}.") from None
+            if "label" not in compiled.groupindex:
+                raise ValueError(f"filename_pattern '{self.filename_pattern}' has no named group `label`; write it "
+                                 r"like '(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+
 
 def feature_settings(config):
-    """Returns the JSON-friendly feature parameters saved in `Splits.info` and used at predict time.
-
-    Raises:
-        ValueError: a parameter out of range; the message names the config key.
-    """
-    if config.sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive number of Hz (e.g. 16000), got {config.sample_rate}.")
-    if config.features not in FEATURES:
-        raise ValueError(f"features must be one of {', '.join(FEATURES)}, got '{config.features}'.")
-    if config.duration <= 0 or config.window_ms <= 0 or config.hop_ms <= 0:
-        raise ValueError("duration, window_ms and hop_ms must be positive; e.g. --set duration=1.0.")
+    """Returns the JSON-friendly feature parameters saved in `Splits.info` and used at predict time."""
     fmax = config.fmax or config.sample_rate / 2
-    if not 0 <= config.fmin < fmax <= config.sample_rate / 2:
-        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2 = {config.sample_rate / 2:g} Hz; "
-                         f"got fmin={config.fmin}, fmax={config.fmax}.")
     window = int(round(config.sample_rate * config.window_ms / 1000))
     return {
         "sample_rate": config.sample_rate, "samples": int(round(config.duration * config.sample_rate)),
@@ -443,14 +450,9 @@ def generated_words(repeats, rate, seed, speakers=6):
 
 
 def _pattern_files(folder, pattern):
-    """Labels (and groups) of the audio files of a flat folder from a regex on their file names."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"filename_pattern '{pattern}' is not a valid regular expression: {error}.") from None
-    if "label" not in compiled.groupindex:
-        raise ValueError(f"filename_pattern '{pattern}' has no named group `label`; write it like "
-                         r"'(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+    """Labels (and groups) of the audio files of a flat folder from a regex on their file names (checked by
+    `SpeechConfig.check`)."""
+    compiled = re.compile(pattern)
     group_key = next((key for key in ("speaker", "group") if key in compiled.groupindex), None)
     paths, labels, groups, skipped = [], [], [], []
     for path in sorted(pathlib.Path(folder).rglob("*")):
@@ -629,8 +631,6 @@ class Speech(ClassificationTask):
         from shared import data
         from shared.data import examples
 
-        if config.split not in ("random", "group"):
-            raise ValueError(f"split must be random or group, got '{config.split}'.")
         preset = np.full(len(labels), "", dtype=object) if preset is None else preset.astype(object)
         for role, named in (("test", config.test_groups), ("validation", config.validation_groups)):
             wanted = [group.strip() for group in named.split(",") if group.strip()]
@@ -656,8 +656,6 @@ class Speech(ClassificationTask):
     def build_model(self, config, info):
         import keras
 
-        if config.blocks < 1 or config.base_filters < 1:
-            raise ValueError(f"blocks and base_filters must be >= 1, got {config.blocks} and {config.base_filters}.")
         inputs = keras.Input(tuple(info["input_shape"]), name="features")
         x = inputs
         for block in range(config.blocks):

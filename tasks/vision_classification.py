@@ -13,30 +13,32 @@ import dataclasses
 import numpy as np
 
 from tasks import register
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 
 @dataclasses.dataclass
 class VisionClassificationConfig(TaskConfig):
-    image_size: int = 0  # 0 keeps the source's size; set e.g. 96 to shrink large photos from a folder
-    channels: int = 0  # 0 follows the data (1 for grayscale sources, else 3)
-    backbone: str = "resnet"  # resnet trains from scratch on a CPU; efficientnetv2b0/mobilenetv3small for transfer
+    image_size: Size = 0  # 0 keeps the source's size; set e.g. 96 to shrink large photos from a folder
+    channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
+    backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
-    base_filters: int = 32  # width of the first stage; doubles at every later stage
-    stages: int = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
-    blocks_per_stage: int = 1  # residual blocks per stage; raise for larger datasets
-    dropout: float = 0.2  # before the classifier: cheap insurance against overfitting small data
-    l2: float = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
-    flip: str = "none"  # digits and text must not be mirrored; use horizontal for natural photos
-    rotation: float = 0.04  # fraction of a full turn (about 15 degrees): handwriting slant
-    zoom: float = 0.1  # scale jitter for stroke width and framing
-    contrast: float = 0.0  # photometric jitter; useful for photos, not for clean scans
-    crop_padding: int = 0  # pad-and-random-crop pixels, the classic CIFAR shift augmentation
-    mixup: float = 0.0  # MixUp alpha (0 = off)
-    cutmix: float = 0.0  # CutMix alpha (0 = off)
-    top_k: int = 3  # classes returned per prediction
+    base_filters: Count = 32  # width of the first stage; doubles at every later stage
+    stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
+    blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
+    dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data
+    l2: NonNegative = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
+    flip: Choice(*FLIPS) = "none"  # digits and text must not be mirrored; use horizontal for natural photos
+    rotation: NonNegative = 0.04  # fraction of a full turn (about 15 degrees): handwriting slant
+    zoom: Fraction = 0.1  # scale jitter for stroke width and framing
+    contrast: NonNegative = 0.0  # photometric jitter; useful for photos, not for clean scans
+    crop_padding: Size = 0  # pad-and-random-crop pixels, the classic CIFAR shift augmentation
+    mixup: NonNegative = 0.0  # MixUp alpha (0 = off)
+    cutmix: NonNegative = 0.0  # CutMix alpha (0 = off)
+    top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # capacity against overfitting on small image sets
         dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
 
@@ -128,8 +130,6 @@ class VisionClassification(ClassificationTask):
 
         from shared import regularization
 
-        if config.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got '{config.backbone}'.")
         inputs = keras.Input((*info["image_size"], info["channels"]), name="image")
         if config.backbone == "resnet":
             features = _resnet(inputs, config, regularization.l2(config.l2))

@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from tasks import register
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
@@ -35,27 +36,27 @@ _MOBILENET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expan
 
 @dataclasses.dataclass
 class VisionSegmentationConfig(TaskConfig):
-    batch_size: int = 8  # whole images per batch: small batches fit memory, and more steps help small sets
+    batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: int = 0  # side to resize to; 0 keeps the files' size (first file's if they differ; TFDS 128, embedded 32)
-    tile_size: int = 0  # >0 cuts train/validation images into tiles this big (large scans); 0 uses whole images
-    split: str = "random"  # random, or ordered: the last files in natural order form validation then test
-    num_classes: int = 0  # 0 infers it from the masks; set it when a class may be missing from the files
+    image_size: Size = 0  # side to resize to; 0 keeps the files' size (first file's if they differ; TFDS 128, embedded 32)
+    tile_size: Size = 0  # >0 cuts train/validation images into tiles this big (large scans); 0 uses whole images
+    split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
+    num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
     class_names: str = ""  # comma-separated names; empty gives background, class_1, class_2...
-    encoder: str = "unet"  # unet trains from scratch on a CPU; mobilenetv2 is the pretrained-encoder variant
+    encoder: Choice(*ENCODERS) = "unet"  # unet trains from scratch on a CPU; mobilenetv2 is the pretrained-encoder variant
     encoder_weights: str = "none"  # none or imagenet (downloads once) for the mobilenetv2 encoder
-    depth: int = 3  # U-Net down-sampling steps; each doubles the receptive field (3 suits 64-128 px inputs)
-    base_filters: int = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
-    dropout: float = 0.1  # at the bottleneck only, where features are most abstract and overfit first
-    dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * (1 - soft Dice): Dice counters small classes
+    depth: Count = 3  # U-Net down-sampling steps; each doubles the receptive field (3 suits 64-128 px inputs)
+    base_filters: Count = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
+    dropout: Fraction = 0.1  # at the bottleneck only, where features are most abstract and overfit first
+    dice_weight: NonNegative = 1.0  # loss = cross-entropy + dice_weight * (1 - soft Dice): Dice counters small classes
     flip: bool = True  # random mirrors of image and mask together; most scenes have no preferred side
     rotate90: bool = True  # random transposes (with flips: all 90-degree turns); square inputs only
-    shift: int = 0  # pad-and-crop shift in pixels applied to image and mask together (0 = off)
-    brightness: float = 0.1  # image-only brightness jitter: lighting varies, masks do not
-    contrast: float = 0.1  # image-only contrast jitter
-    noise: float = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
-    overlay_count: int = 6  # test images drawn with their true and predicted masks
+    shift: Size = 0  # pad-and-crop shift in pixels applied to image and mask together (0 = off)
+    brightness: NonNegative = 0.1  # image-only brightness jitter: lighting varies, masks do not
+    contrast: NonNegative = 0.1  # image-only contrast jitter
+    noise: NonNegative = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
+    overlay_count: Size = 6  # test images drawn with their true and predicted masks
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
 
@@ -321,10 +322,6 @@ class VisionSegmentation(Task):
         from shared import data
         from shared.data import examples
 
-        if config.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got '{config.encoder}'.")
-        if config.split not in ("random", "ordered"):
-            raise ValueError(f"split must be random or ordered, got '{config.split}'.")
         kind, argument = data.parse_source(config.data)
         if kind == "tfds":
             return self._tfds(argument, config)

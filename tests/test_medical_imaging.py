@@ -108,9 +108,8 @@ def test_class_folders_and_bad_options(tmp_path):
     task, resolved = resolve("validation_fraction=0.2", "test_fraction=0.2", data_source=str(tmp_path))
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train.sample(2)[0].shape[1:] == (24, 24, 1)
-    task, resolved = resolve("threshold_method=f1", data_source=str(tmp_path))
-    with pytest.raises(ValueError, match="threshold_method must be one of youden, sensitivity"):
-        task.load_data(resolved)
+    with pytest.raises(ValueError, match="threshold_method='f1' is not allowed; it must be one of youden, sensitivity"):
+        resolve("threshold_method=f1", data_source=str(tmp_path))
 
 
 def test_tfds_patch_camelyon_under_mock_data(monkeypatch):

@@ -33,10 +33,8 @@ def test_mixup_and_cutmix_mix_labels_into_distributions():
         assert ((mixed > 0) & (mixed < 1)).any()  # some labels are now soft
 
 
-def test_no_augmentation_is_none_and_bad_flip_is_rejected():
+def test_no_augmentation_is_none():
     assert augmentation.image() is None
-    with pytest.raises(ValueError, match="flip must be"):
-        augmentation.image(flip="sideways")
 
 
 def test_chain_composes_left_to_right_and_skips_none():
@@ -61,8 +59,6 @@ def test_optimizer_schedules_and_callbacks():
     assert early.restore_best_weights and early.patience == 6
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau)
     assert len(regularization.callbacks(TaskConfig(schedule="cosine"))) == 2
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        regularization.optimizer(TaskConfig(schedule="linear"), 5)
     assert regularization.l2(0) is None and regularization.l2(1e-4) is not None
 
 
@@ -91,7 +87,7 @@ def test_split_indices_stratified_and_grouped():
     groups = np.repeat(np.arange(10), 10)
     train, validation, test = data.split_indices(100, 0, 0.2, 0.2, groups=groups)
     assert not set(groups[train]) & set(groups[test]) and not set(groups[train]) & set(groups[validation])
-    with pytest.raises(ValueError, match="must leave data for training"):
+    with pytest.raises(ValueError, match="10 example\\(s\\) are too few to carve"):
         data.split_indices(10, 0, 0.5, 0.5)
 
 

@@ -138,11 +138,11 @@ def test_failed_trials_are_marked_failed_and_the_sweep_goes_on(quick_sweep, monk
 
     calls = []
 
-    def broken_data(self, config):
+    def broken_model(self, config, info):
         calls.append(config)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(type(tasks.get(TASK)), "load_data", broken_data)
+    monkeypatch.setattr(type(tasks.get(TASK)), "build_model", broken_model)
     assert cli.main(["sweep", TASK, "--quick", "--trials", "2", "--experiment", "broken_sweeps"]) == 2
     assert f"all 2 trials of the {TASK} sweep failed (first: RuntimeError: disk on fire)" in capsys.readouterr().err
     assert len(calls) == 2  # the first failure did not stop the sweep

@@ -71,14 +71,16 @@ def split_indices(count, seed, validation_fraction, test_fraction, stratify=None
 
     Returns:
         tuple[np.ndarray, np.ndarray, np.ndarray]: train, validation and test indices.
+
+    Raises:
+        ValueError: too few examples to hold out both fractions and keep training data.
     """
     from sklearn import model_selection
 
-    for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= fraction < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {fraction}.")
-    if validation_fraction + test_fraction >= 1:
-        raise ValueError("validation_fraction + test_fraction must leave data for training (sum < 1).")
+    held = sum(int(np.ceil(fraction * count)) for fraction in (validation_fraction, test_fraction))
+    if count - held < 1 or (validation_fraction and count < 2) or (test_fraction and count < 2):
+        raise ValueError(f"{count} example(s) are too few to carve validation_fraction {validation_fraction} and "
+                         f"test_fraction {test_fraction} and keep some for training; add data or lower the fractions.")
     indices = np.arange(count)
 
     def cut(pool, fraction, labels):
@@ -118,10 +120,13 @@ def carve(pool, config, validation=None, test=None, stratify=True, groups=None):
     pool, validation, test = (examples.as_examples(split) for split in (pool, validation, test))
     test_fraction = 0 if test is not None else config.test_fraction
     validation_fraction = 0 if validation is not None else config.validation_fraction
-    train_index, validation_index, test_index = split_indices(
-        len(pool), config.seed, validation_fraction, test_fraction,
-        stratify=pool.targets if stratify else None, groups=groups,
-    )
+    try:
+        train_index, validation_index, test_index = split_indices(
+            len(pool), config.seed, validation_fraction, test_fraction,
+            stratify=pool.targets if stratify else None, groups=groups,
+        )
+    except ValueError as error:
+        raise ValueError(f"'{config.data}': {error}") from None
     return (pool.subset(train_index), validation if validation is not None else pool.subset(validation_index),
             test if test is not None else pool.subset(test_index))
 

@@ -199,8 +199,6 @@ def cache_plan(mode, splits, budget_mb):
         list[str]: `memory`, `disk` or `none` per split; splits that need no decoding are `none`
         (their index already is the data).
     """
-    if mode not in CACHE_MODES:
-        raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got '{mode}'.")
     plan, used = [], 0
     for split in splits:
         if split.decode is None:

@@ -1,0 +1,112 @@
+"""What values a config field accepts, declared beside it and checked in one place (`check`).
+
+A field says it in its annotation, with the types below (`batch_size: Count = 64`, `dropout: Fraction
+= 0.2`, `schedule: Choice(*SCHEDULES) = "cosine"`) or any `typing.Annotated[type, rule]`; `check`
+reads every field's declaration before any data is read or any run is created, and a config class
+adds rules that tie several fields together in a `check` method of its own.
+"""
+
+import dataclasses
+import math
+import typing
+from typing import Annotated
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A number between `low` and `high` (None: unbounded), each end included unless marked open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self):
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return "a number " + " and ".join(parts)
+
+
+def AtLeast(low):  # noqa: N802 -- reads as a type in annotations, like the Range it returns
+    """A number >= `low` (counts, sizes, epochs)."""
+    return Range(low)
+
+
+Count = Annotated[int, AtLeast(1)]  # epochs, batch sizes, widths, layers: at least one
+Size = Annotated[int, AtLeast(0)]  # sizes and caps where 0 means "keep the data's own" or "off"
+Positive = Annotated[float, Range(0, low_open=True)]  # rates and durations: zero or less means nothing
+NonNegative = Annotated[float, Range(0)]  # strengths where 0 switches the feature off
+Fraction = Annotated[float, Range(0, 1, high_open=True)]  # shares of the data, dropout rates: [0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """One of the listed values."""
+
+    choices: tuple
+
+    def __init__(self, *choices):
+        object.__setattr__(self, "choices", choices)
+
+    def allows(self, value):
+        return value in self.choices
+
+    def describe(self):
+        return "one of " + ", ".join(str(choice) for choice in self.choices)
+
+
+def Choice(*choices):  # noqa: N802 -- used as a type in annotations
+    """A string (or other value) that must be one of `choices`."""
+    return Annotated[type(choices[0]), OneOf(*choices)]
+
+
+def declared(config_class):
+    """Returns:
+        dict[str, list]: each field's declared constraints (fields without any are left out). A field a
+        subclass redeclares (a new default) keeps the constraints its base classes declared.
+    """
+    found = {}
+    for klass in reversed(config_class.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        hints = typing.get_type_hints(klass, include_extras=True)
+        for name in vars(klass).get("__annotations__", {}):
+            rules = [rule for rule in getattr(hints[name], "__metadata__", ()) if hasattr(rule, "allows")]
+            found.setdefault(name, [])
+            found[name] += [rule for rule in rules if rule not in found[name]]
+    return {name: rules for name, rules in found.items() if rules}
+
+
+def check(config, owner):
+    """Checks every declared constraint of `config`, then the class's own cross-field `check`.
+
+    Args:
+        config (TaskConfig): a resolved config.
+        owner (str): who the config belongs to, named in the message (a task name).
+
+    Raises:
+        ValueError: the first field whose value is not allowed, naming the field, the value, what is
+            allowed and the default.
+    """
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    for name, rules in declared(type(config)).items():
+        value = getattr(config, name)
+        for rule in rules:
+            if not rule.allows(value):
+                raise ValueError(f"{owner}: {name}={value!r} is not allowed; it must be {rule.describe()} "
+                                 f"(default {defaults[name]!r}, e.g. --set {name}={defaults[name]}).")
+    if hasattr(config, "check"):
+        try:
+            config.check()
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
