@@ -162,8 +162,11 @@ class PredictiveMaintenance(Task):
             train_rows, validation_rows, test_rows = (pool.iloc[part.features] for part in parts)
         else:
             units = pool[unit].unique()
-            train_units, validation_units, test_units = data.split_indices(
-                len(units), config.seed, config.validation_fraction, 0 if test is not None else config.test_fraction)
+            try:
+                train_units, validation_units, test_units = data.split_indices(
+                    len(units), config.seed, config.validation_fraction, 0 if test is not None else config.test_fraction)
+            except ValueError as error:
+                raise ValueError(f"{source}: splitting its {len(units)} unit(s): {error}") from None
             train_rows = pool[pool[unit].isin(units[train_units])]
             validation_rows = pool[pool[unit].isin(units[validation_units])]
             test_rows = pool[pool[unit].isin(units[test_units])]
