@@ -76,7 +76,7 @@ def command_sweep(arguments):
     result = sweep.sweep(task, config, arguments.trials, experiment=arguments.experiment, promote=arguments.promote)
     metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
     print(f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
-          f"({config.monitor or task.monitor}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
+          f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
           f"{metrics} | model {result.model_uri}", file=sys.stderr)
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
 
@@ -210,7 +210,7 @@ def _promote_option(command):
 def parser():
     top = argparse.ArgumentParser(
         prog="python -m pipelines",
-        description="Train, evaluate, log and reuse Keras pipelines for nine domains, tracked in MLflow.",
+        description="Train, evaluate, log and reuse Keras pipelines for every task of `list`, tracked in MLflow.",
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -111,7 +111,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
                 history = model.fit(
                     train, validation_data=validation, epochs=config.epochs,
                     # the logger before the backup: a kill between them repeats an epoch, never loses one
-                    callbacks=[*regularization.callbacks(config, config.monitor or task.monitor), tracking.epoch_logger(),
+                    callbacks=[*regularization.callbacks(config, task.watched(config)), tracking.epoch_logger(),
                                *backup.callbacks()],
                     class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
                     shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
@@ -123,7 +123,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         if placement.is_chief:  # the other processes of a data-parallel run only train
             evaluation = task.evaluate(model, splits, config)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
-            logged = tracking.log_model(task, model, splits.info, task.input_example(splits), register=trial is None)
+            logged = tracking.log_model(task, model, {**splits.info, **evaluation.serving}, task.input_example(splits),
+                                        register=trial is None)
             promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
                                           evaluation.metrics.get(task.primary_metric), splits.source, promote)
                          if trial is None else None)

@@ -176,7 +176,7 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
 
     tracking.check_policy(promote)
 
-    monitor = config.monitor or task.monitor
+    monitor = task.watched(config)
     minimise = minimises(task, monitor)
     # TPE seeded by the config's seed: the same command proposes the same trials.
     study = optuna.create_study(direction="minimize" if minimise else "maximize",

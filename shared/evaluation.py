@@ -17,12 +17,15 @@ class Evaluation:
         texts (dict[str, str]): logged as files named by their key (e.g. `classification_report.txt`).
         params (dict): values chosen during evaluation, such as a validation-chosen decision
             threshold, logged as params beside the config.
+        serving (dict): what the predictor needs besides the data description (`Splits.info`), e.g.
+            that threshold; saved with the model.
     """
 
     metrics: dict
     figures: dict = dataclasses.field(default_factory=dict)
     texts: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
+    serving: dict = dataclasses.field(default_factory=dict)
 
 
 def classification(labels, probabilities, class_names):

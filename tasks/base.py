@@ -118,6 +118,7 @@ class Task:
         input_column (str): the column holding raw inputs for the logged model.
         quick_overrides (dict): config values for `--quick` smoke runs.
         monitor (str): the validation quantity early stopping watches (its mode follows the name).
+        answer_key (str): the key of each prediction answer that carries the prediction itself.
     """
 
     name = ""
@@ -128,6 +129,14 @@ class Task:
     input_column = "input"
     quick_overrides = {"epochs": 1, "max_examples": 600}
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
+    answer_key = "label"
+
+    def watched(self, config):
+        """Returns:
+            str: the validation metric early stopping, the plateau schedule and sweeps follow: the config's
+            `monitor` when set, else the task's.
+        """
+        return config.monitor or self.monitor
 
     def load_data(self, config):
         """Returns a `Splits` for `config.data`."""
@@ -158,7 +167,8 @@ class Task:
         return None
 
     def evaluate(self, model, splits, config):
-        """Returns an `Evaluation` of `model` on `splits.test`."""
+        """Returns an `Evaluation` of `model` on `splits.test` (what the predictor needs beyond `splits.info`,
+        such as a decision threshold chosen on the validation split, goes in its `serving` dict)."""
         raise NotImplementedError
 
     def input_example(self, splits):
@@ -193,6 +203,15 @@ class Task:
             list[dict]: one JSON-friendly answer per input.
         """
         raise NotImplementedError
+
+
+def softmax_head(features, dropout, classes):
+    """The classifier every classification model ends with: dropout, then float32 class probabilities
+    (float32 even under mixed precision, so losses and probabilities keep full precision)."""
+    import keras
+
+    features = keras.layers.Dropout(dropout)(features)
+    return keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(features)
 
 
 class ClassificationTask(Task):

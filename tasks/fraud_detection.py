@@ -75,6 +75,7 @@ class FraudDetectionConfig(TaskConfig):
 @register
 class FraudDetection(Task):
     name = "fraud_detection"
+    answer_key = "fraud_probability"
     config_class = FraudDetectionConfig
     primary_metric = "pr_auc"
     higher_is_better = True

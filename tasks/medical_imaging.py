@@ -46,7 +46,7 @@ class MedicalImagingConfig(VisionClassificationConfig):
     class_names: str = ""  # comma-separated names in label order (e.g. normal,pneumonia); empty keeps the source's
     imbalance: Choice(*IMBALANCE) = "class_weight"  # class_weight (balanced loss), focal (down-weights easy examples) or none
     focal_gamma: NonNegative = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
-    threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden maximises sensitivity + specificity; sensitivity meets a target
+    threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden: max sensitivity + specificity; or a target
     target_sensitivity: Fraction = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
     calibration_bins: Count = 10  # equal-width probability bins of the reliability diagram
     gradcam_count: Size = 8  # test images explained with Grad-CAM (true/false positives and negatives)
@@ -175,8 +175,6 @@ class MedicalImaging(VisionClassification):
         probabilities, labels = examples.predict(model, splits.test, config.batch_size)
         if len(names) == 2:
             threshold, how = self._threshold(model, splits, config)
-            # Saved with the model (the runner logs splits.info after evaluation), so predict uses it.
-            splits.info["threshold"] = threshold
             scores = probabilities[:, 1]
             result = evaluation.binary_detection(labels, scores, threshold)
             predicted = (scores >= threshold).astype(int)
@@ -187,6 +185,7 @@ class MedicalImaging(VisionClassification):
                 "specificity": float(np.mean(predicted[negatives] == 0)) if negatives.any() else 0.0,
             })
             result.metrics["balanced_accuracy"] = (result.metrics["sensitivity"] + result.metrics["specificity"]) / 2
+            result.serving["threshold"] = threshold  # saved with the model, so predict uses it
             result.texts["threshold.txt"] = f"threshold {threshold:.6f}: {how}, chosen on the validation split\n"
             calibration = evaluation.calibration(labels, scores, config.calibration_bins)
         else:

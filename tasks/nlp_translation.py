@@ -307,6 +307,7 @@ def transformer_layers():
 @register
 class NlpTranslation(Task):
     name = "nlp_translation"
+    answer_key = "translation"
     config_class = NlpTranslationConfig
     primary_metric = "bleu"
     tfds_name = "ted_hrlr_translate/pt_to_en"

@@ -97,6 +97,7 @@ class PredictiveMaintenanceConfig(TaskConfig):
 @register
 class PredictiveMaintenance(Task):
     name = "predictive_maintenance"
+    answer_key = "rul"
     config_class = PredictiveMaintenanceConfig
     primary_metric = "rmse"
     higher_is_better = False

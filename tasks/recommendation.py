@@ -324,6 +324,7 @@ def _layers():
 @register
 class Recommendation(Task):
     name = "recommendation"
+    answer_key = "recommendations"
     config_class = RecommendationConfig
     primary_metric = "hit_rate_at_k"
     tfds_name = "movielens/100k-ratings"

@@ -35,7 +35,7 @@ import numpy as np
 
 from tasks import register
 from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Size
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 FEATURES = ("logmel", "mfcc")
@@ -670,9 +670,7 @@ class Speech(ClassificationTask):
             if min(x.shape[1], x.shape[2]) >= 2:
                 x = keras.layers.MaxPooling2D(2)(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dropout(config.dropout)(x)
-        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
-                                     name="probabilities")(x)
+        outputs = softmax_head(x, config.dropout, len(info["class_names"]))
         kind = "ds_cnn" if config.separable else "cnn"
         return keras.Model(inputs, outputs, name=f"{self.name}_{kind}")
 

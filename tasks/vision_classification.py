@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks import register
 from shared.constraints import Choice, Count, Fraction, NonNegative, Size
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
@@ -135,9 +135,7 @@ class VisionClassification(ClassificationTask):
             features = _resnet(inputs, config, regularization.l2(config.l2))
         else:
             features = _backbone(inputs, config)
-        features = keras.layers.Dropout(config.dropout)(features)
-        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
-                                     name="probabilities")(features)
+        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.backbone}")
 
     def train_map(self, config, info):

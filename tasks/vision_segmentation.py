@@ -312,6 +312,7 @@ def predict_masks(model, pictures, info, batch_size=4):
 @register
 class VisionSegmentation(Task):
     name = "vision_segmentation"
+    answer_key = "mask_path"
     config_class = VisionSegmentationConfig
     primary_metric = "mean_iou"
     tfds_name = "oxford_iiit_pet"

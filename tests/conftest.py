@@ -16,11 +16,6 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-# The key of each task's answer that carries its prediction.
-ANSWER_KEYS = {"vision_classification": "label", "medical_imaging": "label", "vision_segmentation": "mask_path",
-               "nlp_sentiment": "label", "nlp_translation": "translation", "speech": "label",
-               "fraud_detection": "fraud_probability", "predictive_maintenance": "rul",
-               "recommendation": "recommendations"}
 
 
 @pytest.fixture
