@@ -1,11 +1,17 @@
-"""The run-and-report body shared by benchmark scripts: parse `--set`, train on the team's data, print
-one JSON line (`task`, `data`, `metrics`, `train_seconds`, `examples_per_second`, `run_ids`) on stdout."""
+"""The run-and-report body shared by benchmark scripts: parse `--set` and `--seeds`, train on the team's
+data once per seed, print one JSON line on stdout.
+
+The line holds `task`, `data`, `seeds`, `metrics` (each metric's mean over the seeds), `metrics_sd`
+(their sample standard deviation, 0 for one seed), `per_seed` (each seed's metrics and training
+seconds), `train_seconds` (summed over every training), `examples_per_second` and `run_ids`.
+"""
 
 import argparse
 import dataclasses
 import json
 import os
 import pathlib
+import statistics
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +36,7 @@ class Protocol:
 
 
 def run_and_report(task_name, data, settings, keys, description, backend=None):
-    """Trains `task_name` once on `data` with `settings` (+ `--set` flags) and prints the chosen test metrics.
+    """Trains `task_name` on `data` with `settings` (+ `--set` flags) per seed and prints the chosen test metrics.
 
     Args:
         task_name (str): registered task.
@@ -43,20 +49,58 @@ def run_and_report(task_name, data, settings, keys, description, backend=None):
     run_protocols(task_name, [Protocol("", data, settings, keys)], description, backend=backend)
 
 
-def run_protocols(task_name, protocols, description, derive=None, backend=None):
-    """Trains `task_name` once per protocol and prints their metrics, summed train time and throughput.
+def parse_seeds(text):
+    """Returns:
+        list[int]: the seeds of a `--seeds` value such as `0,1,2`.
 
-    `--set` flags apply to every protocol, after its own settings.
+    Raises:
+        argparse.ArgumentTypeError: the value is not comma-separated integers.
+    """
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def summarise(per_seed):
+    """Mean and sample standard deviation of each numeric metric over the seeds.
+
+    Args:
+        per_seed (list[dict]): one metrics dict per seed, same keys.
+
+    Returns:
+        tuple[dict, dict]: means and standard deviations (0 for one seed), rounded to 4 digits.
+    """
+    means, deviations = {}, {}
+    for key in per_seed[0]:
+        values = [metrics[key] for metrics in per_seed]
+        if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+            means[key] = round(statistics.fmean(values), 4)
+            deviations[key] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+    return means, deviations
+
+
+def run_protocols(task_name, protocols, description, derive=None, backend=None):
+    """Trains `task_name` once per protocol and seed and prints metrics (mean, sd, per seed) and train time.
+
+    `--set` flags apply to every protocol, after its own settings; `--seeds` (default `0`) sets `seed`
+    last, so it overrides a seed in either.
 
     Args:
         task_name (str): registered task.
         protocols (list[Protocol]): the trainings, in order.
         description (str): the script's one-line summary, for `--help`.
-        derive (callable | None): metrics dict -> extra metrics (e.g. a ratio to a baseline, target checks).
+        derive (callable | None): metrics dict -> extra metrics (e.g. a ratio to a baseline, target checks);
+            applied to each seed's metrics and to the means.
         backend (str | None): the Keras backend the figures were measured with, unless KERAS_BACKEND is set.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0], metavar="S,S,...",
+                        help="train once per seed and report mean and sd over them (default: 0)")
     arguments = parser.parse_args()
     for protocol in protocols:
         if not protocol.data.exists():
@@ -69,21 +113,30 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
     from pipelines import config, runner
 
     task = tasks.get(task_name)
-    metrics, seconds, examples, run_ids = {}, 0.0, 0, {}
-    for protocol in protocols:
-        overrides = protocol.settings + arguments.set
-        resolved = config.resolve(task, data=str(protocol.data), assignments=overrides)
-        print(f"benchmark {task_name} {protocol.label} on {protocol.data} with {overrides}", file=sys.stderr)
-        result = runner.run(task, resolved, experiment=f"benchmark_{task_name}")
-        prefix = f"{protocol.label}_" if protocol.label else ""
-        metrics.update({f"{prefix}{key}": round(result.metrics[key], 4) for key in protocol.keys})
-        seconds += result.train_seconds
-        examples += result.train_examples
-        run_ids[protocol.label or task_name] = result.run_id
-    metrics.update(derive(metrics) if derive else {})
+    per_seed, seconds, examples, run_ids = {}, 0.0, 0, {}
+    for seed in arguments.seeds:
+        metrics, seed_seconds = {}, 0.0
+        for protocol in protocols:
+            overrides = protocol.settings + arguments.set + [f"seed={seed}"]
+            resolved = config.resolve(task, data=str(protocol.data), assignments=overrides)
+            print(f"benchmark {task_name} {protocol.label} on {protocol.data} with {overrides}", file=sys.stderr)
+            result = runner.run(task, resolved, experiment=f"benchmark_{task_name}")
+            prefix = f"{protocol.label}_" if protocol.label else ""
+            metrics.update({f"{prefix}{key}": round(result.metrics[key], 4) for key in protocol.keys})
+            seed_seconds += result.train_seconds
+            examples += result.train_examples
+            run_ids[f"{protocol.label or task_name}_seed{seed}"] = result.run_id
+        metrics.update(derive(metrics) if derive else {})
+        per_seed[str(seed)] = {**metrics, "train_seconds": round(seed_seconds, 1)}
+        seconds += seed_seconds
+        print(f"benchmark {task_name} seed {seed}: {json.dumps(per_seed[str(seed)])}", file=sys.stderr)
+    means, deviations = summarise([{key: value for key, value in metrics.items() if key != "train_seconds"}
+                                   for metrics in per_seed.values()])
+    means.update(derive(means) if derive else {})
     print(json.dumps({
         "task": task.name,
         "data": " + ".join(sorted({str(protocol.data.relative_to(ROOT.parent)) for protocol in protocols})),
-        "metrics": metrics, "train_seconds": round(seconds, 1),
-        "examples_per_second": round(examples / max(seconds, 1e-9), 1), "run_ids": run_ids,
+        "seeds": arguments.seeds, "metrics": means, "metrics_sd": deviations, "per_seed": per_seed,
+        "train_seconds": round(seconds, 1), "examples_per_second": round(examples / max(seconds, 1e-9), 1),
+        "run_ids": run_ids,
     }))

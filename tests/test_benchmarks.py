@@ -23,3 +23,36 @@ def test_benchmark_script_imports_and_follows_the_convention(path):
         assert '"shared"' in source and '"data"' in source  # reads ../shared/data
     for key in ('"task"', '"data"', '"metrics"', '"train_seconds"', '"examples_per_second"'):
         assert key in source, f"{path.name} does not print {key} in its JSON line"
+
+
+def test_seeds_flag_reports_mean_sd_and_each_seed(monkeypatch, capsys):
+    import json
+    import sys
+
+    from benchmarks import common
+    from pipelines import runner
+
+    def fake_run(task, config, experiment=None):  # the seed's value as its metric, 10 s per training
+        return runner.RunResult(f"run{config.seed}", {"pr_auc": float(config.seed)}, "", 10.0, 100, "", {})
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["fraud_detection.py", "--seeds", "0,1,2", "--set", "seed=7"])
+    common.run_protocols("fraud_detection", [common.Protocol("", common.ROOT, ["seed=5"], ("pr_auc",))], "test",
+                         derive=lambda metrics: {"above_one": metrics["pr_auc"] > 1})
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["seeds"] == [0, 1, 2]  # --seeds wins over a seed in the settings and in --set
+    assert line["metrics"] == {"pr_auc": 1.0, "above_one": False}
+    assert line["metrics_sd"] == {"pr_auc": 1.0}
+    assert line["per_seed"]["2"] == {"pr_auc": 2.0, "above_one": True, "train_seconds": 10.0}
+    assert line["train_seconds"] == 30.0 and line["examples_per_second"] == 10.0
+    assert sorted(line["run_ids"]) == ["fraud_detection_seed0", "fraud_detection_seed1", "fraud_detection_seed2"]
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "0;1"])
+def test_seeds_flag_rejects_anything_but_integers(text):
+    import argparse
+
+    from benchmarks import common
+
+    with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
+        common.parse_seeds(text)
