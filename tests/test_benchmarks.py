@@ -12,15 +12,28 @@ BENCHMARKS = sorted(path for path in FOLDER.glob("*.py") if path.stem not in ("c
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=lambda path: path.stem)
 def test_benchmark_script_imports_and_follows_the_convention(path):
+    check_convention(path)
+
+
+def test_the_convention_check_fails_a_script_without_a_key(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text('import json\nDATA = "shared" + "data"\n\n\ndef main():\n'
+                      '    print(json.dumps({"task": 1, "data": 2, "metrics": 3, "train_seconds": 4}))\n')
+    with pytest.raises(AssertionError, match="does not print \"examples_per_second\""):
+        check_convention(script)
+
+
+def check_convention(path):
+    """Asserts that a benchmark script imports, reads ../shared/data and prints the agreed JSON keys."""
     spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # runs nothing heavy: each script trains only under __main__
     assert callable(module.main)
     source = path.read_text()
-    if "from benchmarks import common" in source:  # the shared body prints the JSON line
-        source += (FOLDER / "common.py").read_text()
     if getattr(module, "TEAM_DATA", True):  # data_scale generates its own photos
-        assert '"shared"' in source and '"data"' in source  # reads ../shared/data
+        assert '"shared"' in source or "common.DATA" in source, f"{path.name} does not read ../shared/data"
+    if "common.run_and_report(" in source or "common.run_protocols(" in source:
+        return  # the shared body prints the JSON line, checked by test_seeds_flag_reports_mean_sd_and_each_seed
     for key in ('"task"', '"data"', '"metrics"', '"train_seconds"', '"examples_per_second"'):
         assert key in source, f"{path.name} does not print {key} in its JSON line"
 
