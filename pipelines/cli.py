@@ -1,4 +1,4 @@
-"""`python -m pipelines`: list, run, sweep, predict and compare task pipelines.
+"""`python -m pipelines`: list, run, sweep, predict, export and compare task pipelines.
 
 Heavy libraries (TensorFlow, Keras, MLflow) are imported inside the commands that need them,
 so `list` and every `--help` answer in well under three seconds.
@@ -12,7 +12,7 @@ import os
 import sys
 
 import tasks
-from pipelines import config as config_module
+from pipelines import config as config_module, export
 from shared.distribution import STRATEGIES
 
 TRACEBACK_ENV = "PIPELINES_TRACEBACK"  # set to 1 to see full tracebacks instead of one-line errors
@@ -259,6 +259,8 @@ def parser():
                                  "(same as PIPELINES_TRUST_MODEL_CODE=1)")
     predicting.add_argument("inputs", nargs="+", metavar="INPUT", help="raw inputs, e.g. image files")
     predicting.set_defaults(handler=command_predict)
+
+    export.add_parser(commands)
 
     comparing = commands.add_parser(
         "compare", help="each task's champion and recent runs, sorted by its primary metric",

@@ -439,6 +439,63 @@ def load(uri):
         raise ValueError(f"{uri}: {error}") from None
 
 
+@dataclasses.dataclass
+class LoggedModel:
+    """A logged model's parts, for `python -m pipelines export`.
+
+    Attributes:
+        model (keras.Model): the Keras model, loaded as `load_keras` does (safe mode unless trusted).
+        info (dict): the data description saved beside it.
+        example (list): its logged input example, as raw inputs.
+        run_id (str): the run that logged it.
+    """
+
+    model: object
+    info: dict
+    example: list
+    run_id: str
+
+
+def logged_model(uri, task):
+    """Fetches the Keras model, info and input example behind a logged model URI (see `load`).
+
+    Raises:
+        ValueError: nothing at `uri`, a model of another task, or a Keras file the user did not trust.
+    """
+    _connect()
+    try:
+        local = pathlib.Path(mlflow.artifacts.download_artifacts(uri))
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"no model at '{uri}' in store {tracking_uri()} ({first_line[:200]}); list runs with "
+                         "`python -m pipelines compare`.") from None
+    metadata = mlflow.models.Model.load(str(local))
+    info = json.loads(next(local.rglob("info.json")).read_text(encoding="utf-8"))
+    if info.get("task") != task.name:
+        raise ValueError(f"the model at '{uri}' is a {info.get('task')} model, not {task.name}; "
+                         f"use `export {info.get('task')}` or another --model.")
+    example = metadata.load_input_example(str(local))
+    try:
+        model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)
+    except ValueError as error:
+        raise ValueError(f"{uri}: {error}") from None
+    return LoggedModel(model, info, raw_inputs(example, task.input_column), metadata.run_id)
+
+
+def log_export(run_id, folder, export_format):
+    """Logs an export as artifacts `exports/FORMAT/` of the model's run and tags the run's model versions.
+
+    Returns:
+        str: the artifact URI (`runs:/RUN_ID/exports/FORMAT`), the value of the versions' `export.FORMAT` tag.
+    """
+    client = mlflow.MlflowClient()
+    client.log_artifacts(run_id, str(folder), f"exports/{export_format}")
+    uri = f"runs:/{run_id}/exports/{export_format}"
+    for version in client.search_model_versions(f"run_id='{run_id}'"):
+        client.set_model_version_tag(version.name, version.version, f"export.{export_format}", uri)
+    return uri
+
+
 def runs(experiments):
     """Returns the runs of the named experiments, newest first, as a DataFrame (params, metrics, tags, times).
 

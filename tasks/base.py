@@ -106,6 +106,45 @@ class Splits:
             setattr(self, role, examples.as_examples(getattr(self, role)))
 
 
+@dataclasses.dataclass
+class Serving:
+    """What `python -m pipelines export` wraps around a task's Keras model; `Task.serving` returns it.
+
+    Every export holds the model on its tensor inputs. When the task's preprocessing can be written in
+    TensorFlow (`raw_inputs` set), the SavedModel takes raw inputs instead (encoded images, strings) and
+    runs that preprocessing in its graph. Otherwise, and for TFLite and ONNX, the caller prepares the
+    tensors as `preprocessing.json` beside the artifact states.
+
+    Attributes:
+        prepare (Callable[[list], object]): raw inputs -> the model's inputs (an array, or a dict of arrays
+            by input name), exactly as the task's predictor prepares them.
+        preprocessing (dict): the contract of the tensor inputs (steps, statistics, file names, what the
+            outputs mean), written to `preprocessing.json`; the export adds the input and output specs.
+        files (dict[str, list[str]]): files written beside the artifact, one item per line (vocabularies).
+        tensor_shapes (dict[str, tuple]): input name -> shape with the batch dimension, where an export
+            should fix what the Keras model leaves open (a padded sequence length).
+        raw_inputs (dict[str, tuple[tuple, str]] | None): input name -> (shape, dtype) of the raw-input
+            graph, e.g. `{"image": ((None,), "string")}`; None when the preprocessing is not
+            TensorFlow-expressible.
+        raw_graph (Callable | None): dict of raw tensors -> the model's inputs, in TensorFlow ops.
+        raw_feed (Callable[[list], dict] | None): raw inputs -> arrays for the raw-input graph (file paths
+            and pixel arrays -> encoded image bytes, say).
+        resources (list): objects `raw_graph` uses that the SavedModel must keep (lookup tables, layers).
+        examples (Callable[[list], list] | None): the logged input example -> the raw inputs of the parity
+            check (default: the example itself); a task may add variants its graph must handle.
+    """
+
+    prepare: object
+    preprocessing: dict = dataclasses.field(default_factory=dict)
+    files: dict = dataclasses.field(default_factory=dict)
+    tensor_shapes: dict = dataclasses.field(default_factory=dict)
+    raw_inputs: dict | None = None
+    raw_graph: object = None
+    raw_feed: object = None
+    resources: list = dataclasses.field(default_factory=list)
+    examples: object = None
+
+
 class Task:
     """The contract between a domain and the generic runner.
 
@@ -204,6 +243,18 @@ class Task:
         """
         raise NotImplementedError
 
+    def prepare_inputs(self, info, inputs):
+        """Returns the model-ready batch for a list of raw inputs: the preprocessing half of `predict_raw`."""
+        raise NotImplementedError(f"{self.name} does not say how raw inputs become model inputs (prepare_inputs).")
+
+    def serving(self, model, info):
+        """Returns what `python -m pipelines export` wraps around the model (a `Serving`).
+
+        The default is the model on its tensor inputs, prepared by `prepare_inputs`; a task overrides it
+        to put TensorFlow-expressible preprocessing into the graph or to describe its tensor contract.
+        """
+        return Serving(prepare=lambda inputs: self.prepare_inputs(info, inputs))
+
 
 def softmax_head(features, dropout, classes):
     """The classifier every classification model ends with: dropout, then float32 class probabilities
@@ -255,6 +306,8 @@ class ClassificationTask(Task):
         probabilities = model.predict(self.prepare_inputs(info, inputs), verbose=0)
         return evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
 
-    def prepare_inputs(self, info, inputs):
-        """Returns the model-ready batch for a list of raw inputs."""
-        raise NotImplementedError
+    def serving(self, model, info):
+        serving = super().serving(model, info)
+        serving.preprocessing["meaning"] = {"probabilities": "one per class, in the order of class_names"}
+        serving.preprocessing["class_names"] = list(info["class_names"])
+        return serving

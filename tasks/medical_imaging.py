@@ -265,6 +265,14 @@ class MedicalImaging(VisionClassification):
                 answers[index]["heatmap_path"] = _write_heatmap(batch[index], heatmap, inputs[index])
         return answers
 
+    def serving(self, model, info):
+        serving = super().serving(model, info)
+        if len(info["class_names"]) == 2:
+            serving.preprocessing["threshold"] = info.get("threshold", 0.5)
+            serving.preprocessing["meaning"]["label"] = (f"{info['class_names'][1]} when probabilities[:, 1] >= "
+                                                         f"threshold, else {info['class_names'][0]}")
+        return serving
+
 
 def _write_heatmap(picture, heatmap, path):
     """Writes the image with its Grad-CAM heatmap blended over it, beside `path`; returns the file name."""

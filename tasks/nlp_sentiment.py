@@ -295,9 +295,7 @@ class NlpSentiment(ClassificationTask):
 
         def encode(texts, labels):
             token_ids = layer(data.standardize_text(texts, "strip"))[:, : info["sequence_length"]]
-            # A text of punctuation only has no token; [UNK] keeps masked pooling from dividing by zero.
-            first = tf.where(token_ids[:, :1] == 0, tf.ones_like(token_ids[:, :1]), token_ids[:, :1])
-            return tf.concat([first, token_ids[:, 1:]], axis=1), tf.one_hot(labels, num_classes)
+            return _nonempty(token_ids), tf.one_hot(labels, num_classes)
 
         return encode
 
@@ -313,11 +311,10 @@ class NlpSentiment(ClassificationTask):
         return transformer_layers()
 
     def evaluate(self, model, splits, config):
-        from shared import data, evaluation
+        from shared import evaluation
 
         texts, labels = splits.test.features, splits.test.targets
-        token_ids, _ = data.tokenize_text(texts, splits.info["vocabulary"], splits.info["sequence_length"], "strip")
-        token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training
+        token_ids, _ = _token_ids(splits.info, texts, check=False)
         probabilities = model.predict(token_ids, batch_size=256, verbose=0)
         names = splits.info["class_names"]
         result = evaluation.classification(labels, probabilities, names)
@@ -337,14 +334,50 @@ class NlpSentiment(ClassificationTask):
         return data.text_inputs(inputs, column="text,sentence,review,content")
 
     def predict_raw(self, model, info, inputs):
-        from shared import data, evaluation
+        from shared import evaluation
 
-        token_ids, truncated = data.tokenize_text(list(inputs), info["vocabulary"], info["sequence_length"], "strip",
-                                        check=True)
-        token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only input: [UNK], as in training
+        token_ids, truncated = _token_ids(info, inputs, check=True)
         probabilities = model.predict(token_ids, batch_size=256, verbose=0)
         answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 2))
         for answer, cut in zip(answers, truncated):
             if cut:
                 answer["truncated"] = True
         return answers
+
+    def prepare_inputs(self, info, inputs):
+        return _token_ids(info, inputs, check=True)[0]
+
+    def serving(self, model, info):
+        """The SavedModel takes raw strings and standardises and vectorises them in its graph."""
+        from shared import data, serving as graphs
+
+        serving = super().serving(model, info)
+        layer = data.text_vectorizer(info["vocabulary"], info["sequence_length"])
+        serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))
+        serving.preprocessing["steps"].append("a text with no token at all gets id 1 ([UNK]) first, as in training")
+        serving.files["vocabulary.txt"] = info["vocabulary"]
+        serving.tensor_shapes = {"token_ids": (None, info["sequence_length"])}
+        serving.raw_inputs = {"text": ((None,), "string")}
+        serving.raw_graph = lambda raw: _nonempty(layer(data.standardize_text(raw["text"], "strip")))
+        serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
+        serving.resources = [layer]
+        return serving
+
+
+def _token_ids(info, texts, check):
+    """Token id rows of raw texts as in training (see `shared.data.tokenize_text`), and which were truncated."""
+    from shared import data
+
+    token_ids, truncated = data.tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip",
+                                              check=check)
+    token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training (see `_nonempty`)
+    return token_ids, truncated
+
+
+def _nonempty(token_ids):
+    """Token id rows in TensorFlow with [UNK] first where a text has no token: masked pooling then never
+    divides by zero."""
+    import tensorflow as tf
+
+    first = tf.where(token_ids[:, :1] == 0, tf.ones_like(token_ids[:, :1]), token_ids[:, :1])
+    return tf.concat([first, token_ids[:, 1:]], axis=1)

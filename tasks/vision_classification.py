@@ -166,6 +166,19 @@ class VisionClassification(ClassificationTask):
 
         return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
 
+    def serving(self, model, info):
+        """The SavedModel takes encoded image bytes and decodes, converts and resizes them in its graph."""
+        from shared import serving as graphs
+
+        size, channels = tuple(info["image_size"]), info["channels"]
+        serving = super().serving(model, info)
+        serving.preprocessing.update(graphs.image_contract(size, channels))
+        serving.raw_inputs = {"image": ((None,), "string")}
+        serving.raw_graph = lambda raw: graphs.decode_images(raw["image"], channels, size)
+        serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}
+        serving.examples = graphs.image_variants
+        return serving
+
 
 def _resnet(inputs, config, regularizer):
     """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""

@@ -1,0 +1,291 @@
+"""`python -m pipelines export`: a logged model as a TF Serving SavedModel, a TFLite (LiteRT) file or ONNX.
+
+What each task puts in the graph comes from its `serving` method (`tasks.base.Serving`); this module is
+the same for every task. Every export is checked before it is logged: the exported artifact and the
+logged Keras model run on the model's logged input example, and their outputs must agree within
+`TOLERANCE`.
+"""
+
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import tasks
+
+FORMATS = ("saved_model", "tflite", "onnx")
+TOLERANCE = 1e-3  # largest absolute difference of float outputs that passes the parity check
+FILES = {"saved_model": "", "tflite": "model.tflite", "onnx": "model.onnx"}  # the artifact inside --output
+
+
+class ParityError(ValueError):
+    """The exported artifact does not answer like the logged model."""
+
+
+def add_parser(commands):
+    """Adds the `export` subcommand to the CLI's subparsers."""
+    exporting = commands.add_parser(
+        "export", help="export a logged model for TF Serving, TFLite (LiteRT) or ONNX runtimes",
+        description="Write the model at --model as a SavedModel (raw inputs where the task's preprocessing is "
+                    "TensorFlow), a TFLite file or an ONNX file, check it answers like the logged model, log it "
+                    "to the model's run (exports/FORMAT/) and print one JSON line.",
+    )
+    exporting.add_argument("task", metavar="TASK")
+    exporting.add_argument("--model", required=True, metavar="URI",
+                           help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest or runs:/RUN_ID/model")
+    exporting.add_argument("--format", required=True, metavar="FORMAT", help="saved_model, tflite or onnx")
+    exporting.add_argument("--output", required=True, metavar="DIR", help="a new or empty folder for the export")
+    exporting.set_defaults(handler=command_export)
+
+
+def command_export(arguments):
+    import keras
+
+    from shared import tracking
+
+    task = tasks.get(arguments.task)
+    if arguments.format not in FORMATS:
+        raise ValueError(f"unknown --format '{arguments.format}'; use one of {', '.join(FORMATS)}.")
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"export needs the TensorFlow backend (this process runs {keras.backend.backend()}); run it "
+                         "with KERAS_BACKEND=tensorflow: models trained on any backend load there.")
+    output = pathlib.Path(arguments.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ValueError(f"--output '{output}' exists and is not an empty folder; name a new folder.")
+    logged = tracking.logged_model(arguments.model, task)
+    result = export(task, logged, arguments.format, output)
+    if not result["parity"]:
+        print(json.dumps(result))
+        raise ParityError(f"parity check failed: the {task.name} {arguments.format} export's outputs differ from the "
+                          f"logged model's by up to {result['max_abs_diff']:.3g} (> {TOLERANCE:g}) on "
+                          f"{result['examples']} inputs; it stays in {output} and was not logged")
+    result["logged_as"] = tracking.log_export(logged.run_id, output, arguments.format)
+    print(json.dumps(result))
+    if not result["preprocessing_in_graph"]:
+        print(f"{task.name}: the {arguments.format} export takes the model's tensors; prepare them as "
+              f"{output / 'preprocessing.json'} states", file=sys.stderr)
+
+
+def export(task, logged, export_format, output):
+    """Writes the export into `output`, checks its parity with the Keras model and describes it.
+
+    Args:
+        task (tasks.base.Task): the task.
+        logged (shared.tracking.LoggedModel): the model, its info and input example.
+        export_format (str): one of `FORMATS`.
+        output (pathlib.Path): a new or empty folder.
+
+    Returns:
+        dict: `task`, `format`, `path`, `size_bytes`, `max_abs_diff`, `top_label_agreement`, `parity` (True when
+        `max_abs_diff` is within `TOLERANCE`), `latency_ms_per_example`, `examples` (how many inputs the check
+        ran) and `preprocessing_in_graph`.
+
+    Raises:
+        ValueError: the model cannot be expressed in the format (the message names the task and why).
+    """
+    serving = task.serving(logged.model, logged.info)
+    raw = serving.examples(logged.example) if serving.examples else logged.example
+    tensors = _as_dict(logged.model, serving.prepare(raw))
+    expected = _outputs(logged.model, logged.model(_model_call_input(logged.model, tensors), training=False))
+    in_graph = export_format == "saved_model" and serving.raw_inputs is not None
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / FILES[export_format]
+    specs = _tensor_specs(logged.model, serving.tensor_shapes)
+    try:
+        if export_format == "saved_model":
+            run = _saved_model(logged.model, serving, specs, in_graph, path)
+        elif export_format == "tflite":
+            run = _tflite(logged.model, specs, path)
+        else:
+            run = _onnx(logged.model, specs, path)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError, ImportError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{task.name}: the model cannot be exported as {export_format}: {first_line[:300]}") from None
+    feed = serving.raw_feed(raw) if in_graph else tensors
+    answered, latency = _timed(run, feed, len(raw))
+    difference, agreement = _compare(expected, answered, task.name, export_format)
+    _describe(output, task, serving, specs, expected, export_format, in_graph)
+    return {"task": task.name, "format": export_format, "path": str(path), "size_bytes": _size(path),
+            "max_abs_diff": difference, "top_label_agreement": agreement, "parity": difference <= TOLERANCE,
+            "latency_ms_per_example": round(latency, 4), "examples": len(raw), "preprocessing_in_graph": in_graph}
+
+
+def _as_dict(model, prepared):
+    """The prepared model inputs as a dict by input name."""
+    if isinstance(prepared, dict):
+        return {name: np.asarray(value) for name, value in prepared.items()}
+    name, = _input_names(model)
+    return {name: np.asarray(prepared)}
+
+
+def _input_names(model):
+    return list(model.input) if isinstance(model.input, dict) else [model.input.name]
+
+
+def _model_call_input(model, tensors):
+    """What the Keras model takes: its dict, or the single tensor."""
+    return tensors if isinstance(model.input, dict) else next(iter(tensors.values()))
+
+
+def _outputs(model, value):
+    """Model outputs as a dict of numpy arrays by output name."""
+    if isinstance(value, dict):
+        return {name: np.asarray(item) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return {name: np.asarray(item) for name, item in zip(model.output_names, value)}
+    return {model.output_names[0]: np.asarray(value)}
+
+
+def _tensor_specs(model, shapes):
+    """tf.TensorSpec per model input, by name, with the shapes a task fixes."""
+    import tensorflow as tf
+
+    inputs = model.input if isinstance(model.input, dict) else {model.input.name: model.input}
+    return {name: tf.TensorSpec(shapes.get(name, tensor.shape), tensor.dtype, name=name)
+            for name, tensor in inputs.items()}
+
+
+def _tensor_function(model, specs):
+    """The model on its tensor inputs, as a function of a dict of tensors returning a dict by output name."""
+    import tensorflow as tf
+
+    def serve(inputs):
+        value = model(inputs if isinstance(model.input, dict) else inputs[next(iter(specs))], training=False)
+        if isinstance(value, dict):
+            return value
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return {name: tf.convert_to_tensor(item) for name, item in zip(model.output_names, values)}
+
+    return serve
+
+
+def _write_saved_model(model, function, signature, resources, path):
+    """Writes a SavedModel whose `serving_default` is `function` on one dict argument."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in resources:
+        archive.track(resource)
+    archive.add_endpoint("serve", function, input_signature=[signature])
+    archive.write_out(str(path), verbose=False)
+
+
+def _saved_model(model, serving, specs, in_graph, path):
+    import tensorflow as tf
+
+    tensor_function = _tensor_function(model, specs)
+    if in_graph:
+        signature = {name: tf.TensorSpec(shape, dtype, name=name) for name, (shape, dtype) in serving.raw_inputs.items()}
+
+        def function(raw):
+            prepared = serving.raw_graph(raw)
+            return tensor_function(prepared if isinstance(prepared, dict) else {next(iter(specs)): prepared})
+    else:
+        signature, function = specs, tensor_function
+    _write_saved_model(model, function, signature, serving.resources if in_graph else [], path)
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serving_default"]
+    return lambda feed: {name: value.numpy() for name, value in serve(**{key: tf.constant(item) for key, item in
+                                                                         feed.items()}).items()}
+
+
+def _tflite(model, specs, path):
+    """Converts the tensor-input graph with LiteRT's built-in operators only, so the file runs on the plain
+    LiteRT runtime (phones, microcontrollers), without TensorFlow's op library."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    with tempfile.TemporaryDirectory() as folder:
+        _write_saved_model(model, _tensor_function(model, specs), specs, [], folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            path.write_bytes(converter.convert())
+        except Exception as error:  # the converter raises its own ConverterError, not a ValueError
+            raise ValueError(_converter_reason(error)) from None
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    return lambda feed: runner(**{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype)
+                                  for name, value in feed.items()})
+
+
+def _converter_reason(error):
+    """The first line of a converter error that says which operation failed."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "op" in line.lower() and ("not supported" in line or "failed" in line)]
+    return (named or lines or [type(error).__name__])[0][:300]
+
+
+def _onnx(model, specs, path):
+    """The tensor-input graph through Keras' ONNX export (tf2onnx on the TensorFlow backend), run by ONNX Runtime."""
+    import onnxruntime
+
+    model.export(str(path), format="onnx", verbose=False, input_signature=[dict(specs)] if isinstance(
+        model.input, dict) else [next(iter(specs.values()))])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = [item.name for item in session.get_inputs()]
+    names = sorted(_outputs(model, model.output).keys()) if isinstance(model.output, dict) else model.output_names
+
+    def run(feed):
+        arrays = [np.asarray(feed[name.split(":")[0]], dtype=specs[name.split(":")[0]].dtype.as_numpy_dtype)
+                  for name in inputs]
+        return dict(zip(names, session.run(None, dict(zip(inputs, arrays)))))
+
+    return run
+
+
+def _timed(run, feed, count, repeats=5):
+    """Runs the artifact once to warm up, then `repeats` times; returns its answer and the median ms per input."""
+    answered = run(feed)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(feed)
+        times.append(time.perf_counter() - started)
+    return answered, 1000 * float(np.median(times)) / max(1, count)
+
+
+def _compare(expected, answered, name, export_format):
+    """Returns the largest absolute difference of float outputs and the agreement of their top labels."""
+    missing = sorted(set(expected) - set(answered))
+    if missing:
+        raise ParityError(f"{name}: the {export_format} export lacks output(s) {missing}; it answers "
+                          f"{sorted(answered)}.")
+    difference, agreements = 0.0, []
+    for key, value in expected.items():
+        got = np.asarray(answered[key]).reshape(value.shape)
+        finite = np.isfinite(value)
+        if not np.array_equal(finite, np.isfinite(got)):
+            return float("inf"), None
+        difference = max(difference, float(np.max(np.abs(value[finite] - got[finite]), initial=0.0)))
+        if value.ndim >= 2 and value.shape[-1] > 1:
+            agreements.append(float(np.mean(value.argmax(-1) == got.argmax(-1))))
+    return difference, min(agreements) if agreements else None
+
+
+def _describe(output, task, serving, specs, expected, export_format, in_graph):
+    """Writes `preprocessing.json` (inputs, outputs, the preprocessing contract) and the task's files."""
+    def spec(shape, dtype):
+        return {"shape": [None if size is None else int(size) for size in shape], "dtype": str(dtype)}
+
+    if in_graph:
+        inputs = {name: spec(shape, dtype) for name, (shape, dtype) in serving.raw_inputs.items()}
+    else:
+        inputs = {name: spec(item.shape, item.dtype.name) for name, item in specs.items()}
+    contract = {"task": task.name, "format": export_format, "inputs": inputs,
+                "outputs": {name: spec((None, *value.shape[1:]), value.dtype) for name, value in expected.items()},
+                "preprocessing_in_graph": in_graph, **serving.preprocessing}
+    if in_graph:
+        contract["steps"] = ["none: the graph takes the raw inputs and does the steps below itself",
+                             *contract.get("steps", [])]
+    (output / "preprocessing.json").write_text(json.dumps(contract, indent=1, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+    for file_name, lines in serving.files.items():
+        (output / file_name).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _size(path):
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) if path.is_dir() else path.stat().st_size
