@@ -1,9 +1,10 @@
 """Entry point of `python -m pipelines`."""
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+from pipelines import quiet
+
+quiet.install()  # before TensorFlow is imported: its start-up chatter stays off the terminal
 
 from pipelines import cli  # noqa: E402
 

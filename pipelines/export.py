@@ -279,7 +279,7 @@ def _describe(output, task, serving, specs, expected, export_format, in_graph):
                 "outputs": {name: spec((None, *value.shape[1:]), value.dtype) for name, value in expected.items()},
                 "preprocessing_in_graph": in_graph, **serving.preprocessing}
     if in_graph:
-        contract["steps"] = ["none: the graph takes the raw inputs and does the steps below itself",
+        contract["steps"] = ["none: the graph takes raw_input and does the steps below itself",
                              *contract.get("steps", [])]
     (output / "preprocessing.json").write_text(json.dumps(contract, indent=1, ensure_ascii=False) + "\n",
                                               encoding="utf-8")

@@ -32,8 +32,6 @@ PROMOTION_POLICIES = ("if-better", "always", "never")
 TRUST_CODE_ENV = "PIPELINES_TRUST_MODEL_CODE"
 logger = logging.getLogger(__name__)
 _muted = False  # True inside `run(enabled=False)`: every logging function below does nothing
-# Our predict takes several raw-input types by design (paths, bytes, arrays, strings, records).
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 def tracking_uri():

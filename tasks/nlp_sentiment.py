@@ -357,6 +357,7 @@ class NlpSentiment(ClassificationTask):
         serving.preprocessing["steps"].append("a text with no token at all gets id 1 ([UNK]) first, as in training")
         serving.files["vocabulary.txt"] = info["vocabulary"]
         serving.tensor_shapes = {"token_ids": (None, info["sequence_length"])}
+        serving.preprocessing["raw_input"] = "a UTF-8 string per row"
         serving.raw_inputs = {"text": ((None,), "string")}
         serving.raw_graph = lambda raw: _nonempty(layer(data.standardize_text(raw["text"], "strip")))
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
