@@ -23,6 +23,7 @@ NATIVE_NOISE = re.compile(
     rb"|I\d{4} [\d:. ]+\d+ \S+\.cc:\d+\]"
     rb"|[EW]\d{4} [\d:. ]+\d+ (cuda_platform|cuda_executor|cuda_dnn|cuda_blas|cuda_fft|cudart_stub)\.cc:\d+\]"
     rb"|E\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool"
+    rb"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with AVX-512"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU)")
 # Python warnings and log records about how this project uses MLflow and Keras, by design.

@@ -105,3 +105,19 @@ def text_contract(vocabulary_file, sequence_length, punctuation):
         "when absent; line 0 is padding (id 0)",
         f"truncate to {sequence_length} ids and pad with 0 at the end to {sequence_length}",
     ], "vocabulary_file": vocabulary_file, "sequence_length": sequence_length}
+
+
+def tabular_contract(spec, layout):
+    """What a caller does to table rows before a tensor-input export (see `shared.data.fit_tabular`).
+
+    Args:
+        spec (dict): the fitted preprocessing (`numeric` and `categorical` column lists).
+        layout (list[str]): the task's own last steps (how the encoded columns become the model's inputs).
+    """
+    return {"steps": [
+        "numeric columns, in the order of numeric_columns: a missing value becomes the column's median, "
+        "then (value - mean) / std",
+        "categorical columns: the value as text (spaces stripped, a whole number 3.0 as 3, missing or empty as "
+        "<missing>); its index is its position in the column's vocabulary + 1, and 0 when it is not there",
+        *layout,
+    ], "numeric_columns": spec["numeric"], "categorical_columns": spec["categorical"]}

@@ -32,6 +32,7 @@ PROMOTION_POLICIES = ("if-better", "always", "never")
 TRUST_CODE_ENV = "PIPELINES_TRUST_MODEL_CODE"
 logger = logging.getLogger(__name__)
 _muted = False  # True inside `run(enabled=False)`: every logging function below does nothing
+_named_by_default = False  # the active run got `default_run_name`'s name, which `log_model` may refine
 
 
 def tracking_uri():
@@ -87,7 +88,9 @@ def _experiment_id(name):
     if uri.startswith("sqlite:///"):
         location = (pathlib.Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        # The UI shows an experiment of this kind with its training runs, not its GenAI views.
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     except mlflow.exceptions.MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
 
@@ -128,7 +131,7 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
         run_id (str | None): an existing run to continue (a resumed training) instead of a new one.
         enabled (bool): False turns this module's logging functions into no-ops until the block
             ends, for processes of a multi-process training other than the one that logs.
-        run_name (str | None): default `TASK-DATA`.
+        run_name (str | None): default `default_run_name(task, params)`, refined by `log_model` once the data is known.
         tags (dict | None): extra tags.
 
     Yields:
@@ -137,7 +140,7 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
     Raises:
         ValueError: `run_id` is not in the store.
     """
-    global _muted
+    global _muted, _named_by_default
     if not enabled:
         _muted = True
         try:
@@ -155,14 +158,35 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
         starting = mlflow.start_run(run_id=run_id)
     else:
         starting = mlflow.start_run(experiment_id=_experiment_id(experiment or task.name),
-                                    run_name=run_name or f"{task.name}-{params.get('data', '')}",
+                                    run_name=run_name or default_run_name(task, params),
                                     nested=mlflow.active_run() is not None)
+    _named_by_default = run_id is None and run_name is None
     with starting as active:
         mlflow.log_params(params)
+        setting = f"{task.key_setting}={params.get(task.key_setting)}" if task.key_setting else ""
         mlflow.set_tags({"task": task.name, "data_source": params.get("data", ""), "git_commit": _git_commit(),
+                         "key_setting": setting,
                          "primary_metric": f"test_{task.primary_metric}",
                          **{f"version.{name}": value for name, value in _versions().items()}, **(tags or {})})
         yield active
+
+
+def short_source(source):
+    """A data source's short name: `embedded`, the TFDS dataset, or the file or folder name (`u.data`)."""
+    if not source or source == "embedded":
+        return "embedded"
+    if source.startswith("tfds:"):
+        return source.removeprefix("tfds:").split(":")[0].replace("/", "_")
+    kind, separator, rest = source.partition(":")
+    path = rest if separator and len(kind) > 1 else source  # `csv:PATH` names the path's kind
+    return pathlib.PurePath(path.rstrip("/")).name or source
+
+
+def default_run_name(task, params, info=None):
+    """A short, distinguishing run name: task, the task's key setting, the data's short name, e.g.
+    `recommendation-two_tower-u.data`; the full source stays in the run's `data_source` tag."""
+    parts = (task.name, task.run_setting(params, info or {}), short_source(params.get("data", "")))
+    return "-".join(str(part) for part in parts if part)
 
 
 def _unless_muted(function):
@@ -396,7 +420,10 @@ def log_model(task, model, info, input_example, register=True):
         model.save(keras_path)
         with open(info_path, "w", encoding="utf-8") as handle:
             json.dump(dict(info, task=task.name), handle, indent=1)
-        return mlflow.pyfunc.log_model(
+        if _named_by_default:  # the data is known now: recommendation's `auto` model, say, is resolved
+            params = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+            mlflow.set_tag("mlflow.runName", default_run_name(task, params, info))
+        logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=TaskModel(),
             artifacts={"keras_model": keras_path, "info": info_path},
@@ -406,15 +433,57 @@ def log_model(task, model, info, input_example, register=True):
             pip_requirements=str(ROOT / "requirements.txt"),
             registered_model_name=task.name if register else None,
         )
+    if register:
+        describe_version(task.name, logged.registered_model_version, mlflow.active_run().info.run_id)
+    return logged
 
 
 def register(model_uri, name):
-    """Registers an already logged model (a sweep's best trial) as a new version of `name`.
+    """Registers an already logged model (a sweep's best trial) as a new version of `name`, described.
 
     Returns:
         str: the new version number.
     """
-    return mlflow.register_model(model_uri, name).version
+    version = mlflow.register_model(model_uri, name)
+    describe_version(name, version.version, version.run_id)
+    return version.version
+
+
+VERSION_TAGS = ("data_source", "test_set_digest", "synthetic", "dataset", "key_setting")
+
+
+def describe_version(name, version, run_id):
+    """Writes what a registered version is into the registry: a description (task, data, test figure, key
+    params, run) and tags `data_source`, `test_<primary metric>`, `test_set_digest`, `synthetic`, `dataset`,
+    `key_setting`, `run_name`, so versions tell themselves apart in the UI and the client without opening runs.
+
+    Args:
+        name (str): the registered model (the task's name).
+        version (str | int): the version.
+        run_id (str): the run that logged it.
+    """
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    metric = tags.get("primary_metric", "")
+    value = metrics.get(metric)
+    figure = f"{metric} {value:.4f}" if value is not None else f"no {metric or 'test metric'}"
+    examples = ", ".join(f"{tags[f'examples.{role}']} {role}" for role in ("training", "validation", "testing")
+                         if f"examples.{role}" in tags)
+    synthetic = " (synthetic)" if tags.get("synthetic") == "true" else ""
+    settings = ", ".join(f"{key}={params[key]}" for key in ("epochs", "batch_size", "learning_rate") if key in params)
+    if tags.get("key_setting"):
+        settings = f"{tags['key_setting']}, {settings}"
+    description = (f"{tags.get('task', name)} on {tags.get('data_source', '?')}{synthetic}: "
+                   f"{tags.get('dataset', '')} ({examples} examples). {figure}. {settings}. "
+                   f"Run {run.info.run_name} ({run_id}).")
+    client.update_model_version(name, str(version), description=description)
+    version_tags = {key: tags[key] for key in VERSION_TAGS if tags.get(key)}
+    version_tags["run_name"] = run.info.run_name
+    if value is not None:
+        version_tags[metric] = f"{value:.6g}"
+    for key, text in version_tags.items():
+        client.set_model_version_tag(name, str(version), key, text)
 
 
 def load(uri):
@@ -553,8 +622,9 @@ def champion(task):
         task (tasks.base.Task): the task (its name is the registered model name).
 
     Returns:
-        dict | None: `version`, `run_id`, `data_source` and `value` (the run's test primary metric, None
-        when the run lacks it), or None when the task has no champion.
+        dict | None: `version`, `run_id`, `data_source`, `test_set_digest` (the version's tag, else its run's;
+        None when neither has one) and `value` (the run's test primary metric, None when the run lacks it),
+        or None when the task has no champion.
     """
     _connect()
     client = mlflow.MlflowClient()
@@ -566,11 +636,13 @@ def champion(task):
         raise
     data = client.get_run(version.run_id).data
     return {"version": str(version.version), "run_id": version.run_id, "data_source": data.tags.get("data_source"),
+            "test_set_digest": version.tags.get("test_set_digest") or data.tags.get("test_set_digest"),
             "value": data.metrics.get(f"test_{task.primary_metric}")}
 
 
-def _decide(task, value, data_source, policy, previous):
-    """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`."""
+def _decide(task, value, data_source, policy, previous, test_set_digest=None):
+    """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`, measured on
+    the test set whose index digest is `test_set_digest`."""
     if policy != "if-better":
         return policy == "always", f"--promote {policy}"
     metric = f"test_{task.primary_metric}"
@@ -583,6 +655,12 @@ def _decide(task, value, data_source, policy, previous):
         # never silently replace a model trained on real data: switching source is an explicit choice.
         return False, (f"the champion (version {previous['version']}) was trained on data "
                        f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch")
+    if previous["test_set_digest"] != test_set_digest:
+        # Another split seed, test_fraction, split rule or max_examples draws other test examples (or another
+        # protocol entirely): the two figures measure different things.
+        return False, (f"not comparable: the champion was evaluated on a different test set (version "
+                       f"{previous['version']}: test_set_digest {previous['test_set_digest']}, this run: "
+                       f"{test_set_digest}); use --promote always to switch")
     if previous["value"] is None:
         return False, f"the champion (version {previous['version']}) has no {metric} to compare with"
     better = value > previous["value"] if task.higher_is_better else value < previous["value"]
@@ -594,12 +672,13 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
     """Moves the `champion` alias to a new model version when the policy says so, and logs the decision.
 
     With `if-better`, the version becomes champion when the task has no champion yet, or when the
-    champion was trained on the same data source (tag `data_source`) and the new test primary metric
-    strictly beats it. A champion from another data source is kept: `always` switches on purpose.
+    champion was trained on the same data source (tag `data_source`), evaluated on the same test set (tag
+    `test_set_digest`, the digest of the test split's index) and the new test primary metric strictly
+    beats it. A champion from another data source or test set is kept: `always` switches on purpose.
 
     The run gets tags `promotion_decision`, `promotion_policy`, `promotion_reason` and, when a champion
-    existed, `champion_previous_version`, `champion_previous_data_source` and the metric
-    `champion_previous_test_<primary metric>`.
+    existed, `champion_previous_version`, `champion_previous_data_source`, `champion_previous_test_set_digest`
+    and the metric `champion_previous_test_<primary metric>`.
 
     Args:
         task (tasks.base.Task): the task (registered model name and primary metric).
@@ -620,17 +699,19 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
     folder.mkdir(parents=True, exist_ok=True)
     # Two runs finishing at once would both read the old champion and the slower writer would win,
     # even with the worse figure; the lock orders them (processes of one machine; see the README).
+    client = mlflow.MlflowClient()
+    digest = client.get_run(run_id).data.tags.get("test_set_digest")
     with _exclusive(folder / f"{task.name}.champion.lock"):
         previous = champion(task)
-        promoted, reason = _decide(task, value, data_source, policy, previous)
-        client = mlflow.MlflowClient()
+        promoted, reason = _decide(task, value, data_source, policy, previous, digest)
         if promoted:
             client.set_registered_model_alias(task.name, CHAMPION, str(version))
     tags = {"promotion_decision": "promoted" if promoted else "not_promoted", "promotion_policy": policy,
             "promotion_reason": reason}
     if previous is not None:
         tags.update(champion_previous_version=previous["version"],
-                    champion_previous_data_source=previous["data_source"] or "")
+                    champion_previous_data_source=previous["data_source"] or "",
+                    champion_previous_test_set_digest=previous["test_set_digest"] or "")
         if previous["value"] is not None:
             client.log_metric(run_id, f"champion_previous_test_{task.primary_metric}", previous["value"])
     for key, text in tags.items():

@@ -158,6 +158,7 @@ class Task:
         quick_overrides (dict): config values for `--quick` smoke runs.
         monitor (str): the validation quantity early stopping watches (its mode follows the name).
         answer_key (str): the key of each prediction answer that carries the prediction itself.
+        key_setting (str): the config field that most tells this task's runs apart (shown in run names).
     """
 
     name = ""
@@ -169,6 +170,7 @@ class Task:
     quick_overrides = {"epochs": 1, "max_examples": 600}
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
+    key_setting = ""  # e.g. "backbone": run names read vision_classification-resnet-embedded
 
     def watched(self, config):
         """Returns:
@@ -176,6 +178,15 @@ class Task:
             `monitor` when set, else the task's.
         """
         return config.monitor or self.monitor
+
+    def run_setting(self, params, info):
+        """Returns the short text that tells this run's model apart in its name (default: `key_setting`'s value).
+
+        Args:
+            params (dict): the run's flattened config.
+            info (dict): `Splits.info` once the data is loaded, else empty.
+        """
+        return str(params.get(self.key_setting, "")) if self.key_setting else ""
 
     def load_data(self, config):
         """Returns a `Splits` for `config.data`."""

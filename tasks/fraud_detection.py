@@ -224,16 +224,30 @@ class FraudDetection(Task):
         return detection.table_inputs(inputs)
 
     def predict_raw(self, model, info, inputs):
+        scores = model.predict(self.prepare_inputs(info, inputs), verbose=0).reshape(-1)
+        return [{"fraud_probability": round(float(score), 6), "fraud": bool(score >= info["threshold"]),
+                 "threshold": round(info["threshold"], 6)} for score in scores]
+
+    def prepare_inputs(self, info, inputs):
         import pandas as pd
 
         from shared import data
 
         spec = info["preprocessing"]
         records = detection.check_records(inputs, spec, info["ignored_columns"])
-        features = _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
-        scores = model.predict(features, verbose=0).reshape(-1)
-        return [{"fraud_probability": round(float(score), 6), "fraud": bool(score >= info["threshold"]),
-                 "threshold": round(info["threshold"], 6)} for score in scores]
+        return _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
+
+    def serving(self, model, info):
+        from shared import serving as graphs
+
+        serving = super().serving(model, info)
+        serving.preprocessing.update(graphs.tabular_contract(info["preprocessing"], [
+            "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the I-th "
+            "categorical column (from 0)"]))
+        serving.preprocessing.update({
+            "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule", ""),
+            "meaning": {"fraud_probability": "the probability that the row is a fraud; flag it when >= threshold"}})
+        return serving
 
 
 def _features(encoded):

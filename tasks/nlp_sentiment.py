@@ -191,6 +191,7 @@ class NlpSentiment(ClassificationTask):
     config_class = NlpSentimentConfig
     tfds_name = "imdb_reviews"
     input_column = "text"
+    key_setting = "architecture"
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
@@ -353,6 +354,7 @@ class NlpSentiment(ClassificationTask):
 
         serving = super().serving(model, info)
         layer = data.text_vectorizer(info["vocabulary"], info["sequence_length"])
+        layer.build(None)  # a SavedModel keeps only built layers (and so the vocabulary's lookup table)
         serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))
         serving.preprocessing["steps"].append("a text with no token at all gets id 1 ([UNK]) first, as in training")
         serving.files["vocabulary.txt"] = info["vocabulary"]

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import Task, Splits, TaskConfig, search_space
+from tasks.base import Serving, Splits, Task, TaskConfig, search_space
 
 START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -312,6 +312,7 @@ class NlpTranslation(Task):
     primary_metric = "bleu"
     tfds_name = "ted_hrlr_translate/pt_to_en"
     input_column = "text"
+    key_setting = "decoding"
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
@@ -479,6 +480,40 @@ class NlpTranslation(Task):
             if cut:
                 answer["truncated"] = True
         return answers
+
+    def serving(self, model, info):
+        """Exports answer one decoder pass on token ids: the decode loop (greedy or beam search) is the caller's."""
+        from shared import data, serving as graphs
+
+        length = info["sequence_length"]
+
+        def prepare(inputs):
+            """Source ids and, as decoder inputs, [start] + the model's own greedy translation: comparing every
+            position of that pass covers every step of greedy decoding."""
+            source_ids, _ = data.tokenize_text(list(inputs), info["source_vocabulary"], length, "split", check=True)
+            decoder_ids = np.zeros_like(source_ids)
+            decoder_ids[:, 0] = START_ID
+            for row, tokens in enumerate(beam_search(model, source_ids, 1, info["length_penalty"])):
+                decoder_ids[row, 1: len(tokens[: length - 1]) + 1] = tokens[: length - 1]
+            return {"encoder_inputs": source_ids, "decoder_inputs": decoder_ids}
+
+        contract = graphs.text_contract("source_vocabulary.txt", length, "split")
+        width = info["beam_width"] if info["decoding"] == "beam" else 1
+        contract["steps"] = [f"encoder_inputs: {step}" for step in contract["steps"]] + [
+            f"decoder_inputs: int64 (n, {length}), [start] (id {START_ID}) then the tokens chosen so far, 0 after",
+            f"decode: run the model, take next_token[:, t] at the last filled position t, pick the next id (greedy, or "
+            f"beam search of width {width} with scores divided by length ** {info['length_penalty']}), never 0 or "
+            f"[start]; stop at [end] (id {END_ID}) or after {length} tokens",
+            "detokenize: target_vocabulary.txt line number -> token, joined by spaces, no space before closing marks or after opening ones, the first letter capitalised (tasks/nlp_translation.py detokenize)",
+        ]
+        contract.pop("vocabulary_file")
+        contract.update(source_vocabulary_file="source_vocabulary.txt", target_vocabulary_file="target_vocabulary.txt",
+                        decoding=info["decoding"], beam_width=info["beam_width"], length_penalty=info["length_penalty"],
+                        meaning={"next_token": "(n, length, target vocabulary): the probability of each next token "
+                                               "at every decoder position"})
+        return Serving(prepare=prepare, preprocessing=contract,
+                       files={"source_vocabulary.txt": info["source_vocabulary"],
+                              "target_vocabulary.txt": info["target_vocabulary"]})
 
 
 def beam_search(model, source_ids, width, length_penalty):

@@ -99,6 +99,7 @@ class PredictiveMaintenance(Task):
     name = "predictive_maintenance"
     answer_key = "rul"
     config_class = PredictiveMaintenanceConfig
+    key_setting = "model"
     primary_metric = "rmse"
     higher_is_better = False
     tfds_name = ""  # TFDS has no run-to-failure dataset; see the module docstring
@@ -389,6 +390,41 @@ class PredictiveMaintenance(Task):
                 answer.update(rul=round(float(max(outputs[index], 0.0)), 3), rows_seen=int(seen[index]))
             ordered[position] = answer
         return ordered
+
+    def run_setting(self, params, info):
+        model = str(params.get("model", ""))
+        return f"classification-{model}" if params.get("mode") == "classification" else model
+
+    def prepare_inputs(self, info, inputs):
+        """The window ending at the last row of each history (a list of rows), as `predict_raw` feeds the model."""
+        keep = [column for column in (info["unit_column"], info["time_column"]) if column]
+        windows = []
+        for history in inputs:
+            frame = self._frame(list(history), info, keep, history=True)
+            if info["time_column"]:
+                frame = frame.sort_values(info["time_column"], kind="stable")
+            windows.append(_windows(encode(frame, info, "export input"), info["window"], every_row=True)[-1])
+        return np.stack(windows).astype("float32")
+
+    def serving(self, model, info):
+        from shared import serving as graphs
+
+        serving = super().serving(model, info)
+        order = f"sorted by {info['time_column']}" if info["time_column"] else "in order"
+        serving.preprocessing.update(graphs.tabular_contract(info["preprocessing"], [
+            "each row's features: the standardised numeric columns, then each categorical column one-hot over "
+            "its vocabulary + 1 slots (slot 0: unseen)",
+            f"the window: the last {info['window']} rows of one unit's history ({order}); a shorter history is "
+            "padded at the front with copies of its first row",
+            f"input `sensors` float32 (n, {info['window']}, {info['feature_count']})"]))
+        serving.preprocessing["dropped_constant_columns"] = info["constant_columns"]
+        if info["mode"] == "classification":
+            serving.preprocessing.update(threshold=info["threshold"], meaning={
+                "failure_probability": f"failure within {info['failure_horizon']} cycles when >= threshold"})
+        else:
+            serving.preprocessing["meaning"] = {"rul": "remaining useful life in cycles at the window's last row "
+                                                       "(the predictor clips it at 0)"}
+        return serving
 
 
 def nasa_score(true, predicted):

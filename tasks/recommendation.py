@@ -326,6 +326,7 @@ class Recommendation(Task):
     name = "recommendation"
     answer_key = "recommendations"
     config_class = RecommendationConfig
+    key_setting = "model"
     primary_metric = "hit_rate_at_k"
     tfds_name = "movielens/100k-ratings"
     input_column = "query"
@@ -600,12 +601,7 @@ class Recommendation(Task):
         """
         user_index = {user: index + 1 for index, user in enumerate(info["users"])}
         item_index = {item: index + 1 for index, item in enumerate(info["items"])}
-        queries = []
-        for raw in inputs:
-            parts = [_id_text(part) for part in (str(raw).split(",") if isinstance(raw, str) else [raw])]
-            if len(parts) > 2 or not all(parts):
-                raise ValueError(f"prediction input '{raw}' must be a user id ('42') or a user,item pair ('42,318').")
-            queries.append(parts)
+        queries = _queries(inputs)
         answers = [None] * len(queries)
         singles = [position for position, parts in enumerate(queries) if len(parts) == 1]
         if singles:
@@ -640,6 +636,49 @@ class Recommendation(Task):
                     "rating": rating,
                 }
         return answers
+
+    def run_setting(self, params, info):
+        return info.get("model", params.get("model", ""))  # `auto` resolves once the data shows explicit ratings
+
+    def prepare_inputs(self, info, inputs):
+        """The model's inputs for user ids and `user,item` pairs: vocabulary indices (0 when unknown) and each
+        user's latest items."""
+        user_index = {user: index + 1 for index, user in enumerate(info["users"])}
+        item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+        queries = _queries(inputs)
+        users = [user_index.get(parts[0], 0) for parts in queries]
+        items = [item_index.get(parts[1], 0) if len(parts) == 2 else 0 for parts in queries]
+        return _model_inputs(info, users, items, [_padded(info["recent"][user], info["history_length"]) for user in users])
+
+    def serving(self, model, info):
+        serving = super().serving(model, info)
+        serving.files = {"users.txt": info["users"], "items.txt": info["items"], "recent.txt": info["recent"],
+                         "seen.txt": info["seen"], "popular.txt": info["popular"].split()}
+        steps = ["user: its line number + 1 in users.txt, 0 for a user unseen in training",
+                 "item (rating models): its line number + 1 in items.txt, 0 for an unknown item"]
+        if info["history_length"]:
+            steps.append(f"history: the user's latest {info['history_length']} item indices, latest last, "
+                         "left-padded with 0; recent.txt holds them per user index (line 0: the unknown user)")
+        meaning = {"rating": f"the predicted rating on the scale {info['rating_scale']}",
+                   "items": "a score per item index (index 0: unknown); rank them, after removing the user's seen "
+                            "items (seen.txt, per user index); unknown users get popular.txt (most rated first)"}
+        serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info["outputs"]}})
+        return serving
+
+
+def _queries(inputs):
+    """Splits raw queries into `[user]` or `[user, item]` id texts.
+
+    Raises:
+        ValueError: an empty input or one with more than one comma.
+    """
+    queries = []
+    for raw in inputs:
+        parts = [_id_text(part) for part in (str(raw).split(",") if isinstance(raw, str) else [raw])]
+        if len(parts) > 2 or not all(parts):
+            raise ValueError(f"prediction input '{raw}' must be a user id ('42') or a user,item pair ('42,318').")
+        queries.append(parts)
+    return queries
 
 
 def _histories(frame, users, items, test_rows, length):

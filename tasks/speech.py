@@ -500,6 +500,7 @@ def _manifest(path):
 class Speech(ClassificationTask):
     name = "speech"
     config_class = SpeechConfig
+    key_setting = "features"
     tfds_name = "speech_commands"
     input_column = "audio"
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
@@ -738,3 +739,27 @@ class Speech(ClassificationTask):
                 samples, rate, name = np.asarray(raw, dtype="float32"), settings["sample_rate"], f"input {index}"
             batch.append(clip_features(prepare(samples, rate, settings, name), settings))
         return _standardize(np.stack(batch), info)
+
+    def serving(self, model, info):
+        """Exports take standardised features: resampling, trimming and the log-mel are librosa, not TensorFlow."""
+        settings = info["features"]
+        serving = super().serving(model, info)
+        serving.preprocessing.update({"steps": [
+            "read the audio as float32 samples; average the channels of stereo audio",
+            f"resample to {settings['sample_rate']} Hz (librosa.resample, res_type='soxr_hq')",
+            *([f"trim leading and trailing audio quieter than {settings['trim_db']:g} dB below the peak "
+               f"(librosa.effects.trim, frame_length={settings['n_fft']}, hop_length={settings['hop']})"]
+              if settings["trim_db"] else []),
+            f"centre-crop or centre-pad with zeros to {settings['samples']} samples",
+            f"power spectrogram |librosa.stft(n_fft={settings['n_fft']}, hop_length={settings['hop']}, "
+            f"win_length={settings['window']})|**2; mel power = librosa.filters.mel(sr={settings['sample_rate']}, "
+            f"n_fft={settings['n_fft']}, n_mels={settings['n_mels']}, fmin={settings['fmin']:g}, "
+            f"fmax={settings['fmax']:g}) @ power",
+            "librosa.power_to_db(mel, ref=np.max, top_db=80.0)",
+            *([f"librosa.feature.mfcc(S=that, n_mfcc={settings['n_mfcc']})"] if settings["kind"] == "mfcc" else []),
+            *(["channels: the features, librosa.feature.delta(order=1) and delta(order=2)"] if settings["deltas"]
+              else ["one channel: the features"]),
+            "transpose to (frames, bins, channels), then standardise: (features - mean) / std with the arrays below",
+        ], "features": settings, "mean": info["mean"], "std": info["std"], "input_shape": info["input_shape"],
+            "code": "tasks/speech.py: prepare() then clip_features(), the same functions the logged model runs"})
+        return serving

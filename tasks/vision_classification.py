@@ -66,6 +66,7 @@ class VisionClassification(ClassificationTask):
     config_class = VisionClassificationConfig
     tfds_name = "mnist"
     input_column = "image"
+    key_setting = "backbone"
 
     def load_data(self, config):
         from shared import data

@@ -302,11 +302,16 @@ def predict_masks(model, pictures, info, batch_size=4):
     Returns:
         np.ndarray: (n, h, w, k) probabilities.
     """
+    height, width = pictures.shape[1:3]
+    return model.predict(_pad_to_stride(pictures, info), batch_size=batch_size, verbose=0)[:, :height, :width]
+
+
+def _pad_to_stride(pictures, info):
+    """Pads (n, h, w, c) images at the bottom and right to a multiple of the model's stride (reflected)."""
     stride = _stride(info)
     height, width = pictures.shape[1:3]
     padding = ((0, 0), (0, -height % stride), (0, -width % stride), (0, 0))
-    padded = np.pad(pictures, padding, mode="reflect" if min(height, width) > stride else "edge")
-    return model.predict(padded, batch_size=batch_size, verbose=0)[:, :height, :width]
+    return np.pad(pictures, padding, mode="reflect" if min(height, width) > stride else "edge")
 
 
 @register
@@ -314,6 +319,7 @@ class VisionSegmentation(Task):
     name = "vision_segmentation"
     answer_key = "mask_path"
     config_class = VisionSegmentationConfig
+    key_setting = "encoder"
     primary_metric = "mean_iou"
     tfds_name = "oxford_iiit_pet"
     input_column = "image"
@@ -546,6 +552,36 @@ class VisionSegmentation(Task):
                             "class_fractions": {name: round(float(share), 6)
                                                 for name, share in zip(info["class_names"], fractions)}})
         return answers
+
+    def prepare_inputs(self, info, inputs):
+        """Images decoded and resized as `predict_raw` does, padded to the model's stride (one size per batch)."""
+        from shared import images
+
+        pictures = []
+        for raw in inputs:
+            picture = images.decode(raw)
+            size = (info["image_size"],) * 2 if info["image_size"] else picture.shape[:2]
+            pictures.append(images.fit(picture, size, info["channels"]))
+        if len({picture.shape for picture in pictures}) > 1:
+            raise ValueError("the images of one batch must share a size; send them one at a time.")
+        return _pad_to_stride(np.stack(pictures), info)
+
+    def serving(self, model, info):
+        from shared import serving as graphs
+
+        serving = super().serving(model, info)
+        size = (info["image_size"],) * 2 if info["image_size"] else ("H", "W")
+        steps = graphs.image_contract(size, info["channels"])["steps"][:-1]
+        if not info["image_size"]:
+            steps[-1] = "keep the image's size (the model is fully convolutional)"
+        stride = _stride(info)
+        serving.preprocessing.update({"steps": [
+            *steps, f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
+                    f"its edge when it is smaller than {stride}); one size per batch",
+        ], "class_names": info["class_names"], "meaning": {
+            "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over the last "
+                                   "axis is the mask of class indices"}})
+        return serving
 
 
 def _conv_block(x, filters):
