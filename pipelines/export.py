@@ -6,7 +6,10 @@ logged Keras model run on the model's logged input example, and their outputs mu
 `TOLERANCE`.
 """
 
+import contextlib
+import io
 import json
+import os
 import pathlib
 import sys
 import tempfile
@@ -200,16 +203,72 @@ def _tflite(model, specs, path):
     from ai_edge_litert.interpreter import Interpreter
 
     with tempfile.TemporaryDirectory() as folder:
-        _write_saved_model(model, _tensor_function(model, specs), specs, [], folder)
+        graph = _unrolled(model, specs)
+        _write_saved_model(graph, _tensor_function(graph, specs), specs, [], folder)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
-            path.write_bytes(converter.convert())
+            with _converter_silenced():
+                path.write_bytes(converter.convert())
         except Exception as error:  # the converter raises its own ConverterError, not a ValueError
             raise ValueError(_converter_reason(error)) from None
     runner = Interpreter(model_path=str(path)).get_signature_runner()
     return lambda feed: runner(**{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype)
                                   for name, value in feed.items()})
+
+
+def _unrolled(model, specs):
+    """The model with its recurrent layers unrolled over their fixed number of steps, the same weights.
+
+    A recurrent layer runs a while loop over tensor lists, which LiteRT's built-in operators cannot
+    express; unrolled, each step is plain operators. Models without recurrent layers come back as they are.
+    """
+    import keras
+
+    def recurrent(layer):
+        return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+
+    if not any(recurrent(layer) for layer in model._flatten_layers()):
+        return model
+    if any(None in tuple(spec.shape)[1:] for spec in specs.values()):
+        raise ValueError("its recurrent layers need a fixed sequence length to run on LiteRT's built-in operators")
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Bidirectional):
+            for key in ("layer", "backward_layer"):
+                if key in config:
+                    config[key]["config"]["unroll"] = True
+        elif isinstance(layer, keras.layers.RNN):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    inputs = {name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name) for name, spec in specs.items()}
+    graph = keras.models.clone_model(model, inputs if isinstance(model.input, dict) else next(iter(inputs.values())),
+                                     clone_function=lambda layer: clone(layer) if recurrent(layer) else layer)
+    graph.set_weights(model.get_weights())
+    return graph
+
+
+@contextlib.contextmanager
+def _converter_silenced():
+    """Keeps what converters print (native logs, TensorFlow's Python warnings about graph collections) off the
+    terminal inside the block; their exceptions still say what failed."""
+    import logging
+
+    saved = os.dup(2)
+    tensorflow_logger = logging.getLogger("tensorflow")
+    level = tensorflow_logger.level
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        tensorflow_logger.setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        tensorflow_logger.setLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _converter_reason(error):
@@ -223,8 +282,9 @@ def _onnx(model, specs, path):
     """The tensor-input graph through Keras' ONNX export (tf2onnx on the TensorFlow backend), run by ONNX Runtime."""
     import onnxruntime
 
-    model.export(str(path), format="onnx", verbose=False, input_signature=[dict(specs)] if isinstance(
-        model.input, dict) else [next(iter(specs.values()))])
+    with _converter_silenced():
+        model.export(str(path), format="onnx", verbose=False, input_signature=[dict(specs)] if isinstance(
+            model.input, dict) else [next(iter(specs.values()))])
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [item.name for item in session.get_inputs()]
     names = sorted(_outputs(model, model.output).keys()) if isinstance(model.output, dict) else model.output_names

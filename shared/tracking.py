@@ -88,9 +88,7 @@ def _experiment_id(name):
     if uri.startswith("sqlite:///"):
         location = (pathlib.Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name).as_uri()
     try:
-        # The UI shows an experiment of this kind with its training runs, not its GenAI views.
-        return client.create_experiment(name, artifact_location=location,
-                                        tags={"mlflow.experimentKind": "custom_model_development"})
+        return client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
 
