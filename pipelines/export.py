@@ -182,7 +182,8 @@ def _saved_model(model, serving, specs, in_graph, path):
 
     tensor_function = _tensor_function(model, specs)
     if in_graph:
-        signature = {name: tf.TensorSpec(shape, dtype, name=name) for name, (shape, dtype) in serving.raw_inputs.items()}
+        signature = {name: tf.TensorSpec(shape, dtype, name=name)
+                     for name, (shape, dtype) in serving.raw_inputs.items()}
 
         def function(raw):
             prepared = serving.raw_graph(raw)
@@ -243,7 +244,8 @@ def _unrolled(model, specs):
             config["unroll"] = True
         return layer.__class__.from_config(config)
 
-    inputs = {name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name) for name, spec in specs.items()}
+    inputs = {name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name)
+              for name, spec in specs.items()}
     graph = keras.models.clone_model(model, inputs if isinstance(model.input, dict) else next(iter(inputs.values())),
                                      clone_function=lambda layer: clone(layer) if recurrent(layer) else layer)
     graph.set_weights(model.get_weights())
@@ -348,4 +350,6 @@ def _describe(output, task, serving, specs, expected, export_format, in_graph):
 
 
 def _size(path):
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) if path.is_dir() else path.stat().st_size
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size

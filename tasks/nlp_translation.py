@@ -504,7 +504,8 @@ class NlpTranslation(Task):
             f"decode: run the model, take next_token[:, t] at the last filled position t, pick the next id (greedy, or "
             f"beam search of width {width} with scores divided by length ** {info['length_penalty']}), never 0 or "
             f"[start]; stop at [end] (id {END_ID}) or after {length} tokens",
-            "detokenize: target_vocabulary.txt line number -> token, joined by spaces, no space before closing marks or after opening ones, the first letter capitalised (tasks/nlp_translation.py detokenize)",
+            "detokenize: target_vocabulary.txt line number -> token, joined by spaces, no space before closing "
+            "marks or after opening ones, the first letter capitalised (detokenize in tasks/nlp_translation.py)",
         ]
         contract.pop("vocabulary_file")
         contract.update(source_vocabulary_file="source_vocabulary.txt", target_vocabulary_file="target_vocabulary.txt",

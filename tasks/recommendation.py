@@ -648,7 +648,8 @@ class Recommendation(Task):
         queries = _queries(inputs)
         users = [user_index.get(parts[0], 0) for parts in queries]
         items = [item_index.get(parts[1], 0) if len(parts) == 2 else 0 for parts in queries]
-        return _model_inputs(info, users, items, [_padded(info["recent"][user], info["history_length"]) for user in users])
+        histories = [_padded(info["recent"][user], info["history_length"]) for user in users]
+        return _model_inputs(info, users, items, histories)
 
     def serving(self, model, info):
         serving = super().serving(model, info)

@@ -175,7 +175,8 @@ class VisionClassification(ClassificationTask):
         serving = super().serving(model, info)
         serving.preprocessing.update(graphs.image_contract(size, channels))
         serving.preprocessing["raw_input"] = ("encoded PNG, JPEG, BMP or GIF bytes, one image per row (the graph "
-                                              "decodes no TIFF or WebP and ignores EXIF orientation: send upright images)")
+                                              "decodes no TIFF or WebP and ignores EXIF orientation: send "
+                                              "upright images)")
         serving.raw_inputs = {"image": ((None,), "string")}
         serving.raw_graph = lambda raw: graphs.decode_images(raw["image"], channels, size)
         serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}

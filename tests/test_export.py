@@ -55,7 +55,8 @@ def test_saved_model_takes_encoded_images_and_answers_like_the_logged_model(digi
     version = mlflow.MlflowClient().get_model_version("vision_classification", "1")
     assert version.tags["export.saved_model"] == result["logged_as"] == f"runs:/{version.run_id}/exports/saved_model"
     mlflow.artifacts.download_artifacts(result["logged_as"], dst_path=str(tmp_path / "logged"))
-    assert {"saved_model.pb", "preprocessing.json", "variables"} <= {path.name for path in (tmp_path / "logged").rglob("*")}
+    assert {"saved_model.pb", "preprocessing.json", "variables"} <= {path.name for path in
+                                                                     (tmp_path / "logged").rglob("*")}
 
 
 def test_tflite_runs_on_the_litert_interpreter_with_the_stated_preprocessing(digits_model, tmp_path):
@@ -84,7 +85,7 @@ def test_a_parity_failure_exits_2_with_a_named_error_and_logs_nothing(digits_mod
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["vision_classification", "--format", "coreml"], "unknown --format 'coreml'; use one of saved_model, tflite, onnx"),
+    (["vision_classification", "--format", "coreml"], "unknown --format 'coreml'; use one of saved_model, tflite"),
     (["nlp_sentiment", "--format", "tflite"], "is a vision_classification model, not nlp_sentiment"),
 ])
 def test_bad_requests_are_one_line_errors(digits_model, tmp_path, arguments, message, capsys):
