@@ -6,6 +6,7 @@ Each graph function here matches a numpy/Pillow path of the predictors (`shared.
 """
 
 import io
+import re
 
 import numpy as np
 
@@ -121,3 +122,56 @@ def tabular_contract(spec, layout):
         "<missing>); its index is its position in the column's vocabulary + 1, and 0 when it is not there",
         *layout,
     ], "numeric_columns": spec["numeric"], "categorical_columns": spec["categorical"]}
+
+
+def tensor_name(column):
+    """A table column's name as TensorFlow accepts it for an input (other characters become `_`)."""
+    name = re.sub(r"[^A-Za-z0-9_.]", "_", column)
+    return name if re.match(r"[A-Za-z0-9.]", name) else f"c{name}"
+
+
+def table_graph(spec):
+    """The tabular preprocessing of `shared.data.apply_tabular` in TensorFlow ops, on one input per column.
+
+    Numbers arrive as float32 (NaN when missing), categories as strings (empty when missing).
+
+    Args:
+        spec (dict): from `shared.data.fit_tabular`.
+
+    Returns:
+        tuple[dict, Callable, Callable, list]: the inputs (tensor name -> (shape, dtype)); the graph, a dict
+        of column tensors -> `{"numeric": (n, k) float32, "categorical": (n, c) int32}` (no `categorical`
+        without such columns); the feed, rows (dicts) -> column arrays; and the lookup tables to keep.
+    """
+    import tensorflow as tf
+
+    from shared import data
+
+    numeric = [(tensor_name(item["name"]), item) for item in spec["numeric"]]
+    categorical = [(tensor_name(item["name"]), item) for item in spec["categorical"]]
+    tables = [tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(item["vocabulary"], tf.string), tf.range(1, len(item["vocabulary"]) + 1, dtype=tf.int64)), 0)
+        for _, item in categorical]
+    inputs = {name: ((None,), "float32") for name, _ in numeric}
+    inputs.update({name: ((None,), "string") for name, _ in categorical})
+
+    def graph(raw):
+        columns = [(tf.where(tf.math.is_nan(raw[name]), item["median"], raw[name]) - item["mean"]) / item["std"]
+                   for name, item in numeric]
+        encoded = {"numeric": tf.stack(columns, axis=1) if columns else tf.zeros([tf.shape(next(iter(
+            raw.values())))[0], 0])}
+        if categorical:
+            keys = [tf.strings.strip(raw[name]) for name, _ in categorical]
+            keys = [tf.where(key == "", "<missing>", key) for key in keys]
+            encoded["categorical"] = tf.cast(tf.stack([table.lookup(key) for table, key in zip(tables, keys)], 1),
+                                             tf.int32)
+        return encoded
+
+    def feed(records):
+        values = {name: np.array([np.nan if row[item["name"]] in (None, "") else float(row[item["name"]])
+                                  for row in records], "float32") for name, item in numeric}
+        values.update({name: np.array([data.category_text(row[item["name"]]) for row in records], dtype=object)
+                       for name, item in categorical})
+        return values
+
+    return inputs, graph, feed, tables

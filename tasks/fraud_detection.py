@@ -238,12 +238,27 @@ class FraudDetection(Task):
         return _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
 
     def serving(self, model, info):
+        """The SavedModel takes one input per column (numbers, category strings) and encodes them in its graph."""
         from shared import serving as graphs
 
+        spec = info["preprocessing"]
         serving = super().serving(model, info)
-        serving.preprocessing.update(graphs.tabular_contract(info["preprocessing"], [
+        serving.preprocessing.update(graphs.tabular_contract(spec, [
             "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the I-th "
             "categorical column (from 0)"]))
+        serving.raw_inputs, graph, feed, serving.resources = graphs.table_graph(spec)
+        serving.raw_graph = lambda raw: _features(graph(raw))
+        serving.raw_feed = lambda inputs: feed(detection.check_records(inputs, spec, info["ignored_columns"]))
+        serving.preprocessing["raw_input"] = (
+            "one input per feature column, named as in `columns` (tensor name: column): numbers as float32 "
+            "(NaN when missing), categories as strings (empty when missing)")
+        serving.preprocessing["columns"] = {graphs.tensor_name(item["name"]): item["name"]
+                                            for item in spec["numeric"] + spec["categorical"]}
+        categories = {item["name"] for item in spec["categorical"]}
+        # the logged row, then one with every value missing (medians, <missing>) and one of unseen categories
+        serving.examples = lambda example: [*example, dict.fromkeys(example[0]), {
+            key: "a category never seen in training" if key in categories else value
+            for key, value in example[0].items()}]
         serving.preprocessing.update({
             "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule", ""),
             "meaning": {"fraud_probability": "the probability that the row is a fraud; flag it when >= threshold"}})

@@ -120,4 +120,4 @@ def test_every_task_exports_in_every_format_or_says_why(name, module_store, tmp_
                                                  "fraud_detection") else set()
     assert must <= set(produced), (name, sorted(produced))
     assert produced.get("saved_model", {}).get("preprocessing_in_graph", False) == (
-        name in ("vision_classification", "medical_imaging", "nlp_sentiment"))
+        name in ("vision_classification", "medical_imaging", "nlp_sentiment", "fraud_detection"))
