@@ -289,7 +289,9 @@ def _onnx(model, specs, path):
             model.input, dict) else [next(iter(specs.values()))])
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [item.name for item in session.get_inputs()]
-    names = sorted(_outputs(model, model.output).keys()) if isinstance(model.output, dict) else model.output_names
+    produced = [item.name for item in session.get_outputs()]
+    expected = sorted(model.output) if isinstance(model.output, dict) else model.output_names  # tf2onnx's order
+    names = produced if set(produced) == set(expected) else expected  # a single output is named Identity:0
 
     def run(feed):
         arrays = [np.asarray(feed[name.split(":")[0]], dtype=specs[name.split(":")[0]].dtype.as_numpy_dtype)
