@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -90,6 +91,8 @@ def export(task, logged, export_format, output):
         ValueError: the model cannot be expressed in the format (the message names the task and why).
     """
     serving = task.serving(logged.model, logged.info)
+    if serving.unsupported:
+        raise ValueError(f"{task.name}: the model cannot be exported as {export_format}: {serving.unsupported}")
     raw = serving.examples(logged.example) if serving.examples else logged.example
     tensors = _as_dict(logged.model, serving.prepare(raw))
     expected = _outputs(logged.model, logged.model(_model_call_input(logged.model, tensors), training=False))
@@ -105,8 +108,7 @@ def export(task, logged, export_format, output):
         else:
             run = _onnx(logged.model, specs, path)
     except (ValueError, TypeError, RuntimeError, NotImplementedError, ImportError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{task.name}: the model cannot be exported as {export_format}: {first_line[:300]}") from None
+        raise ValueError(f"{task.name}: the model cannot be exported as {export_format}: {_reason(error)}") from None
     feed = serving.raw_feed(raw) if in_graph else tensors
     answered, latency = _timed(run, feed, len(raw))
     difference, agreement = _compare(expected, answered, task.name, export_format)
@@ -212,7 +214,7 @@ def _tflite(model, specs, path):
             with _converter_silenced():
                 path.write_bytes(converter.convert())
         except Exception as error:  # the converter raises its own ConverterError, not a ValueError
-            raise ValueError(_converter_reason(error)) from None
+            raise ValueError(_reason(error)) from None
     runner = Interpreter(model_path=str(path)).get_signature_runner()
     return lambda feed: runner(**{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype)
                                   for name, value in feed.items()})
@@ -273,11 +275,17 @@ def _converter_silenced():
         os.close(saved)
 
 
-def _converter_reason(error):
-    """The first line of a converter error that says which operation failed."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+def _reason(error):
+    """One line saying why an export failed: the converter's line naming the operation, or the cause Keras
+    reports under its `Exception encountered when calling LAYER.call()`, else the first line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line] or [type(error).__name__]
     named = [line for line in lines if "op" in line.lower() and ("not supported" in line or "failed" in line)]
-    return (named or lines or [type(error).__name__])[0][:300]
+    if named:
+        return named[0][:300]
+    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"[:300]
+    return lines[0][:300]
 
 
 def _onnx(model, specs, path):

@@ -132,6 +132,7 @@ class Serving:
         resources (list): objects `raw_graph` uses that the SavedModel must keep (lookup tables, layers).
         examples (Callable[[list], list] | None): the logged input example -> the raw inputs of the parity
             check (default: the example itself); a task may add variants its graph must handle.
+        unsupported (str): why this model cannot be exported (empty when it can); `export` stops with it.
     """
 
     prepare: object
@@ -143,6 +144,7 @@ class Serving:
     raw_feed: object = None
     resources: list = dataclasses.field(default_factory=list)
     examples: object = None
+    unsupported: str = ""
 
 
 class Task:

@@ -575,6 +575,13 @@ class VisionSegmentation(Task):
         if not info["image_size"]:
             steps[-1] = "keep the image's size (the model is fully convolutional)"
         stride = _stride(info)
+        if info["image_size"]:  # the exported graph's size: Keras' upsampling traces only with a known one
+            side = -(-info["image_size"] // stride) * stride
+            serving.tensor_shapes = {"image": (None, side, side, info["channels"])}
+        else:
+            serving.unsupported = ("this U-Net takes images of any size, which Keras' bilinear UpSampling2D cannot "
+                                   "trace into an exported graph; train with --set image_size=N to export it for "
+                                   "N x N images")
         serving.preprocessing.update({"steps": [
             *steps, f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
                     f"its edge when it is smaller than {stride}); one size per batch",
