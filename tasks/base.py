@@ -111,9 +111,9 @@ class Serving:
     """What `python -m pipelines export` wraps around a task's Keras model; `Task.serving` returns it.
 
     Every export holds the model on its tensor inputs. When the task's preprocessing can be written in
-    TensorFlow (`raw_inputs` set), the SavedModel takes raw inputs instead (encoded images, strings) and
-    runs that preprocessing in its graph. Otherwise, and for TFLite and ONNX, the caller prepares the
-    tensors as `preprocessing.json` beside the artifact states.
+    TensorFlow (`raw_inputs` set), the SavedModel takes raw inputs instead (encoded images, strings, table
+    columns) and runs that preprocessing in its graph. Otherwise, and for TFLite and ONNX, the caller
+    prepares the tensors as `preprocessing.json` beside the artifact states.
 
     Attributes:
         prepare (Callable[[list], object]): raw inputs -> the model's inputs (an array, or a dict of arrays

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from pipelines import cli, export
-from shared import images
+from shared import images, tracking
+from tasks.base import Task
 from tests.conftest import ANSWER_KEYS
 
 
@@ -100,6 +101,26 @@ def test_a_non_empty_output_folder_is_refused(digits_model, tmp_path, capsys):
     assert cli.main(["export", "vision_classification", "--model", digits_model, "--format", "tflite",
                      "--output", str(tmp_path)]) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("export_format", export.FORMATS)
+def test_a_new_task_exports_with_prepare_inputs_alone(export_format, tmp_path):
+    import keras
+
+    class Rows(Task):  # no serving(): the default puts the model on its tensor input
+        name = "toy_rows"
+
+        def prepare_inputs(self, info, inputs):
+            return np.asarray(inputs, "float32")
+
+    inputs = keras.Input((3,), name="row")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="scores")(inputs))
+    logged = tracking.LoggedModel(model, {}, [[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], run_id="")
+    result = export.export(Rows(), logged, export_format, tmp_path)
+    assert result["parity"] and result["examples"] == 2 and not result["preprocessing_in_graph"]
+    contract = json.loads((tmp_path / "preprocessing.json").read_text())
+    assert contract["inputs"] == {"row": {"shape": [None, 3], "dtype": "float32"}}
+    assert contract["outputs"] == {"scores": {"shape": [None, 2], "dtype": "float32"}}
 
 
 @pytest.mark.slow
