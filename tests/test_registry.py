@@ -103,8 +103,10 @@ def test_another_test_set_is_not_compared_and_a_model_setting_is(first_run):
 @pytest.mark.parametrize("name, params, info, expected", [
     ("recommendation", {"model": "auto", "data": "/data/ml-100k/u.data"}, {"model": "two_tower"},
      "recommendation-two_tower-u.data"),
-    ("vision_classification", {"backbone": "resnet", "data": "/data/digits/"}, {}, "vision_classification-resnet-digits"),
-    ("nlp_sentiment", {"architecture": "transformer", "data": "tfds:glue/sst2"}, {}, "nlp_sentiment-transformer-glue_sst2"),
+    ("vision_classification", {"backbone": "resnet", "data": "/data/digits/"}, {},
+     "vision_classification-resnet-digits"),
+    ("nlp_sentiment", {"architecture": "transformer", "data": "tfds:glue/sst2"}, {},
+     "nlp_sentiment-transformer-glue_sst2"),
     ("fraud_detection", {"data": "embedded"}, {}, "fraud_detection-embedded"),
     ("predictive_maintenance", {"model": "cnn", "mode": "classification", "data": "ai4i.csv"}, {},
      "predictive_maintenance-classification-cnn-ai4i.csv"),
