@@ -10,6 +10,7 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines import cli, export
@@ -50,7 +51,7 @@ def test_saved_model_takes_encoded_images_and_answers_like_the_logged_model(digi
     images.save_png(picture, tmp_path / "digit.png")
     serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
     probabilities = serve(image=tf.constant([(tmp_path / "digit.png").read_bytes()]))["probabilities"].numpy()
-    answer, = mlflow.pyfunc.load_model(digits_model).predict({"image": [str(tmp_path / "digit.png")]})
+    answer, = mlflow.pyfunc.load_model(digits_model).predict(pd.DataFrame({"image": [str(tmp_path / "digit.png")]}))
     assert str(probabilities.argmax()) == answer["label"]
     assert probabilities.max() == pytest.approx(answer["probability"], abs=1e-5)
     version = mlflow.MlflowClient().get_model_version("vision_classification", "1")
