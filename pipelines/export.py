@@ -1,7 +1,7 @@
 """`python -m pipelines export`: a logged model as a TF Serving SavedModel, a TFLite (LiteRT) file or ONNX.
 
-What each task puts in the graph comes from its `serving` method (`tasks.base.Serving`); this module is
-the same for every task. Every export is checked before it is logged: the exported artifact and the
+What each task puts in the graph comes from its `serving_signature` method (a `tasks.base.ServingSignature`);
+this module is the same for every task. Every export is checked before it is logged: the exported artifact and the
 logged Keras model run on the model's logged input example, and their outputs must agree within
 `TOLERANCE`.
 """
@@ -90,7 +90,7 @@ def export(task, logged, export_format, output):
     Raises:
         ValueError: the model cannot be expressed in the format (the message names the task and why).
     """
-    serving = task.serving(logged.model, logged.info)
+    serving = task.serving_signature(logged.model, logged.info)
     if serving.unsupported:
         raise ValueError(f"{task.name}: the model cannot be exported as {export_format}: {serving.unsupported}")
     raw = serving.examples(logged.example) if serving.examples else logged.example

@@ -107,8 +107,8 @@ class Splits:
 
 
 @dataclasses.dataclass
-class Serving:
-    """What `python -m pipelines export` wraps around a task's Keras model; `Task.serving` returns it.
+class ServingSignature:
+    """What `python -m pipelines export` wraps around a task's Keras model (`Task.serving_signature`).
 
     Every export holds the model on its tensor inputs. When the task's preprocessing can be written in
     TensorFlow (`raw_inputs` set), the SavedModel takes raw inputs instead (encoded images, strings, table
@@ -260,13 +260,13 @@ class Task:
         """Returns the model-ready batch for a list of raw inputs: the preprocessing half of `predict_raw`."""
         raise NotImplementedError(f"{self.name} does not say how raw inputs become model inputs (prepare_inputs).")
 
-    def serving(self, model, info):
-        """Returns what `python -m pipelines export` wraps around the model (a `Serving`).
+    def serving_signature(self, model, info):
+        """Returns what `python -m pipelines export` wraps around the model (a `ServingSignature`).
 
         The default is the model on its tensor inputs, prepared by `prepare_inputs`; a task overrides it
         to put TensorFlow-expressible preprocessing into the graph or to describe its tensor contract.
         """
-        return Serving(prepare=lambda inputs: self.prepare_inputs(info, inputs))
+        return ServingSignature(prepare=lambda inputs: self.prepare_inputs(info, inputs))
 
 
 def softmax_head(features, dropout, classes):
@@ -319,8 +319,8 @@ class ClassificationTask(Task):
         probabilities = model.predict(self.prepare_inputs(info, inputs), verbose=0)
         return evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
 
-    def serving(self, model, info):
-        serving = super().serving(model, info)
+    def serving_signature(self, model, info):
+        serving = super().serving_signature(model, info)
         serving.preprocessing["meaning"] = {"probabilities": "one per class, in the order of class_names"}
         serving.preprocessing["class_names"] = list(info["class_names"])
         return serving

@@ -237,12 +237,12 @@ class FraudDetection(Task):
         records = detection.check_records(inputs, spec, info["ignored_columns"])
         return _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         """The SavedModel takes one input per column (numbers, category strings) and encodes them in its graph."""
         from shared import serving as graphs
 
         spec = info["preprocessing"]
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         serving.preprocessing.update(graphs.tabular_contract(spec, [
             "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the I-th "
             "categorical column (from 0)"]))

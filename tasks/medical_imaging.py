@@ -265,8 +265,8 @@ class MedicalImaging(VisionClassification):
                 answers[index]["heatmap_path"] = _write_heatmap(batch[index], heatmap, inputs[index])
         return answers
 
-    def serving(self, model, info):
-        serving = super().serving(model, info)
+    def serving_signature(self, model, info):
+        serving = super().serving_signature(model, info)
         if len(info["class_names"]) == 2:
             serving.preprocessing["threshold"] = info.get("threshold", 0.5)
             serving.preprocessing["meaning"]["label"] = (f"{info['class_names'][1]} when probabilities[:, 1] >= "

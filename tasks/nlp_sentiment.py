@@ -348,11 +348,11 @@ class NlpSentiment(ClassificationTask):
     def prepare_inputs(self, info, inputs):
         return _token_ids(info, inputs, check=True)[0]
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         """The SavedModel takes raw strings and standardises and vectorises them in its graph."""
         from shared import data, serving as graphs
 
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         layer = data.text_vectorizer(info["vocabulary"], info["sequence_length"])
         layer.build(None)  # a SavedModel keeps only built layers (and so the vocabulary's lookup table)
         serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from tasks import register
-from tasks.base import Serving, Splits, Task, TaskConfig, search_space
+from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
 START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -481,7 +481,7 @@ class NlpTranslation(Task):
                 answer["truncated"] = True
         return answers
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         """Exports answer one decoder pass on token ids: the decode loop (greedy or beam search) is the caller's."""
         from shared import data, serving as graphs
 
@@ -512,7 +512,7 @@ class NlpTranslation(Task):
                         decoding=info["decoding"], beam_width=info["beam_width"], length_penalty=info["length_penalty"],
                         meaning={"next_token": "(n, length, target vocabulary): the probability of each next token "
                                                "at every decoder position"})
-        return Serving(prepare=prepare, preprocessing=contract,
+        return ServingSignature(prepare=prepare, preprocessing=contract,
                        files={"source_vocabulary.txt": info["source_vocabulary"],
                               "target_vocabulary.txt": info["target_vocabulary"]})
 

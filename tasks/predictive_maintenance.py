@@ -406,10 +406,10 @@ class PredictiveMaintenance(Task):
             windows.append(_windows(encode(frame, info, "export input"), info["window"], every_row=True)[-1])
         return np.stack(windows).astype("float32")
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         from shared import serving as graphs
 
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         order = f"sorted by {info['time_column']}" if info["time_column"] else "in order"
         serving.preprocessing.update(graphs.tabular_contract(info["preprocessing"], [
             "each row's features: the standardised numeric columns, then each categorical column one-hot over "

@@ -651,8 +651,8 @@ class Recommendation(Task):
         histories = [_padded(info["recent"][user], info["history_length"]) for user in users]
         return _model_inputs(info, users, items, histories)
 
-    def serving(self, model, info):
-        serving = super().serving(model, info)
+    def serving_signature(self, model, info):
+        serving = super().serving_signature(model, info)
         serving.files = {"users.txt": info["users"], "items.txt": info["items"], "recent.txt": info["recent"],
                          "seen.txt": info["seen"], "popular.txt": info["popular"].split()}
         steps = ["user: its line number + 1 in users.txt, 0 for a user unseen in training",

@@ -740,10 +740,10 @@ class Speech(ClassificationTask):
             batch.append(clip_features(prepare(samples, rate, settings, name), settings))
         return _standardize(np.stack(batch), info)
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         """Exports take standardised features: resampling, trimming and the log-mel are librosa, not TensorFlow."""
         settings = info["features"]
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         serving.preprocessing.update({"steps": [
             "read the audio as float32 samples; average the channels of stereo audio",
             f"resample to {settings['sample_rate']} Hz (librosa.resample, res_type='soxr_hq')",

@@ -167,12 +167,12 @@ class VisionClassification(ClassificationTask):
 
         return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         """The SavedModel takes encoded image bytes and decodes, converts and resizes them in its graph."""
         from shared import serving as graphs
 
         size, channels = tuple(info["image_size"]), info["channels"]
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         serving.preprocessing.update(graphs.image_contract(size, channels))
         serving.preprocessing["raw_input"] = ("encoded PNG, JPEG, BMP or GIF bytes, one image per row (the graph "
                                               "decodes no TIFF or WebP and ignores EXIF orientation: send "

@@ -566,10 +566,10 @@ class VisionSegmentation(Task):
             raise ValueError("the images of one batch must share a size; send them one at a time.")
         return _pad_to_stride(np.stack(pictures), info)
 
-    def serving(self, model, info):
+    def serving_signature(self, model, info):
         from shared import serving as graphs
 
-        serving = super().serving(model, info)
+        serving = super().serving_signature(model, info)
         size = (info["image_size"],) * 2 if info["image_size"] else ("H", "W")
         steps = graphs.image_contract(size, info["channels"])["steps"][:-1]
         if not info["image_size"]:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tasks
 from pipelines import cli, export
 from shared import images, tracking
 from tasks.base import Task
-from tests.conftest import ANSWER_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_a_non_empty_output_folder_is_refused(digits_model, tmp_path, capsys):
 def test_a_new_task_exports_with_prepare_inputs_alone(export_format, tmp_path):
     import keras
 
-    class Rows(Task):  # no serving(): the default puts the model on its tensor input
+    class Rows(Task):  # no serving_signature(): the default puts the model on its tensor input
         name = "toy_rows"
 
         def prepare_inputs(self, info, inputs):
@@ -125,7 +125,7 @@ def test_a_new_task_exports_with_prepare_inputs_alone(export_format, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(ANSWER_KEYS))
+@pytest.mark.parametrize("name", tasks.names())
 def test_every_task_exports_in_every_format_or_says_why(name, module_store, tmp_path, capsys):
     assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
     produced = {}
