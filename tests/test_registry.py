@@ -32,6 +32,7 @@ def first_run(module_store):
     finished = subprocess.run(command, cwd=ROOT, env=dict(environment, MLFLOW_TRACKING_URI=module_store),
                               capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    tracking._connect()  # this process's MLflow client may still point at an earlier module's store
     return finished.stderr
 
 
