@@ -1,14 +1,11 @@
 """Binary detectors on tables (fraud detection, failure prediction): loss, class weights, the
-validation-chosen threshold and its evaluation, and raw rows in for prediction.
+validation-chosen threshold and its evaluation, and the check of raw rows for prediction.
 """
 
 import json
-import os
 import warnings
 
 import numpy as np
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
 
 def binary_loss(config):
@@ -80,38 +77,3 @@ def check_records(inputs, spec, ignored):
     if unexpected:
         warnings.warn(f"ignoring column(s) the model was not trained on: {sorted(unexpected)}", stacklevel=2)
     return records
-
-
-def table_inputs(inputs):
-    """Turns predict arguments into rows: CSV/Parquet files (a row each), .json files or inline JSON objects.
-
-    Returns:
-        list[tuple[str, dict]]: (`file:row` or the JSON text, the row) pairs.
-
-    Raises:
-        ValueError: an argument that is neither a readable table, a JSON file nor a JSON object.
-    """
-    from shared import data
-
-    pairs = []
-    for argument in inputs:
-        if os.path.isfile(argument) and argument.lower().endswith(TABLE_SUFFIXES):
-            frame = data.read_table(argument)
-            records = json.loads(frame.to_json(orient="records"))
-            pairs += [(f"{argument}:{row + 1}", record) for row, record in enumerate(records)]
-            continue
-        text = argument
-        if os.path.isfile(argument):
-            with open(argument, encoding="utf-8") as handle:
-                text = handle.read()
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(f"INPUT '{argument[:80]}' is not a CSV/Parquet file, a .json file or a JSON object "
-                             "like '{\"amount\": 12.5, ...}'.") from None
-        parsed = parsed if isinstance(parsed, list) else [parsed]
-        if not all(isinstance(record, dict) for record in parsed):
-            raise ValueError(f"INPUT '{argument[:80]}' must hold a JSON object or a list of objects (one per row).")
-        pairs += [(argument if len(parsed) == 1 else f"{argument}:{row + 1}", record)
-                  for row, record in enumerate(parsed)]
-    return pairs

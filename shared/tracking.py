@@ -439,17 +439,41 @@ def load(uri):
         raise ValueError(f"{uri}: {error}") from None
 
 
-def runs(experiments):
-    """Returns the runs of the named experiments, newest first, as a DataFrame (params, metrics, tags, times).
+def runs(task_name=None, experiment=None, limit=None, run_ids=None):
+    """Searches runs across every experiment of the store, newest first.
 
-    Experiments that do not exist yet contribute no rows.
+    Args:
+        task_name (str | None): only runs of this task (their `task` tag), whatever experiment holds them.
+        experiment (str | None): only runs of the experiment with this name.
+        limit (int | None): at most this many runs (the newest).
+        run_ids (list[str] | None): only these runs.
+
+    Returns:
+        pandas.DataFrame: one row per run (params, metrics, tags, times) with an `experiment` column
+        holding its experiment's name; empty when nothing matches.
+
+    Raises:
+        ValueError: `experiment` does not exist.
     """
     _connect()
-    client = mlflow.MlflowClient()
-    existing = [name for name in experiments if client.get_experiment_by_name(name) is not None]
-    if not existing:
+    if experiment is None:
+        names = {found.experiment_id: found.name for found in mlflow.search_experiments()}
+    else:
+        found = mlflow.MlflowClient().get_experiment_by_name(experiment)
+        if found is None:
+            raise ValueError(f"no experiment '{experiment}' in store {tracking_uri()}; leave out --experiment "
+                             "to search every experiment.")
+        names = {found.experiment_id: found.name}
+    if not names:
         return pd.DataFrame()
-    return mlflow.search_runs(experiment_names=existing, order_by=["attributes.start_time DESC"])
+    filters = [f"tags.task = '{task_name}'"] if task_name else []
+    if run_ids:
+        filters.append(f"attributes.run_id IN ({', '.join(repr(str(run_id)) for run_id in run_ids)})")
+    frame = mlflow.search_runs(experiment_ids=list(names), filter_string=" AND ".join(filters),
+                               max_results=limit or 100_000, order_by=["attributes.start_time DESC"])
+    if frame.empty:
+        return pd.DataFrame()
+    return frame.assign(experiment=frame["experiment_id"].map(names))
 
 
 def check_policy(policy):

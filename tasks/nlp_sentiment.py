@@ -191,6 +191,8 @@ class NlpSentiment(ClassificationTask):
     config_class = NlpSentimentConfig
     tfds_name = "imdb_reviews"
     input_column = "text"
+    table_columns = NlpSentimentConfig.text_column
+    key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
@@ -330,11 +332,6 @@ class NlpSentiment(ClassificationTask):
 
     def input_example(self, splits):
         return [str(text) for text in splits.test.features[:2]]
-
-    def cli_inputs(self, inputs):
-        from shared import data
-
-        return data.text_inputs(inputs, column="text,sentence,review,content")
 
     def predict_raw(self, model, info, inputs):
         from shared import data, evaluation

@@ -312,6 +312,8 @@ class NlpTranslation(Task):
     primary_metric = "bleu"
     tfds_name = "ted_hrlr_translate/pt_to_en"
     input_column = "text"
+    table_columns = "text,source,sentence"
+    key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
@@ -446,11 +448,6 @@ class NlpTranslation(Task):
 
     def input_example(self, splits):
         return [str(text) for text in splits.test.features[:2]]
-
-    def cli_inputs(self, inputs):
-        from shared import data
-
-        return data.text_inputs(inputs, column="text,source,sentence")
 
     def predict_raw(self, model, info, inputs, check=True):
         """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).

@@ -103,6 +103,8 @@ class PredictiveMaintenance(Task):
     higher_is_better = False
     tfds_name = ""  # TFDS has no run-to-failure dataset; see the module docstring
     input_column = "history"
+    input_kind = "record"
+    key_params = Task.key_params + ("mode", "model")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
 
     def load_data(self, config):
@@ -298,9 +300,9 @@ class PredictiveMaintenance(Task):
         return [splits.info["example_history"]]
 
     def cli_inputs(self, inputs):
+        """Rows as every "record" task reads them (see `Task.cli_inputs`), plus C-MAPSS text files (a row each)
+        and JSON lists of rows (inline or a .json file), each one unit's history with one answer."""
         import pandas as pd
-
-        from shared import detection
 
         pairs = []
         for argument in inputs:
@@ -316,8 +318,14 @@ class PredictiveMaintenance(Task):
                     raise ValueError(f"INPUT '{argument[:80]}' is not valid JSON.") from None
                 pairs.append((argument[:200], parsed))  # a list: one unit's history, one answer
             else:
-                pairs += detection.table_inputs([argument])
+                pairs += super().cli_inputs([argument])
         return pairs
+
+    def input_groups(self, info, inputs):
+        """Loose rows of one unit form its history, so they go to the model together; histories stand alone."""
+        unit = info.get("unit_column")
+        return [("unit", raw.get(unit)) if unit and isinstance(raw, dict) else ("input", position)
+                for position, raw in enumerate(inputs)]
 
     def predict_raw(self, model, info, inputs):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""

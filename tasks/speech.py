@@ -502,6 +502,9 @@ class Speech(ClassificationTask):
     config_class = SpeechConfig
     tfds_name = "speech_commands"
     input_column = "audio"
+    input_kind = "file"
+    input_extensions = AUDIO_EXTENSIONS
+    key_params = ClassificationTask.key_params + ("features",)
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
 
     def load_data(self, config):
@@ -711,20 +714,6 @@ class Speech(ClassificationTask):
         """The first test clip as a list of samples at the model's rate (its prepared waveform, cached)."""
         waveform = np.load(str(splits.test.features[0]).removesuffix("-0.npy") + "-clip.npy")
         return [np.round(waveform, 4).tolist()]
-
-    def cli_inputs(self, inputs):
-        """Audio file paths; a folder stands for every audio file inside it."""
-        pairs = []
-        for argument in inputs:
-            if os.path.isdir(argument):
-                files = sorted(str(path) for path in pathlib.Path(argument).rglob("*")
-                               if path.suffix.lower() in AUDIO_EXTENSIONS)
-                if not files:
-                    raise ValueError(f"folder '{argument}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
-                pairs += [(path, path) for path in files]
-            else:
-                pairs.append((argument, argument))
-        return pairs
 
     def prepare_inputs(self, info, inputs):
         """Standardised features of raw inputs: file paths, encoded bytes, or sample lists at the model's rate."""

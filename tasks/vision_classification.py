@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
@@ -66,6 +67,9 @@ class VisionClassification(ClassificationTask):
     config_class = VisionClassificationConfig
     tfds_name = "mnist"
     input_column = "image"
+    input_kind = "file"
+    input_extensions = IMAGE_EXTENSIONS
+    key_params = ClassificationTask.key_params + ("backbone",)
 
     def load_data(self, config):
         from shared import data

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import tasks
-from pipelines import config, runner
+from pipelines import cli, config, runner
 from shared import tracking
 from shared.data import tfds as tfds_source
 from tests.conftest import shared_data
@@ -140,7 +140,7 @@ def test_token_dropout_only_touches_real_tokens():
     assert 0.3 < (dropped[:, :3] == 1).mean() < 0.7
 
 
-def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
+def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path, capsys):
     task = tasks.get("nlp_sentiment")
     result = runner.run(task, _config("epochs=1", "embedded_examples=600", "max_examples=400",
                                       "architecture=transformer", "embedding_dim=32"))
@@ -154,6 +154,16 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
     answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", "The music was truly wonderful!"]}))
     assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
     json.dumps(answers)
+    sentences = _write(tmp_path / "sentences.csv", 'id,review\n1,"The acting was not very good."\n2,\n'
+                                                   "3,The music was truly wonderful!\n")
+    output = tmp_path / "labels.csv"
+    assert cli.main(["predict", "nlp_sentiment", "--model", "models:/nlp_sentiment@champion", "--output", str(output),
+                     f"{sentences}:review"]) == 1
+    assert "3 rows, 1 errors" in capsys.readouterr().err
+    rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")
+    assert [row["input"] for row in rows] == ["The acting was not very good.", "", "The music was truly wonderful!"]
+    assert [row["label"] for row in rows] == [answers[0]["label"], "", answers[1]["label"]]
+    assert "is ''" in rows[1]["error"] and rows[0]["error"] == rows[2]["error"] == ""
 
 
 @pytest.mark.slow

@@ -72,6 +72,13 @@ def test_latest_model_predicts_rul_from_a_history_and_from_rows(trained, tmp_pat
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == (engines["unit"] <= 2).sum()
     assert lines[0]["unit"] == 1 and lines[0]["rows_seen"] == 1
+    # batches never split a unit's history: small batches answer as one call on every row does
+    assert cli.main(["predict", "predictive_maintenance", "--model", "models:/predictive_maintenance/latest",
+                     "--batch-size", "5", str(path)]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()] == lines
+    rows = json.loads(engines[engines["unit"] <= 2].to_json(orient="records"))
+    assert [dict(answer, input=line["input"]) for answer, line in
+            zip(model.predict(pd.DataFrame({"history": rows})), lines)] == lines
 
 
 def test_predict_rejects_missing_columns_and_rows_without_unit(trained):

@@ -1,5 +1,6 @@
 """Vision classification end to end: training, everything MLflow holds, raw-input prediction, data paths."""
 
+import csv
 import gzip
 import json
 
@@ -105,6 +106,29 @@ def test_predict_rejects_a_file_that_is_not_an_image(trained, tmp_path, capsys):
     code = cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(text)])
     assert code == 2
     assert f"{text}: not a readable image" in capsys.readouterr().err
+
+
+def test_predict_folder_writes_one_row_per_image_with_errors_in_their_rows(trained, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    (folder / "more").mkdir(parents=True)
+    samples = digit_pngs(folder, count=4) + digit_pngs(folder / "more", count=2)
+    corrupt = folder / "more" / "zz_corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    (folder / "readme.txt").write_text("not an input")
+    output = tmp_path / "preds.csv"
+    arguments = ["predict", TASK, "--model", f"models:/{TASK}@champion", "--batch-size", "4", str(folder)]
+    assert cli.main([*arguments, "--output", str(output)]) == 1  # some rows hold an error
+    assert "predict vision_classification: 7 rows, 1 errors, " in capsys.readouterr().err
+    with open(output, newline="") as handle:
+        rows = {row["input"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == sorted([str(path) for path, _ in samples] + [str(corrupt)])
+    assert f"{corrupt}: not a readable image" in rows[str(corrupt)]["error"] and rows[str(corrupt)]["label"] == ""
+    assert all(rows[str(path)]["error"] == "" and len(json.loads(rows[str(path)]["top_k"])) == 3 for path, _ in samples)
+    assert sum(rows[str(path)]["label"] == truth for path, truth in samples) >= len(samples) - 1
+    assert cli.main([*arguments, "--output", str(tmp_path / "preds.jsonl")]) == 1
+    lines = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert [line["input"] for line in lines] == list(rows) and set(lines[-1]) == {"input", "error"}
+    assert [line["label"] for line in lines[:-1]] == [rows[line["input"]]["label"] for line in lines[:-1]]
 
 
 def test_compare_sorts_runs_by_primary_metric(trained, capsys):

@@ -4,6 +4,7 @@ Splits are `examples.Examples` (an index in memory, decoded in tf.data) or `tfds
 """
 
 import gzip
+import json
 import os
 import pathlib
 import sys
@@ -225,13 +226,15 @@ def read_text(path):
         ) from None
 
 
-def read_text_columns(path, columns):
+def read_text_columns(path, columns, hint=None):
     """Reads a CSV (comma) or TSV (tab, by extension `.tsv`/`.tab`) file with a header row.
 
     Args:
         path (str | pathlib.Path): the file.
         columns (dict[str, str]): role -> accepted column names, comma-separated (the first one the
             file has wins), e.g. `{"text": "text,sentence", "label": "label"}`.
+        hint (str | None): how to name another column, ending the missing-column error (default: the
+            `--set ROLE_column=NAME` config override).
 
     Returns:
         dict[str, np.ndarray]: role -> the column's values (strings as Python objects).
@@ -260,7 +263,7 @@ def read_text_columns(path, columns):
         if found is None:
             raise ValueError(
                 f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns are "
-                f"{list(frame.columns)}. Set the name with --set {role}_column=NAME."
+                f"{list(frame.columns)}. {hint or f'Set the name with --set {role}_column=NAME.'}"
             )
         result[role] = frame[found].to_numpy(dtype=object)
     return result
@@ -294,33 +297,6 @@ def standardize_text(texts, punctuation="strip"):
     return tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
 
 
-def text_inputs(arguments, column="text"):
-    """Turns `predict` arguments into sentences: literal sentences, text files or a CSV/TSV column.
-
-    An argument naming an existing `.csv`/`.tsv` file yields that file's `column` (or `FILE.csv:COLUMN`);
-    any other existing file yields its non-empty lines; anything else is a sentence itself.
-
-    Args:
-        arguments (list[str]): the INPUT arguments.
-        column (str): default column of CSV/TSV files (comma-separated accepted names).
-
-    Returns:
-        list[tuple[str, str]]: (what to echo as "input", the sentence) pairs.
-    """
-    pairs = []
-    for argument in arguments:
-        path, separator, chosen = argument.rpartition(":")
-        if not (separator and os.path.isfile(path) and path.lower().endswith((".csv", ".tsv", ".tab"))):
-            path, chosen = argument, column
-        if os.path.isfile(path) and path.lower().endswith((".csv", ".tsv", ".tab")):
-            pairs.extend((sentence, sentence) for sentence in read_text_columns(path, {"text": chosen})["text"])
-        elif os.path.isfile(path):
-            pairs.extend((line, line) for line in read_text(path).splitlines() if line.strip())
-        else:
-            pairs.append((argument, argument))
-    return pairs
-
-
 def read_table(path, required=(), hint=""):
     """Reads a CSV (comma-separated, header row) or Parquet file into a pandas DataFrame.
 
@@ -350,6 +326,35 @@ def read_table(path, required=(), hint=""):
         raise ValueError(f"'{path}' has no data rows; expected a header line and at least one row.")
     require_columns(frame, required, path, hint)
     return frame
+
+
+def read_jsonl(path):
+    """Reads a JSON Lines file: one JSON object per non-empty line.
+
+    Args:
+        path (str | pathlib.Path): the file.
+
+    Returns:
+        list[dict]: the objects, in file order.
+
+    Raises:
+        ValueError: a line that is not a JSON object (the message names its number), or no objects at all.
+    """
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per line.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
+                             "write one object per line, e.g. {\"text\": \"...\"}.")
+        records.append(record)
+    if not records:
+        raise ValueError(f"'{path}' holds no JSON objects; write one object per line.")
+    return records
 
 
 def require_columns(frame, columns, source, hint=""):
