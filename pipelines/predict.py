@@ -103,7 +103,7 @@ def command(arguments):
         write(counted, arguments.output)
     else:
         for row in counted:
-            print(json.dumps(row), flush=True)
+            print(json.dumps(row))
     seconds = time.perf_counter() - started
     destination = f"; written to {arguments.output}" if arguments.output else ""
     print(f"predict {task.name}: {counted.rows} rows, {counted.errors} errors, "

@@ -24,7 +24,7 @@ SHARED_SEARCH_SPACE = {
 
 # Files that hold many inputs, one per row; `predict FILE.csv[:COLUMN]` reads them.
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
-INPUT_KINDS = ("text", "file", "record")
+INPUT_KINDS = ("text", "file", "record")  # what one raw input is: see `Task.input_kind`
 
 
 def search_space(**knobs):
