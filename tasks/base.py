@@ -187,6 +187,14 @@ class Task:
         """Returns a function applied to each validation batch, or None."""
         return None
 
+    def length_buckets(self, config, info):
+        """Returns `(length, max_length)` to batch examples of similar length together (text), or None.
+
+        `length(features, targets)` gives one raw example's length as a tf.int32 scalar; see
+        `shared.data.make_dataset`.
+        """
+        return None
+
     def evaluate(self, model, splits, config):
         """Returns an `Evaluation` of `model` on `splits.test` (what the predictor needs beyond `splits.info`,
         such as a decision threshold chosen on the validation split, goes in its `serving` dict)."""

@@ -19,7 +19,6 @@ longer than `sequence_length` tokens is truncated with a warning (the answer car
 """
 
 import dataclasses
-import functools
 import re
 import warnings
 
@@ -194,116 +193,6 @@ def detokenize(tokens):
     return text if letter is None else text[: letter.start()] + text[letter.start()].upper() + text[letter.start() + 1:]
 
 
-@functools.cache
-def transformer_layers():
-    """The custom Keras layers of the text Transformers (also used by nlp_sentiment), by class name.
-
-    Defined inside a cached function so that importing the task module stays light.
-
-    Returns:
-        dict[str, type]: PositionalEmbedding, TransformerEncoder and TransformerDecoder.
-    """
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class PositionalEmbedding(keras.layers.Layer):
-        """Token embedding plus a learned position embedding; id 0 is padding and produces the mask."""
-
-        def __init__(self, sequence_length, vocabulary_size, embedding_dim, **kwargs):
-            super().__init__(**kwargs)
-            self.sequence_length, self.vocabulary_size = sequence_length, vocabulary_size
-            self.embedding_dim = embedding_dim
-            self.token_embedding = keras.layers.Embedding(vocabulary_size, embedding_dim)
-            self.position_embedding = keras.layers.Embedding(sequence_length, embedding_dim)
-
-        def build(self, input_shape):
-            self.token_embedding.build(input_shape)
-            self.position_embedding.build((input_shape[-1],))
-
-        def call(self, token_ids):
-            positions = ops.arange(ops.shape(token_ids)[-1])
-            return self.token_embedding(token_ids) + self.position_embedding(positions)
-
-        def compute_mask(self, token_ids, mask=None):
-            return ops.not_equal(token_ids, PADDING_ID)
-
-        def get_config(self):
-            return {**super().get_config(), "sequence_length": self.sequence_length,
-                    "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class TransformerEncoder(keras.layers.Layer):
-        """Self-attention over non-padding tokens, then a position-wise feed-forward net (post-norm)."""
-
-        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
-            super().__init__(**kwargs)
-            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
-            self.attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
-            self.dense_2 = keras.layers.Dense(embedding_dim)
-            self.norm_1, self.norm_2 = keras.layers.LayerNormalization(), keras.layers.LayerNormalization()
-            self.dropout = keras.layers.Dropout(dropout)
-            self.supports_masking = True
-
-        def build(self, inputs_shape):
-            self.attention.build(inputs_shape, inputs_shape)
-            self.dense_1.build(inputs_shape)
-            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
-            self.norm_1.build(inputs_shape)
-            self.norm_2.build(inputs_shape)
-
-        def call(self, inputs, mask=None, training=None):
-            attended = self.attention(inputs, inputs, query_mask=mask, value_mask=mask, training=training)
-            x = self.norm_1(inputs + self.dropout(attended, training=training))
-            return self.norm_2(x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
-
-        def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class TransformerDecoder(keras.layers.Layer):
-        """Causal self-attention, attention over the encoder outputs, then a feed-forward net (post-norm)."""
-
-        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
-            super().__init__(**kwargs)
-            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
-            self.self_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.cross_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
-            self.dense_2 = keras.layers.Dense(embedding_dim)
-            self.norms = [keras.layers.LayerNormalization() for _ in range(3)]
-            self.dropout = keras.layers.Dropout(dropout)
-            self.supports_masking = True
-
-        def build(self, inputs_shape, encoder_outputs_shape):
-            self.self_attention.build(inputs_shape, inputs_shape)
-            self.cross_attention.build(inputs_shape, encoder_outputs_shape)
-            self.dense_1.build(inputs_shape)
-            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
-            for norm in self.norms:
-                norm.build(inputs_shape)
-
-        def call(self, inputs, encoder_outputs, inputs_mask=None, encoder_outputs_mask=None, training=None):
-            attended = self.self_attention(inputs, inputs, query_mask=inputs_mask, value_mask=inputs_mask,
-                                           use_causal_mask=True, training=training)
-            x = self.norms[0](inputs + self.dropout(attended, training=training))
-            attended = self.cross_attention(x, encoder_outputs, query_mask=inputs_mask,
-                                            value_mask=encoder_outputs_mask, training=training)
-            x = self.norms[1](x + self.dropout(attended, training=training))
-            return self.norms[2](x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
-
-        def compute_mask(self, inputs, encoder_outputs=None, inputs_mask=None, encoder_outputs_mask=None):
-            return inputs_mask
-
-        def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
-
-    return {layer.__name__: layer for layer in (PositionalEmbedding, TransformerEncoder, TransformerDecoder)}
-
-
 @register
 class NlpTranslation(Task):
     name = "nlp_translation"
@@ -373,14 +262,17 @@ class NlpTranslation(Task):
     def build_model(self, config, info):
         import keras
 
-        layers = transformer_layers()
+        from shared import text_layers
+
+        layers = text_layers.layers()
         length = info["sequence_length"]
-        encoder_inputs = keras.Input((length,), dtype="int64", name="encoder_inputs")
+        # Any length up to `length`: training batches are padded to their own longest sentence.
+        encoder_inputs = keras.Input((None,), dtype="int64", name="encoder_inputs")
         x = layers["PositionalEmbedding"](length, len(info["source_vocabulary"]), config.embedding_dim)(encoder_inputs)
         x = keras.layers.Dropout(config.dropout)(x)
         for _ in range(config.layers):
             x = layers["TransformerEncoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(x)
-        decoder_inputs = keras.Input((length,), dtype="int64", name="decoder_inputs")
+        decoder_inputs = keras.Input((None,), dtype="int64", name="decoder_inputs")
         y = layers["PositionalEmbedding"](length, len(info["target_vocabulary"]), config.embedding_dim)(decoder_inputs)
         y = keras.layers.Dropout(config.dropout)(y)
         for _ in range(config.layers):
@@ -408,14 +300,15 @@ class NlpTranslation(Task):
         from shared import data
 
         length = info["sequence_length"]
-        source_layer = data.text_vectorizer(info["source_vocabulary"], length)
-        target_layer = data.text_vectorizer(info["target_vocabulary"], length + 1)
+        # Batches are padded to their longest sentence (cut at sequence_length), not to sequence_length.
+        source_layer = data.text_vectorizer(info["source_vocabulary"], None)
+        target_layer = data.text_vectorizer(info["target_vocabulary"], None)
 
         def encode(sources, targets):
             marked = tf.strings.join([START, data.standardize_text(targets, "split"), END], separator=" ")
-            target_ids = target_layer(marked)
+            target_ids = target_layer(marked)[:, : length + 1]
             labels = target_ids[:, 1:]
-            features = {"encoder_inputs": source_layer(data.standardize_text(sources, "split")),
+            features = {"encoder_inputs": source_layer(data.standardize_text(sources, "split"))[:, :length],
                         "decoder_inputs": target_ids[:, :-1]}
             return features, labels, tf.cast(labels != PADDING_ID, "float32")
 
@@ -430,8 +323,18 @@ class NlpTranslation(Task):
             return encode
         return lambda sources, targets: drop(*encode(sources, targets))  # keeps the sample weights
 
+    def length_buckets(self, config, info):
+        import tensorflow as tf
+
+        def length(sources, targets):
+            return tf.maximum(tf.size(tf.strings.split(sources)), tf.size(tf.strings.split(targets)))
+
+        return length, info["sequence_length"]
+
     def custom_objects(self):
-        return transformer_layers()
+        from shared import text_layers
+
+        return text_layers.layers()
 
     def evaluate(self, model, splits, config):
         from shared import evaluation

@@ -177,3 +177,53 @@ def test_bilstm_learns_negation_and_contrast(tracking_store):
 def test_sst2_dev_file_loads_with_its_content_column():
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={shared_data('sst2')}"))
     assert len(splits.validation.targets) == 872 and len(splits.test.targets) == 1821
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    """A randomly initialised two-layer BERT and its WordPiece vocabulary, saved as a local keras-hub preset."""
+    import keras_hub
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "plot", "acting", "music", "was", "not", "very",
+             "good", "bad", "great", "dull", "but", "although", "i", "did", "think", "##s", "."]
+    keras_hub.models.BertTokenizer(vocabulary=words, lowercase=True).save_to_preset(str(folder))
+    keras_hub.models.BertBackbone(vocabulary_size=len(words), num_layers=1, num_heads=2, hidden_dim=16,
+                                  intermediate_dim=32, max_sequence_length=32).save_to_preset(str(folder))
+    return folder
+
+
+def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_strings(tracking_store, tiny_preset):
+    task = tasks.get("nlp_sentiment")
+    result = runner.run(task, _config(f"backbone={tiny_preset}", "epochs=1", "embedded_examples=300",
+                                      "max_examples=200", "sequence_length=16", "learning_rate=5e-5"))
+    assert 0 <= result.metrics["accuracy"] <= 1
+    model = tracking.load("models:/nlp_sentiment/latest")
+    with pytest.warns(UserWarning, match="longer than the model's 16 tokens were truncated"):
+        answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", " ".join(["good"] * 30)]}))
+    assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
+    assert "truncated" not in answers[0] and answers[1]["truncated"] is True
+    json.dumps(answers)
+
+
+def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monkeypatch, tmp_path):
+    from tasks import nlp_sentiment
+
+    monkeypatch.setattr(nlp_sentiment, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(nlp_sentiment, "_preset_cached", lambda handle: False)
+    with pytest.raises(ValueError, match=r"cannot reach www.kaggle.com.*local keras-hub preset folder.*backbone=none"):
+        tasks.get("nlp_sentiment").load_data(_config("backbone=bert_tiny_en_uncased"))
+    with pytest.raises(ValueError, match="neither a folder nor a keras-hub text preset"):
+        tasks.get("nlp_sentiment").load_data(_config("backbone=no_such_model"))
+    with pytest.raises(ValueError, match="holds no keras-hub preset"):
+        tasks.get("nlp_sentiment").load_data(_config(f"backbone={tmp_path}"))
+
+
+def test_cnn_features_ignore_padding():
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("architecture=cnn", "embedded_examples=200")
+    splits = task.load_data(resolved)
+    model = task.build_model(resolved, splits.info)
+    ids = np.array([[5, 6, 7, 8, 0, 0]], dtype="int64")
+    short, padded = model.predict(ids[:, :4], verbose=0), model.predict(ids, verbose=0)
+    np.testing.assert_allclose(short, padded, atol=1e-6)
