@@ -20,7 +20,11 @@ def layers():
 
     @keras.saving.register_keras_serializable(package="nlp")
     class PositionalEmbedding(keras.layers.Layer):
-        """Token embedding plus a learned position embedding; id 0 is padding and produces the mask."""
+        """Token embedding plus a learned position embedding; id 0 is padding and produces the mask.
+
+        Called with `reverse=True` on hidden states, it scores every vocabulary token with the transposed
+        token embedding (weight tying, Press & Wolf 2017): one matrix serves input and output.
+        """
 
         def __init__(self, sequence_length, vocabulary_size, embedding_dim, **kwargs):
             super().__init__(**kwargs)
@@ -33,12 +37,16 @@ def layers():
             self.token_embedding.build(input_shape)
             self.position_embedding.build((input_shape[-1],))
 
-        def call(self, token_ids):
-            positions = ops.arange(ops.shape(token_ids)[-1])
-            return self.token_embedding(token_ids) + self.position_embedding(positions)
+        def call(self, inputs, reverse=False):
+            if reverse:
+                return ops.matmul(inputs, ops.transpose(self.token_embedding.embeddings))
+            positions = ops.arange(ops.shape(inputs)[-1])
+            return self.token_embedding(inputs) + self.position_embedding(positions)
 
-        def compute_mask(self, token_ids, mask=None):
-            return ops.not_equal(token_ids, 0)
+        def compute_mask(self, inputs, mask=None):
+            if "float" in str(inputs.dtype):  # reverse call on hidden states: keep their mask
+                return mask
+            return ops.not_equal(inputs, 0)
 
         def get_config(self):
             return {**super().get_config(), "sequence_length": self.sequence_length,

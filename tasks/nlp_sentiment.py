@@ -1,9 +1,14 @@
-"""NLP sentiment: a BiLSTM, BiGRU or small Transformer encoder classifying raw sentences.
+"""NLP sentiment: a Kim-style CNN, BiLSTM, BiGRU or small Transformer encoder classifying raw sentences,
+or a pretrained keras-hub encoder (BERT family) fine-tuned on them.
 
-Text is standardised and tokenised by a `keras.layers.TextVectorization` adapted on the training
-text. Tokenisation runs in the tf.data batch maps and in the predictor, never inside the model, so
-the model takes token ids and trains on every Keras backend; the vocabulary is saved in `Splits.info`
-so the logged model takes raw strings.
+From scratch, text is standardised and tokenised by a `keras.layers.TextVectorization` adapted on the
+training text. Tokenisation runs in the tf.data batch maps and in the predictor, never inside the model,
+so the model takes token ids and trains on every Keras backend; the vocabulary is saved in `Splits.info`
+so the logged model takes raw strings. Batches group sentences of similar length and pad to their own
+longest. With `backbone` set to a keras-hub preset name (e.g. `bert_tiny_en_uncased`, downloaded once
+into kagglehub's cache) or a local preset folder, the preset's own tokenizer is saved inside the model
+and runs in the tf.data pipeline of `fit` and `predict`; without a network a preset that is not cached
+stops the run at once, naming the offline alternatives.
 
 Data sources:
     embedded               generated short reviews with negation, intensifiers and contrastive clauses

@@ -227,3 +227,16 @@ def test_cnn_features_ignore_padding():
     ids = np.array([[5, 6, 7, 8, 0, 0]], dtype="int64")
     short, padded = model.predict(ids[:, :4], verbose=0), model.predict(ids, verbose=0)
     np.testing.assert_allclose(short, padded, atol=1e-6)
+
+
+def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example():
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("embedded_examples=400", "batch_size=16")
+    splits = task.load_data(resolved)
+    dataset = data.make_dataset(splits.train, 16, shuffle=True, seed=0, batch_map=task.train_map(resolved, splits.info),
+                                buckets=task.length_buckets(resolved, splits.info))
+    batches = list(dataset.as_numpy_iterator())
+    assert len(batches) == int(dataset.cardinality())  # Keras knows the epoch length
+    assert sum(len(labels) for _, labels in batches) == len(splits.train[1])
+    widths = {token_ids.shape[1] for token_ids, _ in batches}
+    assert len(widths) > 1 and max(widths) < resolved.sequence_length
