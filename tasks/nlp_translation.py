@@ -414,10 +414,11 @@ def beam_search(model, source_ids, width, length_penalty):
     """
     count, length = source_ids.shape
     # Models of any input length (all since length bucketing) skip the chunk's shared trailing padding
-    # and read only the prefix decoded so far; older fixed-length models get the full width.
+    # and read only the prefix decoded so far; older fixed-length models get the full width. At least two
+    # columns, since Keras warns about a softmax over one attention key (masking keeps results the same).
     trim = all(tensor.shape[1] is None for tensor in model.inputs)
     if trim:
-        source_ids = source_ids[:, : max(1, int((source_ids != PADDING_ID).sum(axis=1).max()))]
+        source_ids = source_ids[:, : max(2, int((source_ids != PADDING_ID).sum(axis=1).max()))]
     sources = np.repeat(source_ids, width, axis=0)
     decoder_inputs = np.zeros((count * width, length), dtype="int64")
     decoder_inputs[:, 0] = START_ID
@@ -428,7 +429,8 @@ def beam_search(model, source_ids, width, length_penalty):
     lengths = np.zeros((count, width))
     for step in range(length):
         # Causal attention: the prefix decoded so far decides the next token.
-        batch = {"encoder_inputs": sources, "decoder_inputs": decoder_inputs[:, : step + 1] if trim else decoder_inputs}
+        prefix = decoder_inputs[:, : max(2, step + 1)] if trim else decoder_inputs
+        batch = {"encoder_inputs": sources, "decoder_inputs": prefix}
         probabilities = np.asarray(model.predict_on_batch(batch))
         log_probabilities = np.log(probabilities[:, step, :].astype("float64") + 1e-12)
         vocabulary_size = log_probabilities.shape[-1]

@@ -11,6 +11,7 @@ import pytest
 import tasks
 from pipelines import cli, config, runner
 from shared import tracking
+from shared.data import examples
 from shared.data import tfds as tfds_source
 from tests.conftest import shared_data
 
@@ -233,10 +234,11 @@ def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example(
     task = tasks.get("nlp_sentiment")
     resolved = _config("embedded_examples=400", "batch_size=16")
     splits = task.load_data(resolved)
-    dataset = data.make_dataset(splits.train, 16, shuffle=True, seed=0, batch_map=task.train_map(resolved, splits.info),
-                                buckets=task.length_buckets(resolved, splits.info))
+    dataset = examples.make_dataset(splits.train, 16, shuffle=True, seed=0, cache="memory",
+                                    batch_map=task.train_map(resolved, splits.info),
+                                    buckets=task.length_buckets(resolved, splits.info))
     batches = list(dataset.as_numpy_iterator())
     assert len(batches) == int(dataset.cardinality())  # Keras knows the epoch length
-    assert sum(len(labels) for _, labels in batches) == len(splits.train[1])
+    assert sum(len(labels) for _, labels in batches) == len(splits.train)
     widths = {token_ids.shape[1] for token_ids, _ in batches}
     assert len(widths) > 1 and max(widths) < resolved.sequence_length
