@@ -34,8 +34,9 @@ import warnings
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 ARCHITECTURES = ("cnn", "bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
@@ -47,24 +48,29 @@ class NlpSentimentConfig(TaskConfig):
     epochs: int = 15  # text models overfit in a few epochs; early stopping picks the best one
     learning_rate: float = 1e-3  # recurrent nets and Transformers diverge above ~3e-3 with AdamW
     weight_decay: float = 1e-2  # embeddings of rare words overfit; stronger decay than for images
-    architecture: str = "bilstm"  # bilstm | bigru | cnn | transformer; BiLSTM reads word order (negation, "but")
+    architecture: Choice(*ARCHITECTURES) = "bilstm"  # BiLSTM reads word order (negation, "but")
     backbone: str = "none"  # none trains `architecture` from scratch; a keras-hub preset or preset folder fine-tunes it
     text_column: str = "text,sentence,review,content"  # CSV/TSV text column names accepted, first found wins
     label_column: str = "label,sentiment"  # CSV/TSV label column names accepted, first found wins
-    vocabulary_size: int = 20000  # covers SST-2's 15k words; rarer words become [UNK]
-    sequence_length: int = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
-    embedding_dim: int = 128  # enough for 20k words trained from scratch
-    units: int = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
-    filters: int = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
+    vocabulary_size: Count = 20000  # covers SST-2's 15k words; rarer words become [UNK]
+    sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
+    embedding_dim: Count = 128  # enough for 20k words trained from scratch
+    units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
+    filters: Count = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
     widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
-    layers: int = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
-    heads: int = 4  # Transformer attention heads (embedding_dim must divide by it)
-    dropout: float = 0.4  # on embeddings and before the classifier: small text sets overfit fast
-    token_dropout: float = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
-    embedded_examples: int = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
-    top_k: int = 2  # classes returned per prediction
+    layers: Count = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
+    heads: Count = 4  # Transformer attention heads (embedding_dim must divide by it)
+    dropout: Fraction = 0.4  # on embeddings and before the classifier: small text sets overfit fast
+    token_dropout: Fraction = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
+    embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
+    top_k: Count = 2  # classes returned per prediction
     search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
         dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128])
+
+    def check(self):
+        super().check()
+        if self.architecture == "transformer" and self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
 
 
 def _generated_reviews(count, seed):
@@ -207,16 +213,12 @@ class NlpSentiment(ClassificationTask):
     def load_data(self, config):
         from shared import data
 
-        if config.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got '{config.architecture}'.")
         if config.backbone != "none":
             _check_preset(config.backbone)  # before reading any data: offline runs stop at once
             if config.learning_rate > 1e-4:
                 warnings.warn(f"fine-tuning backbone '{config.backbone}' at learning_rate {config.learning_rate} "
                               "usually erases its pretraining; pretrained encoders want about 5e-5 "
                               "(--set learning_rate=5e-5).", stacklevel=2)
-        if config.architecture == "transformer" and config.embedding_dim % config.heads:
-            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
         kind, argument = data.parse_source(config.data)
         columns = {"text": config.text_column, "label": config.label_column}
         validation = test = None
@@ -305,9 +307,7 @@ class NlpSentiment(ClassificationTask):
                 x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
             # The last states (the mask skips padding) read the whole sentence in both directions.
             features = keras.layers.Bidirectional(recurrent(config.units))(x)
-        features = keras.layers.Dropout(config.dropout)(features)
-        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
-                                     name="probabilities")(features)
+        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
     def eval_map(self, config, info):

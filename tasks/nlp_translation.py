@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks import register
 from tasks.base import Task, Splits, TaskConfig, search_space
 
@@ -40,24 +41,29 @@ class NlpTranslationConfig(TaskConfig):
     learning_rate: float = 1e-3  # Transformers trained from scratch diverge above ~2e-3 without warm-up
     weight_decay: float = 1e-4  # mild: dropout does most of the regularising
     early_stopping_patience: int = 5  # val_loss of a seq2seq model plateaus smoothly
-    direction: str = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
-    vocabulary_size: int = 15000  # per language, the keras-io recipe's size for the Anki data
-    sequence_length: int = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
-    embedding_dim: int = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
-    dense_dim: int = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
-    heads: int = 4  # attention heads; embedding_dim must divide by it
-    layers: int = 1  # encoder and decoder blocks each; one suffices for short sentences
-    dropout: float = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions
-    label_smoothing: float = 0.1  # the Transformer paper's 0.1: spreads 10% of each target over the vocabulary
+    direction: Choice("forward", "reverse") = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
+    vocabulary_size: Count = 15000  # per language, the keras-io recipe's size for the Anki data
+    sequence_length: Count = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
+    embedding_dim: Count = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
+    dense_dim: Count = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
+    heads: Count = 4  # attention heads; embedding_dim must divide by it
+    layers: Count = 1  # encoder and decoder blocks each; one suffices for short sentences
+    dropout: Fraction = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions
+    label_smoothing: Fraction = 0.1  # the Transformer paper's 0.1: spreads 10% of each target over the vocabulary
     tie_embeddings: bool = True  # the output layer reuses the target embedding: a million fewer weights to learn
-    token_dropout: float = 0.0  # source word dropout; off because rare words carry the meaning
-    decoding: str = "greedy"  # greedy | beam; beam costs beam_width times the compute
-    beam_width: int = 4  # hypotheses kept per sentence when decoding == beam
-    length_penalty: float = 0.6  # beam scores divide by length**penalty, so short outputs do not win
-    embedded_examples: int = 6000  # generated pairs; enough for the number grammar to be learned
-    sample_translations: int = 30  # rows of the logged sample translations table
+    token_dropout: Fraction = 0.0  # source word dropout; off because rare words carry the meaning
+    decoding: Choice("greedy", "beam") = "greedy"  # beam costs beam_width times the compute
+    beam_width: Count = 4  # hypotheses kept per sentence when decoding == beam
+    length_penalty: NonNegative = 0.6  # beam scores divide by length**penalty, so short outputs do not win
+    embedded_examples: Count = 6000  # generated pairs; enough for the number grammar to be learned
+    sample_translations: Size = 30  # rows of the logged sample translations table
     search_space: dict = search_space(  # rates stop at 2e-3, above which Transformers diverge
         learning_rate=["log", 2e-4, 2e-3], dropout=["float", 0.1, 0.4])
+
+    def check(self):
+        super().check()
+        if self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -213,13 +219,6 @@ class NlpTranslation(Task):
     def load_data(self, config):
         from shared import data
 
-        if config.direction not in ("forward", "reverse"):
-            raise ValueError(f"direction must be 'forward' or 'reverse', got '{config.direction}'.")
-        if config.decoding not in ("greedy", "beam") or config.beam_width < 1:
-            raise ValueError(f"decoding must be 'greedy' or 'beam' with beam_width >= 1, got "
-                             f"'{config.decoding}' and {config.beam_width}.")
-        if config.embedding_dim % config.heads:
-            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
         kind, argument = data.parse_source(config.data)
         validation = test = None
         synthetic = False
