@@ -125,7 +125,9 @@ class Task:
         tfds_name (str): its standard TFDS dataset (empty where TFDS has none for the domain).
         input_column (str): the column holding raw inputs for the logged model.
         input_kind (str): what one raw input is: "text" (a string), "file" (a path) or "record" (a row of
-            named values); `cli_inputs` expands `predict` arguments by it.
+            named values); `cli_inputs` expands `predict` arguments by it, and the logged model checks each
+            input of a "file" task with `shared.inputs.file_input` (a path it may read, `{"b64": ...}` bytes,
+            or decoded numbers).
         input_extensions (tuple[str, ...]): the files a folder INPUT stands for: for "file" tasks one input
             each (image or audio suffixes), for the others tables of inputs.
         table_columns (str): the CSV/JSONL columns holding inputs, comma-separated, first found wins
@@ -136,6 +138,9 @@ class Task:
         quick_overrides (dict): config values for `--quick` smoke runs.
         monitor (str): the validation quantity early stopping watches (its mode follows the name).
         answer_key (str): the key of each prediction answer that carries the prediction itself.
+        predict_chunk (int): inputs per `predict_raw` call, for inputs that decode into large arrays
+            (images, audio): a request of many rows then holds one chunk's decoded inputs at a time;
+            0 passes them all at once (each Keras `predict` call costs a few tenths of a second).
     """
 
     name = ""
@@ -151,6 +156,7 @@ class Task:
     quick_overrides = {"epochs": 1, "max_examples": 600}
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
+    predict_chunk = 0
 
     def watched(self, config):
         """Returns:

@@ -70,6 +70,7 @@ class VisionClassification(ClassificationTask):
     input_kind = "file"
     input_extensions = IMAGE_EXTENSIONS
     key_params = ClassificationTask.key_params + ("backbone",)
+    predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
 
     def load_data(self, config):
         from shared import data
