@@ -65,7 +65,7 @@ def check_records(inputs, spec, ignored):
     expected = [item["name"] for item in spec["numeric"] + spec["categorical"]]
     records, unexpected = [], set()
     for position, raw in enumerate(inputs):
-        record = json.loads(raw) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
+        record = parse_json(raw, position) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
         if not isinstance(record, dict):
             raise ValueError(f"predict input {position + 1} must be a row (a JSON object or CSV row), "
                              f"got {type(record).__name__}: {str(record)[:80]}.")
@@ -77,3 +77,17 @@ def check_records(inputs, spec, ignored):
     if unexpected:
         warnings.warn(f"ignoring column(s) the model was not trained on: {sorted(unexpected)}", stacklevel=2)
     return records
+
+
+def parse_json(raw, position):
+    """Parses one predict input sent as JSON text (other values are returned as they are).
+
+    Raises:
+        ValueError: not valid JSON, or nested too deeply to parse; the message names the input.
+    """
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"predict input {position + 1} is not valid JSON ({str(error)[:80]}).") from None

@@ -329,11 +329,13 @@ class PredictiveMaintenance(Task):
 
     def predict_raw(self, model, info, inputs):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""
+        from shared import detection
+
         unit, time = info["unit_column"], info["time_column"]
         keep = [column for column in (unit, time) if column]
         batches, rows, owners = [], [], []  # histories first (one answer each), then loose rows
         for position, raw in enumerate(inputs):
-            parsed = json.loads(raw) if isinstance(raw, str) else raw
+            parsed = detection.parse_json(raw, position)
             if isinstance(parsed, dict):
                 rows.append(parsed)
                 owners.append(position)
@@ -369,6 +371,12 @@ class PredictiveMaintenance(Task):
             if column == info["unit_column"] and not history and any(value is None for value in present):
                 raise ValueError(f"predict rows lack the unit column '{column}'; add it, or send one unit's history "
                                  "as a JSON list of rows.")
+            unit = column == info["unit_column"]
+            for value in present:  # units are grouped (NaN would vanish, lists cannot), times are sorted
+                finite = isinstance(value, (int, float)) and np.isfinite(value)
+                if value is not None and not (finite or (unit and isinstance(value, str))):
+                    kind = "a finite number or a string" if unit else "a finite number"
+                    raise ValueError(f"predict rows: '{column}' must be {kind}, got {str(value)[:80]}.")
             frame[column] = np.arange(len(frame)) if any(value is None for value in present) else present
         return frame
 

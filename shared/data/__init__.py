@@ -390,7 +390,13 @@ def numeric_values(values, column, source):
     """
     import pandas as pd
 
-    converted = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    try:
+        converted = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    except OverflowError:  # an integer beyond float64, which JSON allows: it counts as infinite
+        def bounded(value):
+            return value if not isinstance(value, int) or abs(value) < 2**1024 else np.inf if value > 0 else -np.inf
+
+        converted = pd.to_numeric(values.map(bounded), errors="coerce").to_numpy(dtype="float64")
     text = values.astype(str).str.strip().to_numpy()
     bad = np.isnan(converted) & values.notna().to_numpy() & (text != "") & (np.char.lower(text.astype(str)) != "nan")
     if bad.any():
@@ -473,7 +479,12 @@ def apply_tabular(frame, spec, source):
     numeric = np.zeros((len(frame), len(spec["numeric"])), dtype="float32")
     for index, item in enumerate(spec["numeric"]):
         values = numeric_values(frame[item["name"]], item["name"], source)
-        numeric[:, index] = (np.where(np.isnan(values), item["median"], values) - item["mean"]) / item["std"]
+        with np.errstate(over="ignore"):
+            numeric[:, index] = (np.where(np.isnan(values), item["median"], values) - item["mean"]) / item["std"]
+        if not np.isfinite(numeric[:, index]).all():  # finite in float64, beyond float32 once standardised
+            row = int(np.flatnonzero(~np.isfinite(numeric[:, index]))[0])
+            raise ValueError(f"{source}: column '{item['name']}' holds {values[row]:g} at data row {row + 1}, beyond "
+                             "what the model computes with; give a value within the training data's scale.")
     result = {"numeric": numeric}
     if spec["categorical"]:
         categorical = np.zeros((len(frame), len(spec["categorical"])), dtype="int32")
@@ -552,6 +563,12 @@ def time_split_indices(order, validation_fraction, test_fraction):
     return by_time[:validation_start], by_time[validation_start:test_start], by_time[test_start:]
 
 
+# Texts are cut to this many characters per token the model reads before they are tokenised: words,
+# numbers and URLs with their spacing stay far below it, so a text the model would read whole is never
+# cut, while the work per input is bounded (a 64-token model reads at most 6,400 characters).
+TEXT_CHARACTERS_PER_TOKEN = 100
+
+
 def text_vectorizer(vocabulary, sequence_length):
     """Rebuilds the TextVectorization of a training run from its saved vocabulary (input: standardised text).
 
@@ -591,10 +608,13 @@ def adapt_vocabulary(texts, size, punctuation):
 def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
     """Standardises and tokenises raw strings into padded id rows (numpy), as at training time.
 
+    Each text is first cut to `sequence_length * TEXT_CHARACTERS_PER_TOKEN` characters, so that a
+    megabyte sentence costs what a paragraph does.
+
     Args:
         texts (list[str]): raw strings.
         vocabulary (list[str]): the saved vocabulary.
-        sequence_length (int): the model's maximum length; longer texts are truncated.
+        sequence_length (int): the model's maximum length; longer texts are truncated (flagged as such).
         punctuation (str): "strip" or "split".
         check (bool): predictor mode: raise on empty texts and warn about truncated ones.
 
@@ -612,9 +632,11 @@ def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
         for position, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
-    standardized = standardize_text(tf.constant(list(texts), dtype=tf.string), punctuation)
+    limit = sequence_length * TEXT_CHARACTERS_PER_TOKEN
+    cut = np.array([len(text) > limit for text in texts], dtype=bool)
+    standardized = standardize_text(tf.constant([text[:limit] for text in texts], dtype=tf.string), punctuation)
     lengths = tf.strings.split(standardized).row_lengths().numpy()
-    truncated = lengths > sequence_length
+    truncated = (lengths > sequence_length) | cut
     if check and truncated.any():
         warnings.warn(
             f"{int(truncated.sum())} input(s) longer than the model's {sequence_length} tokens were truncated "
