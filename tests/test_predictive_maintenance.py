@@ -90,6 +90,20 @@ def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
         model.predict(pd.DataFrame({"history": [{key: value for key, value in row.items() if key != "unit"}]}))
 
 
+def test_hostile_rows_get_their_own_errors_and_the_others_are_answered(trained):
+    model = tracking.load("models:/predictive_maintenance/latest")
+    row = json.loads(_engines(1, seed=2).head(1).to_json(orient="records"))[0]
+    rows = [row, dict(row, sensor_1=float("inf")), dict(row, sensor_1=10**400), dict(row, sensor_1=[1, 2]),
+            dict(row, unit=[1]), dict(row, unit=float("nan")), dict(row, cycle="abc"), [1, 2], "{", "[" * 100_000,
+            None, dict(row, sensor_1=float("nan"))]
+    answers = model.predict(pd.DataFrame({"history": rows}))
+    assert [index for index, answer in enumerate(answers) if "rul" in answer] == [0, 11]  # NaN: a missing value
+    for answer, message in zip(answers[1:11], ["infinite", "infinite", "must be numeric", "'unit' must be",
+                                               "'unit' must be", "'cycle' must be a finite number", "must be a row",
+                                               "not valid JSON", "not valid JSON", "must be a row"]):
+        assert message in answer["error"] and "\n" not in answer["error"]
+
+
 def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):
     truth = _write_cmapss(tmp_path)
     task = tasks.get("predictive_maintenance")

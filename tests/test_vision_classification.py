@@ -131,6 +131,43 @@ def test_predict_folder_writes_one_row_per_image_with_errors_in_their_rows(train
     assert [line["label"] for line in lines[:-1]] == [rows[line["input"]]["label"] for line in lines[:-1]]
 
 
+def test_a_png_bomb_is_a_one_line_error_in_the_cli_and_an_error_row_in_a_batch(trained, tmp_path, capsys):
+    from benchmarks import serving_fuzz
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(serving_fuzz.png_bomb())
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(bomb)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {bomb}: the image declares more pixels than the limit of 40,000,000")
+    assert error.count("\n") == 1
+    (path, truth), = digit_pngs(tmp_path, count=1)
+    answers = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(bomb), str(path)]}))
+    assert "more pixels than the limit" in answers[0]["error"] and answers[1]["label"] == truth
+
+
+def test_a_served_model_reads_paths_only_inside_its_input_folder(trained, tmp_path, monkeypatch):
+    from benchmarks import serving_fuzz
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (path, truth), = digit_pngs(incoming, count=1)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(path.read_bytes())
+    model = tracking.load(f"models:/{TASK}/latest")
+    monkeypatch.setenv("PIPELINES_SERVING", "1")
+    rows = [path.name, str(outside), "../outside.png", serving_fuzz.b64(path.read_bytes())]
+    monkeypatch.delenv("PIPELINES_INPUT_ROOT", raising=False)
+    answers = model.predict(pd.DataFrame({"image": rows}))
+    assert [answer.get("label") for answer in answers] == [None, None, None, truth]
+    assert "a served model reads no file paths" in answers[0]["error"]
+    monkeypatch.setenv("PIPELINES_INPUT_ROOT", str(incoming))
+    answers = model.predict(pd.DataFrame({"image": rows}))
+    assert [answer.get("label") for answer in answers] == [truth, None, None, truth]
+    assert all("no file" in answer["error"] and "in the input folder" in answer["error"] for answer in answers[1:3])
+    with pytest.raises(ValueError, match=r"input: no file '\.\./outside\.png' in the input folder"):
+        model.predict(pd.DataFrame({"image": ["../outside.png"]}))
+
+
 def test_compare_sorts_runs_by_primary_metric(trained, capsys):
     assert cli.main(["compare", TASK]) == 0
     out = capsys.readouterr().out
