@@ -555,7 +555,7 @@ def fuzz_one(name, store, folder, count, seed, log=print):
     folder.mkdir(parents=True, exist_ok=True)
     good = raw_input(task, folder)
     info = json.loads(next((folder / "model").rglob("info.json")).read_text())
-    root = files(task, good, folder) if task.file_inputs else folder
+    root = files(task, good, folder) if task.input_kind == "file" else folder
     with serve(name, store, folder / "serve.log", root) as (url, pid):
         status, before, error = post(url, Case("good", request(task.input_column, [good]), [GOOD]))
         if status != 200:

@@ -324,7 +324,7 @@ class PredictiveMaintenance(Task):
     def input_groups(self, info, inputs):
         """Loose rows of one unit form its history, so they go to the model together; histories stand alone."""
         unit = info.get("unit_column")
-        return [("unit", raw.get(unit)) if unit and isinstance(raw, dict) else ("input", position)
+        return [("unit", _group_key(raw.get(unit))) if unit and isinstance(raw, dict) else ("input", position)
                 for position, raw in enumerate(inputs)]
 
     def predict_raw(self, model, info, inputs):
@@ -562,6 +562,11 @@ def _cmapss_files(path, subset):
     if missing:
         raise ValueError(f"C-MAPSS folder '{folder}' lacks {missing}; it needs train_, test_ and RUL_{subset}.txt.")
     return files
+
+
+def _group_key(value):
+    """A unit id as a grouping key: a list or an object (refused later, by `predict_raw`) by its text."""
+    return value if isinstance(value, (str, int, float)) or value is None else repr(value)
 
 
 def _is_cmapss_text(path):

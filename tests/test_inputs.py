@@ -244,7 +244,7 @@ def test_many_inputs_go_in_chunks_and_a_bad_one_gets_its_own_error():
 
 def test_file_inputs_are_admitted_one_by_one_in_a_batch(monkeypatch, tmp_path):
     class Files(Counting):
-        file_inputs = True
+        input_kind = "file"
 
         def predict_raw(self, model, info, inputs):
             return [{"size": len(raw)} for raw in inputs]
