@@ -140,3 +140,72 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
         "train_seconds": round(seconds, 1), "examples_per_second": round(examples / max(seconds, 1e-9), 1),
         "run_ids": run_ids,
     }))
+
+
+def time_budget(minutes):
+    """A Keras callback that snapshots the weights at each training-time checkpoint and stops at the last.
+
+    Training time is wall time since `fit` began, validation passes included (the runner's
+    `train_seconds`), so the figures read "what N minutes of training give". A run whose epochs end
+    before a checkpoint reports its final (best restored) weights there, at the time training ended.
+
+    Args:
+        minutes (list[float]): checkpoints in minutes, e.g. [2, 5, 10].
+
+    Returns:
+        keras.callbacks.Callback: after `fit`, its `snapshots` is a list of `(minutes asked, minutes
+        trained, training steps, weights)` in checkpoint order.
+    """
+    import time
+
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.pending, self.snapshots, self.started, self.steps = sorted(minutes), [], None, 0
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            elapsed = (time.perf_counter() - self.started) / 60
+            while self.pending and elapsed >= self.pending[0]:
+                self.snapshots.append((self.pending.pop(0), elapsed, self.steps, self.model.get_weights()))
+            if not self.pending:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            # Runs after EarlyStopping restored the best epoch: the weights that get logged.
+            elapsed = (time.perf_counter() - self.started) / 60
+            self.snapshots += [(asked, elapsed, self.steps, self.model.get_weights()) for asked in self.pending]
+            self.pending = []
+
+    return TimeBudget()
+
+
+def curve(logged_model, snapshots, batch_size, score):
+    """Scores the logged model (its own predictor, from raw inputs) with each snapshot's weights.
+
+    Args:
+        logged_model (mlflow.pyfunc.PyFuncModel): from `shared.tracking.load`.
+        snapshots (list[tuple]): `time_budget(...).snapshots`.
+        batch_size (int): examples per training step, for the throughput up to each checkpoint.
+        score (callable): logged model -> dict of metrics.
+
+    Returns:
+        list[dict]: per checkpoint, `minutes` asked, `trained_minutes`, `examples_per_second` (training
+        examples, counting every batch as full) and the metrics. The logged
+        model keeps its own weights afterwards.
+    """
+    keras_model = logged_model.unwrap_python_model().model
+    logged_weights = keras_model.get_weights()
+    points = []
+    for asked, trained, steps, weights in snapshots:
+        keras_model.set_weights(weights)
+        points.append({"minutes": asked, "trained_minutes": round(trained, 2),
+                       "examples_per_second": round(steps * batch_size / (trained * 60), 1), **score(logged_model)})
+        print(f"  {asked} min ({trained:.1f} trained): {points[-1]}", file=sys.stderr)
+    keras_model.set_weights(logged_weights)
+    return points

@@ -5,12 +5,18 @@ carved from it by the seed. dev.tsv (872 sentences, the figure the literature re
 (1,821 sentences) are never seen in training or model selection: the logged model predicts their raw
 sentences through `models:/nlp_sentiment/...`, as a user would.
 
-Usage: python benchmarks/nlp_sentiment.py [--set key=value ...]
+The curve: training stops at the last `--minutes` checkpoint (default 2, 5, 10) and the weights at each
+checkpoint are scored on dev through the logged model's predictor, so one run gives accuracy against
+minutes of training. The keras-io "text classification from scratch" recipe reaches 0.814 dev accuracy
+in 298 s of training on the same 2-core CPU.
+
+Usage: python benchmarks/nlp_sentiment.py [--minutes 2,5,10] [--set key=value ...]
 Prints progress on stderr and one JSON line on stdout.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -19,12 +25,13 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks import common  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 
-# Chosen on the internal validation split for a <= 15 minute budget on 2 cores (never on dev or test).
-SETTINGS = ["architecture=transformer", "sequence_length=56", "embedding_dim=96", "heads=4", "batch_size=128",
-            "epochs=3", "learning_rate=0.002", "dropout=0.4", "token_dropout=0.1",
-            "validation_fraction=0.03", "test_fraction=0.02", "text_column=sentence"]
+# Chosen on the internal validation split (never on dev or test), for the 10-minute budget on 2 cores.
+SETTINGS = ["architecture=cnn", "batch_size=64", "epochs=4", "validation_fraction=0.03", "test_fraction=0.02",
+            "text_column=sentence"]
 
 
 def accuracy_on(model, path):
@@ -42,6 +49,7 @@ def accuracy_on(model, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--minutes", default="2,5,10", help="training-time checkpoints; training stops at the last")
     arguments = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"error: {DATA} is absent (the team's ../shared/data folder must sit beside the repository).")
@@ -52,18 +60,24 @@ def main():
 
     task = tasks.get("nlp_sentiment")
     resolved = config.resolve(task, assignments=[f"data={DATA / 'train.tsv'}", *SETTINGS, *arguments.set])
-    started = time.perf_counter()
-    result = runner.run(task, resolved, experiment="benchmark_nlp_sentiment")
+    budget = common.time_budget([float(value) for value in arguments.minutes.split(",")])
+    started, load = time.perf_counter(), os.getloadavg()
+    result = runner.run(task, resolved, experiment="benchmark_nlp_sentiment", callbacks=[budget])
     print(f"trained in {result.train_seconds:.0f}s; scoring dev and test", file=sys.stderr)
     model = tracking.load(result.model_uri)
+    points = common.curve(model, budget.snapshots, resolved.batch_size, lambda logged: {
+        "dev_accuracy": round(accuracy_on(logged, DATA / "dev.tsv"), 4)})
     metrics = {f"internal_{name}": round(value, 4) for name, value in result.metrics.items()}
     metrics["dev_accuracy"] = round(accuracy_on(model, DATA / "dev.tsv"), 4)
     metrics["test_accuracy"] = round(accuracy_on(model, DATA / "test.tsv"), 4)
     print(json.dumps({
-        "task": task.name, "data": str(DATA), "metrics": metrics,
+        "task": task.name, "data": str(DATA), "metrics": metrics, "curve": points,
         "train_seconds": round(result.train_seconds, 1),
-        "examples_per_second": round(result.train_examples / result.train_seconds, 1),
+        "examples_per_second": points[-1]["examples_per_second"],
         "wall_seconds": round(time.perf_counter() - started, 1), "settings": SETTINGS + arguments.set,
+        "load_average": [round(value, 2) for value in (*load, *os.getloadavg())],
+        "best_epoch_val_loss": round(min(result.history["val_loss"]), 4),
+        "val_accuracy_by_epoch": [round(value, 4) for value in result.history["val_accuracy"]],
     }))
 
 

@@ -54,7 +54,7 @@ def _cache_folder(store, cache):
         yield folder
 
 
-def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None):
+def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None, callbacks=()):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
@@ -66,6 +66,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         placement (shared.distribution.Placement | None): from `distribution.setup`; default one device.
         trial (int | None): the trial number when a sweep runs this: the run nests under the sweep's
             run, is named `TASK-trial-N`, and logs its model unregistered (the sweep registers its best).
+        callbacks (tuple): extra Keras callbacks for `fit`, after the runner's own (e.g. a benchmark's time budget).
 
     Returns:
         RunResult: `run_id`, `model_uri` and `metrics` are empty in a process other than the chief, which
@@ -90,13 +91,15 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         tracking.log_dataset(splits)
         caching = examples.cache_plan(config.cache, [splits.train, splits.validation], config.cache_budget_mb)
         tracking.set_tags({"effective.cache": ",".join(caching)})
+        # Processes that step together need equal batch counts, which length buckets do not give.
+        buckets = task.length_buckets(config, splits.info) if placement.strategy != "data_parallel" else None
         train = examples.make_dataset(
             splits.train, shuffle=True, seed=config.seed, batch_map=task.train_map(config, splits.info),
-            cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train",
+            cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train", buckets=buckets,
             **placement.feed(config.batch_size, len(splits.train)))
         validation = examples.make_dataset(
             splits.validation, batch_map=task.eval_map(config, splits.info), cache=caching[1],
-            cache_file=cache_folder and f"{cache_folder}/validation",
+            cache_file=cache_folder and f"{cache_folder}/validation", buckets=buckets,
             **placement.feed(config.batch_size, len(splits.validation)))
         steps_per_epoch = -(-len(splits.train) // config.batch_size)
         with placement.scope():
@@ -112,7 +115,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
                     train, validation_data=validation, epochs=config.epochs,
                     # the logger before the backup: a kill between them repeats an epoch, never loses one
                     callbacks=[*regularization.callbacks(config, task.watched(config)), tracking.epoch_logger(),
-                               *backup.callbacks()],
+                               *backup.callbacks(), *callbacks],
                     class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
                     shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
                 )

@@ -1,14 +1,11 @@
 """Binary detectors on tables (fraud detection, failure prediction): loss, class weights, the
-validation-chosen threshold and its evaluation, and raw rows in for prediction.
+validation-chosen threshold and its evaluation, and the check of raw rows for prediction.
 """
 
 import json
-import os
 import warnings
 
 import numpy as np
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
 
 def binary_loss(config):
@@ -68,7 +65,7 @@ def check_records(inputs, spec, ignored):
     expected = [item["name"] for item in spec["numeric"] + spec["categorical"]]
     records, unexpected = [], set()
     for position, raw in enumerate(inputs):
-        record = json.loads(raw) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
+        record = parse_json(raw, position) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
         if not isinstance(record, dict):
             raise ValueError(f"predict input {position + 1} must be a row (a JSON object or CSV row), "
                              f"got {type(record).__name__}: {str(record)[:80]}.")
@@ -82,36 +79,15 @@ def check_records(inputs, spec, ignored):
     return records
 
 
-def table_inputs(inputs):
-    """Turns predict arguments into rows: CSV/Parquet files (a row each), .json files or inline JSON objects.
-
-    Returns:
-        list[tuple[str, dict]]: (`file:row` or the JSON text, the row) pairs.
+def parse_json(raw, position):
+    """Parses one predict input sent as JSON text (other values are returned as they are).
 
     Raises:
-        ValueError: an argument that is neither a readable table, a JSON file nor a JSON object.
+        ValueError: not valid JSON, or nested too deeply to parse; the message names the input.
     """
-    from shared import data
-
-    pairs = []
-    for argument in inputs:
-        if os.path.isfile(argument) and argument.lower().endswith(TABLE_SUFFIXES):
-            frame = data.read_table(argument)
-            records = json.loads(frame.to_json(orient="records"))
-            pairs += [(f"{argument}:{row + 1}", record) for row, record in enumerate(records)]
-            continue
-        text = argument
-        if os.path.isfile(argument):
-            with open(argument, encoding="utf-8") as handle:
-                text = handle.read()
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(f"INPUT '{argument[:80]}' is not a CSV/Parquet file, a .json file or a JSON object "
-                             "like '{\"amount\": 12.5, ...}'.") from None
-        parsed = parsed if isinstance(parsed, list) else [parsed]
-        if not all(isinstance(record, dict) for record in parsed):
-            raise ValueError(f"INPUT '{argument[:80]}' must hold a JSON object or a list of objects (one per row).")
-        pairs += [(argument if len(parsed) == 1 else f"{argument}:{row + 1}", record)
-                  for row, record in enumerate(parsed)]
-    return pairs
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"predict input {position + 1} is not valid JSON ({str(error)[:80]}).") from None

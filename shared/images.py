@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from shared import data
+from shared import data, inputs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Decoding is refused above this many pixels: a 40-megapixel photo is already larger than any camera
@@ -184,12 +184,15 @@ def decode(raw, name="input"):
     """
     from PIL import ImageOps
 
-    if isinstance(raw, (list, np.ndarray)):  # decoded pixels; lists arrive from JSON requests
-        array = np.asarray(raw, dtype="float32")
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-            raise ValueError(f"{name}: pixel array of shape {array.shape}; expected (h, w) or (h, w, 1|3|4).")
-        if array.size > max_pixels() * 4:
-            raise ValueError(f"{name}: pixel array of {array.size:,} values is above the pixel limit.")
+    if isinstance(raw, (list, tuple, np.ndarray)):  # decoded pixels; lists arrive from JSON requests
+        shape = inputs.outline(raw, 3)
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (1, 3, 4)):
+            raise ValueError(f"{name}: pixel array of shape {shape}; expected (h, w) or (h, w, 1|3|4).")
+        limit = max_pixels()
+        if shape[0] * shape[1] > limit:  # checked before the lists are converted, as files are before decoding
+            raise ValueError(f"{name}: a {shape[1]}x{shape[0]} pixel array is above the limit of {limit:,} pixels "
+                             f"(set {MAX_PIXELS_ENV} to allow larger images).")
+        array = inputs.numbers(raw, name)
         array = array / 255.0 if array.max(initial=0) > 1.0 else array
         return (array[..., None] if array.ndim == 2 else array[..., :3]).astype("float32")
     with _open(raw, name) as image:

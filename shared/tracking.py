@@ -23,6 +23,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from shared import inputs
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STORE = ROOT / "mlruns"
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
@@ -308,27 +310,87 @@ class TaskModel(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["info"], encoding="utf-8") as handle:
             self.info = json.load(handle)
         self.task = get(self.info["task"])
-        self.model = load_keras(context.artifacts["keras_model"], self.task.custom_objects(), self.task.name)
+        self.model = BatchPredictor(load_keras(context.artifacts["keras_model"], self.task.custom_objects(),
+                                               self.task.name))
 
     def predict(self, context, model_input, params=None):
         """Answers every input; with several inputs, one that is bad gets `{"error": ...}` and the rest are answered.
 
+        Inputs go to the task's predictor `predict_chunk` at a time; image and audio inputs are first
+        checked by `shared.inputs.file_input` (encoded bytes, arrays, and the paths this process may read).
+
         Raises:
             ValueError: the only input is bad (a one-line message naming it).
         """
-        inputs = raw_inputs(model_input, self.task.input_column)
-        try:
-            return self.task.predict_raw(self.model, self.info, inputs)
-        except ValueError:
-            if len(inputs) == 1:
-                raise
-        return [self._answer(raw) for raw in inputs]  # find which inputs failed, one at a time
+        rows = raw_inputs(model_input, self.task.input_column)
+        if len(rows) == 1:
+            return self.task.predict_raw(self.model, self.info, [self._admit(rows[0], "input")])
+        admitted = []
+        for position, raw in enumerate(rows):
+            try:
+                admitted.append(self._admit(raw, f"input {position + 1}"))
+            except ValueError as error:
+                admitted.append(error)
+        size = self.task.predict_chunk or max(1, len(admitted))
+        return [answer for start in range(0, len(admitted), size)
+                for answer in self._chunk(admitted[start:start + size])]
 
-    def _answer(self, raw):
+    def _admit(self, raw, name):
+        return inputs.file_input(raw, name) if self.task.input_kind == "file" else raw
+
+    def _chunk(self, admitted):
+        """Answers admitted inputs (refused ones are their ValueError), one predictor call when all are good."""
+        answers = [{"error": str(item)} if isinstance(item, ValueError) else None for item in admitted]
+        good = [index for index, item in enumerate(admitted) if not isinstance(item, ValueError)]
+        for index, answer in zip(good, self._answers([admitted[index] for index in good])):
+            answers[index] = answer
+        return answers
+
+    def _answers(self, raws):
+        """The predictor's answers, or each bad input's error: a failing call is retried on each half, so
+        that a few bad inputs among many cost a few calls each, not one call per input."""
+        if not raws:
+            return []
         try:
-            return self.task.predict_raw(self.model, self.info, [raw])[0]
+            return self.task.predict_raw(self.model, self.info, raws)
         except ValueError as error:
-            return {"error": str(error)}
+            if len(raws) == 1:
+                return [{"error": str(error)}]
+        middle = len(raws) // 2
+        return self._answers(raws[:middle]) + self._answers(raws[middle:])
+
+
+class BatchPredictor:
+    """A Keras model whose `predict` runs `predict_on_batch` batch by batch; everything else is the model's.
+
+    Keras' `predict` builds a tf.data pipeline on every call: a few tenths of a second on a busy CPU,
+    which made a served request of one row 100 times slower than the model itself, and a request whose
+    bad rows are found by retrying halves (see `TaskModel`) slower still.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        if name == "model":  # not set yet (a copy being built): no recursion through ourselves
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose=0, **options):
+        """Same answers as `keras.Model.predict` on arrays (or dicts / lists of arrays)."""
+        import keras
+
+        leaves = keras.tree.flatten(x)
+        if options or not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves) or not len(leaves[0]):
+            return self.model.predict(x, batch_size=batch_size, verbose=verbose, **options)
+        size = batch_size or 32  # Keras' default
+        parts = [self.model.predict_on_batch(keras.tree.map_structure(lambda leaf: leaf[start:start + size], x))
+                 for start in range(0, len(leaves[0]), size)]
+        return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]),
+                                        *parts)
 
 
 def trusts_model_code():
@@ -561,17 +623,41 @@ def log_export(run_id, folder, export_format):
     return uri
 
 
-def runs(experiments):
-    """Returns the runs of the named experiments, newest first, as a DataFrame (params, metrics, tags, times).
+def runs(task_name=None, experiment=None, limit=None, run_ids=None):
+    """Searches runs across every experiment of the store, newest first.
 
-    Experiments that do not exist yet contribute no rows.
+    Args:
+        task_name (str | None): only runs of this task (their `task` tag), whatever experiment holds them.
+        experiment (str | None): only runs of the experiment with this name.
+        limit (int | None): at most this many runs (the newest).
+        run_ids (list[str] | None): only these runs.
+
+    Returns:
+        pandas.DataFrame: one row per run (params, metrics, tags, times) with an `experiment` column
+        holding its experiment's name; empty when nothing matches.
+
+    Raises:
+        ValueError: `experiment` does not exist.
     """
     _connect()
-    client = mlflow.MlflowClient()
-    existing = [name for name in experiments if client.get_experiment_by_name(name) is not None]
-    if not existing:
+    if experiment is None:
+        names = {found.experiment_id: found.name for found in mlflow.search_experiments()}
+    else:
+        found = mlflow.MlflowClient().get_experiment_by_name(experiment)
+        if found is None:
+            raise ValueError(f"no experiment '{experiment}' in store {tracking_uri()}; leave out --experiment "
+                             "to search every experiment.")
+        names = {found.experiment_id: found.name}
+    if not names:
         return pd.DataFrame()
-    return mlflow.search_runs(experiment_names=existing, order_by=["attributes.start_time DESC"])
+    filters = [f"tags.task = '{task_name}'"] if task_name else []
+    if run_ids:
+        filters.append(f"attributes.run_id IN ({', '.join(repr(str(run_id)) for run_id in run_ids)})")
+    frame = mlflow.search_runs(experiment_ids=list(names), filter_string=" AND ".join(filters),
+                               max_results=limit or 100_000, order_by=["attributes.start_time DESC"])
+    if frame.empty:
+        return pd.DataFrame()
+    return frame.assign(experiment=frame["experiment_id"].map(names))
 
 
 def check_policy(policy):

@@ -5,6 +5,10 @@ its name, primary metric, config dataclass, data sources, model and raw-input pr
 """
 
 import dataclasses
+import json
+import math
+import os
+import pathlib
 
 import numpy as np
 
@@ -17,6 +21,10 @@ SHARED_SEARCH_SPACE = {
     "learning_rate": ["log", 3e-4, 1e-2],  # the AdamW range where small models from scratch train well
     "weight_decay": ["log", 1e-5, 1e-2],  # from negligible to strong decoupled decay
 }
+
+# Files that hold many inputs, one per row; `predict FILE.csv[:COLUMN]` reads them.
+TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
+INPUT_KINDS = ("text", "file", "record")  # what one raw input is: see `Task.input_kind`
 
 
 def search_space(**knobs):
@@ -157,10 +165,23 @@ class Task:
         higher_is_better (bool): the direction of the primary metric.
         tfds_name (str): its standard TFDS dataset (empty where TFDS has none for the domain).
         input_column (str): the column holding raw inputs for the logged model.
+        input_kind (str): what one raw input is: "text" (a string), "file" (a path) or "record" (a row of
+            named values); `cli_inputs` expands `predict` arguments by it, and the logged model checks each
+            input of a "file" task with `shared.inputs.file_input` (a path it may read, `{"b64": ...}` bytes,
+            or decoded numbers).
+        input_extensions (tuple[str, ...]): the files a folder INPUT stands for: for "file" tasks one input
+            each (image or audio suffixes), for the others tables of inputs.
+        table_columns (str): the CSV/JSONL columns holding inputs, comma-separated, first found wins
+            (empty: `input_column`, for "file" tasks also path, file, filename); "record" tasks read whole
+            rows instead.
+        key_params (tuple[str, ...]): the config fields that most often explain why two runs differ,
+            shown by `compare` (the shared training budget, plus a task's model choices).
         quick_overrides (dict): config values for `--quick` smoke runs.
         monitor (str): the validation quantity early stopping watches (its mode follows the name).
         answer_key (str): the key of each prediction answer that carries the prediction itself.
-        key_setting (str): the config field that most tells this task's runs apart (shown in run names).
+        predict_chunk (int): inputs per `predict_raw` call, for inputs that decode into large arrays
+            (images, audio): a request of many rows then holds one chunk's decoded inputs at a time;
+            0 passes them all at once (each Keras `predict` call costs a few tenths of a second).
     """
 
     name = ""
@@ -169,10 +190,14 @@ class Task:
     higher_is_better = True
     tfds_name = ""
     input_column = "input"
+    input_kind = "text"
+    input_extensions = TABLE_EXTENSIONS
+    table_columns = ""
+    key_params = ("epochs", "batch_size", "learning_rate")
     quick_overrides = {"epochs": 1, "max_examples": 600}
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
-    key_setting = ""  # e.g. "backbone": run names read vision_classification-resnet-embedded
+    predict_chunk = 0
 
     def watched(self, config):
         """Returns:
@@ -180,6 +205,12 @@ class Task:
             `monitor` when set, else the task's.
         """
         return config.monitor or self.monitor
+
+    @property
+    def key_setting(self):
+        """str: the config field that most tells this task's runs apart (shown in run names and version tags):
+        the first of `key_params` the task adds to the base ones, e.g. "backbone"."""
+        return next((name for name in self.key_params if name not in Task.key_params), "")
 
     def run_setting(self, params, info):
         """Returns the short text that tells this run's model apart in its name (default: `key_setting`'s value).
@@ -218,6 +249,14 @@ class Task:
         """Returns a function applied to each validation batch, or None."""
         return None
 
+    def length_buckets(self, config, info):
+        """Returns `(length, max_length)` to batch examples of similar length together (text), or None.
+
+        `length(features, targets)` gives one raw example's length as a tf.int32 scalar; see
+        `shared.data.make_dataset`.
+        """
+        return None
+
     def evaluate(self, model, splits, config):
         """Returns an `Evaluation` of `model` on `splits.test` (what the predictor needs beyond `splits.info`,
         such as a decision threshold chosen on the validation split, goes in its `serving` dict)."""
@@ -232,16 +271,90 @@ class Task:
         return {}
 
     def cli_inputs(self, inputs):
-        """Turns `predict` command-line arguments into raw model inputs.
+        """Turns `predict` command-line arguments into raw model inputs, by the task's `input_kind`.
+
+        Each argument is, in this order:
+            a folder: every file inside it (recursively, in sorted order, hidden files skipped) with one
+                of `input_extensions`, each expanded in turn;
+            `FILE[:COLUMN]` with FILE a table (`TABLE_EXTENSIONS`: CSV, TSV, JSONL, Parquet): one input
+                per row, the whole row for "record" tasks, else the row's COLUMN (default: the first of
+                `table_columns` the file has); a relative path in a "file" task's column is taken from
+                the table's folder when it exists there;
+            another existing file: its path ("file"), its non-empty lines ("text"), or the JSON object or
+                list of objects it holds ("record");
+            anything else: itself ("record": parsed as a JSON object or list of objects).
 
         Args:
             inputs (list[str]): the INPUT arguments (file paths, sentences, ids...).
 
         Returns:
-            list[tuple[str, object]]: (what to echo as "input", the raw input) pairs; a task may
-            expand one argument into many (the rows of a CSV file, say).
+            list[tuple[str, object]]: (what to echo as "input", the raw input) pairs: paths and texts echo
+            themselves, rows `FILE:ROW` (1-based).
+
+        Raises:
+            ValueError: a folder without input files, an unreadable table or one lacking the column, or a
+                "record" argument that is no JSON object.
         """
-        return [(text, text) for text in inputs]
+        pairs = []
+        for argument in inputs:
+            path, separator, column = argument.rpartition(":")
+            if not (separator and _is_table(path)):
+                path, column = argument, ""
+            if os.path.isdir(argument):
+                pairs += self.cli_inputs(_folder_files(argument, self.input_extensions, self.name))
+            elif _is_table(path):
+                pairs += self._table_inputs(path, column)
+            elif self.input_kind == "record":
+                pairs += _json_records(argument)
+            elif self.input_kind == "text" and os.path.isfile(argument):
+                from shared import data
+
+                pairs += [(line, line) for line in data.read_text(argument).splitlines() if line.strip()]
+            else:
+                pairs.append((argument, argument))
+        return pairs
+
+    def _table_inputs(self, path, column):
+        """One (echo, raw input) pair per row of the table at `path` (see `cli_inputs`)."""
+        from shared import data
+
+        if self.input_kind == "record":
+            if column:
+                raise ValueError(f"{self.name} reads whole rows from '{path}'; drop ':{column}' from the INPUT.")
+            return [(f"{path}:{row + 1}", record) for row, record in enumerate(_table_records(path))]
+        accepted = column or self.table_columns or (
+            f"{self.input_column},path,file,filename" if self.input_kind == "file" else self.input_column)
+        hint = f"Name the column as {path}:COLUMN."
+        if path.lower().endswith((".csv", ".tsv", ".tab")):
+            values = data.read_text_columns(path, {"input": accepted}, hint=hint)["input"]
+        else:
+            import pandas as pd
+
+            frame = pd.DataFrame(_table_records(path))
+            names = [name.strip() for name in accepted.split(",") if name.strip()]
+            found = next((name for name in names if name in frame.columns), None)
+            if found is None:
+                data.require_columns(frame, names[:1], path, hint)
+            values = ["" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+                      for value in frame[found]]
+        if self.input_kind == "file":
+            folder = os.path.dirname(path)
+            values = [os.path.join(folder, value) if value and os.path.exists(os.path.join(folder, value)) else value
+                      for value in values]
+        return [(value, value) for value in values]
+
+    def input_groups(self, info, inputs):
+        """Which raw inputs depend on each other, so that batched prediction answers them in one call.
+
+        Args:
+            info (dict): `Splits.info` saved with the model.
+            inputs (list): the raw inputs, in order.
+
+        Returns:
+            list | None: a key per input (inputs sharing a key go to the model together), or None when
+            every input is answered on its own (the default).
+        """
+        return None
 
     def predict_raw(self, model, info, inputs):
         """Runs the model on raw inputs.
@@ -324,3 +437,43 @@ class ClassificationTask(Task):
         serving.preprocessing["meaning"] = {"probabilities": "one per class, in the order of class_names"}
         serving.preprocessing["class_names"] = list(info["class_names"])
         return serving
+
+
+def _is_table(path):
+    return os.path.isfile(path) and path.lower().endswith(TABLE_EXTENSIONS)
+
+
+def _folder_files(folder, extensions, task_name):
+    """The files in `folder` (recursively, sorted, hidden ones skipped) whose suffix is in `extensions`."""
+    files = sorted(str(path) for path in pathlib.Path(folder).rglob("*")
+                   if path.suffix.lower() in extensions and path.is_file()
+                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    if not files:
+        raise ValueError(f"folder '{folder}' holds no {task_name} input files ({', '.join(extensions)}).")
+    return files
+
+
+def _table_records(path):
+    """The rows of a CSV/TSV/Parquet table or JSONL file as dicts (missing values as None)."""
+    from shared import data
+
+    if path.lower().endswith((".jsonl", ".ndjson")):
+        return data.read_jsonl(path)
+    return json.loads(data.read_table(path).to_json(orient="records"))
+
+
+def _json_records(argument):
+    """(echo, row) pairs of a JSON object or list of objects, inline or in a file (any but a table)."""
+    text = argument
+    if os.path.isfile(argument):
+        with open(argument, encoding="utf-8") as handle:
+            text = handle.read()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"INPUT '{argument[:80]}' is not a CSV/JSONL/Parquet file, a .json file or a JSON object "
+                         "like '{\"amount\": 12.5, ...}'.") from None
+    parsed = parsed if isinstance(parsed, list) else [parsed]
+    if not all(isinstance(record, dict) for record in parsed):
+        raise ValueError(f"INPUT '{argument[:80]}' must hold a JSON object or a list of objects (one per row).")
+    return [(argument if len(parsed) == 1 else f"{argument}:{row + 1}", record) for row, record in enumerate(parsed)]

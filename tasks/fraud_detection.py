@@ -81,6 +81,7 @@ class FraudDetection(Task):
     higher_is_better = True
     tfds_name = "german_credit_numeric"
     input_column = "row"
+    input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
 
     def load_data(self, config):
@@ -219,9 +220,6 @@ class FraudDetection(Task):
 
     def input_example(self, splits):
         return splits.info["example_rows"][:1]
-
-    def cli_inputs(self, inputs):
-        return detection.table_inputs(inputs)
 
     def predict_raw(self, model, info, inputs):
         scores = model.predict(self.prepare_inputs(info, inputs), verbose=0).reshape(-1)

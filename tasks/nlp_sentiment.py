@@ -1,9 +1,14 @@
-"""NLP sentiment: a BiLSTM, BiGRU or small Transformer encoder classifying raw sentences.
+"""NLP sentiment: a Kim-style CNN, BiLSTM, BiGRU or small Transformer encoder classifying raw sentences,
+or a pretrained keras-hub encoder (BERT family) fine-tuned on them.
 
-Text is standardised and tokenised by a `keras.layers.TextVectorization` adapted on the training
-text. Tokenisation runs in the tf.data batch maps and in the predictor, never inside the model, so
-the model takes token ids and trains on every Keras backend; the vocabulary is saved in `Splits.info`
-so the logged model takes raw strings.
+From scratch, text is standardised and tokenised by a `keras.layers.TextVectorization` adapted on the
+training text. Tokenisation runs in the tf.data batch maps and in the predictor, never inside the model,
+so the model takes token ids and trains on every Keras backend; the vocabulary is saved in `Splits.info`
+so the logged model takes raw strings. Batches group sentences of similar length and pad to their own
+longest. With `backbone` set to a keras-hub preset name (e.g. `bert_tiny_en_uncased`, downloaded once
+into kagglehub's cache) or a local preset folder, the preset's own tokenizer is saved inside the model
+and runs in the tf.data pipeline of `fit` and `predict`; without a network a preset that is not cached
+stops the run at once, naming the offline alternatives.
 
 Data sources:
     embedded               generated short reviews with negation, intensifiers and contrastive clauses
@@ -24,14 +29,16 @@ truncated with a warning (the answer carries `"truncated": true`).
 import dataclasses
 import os
 import pathlib
+import socket
 import warnings
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
-ARCHITECTURES = ("bilstm", "bigru", "transformer")
+ARCHITECTURES = ("cnn", "bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
 _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val"), "test": ("test",)}
 
@@ -41,21 +48,29 @@ class NlpSentimentConfig(TaskConfig):
     epochs: int = 15  # text models overfit in a few epochs; early stopping picks the best one
     learning_rate: float = 1e-3  # recurrent nets and Transformers diverge above ~3e-3 with AdamW
     weight_decay: float = 1e-2  # embeddings of rare words overfit; stronger decay than for images
-    architecture: str = "bilstm"  # bilstm | bigru | transformer; the BiLSTM is the strongest from scratch on SST-2
+    architecture: Choice(*ARCHITECTURES) = "bilstm"  # BiLSTM reads word order (negation, "but")
+    backbone: str = "none"  # none trains `architecture` from scratch; a keras-hub preset or preset folder fine-tunes it
     text_column: str = "text,sentence,review,content"  # CSV/TSV text column names accepted, first found wins
     label_column: str = "label,sentiment"  # CSV/TSV label column names accepted, first found wins
-    vocabulary_size: int = 20000  # covers SST-2's 15k words; rarer words become [UNK]
-    sequence_length: int = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
-    embedding_dim: int = 128  # enough for 20k words trained from scratch
-    units: int = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
-    layers: int = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
-    heads: int = 4  # Transformer attention heads (embedding_dim must divide by it)
-    dropout: float = 0.4  # on embeddings and before the classifier: small text sets overfit fast
-    token_dropout: float = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
-    embedded_examples: int = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
-    top_k: int = 2  # classes returned per prediction
+    vocabulary_size: Count = 20000  # covers SST-2's 15k words; rarer words become [UNK]
+    sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
+    embedding_dim: Count = 128  # enough for 20k words trained from scratch
+    units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
+    filters: Count = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
+    widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
+    layers: Count = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
+    heads: Count = 4  # Transformer attention heads (embedding_dim must divide by it)
+    dropout: Fraction = 0.4  # on embeddings and before the classifier: small text sets overfit fast
+    token_dropout: Fraction = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
+    embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
+    top_k: Count = 2  # classes returned per prediction
     search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
         dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128])
+
+    def check(self):
+        super().check()
+        if self.architecture == "transformer" and self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
 
 
 def _generated_reviews(count, seed):
@@ -191,16 +206,19 @@ class NlpSentiment(ClassificationTask):
     config_class = NlpSentimentConfig
     tfds_name = "imdb_reviews"
     input_column = "text"
-    key_setting = "architecture"
+    table_columns = NlpSentimentConfig.text_column
+    key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
         from shared import data
 
-        if config.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got '{config.architecture}'.")
-        if config.architecture == "transformer" and config.embedding_dim % config.heads:
-            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
+        if config.backbone != "none":
+            _check_preset(config.backbone)  # before reading any data: offline runs stop at once
+            if config.learning_rate > 1e-4:
+                warnings.warn(f"fine-tuning backbone '{config.backbone}' at learning_rate {config.learning_rate} "
+                              "usually erases its pretraining; pretrained encoders want about 5e-5 "
+                              "(--set learning_rate=5e-5).", stacklevel=2)
         kind, argument = data.parse_source(config.data)
         columns = {"text": config.text_column, "label": config.label_column}
         validation = test = None
@@ -252,19 +270,29 @@ class NlpSentiment(ClassificationTask):
         else:
             raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
         train, validation, test = data.carve((texts, labels), config, validation=validation, test=test)
-        info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length,
-                "vocabulary": data.adapt_vocabulary(train.features, config.vocabulary_size, "strip")}
+        info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
+        if config.backbone == "none":
+            info["vocabulary"] = data.adapt_vocabulary(train.features, config.vocabulary_size, "strip")
+        else:  # the preset's own tokenizer and vocabulary travel inside the saved model
+            info["backbone"] = config.backbone
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     def build_model(self, config, info):
         import keras
 
+        from shared import text_layers
+
+        if config.backbone != "none":
+            return _pretrained_classifier(config, len(info["class_names"]))
+
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
         vocabulary_size = len(info["vocabulary"])
-        if config.architecture == "transformer":
-            from tasks.nlp_translation import transformer_layers
-
-            layers = transformer_layers()
+        layers = text_layers.layers()
+        if config.architecture == "cnn":
+            x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
+            x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
+            features = layers["ConvMaxPooling"](config.filters, config.widths)(x)
+        elif config.architecture == "transformer":
             x = layers["PositionalEmbedding"](info["sequence_length"], vocabulary_size, config.embedding_dim)(inputs)
             x = keras.layers.Dropout(config.dropout)(x)
             for _ in range(config.layers):
@@ -279,9 +307,7 @@ class NlpSentiment(ClassificationTask):
                 x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
             # The last states (the mask skips padding) read the whole sentence in both directions.
             features = keras.layers.Bidirectional(recurrent(config.units))(x)
-        features = keras.layers.Dropout(config.dropout)(features)
-        outputs = keras.layers.Dense(len(info["class_names"]), activation="softmax", dtype="float32",
-                                     name="probabilities")(features)
+        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
     def eval_map(self, config, info):
@@ -289,10 +315,12 @@ class NlpSentiment(ClassificationTask):
 
         from shared import data
 
+        num_classes = len(info["class_names"])
+        if "backbone" in info:  # raw strings: the keras-hub model tokenises them in its own tf.data map
+            return lambda texts, labels: (texts, tf.one_hot(labels, num_classes))
         # Batches are padded to their longest text, not to sequence_length: most sentences are short,
         # and a recurrent net pays for every padded step.
         layer = data.text_vectorizer(info["vocabulary"], None)
-        num_classes = len(info["class_names"])
 
         def encode(texts, labels):
             token_ids = layer(data.standardize_text(texts, "strip"))[:, : info["sequence_length"]]
@@ -303,20 +331,30 @@ class NlpSentiment(ClassificationTask):
     def train_map(self, config, info):
         from shared import augmentation
 
+        if "backbone" in info:  # token dropout works on ids, which only the preset's preprocessor makes
+            return self.eval_map(config, info)
         return augmentation.chain(self.eval_map(config, info),
                                   augmentation.token_dropout(config.token_dropout, seed=config.seed))
 
-    def custom_objects(self):
-        from tasks.nlp_translation import transformer_layers
+    def length_buckets(self, config, info):
+        import tensorflow as tf
 
-        return transformer_layers()
+        if "backbone" in info:  # keras-hub preprocessors pad every batch to sequence_length
+            return None
+        return (lambda texts, labels: tf.size(tf.strings.split(texts), out_type=tf.int32)), info["sequence_length"]
+
+    def custom_objects(self):
+        import keras_hub  # noqa: F401  registers the keras-hub classes a fine-tuned backbone's file names
+
+        from shared import text_layers
+
+        return text_layers.layers()
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
         texts, labels = splits.test.features, splits.test.targets
-        token_ids, _ = _token_ids(splits.info, texts, check=False)
-        probabilities = model.predict(token_ids, batch_size=256, verbose=0)
+        probabilities, _ = _probabilities(model, splits.info, list(texts), check=False)
         names = splits.info["class_names"]
         result = evaluation.classification(labels, probabilities, names)
         if len(names) == 2:
@@ -329,16 +367,10 @@ class NlpSentiment(ClassificationTask):
     def input_example(self, splits):
         return [str(text) for text in splits.test.features[:2]]
 
-    def cli_inputs(self, inputs):
-        from shared import data
-
-        return data.text_inputs(inputs, column="text,sentence,review,content")
-
     def predict_raw(self, model, info, inputs):
         from shared import evaluation
 
-        token_ids, truncated = _token_ids(info, inputs, check=True)
-        probabilities = model.predict(token_ids, batch_size=256, verbose=0)
+        probabilities, truncated = _probabilities(model, info, list(inputs), check=True)
         answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 2))
         for answer, cut in zip(answers, truncated):
             if cut:
@@ -346,6 +378,8 @@ class NlpSentiment(ClassificationTask):
         return answers
 
     def prepare_inputs(self, info, inputs):
+        if "backbone" in info:  # a keras-hub classifier tokenises raw strings itself
+            return np.array(list(inputs), dtype=object)
         return _token_ids(info, inputs, check=True)[0]
 
     def serving_signature(self, model, info):
@@ -353,6 +387,8 @@ class NlpSentiment(ClassificationTask):
         from shared import data, serving as graphs
 
         serving = super().serving_signature(model, info)
+        if "backbone" in info:
+            return serving
         layer = data.text_vectorizer(info["vocabulary"], info["sequence_length"])
         layer.build(None)  # a SavedModel keeps only built layers (and so the vocabulary's lookup table)
         serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))
@@ -365,6 +401,98 @@ class NlpSentiment(ClassificationTask):
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
         serving.resources = [layer]
         return serving
+
+
+def _probabilities(model, info, texts, check):
+    """Class probabilities of raw texts, tokenised as in training (the saved vocabulary, or the preset's own).
+
+    Args:
+        model (keras.Model): the trained classifier.
+        info (dict): `Splits.info` of the run.
+        texts (list[str]): raw sentences.
+        check (bool): predictor mode: raise on empty texts and warn about truncated ones.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: probabilities (n, classes) and, per text, whether it was truncated.
+    """
+    from shared import data
+
+    if "backbone" not in info:
+        token_ids, truncated = _token_ids(info, texts, check)
+        return model.predict(token_ids, batch_size=256, verbose=0), truncated
+    if check:
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
+    # The preprocessor adds two markers ([CLS] and [SEP] or the like) to the sub-word ids.
+    lengths = np.array([len(ids) for ids in model.preprocessor.tokenizer(texts)]) + 2
+    truncated = lengths > info["sequence_length"]
+    if check and truncated.any():
+        warnings.warn(f"{int(truncated.sum())} input(s) longer than the model's {info['sequence_length']} tokens "
+                      f"were truncated (inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).",
+                      stacklevel=3)
+    return np.asarray(model.predict(texts, batch_size=64, verbose=0)), truncated
+
+
+def _check_preset(backbone):
+    """Fails at once, with the offline alternatives, when a keras-hub preset cannot be had here.
+
+    A local folder must hold a saved preset (`config.json`); a preset name or a `kaggle://` / `hf://`
+    handle needs the hub reachable unless kagglehub already cached it (presets download once).
+
+    Raises:
+        ValueError: an unknown name, a folder without a preset, or a download with no network.
+    """
+    if os.path.isdir(backbone):
+        if not os.path.isfile(os.path.join(backbone, "config.json")):
+            raise ValueError(f"backbone folder '{backbone}' holds no keras-hub preset (config.json); save one with "
+                             "`backbone.save_to_preset(folder)` and `tokenizer.save_to_preset(folder)`.")
+        return
+    import keras_hub
+
+    presets = keras_hub.models.TextClassifier.presets
+    if "://" not in backbone and backbone not in presets:
+        raise ValueError(f"backbone '{backbone}' is neither a folder nor a keras-hub text preset; try "
+                         "bert_tiny_en_uncased, distil_bert_base_en_uncased or a kaggle:// or hf:// handle.")
+    handle = presets.get(backbone, {}).get("kaggle_handle", backbone)
+    host = "huggingface.co" if handle.startswith("hf://") else "www.kaggle.com"
+    if _preset_cached(handle) or _reachable(host):
+        return
+    raise ValueError(f"backbone '{backbone}' is not downloaded and this machine cannot reach {host}; run once "
+                     "with network access, set backbone to a local keras-hub preset folder, or train from scratch "
+                     "with --set backbone=none (architecture cnn, bilstm, bigru or transformer).")
+
+
+def _preset_cached(handle):
+    """Whether kagglehub's cache already holds this versioned `kaggle://` preset."""
+    if not handle.startswith("kaggle://"):
+        return False
+    from kagglehub import cache, handle as handles
+
+    return cache.Cache().load_from_cache(handles.parse_model_handle(handle.removeprefix("kaggle://")),
+                                         "config.json") is not None
+
+
+def _reachable(host, timeout=3.0):
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _pretrained_classifier(config, num_classes):
+    """A keras-hub TextClassifier from `config.backbone` with its own preprocessor, ready to fine-tune.
+
+    The preprocessor (tokenizer and vocabulary) is saved inside the model, so the logged model takes raw
+    strings; keras-hub runs it in the tf.data input pipeline of `fit` and `predict`.
+    """
+    import keras_hub
+
+    preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
+        config.backbone, sequence_length=config.sequence_length)
+    return keras_hub.models.TextClassifier.from_preset(config.backbone, num_classes=num_classes,
+                                                      preprocessor=preprocessor, activation="softmax")
 
 
 def _token_ids(info, texts, check):

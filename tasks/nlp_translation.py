@@ -4,6 +4,9 @@ Both languages are lower-cased with punctuation split into tokens (so outputs ca
 tokenised by `keras.layers.TextVectorization` vocabularies adapted on the training pairs and saved in
 `Splits.info`. Tokenisation runs in tf.data batch maps and in the predictor; the model takes token
 ids, so it trains on every Keras backend. The logged model runs the whole decode loop on raw strings.
+Training batches group pairs of similar length and pad to their own longest sentence (on the Anki
+pairs about 2.4x fewer positions than padding to 20); the output layer reuses the target embedding
+and the loss smooths labels by 0.1, as in the original Transformer.
 
 Data sources:
     embedded                       generated English -> Spanish sentences about counted things
@@ -19,12 +22,12 @@ longer than `sequence_length` tokens is truncated with a warning (the answer car
 """
 
 import dataclasses
-import functools
 import re
 import warnings
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks import register
 from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
@@ -38,22 +41,29 @@ class NlpTranslationConfig(TaskConfig):
     learning_rate: float = 1e-3  # Transformers trained from scratch diverge above ~2e-3 without warm-up
     weight_decay: float = 1e-4  # mild: dropout does most of the regularising
     early_stopping_patience: int = 5  # val_loss of a seq2seq model plateaus smoothly
-    direction: str = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
-    vocabulary_size: int = 15000  # per language, the keras-io recipe's size for the Anki data
-    sequence_length: int = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
-    embedding_dim: int = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
-    dense_dim: int = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
-    heads: int = 4  # attention heads; embedding_dim must divide by it
-    layers: int = 1  # encoder and decoder blocks each; one suffices for short sentences
-    dropout: float = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions
-    token_dropout: float = 0.0  # source word dropout; off because rare words carry the meaning
-    decoding: str = "greedy"  # greedy | beam; beam costs beam_width times the compute
-    beam_width: int = 4  # hypotheses kept per sentence when decoding == beam
-    length_penalty: float = 0.6  # beam scores divide by length**penalty, so short outputs do not win
-    embedded_examples: int = 6000  # generated pairs; enough for the number grammar to be learned
-    sample_translations: int = 30  # rows of the logged sample translations table
+    direction: Choice("forward", "reverse") = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
+    vocabulary_size: Count = 15000  # per language, the keras-io recipe's size for the Anki data
+    sequence_length: Count = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
+    embedding_dim: Count = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
+    dense_dim: Count = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
+    heads: Count = 4  # attention heads; embedding_dim must divide by it
+    layers: Count = 1  # encoder and decoder blocks each; one suffices for short sentences
+    dropout: Fraction = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions
+    label_smoothing: Fraction = 0.1  # the Transformer paper's 0.1: spreads 10% of each target over the vocabulary
+    tie_embeddings: bool = True  # the output layer reuses the target embedding: a million fewer weights to learn
+    token_dropout: Fraction = 0.0  # source word dropout; off because rare words carry the meaning
+    decoding: Choice("greedy", "beam") = "greedy"  # beam costs beam_width times the compute
+    beam_width: Count = 4  # hypotheses kept per sentence when decoding == beam
+    length_penalty: NonNegative = 0.6  # beam scores divide by length**penalty, so short outputs do not win
+    embedded_examples: Count = 6000  # generated pairs; enough for the number grammar to be learned
+    sample_translations: Size = 30  # rows of the logged sample translations table
     search_space: dict = search_space(  # rates stop at 2e-3, above which Transformers diverge
         learning_rate=["log", 2e-4, 2e-3], dropout=["float", 0.1, 0.4])
+
+    def check(self):
+        super().check()
+        if self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,116 +204,6 @@ def detokenize(tokens):
     return text if letter is None else text[: letter.start()] + text[letter.start()].upper() + text[letter.start() + 1:]
 
 
-@functools.cache
-def transformer_layers():
-    """The custom Keras layers of the text Transformers (also used by nlp_sentiment), by class name.
-
-    Defined inside a cached function so that importing the task module stays light.
-
-    Returns:
-        dict[str, type]: PositionalEmbedding, TransformerEncoder and TransformerDecoder.
-    """
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class PositionalEmbedding(keras.layers.Layer):
-        """Token embedding plus a learned position embedding; id 0 is padding and produces the mask."""
-
-        def __init__(self, sequence_length, vocabulary_size, embedding_dim, **kwargs):
-            super().__init__(**kwargs)
-            self.sequence_length, self.vocabulary_size = sequence_length, vocabulary_size
-            self.embedding_dim = embedding_dim
-            self.token_embedding = keras.layers.Embedding(vocabulary_size, embedding_dim)
-            self.position_embedding = keras.layers.Embedding(sequence_length, embedding_dim)
-
-        def build(self, input_shape):
-            self.token_embedding.build(input_shape)
-            self.position_embedding.build((input_shape[-1],))
-
-        def call(self, token_ids):
-            positions = ops.arange(ops.shape(token_ids)[-1])
-            return self.token_embedding(token_ids) + self.position_embedding(positions)
-
-        def compute_mask(self, token_ids, mask=None):
-            return ops.not_equal(token_ids, PADDING_ID)
-
-        def get_config(self):
-            return {**super().get_config(), "sequence_length": self.sequence_length,
-                    "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class TransformerEncoder(keras.layers.Layer):
-        """Self-attention over non-padding tokens, then a position-wise feed-forward net (post-norm)."""
-
-        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
-            super().__init__(**kwargs)
-            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
-            self.attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
-            self.dense_2 = keras.layers.Dense(embedding_dim)
-            self.norm_1, self.norm_2 = keras.layers.LayerNormalization(), keras.layers.LayerNormalization()
-            self.dropout = keras.layers.Dropout(dropout)
-            self.supports_masking = True
-
-        def build(self, inputs_shape):
-            self.attention.build(inputs_shape, inputs_shape)
-            self.dense_1.build(inputs_shape)
-            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
-            self.norm_1.build(inputs_shape)
-            self.norm_2.build(inputs_shape)
-
-        def call(self, inputs, mask=None, training=None):
-            attended = self.attention(inputs, inputs, query_mask=mask, value_mask=mask, training=training)
-            x = self.norm_1(inputs + self.dropout(attended, training=training))
-            return self.norm_2(x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
-
-        def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
-
-    @keras.saving.register_keras_serializable(package="nlp")
-    class TransformerDecoder(keras.layers.Layer):
-        """Causal self-attention, attention over the encoder outputs, then a feed-forward net (post-norm)."""
-
-        def __init__(self, embedding_dim, dense_dim, heads, dropout, **kwargs):
-            super().__init__(**kwargs)
-            self.embedding_dim, self.dense_dim, self.heads, self.rate = embedding_dim, dense_dim, heads, dropout
-            self.self_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.cross_attention = keras.layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout)
-            self.dense_1 = keras.layers.Dense(dense_dim, activation="relu")
-            self.dense_2 = keras.layers.Dense(embedding_dim)
-            self.norms = [keras.layers.LayerNormalization() for _ in range(3)]
-            self.dropout = keras.layers.Dropout(dropout)
-            self.supports_masking = True
-
-        def build(self, inputs_shape, encoder_outputs_shape):
-            self.self_attention.build(inputs_shape, inputs_shape)
-            self.cross_attention.build(inputs_shape, encoder_outputs_shape)
-            self.dense_1.build(inputs_shape)
-            self.dense_2.build((*inputs_shape[:-1], self.dense_dim))
-            for norm in self.norms:
-                norm.build(inputs_shape)
-
-        def call(self, inputs, encoder_outputs, inputs_mask=None, encoder_outputs_mask=None, training=None):
-            attended = self.self_attention(inputs, inputs, query_mask=inputs_mask, value_mask=inputs_mask,
-                                           use_causal_mask=True, training=training)
-            x = self.norms[0](inputs + self.dropout(attended, training=training))
-            attended = self.cross_attention(x, encoder_outputs, query_mask=inputs_mask,
-                                            value_mask=encoder_outputs_mask, training=training)
-            x = self.norms[1](x + self.dropout(attended, training=training))
-            return self.norms[2](x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
-
-        def compute_mask(self, inputs, encoder_outputs=None, inputs_mask=None, encoder_outputs_mask=None):
-            return inputs_mask
-
-        def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
-
-    return {layer.__name__: layer for layer in (PositionalEmbedding, TransformerEncoder, TransformerDecoder)}
-
-
 @register
 class NlpTranslation(Task):
     name = "nlp_translation"
@@ -312,19 +212,13 @@ class NlpTranslation(Task):
     primary_metric = "bleu"
     tfds_name = "ted_hrlr_translate/pt_to_en"
     input_column = "text"
-    key_setting = "decoding"
+    table_columns = "text,source,sentence"
+    key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
         from shared import data
 
-        if config.direction not in ("forward", "reverse"):
-            raise ValueError(f"direction must be 'forward' or 'reverse', got '{config.direction}'.")
-        if config.decoding not in ("greedy", "beam") or config.beam_width < 1:
-            raise ValueError(f"decoding must be 'greedy' or 'beam' with beam_width >= 1, got "
-                             f"'{config.decoding}' and {config.beam_width}.")
-        if config.embedding_dim % config.heads:
-            raise ValueError(f"embedding_dim ({config.embedding_dim}) must be divisible by heads ({config.heads}).")
         kind, argument = data.parse_source(config.data)
         validation = test = None
         synthetic = False
@@ -372,28 +266,45 @@ class NlpTranslation(Task):
     def build_model(self, config, info):
         import keras
 
-        layers = transformer_layers()
+        from shared import text_layers
+
+        layers = text_layers.layers()
         length = info["sequence_length"]
-        encoder_inputs = keras.Input((length,), dtype="int64", name="encoder_inputs")
+        # Any length up to `length`: training batches are padded to their own longest sentence.
+        encoder_inputs = keras.Input((None,), dtype="int64", name="encoder_inputs")
         x = layers["PositionalEmbedding"](length, len(info["source_vocabulary"]), config.embedding_dim)(encoder_inputs)
         x = keras.layers.Dropout(config.dropout)(x)
         for _ in range(config.layers):
             x = layers["TransformerEncoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(x)
-        decoder_inputs = keras.Input((length,), dtype="int64", name="decoder_inputs")
-        y = layers["PositionalEmbedding"](length, len(info["target_vocabulary"]), config.embedding_dim)(decoder_inputs)
-        y = keras.layers.Dropout(config.dropout)(y)
+        decoder_inputs = keras.Input((None,), dtype="int64", name="decoder_inputs")
+        target_embedding = layers["PositionalEmbedding"](length, len(info["target_vocabulary"]), config.embedding_dim)
+        y = keras.layers.Dropout(config.dropout)(target_embedding(decoder_inputs))
         for _ in range(config.layers):
             y = layers["TransformerDecoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(y, x)
         y = keras.layers.Dropout(config.dropout)(y)
-        outputs = keras.layers.Dense(len(info["target_vocabulary"]), activation="softmax", dtype="float32",
-                                     name="next_token")(y)
+        if config.tie_embeddings:
+            y = target_embedding(y, reverse=True)
+        else:
+            y = keras.layers.Dense(len(info["target_vocabulary"]))(y)
+        outputs = keras.layers.Activation("softmax", dtype="float32", name="next_token")(y)
         return keras.Model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, outputs,
                            name="transformer_translation")
 
     def loss(self, config, info):
         import keras
+        from keras import ops
 
-        return keras.losses.SparseCategoricalCrossentropy(ignore_class=PADDING_ID)
+        if not config.label_smoothing:
+            return keras.losses.SparseCategoricalCrossentropy(ignore_class=PADDING_ID)
+        smoothing = config.label_smoothing
+
+        def smoothed_cross_entropy(labels, probabilities):
+            # Padding carries sample weight 0 (see eval_map); the vocabulary average spreads `smoothing`.
+            log_probabilities = ops.log(ops.clip(probabilities, 1e-7, 1.0))
+            chosen = ops.take_along_axis(log_probabilities, ops.expand_dims(ops.cast(labels, "int32"), -1), axis=-1)
+            return -(1 - smoothing) * chosen[..., 0] - smoothing * ops.mean(log_probabilities, axis=-1)
+
+        return smoothed_cross_entropy
 
     def metrics(self, config, info):
         import keras
@@ -407,14 +318,15 @@ class NlpTranslation(Task):
         from shared import data
 
         length = info["sequence_length"]
-        source_layer = data.text_vectorizer(info["source_vocabulary"], length)
-        target_layer = data.text_vectorizer(info["target_vocabulary"], length + 1)
+        # Batches are padded to their longest sentence (cut at sequence_length), not to sequence_length.
+        source_layer = data.text_vectorizer(info["source_vocabulary"], None)
+        target_layer = data.text_vectorizer(info["target_vocabulary"], None)
 
         def encode(sources, targets):
             marked = tf.strings.join([START, data.standardize_text(targets, "split"), END], separator=" ")
-            target_ids = target_layer(marked)
+            target_ids = target_layer(marked)[:, : length + 1]
             labels = target_ids[:, 1:]
-            features = {"encoder_inputs": source_layer(data.standardize_text(sources, "split")),
+            features = {"encoder_inputs": source_layer(data.standardize_text(sources, "split"))[:, :length],
                         "decoder_inputs": target_ids[:, :-1]}
             return features, labels, tf.cast(labels != PADDING_ID, "float32")
 
@@ -429,8 +341,18 @@ class NlpTranslation(Task):
             return encode
         return lambda sources, targets: drop(*encode(sources, targets))  # keeps the sample weights
 
+    def length_buckets(self, config, info):
+        import tensorflow as tf
+
+        def length(sources, targets):
+            return tf.maximum(tf.size(tf.strings.split(sources)), tf.size(tf.strings.split(targets)))
+
+        return length, info["sequence_length"]
+
     def custom_objects(self):
-        return transformer_layers()
+        from shared import text_layers
+
+        return text_layers.layers()
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
@@ -447,11 +369,6 @@ class NlpTranslation(Task):
 
     def input_example(self, splits):
         return [str(text) for text in splits.test.features[:2]]
-
-    def cli_inputs(self, inputs):
-        from shared import data
-
-        return data.text_inputs(inputs, column="text,source,sentence")
 
     def predict_raw(self, model, info, inputs, check=True):
         """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).
@@ -521,7 +438,7 @@ def beam_search(model, source_ids, width, length_penalty):
     """Decodes token ids by beam search (width 1 is greedy decoding), stopping at [end].
 
     Args:
-        model (keras.Model): the encoder-decoder, taking fixed-length `encoder_inputs` and `decoder_inputs`.
+        model (keras.Model): the encoder-decoder, taking `encoder_inputs` and `decoder_inputs` of any length.
         source_ids (np.ndarray): (n, length) source token ids.
         width (int): hypotheses kept per sentence.
         length_penalty (float): final scores are log-probability / length**length_penalty.
@@ -530,6 +447,12 @@ def beam_search(model, source_ids, width, length_penalty):
         list[list[int]]: per sentence, the best hypothesis' token ids without markers.
     """
     count, length = source_ids.shape
+    # Models of any input length (all since length bucketing) skip the chunk's shared trailing padding
+    # and read only the prefix decoded so far; older fixed-length models get the full width. At least two
+    # columns, since Keras warns about a softmax over one attention key (masking keeps results the same).
+    trim = all(tensor.shape[1] is None for tensor in model.inputs)
+    if trim:
+        source_ids = source_ids[:, : max(2, int((source_ids != PADDING_ID).sum(axis=1).max()))]
     sources = np.repeat(source_ids, width, axis=0)
     decoder_inputs = np.zeros((count * width, length), dtype="int64")
     decoder_inputs[:, 0] = START_ID
@@ -539,7 +462,9 @@ def beam_search(model, source_ids, width, length_penalty):
     finished = np.zeros((count, width), dtype=bool)
     lengths = np.zeros((count, width))
     for step in range(length):
-        batch = {"encoder_inputs": sources, "decoder_inputs": decoder_inputs}
+        # Causal attention: the prefix decoded so far decides the next token.
+        prefix = decoder_inputs[:, : max(2, step + 1)] if trim else decoder_inputs
+        batch = {"encoder_inputs": sources, "decoder_inputs": prefix}
         probabilities = np.asarray(model.predict_on_batch(batch))
         log_probabilities = np.log(probabilities[:, step, :].astype("float64") + 1e-12)
         vocabulary_size = log_probabilities.shape[-1]

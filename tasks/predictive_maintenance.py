@@ -99,11 +99,12 @@ class PredictiveMaintenance(Task):
     name = "predictive_maintenance"
     answer_key = "rul"
     config_class = PredictiveMaintenanceConfig
-    key_setting = "model"
     primary_metric = "rmse"
     higher_is_better = False
     tfds_name = ""  # TFDS has no run-to-failure dataset; see the module docstring
     input_column = "history"
+    input_kind = "record"
+    key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
 
     def load_data(self, config):
@@ -299,9 +300,9 @@ class PredictiveMaintenance(Task):
         return [splits.info["example_history"]]
 
     def cli_inputs(self, inputs):
+        """Rows as every "record" task reads them (see `Task.cli_inputs`), plus C-MAPSS text files (a row each)
+        and JSON lists of rows (inline or a .json file), each one unit's history with one answer."""
         import pandas as pd
-
-        from shared import detection
 
         pairs = []
         for argument in inputs:
@@ -317,16 +318,24 @@ class PredictiveMaintenance(Task):
                     raise ValueError(f"INPUT '{argument[:80]}' is not valid JSON.") from None
                 pairs.append((argument[:200], parsed))  # a list: one unit's history, one answer
             else:
-                pairs += detection.table_inputs([argument])
+                pairs += super().cli_inputs([argument])
         return pairs
+
+    def input_groups(self, info, inputs):
+        """Loose rows of one unit form its history, so they go to the model together; histories stand alone."""
+        unit = info.get("unit_column")
+        return [("unit", _group_key(raw.get(unit))) if unit and isinstance(raw, dict) else ("input", position)
+                for position, raw in enumerate(inputs)]
 
     def predict_raw(self, model, info, inputs):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""
+        from shared import detection
+
         unit, time = info["unit_column"], info["time_column"]
         keep = [column for column in (unit, time) if column]
         batches, rows, owners = [], [], []  # histories first (one answer each), then loose rows
         for position, raw in enumerate(inputs):
-            parsed = json.loads(raw) if isinstance(raw, str) else raw
+            parsed = detection.parse_json(raw, position)
             if isinstance(parsed, dict):
                 rows.append(parsed)
                 owners.append(position)
@@ -362,6 +371,12 @@ class PredictiveMaintenance(Task):
             if column == info["unit_column"] and not history and any(value is None for value in present):
                 raise ValueError(f"predict rows lack the unit column '{column}'; add it, or send one unit's history "
                                  "as a JSON list of rows.")
+            unit = column == info["unit_column"]
+            for value in present:  # units are grouped (NaN would vanish, lists cannot), times are sorted
+                finite = isinstance(value, (int, float)) and np.isfinite(value)
+                if value is not None and not (finite or (unit and isinstance(value, str))):
+                    kind = "a finite number or a string" if unit else "a finite number"
+                    raise ValueError(f"predict rows: '{column}' must be {kind}, got {str(value)[:80]}.")
             frame[column] = np.arange(len(frame)) if any(value is None for value in present) else present
         return frame
 
@@ -582,6 +597,11 @@ def _cmapss_files(path, subset):
     if missing:
         raise ValueError(f"C-MAPSS folder '{folder}' lacks {missing}; it needs train_, test_ and RUL_{subset}.txt.")
     return files
+
+
+def _group_key(value):
+    """A unit id as a grouping key: a list or an object (refused later, by `predict_raw`) by its text."""
+    return value if isinstance(value, (str, int, float)) or value is None else repr(value)
 
 
 def _is_cmapss_text(path):

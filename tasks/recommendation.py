@@ -326,10 +326,11 @@ class Recommendation(Task):
     name = "recommendation"
     answer_key = "recommendations"
     config_class = RecommendationConfig
-    key_setting = "model"
     primary_metric = "hit_rate_at_k"
     tfds_name = "movielens/100k-ratings"
     input_column = "query"
+    table_columns = "query,user,user_id"
+    key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
 
     def load_data(self, config):

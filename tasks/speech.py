@@ -40,6 +40,14 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 FEATURES = ("logmel", "mfcc")
 SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than any microphone's noise floor, so nothing was recorded
+# Seconds read beyond the clip's duration on each side of a recording's centre, for trimming to find
+# the word in: one-word recordings often start early and stop late (push-to-talk, a recorder's
+# pre-roll) and are read whole, while an hour-long file costs a few seconds of audio, not an hour.
+TRIM_MARGIN_SECONDS = 2.0
+# What one read may allocate: above the highest rate audio interfaces record at, or more channels than
+# a microphone array has, the header is lying or the file is not a recording of speech.
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 16
 logger = logging.getLogger(__name__)
 
 
@@ -121,14 +129,28 @@ def _wav_header_rate(head):
     return int.from_bytes(head[position + 12: position + 16], "little") if position >= 0 else None
 
 
-def read_audio(source):
-    """Decodes one audio file (path or encoded bytes) to mono float32 samples.
+def read_seconds(settings):
+    """Returns:
+        float: how many seconds of a file or a sample list are read: the clip's duration and the trim
+        margin on both sides, taken around the recording's centre (where centre-cropping looks too).
+    """
+    return settings["samples"] / settings["sample_rate"] + 2 * TRIM_MARGIN_SECONDS
+
+
+def read_audio(source, seconds=None):
+    """Decodes one audio file (path or encoded bytes) to mono float32 samples, at most `seconds` of it.
+
+    Args:
+        source (str | bytes): the file's path or its bytes.
+        seconds (float | None): read only this much around the recording's centre (see `read_seconds`);
+            None reads it all.
 
     Returns:
         tuple[np.ndarray, int]: samples (n,) and the file's sample rate.
 
     Raises:
-        ValueError: missing, empty or non-audio file, or a sample rate of 0; the message names the file.
+        ValueError: missing, empty or non-audio file, a sample rate of 0 or above `MAX_SAMPLE_RATE`, more
+            than `MAX_CHANNELS` channels; the message names the file.
     """
     import io
 
@@ -147,13 +169,32 @@ def read_audio(source):
     if _wav_header_rate(head) == 0:
         raise ValueError(f"{name} has a sample rate of 0 in its WAV header; re-export it with its real rate.")
     try:
-        samples, rate = soundfile.read(opened, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(opened) as audio:
+            rate, channels, frames = audio.samplerate, audio.channels, audio.frames
+            if not 0 < rate <= MAX_SAMPLE_RATE or not 0 < channels <= MAX_CHANNELS:
+                raise ValueError(f"{name} declares {rate} Hz and {channels} channel(s); readable audio has 1 to "
+                                 f"{MAX_SAMPLE_RATE:,} Hz and 1 to {MAX_CHANNELS} channels.")
+            wanted = -1 if seconds is None else int(seconds * rate)
+            if 0 <= wanted < frames and audio.seekable():
+                audio.seek((frames - wanted) // 2)
+            samples = audio.read(wanted, dtype="float32", always_2d=True)
     except (RuntimeError, TypeError) as error:  # soundfile's LibsndfileError is a RuntimeError
         reason = str(error).rstrip(".")
         raise ValueError(f"{name} is not a readable audio file (WAV, FLAC, OGG or MP3): {reason}.") from None
-    if rate <= 0:
-        raise ValueError(f"{name} has a sample rate of {rate}; re-export it with its real rate.")
     return samples.mean(axis=1), int(rate)
+
+
+def _sample_window(raw, name, settings):
+    """The centre `read_seconds` of a sample list (or 1-D array) at the model's rate, as float32."""
+    from shared import inputs
+
+    shape = inputs.outline(raw, 1)
+    if len(shape) != 1:
+        raise ValueError(f"{name}: expected a list of samples at {settings['sample_rate']} Hz, got an array of "
+                         f"{len(shape) if len(shape) <= 1 else 'several'} dimensions.")
+    size = int(read_seconds(settings) * settings["sample_rate"])
+    start = max(0, (shape[0] - size) // 2)
+    return inputs.numbers(raw[start: start + size], name)
 
 
 def prepare(samples, rate, settings, name="audio"):
@@ -234,8 +275,9 @@ def clip_features(samples, settings):
     return np.stack(channels, axis=-1).transpose(1, 0, 2).astype("float32")
 
 
-# Bump when `prepare` or `clip_features` change, so that features cached by earlier code are recomputed.
-FEATURE_CACHE_VERSION = 1
+# Bump when `read_audio`, `prepare` or `clip_features` change, so that features cached by earlier code are
+# recomputed (2: files are read at most `read_seconds` around their centre).
+FEATURE_CACHE_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -256,11 +298,11 @@ class Clip:
     keep_clip: bool = False
 
 
-def file_clip(path, copies=0, keep_clip=False):
-    """A `Clip` of an audio file; its key changes when the file does."""
+def file_clip(path, copies=0, keep_clip=False, seconds=None):
+    """A `Clip` of an audio file (at most `seconds` of it, see `read_audio`); its key changes when the file does."""
     stat = os.stat(path)
     return Clip(f"file:{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}",
-                lambda: (*read_audio(path), f"'{path}'"), copies, keep_clip)
+                lambda: (*read_audio(path, seconds), f"'{path}'"), copies, keep_clip)
 
 
 def _memory_clip(key, samples, rate, name):
@@ -500,9 +542,12 @@ def _manifest(path):
 class Speech(ClassificationTask):
     name = "speech"
     config_class = SpeechConfig
-    key_setting = "features"
     tfds_name = "speech_commands"
     input_column = "audio"
+    input_kind = "file"
+    input_extensions = AUDIO_EXTENSIONS
+    key_params = ClassificationTask.key_params + ("features",)
+    predict_chunk = 256  # features of 10,000 one-second clips are 160 MB, of 256 clips 4 MB
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
 
     def load_data(self, config):
@@ -589,7 +634,8 @@ class Speech(ClassificationTask):
         labels = np.array([lookup[label] for label in names])
         groups = None if groups is None else np.array([str(group) for group in groups])
         folder_name = pathlib.Path(argument).stem if kind != "folder" else pathlib.Path(argument).name
-        sources = [functools.partial(file_clip, path) for path in paths]
+        seconds = read_seconds(feature_settings(config))  # as much of each file as prediction reads
+        sources = [functools.partial(file_clip, path, seconds=seconds) for path in paths]
         return sources, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
 
     @staticmethod
@@ -713,30 +759,17 @@ class Speech(ClassificationTask):
         waveform = np.load(str(splits.test.features[0]).removesuffix("-0.npy") + "-clip.npy")
         return [np.round(waveform, 4).tolist()]
 
-    def cli_inputs(self, inputs):
-        """Audio file paths; a folder stands for every audio file inside it."""
-        pairs = []
-        for argument in inputs:
-            if os.path.isdir(argument):
-                files = sorted(str(path) for path in pathlib.Path(argument).rglob("*")
-                               if path.suffix.lower() in AUDIO_EXTENSIONS)
-                if not files:
-                    raise ValueError(f"folder '{argument}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
-                pairs += [(path, path) for path in files]
-            else:
-                pairs.append((argument, argument))
-        return pairs
-
     def prepare_inputs(self, info, inputs):
         """Standardised features of raw inputs: file paths, encoded bytes, or sample lists at the model's rate."""
         settings = info["features"]
         batch = []
         for index, raw in enumerate(inputs):
             if isinstance(raw, (str, os.PathLike, bytes, bytearray)):
-                samples, rate = read_audio(raw)
+                samples, rate = read_audio(raw, read_seconds(settings))
                 name = f"'{raw}'" if isinstance(raw, (str, os.PathLike)) else "audio bytes"
             else:
-                samples, rate, name = np.asarray(raw, dtype="float32"), settings["sample_rate"], f"input {index}"
+                name = f"input {index + 1}"
+                samples, rate = _sample_window(raw, name, settings), settings["sample_rate"]
             batch.append(clip_features(prepare(samples, rate, settings, name), settings))
         return _standardize(np.stack(batch), info)
 

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
@@ -66,7 +67,10 @@ class VisionClassification(ClassificationTask):
     config_class = VisionClassificationConfig
     tfds_name = "mnist"
     input_column = "image"
-    key_setting = "backbone"
+    input_kind = "file"
+    input_extensions = IMAGE_EXTENSIONS
+    key_params = ClassificationTask.key_params + ("backbone",)
+    predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
 
     def load_data(self, config):
         from shared import data

@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from shared.constraints import Choice, Count, Fraction, NonNegative, Size
 from tasks.base import Splits, Task, TaskConfig, search_space
@@ -319,10 +320,12 @@ class VisionSegmentation(Task):
     name = "vision_segmentation"
     answer_key = "mask_path"
     config_class = VisionSegmentationConfig
-    key_setting = "encoder"
     primary_metric = "mean_iou"
     tfds_name = "oxford_iiit_pet"
     input_column = "image"
+    input_kind = "file"
+    input_extensions = IMAGE_EXTENSIONS
+    key_params = Task.key_params + ("encoder",)
     quick_overrides = {"epochs": 2, "max_examples": 200}
 
     def load_data(self, config):

@@ -2,16 +2,13 @@
 and MLflow servers run in the background."""
 
 import contextlib
-import json
 import os
 import pathlib
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
+
+from benchmarks import serving_fuzz
+from benchmarks.serving_fuzz import free_port, raw_input  # noqa: F401 (shared with the serving fuzz)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -55,73 +52,13 @@ def module_store(tmp_path_factory):
         yield uri
 
 
-def free_port():
-    """Returns:
-        int: a TCP port on 127.0.0.1 that nothing listens on right now.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def background_server(command, probe_url, log_path, env=None, cwd=None, timeout=300):
-    """Runs a server command (`mlflow server`, `mlflow models serve`) until the block ends.
-
-    Args:
-        command (list[str]): the command line.
-        probe_url (str): a URL that answers once the server is up (/ping, /health).
-        log_path (pathlib.Path): where the server's output goes; shown when it fails to come up.
-        env (dict | None): the server's environment (default: this process's).
-        cwd (pathlib.Path | None): its working directory.
-        timeout (float): seconds to wait for `probe_url`.
-    """
-    with open(log_path, "wb") as log:  # the server's own process group, so its workers stop with it
-        server = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`{' '.join(command[2:5])}` did not come up:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(probe_url, timeout=5):
-                    break
-            except OSError:
-                time.sleep(1)
+    """Runs a server command until the block ends (see `benchmarks.serving_fuzz.background`); the test fails
+    with the server's log when it does not come up."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(serving_fuzz.background(command, probe_url, log_path, env, cwd, timeout))
+        except RuntimeError as error:
+            pytest.fail(str(error))
         yield
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-
-
-def raw_input(task, folder, model_uri=None):
-    """A raw input as an application sends it: a file path for images and audio, otherwise the model's
-    logged input example (a sentence, a record, a unit's history, a user id).
-
-    Args:
-        task (tasks.base.Task): the task whose model answers.
-        folder (pathlib.Path): where the model's files and the input file go.
-        model_uri (str | None): the logged model (default: the task's `@champion`).
-    """
-    import mlflow
-    import numpy as np
-
-    from shared import images, tracking
-
-    tracking._connect()
-    local = pathlib.Path(mlflow.artifacts.download_artifacts(model_uri or f"models:/{task.name}@champion",
-                                                             dst_path=str(folder / "model")))
-    example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
-    if task.input_column == "image":
-        path = folder / "input.png"
-        images.save_png(np.asarray(example, "float32"), path)
-        return str(path)
-    if task.input_column == "audio":
-        import soundfile
-
-        info = json.loads(next(local.rglob("info.json")).read_text())
-        path = folder / "input.wav"
-        soundfile.write(path, np.asarray(example, "float32"), info["features"]["sample_rate"])
-        return str(path)
-    return example

@@ -77,6 +77,21 @@ def test_predict_cli_reads_csv_rows_and_json_objects(trained, tmp_path, capsys):
     assert len(lines) == 4 and all(isinstance(line["fraud"], bool) for line in lines)
 
 
+def test_predict_csv_of_rows_writes_one_row_each_with_errors_in_their_rows(trained, tmp_path, capsys):
+    frame = _transactions(200, seed=3)[FEATURES].head(5).astype({"amount": object})
+    frame.loc[2, "amount"] = "lots"
+    path = _table(tmp_path, frame)
+    output = tmp_path / "scores.csv"
+    assert cli.main(["predict", "fraud_detection", "--model", "models:/fraud_detection@champion", "--output",
+                     str(output), str(path)]) == 1
+    assert "5 rows, 1 errors" in capsys.readouterr().err
+    rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")
+    assert [row["input"] for row in rows] == [f"{path}:{row}" for row in range(1, 6)]
+    assert "column 'amount' must be numeric" in rows[2]["error"] and rows[2]["fraud_probability"] == ""
+    for row in rows[:2] + rows[3:]:
+        assert row["error"] == "" and 0 <= float(row["fraud_probability"]) <= 1 and row["fraud"] in ("true", "false")
+
+
 def test_predict_row_with_missing_column_fails_and_extra_column_warns(trained):
     task = tasks.get("fraud_detection")
     model = tracking.load("models:/fraud_detection/latest")
@@ -150,7 +165,7 @@ def test_bad_tables_fail_with_one_line_errors(tmp_path, change, message):
 
 def test_bad_predict_arguments_and_unknown_columns_fail(tmp_path):
     task = tasks.get("fraud_detection")
-    with pytest.raises(ValueError, match="is not a CSV/Parquet file, a .json file or a JSON object"):
+    with pytest.raises(ValueError, match="is not a CSV/JSONL/Parquet file, a .json file or a JSON object"):
         task.cli_inputs(["not json"])
     with pytest.raises(ValueError, match=r"missing column\(s\) \['nope'\]"):
         task.load_data(_config(task, _table(tmp_path, _transactions(2000, seed=4)), "drop_columns=[nope]"))

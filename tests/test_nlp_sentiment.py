@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 import tasks
-from pipelines import config, runner
+from pipelines import cli, config, runner
 from shared import tracking
+from shared.data import examples
 from shared.data import tfds as tfds_source
 from tests.conftest import shared_data
 
@@ -140,7 +141,7 @@ def test_token_dropout_only_touches_real_tokens():
     assert 0.3 < (dropped[:, :3] == 1).mean() < 0.7
 
 
-def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
+def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path, capsys):
     task = tasks.get("nlp_sentiment")
     result = runner.run(task, _config("epochs=1", "embedded_examples=600", "max_examples=400",
                                       "architecture=transformer", "embedding_dim=32"))
@@ -154,6 +155,16 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store):
     answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", "The music was truly wonderful!"]}))
     assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
     json.dumps(answers)
+    sentences = _write(tmp_path / "sentences.csv", 'id,review\n1,"The acting was not very good."\n2,\n'
+                                                   "3,The music was truly wonderful!\n")
+    output = tmp_path / "labels.csv"
+    assert cli.main(["predict", "nlp_sentiment", "--model", "models:/nlp_sentiment@champion", "--output", str(output),
+                     f"{sentences}:review"]) == 1
+    assert "3 rows, 1 errors" in capsys.readouterr().err
+    rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")
+    assert [row["input"] for row in rows] == ["The acting was not very good.", "", "The music was truly wonderful!"]
+    assert [row["label"] for row in rows] == [answers[0]["label"], "", answers[1]["label"]]
+    assert "is ''" in rows[1]["error"] and rows[0]["error"] == rows[2]["error"] == ""
 
 
 @pytest.mark.slow
@@ -167,3 +178,67 @@ def test_bilstm_learns_negation_and_contrast(tracking_store):
 def test_sst2_dev_file_loads_with_its_content_column():
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={shared_data('sst2')}"))
     assert len(splits.validation.targets) == 872 and len(splits.test.targets) == 1821
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    """A randomly initialised two-layer BERT and its WordPiece vocabulary, saved as a local keras-hub preset."""
+    import keras_hub
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "plot", "acting", "music", "was", "not", "very",
+             "good", "bad", "great", "dull", "but", "although", "i", "did", "think", "##s", "."]
+    keras_hub.models.BertTokenizer(vocabulary=words, lowercase=True).save_to_preset(str(folder))
+    keras_hub.models.BertBackbone(vocabulary_size=len(words), num_layers=1, num_heads=2, hidden_dim=16,
+                                  intermediate_dim=32, max_sequence_length=32).save_to_preset(str(folder))
+    return folder
+
+
+def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_strings(tracking_store, tiny_preset):
+    task = tasks.get("nlp_sentiment")
+    result = runner.run(task, _config(f"backbone={tiny_preset}", "epochs=1", "embedded_examples=300",
+                                      "max_examples=200", "sequence_length=16", "learning_rate=5e-5"))
+    assert 0 <= result.metrics["accuracy"] <= 1
+    model = tracking.load("models:/nlp_sentiment/latest")
+    with pytest.warns(UserWarning, match="longer than the model's 16 tokens were truncated"):
+        answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", " ".join(["good"] * 30)]}))
+    assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
+    assert "truncated" not in answers[0] and answers[1]["truncated"] is True
+    json.dumps(answers)
+
+
+def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monkeypatch, tmp_path):
+    from tasks import nlp_sentiment
+
+    monkeypatch.setattr(nlp_sentiment, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(nlp_sentiment, "_preset_cached", lambda handle: False)
+    with pytest.raises(ValueError, match=r"cannot reach www.kaggle.com.*local keras-hub preset folder.*backbone=none"):
+        tasks.get("nlp_sentiment").load_data(_config("backbone=bert_tiny_en_uncased"))
+    with pytest.raises(ValueError, match="neither a folder nor a keras-hub text preset"):
+        tasks.get("nlp_sentiment").load_data(_config("backbone=no_such_model"))
+    with pytest.raises(ValueError, match="holds no keras-hub preset"):
+        tasks.get("nlp_sentiment").load_data(_config(f"backbone={tmp_path}"))
+
+
+def test_cnn_features_ignore_padding():
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("architecture=cnn", "embedded_examples=200")
+    splits = task.load_data(resolved)
+    model = task.build_model(resolved, splits.info)
+    ids = np.array([[5, 6, 7, 8, 0, 0]], dtype="int64")
+    short, padded = model.predict(ids[:, :4], verbose=0), model.predict(ids, verbose=0)
+    np.testing.assert_allclose(short, padded, atol=1e-6)
+
+
+def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example():
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("embedded_examples=400", "batch_size=16")
+    splits = task.load_data(resolved)
+    dataset = examples.make_dataset(splits.train, 16, shuffle=True, seed=0, cache="memory",
+                                    batch_map=task.train_map(resolved, splits.info),
+                                    buckets=task.length_buckets(resolved, splits.info))
+    batches = list(dataset.as_numpy_iterator())
+    assert len(batches) == int(dataset.cardinality())  # Keras knows the epoch length
+    assert sum(len(labels) for _, labels in batches) == len(splits.train)
+    widths = {token_ids.shape[1] for token_ids, _ in batches}
+    assert len(widths) > 1 and max(widths) < resolved.sequence_length

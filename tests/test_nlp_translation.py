@@ -76,10 +76,12 @@ def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
 
 
 def test_bad_config_values_are_one_line_errors():
-    with pytest.raises(ValueError, match="decoding must be 'greedy' or 'beam'"):
-        tasks.get("nlp_translation").load_data(_config("decoding=sampling"))
-    with pytest.raises(ValueError, match="direction must be"):
-        tasks.get("nlp_translation").load_data(_config("direction=sideways"))
+    with pytest.raises(ValueError, match="decoding='sampling' is not allowed; it must be one of greedy, beam"):
+        _config("decoding=sampling")
+    with pytest.raises(ValueError, match="direction='sideways' is not allowed"):
+        _config("direction=sideways")
+    with pytest.raises(ValueError, match="embedding_dim \\(30\\) must be divisible by heads \\(4\\)"):
+        _config("embedding_dim=30")
 
 
 def test_detokenize_restores_spanish_punctuation():

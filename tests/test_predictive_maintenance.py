@@ -72,6 +72,13 @@ def test_latest_model_predicts_rul_from_a_history_and_from_rows(trained, tmp_pat
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == (engines["unit"] <= 2).sum()
     assert lines[0]["unit"] == 1 and lines[0]["rows_seen"] == 1
+    # batches never split a unit's history: small batches answer as one call on every row does
+    assert cli.main(["predict", "predictive_maintenance", "--model", "models:/predictive_maintenance/latest",
+                     "--batch-size", "5", str(path)]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()] == lines
+    rows = json.loads(engines[engines["unit"] <= 2].to_json(orient="records"))
+    assert [dict(answer, input=line["input"]) for answer, line in
+            zip(model.predict(pd.DataFrame({"history": rows})), lines)] == lines
 
 
 def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
@@ -81,6 +88,20 @@ def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
         model.predict(pd.DataFrame({"history": [[{key: value for key, value in row.items() if key != "sensor_1"}]]}))
     with pytest.raises(ValueError, match="lack the unit column 'unit'"):
         model.predict(pd.DataFrame({"history": [{key: value for key, value in row.items() if key != "unit"}]}))
+
+
+def test_hostile_rows_get_their_own_errors_and_the_others_are_answered(trained):
+    model = tracking.load("models:/predictive_maintenance/latest")
+    row = json.loads(_engines(1, seed=2).head(1).to_json(orient="records"))[0]
+    rows = [row, dict(row, sensor_1=float("inf")), dict(row, sensor_1=10**400), dict(row, sensor_1=[1, 2]),
+            dict(row, unit=[1]), dict(row, unit=float("nan")), dict(row, cycle="abc"), [1, 2], "{", "[" * 100_000,
+            None, dict(row, sensor_1=float("nan"))]
+    answers = model.predict(pd.DataFrame({"history": rows}))
+    assert [index for index, answer in enumerate(answers) if "rul" in answer] == [0, 11]  # NaN: a missing value
+    for answer, message in zip(answers[1:11], ["infinite", "infinite", "must be numeric", "'unit' must be",
+                                               "'unit' must be", "'cycle' must be a finite number", "must be a row",
+                                               "not valid JSON", "not valid JSON", "must be a row"]):
+        assert message in answer["error"] and "\n" not in answer["error"]
 
 
 def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):

@@ -46,14 +46,14 @@ def toy(module_store, monkeypatch, request):
     return make
 
 
-def fake_run(task, value, data_source="embedded", epochs=3):
-    """Logs a finished run like the runner's and registers a version for it.
+def fake_run(task, value, data_source="embedded", epochs=3, experiment=None):
+    """Logs a finished run like the runner's (in the task's experiment unless named) and registers a version for it.
 
     Returns:
         tuple[str, str]: the run id and the registered version.
     """
     tracking._connect()
-    mlflow.set_experiment(task.name)
+    mlflow.set_experiment(experiment or task.name)
     with mlflow.start_run() as active:
         mlflow.log_params({"epochs": epochs, "batch_size": 64, "learning_rate": 0.002, "data": data_source})
         mlflow.set_tags({"task": task.name, "data_source": data_source})
@@ -66,8 +66,8 @@ def fake_run(task, value, data_source="embedded", epochs=3):
     return active.info.run_id, str(version.version)
 
 
-def promote(task, value, data_source="embedded", policy="if-better"):
-    run_id, version = fake_run(task, value, data_source)
+def promote(task, value, data_source="embedded", policy="if-better", experiment=None):
+    run_id, version = fake_run(task, value, data_source, experiment=experiment)
     return run_id, version, tracking.promote(task, run_id, version, value, data_source, policy)
 
 
@@ -167,12 +167,12 @@ def test_compare_text_shows_the_champion_and_runs_sorted_by_metric(history, caps
     assert f"champion: version 1, run {champion[:12]}, test_accuracy=0.9000, data embedded" in out
     lines = out.splitlines()
     header = next(index for index, line in enumerate(lines) if line.startswith("run "))
-    assert lines[header].split() == ["run", "version", "champion", "status", "data", "test_accuracy", "duration",
-                                     "started", "epochs", "batch_size", "learning_rate"]
+    assert lines[header].split() == ["run", "experiment", "version", "champion", "status", "data", "test_accuracy",
+                                     "duration", "started", "epochs", "batch_size", "learning_rate"]
     rows = [line.split() for line in lines[header + 2:]]
     assert [row[0] for row in rows] == [newest[:12], champion[:12], worse[:12]]
-    assert rows[1][1:7] == ["1", "*", "FINISHED", "embedded", "0.9000", "0s"] and rows[1][-3:] == ["3", "64", "0.002"]
-    assert rows[0][1:3] == ["3", "FINISHED"]  # no champion mark
+    assert rows[1][1:8] == [name, "1", "*", "FINISHED", "embedded", "0.9000", "0s"]
+    assert rows[1][-3:] == ["3", "64", "0.002"] and rows[0][2:4] == ["3", "FINISHED"]  # no champion mark
 
 
 def test_compare_limit_keeps_the_champion_row(history, capsys):
@@ -181,7 +181,7 @@ def test_compare_limit_keeps_the_champion_row(history, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"### {name}\n")
     table = [line for line in out.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| run | version | champion |") and table[1] == "|---" * 11 + "|"
+    assert table[0].startswith("| run | experiment | version | champion |") and table[1] == "|---" * 12 + "|"
     assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == [newest[:12], champion[:12]]
 
 
@@ -196,7 +196,71 @@ def test_compare_csv_is_one_machine_readable_table(history, capsys):
     assert by_run[champion]["champion"] == "True" and by_run[worse]["champion"] == "False"
     assert float(by_run[newest]["value"]) == pytest.approx(0.95) and by_run[newest]["data_source"] == "tfds:mnist"
     assert by_run[champion]["version"] == "1" and by_run[champion]["epochs"] == "3"
-    assert "speech: no runs yet" in captured.err and "Cannot retrieve experiment" not in captured.err
+    assert {row["experiment"] for row in rows} == {name}
+    assert "speech: no champion yet; no runs in every experiment" in captured.err
+    assert "Cannot retrieve experiment" not in captured.err
+
+
+@pytest.fixture
+def two_experiments(toy):
+    """A toy task with a run in its own experiment, then the champion and a worse run in experiment `NAME_sweep`.
+
+    Returns:
+        tuple[str, str, dict[str, str]]: the task name, the other experiment and run ids by role.
+    """
+    task = toy()
+    other = f"{task.name}_sweep"
+    own, _, _ = promote(task, 0.7)
+    best, _, _ = promote(task, 0.9, experiment=other)
+    worse, _, _ = promote(task, 0.8, experiment=other)
+    mlflow.set_experiment(f"{task.name}_empty")  # an experiment holding no run of the task
+    return task.name, other, {"own": own, "champion": best, "worse": worse}
+
+
+def compare_csv(capsys, *arguments):
+    """Runs `compare --format csv` and returns its rows by run id, and what it printed on stderr."""
+    assert cli.main(["compare", *arguments, "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    return {row["run_id"]: row for row in csv.DictReader(io.StringIO(captured.out))}, captured.err
+
+
+def test_compare_finds_the_task_runs_in_every_experiment(two_experiments, capsys):
+    name, other, runs = two_experiments
+    rows, _ = compare_csv(capsys, name)
+    assert list(rows) == [runs["champion"], runs["worse"], runs["own"]]  # best first
+    assert {run_id: row["experiment"] for run_id, row in rows.items()} == {
+        runs["champion"]: other, runs["worse"]: other, runs["own"]: name}
+    assert rows[runs["champion"]]["champion"] == "True"
+    assert cli.main(["compare", name]) == 0
+    out = capsys.readouterr().out
+    assert "last 20 runs of every experiment and the champion's" in out
+    assert re.search(rf"{runs['worse'][:12]}\s+{other}\s+3\s+FINISHED", out)
+
+
+def test_compare_experiment_narrows_the_view_and_keeps_the_champion(two_experiments, capsys):
+    name, other, runs = two_experiments
+    rows, _ = compare_csv(capsys, name, "--experiment", other)
+    assert list(rows) == [runs["champion"], runs["worse"]]
+    rows, _ = compare_csv(capsys, name, "--experiment", name)
+    assert list(rows) == [runs["champion"], runs["own"]]  # the champion's run from the other experiment
+    assert rows[runs["champion"]]["experiment"] == other and rows[runs["own"]]["champion"] == "False"
+
+
+def test_compare_shows_the_champion_with_no_runs_in_view(two_experiments, capsys):
+    name, other, runs = two_experiments
+    assert cli.main(["compare", name, "--experiment", f"{name}_empty"]) == 0
+    out = capsys.readouterr().out
+    assert f"champion: version 2, run {runs['champion'][:12]}, test_accuracy=0.9000" in out
+    assert f"last 20 runs of experiment '{name}_empty' and the champion's" in out
+    table = [line for line in out.splitlines() if line.startswith(runs["champion"][:12])]
+    assert len(table) == 1 and other in table[0] and runs["own"][:12] not in out
+
+
+def test_compare_unknown_experiment_is_a_one_line_error(two_experiments, capsys):
+    name, _, _ = two_experiments
+    assert cli.main(["compare", name, "--experiment", "no_such_experiment"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: no experiment 'no_such_experiment' in store") and error.count("\n") == 1
 
 
 @pytest.mark.parametrize("arguments, message", [(["--format", "html"], "unknown --format 'html'; use one of text"),

@@ -119,6 +119,22 @@ def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_hostile_audio_rows_get_their_own_errors_and_long_audio_is_read_in_a_window(trained):
+    from benchmarks import serving_fuzz
+
+    waveforms, _, _ = words(repeats=1, rate=8000, seed=3, speakers=1)
+    good = serving_fuzz.wav(waveforms[0], 8000)
+    hour = np.tile(np.asarray(waveforms[0], "float32"), 10)  # a long recording: only its centre window is read
+    rows = [serving_fuzz.b64(good), serving_fuzz.b64(serving_fuzz.lying_wav(good, rate=2_000_000_000)),
+            list(waveforms[0]) + [float("nan")], [list(waveforms[0])], 12, serving_fuzz.b64(good[:40]),
+            serving_fuzz.b64(serving_fuzz.wav(hour, 8000)), [0.0] * 8000]
+    answers = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"audio": rows}))
+    assert [index for index, answer in enumerate(answers) if "label" in answer] == [0, 6]
+    for index, message in ((1, "declares 2000000000 Hz"), (2, "NaN or infinite"), (3, "expected a list of samples"),
+                           (4, "expected a file path"), (5, "not a readable audio file"), (7, "is silent")):
+        assert message in answers[index]["error"] and "\n" not in answers[index]["error"]
+
+
 def write_class_folders(root, repeats=2):
     waveforms, names, _ = words(repeats=repeats, rate=16000)
     for index, (samples, name) in enumerate(zip(waveforms, names)):

@@ -10,7 +10,7 @@ import pytest
 
 import tasks
 from pipelines import config
-from tasks.base import TaskConfig
+from tasks.base import INPUT_KINDS, TaskConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,6 +23,14 @@ def test_task_declares_name_metric_and_valid_quick_budget(name):
     resolved = config.resolve(task, quick=True)
     assert resolved.epochs <= 3
     assert issubclass(task.config_class, TaskConfig)
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_task_declares_how_predict_reads_inputs_and_compare_shows_runs(name):
+    task = tasks.get(name)
+    assert task.input_kind in INPUT_KINDS and task.input_extensions
+    assert all(extension.startswith(".") and extension == extension.lower() for extension in task.input_extensions)
+    assert set(task.key_params) <= {field.name for field in dataclasses.fields(task.config_class)}
 
 
 @pytest.mark.parametrize("name", tasks.names())

@@ -1,5 +1,6 @@
 """Vision classification end to end: training, everything MLflow holds, raw-input prediction, data paths."""
 
+import csv
 import gzip
 import json
 
@@ -105,6 +106,66 @@ def test_predict_rejects_a_file_that_is_not_an_image(trained, tmp_path, capsys):
     code = cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(text)])
     assert code == 2
     assert f"{text}: not a readable image" in capsys.readouterr().err
+
+
+def test_predict_folder_writes_one_row_per_image_with_errors_in_their_rows(trained, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    (folder / "more").mkdir(parents=True)
+    samples = digit_pngs(folder, count=4) + digit_pngs(folder / "more", count=2)
+    corrupt = folder / "more" / "zz_corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    (folder / "readme.txt").write_text("not an input")
+    output = tmp_path / "preds.csv"
+    arguments = ["predict", TASK, "--model", f"models:/{TASK}@champion", "--batch-size", "4", str(folder)]
+    assert cli.main([*arguments, "--output", str(output)]) == 1  # some rows hold an error
+    assert "predict vision_classification: 7 rows, 1 errors, " in capsys.readouterr().err
+    with open(output, newline="") as handle:
+        rows = {row["input"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == sorted([str(path) for path, _ in samples] + [str(corrupt)])
+    assert f"{corrupt}: not a readable image" in rows[str(corrupt)]["error"] and rows[str(corrupt)]["label"] == ""
+    assert all(rows[str(path)]["error"] == "" and len(json.loads(rows[str(path)]["top_k"])) == 3 for path, _ in samples)
+    assert sum(rows[str(path)]["label"] == truth for path, truth in samples) >= len(samples) - 1
+    assert cli.main([*arguments, "--output", str(tmp_path / "preds.jsonl")]) == 1
+    lines = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert [line["input"] for line in lines] == list(rows) and set(lines[-1]) == {"input", "error"}
+    assert [line["label"] for line in lines[:-1]] == [rows[line["input"]]["label"] for line in lines[:-1]]
+
+
+def test_a_png_bomb_is_a_one_line_error_in_the_cli_and_an_error_row_in_a_batch(trained, tmp_path, capsys):
+    from benchmarks import serving_fuzz
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(serving_fuzz.png_bomb())
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(bomb)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {bomb}: the image declares more pixels than the limit of 40,000,000")
+    assert error.count("\n") == 1
+    (path, truth), = digit_pngs(tmp_path, count=1)
+    answers = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(bomb), str(path)]}))
+    assert "more pixels than the limit" in answers[0]["error"] and answers[1]["label"] == truth
+
+
+def test_a_served_model_reads_paths_only_inside_its_input_folder(trained, tmp_path, monkeypatch):
+    from benchmarks import serving_fuzz
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (path, truth), = digit_pngs(incoming, count=1)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(path.read_bytes())
+    model = tracking.load(f"models:/{TASK}/latest")
+    monkeypatch.setenv("PIPELINES_SERVING", "1")
+    rows = [path.name, str(outside), "../outside.png", serving_fuzz.b64(path.read_bytes())]
+    monkeypatch.delenv("PIPELINES_INPUT_ROOT", raising=False)
+    answers = model.predict(pd.DataFrame({"image": rows}))
+    assert [answer.get("label") for answer in answers] == [None, None, None, truth]
+    assert "a served model reads no file paths" in answers[0]["error"]
+    monkeypatch.setenv("PIPELINES_INPUT_ROOT", str(incoming))
+    answers = model.predict(pd.DataFrame({"image": rows}))
+    assert [answer.get("label") for answer in answers] == [truth, None, None, truth]
+    assert all("no file" in answer["error"] and "in the input folder" in answer["error"] for answer in answers[1:3])
+    with pytest.raises(ValueError, match=r"input: no file '\.\./outside\.png' in the input folder"):
+        model.predict(pd.DataFrame({"image": ["../outside.png"]}))
 
 
 def test_compare_sorts_runs_by_primary_metric(trained, capsys):

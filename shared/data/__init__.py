@@ -4,6 +4,7 @@ Splits are `examples.Examples` (an index in memory, decoded in tf.data) or `tfds
 """
 
 import gzip
+import json
 import os
 import pathlib
 import sys
@@ -225,13 +226,15 @@ def read_text(path):
         ) from None
 
 
-def read_text_columns(path, columns):
+def read_text_columns(path, columns, hint=None):
     """Reads a CSV (comma) or TSV (tab, by extension `.tsv`/`.tab`) file with a header row.
 
     Args:
         path (str | pathlib.Path): the file.
         columns (dict[str, str]): role -> accepted column names, comma-separated (the first one the
             file has wins), e.g. `{"text": "text,sentence", "label": "label"}`.
+        hint (str | None): how to name another column, ending the missing-column error (default: the
+            `--set ROLE_column=NAME` config override).
 
     Returns:
         dict[str, np.ndarray]: role -> the column's values (strings as Python objects).
@@ -260,7 +263,7 @@ def read_text_columns(path, columns):
         if found is None:
             raise ValueError(
                 f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns are "
-                f"{list(frame.columns)}. Set the name with --set {role}_column=NAME."
+                f"{list(frame.columns)}. {hint or f'Set the name with --set {role}_column=NAME.'}"
             )
         result[role] = frame[found].to_numpy(dtype=object)
     return result
@@ -294,33 +297,6 @@ def standardize_text(texts, punctuation="strip"):
     return tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
 
 
-def text_inputs(arguments, column="text"):
-    """Turns `predict` arguments into sentences: literal sentences, text files or a CSV/TSV column.
-
-    An argument naming an existing `.csv`/`.tsv` file yields that file's `column` (or `FILE.csv:COLUMN`);
-    any other existing file yields its non-empty lines; anything else is a sentence itself.
-
-    Args:
-        arguments (list[str]): the INPUT arguments.
-        column (str): default column of CSV/TSV files (comma-separated accepted names).
-
-    Returns:
-        list[tuple[str, str]]: (what to echo as "input", the sentence) pairs.
-    """
-    pairs = []
-    for argument in arguments:
-        path, separator, chosen = argument.rpartition(":")
-        if not (separator and os.path.isfile(path) and path.lower().endswith((".csv", ".tsv", ".tab"))):
-            path, chosen = argument, column
-        if os.path.isfile(path) and path.lower().endswith((".csv", ".tsv", ".tab")):
-            pairs.extend((sentence, sentence) for sentence in read_text_columns(path, {"text": chosen})["text"])
-        elif os.path.isfile(path):
-            pairs.extend((line, line) for line in read_text(path).splitlines() if line.strip())
-        else:
-            pairs.append((argument, argument))
-    return pairs
-
-
 def read_table(path, required=(), hint=""):
     """Reads a CSV (comma-separated, header row) or Parquet file into a pandas DataFrame.
 
@@ -350,6 +326,35 @@ def read_table(path, required=(), hint=""):
         raise ValueError(f"'{path}' has no data rows; expected a header line and at least one row.")
     require_columns(frame, required, path, hint)
     return frame
+
+
+def read_jsonl(path):
+    """Reads a JSON Lines file: one JSON object per non-empty line.
+
+    Args:
+        path (str | pathlib.Path): the file.
+
+    Returns:
+        list[dict]: the objects, in file order.
+
+    Raises:
+        ValueError: a line that is not a JSON object (the message names its number), or no objects at all.
+    """
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per line.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
+                             "write one object per line, e.g. {\"text\": \"...\"}.")
+        records.append(record)
+    if not records:
+        raise ValueError(f"'{path}' holds no JSON objects; write one object per line.")
+    return records
 
 
 def require_columns(frame, columns, source, hint=""):
@@ -385,7 +390,13 @@ def numeric_values(values, column, source):
     """
     import pandas as pd
 
-    converted = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    try:
+        converted = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    except OverflowError:  # an integer beyond float64, which JSON allows: it counts as infinite
+        def bounded(value):
+            return value if not isinstance(value, int) or abs(value) < 2**1024 else np.inf if value > 0 else -np.inf
+
+        converted = pd.to_numeric(values.map(bounded), errors="coerce").to_numpy(dtype="float64")
     text = values.astype(str).str.strip().to_numpy()
     bad = np.isnan(converted) & values.notna().to_numpy() & (text != "") & (np.char.lower(text.astype(str)) != "nan")
     if bad.any():
@@ -468,7 +479,12 @@ def apply_tabular(frame, spec, source):
     numeric = np.zeros((len(frame), len(spec["numeric"])), dtype="float32")
     for index, item in enumerate(spec["numeric"]):
         values = numeric_values(frame[item["name"]], item["name"], source)
-        numeric[:, index] = (np.where(np.isnan(values), item["median"], values) - item["mean"]) / item["std"]
+        with np.errstate(over="ignore"):
+            numeric[:, index] = (np.where(np.isnan(values), item["median"], values) - item["mean"]) / item["std"]
+        if not np.isfinite(numeric[:, index]).all():  # finite in float64, beyond float32 once standardised
+            row = int(np.flatnonzero(~np.isfinite(numeric[:, index]))[0])
+            raise ValueError(f"{source}: column '{item['name']}' holds {values[row]:g} at data row {row + 1}, beyond "
+                             "what the model computes with; give a value within the training data's scale.")
     result = {"numeric": numeric}
     if spec["categorical"]:
         categorical = np.zeros((len(frame), len(spec["categorical"])), dtype="int32")
@@ -547,6 +563,12 @@ def time_split_indices(order, validation_fraction, test_fraction):
     return by_time[:validation_start], by_time[validation_start:test_start], by_time[test_start:]
 
 
+# Texts are cut to this many characters per token the model reads before they are tokenised: words,
+# numbers and URLs with their spacing stay far below it, so a text the model would read whole is never
+# cut, while the work per input is bounded (a 64-token model reads at most 6,400 characters).
+TEXT_CHARACTERS_PER_TOKEN = 100
+
+
 def text_vectorizer(vocabulary, sequence_length):
     """Rebuilds the TextVectorization of a training run from its saved vocabulary (input: standardised text).
 
@@ -586,10 +608,13 @@ def adapt_vocabulary(texts, size, punctuation):
 def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
     """Standardises and tokenises raw strings into padded id rows (numpy), as at training time.
 
+    Each text is first cut to `sequence_length * TEXT_CHARACTERS_PER_TOKEN` characters, so that a
+    megabyte sentence costs what a paragraph does.
+
     Args:
         texts (list[str]): raw strings.
         vocabulary (list[str]): the saved vocabulary.
-        sequence_length (int): the model's maximum length; longer texts are truncated.
+        sequence_length (int): the model's maximum length; longer texts are truncated (flagged as such).
         punctuation (str): "strip" or "split".
         check (bool): predictor mode: raise on empty texts and warn about truncated ones.
 
@@ -607,9 +632,11 @@ def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
         for position, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
-    standardized = standardize_text(tf.constant(list(texts), dtype=tf.string), punctuation)
+    limit = sequence_length * TEXT_CHARACTERS_PER_TOKEN
+    cut = np.array([len(text) > limit for text in texts], dtype=bool)
+    standardized = standardize_text(tf.constant([text[:limit] for text in texts], dtype=tf.string), punctuation)
     lengths = tf.strings.split(standardized).row_lengths().numpy()
-    truncated = lengths > sequence_length
+    truncated = (lengths > sequence_length) | cut
     if check and truncated.any():
         warnings.warn(
             f"{int(truncated.sum())} input(s) longer than the model's {sequence_length} tokens were truncated "

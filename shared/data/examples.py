@@ -215,7 +215,7 @@ def cache_plan(mode, splits, budget_mb):
 
 
 def make_dataset(examples, batch_size, shuffle=False, seed=0, batch_map=None, cache="none", cache_file=None,
-                 shard=None, drop_remainder=False):
+                 shard=None, drop_remainder=False, buckets=None):
     """Builds the batched tf.data pipeline of a split.
 
     The index is shuffled before decoding (a full-size buffer of paths or rows costs little); a split
@@ -232,6 +232,9 @@ def make_dataset(examples, batch_size, shuffle=False, seed=0, batch_map=None, ca
         cache_file (str | None): the file prefix of a `disk` cache.
         shard (tuple[int, int] | None): `(count, position)` of this process's share of the index.
         drop_remainder (bool): drop a last partial batch (processes that step together need equal batches).
+        buckets (tuple | None): `(length, max_length)`: batch examples of similar `length(features, targets)`
+            (a tf.int32 scalar per decoded example) together, in about eight length bands up to `max_length`,
+            so a batch map that pads to the batch's longest text pads little (`bucket_by_sequence_length`).
 
     Returns:
         tf.data.Dataset: batched, mapped and prefetched.
@@ -252,7 +255,19 @@ def make_dataset(examples, batch_size, shuffle=False, seed=0, batch_map=None, ca
     if shuffle and cache != "none":
         buffer = count if cache == "memory" else min(count, SHUFFLE_BUFFER)
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if buckets is None:
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        length, max_length = buckets
+        step = max(1, max_length // 8)
+        boundaries = list(range(step + 1, max_length + 1, step))
+        # Each band flushes its last partial batch: counting them tells Keras the epoch length.
+        lengths = np.concatenate(list(dataset.map(length).batch(8192).as_numpy_iterator()))
+        counts = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
+        dataset = dataset.bucket_by_sequence_length(length, boundaries, [batch_size] * (len(boundaries) + 1),
+                                                    drop_remainder=drop_remainder)
+        batches = counts // batch_size if drop_remainder else -(-counts // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(batches.sum())))
     if batch_map is not None:
         dataset = dataset.map(batch_map, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

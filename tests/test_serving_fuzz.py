@@ -1,0 +1,43 @@
+"""A fuzzed endpoint: `mlflow models serve` on the image, text, tabular and audio champions answers every
+hostile or random request, still answers a good one correctly afterwards, and stays within a memory bound.
+
+The requests and their judging live in benchmarks/serving_fuzz.py, which reports the same figures."""
+
+import sys
+
+import pytest
+
+from benchmarks import serving_fuzz
+from pipelines import cli
+
+REQUESTS = 500  # per model: every kind of request some 20 times (the heavy kinds 3 times)
+# The server's processes together (the `mlflow models serve` parent, the uvicorn worker holding
+# TensorFlow and the model, and what the requests cost): measured 1.4-1.8 GB, see the README.
+PEAK_RSS_MB = 2500
+trained = set()
+
+
+@pytest.fixture
+def champion(module_store):
+    """Trains a quick model of a task into the module's store once; returns the store."""
+    def train(name):
+        if name not in trained:
+            assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
+            trained.add(name)
+        return module_store
+
+    return train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", serving_fuzz.TASKS)
+def test_the_served_champion_answers_every_hostile_request(name, champion, tmp_path):
+    store = champion(name)
+    result = serving_fuzz.fuzz_one(name, store, tmp_path, REQUESTS, seed=0,
+                                   log=lambda message: print(message, file=sys.stderr))
+    assert result["requests"] == REQUESTS
+    assert result["answered"] == REQUESTS, result["examples"]
+    assert result["good_still_correct"]
+    assert result["peak_rss_mb"] < PEAK_RSS_MB
+    assert set(result["statuses"]) <= {"200", "400", "415", "500"}  # 415: a content type MLflow does not take
+    assert result["statuses"].get("500", 0) <= result["kinds"]["deep_json"]  # from MLflow's JSON parser only
