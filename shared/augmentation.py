@@ -72,6 +72,13 @@ def chain(*functions):
     return chained
 
 
+def _stack_pair(images, masks):
+    """Images and masks as one (b, h, w, c + 1) float tensor, so that geometric changes move both."""
+    import tensorflow as tf
+
+    return tf.concat([images, tf.cast(masks, images.dtype)[..., None]], axis=-1)
+
+
 def paired_geometric(flip=True, rotate90=True, crop_padding=0, seed=0):
     """Builds a batch augmenter that moves images and their dense targets (masks) identically.
 
@@ -101,7 +108,7 @@ def paired_geometric(flip=True, rotate90=True, crop_padding=0, seed=0):
 
     def augment(images, masks):
         channels = images.shape[-1]
-        stacked = tf.concat([images, tf.cast(masks, images.dtype)[..., None]], axis=-1)
+        stacked = _stack_pair(images, masks)
         if flip:
             stacked = maybe(1, tf.reverse(stacked, axis=[2]), stacked)
             stacked = maybe(2, tf.reverse(stacked, axis=[1]), stacked)
@@ -114,6 +121,92 @@ def paired_geometric(flip=True, rotate90=True, crop_padding=0, seed=0):
         images = tf.ensure_shape(stacked[..., :channels], images.shape)
         masks = tf.ensure_shape(tf.cast(tf.round(stacked[..., channels]), masks.dtype), masks.shape)
         return images, masks
+
+    return augment
+
+
+def paired_random_crop(size, crops=1, seed=0):
+    """Builds a batch function that cuts random `size` x `size` crops out of whole images and their masks.
+
+    Each epoch then sees new crops of every image (fixed tiles show the same ones every epoch), the
+    training-data side of the U-Net recipe (Ronneberger et al. 2015).
+
+    Args:
+        size (int): crop side in pixels (at most the images' smaller side).
+        crops (int): crops per image: a batch of b images becomes b * crops crops.
+        seed (int): augmentation seed.
+
+    Returns:
+        Callable: `(images, masks) -> (crops, crop masks)` for (b, h, w, c) images and (b, h, w) masks.
+    """
+    import tensorflow as tf
+
+    def augment(images, masks):
+        channels = images.shape[-1]
+        stacked = tf.repeat(_stack_pair(images, masks), crops, axis=0)
+        count, height, width = tf.shape(stacked)[0], tf.shape(stacked)[1], tf.shape(stacked)[2]
+        offsets = tf.random.uniform([count, 2], seed=seed + 31)
+        top = tf.cast(offsets[:, 0] * tf.cast(height - size + 1, tf.float32), tf.int32)
+        left = tf.cast(offsets[:, 1] * tf.cast(width - size + 1, tf.float32), tf.int32)
+        steps = tf.range(size)[None, :]
+        stacked = tf.gather(stacked, top[:, None] + steps, axis=1, batch_dims=1)
+        stacked = tf.gather(stacked, left[:, None] + steps, axis=2, batch_dims=1)
+        crops_out = tf.ensure_shape(stacked[..., :channels], [None, size, size, channels])
+        return crops_out, tf.ensure_shape(tf.cast(tf.round(stacked[..., channels]), masks.dtype), [None, size, size])
+
+    return augment
+
+
+def paired_elastic(sigma, grid=3, seed=0):
+    """Builds a batch augmenter that bends images and their masks with the same smooth random warp.
+
+    The elastic deformation of the U-Net paper (Ronneberger et al. 2015): displacements drawn on a
+    coarse `grid` x `grid` lattice (Gaussian, `sigma` pixels), interpolated bicubically to every pixel;
+    images are resampled bilinearly and masks at the nearest pixel, so a mask keeps its class indices.
+    Coordinates beyond the border take the edge pixel.
+
+    Args:
+        sigma (float): standard deviation of the lattice displacements in pixels (0 = off).
+        grid (int): lattice points per side (at least 2); fewer points give smoother warps.
+        seed (int): augmentation seed.
+
+    Returns:
+        Callable | None: `(images, masks) -> (images, masks)` for (b, h, w, c) images and (b, h, w)
+        integer masks, or None when `sigma` is 0.
+    """
+    import tensorflow as tf
+
+    if not sigma:
+        return None
+    if grid < 2:
+        raise ValueError(f"the elastic lattice needs at least 2 points per side, got {grid}.")
+
+    def augment(images, masks):
+        channels = images.shape[-1]
+        stacked = _stack_pair(images, masks)
+        count, height, width = tf.shape(stacked)[0], tf.shape(stacked)[1], tf.shape(stacked)[2]
+        lattice = tf.random.normal([count, grid, grid, 2], stddev=sigma, seed=seed + 41)
+        displacement = tf.image.resize(lattice, [height, width], method="bicubic")
+        rows = tf.cast(tf.range(height), tf.float32)[None, :, None] + displacement[..., 0]
+        columns = tf.cast(tf.range(width), tf.float32)[None, None, :] + displacement[..., 1]
+        rows = tf.clip_by_value(rows, 0.0, tf.cast(height - 1, tf.float32))
+        columns = tf.clip_by_value(columns, 0.0, tf.cast(width - 1, tf.float32))
+
+        def pixels(row_index, column_index):
+            return tf.gather_nd(stacked, tf.stack([row_index, column_index], axis=-1), batch_dims=1)
+
+        top, left = tf.floor(rows), tf.floor(columns)
+        bottom = tf.minimum(top + 1, tf.cast(height - 1, tf.float32))
+        right = tf.minimum(left + 1, tf.cast(width - 1, tf.float32))
+        down, across = (rows - top)[..., None], (columns - left)[..., None]
+        top, left, bottom, right = (tf.cast(edge, tf.int32) for edge in (top, left, bottom, right))
+        upper = pixels(top, left) * (1 - across) + pixels(top, right) * across
+        lower = pixels(bottom, left) * (1 - across) + pixels(bottom, right) * across
+        warped = upper * (1 - down) + lower * down
+        nearest = pixels(tf.cast(tf.round(rows), tf.int32), tf.cast(tf.round(columns), tf.int32))
+        warped_images = tf.ensure_shape(warped[..., :channels], images.shape)
+        warped_masks = tf.ensure_shape(tf.cast(tf.round(nearest[..., channels]), masks.dtype), masks.shape)
+        return warped_images, warped_masks
 
     return augment
 

@@ -41,7 +41,8 @@ class VisionSegmentationConfig(TaskConfig):
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
     image_size: Size = 0  # side to resize to; 0 keeps the files' size (first file's if they differ; TFDS 128, embedded 32)
-    tile_size: Size = 0  # >0 cuts train/validation images into tiles this big (large scans); 0 uses whole images
+    tile_size: Size = 0  # >0 trains on tiles or crops this big (large scans) and predicts tile by tile; 0: whole images
+    crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
     split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
     num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
     class_names: str = ""  # comma-separated names; empty gives background, class_1, class_2...
@@ -54,9 +55,13 @@ class VisionSegmentationConfig(TaskConfig):
     flip: bool = True  # random mirrors of image and mask together; most scenes have no preferred side
     rotate90: bool = True  # random transposes (with flips: all 90-degree turns); square inputs only
     shift: Size = 0  # pad-and-crop shift in pixels applied to image and mask together (0 = off)
+    elastic_sigma: NonNegative = 0.0  # elastic warp of image and mask (U-Net paper: 10 px); thin structures bend, they do not shift
+    elastic_grid: Count = 3  # lattice points per side of a training example for the elastic warp (the paper's 3x3)
     brightness: NonNegative = 0.1  # image-only brightness jitter: lighting varies, masks do not
     contrast: NonNegative = 0.1  # image-only contrast jitter
     noise: NonNegative = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
+    context: Size = 0  # mirrored border (px) added around each predicted image or tile: borders then see context too
+    tta: bool = False  # average predictions over the flips (and transposes) of each input: less noise, 4-8x the inference cost
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
@@ -291,20 +296,55 @@ def _stride(info):
     return 32 if info["encoder"] == "mobilenetv2" else 2 ** info["depth"]
 
 
+def _predict_views(model, windows, tta, batch_size):
+    """The model's probabilities for a batch of windows, averaged over flips and transposes with `tta`."""
+    if not tta:
+        return model.predict(windows, batch_size=batch_size, verbose=0)
+    total, transposes = 0.0, (False, True) if windows.shape[1] == windows.shape[2] else (False,)
+    for transpose in transposes:
+        for axes in ((), (1,), (2,), (1, 2)):
+            view = np.flip(windows, axes) if axes else windows
+            view = np.ascontiguousarray(view.transpose(0, 2, 1, 3) if transpose else view)
+            answer = model.predict(view, batch_size=batch_size, verbose=0)
+            answer = answer.transpose(0, 2, 1, 3) if transpose else answer
+            total = total + (np.flip(answer, axes) if axes else answer)
+    return total / (4 * len(transposes))
+
+
 def predict_masks(model, pictures, info, batch_size=4):
-    """Predicts class probabilities for whole images of any size, padding to the model's stride.
+    """Predicts class probabilities for images of any size with the overlap-tile strategy.
+
+    Each image (or, when the model trained on tiles and the image is larger, each `tile_size` tile of
+    it) is predicted inside a window holding `context` extra pixels on every side, mirrored at the image
+    border (Ronneberger et al. 2015), and padded to the model's stride; only the window's centre is kept.
+    Pixels near a border then see context as they did in training, and memory is bounded by the tile.
 
     Args:
         model (keras.Model): the segmentation model.
         pictures (np.ndarray): (n, h, w, c) images in [0, 1], all the same size.
-        info (dict): the task's info (encoder, depth).
-        batch_size (int): images per forward pass.
+        info (dict): the task's info (encoder, depth; tile_size, context and tta when set).
+        batch_size (int): windows per forward pass.
 
     Returns:
         np.ndarray: (n, h, w, k) probabilities.
     """
+    stride, context, tile = _stride(info), info.get("context", 0), info.get("tile_size", 0)
     height, width = pictures.shape[1:3]
-    return model.predict(_pad_to_stride(pictures, info), batch_size=batch_size, verbose=0)[:, :height, :width]
+    inner = (tile, tile) if tile and (height > tile or width > tile) else (height, width)
+    inner = (min(inner[0], height), min(inner[1], width))
+    window = [-(-(side + 2 * context) // stride) * stride for side in inner]
+    padding = ((0, 0), (context, window[0] - inner[0] - context), (context, window[1] - inner[1] - context), (0, 0))
+    mirror = max(max(pad) for pad in padding) < min(height, width)
+    padded = np.pad(pictures, padding, mode="reflect" if mirror else "edge")
+    starts = [(row, column) for row in _tile_starts(height, inner[0]) for column in _tile_starts(width, inner[1])]
+    windows = np.concatenate([padded[:, row:row + window[0], column:column + window[1]] for row, column in starts])
+    answers = _predict_views(model, windows, info.get("tta", False), batch_size)
+    result = np.zeros((*pictures.shape[:3], answers.shape[-1]), "float32")
+    for index, (row, column) in enumerate(starts):
+        part = answers[index * len(pictures):(index + 1) * len(pictures)]
+        result[:, row:row + inner[0], column:column + inner[1]] = part[:, context:context + inner[0],
+                                                                       context:context + inner[1]]
+    return result
 
 
 def _pad_to_stride(pictures, info):
@@ -362,9 +402,13 @@ class VisionSegmentation(Task):
                 raise ValueError(f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "
                                  "add images or change validation_fraction / test_fraction.")
         info = {"class_names": class_names, "channels": int(channels), "image_size": int(config.image_size),
-                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count}
+                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
+                "context": config.context, "tta": config.tta}
         train_side = _check_tiles(size, config, _stride(info))
-        train, validation = (self._tiled(split, size, train_side, channels, config) for split in (train, validation))
+        info["tile_size"] = train_side[0] if train_side != tuple(size) else 0
+        if not (info["tile_size"] and config.crops_per_image):  # random crops are cut from whole images per batch
+            train = self._tiled(train, size, train_side, channels, config)
+        validation = self._tiled(validation, size, train_side, channels, config)
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     @staticmethod
@@ -443,7 +487,8 @@ class VisionSegmentation(Task):
         train, validation, test = tfds.streams(found, chosen, ("image", "segmentation_mask"), config,
                                                decode=_pair_step(3, size, 3, encoded=True))
         info = {"class_names": ["pet", "background", "border"], "channels": 3, "image_size": size[0],
-                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count}
+                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
+                "context": config.context, "tta": config.tta, "tile_size": 0}
         _check_tiles(size, config, _stride(info))
         return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
@@ -500,7 +545,10 @@ class VisionSegmentation(Task):
     def train_map(self, config, info):
         from shared import augmentation
 
+        crop = info.get("tile_size") and config.crops_per_image
         return augmentation.chain(
+            augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed) if crop else None,
+            augmentation.paired_elastic(config.elastic_sigma, config.elastic_grid, seed=config.seed),
             augmentation.paired_geometric(flip=config.flip, rotate90=config.rotate90, crop_padding=config.shift,
                                           seed=config.seed),
             augmentation.photometric(brightness=config.brightness, contrast=config.contrast, seed=config.seed),

@@ -96,6 +96,22 @@ def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
     assert set(np.unique(masks)) == {0, 1} and not splits.synthetic
 
 
+def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp_path):
+    task, resolved = resolve("tile_size=8", "crops_per_image=3", "depth=2", "split=ordered", "test_fraction=0.2",
+                             "validation_fraction=0.2", "elastic_sigma=1", "context=4", "tta=true",
+                             data_source=str(write_pairs(tmp_path, count=10)))
+    splits = task.load_data(resolved)
+    assert splits.train.sample(2)[0].shape == (2, 24, 20, 1)  # whole images: crops are cut per batch
+    assert splits.validation.sample(9)[0].shape == (9, 8, 8, 1)  # validation keeps its fixed tiles
+    assert {key: splits.info[key] for key in ("tile_size", "context", "tta")} == {"tile_size": 8, "context": 4,
+                                                                                 "tta": True}
+    import tensorflow as tf
+
+    pictures, masks = splits.train.sample(2)
+    cropped, cropped_masks = task.train_map(resolved, splits.info)(tf.constant(pictures), tf.constant(masks))
+    assert cropped.shape == (6, 8, 8, 1) and cropped_masks.shape == (6, 8, 8)
+
+
 def test_class_index_masks_with_names(tmp_path):
     task, resolved = resolve("depth=2", "image_size=16", "class_names=sky,square",
                              data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))))
@@ -164,6 +180,39 @@ def test_paired_geometric_keeps_image_and_mask_aligned():
     moved_images, moved_masks = augment(tf.constant(masks[..., None].astype("float32")), tf.constant(masks))
     assert np.array_equal(moved_images.numpy()[..., 0].astype("int32"), moved_masks.numpy())
     assert not np.array_equal(moved_masks.numpy(), masks)  # something moved
+
+
+def test_random_crops_and_elastic_warps_keep_image_and_mask_aligned():
+    import tensorflow as tf
+
+    blocks = np.kron(np.random.default_rng(0).integers(0, 3, (4, 6, 6)), np.ones((6, 6))).astype("int32")  # 36 px
+    pictures = tf.constant(blocks[..., None].astype("float32"))
+    crops, crop_masks = augmentation.paired_random_crop(20, crops=3, seed=1)(pictures, tf.constant(blocks))
+    assert crops.shape == (12, 20, 20, 1) and np.array_equal(crops.numpy()[..., 0], crop_masks.numpy())
+    first = crop_masks.numpy()[0]
+    assert any(np.array_equal(blocks[0, row:row + 20, column:column + 20], first)
+               for row in range(17) for column in range(17))  # a window of the first image
+    warped, warped_masks = augmentation.paired_elastic(3.0, grid=3, seed=2)(pictures, tf.constant(blocks))
+    warped, warped_masks = warped.numpy()[..., 0], warped_masks.numpy()
+    inside = np.abs(warped - np.round(warped)) < 1e-4  # away from class edges, bilinear = nearest
+    assert inside.mean() > 0.5 and np.array_equal(np.round(warped[inside]), warped_masks[inside])
+    assert (warped_masks != blocks).mean() > 0.01  # the warp moved pixels
+    assert augmentation.paired_elastic(0.0) is None
+
+
+def test_overlap_tile_prediction_matches_whole_image_prediction_of_a_pointwise_model():
+    import keras
+
+    from tasks.vision_segmentation import predict_masks
+
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    pictures = np.random.default_rng(0).random((3, 37, 50, 1), dtype="float32")
+    expected = model.predict(pictures, verbose=0)
+    for settings in ({}, {"tile_size": 16, "context": 5}, {"tile_size": 16, "tta": True}, {"context": 7, "tta": True},
+                     {"tile_size": 8, "context": 40}):
+        info = {"encoder": "unet", "depth": 2, **settings}
+        assert np.allclose(predict_masks(model, pictures, info), expected, atol=1e-6), settings
 
 
 def test_segmentation_metrics_on_a_known_case():
