@@ -122,6 +122,7 @@ class MedicalImaging(VisionClassification):
     primary_metric = "roc_auc"
     tfds_name = "patch_camelyon"
     quick_overrides = {"epochs": 2, "max_examples": 400}
+    monitor = "val_auc"  # threshold-free: the threshold is chosen after training, and losses swing with calibration
 
     def load_data(self, config):
         from shared import data
@@ -162,7 +163,10 @@ class MedicalImaging(VisionClassification):
     def metrics(self, config, info):
         import keras
 
-        return super().metrics(config, info) + [keras.metrics.AUC(name="auc")]
+        # One ROC-AUC per class column, averaged: for two classes exactly the binary ROC-AUC of the positive
+        # probability. Keras' default flattens the columns into one, which mixes calibration into the score.
+        classes = len(info["class_names"])
+        return super().metrics(config, info) + [keras.metrics.AUC(name="auc", multi_label=True, num_labels=classes)]
 
     def class_weight(self, config, splits):
         return super().class_weight(config, splits) if config.imbalance == "class_weight" else None
