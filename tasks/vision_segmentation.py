@@ -156,6 +156,23 @@ def _read_mask(source, name, num_classes, trimap=False):
     return _mask_classes(mask, name, num_classes)
 
 
+def _without_predicted_masks(image_paths, masks_by_stem):
+    """Drops `NAME_mask.png` files that `predict` wrote beside image NAME, with a warning naming each.
+
+    Returns:
+        list[pathlib.Path]: the images to train on (a file with a mask of its own is kept, whatever its name).
+    """
+    import logging
+
+    stems = {path.stem for path in image_paths}
+    predicted = [path for path in image_paths if path.stem.endswith("_mask") and path.stem not in masks_by_stem
+                 and path.stem.removesuffix("_mask") in stems]
+    for path in predicted:
+        logging.getLogger(__name__).warning("skipping '%s': a mask written by predict beside its image, not a "
+                                            "training image", path)
+    return [path for path in image_paths if path not in predicted]
+
+
 def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
     """Checks every image/mask pair before training, reading masks one at a time (memory stays flat).
 
@@ -434,6 +451,7 @@ class VisionSegmentation(Task):
             raise ValueError(f"'{image_folder}' has no image files ({', '.join(images.IMAGE_EXTENSIONS)}).")
         masks_by_stem = {path.stem: path for path in mask_folder.iterdir()
                          if path.suffix.lower() in images.IMAGE_EXTENSIONS}
+        image_paths = _without_predicted_masks(image_paths, masks_by_stem)
         mask_paths, headers, largest = _check_pairs(image_paths, masks_by_stem, mask_folder, config.num_classes)
         channels = 1 if all(found.gray for found in headers) else 3
         size = (config.image_size,) * 2 if config.image_size else (headers[0].height, headers[0].width)

@@ -134,6 +134,15 @@ def test_bad_folders_name_the_file(tmp_path, damage, message):
         task.load_data(resolved)
 
 
+def test_masks_predict_wrote_beside_the_images_are_skipped_by_name(tmp_path, caplog):
+    root = write_pairs(tmp_path, count=6)
+    (root / "images" / "5_mask.png").write_bytes((root / "masks" / "5.png").read_bytes())
+    task, resolved = resolve("depth=2", data_source=str(root))
+    splits = task.load_data(resolved)
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 6
+    assert "5_mask.png': a mask written by predict" in caplog.text
+
+
 def test_too_few_pairs_is_an_empty_split_error(tmp_path):
     task, resolved = resolve("depth=2", data_source=str(write_pairs(tmp_path, count=2)))
     with pytest.raises(ValueError, match="would be empty"):
