@@ -27,12 +27,31 @@ class Protocol:
         data (pathlib.Path): a path under ../shared/data.
         settings (list[str]): `key=value` config overrides the benchmark states.
         keys (tuple[str, ...]): test metrics to report.
+        probe (Callable | None): `(task, resolved config) -> Probe` for each training: a Keras callback that
+            measures something during training (e.g. the time to reach a test figure, for reporting only).
     """
 
     label: str
     data: pathlib.Path
     settings: list
     keys: tuple
+    probe: object = None
+
+
+class Probe:
+    """What a protocol's probe returns: a Keras callback (mixed in) with extra figures to report.
+
+    Attributes:
+        overhead_seconds (float): time the probe spent inside training, taken off the reported training time.
+    """
+
+    overhead_seconds = 0.0
+
+    def report(self, result):
+        """Returns:
+            dict: extra metrics of the finished run (`result`: `pipelines.runner.RunResult`).
+        """
+        return {}
 
 
 def run_and_report(task_name, data, settings, keys, description, backend=None):
@@ -120,10 +139,14 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
             overrides = protocol.settings + arguments.set + [f"seed={seed}"]
             resolved = config.resolve(task, data=str(protocol.data), assignments=overrides)
             print(f"benchmark {task_name} {protocol.label} on {protocol.data} with {overrides}", file=sys.stderr)
-            result = runner.run(task, resolved, experiment=f"benchmark_{task_name}")
+            probe = protocol.probe(task, resolved) if protocol.probe else None
+            result = runner.run(task, resolved, experiment=f"benchmark_{task_name}",
+                                callbacks=(probe,) if probe else ())
             prefix = f"{protocol.label}_" if protocol.label else ""
             metrics.update({f"{prefix}{key}": round(result.metrics[key], 4) for key in protocol.keys})
-            seed_seconds += result.train_seconds
+            if probe:
+                metrics.update({f"{prefix}{key}": value for key, value in probe.report(result).items()})
+            seed_seconds += result.train_seconds - (probe.overhead_seconds if probe else 0.0)
             examples += result.train_examples
             run_ids[f"{protocol.label or task_name}_seed{seed}"] = result.run_id
         metrics.update(derive(metrics) if derive else {})

@@ -45,7 +45,7 @@ def test_seeds_flag_reports_mean_sd_and_each_seed(monkeypatch, capsys):
     from benchmarks import common
     from pipelines import runner
 
-    def fake_run(task, config, experiment=None):  # the seed's value as its metric, 10 s per training
+    def fake_run(task, config, experiment=None, callbacks=()):  # the seed's value as its metric, 10 s per training
         return runner.RunResult(f"run{config.seed}", {"pr_auc": float(config.seed)}, "", 10.0, 100, "", {})
 
     monkeypatch.setattr(runner, "run", fake_run)
