@@ -46,8 +46,7 @@ def image(flip="none", rotation=0.0, zoom=0.0, contrast=0.0, crop_padding=0, mix
         if crop_padding:
             height, width = images.shape[1], images.shape[2]
             padded = tf.pad(images, [[0, 0], [crop_padding] * 2, [crop_padding] * 2, [0, 0]])
-            images = tf.image.random_crop(padded, tf.shape(images), seed=seed)
-            images = tf.ensure_shape(images, [None, height, width, images.shape[-1]])
+            images = _random_windows(padded, height, width, seed)
         for layer in layers:
             images = layer(images, training=True)
         for mixer in mixers:
@@ -70,6 +69,30 @@ def chain(*functions):
         return features, targets
 
     return chained
+
+
+def _random_windows(images, height, width, seed):
+    """A `height` x `width` window of each image at its own random offset (one draw per image, not per batch).
+
+    Args:
+        images (tf.Tensor): (b, H, W, c), at least `height` x `width`.
+        height (int | tf.Tensor): window height.
+        width (int | tf.Tensor): window width.
+        seed (int): offset seed.
+
+    Returns:
+        tf.Tensor: (b, height, width, c).
+    """
+    import tensorflow as tf
+
+    count, full_height, full_width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    offsets = tf.random.uniform([count, 2], seed=seed)
+    top = tf.cast(offsets[:, 0] * tf.cast(full_height - height + 1, tf.float32), tf.int32)
+    left = tf.cast(offsets[:, 1] * tf.cast(full_width - width + 1, tf.float32), tf.int32)
+    windows = tf.gather(images, top[:, None] + tf.range(height)[None, :], axis=1, batch_dims=1)
+    windows = tf.gather(windows, left[:, None] + tf.range(width)[None, :], axis=2, batch_dims=1)
+    static = [side if isinstance(side, int) else None for side in (height, width)]
+    return tf.ensure_shape(windows, [None, *static, images.shape[-1]])
 
 
 def _stack_pair(images, masks):
@@ -115,9 +138,9 @@ def paired_geometric(flip=True, rotate90=True, crop_padding=0, seed=0):
         if rotate90 and images.shape[1] is not None and images.shape[1] == images.shape[2]:
             stacked = maybe(3, tf.transpose(stacked, [0, 2, 1, 3]), stacked)
         if crop_padding:
-            shape = tf.shape(stacked)
             padding = [[0, 0], [crop_padding] * 2, [crop_padding] * 2, [0, 0]]
-            stacked = tf.image.random_crop(tf.pad(stacked, padding, mode="REFLECT"), shape, seed=seed + 4)
+            stacked = _random_windows(tf.pad(stacked, padding, mode="REFLECT"), tf.shape(stacked)[1],
+                                      tf.shape(stacked)[2], seed + 4)
         images = tf.ensure_shape(stacked[..., :channels], images.shape)
         masks = tf.ensure_shape(tf.cast(tf.round(stacked[..., channels]), masks.dtype), masks.shape)
         return images, masks
@@ -143,16 +166,8 @@ def paired_random_crop(size, crops=1, seed=0):
 
     def augment(images, masks):
         channels = images.shape[-1]
-        stacked = tf.repeat(_stack_pair(images, masks), crops, axis=0)
-        count, height, width = tf.shape(stacked)[0], tf.shape(stacked)[1], tf.shape(stacked)[2]
-        offsets = tf.random.uniform([count, 2], seed=seed + 31)
-        top = tf.cast(offsets[:, 0] * tf.cast(height - size + 1, tf.float32), tf.int32)
-        left = tf.cast(offsets[:, 1] * tf.cast(width - size + 1, tf.float32), tf.int32)
-        steps = tf.range(size)[None, :]
-        stacked = tf.gather(stacked, top[:, None] + steps, axis=1, batch_dims=1)
-        stacked = tf.gather(stacked, left[:, None] + steps, axis=2, batch_dims=1)
-        crops_out = tf.ensure_shape(stacked[..., :channels], [None, size, size, channels])
-        return crops_out, tf.ensure_shape(tf.cast(tf.round(stacked[..., channels]), masks.dtype), [None, size, size])
+        stacked = _random_windows(tf.repeat(_stack_pair(images, masks), crops, axis=0), size, size, seed + 31)
+        return stacked[..., :channels], tf.cast(tf.round(stacked[..., channels]), masks.dtype)
 
     return augment
 
