@@ -72,6 +72,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         RunResult: `run_id`, `model_uri` and `metrics` are empty in a process other than the chief, which
         alone evaluates, logs and registers.
     """
+    from pipelines import serving_model
     from shared import distribution, regularization, resume as resuming, tracking
     from shared.data import examples
 
@@ -127,7 +128,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             evaluation = task.evaluate(model, splits, config)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             logged = tracking.log_model(task, model, {**splits.info, **evaluation.serving}, task.input_example(splits),
-                                        register=trial is None)
+                                        serving_model.ServingModel(), register=trial is None)
             promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
                                           evaluation.metrics.get(task.primary_metric), splits.source, promote)
                          if trial is None else None)

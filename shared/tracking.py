@@ -1,4 +1,4 @@
-"""The only door to MLflow: store location, run lifecycle, logging, the raw-input model, registry, champion.
+"""The only door to MLflow: store location, run lifecycle, logging the raw-input model, registry, champion.
 
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
 in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
@@ -23,8 +23,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from shared import inputs
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STORE = ROOT / "mlruns"
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
@@ -32,6 +30,11 @@ CHAMPION = "champion"  # the registered-model alias that serving and the example
 PROMOTION_POLICIES = ("if-better", "always", "never")
 # Set to 1 to load models whose Keras file carries Python code (a Lambda layer's bytecode).
 TRUST_CODE_ENV = "PIPELINES_TRUST_MODEL_CODE"
+# The base class of a logged Python model (`pipelines.serving_model.ServingModel`), so that no other module
+# imports mlflow for it.
+PythonModel = mlflow.pyfunc.PythonModel
+# What a logged model carries as code: the task registry, the helpers and the serving model that loads them.
+CODE_PACKAGES = ("tasks", "shared", "pipelines")
 logger = logging.getLogger(__name__)
 _muted = False  # True inside `run(enabled=False)`: every logging function below does nothing
 _named_by_default = False  # the active run got `default_run_name`'s name, which `log_model` may refine
@@ -297,102 +300,6 @@ def log_evaluation(evaluation, model, config_yaml):
         mlflow.log_text(text, name)
 
 
-class TaskModel(mlflow.pyfunc.PythonModel):
-    """The logged model: raw inputs in, JSON-friendly answers out, preprocessing included.
-
-    It loads the Keras model and the data description saved at training time and hands raw
-    inputs to the task's `predict_raw`, the same code path as `python -m pipelines predict`.
-    """
-
-    def load_context(self, context):
-        from tasks import get
-
-        with open(context.artifacts["info"], encoding="utf-8") as handle:
-            self.info = json.load(handle)
-        self.task = get(self.info["task"])
-        self.model = BatchPredictor(load_keras(context.artifacts["keras_model"], self.task.custom_objects(),
-                                               self.task.name))
-
-    def predict(self, context, model_input, params=None):
-        """Answers every input; with several inputs, one that is bad gets `{"error": ...}` and the rest are answered.
-
-        Inputs go to the task's predictor `predict_chunk` at a time; image and audio inputs are first
-        checked by `shared.inputs.file_input` (encoded bytes, arrays, and the paths this process may read).
-
-        Raises:
-            ValueError: the only input is bad (a one-line message naming it).
-        """
-        rows = raw_inputs(model_input, self.task.input_column)
-        if len(rows) == 1:
-            return self.task.predict_raw(self.model, self.info, [self._admit(rows[0], "input")])
-        admitted = []
-        for position, raw in enumerate(rows):
-            try:
-                admitted.append(self._admit(raw, f"input {position + 1}"))
-            except ValueError as error:
-                admitted.append(error)
-        size = self.task.predict_chunk or max(1, len(admitted))
-        return [answer for start in range(0, len(admitted), size)
-                for answer in self._chunk(admitted[start:start + size])]
-
-    def _admit(self, raw, name):
-        return inputs.file_input(raw, name) if self.task.input_kind == "file" else raw
-
-    def _chunk(self, admitted):
-        """Answers admitted inputs (refused ones are their ValueError), one predictor call when all are good."""
-        answers = [{"error": str(item)} if isinstance(item, ValueError) else None for item in admitted]
-        good = [index for index, item in enumerate(admitted) if not isinstance(item, ValueError)]
-        for index, answer in zip(good, self._answers([admitted[index] for index in good])):
-            answers[index] = answer
-        return answers
-
-    def _answers(self, raws):
-        """The predictor's answers, or each bad input's error: a failing call is retried on each half, so
-        that a few bad inputs among many cost a few calls each, not one call per input."""
-        if not raws:
-            return []
-        try:
-            return self.task.predict_raw(self.model, self.info, raws)
-        except ValueError as error:
-            if len(raws) == 1:
-                return [{"error": str(error)}]
-        middle = len(raws) // 2
-        return self._answers(raws[:middle]) + self._answers(raws[middle:])
-
-
-class BatchPredictor:
-    """A Keras model whose `predict` runs `predict_on_batch` batch by batch; everything else is the model's.
-
-    Keras' `predict` builds a tf.data pipeline on every call: a few tenths of a second on a busy CPU,
-    which made a served request of one row 100 times slower than the model itself, and a request whose
-    bad rows are found by retrying halves (see `TaskModel`) slower still.
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        if name == "model":  # not set yet (a copy being built): no recursion through ourselves
-            raise AttributeError(name)
-        return getattr(self.model, name)
-
-    def __call__(self, *args, **kwargs):
-        return self.model(*args, **kwargs)
-
-    def predict(self, x, batch_size=None, verbose=0, **options):
-        """Same answers as `keras.Model.predict` on arrays (or dicts / lists of arrays)."""
-        import keras
-
-        leaves = keras.tree.flatten(x)
-        if options or not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves) or not len(leaves[0]):
-            return self.model.predict(x, batch_size=batch_size, verbose=verbose, **options)
-        size = batch_size or 32  # Keras' default
-        parts = [self.model.predict_on_batch(keras.tree.map_structure(lambda leaf: leaf[start:start + size], x))
-                 for start in range(0, len(leaves[0]), size)]
-        return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]),
-                                        *parts)
-
-
 def trusts_model_code():
     """Returns:
         bool: the user opted in to loading Python code inside models (`PIPELINES_TRUST_MODEL_CODE=1`).
@@ -458,7 +365,7 @@ def raw_inputs(model_input, column):
 
 
 @_unless_muted
-def log_model(task, model, info, input_example, register=True):
+def log_model(task, model, info, input_example, python_model, register=True):
     """Logs the raw-input model with signature and input example, and registers it as the task's name.
 
     Args:
@@ -466,6 +373,8 @@ def log_model(task, model, info, input_example, register=True):
         model (keras.Model): the trained model.
         info (dict): `Splits.info`, saved beside the model for its predictor.
         input_example (list): raw inputs logged as the model's example.
+        python_model (PythonModel): what loads and answers for the model (`pipelines.serving_model.ServingModel`);
+            it reads the artifacts `keras_model` and `info`.
         register (bool): False logs the model without registering it (a sweep registers only its best).
 
     Returns:
@@ -485,9 +394,9 @@ def log_model(task, model, info, input_example, register=True):
             mlflow.set_tag("mlflow.runName", default_run_name(task, params, info))
         logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=TaskModel(),
+            python_model=python_model,
             artifacts={"keras_model": keras_path, "info": info_path},
-            code_paths=[str(ROOT / "tasks"), str(ROOT / "shared")],
+            code_paths=[str(ROOT / package) for package in CODE_PACKAGES],
             signature=ModelSignature(inputs=Schema([ColSpec(AnyType(), task.input_column)])),
             input_example=pd.DataFrame({task.input_column: input_example}),
             pip_requirements=str(ROOT / "requirements.txt"),
@@ -562,7 +471,7 @@ def load(uri):
             f"no model at '{uri}' in store {tracking_uri()} ({first_line[:200]}); train one with "
             "`python -m pipelines run TASK` or list runs with `python -m pipelines compare`."
         ) from None
-    except ValueError as error:  # TaskModel.load_context refused the Keras file; say which model
+    except ValueError as error:  # the serving model's load_context refused the Keras file; say which model
         raise ValueError(f"{uri}: {error}") from None
 
 
@@ -810,3 +719,13 @@ def model_versions(name):
     _connect()
     return {version.run_id: str(version.version)
             for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}
+
+
+def __getattr__(name):
+    """Models logged before their Python model moved to `pipelines.serving_model` were pickled as
+    `shared.tracking.TaskModel`; this resolves that name so they still load (nothing else uses it)."""
+    if name == "TaskModel":
+        from pipelines.serving_model import ServingModel
+
+        return ServingModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,8 @@ import pytest
 
 import tasks
 from benchmarks import serving_fuzz
-from shared import data, images, inputs, tracking
+from pipelines import serving_model
+from shared import data, images, inputs
 from tasks.base import Task
 
 
@@ -226,7 +227,7 @@ class Counting(Task):
 
 
 def logged(task):
-    model = tracking.TaskModel()
+    model = serving_model.ServingModel()
     model.task, model.model, model.info = task, None, {}
     return model
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tasks
-from pipelines import cli, predict
+from pipelines import cli, predict, serving_model
 from shared import tracking
 from tasks.base import Task
 
@@ -49,7 +49,7 @@ def model_folder(tmp_path_factory):
     inputs = keras.Input((1,))
     keras.Model(inputs, keras.layers.Rescaling(2.0)(inputs)).save(folder / "doubler.keras")
     (folder / "info.json").write_text(json.dumps({"task": TOY}))
-    mlflow.pyfunc.save_model(str(folder / "model"), python_model=tracking.TaskModel(), pip_requirements=[],
+    mlflow.pyfunc.save_model(str(folder / "model"), python_model=serving_model.ServingModel(), pip_requirements=[],
                              artifacts={"keras_model": str(folder / "doubler.keras"), "info": str(folder / "info.json")})
     return str(folder / "model")
 
@@ -148,6 +148,15 @@ def test_dependent_inputs_share_a_batch_and_answers_keep_input_order(doubler, mo
 def toy(kind, **attributes):
     return type("Toy", (Task,), {"name": "toy", "input_column": "image" if kind == "file" else "text",
                                  "input_kind": kind, **attributes})()
+
+
+def test_a_model_pickled_before_the_serving_model_moved_still_unpickles():
+    import pickle
+
+    # Protocol 0 names classes as text lines, so the old module and class name can be written in.
+    now = pickle.dumps(serving_model.ServingModel(), protocol=0)
+    before = now.replace(b"pipelines.serving_model\nServingModel", b"shared.tracking\nTaskModel")
+    assert before != now and isinstance(pickle.loads(before), serving_model.ServingModel)
 
 
 def test_a_folder_stands_for_its_input_files_recursively(tmp_path):

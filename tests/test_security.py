@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tasks
-from pipelines import cli
+from pipelines import cli, serving_model
 from shared import tracking
 from tasks.base import Task
 
@@ -52,7 +52,7 @@ def saved(tmp_path, monkeypatch):
         model.save(keras_path)
         info_path.write_text(json.dumps({"task": TOY}))
         folder = tmp_path / f"{layer.name}-model"
-        mlflow.pyfunc.save_model(str(folder), python_model=tracking.TaskModel(), pip_requirements=[],
+        mlflow.pyfunc.save_model(str(folder), python_model=serving_model.ServingModel(), pip_requirements=[],
                                  artifacts={"keras_model": str(keras_path), "info": str(info_path)})
         return str(folder)
 

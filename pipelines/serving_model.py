@@ -1,0 +1,109 @@
+"""The model every run logs (`ServingModel`): what `mlflow.pyfunc.load_model`, `predict` and `serve` answer with.
+
+It lives here, not in `shared/`, because it looks the task up in the registry (`tasks.get`), and
+`shared/` never imports `tasks/`. Logged models carry `tasks/`, `shared/` and `pipelines/` as their
+code, so a fresh process (`mlflow models serve`) finds this class where it was pickled from.
+"""
+
+import json
+
+import numpy as np
+
+import tasks
+from shared import inputs, tracking
+
+
+class ServingModel(tracking.PythonModel):
+    """The logged model: raw inputs in, JSON-friendly answers out, preprocessing included.
+
+    It loads the Keras model and the data description saved at training time and hands raw
+    inputs to the task's `predict_raw`, the same code path as `python -m pipelines predict`.
+    It subclasses MLflow's `PythonModel` (which `mlflow.pyfunc` requires of a logged Python model),
+    taken from `shared.tracking`, so that module stays the only one importing mlflow.
+    """
+
+    def load_context(self, context):
+        with open(context.artifacts["info"], encoding="utf-8") as handle:
+            self.info = json.load(handle)
+        self.task = tasks.get(self.info["task"])
+        self.model = BatchPredictor(tracking.load_keras(context.artifacts["keras_model"],
+                                                        self.task.custom_objects(), self.task.name))
+
+    def predict(self, context, model_input, params=None):
+        """Answers every input; with several inputs, one that is bad gets `{"error": ...}` and the rest are answered.
+
+        Inputs go to the task's predictor `predict_chunk` at a time; image and audio inputs are first
+        checked by `shared.inputs.file_input` (encoded bytes, arrays, and the paths this process may read).
+
+        Raises:
+            ValueError: the only input is bad (a one-line message naming it).
+        """
+        rows = tracking.raw_inputs(model_input, self.task.input_column)
+        if len(rows) == 1:
+            return self.task.predict_raw(self.model, self.info, [self._admit(rows[0], "input")])
+        admitted = []
+        for position, raw in enumerate(rows):
+            try:
+                admitted.append(self._admit(raw, f"input {position + 1}"))
+            except ValueError as error:
+                admitted.append(error)
+        size = self.task.predict_chunk or max(1, len(admitted))
+        return [answer for start in range(0, len(admitted), size)
+                for answer in self._chunk(admitted[start:start + size])]
+
+    def _admit(self, raw, name):
+        return inputs.file_input(raw, name) if self.task.input_kind == "file" else raw
+
+    def _chunk(self, admitted):
+        """Answers admitted inputs (refused ones are their ValueError), one predictor call when all are good."""
+        answers = [{"error": str(item)} if isinstance(item, ValueError) else None for item in admitted]
+        good = [index for index, item in enumerate(admitted) if not isinstance(item, ValueError)]
+        for index, answer in zip(good, self._answers([admitted[index] for index in good])):
+            answers[index] = answer
+        return answers
+
+    def _answers(self, raws):
+        """The predictor's answers, or each bad input's error: a failing call is retried on each half, so
+        that a few bad inputs among many cost a few calls each, not one call per input."""
+        if not raws:
+            return []
+        try:
+            return self.task.predict_raw(self.model, self.info, raws)
+        except ValueError as error:
+            if len(raws) == 1:
+                return [{"error": str(error)}]
+        middle = len(raws) // 2
+        return self._answers(raws[:middle]) + self._answers(raws[middle:])
+
+
+class BatchPredictor:
+    """A Keras model whose `predict` runs `predict_on_batch` batch by batch; everything else is the model's.
+
+    Keras' `predict` builds a tf.data pipeline on every call: a few tenths of a second on a busy CPU,
+    which made a served request of one row 100 times slower than the model itself, and a request whose
+    bad rows are found by retrying halves (see `ServingModel`) slower still.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        if name == "model":  # not set yet (a copy being built): no recursion through ourselves
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose=0, **options):
+        """Same answers as `keras.Model.predict` on arrays (or dicts / lists of arrays)."""
+        import keras
+
+        leaves = keras.tree.flatten(x)
+        if options or not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves) or not len(leaves[0]):
+            return self.model.predict(x, batch_size=batch_size, verbose=verbose, **options)
+        size = batch_size or 32  # Keras' default
+        parts = [self.model.predict_on_batch(keras.tree.map_structure(lambda leaf: leaf[start:start + size], x))
+                 for start in range(0, len(leaves[0]), size)]
+        return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]),
+                                        *parts)
