@@ -148,27 +148,27 @@ def test_a_long_text_is_cut_before_tokenising_and_flagged_as_truncated(monkeypat
 
 @pytest.fixture
 def speech_settings():
-    from tasks import speech
+    from tasks.speech import features
 
-    return speech.feature_settings(tasks.get("speech").config_class())
+    return features.feature_settings(tasks.get("speech").config_class())
 
 
 def test_audio_reads_at_most_the_clip_and_its_margins_around_the_centre(tmp_path, speech_settings):
     import soundfile
 
-    from tasks import speech
+    from tasks.speech import audio
 
     rate = 8000
     samples = np.zeros(60 * rate, "float32")
     samples[30 * rate: 30 * rate + 100] = 0.5  # a click at the centre of a minute
     path = tmp_path / "minute.wav"
     soundfile.write(path, samples, rate)
-    seconds = speech.read_seconds(speech_settings)
-    assert seconds == pytest.approx(1.0 + 2 * speech.TRIM_MARGIN_SECONDS)
-    read, found_rate = speech.read_audio(str(path), seconds)
+    seconds = audio.read_seconds(speech_settings)
+    assert seconds == pytest.approx(1.0 + 2 * audio.TRIM_MARGIN_SECONDS)
+    read, found_rate = audio.read_audio(str(path), seconds)
     assert found_rate == rate and len(read) == int(seconds * rate) and read.max() == pytest.approx(0.5, abs=1e-3)
-    assert len(speech.read_audio(path.read_bytes(), seconds)[0]) == int(seconds * rate)
-    assert len(speech.read_audio(str(path))[0]) == len(samples)  # training reads of its own data may ask for all
+    assert len(audio.read_audio(path.read_bytes(), seconds)[0]) == int(seconds * rate)
+    assert len(audio.read_audio(str(path))[0]) == len(samples)  # training reads of its own data may ask for all
 
 
 @pytest.mark.parametrize("change, message", [
@@ -177,27 +177,27 @@ def test_audio_reads_at_most_the_clip_and_its_margins_around_the_centre(tmp_path
     (dict(frames=3600 * 8000), None),  # a header claiming an hour over a second of data: the second is read
 ])
 def test_lying_audio_headers_are_bounded(change, message):
-    from tasks import speech
+    from tasks.speech import audio
 
     good = serving_fuzz.wav(np.sin(np.arange(8000) / 5.0) * 0.5, 8000)
     lying = serving_fuzz.lying_wav(good, **change)
     if message is None:
-        assert len(speech.read_audio(lying, 5.0)[0]) == 8000
+        assert len(audio.read_audio(lying, 5.0)[0]) == 8000
     else:
         with pytest.raises(ValueError, match=message):
-            speech.read_audio(lying, 5.0)
+            audio.read_audio(lying, 5.0)
 
 
 def test_sample_lists_are_windowed_and_checked_before_conversion(speech_settings):
-    from tasks import speech
+    from tasks.speech import audio
 
-    size = int(speech.read_seconds(speech_settings) * speech_settings["sample_rate"])
+    size = int(audio.read_seconds(speech_settings) * speech_settings["sample_rate"])
     long = [0.0] * (10 * size)
-    assert speech._sample_window(long, "input 1", speech_settings).shape == (size,)
+    assert audio.sample_window(long, "input 1", speech_settings).shape == (size,)
     for raw, message in (([[0.1, 0.2]], "expected a list of samples at 16000 Hz"), ([0.1, "x"], "not an array of"),
                          ([0.1, math.inf], "NaN or infinite")):
         with pytest.raises(ValueError, match=message):
-            speech._sample_window(raw, "input 1", speech_settings)
+            audio.sample_window(raw, "input 1", speech_settings)
 
 
 def test_hostile_table_values_are_one_line_errors_naming_the_column():

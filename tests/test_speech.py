@@ -18,6 +18,8 @@ from pipelines import cli, config, runner
 from shared import augmentation, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
+from tasks.speech import cache, generated
+from tasks.speech import features as speech_features
 from tests.conftest import shared_data
 
 TASK = "speech"
@@ -31,7 +33,7 @@ def resolve(*assignments, data_source=None, quick=True):
 
 def words(repeats=2, rate=16000, seed=0, speakers=3):
     """Generated clips with labels and speakers, to write as audio files."""
-    waveforms, labels, groups, class_names = speech.generated_words(repeats, rate, seed, speakers=speakers)
+    waveforms, labels, groups, class_names = generated.generated_words(repeats, rate, seed, speakers=speakers)
     return waveforms, [class_names[label] for label in labels], groups
 
 
@@ -71,7 +73,7 @@ def test_predict_wav_at_any_rate_mono_or_stereo(trained, tmp_path, capsys):
     answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert code == 0 and [answer["input"] for answer in answers] == [str(stereo), str(mono)]
     for answer in answers:
-        assert answer["label"] in speech.WORDS and len(answer["top_k"]) == 3
+        assert answer["label"] in generated.WORDS and len(answer["top_k"]) == 3
         assert 0 <= answer["probability"] <= 1
     model = tracking.load(f"runs:/{trained.run_id}/model")  # bytes and sample lists work too
     from_bytes, = model.predict(pd.DataFrame({"audio": [stereo.read_bytes()]}))
@@ -112,7 +114,7 @@ def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
     elif case == "rate0":
         wav_with_rate_zero(path)
     task = tasks.get(TASK)
-    settings = speech.feature_settings(resolve(*SMALL))
+    settings = speech_features.feature_settings(resolve(*SMALL))
     info = {"features": settings, "mean": 0.0, "std": 1.0}
     with pytest.raises(ValueError, match=message) as error:
         task.prepare_inputs(info, [str(path)])
@@ -153,7 +155,7 @@ def test_class_folders_skip_bad_files_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         splits = tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(tmp_path)))
     assert "notes.wav" in caplog.text and "quiet.wav" in caplog.text
-    assert splits.info["class_names"] == sorted(speech.WORDS)
+    assert splits.info["class_names"] == sorted(generated.WORDS)
     features = splits.train.sample(len(splits.train))[0]
     assert features.shape[1:] == (61, 40, 1)  # 0.6 s at 100 frames per second, 40 mel bands
     assert sum(len(split) for split in (splits.train, splits.validation, splits.test)) == count
@@ -222,7 +224,7 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    waveforms, _, _, _ = speech.generated_words(2, 16000, seed=1, speakers=2)
+    waveforms, _, _, _ = generated.generated_words(2, 16000, seed=1, speakers=2)
 
     def as_dataset(self, split, **kwargs):
         def examples():  # int16 clips of varying length, as in the real dataset
@@ -246,7 +248,7 @@ def test_features_are_cached_by_settings_so_a_second_run_skips_extraction(tracki
     write_class_folders(tmp_path / "clips")
     settings = resolve(*SMALL, "augment_copies=1", data_source=str(tmp_path / "clips"))
     first = tasks.get(TASK).load_data(settings)
-    monkeypatch.setattr(speech, "clip_features", lambda *args: pytest.fail("features were computed again"))
+    monkeypatch.setattr(cache, "clip_features", lambda *args: pytest.fail("features were computed again"))
     second = tasks.get(TASK).load_data(settings)
     assert np.array_equal(first.train.sample(4)[0], second.train.sample(4)[0])
     assert len(second.train) == 2 * (len(second.train) // 2)  # each training clip and its perturbed copy

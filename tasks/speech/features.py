@@ -1,0 +1,84 @@
+"""Speech features: log-mel or MFCC spectrograms of prepared clips, their band statistics and tf.data decoding."""
+
+import functools
+
+import numpy as np
+
+from tasks.speech.audio import fix_length
+
+FEATURES = ("logmel", "mfcc")
+
+
+def feature_settings(config):
+    """Returns the JSON-friendly feature parameters saved in `Splits.info` and used at predict time."""
+    fmax = config.fmax or config.sample_rate / 2
+    window = int(round(config.sample_rate * config.window_ms / 1000))
+    return {
+        "sample_rate": config.sample_rate, "samples": int(round(config.duration * config.sample_rate)),
+        "kind": config.features, "n_mels": config.n_mels, "n_mfcc": config.n_mfcc, "deltas": config.deltas,
+        "window": window, "n_fft": 1 << max(0, window - 1).bit_length(),
+        "hop": max(1, int(round(config.sample_rate * config.hop_ms / 1000))),
+        "fmin": config.fmin, "fmax": fmax, "trim_db": config.trim_db, "window_ms": config.window_ms,
+    }
+
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_basis(sample_rate, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+
+
+def clip_features(samples, settings):
+    """Log-mel or MFCC features of a prepared waveform (see `prepare`), unstandardised.
+
+    Returns:
+        np.ndarray: float32 (frames, bins, channels); channels are the features and, with deltas,
+        their first and second time derivatives.
+    """
+    import librosa
+
+    samples = fix_length(samples, settings["samples"])
+    power = np.abs(librosa.stft(samples, n_fft=settings["n_fft"], hop_length=settings["hop"],
+                                win_length=settings["window"])) ** 2
+    basis = _mel_basis(settings["sample_rate"], settings["n_fft"], settings["n_mels"], settings["fmin"],
+                       settings["fmax"])
+    mel = np.einsum("mf,ft->mt", basis, power)  # not BLAS `@`: its threads thrash on tiny products on a busy CPU
+    features = librosa.power_to_db(mel, ref=np.max, top_db=80.0)  # relative to the clip's peak: loudness-free
+    if settings["kind"] == "mfcc":
+        features = librosa.feature.mfcc(S=features, n_mfcc=settings["n_mfcc"])
+    channels = [features]
+    if settings["deltas"]:
+        channels += [librosa.feature.delta(features, order=1), librosa.feature.delta(features, order=2)]
+    return np.stack(channels, axis=-1).transpose(1, 0, 2).astype("float32")
+
+
+
+def band_statistics(paths):
+    """Mean and standard deviation per band and channel over every frame of the given feature files."""
+    total = squares = count = 0
+    for path in paths:
+        features = np.load(path).astype("float64")
+        total = total + features.sum(axis=0)
+        squares = squares + (features**2).sum(axis=0)
+        count += len(features)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean**2, 0))
+
+
+def feature_step(info):
+    """The tf.data decode of cached feature files: load, standardise with the training statistics."""
+    import tensorflow as tf
+
+    mean, std = np.asarray(info["mean"], "float32"), np.asarray(info["std"], "float32")
+
+    def load(path, label):
+        features = tf.numpy_function(lambda name: np.load(name.decode()), [path], tf.float32, stateful=False)
+        return (tf.ensure_shape(features, info["input_shape"]) - mean) / std, label
+
+    return lambda dataset: dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def standardize(features, info):
+    return (features - np.asarray(info["mean"], "float32")) / np.asarray(info["std"], "float32")

@@ -1,0 +1,141 @@
+"""Where speech clips come from: class folders, flat folders named by a pattern, CSV manifests, TFDS and the
+generated words."""
+
+import functools
+import logging
+import pathlib
+import re
+
+import numpy as np
+
+from tasks.speech.audio import AUDIO_EXTENSIONS, fix_length, read_seconds
+from tasks.speech.cache import file_clip, memory_clip
+from tasks.speech.features import feature_settings
+from tasks.speech.generated import generated_words
+
+logger = logging.getLogger(__name__)
+
+
+def clip_sources(config):
+    """Lists the clips of a folder, a manifest or the generated words.
+
+    Returns:
+        tuple: clip makers (`(copies, keep_clip) -> Clip`), integer labels, groups (or None), preset
+        split names per clip ("" = to carve), class names, dataset name, synthetic flag.
+    """
+    from shared import data
+
+    kind, argument = data.parse_source(config.data)
+    groups, preset, synthetic = None, None, False
+    if kind == "embedded":
+        waveforms, labels, groups, class_names = generated_words(config.embedded_repeats, config.sample_rate,
+                                                                 config.seed)
+        generator = f"embedded:{config.embedded_repeats}:{config.sample_rate}:{config.seed}"
+        sources = [memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
+                   for index, samples in enumerate(waveforms)]
+        return sources, labels, groups, preset, class_names, "generated_words", True
+    if kind == "folder" and config.filename_pattern:
+        paths, names, groups = pattern_files(argument, config.filename_pattern)
+    elif kind == "folder":
+        root = pathlib.Path(argument)
+        if not any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir()):
+            raise ValueError(f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
+                             r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+        from shared import images
+
+        paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
+        names = [class_names[label] for label in labels]
+    elif kind in ("file", "csv") and argument.lower().endswith((".csv", ".tsv")):
+        paths, names, groups = manifest(argument)
+    else:
+        raise ValueError(f"speech cannot read '{config.data}'; give a class folder, a flat folder with "
+                         "filename_pattern, a CSV manifest (path,label[,group]) or tfds:speech_commands.")
+    class_names = sorted(set(names))
+    lookup = {class_name: index for index, class_name in enumerate(class_names)}
+    labels = np.array([lookup[label] for label in names])
+    groups = None if groups is None else np.array([str(group) for group in groups])
+    folder_name = pathlib.Path(argument).stem if kind != "folder" else pathlib.Path(argument).name
+    seconds = read_seconds(feature_settings(config))  # as much of each file as prediction reads
+    sources = [functools.partial(file_clip, path, seconds=seconds) for path in paths]
+    return sources, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
+
+
+def tfds_clips(argument, config, copies):
+    """The clips of a TFDS audio dataset's splits, read as streams (no split is held in memory).
+
+    Returns:
+        tuple: role -> (clips, labels, count) with clips a generator that fills labels as it is read;
+        class names, dataset name, synthetic flag.
+    """
+    from shared.data import tfds
+
+    name, _, chosen = argument.partition(":")
+    found = tfds.builder(name, config.tfds_data_dir, "--data embedded, a class folder, a flat folder with "
+                         "filename_pattern or a CSV manifest", ("audio", "label"))
+    rate = int(found.info.features["audio"].sample_rate)
+    size = int(round(config.duration * rate))  # keyword sets hold one word per clip: keep its centre
+    streams = dict(zip(("train", "validation", "test"), tfds.streams(found, chosen, ("audio", "label"), config)))
+    streams["train"] = streams["train"].cap(-(-config.max_examples // (1 + copies)), config.seed)
+
+    def clips(role, labels):
+        stream = streams[role]
+        identity = stream.describe()["digest"]
+        for position, (samples, label) in enumerate(stream.index().as_numpy_iterator()):
+            labels.append(label)
+            scale = 32768.0 if samples.dtype == np.int16 else 1.0
+            yield memory_clip(f"tfds:{identity}:{position}", fix_length(samples / scale, size), rate,
+                              f"tfds:{name} {stream.split} #{position}")(copies if role == "train" else 0,
+                                                                         role == "test")
+
+    roles = {}
+    for role in streams:
+        labels = []
+        roles[role] = (clips(role, labels), labels, len(streams[role]))
+    return roles, list(found.info.features["label"].names), f"tfds_{name}", False
+
+
+def pattern_files(folder, pattern):
+    """Labels (and groups) of the audio files of a flat folder from a regex on their file names (checked by
+    `SpeechConfig.check`)."""
+    compiled = re.compile(pattern)
+    group_key = next((key for key in ("speaker", "group") if key in compiled.groupindex), None)
+    paths, labels, groups, skipped = [], [], [], []
+    for path in sorted(pathlib.Path(folder).rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        match = compiled.search(path.name)
+        if match is None or match.group("label") is None:
+            skipped.append(path.name)
+            continue
+        paths.append(str(path))
+        labels.append(match.group("label"))
+        groups.append(match.group(group_key) if group_key else None)
+    if skipped:
+        logger.warning("skipping %d audio file(s) whose names do not match filename_pattern, e.g. %s",
+                       len(skipped), ", ".join(skipped[:3]))
+    if not paths:
+        raise ValueError(f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in '{folder}' matches filename_pattern "
+                         f"'{pattern}'.")
+    return paths, labels, groups if group_key else None
+
+
+def manifest(path):
+    """Paths, labels and optional groups of a CSV manifest `path,label[,group]`."""
+    from shared import data
+
+    columns = data.read_text_columns(path, {"path": "path,file,filename", "label": "label"})
+    try:
+        groups = data.read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
+    except ValueError:  # the group column is optional
+        groups = None
+    base = pathlib.Path(path).resolve().parent
+    paths = []
+    for row, relative in enumerate(columns["path"], start=2):
+        resolved = base / str(relative).strip()
+        if not resolved.is_file():
+            raise ValueError(f"'{path}' line {row}: audio file '{relative}' does not exist (relative paths are "
+                             f"read from {base}).")
+        paths.append(str(resolved))
+    if not paths:
+        raise ValueError(f"'{path}' lists no audio files; expected rows of path,label[,group].")
+    return paths, [str(label).strip() for label in columns["label"]], groups
