@@ -11,7 +11,7 @@ import tasks
 from pipelines import cli, config, runner
 from shared import evaluation, tracking
 from shared.data import tfds as tfds_source
-from tasks import recommendation
+from tasks.recommendation import interactions
 from tests.conftest import shared_data
 
 TASK = "recommendation"
@@ -184,9 +184,9 @@ def test_duplicate_pairs_policy(tmp_path):
     task = tasks.get(TASK)
     frame = pd.DataFrame({"user": ["0"] * 3, "item": ["99"] * 3, "rating": [1.0, 5.0, 3.0],
                           "timestamp": [10.0, 20.0, 15.0]})
-    kept = recommendation.clean_interactions(frame, resolve("duplicates=last"), "x")
+    kept = interactions.clean_interactions(frame, resolve("duplicates=last"), "x")
     assert kept["rating"].tolist() == [5.0]  # the latest rating supersedes
-    averaged = recommendation.clean_interactions(frame, resolve("duplicates=mean"), "x")
+    averaged = interactions.clean_interactions(frame, resolve("duplicates=mean"), "x")
     assert averaged["rating"].tolist() == [3.0]
     splits = task.load_data(resolve("top_k=3", data_source=str(ratings)))
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == len(rows) - 2

@@ -1,0 +1,273 @@
+"""Recommendation: rating prediction and top-K ranking from (user, item[, rating, timestamp]) interactions.
+
+Data sources:
+    embedded                         generated users and items with latent tastes, popularity skew and
+                                     rating noise (synthetic), so personalisation beats popularity.
+    tfds:movielens/100k-ratings      and tfds:movielens/latest-small-ratings (needs internet once).
+    PATH                             a ratings CSV with configurable columns (`user_column`, `item_column`,
+                                     `rating_column`, `timestamp_column`), MovieLens `ratings.csv`,
+                                     tab-separated `u.data`, `ratings.dat` (`::`), or a folder holding one
+                                     of them. Titles come from `items_file` or, beside the ratings,
+                                     `movies.csv` / `u.item` / `movies.dat`.
+
+Models (`model`):
+    mf          matrix factorisation with user and item biases, trained on ratings (MSE).
+    neural      user and item embeddings through an MLP, beside their dot product (MSE).
+    two_tower   retrieval: a user tower (user id + mean of the user's latest `history_length` items) scored
+                against every item with a full softmax; for implicit feedback, ranking only (no ratings).
+    mf and neural also carry that retrieval tower as a second head (`retrieval=true`) and rank with it:
+    ranking by predicted rating favours obscure items a few fans rated highly and loses to popularity.
+
+Policies (documented behaviour rather than errors):
+    - Implicit feedback: set `rating_column=""`; every row is a positive and `model=auto` picks two_tower.
+    - Duplicate (user, item) rows: `duplicates=last` keeps the latest rating (a re-rating supersedes the
+      old one), `mean` averages them, `error` refuses the file.
+    - Leave-last-out: a user's last interaction is test and the one before it validation; a user with a
+      single interaction stays in training only (counted in `info["train_only_users"]`).
+    - Unknown user at predict time: the most popular unseen items, with `"known_user": false` and
+      `"fallback": "popularity"`. Unknown item in a "user,item" pair: the model's unknown-item row
+      (the user's bias plus the global mean), with `"known_item": false`.
+
+Ids are mapped to indices with a vocabulary stored in `Splits.info` (index 0 is the unknown id), so the
+logged model takes raw user and item ids and the Keras model itself stays backend-agnostic.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from tasks import register
+from tasks.base import Task, TaskConfig, search_space
+from tasks.recommendation import encoding, model as models, ranking, readers, scoring
+from tasks.recommendation.generated import synthetic_ratings
+from tasks.recommendation.interactions import clean_interactions, split_interactions
+from tasks.recommendation.layers import layers
+
+MODELS = ("auto", "mf", "neural", "two_tower")
+SPLITS = ("random", "leave_last_out", "time")
+DUPLICATES = ("last", "mean", "error")
+
+
+@dataclasses.dataclass
+class RecommendationConfig(TaskConfig):
+    epochs: int = 30  # an upper bound: embeddings overfit within a few epochs and early stopping ends it
+    batch_size: int = 256  # one interaction is a tiny example: bigger batches keep the CPU busy
+    learning_rate: float = 1e-2  # each embedding row gets few updates per epoch: a high Adam rate suits them
+    weight_decay: float = 0.0  # off: `l2` already penalises the embedding tables, and decay would shrink the biases too
+    early_stopping_patience: int = 3  # validation loss turns up quickly once embeddings memorise
+    model: str = "auto"  # auto: mf for explicit ratings, two_tower for implicit; or mf | neural | two_tower
+    embedding_dim: int = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
+    l2: float = 1e-4  # L2 on whole embedding tables (keras-io recipe): rarely seen rows shrink the most
+    hidden_units: tuple = (64, 32)  # the neural model's MLP over concatenated user and item embeddings
+    dropout: float = 0.1  # on embeddings in the neural model and the retrieval tower: users' tastes are noisy
+    history_length: int = 10  # the user's latest N items also feed the retrieval tower: the next item a user
+    # picks follows their recent ones far more than their whole history (0: the user id alone)
+    retrieval: bool = True  # mf/neural also learn the retrieval head and rank with it (see the module docstring)
+    split: str = "random"  # random (rating prediction) | leave_last_out (next item per user) | time (global)
+    top_k: int = 10  # length of recommendation lists, and the K of HitRate@K, NDCG@K, MAP@K
+    user_column: str = "userId"  # MovieLens ratings.csv names; set yours for other files
+    item_column: str = "movieId"  # also the id column of an items_file
+    rating_column: str = "rating"  # empty string: implicit feedback, every row is a positive
+    timestamp_column: str = "timestamp"  # needed by the leave_last_out and time splits only
+    title_column: str = "title"  # the item file's display column (MovieLens movies.csv)
+    items_file: str = ""  # item metadata CSV; empty looks for movies.csv / u.item / movies.dat beside the ratings
+    rating_min: float = 0.5  # MovieLens' half-star scale; ratings outside [rating_min, rating_max] are refused
+    rating_max: float = 5.0  # top of that scale (u.data's 1-5 stars fit inside it)
+    duplicates: str = "last"  # last | mean | error: what a repeated (user, item) row means
+    search_space: dict = search_space(  # embeddings want high rates and no decay (see weight_decay)
+        weight_decay=None, learning_rate=["log", 1e-3, 3e-2], embedding_dim=["choice", 16, 32, 64],
+        dropout=["float", 0.0, 0.3])
+
+
+def _check_config(config):
+    """Raises ValueError for config values this task cannot use."""
+    for name, value, allowed in (("model", config.model, MODELS), ("split", config.split, SPLITS),
+                                 ("duplicates", config.duplicates, DUPLICATES)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got '{value}'.")
+    if config.top_k <= 0:
+        raise ValueError(f"top_k (K) must be a positive list length, got {config.top_k}; e.g. --set top_k=10.")
+    if config.rating_min >= config.rating_max:
+        raise ValueError(f"rating_min ({config.rating_min}) must be below rating_max ({config.rating_max}).")
+    if config.history_length < 0:
+        raise ValueError(f"history_length must be >= 0, got {config.history_length}.")
+    if config.embedding_dim <= 0:
+        raise ValueError(f"embedding_dim must be positive, got {config.embedding_dim}.")
+
+
+
+@register
+class Recommendation(Task):
+    name = "recommendation"
+    answer_key = "recommendations"
+    config_class = RecommendationConfig
+    primary_metric = "hit_rate_at_k"
+    tfds_name = "movielens/100k-ratings"
+    input_column = "query"
+    table_columns = "query,user,user_id"
+    key_params = Task.key_params + ("model", "split")
+    quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
+
+    def load_data(self, config):
+        from shared import data
+
+        _check_config(config)
+        kind, argument = data.parse_source(config.data)
+        if kind == "embedded":
+            frame, titles = synthetic_ratings(config.seed)
+            if not config.rating_column:
+                frame = frame.drop(columns="rating")
+            name, synthetic = "synthetic_ratings", True
+        elif kind == "tfds":
+            frame, titles = readers.tfds_ratings(argument, config)
+            name, synthetic = f"tfds_{argument.split(':')[0].replace('/', '_')}", False
+        elif kind in ("file", "csv", "folder"):
+            path = readers.ratings_file(argument)
+            frame, titles = readers.read_ratings(path, config), readers.read_titles(path, config)
+            name, synthetic = f"ratings_{os.path.basename(os.path.abspath(argument))}", False
+        else:
+            raise ValueError(f"recommendation cannot read '{config.data}'; give a ratings CSV, u.data, "
+                             "ratings.dat or a folder holding one.")
+        source = config.data
+        frame = clean_interactions(frame.reset_index(drop=True), config, source).reset_index(drop=True)
+        train, validation, test = split_interactions(frame, config, source)
+        return encoding.encode(frame, titles, (train, validation, test), config, name, synthetic)
+
+    def build_model(self, config, info):
+        return models.build(config, info)
+
+    def loss(self, config, info):
+        import keras
+
+        losses = {"rating": keras.losses.MeanSquaredError(),
+                  "items": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        return {name: losses[name] for name in info["outputs"]}
+
+    def metrics(self, config, info):
+        import keras
+
+        metrics = {
+            "rating": [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")],
+            # a training-time proxy: unlike the test metric it does not exclude already-seen items
+            "items": [keras.metrics.SparseTopKCategoricalAccuracy(k=config.top_k, name="hit_rate_at_k")],
+        }
+        return {name: metrics[name] for name in info["outputs"]}
+
+    def eval_map(self, config, info):
+        outputs = info["outputs"]
+
+        def targets(features, ratings):
+            wanted = {"rating": ratings, "items": features["item"]}  # retrieval predicts the item itself
+            inputs = {key: value for key, value in features.items() if key != "item" or info["model"] != "two_tower"}
+            return inputs, {name: wanted[name] for name in outputs}
+
+        return targets
+
+    def custom_objects(self):
+        return layers()
+
+    def evaluate(self, model, splits, config):
+        return ranking.evaluate(model, splits, config)
+
+    def input_example(self, splits):
+        info = splits.info
+        return [info["users"][0], f"{info['users'][0]},{info['items'][0]}"]
+
+    def predict_raw(self, model, info, inputs):
+        """Answers user ids with top-K unseen items and "user,item" pairs with a predicted rating.
+
+        Args:
+            model (keras.Model): the trained model.
+            info (dict): `Splits.info`.
+            inputs (list): user ids (`"42"`) or pairs (`"42,318"`).
+
+        Returns:
+            list[dict]: per user id `user`, `known_user`, `fallback` and `recommendations` (item, title,
+            score); per pair `user`, `item`, `known_user`, `known_item`, `score` and `rating` (None for the
+            two-tower model, which scores but does not predict ratings).
+
+        Raises:
+            ValueError: an empty input or one with more than one comma.
+        """
+        user_index = {user: index + 1 for index, user in enumerate(info["users"])}
+        item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+        queries = _queries(inputs)
+        answers = [None] * len(queries)
+        singles = [position for position, parts in enumerate(queries) if len(parts) == 1]
+        if singles:
+            users = np.array([user_index.get(queries[position][0], 0) for position in singles], "int32")
+            seen = [set(map(int, info["seen"][user].split())) if user else set() for user in users]
+            histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
+            chosen, scores = scoring.recommend(model, info, users, histories, seen, info["top_k"])
+            for position, user, items, values in zip(singles, users, chosen, scores):
+                answers[position] = {
+                    "user": queries[position][0], "known_user": bool(user),
+                    "fallback": None if user else "popularity",
+                    "recommendations": [
+                        {"item": info["items"][item - 1], "title": info["titles"][item - 1] if info["titles"] else "",
+                         "score": round(float(value), 5)} for item, value in zip(items, values)
+                    ],
+                }
+        pairs = [position for position, parts in enumerate(queries) if len(parts) == 2]
+        if pairs:
+            users = np.array([user_index.get(queries[position][0], 0) for position in pairs], "int32")
+            items = np.array([item_index.get(queries[position][1], 0) for position in pairs], "int32")
+            if "rating" not in info["outputs"]:
+                histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
+                scores = scoring.score_all(model, info, users, histories)[np.arange(len(users)), items]
+                ratings = [None] * len(users)
+            else:
+                scores = scoring.rate(model, info, users, items)
+                ratings = [round(float(value), 4) for value in scores]
+            for position, user, item, score, rating in zip(pairs, users, items, scores, ratings):
+                answers[position] = {
+                    "user": queries[position][0], "item": queries[position][1], "known_user": bool(user),
+                    "known_item": bool(item), "score": round(float(score), 5) if np.isfinite(score) else None,
+                    "rating": rating,
+                }
+        return answers
+
+    def run_setting(self, params, info):
+        return info.get("model", params.get("model", ""))  # `auto` resolves once the data shows explicit ratings
+
+    def prepare_inputs(self, info, inputs):
+        """The model's inputs for user ids and `user,item` pairs: vocabulary indices (0 when unknown) and each
+        user's latest items."""
+        user_index = {user: index + 1 for index, user in enumerate(info["users"])}
+        item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+        queries = _queries(inputs)
+        users = [user_index.get(parts[0], 0) for parts in queries]
+        items = [item_index.get(parts[1], 0) if len(parts) == 2 else 0 for parts in queries]
+        histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
+        return scoring.model_inputs(info, users, items, histories)
+
+    def serving_signature(self, model, info):
+        serving = super().serving_signature(model, info)
+        serving.files = {"users.txt": info["users"], "items.txt": info["items"], "recent.txt": info["recent"],
+                         "seen.txt": info["seen"], "popular.txt": info["popular"].split()}
+        steps = ["user: its line number + 1 in users.txt, 0 for a user unseen in training",
+                 "item (rating models): its line number + 1 in items.txt, 0 for an unknown item"]
+        if info["history_length"]:
+            steps.append(f"history: the user's latest {info['history_length']} item indices, latest last, "
+                         "left-padded with 0; recent.txt holds them per user index (line 0: the unknown user)")
+        meaning = {"rating": f"the predicted rating on the scale {info['rating_scale']}",
+                   "items": "a score per item index (index 0: unknown); rank them, after removing the user's seen "
+                            "items (seen.txt, per user index); unknown users get popular.txt (most rated first)"}
+        serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info["outputs"]}})
+        return serving
+
+
+def _queries(inputs):
+    """Splits raw queries into `[user]` or `[user, item]` id texts.
+
+    Raises:
+        ValueError: an empty input or one with more than one comma.
+    """
+    queries = []
+    for raw in inputs:
+        parts = [readers.id_text(part) for part in (str(raw).split(",") if isinstance(raw, str) else [raw])]
+        if len(parts) > 2 or not all(parts):
+            raise ValueError(f"prediction input '{raw}' must be a user id ('42') or a user,item pair ('42,318').")
+        queries.append(parts)
+    return queries

@@ -1,0 +1,95 @@
+"""Encoding interactions: id vocabularies from training rows, index arrays, user histories and the `info` of a run."""
+
+import logging
+
+import numpy as np
+
+from tasks.base import Splits
+
+logger = logging.getLogger(__name__)
+
+
+def encode(frame, titles, indices, config, name, synthetic):
+    """Builds the vocabularies from training rows and the index-encoded splits and `info`."""
+    train_rows = frame.iloc[indices[0]]
+    users = sorted(train_rows["user"].unique())
+    items = sorted(train_rows["item"].unique())
+    if len(items) <= config.top_k:
+        raise ValueError(f"top_k={config.top_k} needs more than {config.top_k} training items, found "
+                         f"{len(items)}; lower top_k or use more data.")
+    user_index = {user: index + 1 for index, user in enumerate(users)}  # 0: unknown user
+    item_index = {item: index + 1 for index, item in enumerate(items)}  # 0: unknown item
+    encoded_users = frame["user"].map(user_index).fillna(0).to_numpy("int32")
+    encoded_items = frame["item"].map(item_index).fillna(0).to_numpy("int32")
+    explicit = "rating" in frame
+    ratings = frame["rating"].to_numpy("float32") if explicit else np.ones(len(frame), "float32")
+    # training rows in random order: tf.data shuffles within a 10,000-row buffer only, and the time
+    # or per-user order of the splits would make batches far from i.i.d.
+    random = np.random.default_rng(config.seed)
+    indices = [random.permutation(indices[0]), random.permutation(indices[1]), indices[2]]
+    if "timestamp" in frame:  # chronological test rows: a user's last one carries their latest history
+        indices[2] = indices[2][np.argsort(frame["timestamp"].to_numpy()[indices[2]], kind="stable")]
+    history, recent = histories(frame, encoded_users, encoded_items, indices[2], config.history_length)
+    features = {"user": encoded_users, "item": encoded_items}
+    if config.history_length:
+        features["history"] = history
+    splits = [({key: value[rows] for key, value in features.items()}, ratings[rows]) for rows in indices]
+    counts = np.bincount(encoded_items[indices[0]], minlength=len(items) + 1)
+    counts[0] = 0
+    seen = [[] for _ in range(len(users) + 1)]
+    for user, item in zip(encoded_users, encoded_items):
+        if user and item:
+            seen[user].append(item)
+    model = config.model
+    if model == "auto":
+        model = "mf" if explicit else "two_tower"
+    if model in ("mf", "neural") and not explicit:
+        raise ValueError(f"model '{model}' predicts ratings, but the data is implicit (rating_column is empty); "
+                         "use model=two_tower or auto.")
+    outputs = ["items"] if model == "two_tower" else ["rating", "items"] if config.retrieval else ["rating"]
+    single = np.setdiff1d(frame["user"].unique(), frame["user"].iloc[np.r_[indices[1], indices[2]]].unique())
+    info = {
+        "model": model, "outputs": outputs, "explicit": explicit, "top_k": config.top_k,
+        "rating_scale": [config.rating_min, config.rating_max],
+        "global_mean": float(splits[0][1].mean()),
+        "users": users, "items": items,
+        "titles": [titles.get(item, "") for item in items] if titles else [],
+        # JSON stays compact: each user's seen items as one space-separated string of indices
+        "seen": [" ".join(map(str, sorted(set(row)))) for row in seen],
+        "recent": [" ".join(map(str, row)) for row in recent],  # latest items last, at most history_length
+        "history_length": config.history_length,
+        "popular": " ".join(map(str, np.argsort(-counts, kind="stable")[: len(items)])),  # most rated first
+        "train_only_users": int(len(single)) if config.split == "leave_last_out" else 0,
+    }
+    if info["train_only_users"]:
+        logger.warning("%d user(s) have a single interaction: under leave_last_out they stay in training "
+                       "and are not evaluated.", info["train_only_users"])
+    return Splits(*splits, info=info, source=config.data, name=name, synthetic=synthetic)
+
+
+def histories(frame, users, items, test_rows, length):
+    """Each row's history (the user's previous non-test items, latest last, left-padded with 0) and each
+    user's latest items over all rows (what `predict` feeds the model).
+
+    Returns:
+        tuple[np.ndarray, list[list[int]]]: int32 histories (rows, length) and, per user index, up to
+        `length` item indices.
+    """
+    times = frame["timestamp"].to_numpy() if "timestamp" in frame else np.zeros(len(frame))
+    is_test = np.zeros(len(frame), bool)
+    is_test[test_rows] = True
+    history = np.zeros((len(frame), length), "int32")
+    known, everything = {}, {}  # user -> items so far, without / with test rows
+    for row in np.lexsort((np.arange(len(frame)), times, users)):  # by user, then time, then file order
+        user, item = users[row], items[row]
+        if not user:
+            continue
+        past = known.setdefault(user, [])[-length:] if length else []
+        history[row, length - len(past):] = past
+        if item:
+            everything.setdefault(user, []).append(item)
+            if not is_test[row]:
+                past = known[user]
+                past.append(item)
+    recent = [everything.get(user, [])[-length:] if length else [] for user in range(int(users.max(initial=0)) + 1)]
+    return history, recent
