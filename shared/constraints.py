@@ -47,6 +47,7 @@ Size = Annotated[int, AtLeast(0)]  # sizes and caps where 0 means "keep the data
 Positive = Annotated[float, Range(0, low_open=True)]  # rates and durations: zero or less means nothing
 NonNegative = Annotated[float, Range(0)]  # strengths where 0 switches the feature off
 Fraction = Annotated[float, Range(0, 1, high_open=True)]  # shares of the data, dropout rates: [0, 1)
+Probability = Annotated[float, Range(0, 1)]  # target precisions and recalls, where 1 is reachable: [0, 1]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Raw inputs at predict and serve time: encoded bytes, the file paths a model may read, bounded arrays.
+"""Raw inputs at predict and serve time: encoded bytes, the file paths a model may read, bounded arrays, rows.
 
 An image or audio model takes a file path, encoded bytes (`bytes` in Python; `{"b64": "..."}` in a
 JSON request, the form TensorFlow Serving's REST API uses) or decoded numbers (an array or nested lists).
@@ -15,8 +15,10 @@ caller once set, the CLI included.
 
 import base64
 import binascii
+import json
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -143,3 +145,40 @@ def numbers(raw, name):
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: holds NaN or infinite values (or numbers beyond float32).")
     return array
+
+
+def check_records(inputs, spec, ignored):
+    """Parses raw rows (dicts or JSON object strings) and checks their columns against the training columns.
+
+    Raises:
+        ValueError: a row that is not an object, or a row missing feature columns (named).
+    """
+    expected = [item["name"] for item in spec["numeric"] + spec["categorical"]]
+    records, unexpected = [], set()
+    for position, raw in enumerate(inputs):
+        record = parse_json(raw, position) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
+        if not isinstance(record, dict):
+            raise ValueError(f"predict input {position + 1} must be a row (a JSON object or CSV row), "
+                             f"got {type(record).__name__}: {str(record)[:80]}.")
+        missing = [column for column in expected if column not in record]
+        if missing:
+            raise ValueError(f"predict input {position + 1} lacks column(s) {missing}; a row needs {expected}.")
+        unexpected |= set(record) - set(expected) - set(ignored)
+        records.append({column: record[column] for column in expected})
+    if unexpected:
+        warnings.warn(f"ignoring column(s) the model was not trained on: {sorted(unexpected)}", stacklevel=2)
+    return records
+
+
+def parse_json(raw, position):
+    """Parses one predict input sent as JSON text (other values are returned as they are).
+
+    Raises:
+        ValueError: not valid JSON, or nested too deeply to parse; the message names the input.
+    """
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"predict input {position + 1} is not valid JSON ({str(error)[:80]}).") from None

@@ -36,16 +36,17 @@ import os
 
 import numpy as np
 
-from shared import detection
+from shared import inputs as raw_inputs
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig, search_space
+from tasks.base import Splits, search_space
+from tasks.detection import BinaryDetectionTask, DetectionConfig
 
 MERCHANT_CATEGORIES = ("grocery", "restaurant", "fuel", "pharmacy", "clothing", "travel", "electronics",
                        "gift_cards", "online_gaming")
 
 
 @dataclasses.dataclass
-class FraudDetectionConfig(TaskConfig):
+class FraudDetectionConfig(DetectionConfig):
     epochs: int = 60  # small tables train in seconds per epoch; early stopping ends sooner
     batch_size: int = 256  # enough rare positives per batch for a stable gradient at 0.5-10% prevalence
     learning_rate: float = 1e-3  # the keras-io imbalanced-classification recipe's rate for this MLP size
@@ -58,31 +59,23 @@ class FraudDetectionConfig(TaskConfig):
     hidden_units: tuple = (256, 256)  # two wide ReLU layers: the keras-io fraud recipe, enough for 30 features
     dropout: float = 0.3  # after each hidden layer; frauds are few, so the net memorises them easily
     embedding_dim: int = 8  # per categorical column; categories rarely need more on tables this size
-    noise: float = 0.0  # Gaussian noise on standardised numbers during training (0 = off)
-    class_weight: bool = True  # balanced weights: the cheapest fix for 0.5% positives
-    focal_gamma: float = 0.0  # >0 uses focal loss, focusing on hard examples (2.0 is the paper's value)
-    oversample: float = 0.0  # >0 repeats training frauds up to this fraud/normal ratio (e.g. 0.2)
     cost_false_negative: float = 25.0  # a missed fraud costs the amount plus fees: ~25 false-alarm calls
     cost_false_positive: float = 1.0  # a false alarm costs a customer call or a declined purchase
-    target_precision: float = 0.0  # >0 chooses the threshold reaching this precision instead of the cost
-    target_recall: float = 0.0  # >0 chooses the threshold reaching this recall instead of the cost
-    fixed_precision: float = 0.9  # reports recall at this precision, a common operating point
     baseline: bool = True  # also fit HistGradientBoosting, so every run shows if the deep model earns its place
     search_space: dict = search_space(  # few frauds are easy to memorise: dropout and input noise fight it
         dropout=["float", 0.1, 0.5], noise=["float", 0.0, 0.2])
 
 
 @register
-class FraudDetection(Task):
+class FraudDetection(BinaryDetectionTask):
     name = "fraud_detection"
     answer_key = "fraud_probability"
     config_class = FraudDetectionConfig
-    primary_metric = "pr_auc"
-    higher_is_better = True
     tfds_name = "german_credit_numeric"
     input_column = "row"
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
+    noisy_input = "numeric"
 
     def load_data(self, config):
         from shared import data
@@ -151,7 +144,6 @@ class FraudDetection(Task):
         examples = frame.iloc[indices[2][:2]][numeric + categorical]
         info = {
             "preprocessing": spec, "target": config.target, "ignored_columns": ignored,
-            "threshold": 0.5, "threshold_rule": "default until evaluation",
             "train_prevalence": float(labels[indices[0]].mean()),
             "example_rows": json.loads(examples.to_json(orient="records")),
         }
@@ -176,34 +168,15 @@ class FraudDetection(Task):
         outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="fraud_probability")(x)
         return keras.Model(inputs, outputs, name="fraud_mlp")
 
-    def loss(self, config, info):
-        return detection.binary_loss(config)
-
     def metrics(self, config, info):
         import keras
 
-        return [keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")]
+        return super().metrics(config, info) + [keras.metrics.AUC(name="roc_auc")]
 
-    def class_weight(self, config, splits):
-        return detection.balanced_weights(splits.train.targets) if config.class_weight else None
-
-    def eval_map(self, config, info):
-        import tensorflow as tf
-
-        return lambda features, labels: (features, tf.cast(labels, "float32")[:, None])
-
-    def train_map(self, config, info):
-        from shared import augmentation
-
-        return augmentation.chain(self.eval_map(config, info),
-                                  augmentation.gaussian_noise(config.noise, key="numeric", seed=config.seed))
-
-    def evaluate(self, model, splits, config):
-        return detection.evaluate_detector(model, splits, config, self._baseline_scores(splits, config) if config.baseline else None)
-
-    @staticmethod
-    def _baseline_scores(splits, config):
-        """HistGradientBoosting on the same (preprocessed) training rows; returns its test scores."""
+    def baseline_scores(self, splits, config):
+        """HistGradientBoosting on the same (preprocessed) training rows (when `baseline` is on); its test scores."""
+        if not config.baseline:
+            return None
         from sklearn import ensemble
 
         def table(features):
@@ -232,7 +205,7 @@ class FraudDetection(Task):
         from shared import data
 
         spec = info["preprocessing"]
-        records = detection.check_records(inputs, spec, info["ignored_columns"])
+        records = raw_inputs.check_records(inputs, spec, info["ignored_columns"])
         return _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
 
     def serving_signature(self, model, info):
@@ -246,7 +219,7 @@ class FraudDetection(Task):
             "categorical column (from 0)"]))
         serving.raw_inputs, graph, feed, serving.resources = graphs.table_graph(spec)
         serving.raw_graph = lambda raw: _features(graph(raw))
-        serving.raw_feed = lambda inputs: feed(detection.check_records(inputs, spec, info["ignored_columns"]))
+        serving.raw_feed = lambda inputs: feed(raw_inputs.check_records(inputs, spec, info["ignored_columns"]))
         serving.preprocessing["raw_input"] = (
             "one input per feature column, named as in `columns` (tensor name: column): numbers as float32 "
             "(NaN when missing), categories as strings (empty when missing)")

@@ -47,8 +47,10 @@ import warnings
 
 import numpy as np
 
+from shared import inputs as raw_inputs
 from tasks import register
-from tasks.base import Splits, Task, TaskConfig, search_space
+from tasks.base import Splits, Task, search_space
+from tasks.detection import BinaryDetectionTask, DetectionConfig
 
 MODES = ("regression", "classification")
 MODELS = ("cnn", "lstm", "gru")
@@ -58,7 +60,7 @@ MAX_ONE_HOT = 50  # more distinct text values than this is an identifier, not a 
 
 
 @dataclasses.dataclass
-class PredictiveMaintenanceConfig(TaskConfig):
+class PredictiveMaintenanceConfig(DetectionConfig):
     epochs: int = 60  # windows are small: an epoch is seconds; early stopping ends sooner
     batch_size: int = 256  # ~70 steps per epoch on FD001's 17k windows: stable and quick
     learning_rate: float = 1e-3  # Adam's default; RUL nets are sensitive to larger rates
@@ -81,21 +83,17 @@ class PredictiveMaintenanceConfig(TaskConfig):
     recurrent_layers: int = 2  # stacked recurrent layers
     dense_units: int = 64  # the head's hidden layer
     dropout: float = 0.2  # before the head: 100 training engines are easy to memorise
-    noise: float = 0.0  # Gaussian noise on standardised sensors during training (0 = off)
-    class_weight: bool = True  # classification: balanced weights for rare failures
-    focal_gamma: float = 0.0  # classification: >0 uses focal loss
-    oversample: float = 0.0  # classification: >0 repeats failure windows up to this positive/negative ratio
+    # the detection settings (class_weight, focal_gamma, oversample, costs, targets) apply to classification
     cost_false_negative: float = 10.0  # a missed failure means unplanned downtime: ~10 needless inspections
     cost_false_positive: float = 1.0  # a false alarm costs one inspection
-    target_precision: float = 0.0  # >0 chooses the threshold reaching this precision instead of the cost
-    target_recall: float = 0.0  # >0 chooses the threshold reaching this recall instead of the cost
-    fixed_precision: float = 0.9  # reports recall at this precision
     search_space: dict = search_space(  # 100 training engines: model size and dropout decide
         dropout=["float", 0.0, 0.5], filters=["choice", 16, 32, 64])
 
 
 @register
-class PredictiveMaintenance(Task):
+class PredictiveMaintenance(BinaryDetectionTask):
+    """Remaining useful life by regression, or failure soon as a binary detector (`mode=classification`)."""
+
     name = "predictive_maintenance"
     answer_key = "rul"
     config_class = PredictiveMaintenanceConfig
@@ -182,7 +180,7 @@ class PredictiveMaintenance(Task):
         info = {
             "mode": config.mode, "preprocessing": spec, "constant_columns": constant, "unit_column": unit,
             "time_column": time, "window": window, "rul_cap": config.rul_cap,
-            "failure_horizon": config.failure_horizon, "threshold": 0.5,
+            "failure_horizon": config.failure_horizon,
             "ignored_columns": sorted(excluded | set(constant) | {"_target"}),
         }
         info["feature_count"] = int(encode(train_rows.iloc[:1], info, source).shape[1])
@@ -241,41 +239,23 @@ class PredictiveMaintenance(Task):
     def loss(self, config, info):
         import keras
 
-        from shared import detection
-
-        return detection.binary_loss(config) if info["mode"] == "classification" else keras.losses.MeanSquaredError()
+        return super().loss(config, info) if info["mode"] == "classification" else keras.losses.MeanSquaredError()
 
     def metrics(self, config, info):
         import keras
 
         if info["mode"] == "classification":
-            return [keras.metrics.AUC(curve="PR", name="pr_auc")]
+            return super().metrics(config, info)
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
 
     def class_weight(self, config, splits):
-        from shared import detection
-
-        if splits.info["mode"] == "classification" and config.class_weight:
-            return detection.balanced_weights(splits.train.targets)
-        return None
-
-    def eval_map(self, config, info):
-        import tensorflow as tf
-
-        return lambda windows, targets: (windows, tf.cast(targets, "float32")[:, None])
-
-    def train_map(self, config, info):
-        from shared import augmentation
-
-        return augmentation.chain(self.eval_map(config, info), augmentation.gaussian_noise(config.noise, seed=config.seed))
+        return super().class_weight(config, splits) if splits.info["mode"] == "classification" else None
 
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
 
         if splits.info["mode"] == "classification":
-            from shared import detection
-
-            return detection.evaluate_detector(model, splits, config)
+            return super().evaluate(model, splits, config)
         windows, truth = splits.test.features, splits.test.targets
         predicted = model.predict(windows, batch_size=1024, verbose=0).reshape(-1)
         capped = np.minimum(truth, config.rul_cap)
@@ -329,13 +309,11 @@ class PredictiveMaintenance(Task):
 
     def predict_raw(self, model, info, inputs):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""
-        from shared import detection
-
         unit, time = info["unit_column"], info["time_column"]
         keep = [column for column in (unit, time) if column]
         batches, rows, owners = [], [], []  # histories first (one answer each), then loose rows
         for position, raw in enumerate(inputs):
-            parsed = detection.parse_json(raw, position)
+            parsed = raw_inputs.parse_json(raw, position)
             if isinstance(parsed, dict):
                 rows.append(parsed)
                 owners.append(position)
@@ -363,9 +341,7 @@ class PredictiveMaintenance(Task):
         """Checks rows against the training columns; a history needs no unit column, rows without time keep their order."""
         import pandas as pd
 
-        from shared import detection
-
-        frame = pd.DataFrame(detection.check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
+        frame = pd.DataFrame(raw_inputs.check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
         for column in keep:
             present = [record.get(column) for record in records]
             if column == info["unit_column"] and not history and any(value is None for value in present):

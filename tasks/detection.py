@@ -1,0 +1,106 @@
+"""What binary detectors of rare positives share (fraud detection, failure prediction): the imbalance settings,
+loss, class weights and the decision threshold chosen on the validation split.
+
+A detector subclasses `BinaryDetectionTask` (its config `DetectionConfig`) and declares only what differs:
+its data, model, metrics beyond PR-AUC, predictor and, optionally, a baseline's test scores. This module
+registers no task of its own.
+"""
+
+import dataclasses
+
+from shared.constraints import NonNegative, Positive, Probability
+from tasks.base import Task, TaskConfig, balanced_class_weights
+
+
+@dataclasses.dataclass
+class DetectionConfig(TaskConfig):
+    """Imbalance handling and the threshold rule of a binary detector; subclasses set their own costs."""
+
+    noise: NonNegative = 0.0  # Gaussian noise on standardised numbers during training (0 = off)
+    class_weight: bool = True  # balanced weights: the cheapest fix for rare positives
+    focal_gamma: NonNegative = 0.0  # >0 uses focal loss, focusing on hard examples (2.0 is the paper's value)
+    oversample: NonNegative = 0.0  # >0 repeats training positives up to this positive/negative ratio (e.g. 0.2)
+    cost_false_negative: Positive = 10.0  # a missed positive costs this many false alarms
+    cost_false_positive: Positive = 1.0  # a false alarm: the unit the other cost is counted in
+    target_precision: Probability = 0.0  # >0 chooses the threshold reaching this precision instead of the cost
+    target_recall: Probability = 0.0  # >0 chooses the threshold reaching this recall instead of the cost
+    fixed_precision: Probability = 0.9  # reports recall at this precision, a common operating point
+
+    def check(self):
+        """Raises:
+            ValueError: also when both threshold targets are set, since each chooses the threshold its own way.
+        """
+        super().check()
+        if self.target_precision and self.target_recall:
+            raise ValueError(f"set target_precision ({self.target_precision}) or target_recall "
+                             f"({self.target_recall}), not both.")
+
+
+class BinaryDetectionTask(Task):
+    """A detector with one sigmoid output: binary or focal loss, balanced class weights, PR-AUC, and a decision
+    threshold chosen on the validation split by expected cost or a target precision / recall.
+
+    Class attributes a subclass may set:
+        noisy_input (str | None): the feature-dict key `noise` perturbs (None: the features are one tensor).
+    """
+
+    config_class = DetectionConfig
+    primary_metric = "pr_auc"
+    noisy_input = None
+
+    def loss(self, config, info):
+        """Binary cross-entropy, or focal loss when `focal_gamma` > 0."""
+        import keras
+
+        if config.focal_gamma:
+            return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma)
+        return keras.losses.BinaryCrossentropy()
+
+    def metrics(self, config, info):
+        import keras
+
+        return [keras.metrics.AUC(curve="PR", name="pr_auc")]
+
+    def class_weight(self, config, splits):
+        """Balanced weights for the two classes, whatever their imbalance, unless `class_weight` is off."""
+        return balanced_class_weights(splits.train.targets, 2) if config.class_weight else None
+
+    def eval_map(self, config, info):
+        import tensorflow as tf
+
+        return lambda features, labels: (features, tf.cast(labels, "float32")[:, None])
+
+    def train_map(self, config, info):
+        from shared import augmentation
+
+        return augmentation.chain(self.eval_map(config, info),
+                                  augmentation.gaussian_noise(config.noise, key=self.noisy_input, seed=config.seed))
+
+    def baseline_scores(self, splits, config):
+        """Returns a baseline model's test scores, logged as `baseline_hgb_*` beside ours, or None (the default)."""
+        return None
+
+    def evaluate(self, model, splits, config):
+        """Chooses the threshold on validation, scores the test split, and hands the threshold to the predictor
+        in `serving` (`threshold`, `threshold_rule`)."""
+        from sklearn import metrics
+
+        from shared import evaluation
+
+        baseline = self.baseline_scores(splits, config)
+        validation_scores = model.predict(splits.validation.features, batch_size=1024, verbose=0).reshape(-1)
+        threshold, rule = evaluation.choose_threshold(
+            splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
+            config.target_precision, config.target_recall)
+        test_scores = model.predict(splits.test.features, batch_size=1024, verbose=0).reshape(-1)
+        result = evaluation.binary_detection(
+            splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
+            config.fixed_precision, baselines=None if baseline is None else {"baseline_hgb": baseline})
+        # validation PR-AUC lets settings be compared without looking at the test split
+        result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation.targets,
+                                                                                    validation_scores))
+        if baseline is not None:
+            result.metrics["pr_auc_minus_baseline"] = result.metrics["pr_auc"] - result.metrics["baseline_hgb_pr_auc"]
+        result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"
+        result.serving.update(threshold=threshold, threshold_rule=rule)
+        return result
