@@ -51,6 +51,22 @@ Probability = Annotated[float, Range(0, 1)]  # target precisions and recalls, wh
 
 
 @dataclasses.dataclass(frozen=True)
+class Each:
+    """A list (a tuple in the config) whose every item passes `rule`; an empty list passes."""
+
+    rule: object
+
+    def allows(self, value):
+        return isinstance(value, (tuple, list)) and all(self.rule.allows(item) for item in value)
+
+    def describe(self):
+        return f"a list of items that are each {self.rule.describe()}"
+
+
+Widths = Annotated[tuple, Each(AtLeast(1))]  # hidden layer sizes, one per layer: at least one unit each
+
+
+@dataclasses.dataclass(frozen=True)
 class OneOf:
     """One of the listed values."""
 
@@ -104,8 +120,10 @@ def check(config, owner):
         value = getattr(config, name)
         for rule in rules:
             if not rule.allows(value):
+                default = defaults[name]
+                example = f"[{','.join(map(str, default))}]" if isinstance(default, tuple) else default  # YAML's list
                 raise ValueError(f"{owner}: {name}={value!r} is not allowed; it must be {rule.describe()} "
-                                 f"(default {defaults[name]!r}, e.g. --set {name}={defaults[name]}).")
+                                 f"(default {default!r}, e.g. --set {name}={example}).")
     if hasattr(config, "check"):
         try:
             config.check()

@@ -48,6 +48,7 @@ import warnings
 import numpy as np
 
 from shared import inputs as raw_inputs
+from shared.constraints import Choice, Count, Fraction, Size
 from tasks import register
 from tasks.base import Splits, Task, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
@@ -65,24 +66,24 @@ class PredictiveMaintenanceConfig(DetectionConfig):
     batch_size: int = 256  # ~70 steps per epoch on FD001's 17k windows: stable and quick
     learning_rate: float = 1e-3  # Adam's default; RUL nets are sensitive to larger rates
     early_stopping_patience: int = 10  # validation RMSE on a few engines is noisy; allow plateaus
-    mode: str = "regression"  # regression (remaining useful life) or classification (failure soon)
+    mode: Choice(*MODES) = "regression"  # regression (remaining useful life) or classification (failure soon)
     subset: str = ""  # C-MAPSS subset (FD001..FD004) when the folder holds several; empty: the only one
     unit_column: str = "unit"  # one machine's rows share this id (C-MAPSS's first column is named unit)
     time_column: str = "cycle"  # orders each unit's rows (C-MAPSS's second column is named cycle)
     sensor_columns: tuple = ()  # empty: every column except unit, time, target and dropped ones
     drop_columns: tuple = ()  # ids and leaking columns (AI4I's failure-type flags leak the label)
     target_column: str = ""  # regression: a RUL column; classification: a 0/1 column; empty: derived from time
-    window: int = 30  # cycles the model sees; 30 is the C-MAPSS literature's choice (FD001 tests have >= 31)
-    rul_cap: int = 125  # early life shows no wear, so RUL is flat-capped there (the literature's 125 cycles)
-    failure_horizon: int = 30  # classification without target_column: positive when RUL <= this many cycles
-    model: str = "cnn"  # cnn is ~5x faster on CPU; lstm validated better on FD001 (RMSE 16.2 vs 18.8), gru
-    filters: int = 32  # CNN filters per convolution
-    kernel_size: int = 5  # CNN kernel in cycles: short enough to track local trends
-    conv_layers: int = 3  # CNN depth; 3 layers of kernel 5 see 13 cycles
-    recurrent_units: int = 64  # LSTM/GRU width
-    recurrent_layers: int = 2  # stacked recurrent layers
-    dense_units: int = 64  # the head's hidden layer
-    dropout: float = 0.2  # before the head: 100 training engines are easy to memorise
+    window: Count = 30  # cycles the model sees; 30 is the C-MAPSS literature's choice (FD001 tests have >= 31)
+    rul_cap: Count = 125  # early life shows no wear, so RUL is flat-capped there (the literature's 125 cycles)
+    failure_horizon: Size = 30  # classification without target_column: positive when RUL <= this many cycles
+    model: Choice(*MODELS) = "cnn"  # cnn is ~5x faster on CPU; lstm validated better on FD001 (RMSE 16.2 vs 18.8), gru
+    filters: Count = 32  # CNN filters per convolution
+    kernel_size: Count = 5  # CNN kernel in cycles: short enough to track local trends
+    conv_layers: Count = 3  # CNN depth; 3 layers of kernel 5 see 13 cycles
+    recurrent_units: Count = 64  # LSTM/GRU width
+    recurrent_layers: Count = 2  # stacked recurrent layers
+    dense_units: Count = 64  # the head's hidden layer
+    dropout: Fraction = 0.2  # before the head: 100 training engines are easy to memorise
     # the detection settings (class_weight, focal_gamma, oversample, costs, targets) apply to classification
     cost_false_negative: float = 10.0  # a missed failure means unplanned downtime: ~10 needless inspections
     cost_false_positive: float = 1.0  # a false alarm costs one inspection
@@ -108,8 +109,6 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def load_data(self, config):
         from shared import data
 
-        if config.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{config.mode}'.")
         kind, argument = data.parse_source(config.data)
         test, truth = None, None
         if kind == "embedded":
@@ -214,8 +213,6 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def build_model(self, config, info):
         import keras
 
-        if config.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got '{config.model}'.")
         inputs = keras.Input((info["window"], info["feature_count"]), name="sensors")
         x = inputs
         if config.model == "cnn":

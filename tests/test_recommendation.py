@@ -161,7 +161,7 @@ def test_splits_leave_last_out_and_time(tmp_path):
     (("split=leave_last_out", "timestamp_column=ts"), "userId,movieId,rating,timestamp", "needs a timestamp"),
     (("top_k=0",), "userId,movieId,rating,timestamp", "top_k"),
     (("top_k=20",), "userId,movieId,rating,timestamp", "training items"),
-    (("model=svd",), "userId,movieId,rating,timestamp", "model must be one of"),
+    (("model=svd",), "userId,movieId,rating,timestamp", "model='svd' is not allowed; it must be one of auto, mf"),
 ])
 def test_bad_input_is_one_line_value_error(tmp_path, assignments, header, match):
     ratings = write_ratings(tmp_path / "ratings.csv", dense_rows(), header=header)

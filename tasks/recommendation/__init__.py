@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size, Widths
 from tasks import register
 from tasks.base import Task, TaskConfig, search_space
 from tasks.recommendation import encoding, model as models, ranking, readers, scoring
@@ -56,16 +57,16 @@ class RecommendationConfig(TaskConfig):
     learning_rate: float = 1e-2  # each embedding row gets few updates per epoch: a high Adam rate suits them
     weight_decay: float = 0.0  # off: `l2` already penalises the embedding tables, and decay would shrink the biases too
     early_stopping_patience: int = 3  # validation loss turns up quickly once embeddings memorise
-    model: str = "auto"  # auto: mf for explicit ratings, two_tower for implicit; or mf | neural | two_tower
-    embedding_dim: int = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
-    l2: float = 1e-4  # L2 on whole embedding tables (keras-io recipe): rarely seen rows shrink the most
-    hidden_units: tuple = (64, 32)  # the neural model's MLP over concatenated user and item embeddings
-    dropout: float = 0.1  # on embeddings in the neural model and the retrieval tower: users' tastes are noisy
-    history_length: int = 10  # the user's latest N items also feed the retrieval tower: the next item a user
+    model: Choice(*MODELS) = "auto"  # auto: mf for explicit ratings, two_tower for implicit; or mf | neural | two_tower
+    embedding_dim: Count = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
+    l2: NonNegative = 1e-4  # L2 on whole embedding tables (keras-io recipe): rarely seen rows shrink the most
+    hidden_units: Widths = (64, 32)  # the neural model's MLP over concatenated user and item embeddings
+    dropout: Fraction = 0.1  # on embeddings in the neural model and the retrieval tower: users' tastes are noisy
+    history_length: Size = 10  # the user's latest N items also feed the retrieval tower: the next item a user
     # picks follows their recent ones far more than their whole history (0: the user id alone)
     retrieval: bool = True  # mf/neural also learn the retrieval head and rank with it (see the module docstring)
-    split: str = "random"  # random (rating prediction) | leave_last_out (next item per user) | time (global)
-    top_k: int = 10  # length of recommendation lists, and the K of HitRate@K, NDCG@K, MAP@K
+    split: Choice(*SPLITS) = "random"  # random (rating prediction) | leave_last_out (next item per user) | time (global)
+    top_k: Count = 10  # length of recommendation lists, and the K of HitRate@K, NDCG@K, MAP@K
     user_column: str = "userId"  # MovieLens ratings.csv names; set yours for other files
     item_column: str = "movieId"  # also the id column of an items_file
     rating_column: str = "rating"  # empty string: implicit feedback, every row is a positive
@@ -74,27 +75,18 @@ class RecommendationConfig(TaskConfig):
     items_file: str = ""  # item metadata CSV; empty looks for movies.csv / u.item / movies.dat beside the ratings
     rating_min: float = 0.5  # MovieLens' half-star scale; ratings outside [rating_min, rating_max] are refused
     rating_max: float = 5.0  # top of that scale (u.data's 1-5 stars fit inside it)
-    duplicates: str = "last"  # last | mean | error: what a repeated (user, item) row means
+    duplicates: Choice(*DUPLICATES) = "last"  # last | mean | error: what a repeated (user, item) row means
     search_space: dict = search_space(  # embeddings want high rates and no decay (see weight_decay)
         weight_decay=None, learning_rate=["log", 1e-3, 3e-2], embedding_dim=["choice", 16, 32, 64],
         dropout=["float", 0.0, 0.3])
 
-
-def _check_config(config):
-    """Raises ValueError for config values this task cannot use."""
-    for name, value, allowed in (("model", config.model, MODELS), ("split", config.split, SPLITS),
-                                 ("duplicates", config.duplicates, DUPLICATES)):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got '{value}'.")
-    if config.top_k <= 0:
-        raise ValueError(f"top_k (K) must be a positive list length, got {config.top_k}; e.g. --set top_k=10.")
-    if config.rating_min >= config.rating_max:
-        raise ValueError(f"rating_min ({config.rating_min}) must be below rating_max ({config.rating_max}).")
-    if config.history_length < 0:
-        raise ValueError(f"history_length must be >= 0, got {config.history_length}.")
-    if config.embedding_dim <= 0:
-        raise ValueError(f"embedding_dim must be positive, got {config.embedding_dim}.")
-
+    def check(self):
+        """Raises:
+            ValueError: also when the rating scale is empty (rating_min must be below rating_max).
+        """
+        super().check()
+        if self.rating_min >= self.rating_max:
+            raise ValueError(f"rating_min ({self.rating_min}) must be below rating_max ({self.rating_max}).")
 
 
 @register
@@ -112,7 +104,6 @@ class Recommendation(Task):
     def load_data(self, config):
         from shared import data
 
-        _check_config(config)
         kind, argument = data.parse_source(config.data)
         if kind == "embedded":
             frame, titles = synthetic_ratings(config.seed)
