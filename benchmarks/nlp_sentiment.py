@@ -38,9 +38,9 @@ def accuracy_on(model, path):
     """Accuracy of the logged model on a labelled SST-2 TSV (label, sentence or content columns)."""
     import pandas as pd
 
-    from shared import data
+    from shared.data.sources import read_text_columns
 
-    table = data.read_text_columns(path, {"text": "sentence,content", "label": "label"})
+    table = read_text_columns(path, {"text": "sentence,content", "label": "label"})
     answers = model.predict(pd.DataFrame({"text": list(table["text"])}))
     predicted = np.array([answer["label"] for answer in answers])
     return float((predicted == np.array([str(label) for label in table["label"]])).mean())

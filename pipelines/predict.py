@@ -81,7 +81,8 @@ def _batches(count, size, groups):
 
 def command(arguments):
     """Runs `predict` for parsed command-line arguments; returns the exit code (see the module docstring)."""
-    from shared import data, tracking
+    from shared import tracking
+    from shared.data.sources import progress
 
     task = tasks.get(arguments.task)
     if arguments.batch_size < 1:
@@ -97,7 +98,7 @@ def command(arguments):
     started = time.perf_counter()
     rows = answers(model, task, pairs, arguments.batch_size)
     if arguments.output or not sys.stdout.isatty():  # a bar between answers printed on a terminal garbles both
-        rows = data.progress(rows, f"predict {task.name}", total=len(pairs))
+        rows = progress(rows, f"predict {task.name}", total=len(pairs))
     counted = _Count(rows)
     if arguments.output:
         write(counted, arguments.output)

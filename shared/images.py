@@ -11,7 +11,8 @@ import warnings
 
 import numpy as np
 
-from shared import data, inputs
+from shared import inputs
+from shared.data.sources import progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Decoding is refused above this many pixels: a 40-megapixel photo is already larger than any camera
@@ -140,7 +141,7 @@ def scan(paths, description="scanning images"):
 
     workers = min(16, (os.cpu_count() or 1) * 4)  # header reads wait on the disk, not the CPU
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        found = list(data.progress(pool.map(read, paths), description, total=len(paths)))
+        found = list(progress(pool.map(read, paths), description, total=len(paths)))
     failures = [item for item in found if isinstance(item, ValueError)]
     for failure in failures:
         logger.warning("skipping %s", failure)

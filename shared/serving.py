@@ -2,7 +2,7 @@
 contracts of exports that take tensors (what `preprocessing.json` tells a caller to do).
 
 Each graph function here matches a numpy/Pillow path of the predictors (`shared.images.decode` + `fit`,
-`shared.data.tokenize_text`), and `python -m pipelines export` checks the match on every export.
+`shared.data.text.tokenize_text`), and `python -m pipelines export` checks the match on every export.
 """
 
 import io
@@ -109,7 +109,7 @@ def text_contract(vocabulary_file, sequence_length, punctuation):
 
 
 def tabular_contract(spec, layout):
-    """What a caller does to table rows before a tensor-input export (see `shared.data.fit_tabular`).
+    """What a caller does to table rows before a tensor-input export (see `shared.data.tabular.fit_tabular`).
 
     Args:
         spec (dict): the fitted preprocessing (`numeric` and `categorical` column lists).
@@ -131,12 +131,12 @@ def tensor_name(column):
 
 
 def table_graph(spec):
-    """The tabular preprocessing of `shared.data.apply_tabular` in TensorFlow ops, on one input per column.
+    """The tabular preprocessing of `shared.data.tabular.apply_tabular` in TensorFlow ops, on one input per column.
 
     Numbers arrive as float32 (NaN when missing), categories as strings (empty when missing).
 
     Args:
-        spec (dict): from `shared.data.fit_tabular`.
+        spec (dict): from `shared.data.tabular.fit_tabular`.
 
     Returns:
         tuple[dict, Callable, Callable, list]: the inputs (tensor name -> (shape, dtype)); the graph, a dict
@@ -145,7 +145,7 @@ def table_graph(spec):
     """
     import tensorflow as tf
 
-    from shared import data
+    from shared.data.tabular import category_text
 
     numeric = [(tensor_name(item["name"]), item) for item in spec["numeric"]]
     categorical = [(tensor_name(item["name"]), item) for item in spec["categorical"]]
@@ -170,7 +170,7 @@ def table_graph(spec):
     def feed(records):
         values = {name: np.array([np.nan if row[item["name"]] in (None, "") else float(row[item["name"]])
                                   for row in records], "float32") for name, item in numeric}
-        values.update({name: np.array([data.category_text(row[item["name"]]) for row in records], dtype=object)
+        values.update({name: np.array([category_text(row[item["name"]]) for row in records], dtype=object)
                        for name, item in categorical})
         return values
 

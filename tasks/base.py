@@ -253,7 +253,7 @@ class Task:
         """Returns `(length, max_length)` to batch examples of similar length together (text), or None.
 
         `length(features, targets)` gives one raw example's length as a tf.int32 scalar; see
-        `shared.data.make_dataset`.
+        `shared.data.examples.make_dataset`.
         """
         return None
 
@@ -307,16 +307,16 @@ class Task:
             elif self.input_kind == "record":
                 pairs += _json_records(argument)
             elif self.input_kind == "text" and os.path.isfile(argument):
-                from shared import data
+                from shared.data.sources import read_text
 
-                pairs += [(line, line) for line in data.read_text(argument).splitlines() if line.strip()]
+                pairs += [(line, line) for line in read_text(argument).splitlines() if line.strip()]
             else:
                 pairs.append((argument, argument))
         return pairs
 
     def _table_inputs(self, path, column):
         """One (echo, raw input) pair per row of the table at `path` (see `cli_inputs`)."""
-        from shared import data
+        from shared.data.sources import read_text_columns, require_columns
 
         if self.input_kind == "record":
             if column:
@@ -326,7 +326,7 @@ class Task:
             f"{self.input_column},path,file,filename" if self.input_kind == "file" else self.input_column)
         hint = f"Name the column as {path}:COLUMN."
         if path.lower().endswith((".csv", ".tsv", ".tab")):
-            values = data.read_text_columns(path, {"input": accepted}, hint=hint)["input"]
+            values = read_text_columns(path, {"input": accepted}, hint=hint)["input"]
         else:
             import pandas as pd
 
@@ -334,7 +334,7 @@ class Task:
             names = [name.strip() for name in accepted.split(",") if name.strip()]
             found = next((name for name in names if name in frame.columns), None)
             if found is None:
-                data.require_columns(frame, names[:1], path, hint)
+                require_columns(frame, names[:1], path, hint)
             values = ["" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
                       for value in frame[found]]
         if self.input_kind == "file":
@@ -470,11 +470,11 @@ def _folder_files(folder, extensions, task_name):
 
 def _table_records(path):
     """The rows of a CSV/TSV/Parquet table or JSONL file as dicts (missing values as None)."""
-    from shared import data
+    from shared.data.sources import read_jsonl, read_table
 
     if path.lower().endswith((".jsonl", ".ndjson")):
-        return data.read_jsonl(path)
-    return json.loads(data.read_table(path).to_json(orient="records"))
+        return read_jsonl(path)
+    return json.loads(read_table(path).to_json(orient="records"))
 
 
 def _json_records(argument):

@@ -79,16 +79,16 @@ class FraudDetection(BinaryDetectionTask):
     noisy_input = "numeric"
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source, read_table
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         synthetic = kind == "embedded"
         if kind == "embedded":
             frame, name = _transactions(40_000, config.seed), "synthetic_transactions"
         elif kind == "tfds":
             frame, name = self._tfds_frame(argument, config), f"tfds_{argument.split(':')[0]}"
         elif kind in ("file", "csv"):
-            frame, name = data.read_table(argument), f"table_{os.path.basename(argument)}"
+            frame, name = read_table(argument), f"table_{os.path.basename(argument)}"
         else:
             raise ValueError(f"fraud_detection reads a CSV or Parquet file, got the {kind} '{argument}'.")
         # the embedded timestamp only serves `time_column=timestamp` demos; as a feature it is noise
@@ -110,37 +110,40 @@ class FraudDetection(BinaryDetectionTask):
 
     def _prepare(self, frame, config, source, name, synthetic, extra_drop=()):
         """Splits the rows, fits preprocessing on the training rows and encodes every split."""
-        from shared import augmentation, data
+        from shared import augmentation
+        from shared.data.sources import require_columns
+        from shared.data.splits import carve
+        from shared.data.tabular import apply_tabular, binary_target, fit_tabular, looks_numeric, numeric_values
 
-        data.require_columns(frame, [config.target], source, hint="set --set target=COLUMN")
-        labels = data.binary_target(frame[config.target], config.target, source)
+        require_columns(frame, [config.target], source, hint="set --set target=COLUMN")
+        labels = binary_target(frame[config.target], config.target, source)
         ignored = [config.target, *config.drop_columns, *extra_drop] + ([config.time_column] if config.time_column else [])
-        data.require_columns(frame, [*config.drop_columns, config.time_column, *config.numeric_columns,
-                                     *config.categorical_columns], source, hint="fix the column lists in the config")
+        require_columns(frame, [*config.drop_columns, config.time_column, *config.numeric_columns,
+                                *config.categorical_columns], source, hint="fix the column lists in the config")
         candidates = [column for column in frame.columns if column not in ignored]
         categorical = list(config.categorical_columns) or [
             column for column in candidates
-            if column not in config.numeric_columns and not data.looks_numeric(frame[column])]
+            if column not in config.numeric_columns and not looks_numeric(frame[column])]
         numeric = list(config.numeric_columns) or [column for column in candidates if column not in categorical]
         if not numeric and not categorical:
             raise ValueError(f"{source}: no feature columns left after dropping {ignored}.")
         for column in numeric:  # check every row up front, so an error names the row of the file
-            data.numeric_values(frame[column], column, source)
+            numeric_values(frame[column], column, source)
         if config.time_column:
-            order = np.argsort(data.numeric_values(frame[config.time_column], config.time_column, source)
-                               if data.looks_numeric(frame[config.time_column])
+            order = np.argsort(numeric_values(frame[config.time_column], config.time_column, source)
+                               if looks_numeric(frame[config.time_column])
                                else frame[config.time_column].astype(str).to_numpy(), kind="stable")
             test_start = int(len(order) * (1 - config.test_fraction))
             validation_start = int(len(order) * (1 - config.test_fraction - config.validation_fraction))
             indices = (order[:validation_start], order[validation_start:test_start], order[test_start:])
         else:
-            indices = tuple(part.features for part in data.carve((np.arange(len(frame)), labels), config))
+            indices = tuple(part.features for part in carve((np.arange(len(frame)), labels), config))
         train_rows = frame.iloc[indices[0]]
         if len(np.unique(labels[indices[0]])) < 2:
             raise ValueError(f"{source}: the training split has a single class; use more data or a random split.")
-        spec = data.fit_tabular(train_rows, numeric, categorical, source, config.max_categories)
+        spec = fit_tabular(train_rows, numeric, categorical, source, config.max_categories)
         train, validation, test = (
-            (_features(data.apply_tabular(frame.iloc[part], spec, source)), labels[part]) for part in indices)
+            (_features(apply_tabular(frame.iloc[part], spec, source)), labels[part]) for part in indices)
         train = augmentation.oversample(train, config.oversample, config.seed)
         examples = frame.iloc[indices[2][:2]][numeric + categorical]
         info = {
@@ -203,11 +206,11 @@ class FraudDetection(BinaryDetectionTask):
     def prepare_inputs(self, info, inputs):
         import pandas as pd
 
-        from shared import data
+        from shared.data.tabular import apply_tabular
 
         spec = info["preprocessing"]
         records = raw_inputs.check_records(inputs, spec, info["ignored_columns"])
-        return _features(data.apply_tabular(pd.DataFrame(records), spec, "predict input"))
+        return _features(apply_tabular(pd.DataFrame(records), spec, "predict input"))
 
     def serving_signature(self, model, info):
         """The SavedModel takes one input per column (numbers, category strings) and encodes them in its graph."""

@@ -127,14 +127,15 @@ class MedicalImaging(VisionClassification):
     monitor = "val_auc"  # threshold-free: the threshold is chosen after training, and losses swing with calibration
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source
+        from shared.data.splits import carve
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         if kind == "embedded":
             from shared.data import examples
 
             pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
-            train, validation, test = data.carve(examples.Examples(pictures, labels), config)
+            train, validation, test = carve(examples.Examples(pictures, labels), config)
             info = {"class_names": ["normal", "lesion"], "image_size": list(pictures.shape[1:3]), "channels": 1,
                     "top_k": config.top_k}
             splits = Splits(train, validation, test, info, config.data, "generated_radiographs", True)

@@ -53,6 +53,8 @@ class NlpSentimentConfig(TaskConfig):
     text_column: str = "text,sentence,review,content"  # CSV/TSV text column names accepted, first found wins
     label_column: str = "label,sentiment"  # CSV/TSV label column names accepted, first found wins
     vocabulary_size: Count = 20000  # covers SST-2's 15k words; rarer words become [UNK]
+    # word counts settle long before 200k texts, and SST-2 (67k) and IMDB (25k) are still counted whole
+    vocabulary_sample: Count = 200_000  # training texts the vocabulary is counted on (a seeded sample of more)
     sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
     embedding_dim: Count = 128  # enough for 20k words trained from scratch
     units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
@@ -211,7 +213,9 @@ class NlpSentiment(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source, read_text_columns
+        from shared.data.splits import carve
+        from shared.data.text import adapt_vocabulary
 
         if config.backbone != "none":
             _check_preset(config.backbone)  # before reading any data: offline runs stop at once
@@ -219,7 +223,7 @@ class NlpSentiment(ClassificationTask):
                 warnings.warn(f"fine-tuning backbone '{config.backbone}' at learning_rate {config.learning_rate} "
                               "usually erases its pretraining; pretrained encoders want about 5e-5 "
                               "(--set learning_rate=5e-5).", stacklevel=2)
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         columns = {"text": config.text_column, "label": config.label_column}
         validation = test = None
         synthetic = False
@@ -248,7 +252,7 @@ class NlpSentiment(ClassificationTask):
                 validation = labelled["validation"]
             class_names, name = list(info.features["label"].names), f"tfds_{dataset_name.replace('/', '_')}"
         elif kind in ("file", "csv"):
-            table = data.read_text_columns(argument, columns)
+            table = read_text_columns(argument, columns)
             encoded, class_names = _encode_labels({"train": _clean(table["text"], table["label"], argument)},
                                                   argument)
             texts, labels = encoded["train"]
@@ -258,7 +262,7 @@ class NlpSentiment(ClassificationTask):
             if files:
                 raw = {}
                 for split, path in files.items():
-                    table = data.read_text_columns(path, columns)
+                    table = read_text_columns(path, columns)
                     raw[split] = _clean(table["text"], table["label"], path)
                 encoded, class_names = _encode_labels(raw, argument)
                 texts, labels = encoded["train"]
@@ -269,10 +273,11 @@ class NlpSentiment(ClassificationTask):
             name = f"folder_{os.path.basename(argument.rstrip('/'))}"
         else:
             raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
-        train, validation, test = data.carve((texts, labels), config, validation=validation, test=test)
+        train, validation, test = carve((texts, labels), config, validation=validation, test=test)
         info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
         if config.backbone == "none":
-            info["vocabulary"] = data.adapt_vocabulary(train.features, config.vocabulary_size, "strip")
+            info["vocabulary"] = adapt_vocabulary(train.features, config.vocabulary_size, "strip",
+                                                   config.vocabulary_sample, config.seed)
         else:  # the preset's own tokenizer and vocabulary travel inside the saved model
             info["backbone"] = config.backbone
         return Splits(train, validation, test, info, config.data, name, synthetic)
@@ -313,17 +318,17 @@ class NlpSentiment(ClassificationTask):
     def eval_map(self, config, info):
         import tensorflow as tf
 
-        from shared import data
+        from shared.data.text import standardize_text, text_vectorizer
 
         num_classes = len(info["class_names"])
         if "backbone" in info:  # raw strings: the keras-hub model tokenises them in its own tf.data map
             return lambda texts, labels: (texts, tf.one_hot(labels, num_classes))
         # Batches are padded to their longest text, not to sequence_length: most sentences are short,
         # and a recurrent net pays for every padded step.
-        layer = data.text_vectorizer(info["vocabulary"], None)
+        layer = text_vectorizer(info["vocabulary"], None)
 
         def encode(texts, labels):
-            token_ids = layer(data.standardize_text(texts, "strip"))[:, : info["sequence_length"]]
+            token_ids = layer(standardize_text(texts, "strip"))[:, : info["sequence_length"]]
             return _nonempty(token_ids), tf.one_hot(labels, num_classes)
 
         return encode
@@ -384,12 +389,13 @@ class NlpSentiment(ClassificationTask):
 
     def serving_signature(self, model, info):
         """The SavedModel takes raw strings and standardises and vectorises them in its graph."""
-        from shared import data, serving as graphs
+        from shared import serving as graphs
+        from shared.data.text import standardize_text, text_vectorizer
 
         serving = super().serving_signature(model, info)
         if "backbone" in info:
             return serving
-        layer = data.text_vectorizer(info["vocabulary"], info["sequence_length"])
+        layer = text_vectorizer(info["vocabulary"], info["sequence_length"])
         layer.build(None)  # a SavedModel keeps only built layers (and so the vocabulary's lookup table)
         serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))
         serving.preprocessing["steps"].append("a text with no token at all gets id 1 ([UNK]) first, as in training")
@@ -397,7 +403,7 @@ class NlpSentiment(ClassificationTask):
         serving.tensor_shapes = {"token_ids": (None, info["sequence_length"])}
         serving.preprocessing["raw_input"] = "a UTF-8 string per row"
         serving.raw_inputs = {"text": ((None,), "string")}
-        serving.raw_graph = lambda raw: _nonempty(layer(data.standardize_text(raw["text"], "strip")))
+        serving.raw_graph = lambda raw: _nonempty(layer(standardize_text(raw["text"], "strip")))
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
         serving.resources = [layer]
         return serving
@@ -415,7 +421,6 @@ def _probabilities(model, info, texts, check):
     Returns:
         tuple[np.ndarray, np.ndarray]: probabilities (n, classes) and, per text, whether it was truncated.
     """
-    from shared import data
 
     if "backbone" not in info:
         token_ids, truncated = _token_ids(info, texts, check)
@@ -496,11 +501,11 @@ def _pretrained_classifier(config, num_classes):
 
 
 def _token_ids(info, texts, check):
-    """Token id rows of raw texts as in training (see `shared.data.tokenize_text`), and which were truncated."""
-    from shared import data
+    """Token id rows of raw texts as in training (see `shared.data.text.tokenize_text`), and which were truncated."""
+    from shared.data.text import tokenize_text
 
-    token_ids, truncated = data.tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip",
-                                              check=check)
+    token_ids, truncated = tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip",
+                                         check=check)
     token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training (see `_nonempty`)
     return token_ids, truncated
 

@@ -107,9 +107,9 @@ class PredictiveMaintenance(BinaryDetectionTask):
     quick_overrides = {"epochs": 2, "max_examples": 3000}
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source, read_table
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         test, truth = None, None
         if kind == "embedded":
             pool, name = _engines(80, config.seed), "synthetic_engines"
@@ -121,8 +121,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
             pool, test, truth, name = _read_cmapss(argument, config.subset)
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
         elif kind in ("file", "csv"):
-            pool = data.read_table(argument, [config.unit_column, config.time_column, config.target_column],
-                                   hint="name the columns with --set unit_column=... time_column=... target_column=...")
+            pool = read_table(argument, [config.unit_column, config.time_column, config.target_column],
+                              hint="name the columns with --set unit_column=... time_column=... target_column=...")
             name = f"table_{os.path.basename(argument)}"
         else:
             raise ValueError(f"predictive_maintenance reads a C-MAPSS folder/file or a CSV/Parquet table, "
@@ -133,17 +133,20 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
     def _prepare(self, pool, test, truth, config, name):
         """Splits units, fits preprocessing on training units and cuts every split into windows."""
-        from shared import augmentation, data
+        from shared import augmentation
+        from shared.data.sources import require_columns
+        from shared.data.splits import carve, split_indices
+        from shared.data.tabular import fit_tabular, looks_numeric, numeric_values
 
         source = config.data
         unit, time = config.unit_column, config.time_column
         excluded = {unit, time, config.target_column, *config.drop_columns} - {""}
-        data.require_columns(pool, [*config.drop_columns, *config.sensor_columns], source,
-                             hint="fix drop_columns / sensor_columns")
+        require_columns(pool, [*config.drop_columns, *config.sensor_columns], source,
+                        hint="fix drop_columns / sensor_columns")
         features = list(config.sensor_columns) or [column for column in pool.columns if column not in excluded]
         if not features:
             raise ValueError(f"{source}: no sensor columns left after excluding {sorted(excluded)}.")
-        categorical = [column for column in features if not data.looks_numeric(pool[column])]
+        categorical = [column for column in features if not looks_numeric(pool[column])]
         for column in categorical:
             if pool[column].nunique() > MAX_ONE_HOT:
                 raise ValueError(f"{source}: text column '{column}' has {pool[column].nunique()} distinct values, "
@@ -152,18 +155,18 @@ class PredictiveMaintenance(BinaryDetectionTask):
             raise ValueError(f"{source}: set time_column to order each unit's rows (unit_column is '{unit}').")
         for column in features:  # check every row up front, so an error names the row of the file
             if column not in categorical:
-                data.numeric_values(pool[column], column, source)
+                numeric_values(pool[column], column, source)
         pool = _with_targets(pool, config, source)
         window = config.window if unit else 1
         generator = np.random.default_rng(config.seed)
         if not unit:  # independent rows: a stratified (classification) or plain row split
             rows = (np.arange(len(pool)), pool["_target"].to_numpy())
-            parts = data.carve(rows, config, stratify=config.mode == "classification")
+            parts = carve(rows, config, stratify=config.mode == "classification")
             train_rows, validation_rows, test_rows = (pool.iloc[part.features] for part in parts)
         else:
             units = pool[unit].unique()
             try:
-                train_units, validation_units, test_units = data.split_indices(
+                train_units, validation_units, test_units = split_indices(
                     len(units), config.seed, config.validation_fraction, 0 if test is not None else config.test_fraction)
             except ValueError as error:
                 raise ValueError(f"{source}: splitting its {len(units)} unit(s): {error}") from None
@@ -174,8 +177,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
                 test, truth = _truncate(test_rows, config, generator)
         numeric = [column for column in features if column not in categorical]
         constant = _constant_columns(train_rows, numeric, source)
-        spec = data.fit_tabular(train_rows, [column for column in numeric if column not in constant],
-                                categorical, source)
+        spec = fit_tabular(train_rows, [column for column in numeric if column not in constant],
+                           categorical, source)
         info = {
             "mode": config.mode, "preprocessing": spec, "constant_columns": constant, "unit_column": unit,
             "time_column": time, "window": window, "rul_cap": config.rul_cap,
@@ -427,9 +430,9 @@ def nasa_score(true, predicted):
 
 def encode(frame, info, source):
     """Raw rows -> float32 (n, features): standardised numbers then one-hot categories (index 0 = unseen)."""
-    from shared import data
+    from shared.data.tabular import apply_tabular
 
-    encoded = data.apply_tabular(frame, info["preprocessing"], source)
+    encoded = apply_tabular(frame, info["preprocessing"], source)
     parts = [encoded["numeric"]]
     for index, item in enumerate(info["preprocessing"]["categorical"]):
         parts.append(np.eye(len(item["vocabulary"]) + 1, dtype="float32")[encoded["categorical"][:, index]])
@@ -496,7 +499,7 @@ def _truth(truth, config):
 
 def _with_targets(pool, config, source):
     """Adds `_target`: capped RUL, a 0/1 label, or the given target column, per row."""
-    from shared import data
+    from shared.data.tabular import binary_target, numeric_values
 
     pool = pool.copy()
     unit, time = config.unit_column, config.time_column
@@ -504,12 +507,12 @@ def _with_targets(pool, config, source):
         if column and pool[column].isna().any():
             raise ValueError(f"{source}: column '{column}' has empty values; every row needs a {column}.")
     if time:
-        pool[time] = data.numeric_values(pool[time], time, source)
+        pool[time] = numeric_values(pool[time], time, source)
     if config.target_column:
         if config.mode == "classification":
-            pool["_target"] = data.binary_target(pool[config.target_column], config.target_column, source)
+            pool["_target"] = binary_target(pool[config.target_column], config.target_column, source)
         else:
-            pool["_target"] = np.minimum(data.numeric_values(pool[config.target_column], config.target_column, source),
+            pool["_target"] = np.minimum(numeric_values(pool[config.target_column], config.target_column, source),
                                          config.rul_cap)
         return pool
     if not unit or not time:
@@ -535,11 +538,11 @@ def _truncate(test_pool, config, generator):
 
 def _constant_columns(rows, columns, source):
     """Numeric columns whose training spread is below 1e-4 of their scale (constant up to rounding)."""
-    from shared import data
+    from shared.data.tabular import numeric_values
 
     constant = []
     for column in columns:
-        values = data.numeric_values(rows[column], column, source)
+        values = numeric_values(rows[column], column, source)
         values = values[~np.isnan(values)]
         if values.size == 0 or values.std() <= 1e-4 * max(1.0, abs(values.mean())):
             constant.append(column)

@@ -73,9 +73,10 @@ class VisionClassification(ClassificationTask):
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source, read_idx_pair, read_npz
+        from shared.data.splits import carve
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         validation = test = None
         if kind == "embedded":
             from sklearn import datasets
@@ -94,9 +95,9 @@ class VisionClassification(ClassificationTask):
             name = f"folder_{argument.rstrip('/').split('/')[-1]}"
         elif kind in ("idx", "npz"):
             if kind == "idx":
-                features, labels = data.read_idx_pair(argument)
+                features, labels = read_idx_pair(argument)
             else:
-                arrays = data.read_npz(argument)
+                arrays = read_npz(argument)
                 features, labels = arrays["train"]
                 test = _array_examples(*arrays["test"], config)[0]
                 if "validation" in arrays:
@@ -106,7 +107,7 @@ class VisionClassification(ClassificationTask):
             name = f"{kind}_{argument.rstrip('/').split('/')[-1]}"
         else:
             raise ValueError(f"vision_classification cannot read '{config.data}'; give a folder, IDX folder or .npz.")
-        train, validation, test = data.carve(pool, config, validation=validation, test=test)
+        train, validation, test = carve(pool, config, validation=validation, test=test)
         info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
         return Splits(train, validation, test, info, config.data, name, False)
 

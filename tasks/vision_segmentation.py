@@ -186,7 +186,8 @@ def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
     import concurrent.futures
     import os
 
-    from shared import data, images
+    from shared import images
+    from shared.data.sources import progress
 
     mask_paths = []
     for path in image_paths:
@@ -205,8 +206,8 @@ def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
         return found, int(mask.max(initial=0))
 
     with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
-        checked = list(data.progress(pool.map(check, zip(image_paths, mask_paths)), "checking images and masks",
-                                     total=len(mask_paths)))
+        checked = list(progress(pool.map(check, zip(image_paths, mask_paths)), "checking images and masks",
+                                total=len(mask_paths)))
     return mask_paths, [found for found, _ in checked], max(largest for _, largest in checked)
 
 
@@ -386,10 +387,11 @@ class VisionSegmentation(Task):
     quick_overrides = {"epochs": 2, "max_examples": 200}
 
     def load_data(self, config):
-        from shared import data
         from shared.data import examples
+        from shared.data.sources import parse_source
+        from shared.data.splits import carve
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         if kind == "tfds":
             return self._tfds(argument, config)
         if kind == "embedded":
@@ -413,7 +415,7 @@ class VisionSegmentation(Task):
             train, validation, test = (pool.subset(np.arange(start, end)) for start, end in
                                        ((0, cut), (cut, cut + validation_count), (cut + validation_count, len(pool))))
         else:
-            train, validation, test = data.carve(pool, config, stratify=False)
+            train, validation, test = carve(pool, config, stratify=False)
         for split_name, split in (("train", train), ("validation", validation), ("test", test)):
             if not len(split):
                 raise ValueError(f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "

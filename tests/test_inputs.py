@@ -14,7 +14,9 @@ import pytest
 import tasks
 from benchmarks import serving_fuzz
 from pipelines import serving_model
-from shared import data, images, inputs
+from shared import images, inputs
+from shared.data import text
+from shared.data.tabular import apply_tabular
 from tasks.base import Task
 
 
@@ -135,14 +137,14 @@ def test_the_input_folder_admits_its_files_only_and_refuses_alike(tmp_path, monk
 
 def test_a_long_text_is_cut_before_tokenising_and_flagged_as_truncated(monkeypatch):
     vocabulary, seen = ["", "[UNK]", "good", "film"], []
-    standardize = data.standardize_text
-    monkeypatch.setattr(data, "standardize_text", lambda texts, punctuation: seen.append(texts) or standardize(
+    standardize = text.standardize_text
+    monkeypatch.setattr(text, "standardize_text", lambda texts, punctuation: seen.append(texts) or standardize(
         texts, punctuation))
-    ids, truncated = data.tokenize_text(["good film", "good " * 200_000], vocabulary, 8, "strip", check=True)
-    assert max(len(text) for text in seen[0].numpy()) == 8 * data.TEXT_CHARACTERS_PER_TOKEN
+    ids, truncated = text.tokenize_text(["good film", "good " * 200_000], vocabulary, 8, "strip", check=True)
+    assert max(len(cut) for cut in seen[0].numpy()) == 8 * text.TEXT_CHARACTERS_PER_TOKEN
     assert truncated.tolist() == [False, True] and ids[1].tolist() == [2] * 8
-    spaced = "good" + " " * (8 * data.TEXT_CHARACTERS_PER_TOKEN) + "film"  # cut inside the spaces: one token kept
-    ids, truncated = data.tokenize_text([spaced], vocabulary, 8, "strip", check=True)
+    spaced = "good" + " " * (8 * text.TEXT_CHARACTERS_PER_TOKEN) + "film"  # cut inside the spaces: one token kept
+    ids, truncated = text.tokenize_text([spaced], vocabulary, 8, "strip", check=True)
     assert truncated.tolist() == [True] and ids[0].tolist() == [2] + [0] * 7
 
 
@@ -205,8 +207,8 @@ def test_hostile_table_values_are_one_line_errors_naming_the_column():
     for value, message in ((math.inf, "infinite value"), (10**400, "infinite value"), (1e300, r"holds 1e\+300"),
                            ([1, 2], "must be numeric"), ({"a": 1}, "must be numeric"), ("abc", "must be numeric")):
         with pytest.raises(ValueError, match=f"predict input: column 'amount' .*{message}"):
-            data.apply_tabular(pd.DataFrame({"amount": [1.0, value]}), spec, "predict input")
-    missing = data.apply_tabular(pd.DataFrame({"amount": [1.0, None, math.nan, "2.5"]}), spec, "x")["numeric"]
+            apply_tabular(pd.DataFrame({"amount": [1.0, value]}), spec, "predict input")
+    missing = apply_tabular(pd.DataFrame({"amount": [1.0, None, math.nan, "2.5"]}), spec, "x")["numeric"]
     assert missing.tolist() == [[1.0], [0.0], [0.0], [2.5]]  # missing values are imputed (median 0)
 
 

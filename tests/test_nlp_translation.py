@@ -10,8 +10,9 @@ import pytest
 
 import tasks
 from pipelines import config, runner
-from shared import data, evaluation, tracking
+from shared import evaluation, tracking
 from shared.data import tfds as tfds_source
+from shared.data.text import tokenize_text
 from tasks import nlp_translation
 
 
@@ -101,7 +102,7 @@ def test_beam_search_and_predictor_on_an_untrained_model():
     resolved = _config("embedded_examples=200", "sequence_length=8", "embedding_dim=16", "dense_dim=32")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
-    source_ids, _ = data.tokenize_text(["I have one red book."], splits.info["source_vocabulary"], 8, "split")
+    source_ids, _ = tokenize_text(["I have one red book."], splits.info["source_vocabulary"], 8, "split")
     greedy = nlp_translation.beam_search(model, source_ids, 1, 0.6)
     beams = nlp_translation.beam_search(model, np.repeat(source_ids, 2, axis=0), 3, 0.6)
     assert len(greedy) == 1 and len(beams) == 2 and beams[0] == beams[1]

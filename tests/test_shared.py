@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from shared import augmentation, data, evaluation, images, regularization
+from shared import augmentation, evaluation, images, regularization
 from shared.data import examples
+from shared.data.sources import parse_source, read_idx, read_npz
+from shared.data.splits import split_indices
+from shared.data.text import adapt_vocabulary
 from tasks.base import TaskConfig
 
 
@@ -81,14 +84,14 @@ def test_top_k_answers():
 
 def test_split_indices_stratified_and_grouped():
     labels = np.array([0] * 80 + [1] * 20)
-    train, validation, test = data.split_indices(100, 0, 0.2, 0.2, stratify=labels)
+    train, validation, test = split_indices(100, 0, 0.2, 0.2, stratify=labels)
     assert sorted(np.concatenate([train, validation, test])) == list(range(100))
     assert labels[test].mean() == pytest.approx(0.2)
     groups = np.repeat(np.arange(10), 10)
-    train, validation, test = data.split_indices(100, 0, 0.2, 0.2, groups=groups)
+    train, validation, test = split_indices(100, 0, 0.2, 0.2, groups=groups)
     assert not set(groups[train]) & set(groups[test]) and not set(groups[train]) & set(groups[validation])
     with pytest.raises(ValueError, match="10 example\\(s\\) are too few to carve"):
-        data.split_indices(10, 0, 0.5, 0.5)
+        split_indices(10, 0, 0.5, 0.5)
 
 
 def test_make_dataset_batches_and_maps():
@@ -101,28 +104,28 @@ def test_make_dataset_batches_and_maps():
 
 
 def test_parse_source(tmp_path):
-    assert data.parse_source("embedded") == ("embedded", "")
-    assert data.parse_source("tfds:mnist:train") == ("tfds", "mnist:train")
+    assert parse_source("embedded") == ("embedded", "")
+    assert parse_source("tfds:mnist:train") == ("tfds", "mnist:train")
     (tmp_path / "a").mkdir()
-    assert data.parse_source(str(tmp_path)) == ("folder", str(tmp_path))
+    assert parse_source(str(tmp_path)) == ("folder", str(tmp_path))
     npz = tmp_path / "x.npz"
     np.savez(npz, a=np.zeros(2))
-    assert data.parse_source(str(npz)) == ("npz", str(npz))
+    assert parse_source(str(npz)) == ("npz", str(npz))
     with pytest.raises(ValueError, match="does not exist"):
-        data.parse_source(str(tmp_path / "missing"))
+        parse_source(str(tmp_path / "missing"))
 
 
 def test_bad_idx_and_npz_files_are_named(tmp_path):
     bad = tmp_path / "bad-idx3-ubyte"
     bad.write_bytes(b"hello world")
     with pytest.raises(ValueError, match="bad-idx3-ubyte' is not an unsigned-byte IDX file"):
-        data.read_idx(bad)
+        read_idx(bad)
     npz = tmp_path / "other.npz"
     np.savez(npz, pixels=np.zeros(3))
     with pytest.raises(ValueError, match="expected x_train, y_train"):
-        data.read_npz(npz)
+        read_npz(npz)
     with pytest.raises(ValueError, match="cannot read"):
-        data.read_npz(bad)
+        read_npz(bad)
 
 
 def test_decode_and_fit_images(tmp_path):
@@ -133,3 +136,12 @@ def test_decode_and_fit_images(tmp_path):
     fitted = images.fit(decoded, (8, 8), 1)
     assert fitted.shape == (8, 8, 1)
     assert images.decode(np.full((4, 4), 255, dtype=np.uint8)).max() == pytest.approx(1.0)
+
+
+def test_a_vocabulary_is_counted_on_a_capped_seeded_sample():
+    texts = np.array([f"common word{index}" for index in range(50)], dtype=object)
+    whole = adapt_vocabulary(texts, 100, "strip", sample=50)
+    capped = adapt_vocabulary(texts, 100, "strip", sample=10, seed=1)
+    assert len(whole) == 2 + 51 and whole[2] == "common"
+    assert len(capped) == 2 + 11 and capped[2] == "common"  # padding, [UNK], the common word and 10 of the rest
+    assert capped == adapt_vocabulary(texts, 100, "strip", sample=10, seed=1)  # the seed fixes the sample

@@ -42,9 +42,9 @@ class ToySum(Task):
     def load_data(self, config):
         rows = np.random.default_rng(config.seed).random((400, 3), dtype="float32")
         pool = (rows, rows.sum(axis=1, keepdims=True))
-        from shared import data
+        from shared.data.splits import carve
 
-        train, validation, test = data.carve(pool, config, stratify=False)
+        train, validation, test = carve(pool, config, stratify=False)
         return Splits(train, validation, test, {}, config.data, "random_rows", True)
 
     def build_model(self, config, info):

@@ -11,8 +11,9 @@ import pytest
 
 import tasks
 from pipelines import cli, config, runner
-from shared import data, images, tracking
+from shared import images, tracking
 from shared.data import tfds as tfds_source
+from shared.data.sources import read_idx_pair
 from tests.conftest import shared_data
 
 TASK = "vision_classification"
@@ -322,7 +323,7 @@ def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
         handle.write(bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in pixels.shape) + pixels.tobytes())
     with gzip.open(idx_folder / "t10k-labels-idx1-ubyte.gz", "wb") as handle:
         handle.write(bytes([0, 0, 8, 1]) + (60).to_bytes(4, "big") + labels.tobytes())
-    features, targets = data.read_idx_pair(idx_folder)
+    features, targets = read_idx_pair(idx_folder)
     assert features.shape == (60, 9, 9) and (targets == labels).all()
     task = tasks.get(TASK)
     splits = task.load_data(config.resolve(task, data=str(idx_folder)))
@@ -345,7 +346,7 @@ def test_default_run_reaches_target_on_embedded_digits(tracking_store):
 @pytest.mark.slow
 def test_real_mnist_idx_files_load(tracking_store):
     folder = shared_data("mnist_test")
-    features, labels = data.read_idx_pair(folder)
+    features, labels = read_idx_pair(folder)
     assert features.shape == (10000, 28, 28) and set(labels) == set(range(10))
 
 

@@ -247,7 +247,7 @@ def load_arrays(spec, data_dir, keys, alternatives, example_map=None):
     import tensorflow as tf
     import tensorflow_datasets
 
-    from shared import data
+    from shared.data.sources import progress
 
     name, _, split = spec.partition(":")
     found = builder(name, data_dir, alternatives, keys)
@@ -257,7 +257,7 @@ def load_arrays(spec, data_dir, keys, alternatives, example_map=None):
         rows = found.as_dataset(split=split_name).map(
             lambda example: mapping({key: example[key] for key in keys}), num_parallel_calls=tf.data.AUTOTUNE
         )
-        chunks = list(data.progress(tensorflow_datasets.as_numpy(rows.batch(512)), f"reading tfds:{name} {split_name}"))
+        chunks = list(progress(tensorflow_datasets.as_numpy(rows.batch(512)), f"reading tfds:{name} {split_name}"))
         if not chunks:
             raise ValueError(f"tfds:{name} split '{split_name}' is empty.")
         loaded[split_name] = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}

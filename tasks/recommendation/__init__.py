@@ -102,9 +102,9 @@ class Recommendation(Task):
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
 
     def load_data(self, config):
-        from shared import data
+        from shared.data.sources import parse_source
 
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         if kind == "embedded":
             frame, titles = synthetic_ratings(config.seed)
             if not config.rating_column:

@@ -37,17 +37,17 @@ def clean_interactions(frame, config, source):
 
 def split_interactions(frame, config, source):
     """Returns train, validation and test row indices for the configured split."""
-    from shared import data
+    from shared.data.splits import leave_last_out_indices, split_indices, time_split_indices
 
     if config.split == "random":
-        return data.split_indices(len(frame), config.seed, config.validation_fraction, config.test_fraction)
+        return split_indices(len(frame), config.seed, config.validation_fraction, config.test_fraction)
     if "timestamp" not in frame:
         raise ValueError(f"{source}: split '{config.split}' needs a timestamp column ('{config.timestamp_column}' "
                          "is absent); set timestamp_column=NAME or use split=random.")
     if config.split == "time":
-        return data.time_split_indices(frame["timestamp"].to_numpy(), config.validation_fraction,
-                                       config.test_fraction)
-    train, validation, test = data.leave_last_out_indices(frame["user"].to_numpy(), frame["timestamp"].to_numpy())
+        return time_split_indices(frame["timestamp"].to_numpy(), config.validation_fraction,
+                                  config.test_fraction)
+    train, validation, test = leave_last_out_indices(frame["user"].to_numpy(), frame["timestamp"].to_numpy())
     if len(test) == 0:
         raise ValueError(f"{source}: leave_last_out needs users with at least two interactions, and every "
                          "user has one; use split=random or split=time.")

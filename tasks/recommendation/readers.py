@@ -35,7 +35,8 @@ def read_ratings(path, config):
     """
     import pandas as pd
 
-    from shared import data
+    from shared.data.sources import require_columns
+    from shared.data.tabular import numeric_values
 
     name = os.path.basename(path)
     fixed = name.endswith((".data", ".dat"))
@@ -49,10 +50,10 @@ def read_ratings(path, config):
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"cannot read ratings file '{path}': {first_line[:200]}.") from None
     if not fixed:
-        data.require_columns(frame, [config.user_column, config.item_column, config.rating_column],
-                             f"ratings file '{path}'",
-                             "Set them with --set user_column=NAME item_column=NAME rating_column=NAME "
-                             "(rating_column= for implicit feedback).")
+        require_columns(frame, [config.user_column, config.item_column, config.rating_column],
+                        f"ratings file '{path}'",
+                        "Set them with --set user_column=NAME item_column=NAME rating_column=NAME "
+                        "(rating_column= for implicit feedback).")
         chosen = {"user": config.user_column, "item": config.item_column, "rating": config.rating_column,
                   "timestamp": config.timestamp_column if config.timestamp_column in frame else ""}
         frame = pd.DataFrame({role: frame[column] for role, column in chosen.items() if column})
@@ -62,10 +63,10 @@ def read_ratings(path, config):
         raise ValueError(f"ratings file '{path}' has no data rows.")
     result = pd.DataFrame({"user": frame["user"].map(id_text), "item": frame["item"].map(id_text)})
     if config.rating_column:
-        result["rating"] = data.numeric_values(frame["rating"], config.rating_column, f"ratings file '{path}'")
+        result["rating"] = numeric_values(frame["rating"], config.rating_column, f"ratings file '{path}'")
     if "timestamp" in frame:
-        result["timestamp"] = data.numeric_values(frame["timestamp"], config.timestamp_column,
-                                                  f"ratings file '{path}'")
+        result["timestamp"] = numeric_values(frame["timestamp"], config.timestamp_column,
+                                             f"ratings file '{path}'")
     return result
 
 
@@ -77,7 +78,7 @@ def read_titles(path, config):
     """
     import pandas as pd
 
-    from shared import data
+    from shared.data.sources import require_columns
 
     companion = "u.item" if path.endswith(".data") else "movies.dat" if path.endswith(".dat") else "movies.csv"
     candidate = config.items_file or os.path.join(os.path.dirname(path), companion)
@@ -87,8 +88,8 @@ def read_titles(path, config):
                                 header=None, encoding="latin-1", dtype=str)
             return dict(zip(frame[0].map(id_text), frame[1]))
         frame = pd.read_csv(candidate, dtype=str)
-        data.require_columns(frame, [config.item_column, config.title_column], f"items file '{candidate}'",
-                             "Set item_column / title_column, or items_file to the right file.")
+        require_columns(frame, [config.item_column, config.title_column], f"items file '{candidate}'",
+                        "Set item_column / title_column, or items_file to the right file.")
         titles = frame[config.title_column].fillna("")
         if "genres" in frame:
             titles = titles + " [" + frame["genres"].fillna("").str.replace("|", ", ") + "]"

@@ -110,8 +110,9 @@ class Speech(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
 
     def load_data(self, config):
-        from shared import augmentation, data
+        from shared import augmentation
         from shared.data import examples
+        from shared.data.sources import parse_source
 
         settings = feature_settings(config)
         copies = max(0, config.augment_copies)
@@ -120,7 +121,7 @@ class Speech(ClassificationTask):
         folder = feature_folder(settings, perturbation)
         perturb = augmentation.audio_waveform(speed=config.speed, semitones=config.pitch_semitones,
                                               snr_db=tuple(config.noise_snr_db), seed=config.seed)
-        kind, argument = data.parse_source(config.data)
+        kind, argument = parse_source(config.data)
         if kind == "tfds":
             roles, class_names, name, synthetic = sources.tfds_clips(argument, config, copies)
         else:
@@ -157,8 +158,8 @@ class Speech(ClassificationTask):
     @staticmethod
     def _split(config, labels, groups, preset):
         """Train / validation / test clip indices and labels: preset splits, named groups, then carving."""
-        from shared import data
         from shared.data import examples
+        from shared.data.splits import carve
 
         preset = np.full(len(labels), "", dtype=object) if preset is None else preset.astype(object)
         for role, named in (("test", config.test_groups), ("validation", config.validation_groups)):
@@ -179,8 +180,8 @@ class Speech(ClassificationTask):
         fixed = {role: everything.subset(np.flatnonzero(preset == role)) if (preset == role).any() else None
                  for role in ("validation", "test")}
         pool = preset == ""
-        return data.carve(everything.subset(np.flatnonzero(pool)), config, validation=fixed["validation"],
-                          test=fixed["test"], groups=groups[pool] if config.split == "group" else None)
+        return carve(everything.subset(np.flatnonzero(pool)), config, validation=fixed["validation"],
+                     test=fixed["test"], groups=groups[pool] if config.split == "group" else None)
 
     def build_model(self, config, info):
         import keras
@@ -219,7 +220,6 @@ class Speech(ClassificationTask):
         from sklearn import metrics
 
         from shared import evaluation, plots
-
         from shared.data import examples
 
         names = splits.info["class_names"]

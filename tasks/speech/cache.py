@@ -87,7 +87,7 @@ def extract(clips, settings, folder, perturb, description, total):
     import hashlib
     import itertools
 
-    from shared import data
+    from shared.data.sources import progress
 
     def one(clip):
         digest = hashlib.sha256(clip.key.encode()).hexdigest()[:24]
@@ -110,7 +110,7 @@ def extract(clips, settings, folder, perturb, description, total):
 
     clips, results = iter(clips), []
     with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool, \
-            data.progress(None, description, total=total) as bar:
+            progress(None, description, total=total) as bar:
         while chunk := list(itertools.islice(clips, 256)):  # a stream is read 256 clips at a time
             results += pool.map(one, chunk)
             bar.update(len(chunk))

@@ -23,9 +23,9 @@ def clip_sources(config):
         tuple: clip makers (`(copies, keep_clip) -> Clip`), integer labels, groups (or None), preset
         split names per clip ("" = to carve), class names, dataset name, synthetic flag.
     """
-    from shared import data
+    from shared.data.sources import parse_source
 
-    kind, argument = data.parse_source(config.data)
+    kind, argument = parse_source(config.data)
     groups, preset, synthetic = None, None, False
     if kind == "embedded":
         waveforms, labels, groups, class_names = generated_words(config.embedded_repeats, config.sample_rate,
@@ -121,11 +121,11 @@ def pattern_files(folder, pattern):
 
 def manifest(path):
     """Paths, labels and optional groups of a CSV manifest `path,label[,group]`."""
-    from shared import data
+    from shared.data.sources import read_text_columns
 
-    columns = data.read_text_columns(path, {"path": "path,file,filename", "label": "label"})
+    columns = read_text_columns(path, {"path": "path,file,filename", "label": "label"})
     try:
-        groups = data.read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
+        groups = read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
     except ValueError:  # the group column is optional
         groups = None
     base = pathlib.Path(path).resolve().parent

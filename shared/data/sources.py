@@ -1,0 +1,272 @@
+"""Reading what users give as data: the `--data` value, IDX and npz files, UTF-8 text, CSV/TSV/Parquet tables,
+JSON Lines, and the progress bar of long reads."""
+
+import gzip
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+
+def progress(iterable, description, total=None):
+    """Wraps an iterable in a progress bar on stderr (silent when stderr is not a terminal)."""
+    import tqdm
+
+    return tqdm.tqdm(
+        iterable, desc=description, total=total, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False
+    )
+
+
+def parse_source(source):
+    """Splits a `--data` value into its kind and argument.
+
+    Args:
+        source (str): `embedded`, `tfds:NAME[:SPLIT]`, or a path (optionally prefixed `folder:`,
+            `npz:` or `idx:` to skip auto-detection).
+
+    Returns:
+        tuple[str, str]: `("embedded", "")`, `("tfds", "NAME[:SPLIT]")` or `(kind, path)` with kind
+        one of folder, npz, idx, file, detected from what is on disk.
+
+    Raises:
+        ValueError: the path does not exist.
+    """
+    if source == "embedded":
+        return "embedded", ""
+    kind, separator, rest = source.partition(":")
+    if separator and kind in ("tfds", "folder", "npz", "idx", "file", "csv"):
+        if kind == "tfds":
+            return kind, rest
+        path = rest
+    else:
+        kind, path = "", source
+    if not os.path.exists(path):
+        raise ValueError(
+            f"data source '{source}' does not exist. Use 'embedded', 'tfds:NAME', or a path to your files."
+        )
+    if kind:
+        return kind, path
+    if os.path.isdir(path):
+        if any("idx" in name and "ubyte" in name for name in os.listdir(path)):
+            return "idx", path
+        return "folder", path
+    if path.endswith(".npz"):
+        return "npz", path
+    return "file", path
+
+
+
+def read_idx(path):
+    """Reads an IDX file (the MNIST format), gzipped or not.
+
+    Raises:
+        ValueError: the file is not IDX.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        content = handle.read()
+    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] != 0x08:
+        raise ValueError(f"'{path}' is not an unsigned-byte IDX file (bad magic number).")
+    dimensions = content[3]
+    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(dimensions))
+    data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * dimensions)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"'{path}' is truncated: header says {shape}, found {data.size} values.")
+    return data.reshape(shape)
+
+
+def read_idx_pair(folder):
+    """Reads the images and labels IDX files of a folder (e.g. `t10k-images-idx3-ubyte.gz` and labels).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: images (n, h, w) and labels (n,).
+    """
+    names = sorted(os.listdir(folder))
+    images = [name for name in names if "idx3" in name]
+    labels = [name for name in names if "idx1" in name]
+    if len(images) != 1 or len(labels) != 1:
+        raise ValueError(
+            f"'{folder}' must hold exactly one *idx3-ubyte[.gz] images file and one *idx1-ubyte[.gz] labels "
+            f"file; found images {images}, labels {labels}."
+        )
+    x, y = read_idx(pathlib.Path(folder, images[0])), read_idx(pathlib.Path(folder, labels[0]))
+    if len(x) != len(y):
+        raise ValueError(f"'{folder}': {len(x)} images but {len(y)} labels.")
+    return x, y
+
+
+# Key pairs of the npz layouts people have: Keras' mnist.npz and MedMNIST.
+_NPZ_LAYOUTS = (
+    {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")},
+    {"train": ("train_images", "train_labels"), "validation": ("val_images", "val_labels"),
+     "test": ("test_images", "test_labels")},
+)
+
+
+def read_npz(path):
+    """Reads a Keras-style (`x_train`, `y_train`, `x_test`, `y_test`) or MedMNIST-style npz.
+
+    Returns:
+        dict[str, tuple[np.ndarray, np.ndarray]]: split name -> (features, labels).
+
+    Raises:
+        ValueError: the file is not a readable npz or has neither layout.
+    """
+    try:
+        archive = np.load(path)
+    except Exception as error:
+        raise ValueError(f"cannot read '{path}' as .npz: {error}.") from None
+    with archive:
+        for layout in _NPZ_LAYOUTS:
+            if all(key in archive.files for pair in layout.values() for key in pair):
+                return {split: (archive[x], archive[y]) for split, (x, y) in layout.items()}
+    raise ValueError(
+        f"'{path}' has arrays {archive.files}; expected x_train, y_train, x_test, y_test "
+        "(Keras style) or train_images, train_labels, val_*, test_* (MedMNIST style)."
+    )
+
+
+def read_text(path):
+    """Reads a whole text file as UTF-8 (a leading byte-order mark is dropped).
+
+    Args:
+        path (str | pathlib.Path): the file.
+
+    Returns:
+        str: its content.
+
+    Raises:
+        ValueError: the file is not valid UTF-8; the message names the line and the offending byte.
+    """
+    with open(path, "rb") as handle:
+        content = handle.read()
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = content[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"'{path}' line {line} is not valid UTF-8 (byte 0x{content[error.start]:02x}); "
+            "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
+def read_text_columns(path, columns, hint=None):
+    """Reads a CSV (comma) or TSV (tab, by extension `.tsv`/`.tab`) file with a header row.
+
+    Args:
+        path (str | pathlib.Path): the file.
+        columns (dict[str, str]): role -> accepted column names, comma-separated (the first one the
+            file has wins), e.g. `{"text": "text,sentence", "label": "label"}`.
+        hint (str | None): how to name another column, ending the missing-column error (default: the
+            `--set ROLE_column=NAME` config override).
+
+    Returns:
+        dict[str, np.ndarray]: role -> the column's values (strings as Python objects).
+
+    Raises:
+        ValueError: not UTF-8, unparsable, or a role has none of its accepted columns (the message lists
+            the columns the file has).
+    """
+    import csv
+    import io
+
+    import pandas as pd
+
+    text = read_text(path)
+    tab = str(path).lower().endswith((".tsv", ".tab"))
+    try:
+        # TSV exports (SST-2, Anki) use bare quotes inside sentences, so TSV is read without quoting.
+        frame = pd.read_csv(io.StringIO(text), sep="\t" if tab else ",", dtype=str, keep_default_na=False,
+                            quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: {str(error).strip()}.") from None
+    result = {}
+    for role, accepted in columns.items():
+        names = [name.strip() for name in accepted.split(",") if name.strip()]
+        found = next((name for name in names if name in frame.columns), None)
+        if found is None:
+            raise ValueError(
+                f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns are "
+                f"{list(frame.columns)}. {hint or f'Set the name with --set {role}_column=NAME.'}"
+            )
+        result[role] = frame[found].to_numpy(dtype=object)
+    return result
+
+
+
+def read_table(path, required=(), hint=""):
+    """Reads a CSV (comma-separated, header row) or Parquet file into a pandas DataFrame.
+
+    Args:
+        path (str): a `.csv`, `.tsv`, `.txt` (comma-separated) or `.parquet` file.
+        required (Iterable[str]): columns that must be present (empty names are ignored).
+        hint (str): how to fix a missing column, appended to the error (e.g. "set --set target=NAME").
+
+    Returns:
+        pandas.DataFrame
+
+    Raises:
+        ValueError: the file cannot be parsed, has no rows, or lacks a required column
+            (the message lists the columns found).
+    """
+    import pandas as pd
+
+    try:
+        if str(path).lower().endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if str(path).lower().endswith(".tsv") else ",")
+    except (OSError, ValueError, ImportError, pd.errors.ParserError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"cannot read '{path}' as a CSV/Parquet table: {first_line[:200]}.") from None
+    if frame.empty:
+        raise ValueError(f"'{path}' has no data rows; expected a header line and at least one row.")
+    require_columns(frame, required, path, hint)
+    return frame
+
+
+def read_jsonl(path):
+    """Reads a JSON Lines file: one JSON object per non-empty line.
+
+    Args:
+        path (str | pathlib.Path): the file.
+
+    Returns:
+        list[dict]: the objects, in file order.
+
+    Raises:
+        ValueError: a line that is not a JSON object (the message names its number), or no objects at all.
+    """
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per line.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
+                             "write one object per line, e.g. {\"text\": \"...\"}.")
+        records.append(record)
+    if not records:
+        raise ValueError(f"'{path}' holds no JSON objects; write one object per line.")
+    return records
+
+
+def require_columns(frame, columns, source, hint=""):
+    """Raises a ValueError naming the missing columns and the columns found.
+
+    Args:
+        frame (pandas.DataFrame): the table.
+        columns (Iterable[str]): the names that must be present (empty names are ignored).
+        source (str): the file or input, for the message.
+        hint (str): how to fix it, appended to the message.
+    """
+    missing = [column for column in columns if column and column not in frame.columns]
+    if missing:
+        found = [str(column) for column in frame.columns]
+        shown = ", ".join(found[:40]) + (" ..." if len(found) > 40 else "")
+        raise ValueError(f"{source}: missing column(s) {missing}; found columns: {shown}.{' ' + hint if hint else ''}")

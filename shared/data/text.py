@@ -1,0 +1,123 @@
+"""Text for models: standardising, adapting a vocabulary on training text, tokenising raw strings as in training."""
+
+import numpy as np
+
+
+def standardize_text(texts, punctuation="strip"):
+    """Lower-cases text and strips punctuation or splits it into separate tokens (tf.data-ready).
+
+    Runs on `tf.string` tensors so it can sit in a tf.data map and in a predictor, never inside a
+    model, which keeps models backend-agnostic.
+
+    Args:
+        texts (tf.Tensor | list[str]): strings.
+        punctuation (str): "strip" removes it (classification); "split" keeps each mark as its own
+            token (translation, where the output must be punctuated).
+
+    Returns:
+        tf.Tensor: standardised strings, tokens separated by single spaces.
+    """
+    import tensorflow as tf
+
+    if punctuation not in ("strip", "split"):
+        raise ValueError(f"punctuation must be 'strip' or 'split', got '{punctuation}'.")
+    texts = tf.strings.lower(tf.convert_to_tensor(texts), encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, r"<br\s*/?>", " ")  # IMDB reviews keep HTML line breaks
+    marks = r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~¿¡«»“”…]"
+    if punctuation == "strip":
+        texts = tf.strings.regex_replace(texts, marks, " ")
+    else:
+        texts = tf.strings.regex_replace(texts, r"([!\"#$%&()*+,./:;<=>?@\[\\\]^_`{|}~¿¡«»“”…])", r" \1 ")
+    return tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
+
+
+
+# Texts are cut to this many characters per token the model reads before they are tokenised: words,
+# numbers and URLs with their spacing stay far below it, so a text the model would read whole is never
+# cut, while the work per input is bounded (a 64-token model reads at most 6,400 characters).
+TEXT_CHARACTERS_PER_TOKEN = 100
+
+
+def text_vectorizer(vocabulary, sequence_length):
+    """Rebuilds the TextVectorization of a training run from its saved vocabulary (input: standardised text).
+
+    Args:
+        vocabulary (list[str]): the adapted vocabulary, padding ("") and [UNK] first.
+        sequence_length (int | None): pad / truncate to this many tokens (None pads to the batch's longest).
+
+    Returns:
+        keras.layers.TextVectorization
+    """
+    import keras
+
+    return keras.layers.TextVectorization(standardize=None, split="whitespace", vocabulary=vocabulary[2:],
+                                          output_sequence_length=sequence_length)
+
+
+def adapt_vocabulary(texts, size, punctuation, sample, seed=0):
+    """Adapts a TextVectorization on at most `sample` training texts.
+
+    Word counts settle long before a large corpus ends, so a seeded random sample of `sample` texts (in
+    their original order) gives the vocabulary of them all at a bounded cost in time and memory; a corpus
+    of at most `sample` texts is read whole.
+
+    Args:
+        texts (np.ndarray): training strings.
+        size (int): maximum vocabulary size, including padding and [UNK].
+        punctuation (str): "strip" or "split" (see `standardize_text`).
+        sample (int): at most this many texts are counted.
+        seed (int): chooses the sample.
+
+    Returns:
+        list[str]: the vocabulary, most frequent first, padding ("") and [UNK] at indices 0 and 1.
+    """
+    import keras
+    import tensorflow as tf
+
+    if len(texts) > sample:
+        texts = np.asarray(texts, dtype=object)[np.sort(np.random.default_rng(seed).choice(len(texts), sample,
+                                                                                             replace=False))]
+    layer = keras.layers.TextVectorization(max_tokens=size, standardize=None, split="whitespace")
+    layer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024).map(
+        lambda batch: standardize_text(batch, punctuation)))
+    return [str(token) for token in layer.get_vocabulary()]
+
+
+def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
+    """Standardises and tokenises raw strings into padded id rows (numpy), as at training time.
+
+    Each text is first cut to `sequence_length * TEXT_CHARACTERS_PER_TOKEN` characters, so that a
+    megabyte sentence costs what a paragraph does.
+
+    Args:
+        texts (list[str]): raw strings.
+        vocabulary (list[str]): the saved vocabulary.
+        sequence_length (int): the model's maximum length; longer texts are truncated (flagged as such).
+        punctuation (str): "strip" or "split".
+        check (bool): predictor mode: raise on empty texts and warn about truncated ones.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ids (n, sequence_length) int64 and, per text, whether it was truncated.
+
+    Raises:
+        ValueError: (check mode) a text is empty or not a string.
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    if check:
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
+    limit = sequence_length * TEXT_CHARACTERS_PER_TOKEN
+    cut = np.array([len(text) > limit for text in texts], dtype=bool)
+    standardized = standardize_text(tf.constant([text[:limit] for text in texts], dtype=tf.string), punctuation)
+    lengths = tf.strings.split(standardized).row_lengths().numpy()
+    truncated = (lengths > sequence_length) | cut
+    if check and truncated.any():
+        warnings.warn(
+            f"{int(truncated.sum())} input(s) longer than the model's {sequence_length} tokens were truncated "
+            f"(inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).", stacklevel=2)
+    ids = text_vectorizer(vocabulary, sequence_length)(standardized)
+    return np.asarray(ids).astype("int64"), truncated
