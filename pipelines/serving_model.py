@@ -64,16 +64,43 @@ class ServingModel(tracking.PythonModel):
 
     def _answers(self, raws):
         """The predictor's answers, or each bad input's error: a failing call is retried on each half, so
-        that a few bad inputs among many cost a few calls each, not one call per input."""
+        that a few bad inputs among many cost a few calls each, not one call per input. Halves split
+        between the task's input groups (`Task.input_groups`: the rows of one machine stay together)."""
         if not raws:
             return []
         try:
             return self.task.predict_raw(self.model, self.info, raws)
         except ValueError as error:
-            if len(raws) == 1:
-                return [{"error": str(error)}]
-        middle = len(raws) // 2
-        return self._answers(raws[:middle]) + self._answers(raws[middle:])
+            keys = self.task.input_groups(self.info, raws) or list(range(len(raws)))
+            groups = list(dict.fromkeys(keys))
+            if len(groups) == 1:
+                return self._group_answers(raws, error)
+        first = set(groups[:len(groups) // 2])
+        halves = ([index for index, key in enumerate(keys) if key in first],
+                  [index for index, key in enumerate(keys) if key not in first])
+        answers = [None] * len(raws)
+        for half in halves:
+            for index, answer in zip(half, self._answers([raws[index] for index in half])):
+                answers[index] = answer
+        return answers
+
+    def _group_answers(self, raws, error):
+        """Answers one failing group of dependent inputs: each member is tried alone to find the bad ones,
+        which get their own error; the others are answered together, as the group they form."""
+        if len(raws) == 1:
+            return [{"error": str(error)}]
+        answers = [None] * len(raws)
+        for index, raw in enumerate(raws):
+            try:
+                self.task.predict_raw(self.model, self.info, [raw])
+            except ValueError as alone:
+                answers[index] = {"error": str(alone)}
+        good = [index for index, answer in enumerate(answers) if answer is None]
+        if len(good) == len(raws):  # no member fails alone: the group itself is the problem
+            return [{"error": str(error)}] * len(raws)
+        for index, answer in zip(good, self._answers([raws[index] for index in good])):
+            answers[index] = answer
+        return answers
 
 
 class BatchPredictor:

@@ -143,6 +143,21 @@ def test_dependent_inputs_share_a_batch_and_answers_keep_input_order(doubler, mo
     assert [row["double"] for row in rows] == [2.0 * value for value in range(7)]
 
 
+def test_a_failing_call_is_retried_on_halves_that_keep_input_groups_together(doubler, model_folder, monkeypatch):
+    import pandas as pd
+
+    # Groups by the first character: "1" and "1b" belong together (a machine's rows), and "1b" is bad.
+    monkeypatch.setattr(Doubler, "input_groups", lambda self, info, inputs: [raw[0] for raw in inputs], raising=False)
+    model = tracking.load(model_folder)
+    Doubler.calls.clear()
+    answers = model.predict(pd.DataFrame({"number": ["2", "1", "3", "1b"]}))
+    assert [answer.get("double") for answer in answers] == [4.0, 2.0, 6.0, None]
+    assert answers[3] == {"error": "input 1 '1b' is not a number; give digits like 12.5."}
+    # all four fail; halves by group: {"2"} answers, {"1", "3"} fails, then group "1" fails, its members are
+    # tried alone ("1b" fails), "1" is answered on its own group's good rows, and {"3"} answers
+    assert Doubler.calls == [4, 1, 3, 2, 1, 1, 1, 1]
+
+
 # How each input kind expands its INPUT arguments (no model needed).
 
 def toy(kind, **attributes):
