@@ -1,4 +1,4 @@
-"""`python -m pipelines`: list, run, sweep, predict, export and compare task pipelines.
+"""`python -m pipelines`: list, run, sweep, predict, export, evaluate and compare task pipelines.
 
 Heavy libraries (TensorFlow, Keras, MLflow) are imported inside the commands that need them,
 so `list` and every `--help` answer in well under three seconds.
@@ -10,7 +10,7 @@ import os
 import sys
 
 import tasks
-from pipelines import compare, export, predict
+from pipelines import compare, evaluate, export, predict
 from pipelines import config as config_module
 from shared.distribution import STRATEGIES
 
@@ -152,6 +152,7 @@ def parser():
     predicting.set_defaults(handler=predict.command)
 
     export.add_parser(commands)
+    evaluate.add_parser(commands)
 
     comparing = commands.add_parser(
         "compare", help="each task's champion and recent runs from every experiment, sorted by its primary metric",

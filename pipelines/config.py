@@ -2,6 +2,7 @@
 
 import dataclasses
 import typing
+import warnings
 
 import yaml
 
@@ -119,12 +120,14 @@ def read_yaml(path):
     return content
 
 
-def resolve(task, quick=False, config_file=None, assignments=(), **explicit):
+def resolve(task, quick=False, config_file=None, assignments=(), base=None, **explicit):
     """Builds the task's config from its defaults and the user's overrides.
 
     Args:
         task (tasks.base.Task): the task.
         quick (bool): apply the task's tiny smoke-run budget first.
+        base (dict | None): a config logged with a trained model (`evaluate`), applied over the defaults;
+            keys the task no longer has are dropped with a warning.
         config_file (str | None): a YAML mapping of overrides.
         assignments (Iterable[str]): `key=value` strings from `--set`, applied last.
         **explicit: values from dedicated flags (`data`, `seed`); None means not given.
@@ -137,6 +140,14 @@ def resolve(task, quick=False, config_file=None, assignments=(), **explicit):
             (`shared.constraints`), named with the task, the field and what is allowed.
     """
     values = dict(task.quick_overrides) if quick else {}
+    if base:
+        known = set(field_types(task.config_class))
+        dropped = sorted(set(base) - known)
+        if dropped:
+            warnings.warn(f"ignoring the model's config key(s) {', '.join(dropped)}, which {task.name} no longer has.",
+                          stacklevel=2)
+        values.update(_check_keys(task.config_class, {key: base[key] for key in base if key in known},
+                                  "the model's logged config"))
     if config_file:
         values.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
     values.update({key: value for key, value in explicit.items() if value is not None})

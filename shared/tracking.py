@@ -222,24 +222,29 @@ def log_results(params=None, metrics=None, tags=None, texts=None):
 def log_dataset(splits):
     """Logs the training and test splits as MLflow dataset inputs, described (origin, examples, digest of
     the index) rather than copied, and tags the run with their origin and the test set's digest."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
     described = {context: split.describe() for context, split in (("training", splits.train),
                                                                   ("validation", splits.validation),
                                                                   ("testing", splits.test))}
     mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(), "dataset": splits.name,
                      "test_set_digest": described["testing"]["digest"],
                      **{f"examples.{context}": str(value["examples"]) for context, value in described.items()}})
+    for context in ("training", "testing"):
+        value = described[context]
+        mlflow.log_input(_dataset(splits, context, value), context=context,
+                         tags={key: str(item) for key, item in value.items()})
+
+
+def _dataset(splits, context, described):
+    """An MLflow dataset for one split, described (origin, examples, digest) rather than copied."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
     source = _source(splits.source)
     if isinstance(source, str):
         with warnings.catch_warnings():  # a file URI matches two equivalent MLflow source types
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(source)
-    for context in ("training", "testing"):
-        value = described[context]
-        dataset = MetaDataset(source, name=f"{splits.name}-{context}", digest=value["digest"])
-        mlflow.log_input(dataset, context=context, tags={key: str(item) for key, item in value.items()})
+    return MetaDataset(source, name=f"{splits.name}-{context}", digest=described["digest"])
 
 
 def _source(source):
@@ -289,13 +294,19 @@ def log_evaluation(evaluation, model, config_yaml):
     mlflow.log_metrics({f"test_{name}": value for name, value in evaluation.metrics.items()})
     if evaluation.params:
         mlflow.log_params(evaluation.params)
-    figures = dict(evaluation.figures, training_curves=plots.training_curves(history))
+    lines = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+    _log_outputs(dict(evaluation.figures, training_curves=plots.training_curves(history)),
+                 dict(evaluation.texts, **{"config.yaml": config_yaml, "model_summary.txt": "\n".join(lines)}))
+
+
+def _log_outputs(figures, texts):
+    """Logs figures as `plots/NAME.png` (then closes them) and texts under their file names."""
+    from shared import plots
+
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}.png")
     plots.close(figures.values())
-    lines = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    texts = dict(evaluation.texts, **{"config.yaml": config_yaml, "model_summary.txt": "\n".join(lines)})
     for name, text in texts.items():
         mlflow.log_text(text, name)
 
@@ -490,6 +501,7 @@ class LoggedModel:
     info: dict
     example: list
     run_id: str
+    model_id: str = ""  # MLflow 3's LoggedModel id (empty for models logged before MLflow 3)
 
 
 def logged_model(uri, task):
@@ -515,7 +527,67 @@ def logged_model(uri, task):
         model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)
     except ValueError as error:
         raise ValueError(f"{uri}: {error}") from None
-    return LoggedModel(model, info, raw_inputs(example, task.input_column), metadata.run_id)
+    return LoggedModel(model, info, raw_inputs(example, task.input_column), metadata.run_id,
+                       getattr(metadata, "model_id", None) or "")
+
+
+def run_config(run_id):
+    """The resolved config a training run used, as its `config.yaml` artifact holds it.
+
+    Raises:
+        ValueError: the run logged no config.yaml (it failed before its evaluation, or another tool logged it).
+    """
+    import yaml
+
+    _connect()
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    except (mlflow.exceptions.MlflowException, OSError):
+        raise ValueError(f"run {run_id} logged no config.yaml, so the settings its model was trained with are "
+                         "unknown; evaluate a model logged by `python -m pipelines run`.") from None
+    return yaml.safe_load(text) or {}
+
+
+def registered_version(uri):
+    """Returns:
+        tuple[str, str] | None: the registered model name and version a `models:/NAME/VERSION|latest` or
+        `models:/NAME@ALIAS` URI stands for now; None for other URIs.
+    """
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    if not uri.startswith("models:/"):
+        return None
+    _connect()
+    found = get_model_name_and_version(mlflow.MlflowClient(), uri)
+    return (found[0], str(found[1])) if len(found) == 2 else None
+
+
+@_unless_muted
+def log_model_evaluation(evaluation, splits, model_id=""):
+    """Logs an evaluation of an already trained model to the active run.
+
+    Metrics go as `eval_<name>`; the evaluated examples as the run's `evaluation` dataset input (with the
+    model as the run's model input, in MLflow 3), figures under `plots/`, texts under their names. With a
+    `model_id`, the metrics are linked to the logged model and the dataset too, so the model's page lists them.
+
+    Args:
+        evaluation (shared.evaluation.Evaluation): what `Task.evaluate` returned.
+        splits (tasks.base.Splits): the evaluated data (`Task.evaluation_data`).
+        model_id (str): the MLflow 3 LoggedModel id, or empty.
+    """
+    from mlflow.entities import LoggedModelInput
+
+    described = splits.test.describe()
+    dataset = _dataset(splits, "evaluation", described)
+    mlflow.set_tags({"synthetic": str(splits.synthetic).lower(), "dataset": splits.name,
+                     "eval_set_digest": described["digest"], "examples.evaluation": str(described["examples"])})
+    mlflow.log_input(dataset, context="evaluation", tags={key: str(item) for key, item in described.items()},
+                     model=LoggedModelInput(model_id) if model_id else None)
+    mlflow.log_metrics({f"eval_{name}": value for name, value in evaluation.metrics.items()},
+                       model_id=model_id or None, dataset=dataset)
+    if evaluation.params:
+        mlflow.log_params({f"eval_{name}": value for name, value in evaluation.params.items()})
+    _log_outputs(evaluation.figures, evaluation.texts)
 
 
 def log_export(run_id, folder, export_format):
@@ -533,7 +605,7 @@ def log_export(run_id, folder, export_format):
 
 
 def runs(task_name=None, experiment=None, limit=None, run_ids=None):
-    """Searches runs across every experiment of the store, newest first.
+    """Searches training runs across every experiment of the store, newest first (`evaluate` runs are left out).
 
     Args:
         task_name (str | None): only runs of this task (their `task` tag), whatever experiment holds them.
@@ -564,6 +636,8 @@ def runs(task_name=None, experiment=None, limit=None, run_ids=None):
         filters.append(f"attributes.run_id IN ({', '.join(repr(str(run_id)) for run_id in run_ids)})")
     frame = mlflow.search_runs(experiment_ids=list(names), filter_string=" AND ".join(filters),
                                max_results=limit or 100_000, order_by=["attributes.start_time DESC"])
+    if "tags.evaluation_of" in frame:  # `evaluate` runs score a model trained elsewhere: no training run
+        frame = frame[frame["tags.evaluation_of"].isna()]
     if frame.empty:
         return pd.DataFrame()
     return frame.assign(experiment=frame["experiment_id"].map(names))

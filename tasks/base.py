@@ -25,6 +25,7 @@ SHARED_SEARCH_SPACE = {
 # Files that hold many inputs, one per row; `predict FILE.csv[:COLUMN]` reads them.
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
 INPUT_KINDS = ("text", "file", "record")  # what one raw input is: see `Task.input_kind`
+EVALUATION_SPLITS = ("all", "train", "validation", "test")  # what `evaluate --split` may name
 
 
 def search_space(**knobs):
@@ -97,6 +98,8 @@ class Splits:
         source (str): where the data came from, as the user wrote it (`embedded`, `tfds:mnist`, a path).
         name (str): a short dataset name for MLflow.
         synthetic (bool): True for generated demo data, so nobody mistakes it for a benchmark.
+        fitted (bool): True when `info` is a trained model's (`Task.evaluation_data`): train and validation
+            are empty, and what training chose on validation (a decision threshold) is read from `info`.
     """
 
     train: object
@@ -106,6 +109,7 @@ class Splits:
     source: str
     name: str
     synthetic: bool
+    fitted: bool = False
 
     def __post_init__(self):
         from shared.data import examples
@@ -224,6 +228,54 @@ class Task:
     def load_data(self, config):
         """Returns a `Splits` for `config.data`."""
         raise NotImplementedError
+
+    def load_fitted(self, config, info):
+        """Reads `config.data` as `load_data` does, but in a trained model's terms: nothing is fitted on this data.
+
+        The default is `load_data` itself, which suits a task whose examples hold raw values (texts, file
+        paths, numbers) that `eval_map`, `evaluate` and the predictor prepare from `info`. A task whose loader
+        bakes what it fits into the examples (class indices, statistics, vocabularies) overrides this to
+        express them with the model's `info` instead.
+
+        Args:
+            config (TaskConfig): the model's logged config with the user's overrides.
+            info (dict): the model's `Splits.info`, as saved beside it.
+
+        Returns:
+            Splits: train, validation and test of `config.data` as `load_data` carves them.
+
+        Raises:
+            ValueError: what `load_data` refuses, or data the model cannot be evaluated on (named).
+        """
+        return self.load_data(config)
+
+    def evaluation_data(self, config, info, split="all"):
+        """The labelled examples `python -m pipelines evaluate` scores a trained model on.
+
+        Args:
+            config (TaskConfig): the model's logged config with the user's overrides.
+            info (dict): the model's `Splits.info`.
+            split (str): "all" (every example of `config.data`) or the one split `load_data` carves with
+                the config's seed and fractions ("test" is the model's own test set on its training data).
+
+        Returns:
+            Splits: `test` holds the examples, `train` and `validation` are empty, `info` is the model's and
+            `fitted` is True.
+
+        Raises:
+            ValueError: an unknown split, a source `load_fitted` refuses, or no example in the split.
+        """
+        from shared.data import examples
+
+        if split not in EVALUATION_SPLITS:
+            raise ValueError(f"unknown --split '{split}'; use one of {', '.join(EVALUATION_SPLITS)} (default all).")
+        loaded = self.load_fitted(config, info)
+        chosen = examples.join([loaded.train, loaded.validation, loaded.test] if split == "all"
+                               else [getattr(loaded, split)])
+        if not len(chosen):
+            raise ValueError(f"'{config.data}' has no {split} examples to evaluate on.")
+        empty = examples.empty_like(chosen)
+        return Splits(empty, empty, chosen, dict(info), loaded.source, loaded.name, loaded.synthetic, fitted=True)
 
     def build_model(self, config, info):
         """Returns an uncompiled Keras model (Keras layers and `keras.ops` only)."""
@@ -427,6 +479,35 @@ class ClassificationTask(Task):
     def class_weight(self, config, splits):
         """Balanced weights when classes are imbalanced by more than 1.5x (milder imbalance trains fine)."""
         return balanced_class_weights(splits.train.targets, len(splits.info["class_names"]), above=1.5)
+
+    def load_fitted(self, config, info):
+        """`load_data`, with class indices renumbered to the model's class names.
+
+        Raises:
+            ValueError: the data holds a class the model was not trained on (named), or TFDS streams whose
+                class names differ from the model's.
+        """
+        from shared.data import examples
+
+        splits = super().load_fitted(config, info)
+        loaded, known = list(splits.info["class_names"]), list(info["class_names"])
+        if loaded == known:
+            return splits
+        roles = ("train", "validation", "test")
+        if not all(isinstance(getattr(splits, role), examples.Examples) for role in roles):
+            raise ValueError(f"'{config.data}' names its classes {loaded[:10]}, the model {known[:10]}; "
+                             "evaluate on data with the model's classes.")
+        present = {loaded[index] for role in roles for index in np.unique(getattr(splits, role).targets)}
+        unknown = sorted(present - set(known))
+        if unknown:
+            raise ValueError(f"'{config.data}' holds class(es) {unknown[:10]} that the model was not trained on "
+                             f"(it knows {known[:20]}); evaluate on examples of its classes only.")
+        renumber = np.array([known.index(name) if name in known else -1 for name in loaded], dtype="int64")
+        for role in roles:
+            split = getattr(splits, role)
+            setattr(splits, role, dataclasses.replace(split, targets=renumber[split.targets]))
+        splits.info["class_names"] = known
+        return splits
 
     def eval_map(self, config, info):
         import tensorflow as tf

@@ -76,29 +76,38 @@ class BinaryDetectionTask(Task):
         return augmentation.chain(self.eval_map(config, info),
                                   augmentation.gaussian_noise(config.noise, key=self.noisy_input, seed=config.seed))
 
+    def load_fitted(self, config, info):
+        """`load_data(config, fitted=info)`: a detector's loader encodes rows with the model's preprocessing when
+        given it; positives are not oversampled (only training repeats them)."""
+        return self.load_data(dataclasses.replace(config, oversample=0.0), fitted=info)
+
     def baseline_scores(self, splits, config):
         """Returns a baseline model's test scores, logged as `baseline_hgb_*` beside ours, or None (the default)."""
         return None
 
     def evaluate(self, model, splits, config):
         """Chooses the threshold on validation, scores the test split, and hands the threshold to the predictor
-        in `serving` (`threshold`, `threshold_rule`)."""
+        in `serving` (`threshold`, `threshold_rule`). A trained model on new data (`splits.fitted`) keeps its own
+        threshold, and has no training rows for a baseline or validation rows to score."""
         from sklearn import metrics
 
         from shared import evaluation
 
-        baseline = self.baseline_scores(splits, config)
-        validation_scores = model.predict(splits.validation.features, batch_size=1024, verbose=0).reshape(-1)
-        threshold, rule = evaluation.choose_threshold(
-            splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
-            config.target_precision, config.target_recall)
+        if splits.fitted:
+            baseline, threshold, rule = None, splits.info["threshold"], splits.info.get("threshold_rule", "")
+        else:
+            baseline = self.baseline_scores(splits, config)
+            validation_scores = model.predict(splits.validation.features, batch_size=1024, verbose=0).reshape(-1)
+            threshold, rule = evaluation.choose_threshold(
+                splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
+                config.target_precision, config.target_recall)
         test_scores = model.predict(splits.test.features, batch_size=1024, verbose=0).reshape(-1)
         result = evaluation.binary_detection(
             splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
             config.fixed_precision, baselines=None if baseline is None else {"baseline_hgb": baseline})
-        # validation PR-AUC lets settings be compared without looking at the test split
-        result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation.targets,
-                                                                                    validation_scores))
+        if not splits.fitted:  # validation PR-AUC lets settings be compared without looking at the test split
+            result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation.targets,
+                                                                                        validation_scores))
         if baseline is not None:
             result.metrics["pr_auc_minus_baseline"] = result.metrics["pr_auc"] - result.metrics["baseline_hgb_pr_auc"]
         result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"

@@ -78,7 +78,8 @@ class FraudDetection(BinaryDetectionTask):
     quick_overrides = {"epochs": 2, "max_examples": 6000}
     noisy_input = "numeric"
 
-    def load_data(self, config):
+    def load_data(self, config, fitted=None):
+        """Reads the table and encodes it; with `fitted` (a trained model's info), with the model's preprocessing."""
         from shared.data.sources import parse_source, read_table
 
         kind, argument = parse_source(config.data)
@@ -93,7 +94,7 @@ class FraudDetection(BinaryDetectionTask):
             raise ValueError(f"fraud_detection reads a CSV or Parquet file, got the {kind} '{argument}'.")
         # the embedded timestamp only serves `time_column=timestamp` demos; as a feature it is noise
         extra_drop = ["timestamp"] if synthetic and config.time_column != "timestamp" else []
-        return self._prepare(frame, config, config.data, name, synthetic, extra_drop)
+        return self._prepare(frame, config, config.data, name, synthetic, extra_drop, fitted)
 
     def _tfds_frame(self, argument, config):
         import pandas as pd
@@ -108,8 +109,8 @@ class FraudDetection(BinaryDetectionTask):
         frame[config.target] = np.concatenate([split["label"] for split in loaded.values()])
         return frame
 
-    def _prepare(self, frame, config, source, name, synthetic, extra_drop=()):
-        """Splits the rows, fits preprocessing on the training rows and encodes every split."""
+    def _prepare(self, frame, config, source, name, synthetic, extra_drop=(), fitted=None):
+        """Splits the rows, fits preprocessing on the training rows (or takes `fitted`'s) and encodes every split."""
         from shared import augmentation
         from shared.data.sources import require_columns
         from shared.data.splits import carve
@@ -125,6 +126,10 @@ class FraudDetection(BinaryDetectionTask):
             column for column in candidates
             if column not in config.numeric_columns and not looks_numeric(frame[column])]
         numeric = list(config.numeric_columns) or [column for column in candidates if column not in categorical]
+        if fitted:  # the model's feature columns, whatever else the table holds
+            numeric, categorical = ([item["name"] for item in fitted["preprocessing"][kind]]
+                                    for kind in ("numeric", "categorical"))
+            require_columns(frame, numeric + categorical, source, hint="the model was trained on these columns")
         if not numeric and not categorical:
             raise ValueError(f"{source}: no feature columns left after dropping {ignored}.")
         for column in numeric:  # check every row up front, so an error names the row of the file
@@ -139,9 +144,10 @@ class FraudDetection(BinaryDetectionTask):
         else:
             indices = tuple(part.features for part in carve((np.arange(len(frame)), labels), config))
         train_rows = frame.iloc[indices[0]]
-        if len(np.unique(labels[indices[0]])) < 2:
+        if fitted is None and len(np.unique(labels[indices[0]])) < 2:
             raise ValueError(f"{source}: the training split has a single class; use more data or a random split.")
-        spec = fit_tabular(train_rows, numeric, categorical, source, config.max_categories)
+        spec = fitted["preprocessing"] if fitted else fit_tabular(train_rows, numeric, categorical, source,
+                                                                  config.max_categories)
         train, validation, test = (
             (_features(apply_tabular(frame.iloc[part], spec, source)), labels[part]) for part in indices)
         train = augmentation.oversample(train, config.oversample, config.seed)

@@ -212,10 +212,13 @@ class MedicalImaging(VisionClassification):
 
     @staticmethod
     def _threshold(model, splits, config):
-        """Chooses the decision threshold on the validation split (never on test)."""
+        """Chooses the decision threshold on the validation split (never on test); a trained model evaluated on
+        new data (`splits.fitted`) keeps its own."""
         from shared import evaluation
         from shared.data import examples
 
+        if splits.fitted:
+            return splits.info.get("threshold", 0.5), "the model's threshold"
         scores, labels = examples.predict(model, splits.validation, config.batch_size)
         scores = scores[:, 1]
         if config.threshold_method == "sensitivity":

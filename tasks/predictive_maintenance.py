@@ -106,7 +106,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
 
-    def load_data(self, config):
+    def load_data(self, config, fitted=None):
+        """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its preprocessing."""
         from shared.data.sources import parse_source, read_table
 
         kind, argument = parse_source(config.data)
@@ -127,12 +128,12 @@ class PredictiveMaintenance(BinaryDetectionTask):
         else:
             raise ValueError(f"predictive_maintenance reads a C-MAPSS folder/file or a CSV/Parquet table, "
                              f"got '{config.data}'.")
-        splits = self._prepare(pool, test, truth, config, name)
+        splits = self._prepare(pool, test, truth, config, name, fitted)
         splits.source, splits.synthetic = config.data, kind == "embedded"
         return splits
 
-    def _prepare(self, pool, test, truth, config, name):
-        """Splits units, fits preprocessing on training units and cuts every split into windows."""
+    def _prepare(self, pool, test, truth, config, name, fitted=None):
+        """Splits units, fits preprocessing on training units (or takes `fitted`'s) and cuts every split into windows."""
         from shared import augmentation
         from shared.data.sources import require_columns
         from shared.data.splits import carve, split_indices
@@ -176,16 +177,20 @@ class PredictiveMaintenance(BinaryDetectionTask):
             if test is None and config.mode == "regression":  # cut test units short at random, as C-MAPSS does
                 test, truth = _truncate(test_rows, config, generator)
         numeric = [column for column in features if column not in categorical]
-        constant = _constant_columns(train_rows, numeric, source)
-        spec = fit_tabular(train_rows, [column for column in numeric if column not in constant],
-                           categorical, source)
-        info = {
-            "mode": config.mode, "preprocessing": spec, "constant_columns": constant, "unit_column": unit,
-            "time_column": time, "window": window, "rul_cap": config.rul_cap,
-            "failure_horizon": config.failure_horizon,
-            "ignored_columns": sorted(excluded | set(constant) | {"_target"}),
-        }
-        info["feature_count"] = int(encode(train_rows.iloc[:1], info, source).shape[1])
+        if fitted:  # the model's statistics, columns and window: nothing is fitted on these units
+            info = dict(fitted)
+            window = info["window"]
+        else:
+            constant = _constant_columns(train_rows, numeric, source)
+            spec = fit_tabular(train_rows, [column for column in numeric if column not in constant],
+                               categorical, source)
+            info = {
+                "mode": config.mode, "preprocessing": spec, "constant_columns": constant, "unit_column": unit,
+                "time_column": time, "window": window, "rul_cap": config.rul_cap,
+                "failure_horizon": config.failure_horizon,
+                "ignored_columns": sorted(excluded | set(constant) | {"_target"}),
+            }
+            info["feature_count"] = int(encode(train_rows.iloc[:1], info, source).shape[1])
         train = _windowed(train_rows, info, source, pad=False)
         validation = _windowed(validation_rows, info, source, pad=False)
         if test is not None:
@@ -197,7 +202,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
         if len(train[1]) == 0 or len(validation[1]) == 0:
             raise ValueError(f"{source}: no unit is at least window={window} rows long in the training or validation "
                              "split; lower --set window=N.")
-        if config.mode == "classification":
+        if config.mode == "classification" and not fitted:  # evaluation scores every example, of any class
             for split_name, labels in (("training", train[1]), ("test", test_pair[1])):
                 if len(np.unique(labels)) < 2:
                     raise ValueError(f"{source}: the {split_name} split holds a single class; raise failure_horizon "
@@ -268,7 +273,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
             [("true RUL (capped)", ranks, capped[order]), ("predicted RUL", ranks, predicted[order])],
             "test unit (sorted by true RUL)", "RUL (cycles)", "predicted vs true RUL per test unit")
         start, count = splits.info["life_unit"]
-        if count:
+        if count and len(splits.validation):  # a trained model on new data has no validation units beside it
             life = model.predict(splits.validation.features[start:start + count], batch_size=1024, verbose=0).reshape(-1)
             steps = np.arange(count)
             result.figures["unit_life"] = plots.curves(

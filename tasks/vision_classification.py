@@ -111,6 +111,21 @@ class VisionClassification(ClassificationTask):
         info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
         return Splits(train, validation, test, info, config.data, name, False)
 
+    def load_fitted(self, config, info):
+        """`load_data` at the model's image size and channels, class indices renumbered to its class names.
+
+        Raises:
+            ValueError: the images decode to another size than the model takes (square sizes are resized).
+        """
+        height, width = info["image_size"]
+        config = dataclasses.replace(config, image_size=height if height == width else config.image_size,
+                                     channels=info["channels"])
+        splits = super().load_fitted(config, info)
+        if list(splits.info["image_size"]) != list(info["image_size"]):
+            raise ValueError(f"'{config.data}' holds {splits.info['image_size'][1]}x{splits.info['image_size'][0]} "
+                             f"images, but the model takes {width}x{height}; resize them to that size.")
+        return splits
+
     def _tfds(self, argument, config):
         """Streams a TFDS image/label set, decoding and resizing each example before batching."""
         from shared import images

@@ -430,6 +430,18 @@ class VisionSegmentation(Task):
         validation = self._tiled(validation, size, train_side, channels, config)
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
+    def load_fitted(self, config, info):
+        """`load_data` of whole images (no training tiles), in the channels the model takes.
+
+        Raises:
+            ValueError: the images have other channels than the model's (grayscale against colour).
+        """
+        splits = self.load_data(dataclasses.replace(config, tile_size=0))
+        if splits.info["channels"] != info["channels"]:
+            raise ValueError(f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
+                             f"{info['channels']}; convert them.")
+        return splits
+
     @staticmethod
     def _folder(root, config):
         """Image/mask pairs of a folder (matched by file stem) as an index decoded in tf.data.

@@ -32,6 +32,9 @@ def bad_files(tmp_path_factory):
     for name in ("a", "b"):
         write(root / "corrupt_images" / name / "broken.png", b"\x89PNG not really")
     write(root / "corrupt.png", b"\x89PNG not really")
+    for label in ("3", "cat"):  # the quick digits model knows 3, not cat
+        for index in range(4):
+            images.save_png(np.zeros((8, 8, 1)), _parent(root / "unknown_class" / label / f"{index}.png"))
     digits = np.zeros((10, 8, 8), np.uint8)
     np.savez(root / "no_validation.npz", train_images=digits, train_labels=np.zeros(10), test_images=digits,
              test_labels=np.zeros(10))
@@ -88,5 +91,5 @@ def test_the_table_covers_every_task_and_command():
     import tasks
 
     assert set(tasks.names()) <= tasks_named | {"every task"}
-    assert {command.split()[0] for _, command, _ in ROWS} >= {"run", "sweep", "predict", "compare"}
+    assert {command.split()[0] for _, command, _ in ROWS} >= {"run", "sweep", "predict", "evaluate", "compare"}
     assert len(ROWS) >= 30

@@ -30,7 +30,7 @@ def test_list_is_fast_and_names_every_task_with_its_metric():
         assert name in completed.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["predict"], ["compare"], ["list"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["predict"], ["evaluate"], ["compare"], ["list"]])
 def test_help_everywhere_is_fast(command):
     completed, seconds = run_cli(*command, "--help")
     assert completed.returncode == 0

@@ -1,5 +1,5 @@
-"""A tenth domain is one file: a toy task module in a temporary package trains, predicts, compares and
-passes the contract tests with no edit anywhere else."""
+"""A tenth domain is one file: a toy task module in a temporary package trains, predicts, compares, evaluates
+and passes the contract tests with no edit anywhere else."""
 
 import json
 import sys
@@ -87,7 +87,8 @@ def toy_task(tmp_path, monkeypatch):
     sys.modules.pop("toy_domains", None)
 
 
-def test_a_toy_task_in_one_file_trains_predicts_compares_and_keeps_the_contract(toy_task, tracking_store, capsys):
+def test_a_toy_task_in_one_file_trains_predicts_compares_evaluates_and_keeps_the_contract(toy_task, tracking_store,
+                                                                                          capsys):
     test_tasks_contract.test_task_declares_name_metric_and_valid_quick_budget(toy_task)
     test_tasks_contract.test_every_config_default_says_why(toy_task)
     test_tasks_contract.test_task_declares_how_predict_reads_inputs_and_compare_shows_runs(toy_task)
@@ -100,6 +101,8 @@ def test_a_toy_task_in_one_file_trains_predicts_compares_and_keeps_the_contract(
     assert cli.main(["compare", toy_task, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("task,") and lines[1].startswith(f"{toy_task},test_rmse")
+    assert cli.main(["evaluate", toy_task, "--model", f"models:/{toy_task}@champion", "--data", "embedded"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["rmse"] >= 0
     with pytest.raises(ValueError, match="toy_sum: width=0 is not allowed"):
         from pipelines import config
 

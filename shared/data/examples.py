@@ -299,3 +299,71 @@ def predict(model, examples, batch_size, batch_map=None):
     if not outputs:
         raise ValueError("the split has no readable example to evaluate.")
     return np.concatenate(outputs), np.concatenate(targets)
+
+
+def join(parts):
+    """One split holding several, in order: their index concatenated where they are `Examples` decoded by the
+    same step (or none), else a `Joined` split that decodes each part its own way.
+
+    Args:
+        parts (list[Split]): the splits, e.g. a source's train, validation and test.
+
+    Returns:
+        Split: the first part alone when the others are empty.
+    """
+    kept = [part for part in parts if len(part)] or parts[:1]
+    if len(kept) == 1:
+        return kept[0]
+    if all(isinstance(part, Examples) and part.decode is kept[0].decode for part in kept):
+        first = kept[0].features
+        features = ({key: np.concatenate([part.features[key] for part in kept]) for key in first}
+                    if isinstance(first, dict) else np.concatenate([part.features for part in kept]))
+        return dataclasses.replace(kept[0], features=features, targets=np.concatenate([part.targets for part in kept]))
+    return Joined(kept)
+
+
+def empty_like(split):
+    """Returns:
+        Split: no examples, of `split`'s kind where it has an index (features of the same keys), else of arrays.
+    """
+    if isinstance(split, Examples):
+        return split.subset(np.arange(0))
+    return Examples(np.zeros((0,), "float32"), np.zeros((0,), "int64"))
+
+
+@dataclasses.dataclass
+class Joined(Split):
+    """Splits read one after another, each decoded its own way (a source's own test split beside carved ones).
+
+    Its index rows are the parts' decoded examples, so it needs no `decode` of its own.
+
+    Attributes:
+        parts (list[Split]): the splits, in order.
+    """
+
+    parts: list
+    decode: Callable | None = None
+    element_bytes: int = 0
+    origin: str = "joined"
+
+    def __len__(self):
+        return sum(len(part) for part in self.parts)
+
+    def index(self, shard=None):
+        dataset = self.parts[0].elements()
+        for part in self.parts[1:]:
+            dataset = dataset.concatenate(part.elements())
+        return shard_rows(dataset, shard, len(self))
+
+    @property
+    def targets(self):
+        """np.ndarray: every part's targets, in order."""
+        return np.concatenate([np.asarray(part.targets) for part in self.parts])
+
+    def describe(self):
+        """Returns:
+            dict: origin, examples and a digest of the parts' digests.
+        """
+        digests = [part.describe()["digest"] for part in self.parts]
+        return {"origin": self.origin, "examples": len(self),
+                "digest": hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]}

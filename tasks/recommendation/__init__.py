@@ -101,7 +101,8 @@ class Recommendation(Task):
     key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
 
-    def load_data(self, config):
+    def load_data(self, config, fitted=None):
+        """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id vocabularies."""
         from shared.data.sources import parse_source
 
         kind, argument = parse_source(config.data)
@@ -123,7 +124,11 @@ class Recommendation(Task):
         source = config.data
         frame = clean_interactions(frame.reset_index(drop=True), config, source).reset_index(drop=True)
         train, validation, test = split_interactions(frame, config, source)
-        return encoding.encode(frame, titles, (train, validation, test), config, name, synthetic)
+        return encoding.encode(frame, titles, (train, validation, test), config, name, synthetic, fitted)
+
+    def load_fitted(self, config, info):
+        """`load_data`, ids encoded with the model's vocabularies (ids it never saw are its unknown user or item)."""
+        return self.load_data(config, fitted=info)
 
     def build_model(self, config, info):
         return models.build(config, info)

@@ -9,12 +9,13 @@ from tasks.base import Splits
 logger = logging.getLogger(__name__)
 
 
-def encode(frame, titles, indices, config, name, synthetic):
-    """Builds the vocabularies from training rows and the index-encoded splits and `info`."""
+def encode(frame, titles, indices, config, name, synthetic, fitted=None):
+    """Builds the vocabularies from training rows (or takes `fitted`'s: a trained model's info) and the
+    index-encoded splits and `info`."""
     train_rows = frame.iloc[indices[0]]
-    users = sorted(train_rows["user"].unique())
-    items = sorted(train_rows["item"].unique())
-    if len(items) <= config.top_k:
+    users = fitted["users"] if fitted else sorted(train_rows["user"].unique())
+    items = fitted["items"] if fitted else sorted(train_rows["item"].unique())
+    if not fitted and len(items) <= config.top_k:
         raise ValueError(f"top_k={config.top_k} needs more than {config.top_k} training items, found "
                          f"{len(items)}; lower top_k or use more data.")
     user_index = {user: index + 1 for index, user in enumerate(users)}  # 0: unknown user

@@ -20,13 +20,18 @@ def evaluate(model, splits, config):
         if "rating" in info["outputs"]:
             predicted = scoring.rate(model, info, test["user"], test["item"])
             results.update(evaluation.regression(test_ratings, predicted).metrics)
-        baseline = item_means(train["item"], train_ratings, item_count + 1)[test["item"]]
-        for name, value in evaluation.regression(test_ratings, baseline).metrics.items():
-            results[f"popularity_{name}"] = value
+        if not splits.fitted:  # the item-mean baseline needs training ratings beside the test rows
+            baseline = item_means(train["item"], train_ratings, item_count + 1)[test["item"]]
+            for name, value in evaluation.regression(test_ratings, baseline).metrics.items():
+                results[f"popularity_{name}"] = value
     # ranking: each test user's held-out items among all items they have not rated in train/validation
-    excluded = group(np.concatenate([train["user"], splits.validation.features["user"]]),
-                     np.concatenate([train["item"], splits.validation.features["item"]]))
     relevant = group(test["user"], test["item"])
+    if splits.fitted:  # a trained model on new data: what its training data showed of each user, but these items
+        seen_then = [set(map(int, row.split())) for row in info["seen"]]
+        excluded = {user: seen_then[user] - held for user, held in relevant.items() if user < len(seen_then)}
+    else:
+        excluded = group(np.concatenate([train["user"], splits.validation.features["user"]]),
+                         np.concatenate([train["item"], splits.validation.features["item"]]))
     users = np.array(sorted(relevant), dtype="int32")
     wanted = [relevant[user] for user in users]
     seen = [excluded.get(user, set()) for user in users]

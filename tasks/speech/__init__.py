@@ -155,6 +155,15 @@ class Speech(ClassificationTask):
                   for role in ("train", "validation", "test")]
         return Splits(*splits, info, config.data, name, synthetic)
 
+    def load_fitted(self, config, info):
+        """`load_data` without perturbed copies (training's augmentation), with the model's class order and its
+        band statistics standardising the features."""
+        splits = super().load_fitted(dataclasses.replace(config, augment_copies=0), info)
+        step = feature_step(info)  # one step for every split, so that they join into one index
+        for role in ("train", "validation", "test"):
+            setattr(splits, role, dataclasses.replace(getattr(splits, role), decode=step))
+        return splits
+
     @staticmethod
     def _split(config, labels, groups, preset):
         """Train / validation / test clip indices and labels: preset splits, named groups, then carving."""

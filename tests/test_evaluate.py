@@ -1,0 +1,92 @@
+"""`python -m pipelines evaluate`: a trained model scored on labelled data with the model's own preprocessing.
+
+For every task a `--quick` model is trained on the embedded data, then evaluated through the CLI on its own
+test split (the figure must equal the `test_<metric>` training logged: the same examples, the same
+preprocessing, the same `Task.evaluate`) and on the whole source. Neither evaluation touches the registry.
+"""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+import tasks
+from pipelines import cli
+from pipelines import config as config_module
+from pipelines import runner
+from shared import tracking
+from shared.data import examples
+
+FAST = ("vision_classification", "fraud_detection")  # in the default suite; the others are slow-marked
+
+
+def _evaluate(capsys, *arguments):
+    """Runs `evaluate` through the CLI; returns its exit code and JSON line (None when it failed)."""
+    capsys.readouterr()
+    code = cli.main(["evaluate", *arguments])
+    out = capsys.readouterr().out.strip()
+    return code, json.loads(out) if code == 0 else None
+
+
+@pytest.mark.parametrize("task_name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
+                                       for name in tasks.names()])
+def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alone(task_name, tracking_store,
+                                                                                   capsys):
+    task = tasks.get(task_name)
+    trained = runner.run(task, config_module.resolve(task, quick=True))
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(task.name, tracking.CHAMPION).version
+    uri = f"models:/{task.name}@{tracking.CHAMPION}"
+
+    code, result = _evaluate(capsys, task.name, "--model", uri, "--data", "embedded", "--split", "test")
+    assert code == 0
+    assert set(result) >= {"task", "model", "data", "metrics", "run_id"}
+    assert (result["task"], result["model"], result["data"]) == (task.name, uri, "embedded")
+    metric = task.primary_metric
+    assert result["metrics"][metric] == pytest.approx(trained.metrics[metric], abs=1e-4)  # parity with training
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id
+    assert run.data.tags["evaluation_of"] == uri and run.data.tags["evaluated_model_version"] == champion
+    assert run.data.tags["data_source"] == "embedded"
+    assert run.data.metrics[f"eval_{metric}"] == pytest.approx(result["metrics"][metric])
+
+    code, whole = _evaluate(capsys, task.name, "--model", uri, "--data", "embedded")
+    assert code == 0 and np.isfinite(whole["metrics"][metric]) and whole["examples"] > result["examples"]
+
+    assert client.get_model_version_by_alias(task.name, tracking.CHAMPION).version == champion
+    assert len(client.search_model_versions(f"name='{task.name}'")) == 1  # nothing registered
+    assert tracking.runs(task.name)["run_id"].tolist() == [trained.run_id]  # compare lists training runs only
+
+
+def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_store, tmp_path, capsys):
+    task = tasks.get("vision_classification")
+    runner.run(task, config_module.resolve(task, quick=True, assignments=["max_examples=200"]))
+    client = mlflow.MlflowClient()
+    before = {found.info.run_id for found in client.search_runs([client.get_experiment_by_name(task.name).experiment_id])}
+    for arguments, expected in (
+            (["--model", "models:/vision_classification/1", "--data", str(tmp_path / "missing")], "does not exist"),
+            (["--model", "models:/vision_classification/9", "--data", "embedded"], "no model at"),
+            (["--model", "models:/vision_classification/1", "--data", "embedded", "--split", "holdout"],
+             "unknown --split 'holdout'")):
+        assert cli.main(["evaluate", "vision_classification", *arguments]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and expected in error[0], error
+    runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
+    assert {found.info.run_id for found in runs} == before
+    assert all(found.info.status != "RUNNING" for found in runs)
+
+
+def test_join_concatenates_an_index_decoded_alike_and_chains_parts_decoded_apart():
+    def double(dataset):
+        return dataset.map(lambda features, targets: (features * 2, targets))
+
+    first = examples.Examples(np.arange(3.0), np.zeros(3, "int64"), decode=double)
+    joined = examples.join([first, first.subset(np.arange(2)), first.subset(np.arange(0))])
+    assert isinstance(joined, examples.Examples) and len(joined) == 5
+    other = examples.Examples(np.arange(2.0), np.ones(2, "int64"))
+    chained = examples.join([first, other])
+    features, targets = chained.sample(10)
+    assert features.tolist() == [0, 2, 4, 0, 1] and targets.tolist() == [0, 0, 0, 1, 1]
+    assert len(chained) == 5 and chained.targets.tolist() == targets.tolist()
+    assert len(examples.empty_like(first)) == 0
