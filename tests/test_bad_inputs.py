@@ -66,6 +66,7 @@ def store(tmp_path_factory):
     """One store for every row, holding a quick vision_classification model for the predict rows."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}")
+        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as `python -m pipelines` sets it (quiet.py)
         assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200"]) == 0
         yield mlflow.MlflowClient()
 

@@ -36,7 +36,7 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
     task = tasks.get(task_name)
     trained = runner.run(task, config_module.resolve(task, quick=True))
     client = mlflow.MlflowClient()
-    champion = client.get_model_version_by_alias(task.name, tracking.CHAMPION).version
+    champion = str(client.get_model_version_by_alias(task.name, tracking.CHAMPION).version)
     uri = f"models:/{task.name}@{tracking.CHAMPION}"
 
     code, result = _evaluate(capsys, task.name, "--model", uri, "--data", "embedded", "--split", "test")
@@ -54,16 +54,18 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
     code, whole = _evaluate(capsys, task.name, "--model", uri, "--data", "embedded")
     assert code == 0 and np.isfinite(whole["metrics"][metric]) and whole["examples"] > result["examples"]
 
-    assert client.get_model_version_by_alias(task.name, tracking.CHAMPION).version == champion
+    assert str(client.get_model_version_by_alias(task.name, tracking.CHAMPION).version) == champion
     assert len(client.search_model_versions(f"name='{task.name}'")) == 1  # nothing registered
     assert tracking.runs(task.name)["run_id"].tolist() == [trained.run_id]  # compare lists training runs only
 
 
-def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_store, tmp_path, capsys):
+def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_store, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as `python -m pipelines` sets it (quiet.py)
     task = tasks.get("vision_classification")
     runner.run(task, config_module.resolve(task, quick=True, assignments=["max_examples=200"]))
     client = mlflow.MlflowClient()
     before = {found.info.run_id for found in client.search_runs([client.get_experiment_by_name(task.name).experiment_id])}
+    capsys.readouterr()
     for arguments, expected in (
             (["--model", "models:/vision_classification/1", "--data", str(tmp_path / "missing")], "does not exist"),
             (["--model", "models:/vision_classification/9", "--data", "embedded"], "no model at"),
@@ -71,7 +73,7 @@ def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_stor
              "unknown --split 'holdout'")):
         assert cli.main(["evaluate", "vision_classification", *arguments]) == 2
         error = capsys.readouterr().err.strip().splitlines()
-        assert len(error) == 1 and expected in error[0], error
+        assert len(error) == 1 and error[0].startswith("error: ") and expected in error[0], error
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     assert {found.info.run_id for found in runs} == before
     assert all(found.info.status != "RUNNING" for found in runs)
