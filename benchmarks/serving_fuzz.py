@@ -520,7 +520,8 @@ def background(command, probe_url, log_path, env=None, cwd=None, timeout=300):
                 time.sleep(1)
         yield server.pid
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a server that never came up has already exited
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
 
 
@@ -534,7 +535,9 @@ def serve(name, store, log_path, input_root):
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PIPELINES_INPUT_ROOT=str(input_root))
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PIPELINES_INPUT_ROOT=str(input_root),
+               # the server execs `uvicorn` from PATH: this interpreter's scripts folder, even when not activated
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     url = f"http://127.0.0.1:{port}"
     with background(command, f"{url}/ping", log_path, env=env) as pid:
         yield url, pid
