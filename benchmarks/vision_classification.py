@@ -61,15 +61,18 @@ class TimeToTarget(keras.callbacks.Callback, common.Probe):
         self.overhead_seconds += time.perf_counter() - began
 
     def report(self, result):
+        import pandas as pd
+
         from shared import images, tracking
 
         model = tracking.load(result.model_uri)
         with tempfile.TemporaryDirectory() as folder:
             path = pathlib.Path(folder, "digit.png")
             images.save_png(self.test_images[0], path)
-            model.predict({"image": [str(path)]})  # warm-up: the first call traces the predict function
+            request = pd.DataFrame({"image": [str(path)]})  # as the README's pyfunc example
+            model.predict(request)  # warm-up: the first call traces the predict function
             began = time.perf_counter()
-            model.predict({"image": [str(path)]})
+            model.predict(request)
             latency = time.perf_counter() - began
         seconds, epochs = self.reached or (None, None)
         return {f"seconds_to_{TARGET}": seconds, f"epochs_to_{TARGET}": epochs,
