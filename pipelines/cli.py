@@ -13,6 +13,7 @@ import tasks
 from pipelines import compare, evaluate, export, predict
 from pipelines import config as config_module
 from shared.distribution import STRATEGIES
+from tasks.base import EVALUATION_SPLITS
 
 TRACEBACK_ENV = "PIPELINES_TRACEBACK"  # set to 1 to see full tracebacks instead of one-line errors
 
@@ -83,6 +84,18 @@ def _config_options(command):
     command.add_argument("--quick", action="store_true", help="tiny budget for a smoke run")
 
 
+
+def _model_option(command):
+    command.add_argument("--model", required=True, metavar="URI",
+                         help="models:/NAME/latest, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model")
+
+
+def _trust_option(command):
+    command.add_argument("--trust-model-code", action="store_true",
+                         help="load the model even if its Keras file carries Python code (a Lambda layer), which "
+                              "runs on loading; only for models from a source you trust "
+                              "(same as PIPELINES_TRUST_MODEL_CODE=1)")
+
 def _promote_option(command):
     command.add_argument("--promote", default="if-better", metavar="POLICY",
                          help="give the new version the `champion` alias: if-better (default; beats the champion "
@@ -135,24 +148,50 @@ def parser():
                     "2: nothing predicted (the error is printed).",
     )
     predicting.add_argument("task", metavar="TASK")
-    predicting.add_argument("--model", required=True, metavar="URI",
-                            help="models:/NAME/latest, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model")
+    _model_option(predicting)
     predicting.add_argument("--output", metavar="FILE.csv|FILE.jsonl",
                             help="write one row per input here (an `error` column for inputs that failed) "
                                  "instead of printing JSON lines")
     predicting.add_argument("--batch-size", type=int, default=64, metavar="N",
                             help="inputs per model call (default 64)")
-    predicting.add_argument("--trust-model-code", action="store_true",
-                            help="load the model even if its Keras file carries Python code (a Lambda layer), "
-                                 "which runs on loading; only for models from a source you trust "
-                                 "(same as PIPELINES_TRUST_MODEL_CODE=1)")
+    _trust_option(predicting)
     predicting.add_argument("inputs", nargs="+", metavar="INPUT",
                             help="raw inputs (an image file, a sentence, a JSON row...), folders (every input file "
                                  "inside) or tables FILE.csv|.tsv|.jsonl|.parquet[:COLUMN] (an input per row)")
     predicting.set_defaults(handler=predict.command)
 
-    export.add_parser(commands)
-    evaluate.add_parser(commands)
+    exporting = commands.add_parser(
+        "export", help="export a logged model for TF Serving, TFLite (LiteRT) or ONNX runtimes",
+        description="Write the model at --model as a SavedModel (raw inputs where the task's preprocessing is "
+                    "TensorFlow), a TFLite file or an ONNX file, check it answers like the logged model, log it "
+                    "to the model's run (exports/FORMAT/) and print one JSON line.",
+    )
+    exporting.add_argument("task", metavar="TASK")
+    _model_option(exporting)
+    exporting.add_argument("--format", required=True, metavar="FORMAT", help="saved_model, tflite or onnx")
+    exporting.add_argument("--output", required=True, metavar="DIR", help="a new or empty folder for the export")
+    exporting.set_defaults(handler=export.command)
+
+    evaluating = commands.add_parser(
+        "evaluate", help="score a trained model on labelled data with the task's test metrics, logged to MLflow",
+        description="Read --data with TASK's loaders and the model's own preprocessing (nothing is re-fitted), "
+                    "compute the task's test metrics and plots, log them to a new run tagged evaluation_of=URI "
+                    "(eval_<metric>) and print one JSON line. The registry and the champion are not changed.",
+    )
+    evaluating.add_argument("task", metavar="TASK")
+    _model_option(evaluating)
+    evaluating.add_argument("--data", required=True, metavar="SOURCE",
+                            help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or embedded")
+    evaluating.add_argument("--split", default="all", metavar="SPLIT",
+                            help=f"{', '.join(EVALUATION_SPLITS)}: all of SOURCE (default), or the split `run` carves "
+                                 "from it with the model's seed and fractions (test: its own test set, on its "
+                                 "training data)")
+    evaluating.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a setting of the model's logged config for reading SOURCE (repeatable), "
+                                 "e.g. --set target=label")
+    evaluating.add_argument("--experiment", help="MLflow experiment of the evaluation run (default: the task name)")
+    _trust_option(evaluating)
+    evaluating.set_defaults(handler=evaluate.command)
 
     comparing = commands.add_parser(
         "compare", help="each task's champion and recent runs from every experiment, sorted by its primary metric",

@@ -17,33 +17,6 @@ import sys
 
 import tasks
 from pipelines import config as config_module
-from tasks.base import EVALUATION_SPLITS
-
-
-def add_parser(commands):
-    """Adds the `evaluate` subcommand to the CLI's subparsers."""
-    evaluating = commands.add_parser(
-        "evaluate", help="score a trained model on labelled data with the task's test metrics, logged to MLflow",
-        description="Read --data with TASK's loaders and the model's own preprocessing (nothing is re-fitted), "
-                    "compute the task's test metrics and plots, log them to a new run tagged evaluation_of=URI "
-                    "(eval_<metric>) and print one JSON line. The registry and the champion are not changed.",
-    )
-    evaluating.add_argument("task", metavar="TASK")
-    evaluating.add_argument("--model", required=True, metavar="URI",
-                            help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest or runs:/RUN_ID/model")
-    evaluating.add_argument("--data", required=True, metavar="SOURCE",
-                            help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or embedded")
-    evaluating.add_argument("--split", default="all", metavar="SPLIT",
-                            help=f"{', '.join(EVALUATION_SPLITS)}: all of SOURCE (default), or the split `run` carves "
-                                 "from it with the model's seed and fractions (test: its own test set, on its "
-                                 "training data)")
-    evaluating.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a setting of the model's logged config for reading SOURCE (repeatable), "
-                                 "e.g. --set target=label")
-    evaluating.add_argument("--experiment", help="MLflow experiment of the evaluation run (default: the task name)")
-    evaluating.add_argument("--trust-model-code", action="store_true",
-                            help="load the model even if its Keras file carries Python code (see `predict`)")
-    evaluating.set_defaults(handler=command)
 
 
 def command(arguments):

@@ -29,23 +29,7 @@ class ParityError(ValueError):
     """The exported artifact does not answer like the logged model."""
 
 
-def add_parser(commands):
-    """Adds the `export` subcommand to the CLI's subparsers."""
-    exporting = commands.add_parser(
-        "export", help="export a logged model for TF Serving, TFLite (LiteRT) or ONNX runtimes",
-        description="Write the model at --model as a SavedModel (raw inputs where the task's preprocessing is "
-                    "TensorFlow), a TFLite file or an ONNX file, check it answers like the logged model, log it "
-                    "to the model's run (exports/FORMAT/) and print one JSON line.",
-    )
-    exporting.add_argument("task", metavar="TASK")
-    exporting.add_argument("--model", required=True, metavar="URI",
-                           help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest or runs:/RUN_ID/model")
-    exporting.add_argument("--format", required=True, metavar="FORMAT", help="saved_model, tflite or onnx")
-    exporting.add_argument("--output", required=True, metavar="DIR", help="a new or empty folder for the export")
-    exporting.set_defaults(handler=command_export)
-
-
-def command_export(arguments):
+def command(arguments):
     import keras
 
     from shared import tracking
