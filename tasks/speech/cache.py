@@ -11,8 +11,8 @@ from tasks.speech.audio import fix_length, prepare, read_audio
 from tasks.speech.features import clip_features
 
 # Bump when `read_audio`, `prepare` or `clip_features` change, so that features cached by earlier code are
-# recomputed (2: files are read at most `read_seconds` around their centre).
-FEATURE_CACHE_VERSION = 2
+# recomputed (2: files are read at most `read_seconds` around their centre; 3: saved in C order, read raw).
+FEATURE_CACHE_VERSION = 3
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ def _save(path, array):
     """Writes an .npy atomically, so that a run reading the cache never sees half a file."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
-        np.save(handle, array)
+        np.save(handle, np.ascontiguousarray(array, "<f4"))  # C order: `feature_step` reads the raw bytes
     os.replace(temporary, path)
 
 

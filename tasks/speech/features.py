@@ -74,8 +74,13 @@ def feature_step(info):
     mean, std = np.asarray(info["mean"], "float32"), np.asarray(info["std"], "float32")
 
     def load(path, label):
-        features = tf.numpy_function(lambda name: np.load(name.decode()), [path], tf.float32, stateful=False)
-        return (tf.ensure_shape(features, info["input_shape"]) - mean) / std, label
+        # The .npy is parsed in TF, not by np.load in a py_function: np.load's header parser
+        # (ast.literal_eval) is not thread-safe on CPython 3.11 and the parallel map calls it from
+        # many threads. `_save` writes format 1.0: 8 magic bytes, a little-endian uint16 header length.
+        content = tf.io.read_file(path)
+        header = tf.cast(tf.io.decode_raw(tf.strings.substr(content, 8, 2), tf.uint16)[0], tf.int32)
+        values = tf.io.decode_raw(tf.strings.substr(content, 10 + header, tf.strings.length(content)), tf.float32)
+        return (tf.reshape(values, info["input_shape"]) - mean) / std, label
 
     return lambda dataset: dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
