@@ -97,7 +97,8 @@ def confident_mistakes(items, labels, probabilities, class_names, limit=20):
     """A Markdown table of the wrong predictions the model was surest about.
 
     Args:
-        items (Sequence[str]): what to show per example (a sentence, an id, a file name).
+        items (Sequence[str] | dict[int, str]): what to show per example (a sentence, an id, a file name),
+            or only the examples at `mistake_positions`, by position.
         labels (np.ndarray): true class indices, shape (n,).
         probabilities (np.ndarray): predicted class probabilities, shape (n, k).
         class_names (list[str]): the k class names.
@@ -109,8 +110,7 @@ def confident_mistakes(items, labels, probabilities, class_names, limit=20):
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities, dtype="float64")
     predictions = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predictions != labels)
-    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:limit]
+    wrong = mistake_positions(labels, probabilities, limit)
     lines = ["| confidence | predicted | true | example |", "|---|---|---|---|"]
     for index in wrong:
         shown = str(items[index]).replace("|", "\\|").replace("\n", " ")
@@ -119,6 +119,17 @@ def confident_mistakes(items, labels, probabilities, class_names, limit=20):
     if not len(wrong):
         lines.append("| | | | no mistakes on this split |")
     return "\n".join(lines) + "\n"
+
+
+def mistake_positions(labels, probabilities, limit=20):
+    """Returns:
+        np.ndarray: the positions of the `limit` wrong predictions the model was surest about, surest first
+        (the rows of `confident_mistakes`, so that a streamed split decodes only those examples).
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != np.asarray(labels))
+    return wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:limit]
 
 
 def normalize_for_bleu(text):

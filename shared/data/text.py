@@ -54,19 +54,22 @@ def text_vectorizer(vocabulary, sequence_length):
                                           output_sequence_length=sequence_length)
 
 
-def adapt_vocabulary(texts, size, punctuation, sample, seed=0):
+def adapt_vocabulary(texts, size, punctuation, sample, seed=0, part=0):
     """Adapts a TextVectorization on at most `sample` training texts.
 
     Word counts settle long before a large corpus ends, so a seeded random sample of `sample` texts (in
     their original order) gives the vocabulary of them all at a bounded cost in time and memory; a corpus
-    of at most `sample` texts is read whole.
+    of at most `sample` texts is read whole. A split of a text file is decoded from its stream: only the
+    sampled records are read, and the counts, not the texts, stay in memory.
 
     Args:
-        texts (np.ndarray): training strings.
+        texts (np.ndarray | shared.data.examples.Examples): training strings, or a split whose decoded
+            elements are `(text, label)` or `(source, target)` strings.
         size (int): maximum vocabulary size, including padding and [UNK].
         punctuation (str): "strip" or "split" (see `standardize_text`).
         sample (int): at most this many texts are counted.
-        seed (int): chooses the sample.
+        seed (int): chooses the sample (the same texts whether they are held in memory or streamed).
+        part (int): which element of a split's decoded `(features, targets)` to count (0 or 1).
 
     Returns:
         list[str]: the vocabulary, most frequent first, padding ("") and [UNK] at indices 0 and 1.
@@ -74,12 +77,17 @@ def adapt_vocabulary(texts, size, punctuation, sample, seed=0):
     import keras
     import tensorflow as tf
 
-    if len(texts) > sample:
-        texts = np.asarray(texts, dtype=object)[np.sort(np.random.default_rng(seed).choice(len(texts), sample,
-                                                                                             replace=False))]
+    from shared.data.examples import Split
+
+    if isinstance(texts, Split):
+        dataset = texts.cap(sample, seed).elements().map(lambda *element: element[part]).batch(1024)
+    else:
+        if len(texts) > sample:
+            texts = np.asarray(texts, dtype=object)[np.sort(np.random.default_rng(seed).choice(len(texts), sample,
+                                                                                                 replace=False))]
+        dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024)
     layer = keras.layers.TextVectorization(max_tokens=size, standardize=None, split="whitespace")
-    layer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024).map(
-        lambda batch: standardize_text(batch, punctuation)))
+    layer.adapt(dataset.map(lambda batch: standardize_text(batch, punctuation)))
     return [str(token) for token in layer.get_vocabulary()]
 
 
