@@ -40,6 +40,7 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 
 ARCHITECTURES = ("cnn", "bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
+EVALUATION_CHUNK = 4096  # test texts decoded and scored at once: memory stays flat however long the split
 _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val"), "test": ("test",)}
 
 
@@ -175,31 +176,80 @@ def _split_files(folder):
     return found if "train" in found else {}
 
 
-def _class_folders(folder):
-    """Reads one subfolder of .txt files per class with keras.utils.text_dataset_from_directory.
+def _table_examples(files, columns, source):
+    """Scans CSV/TSV files (train, and validation / test when given) into indexes of record offsets.
+
+    Args:
+        files (dict[str, str]): split name -> file; "train" first.
+        columns (dict[str, str]): the accepted text and label column names.
+        source (str): the file or folder, for messages.
 
     Returns:
-        tuple[np.ndarray, np.ndarray, list[str]]: texts, labels and class names (the subfolder names).
+        tuple[dict[str, Examples], list[str]]: split name -> offsets with class indices learned from
+        training (decoded into `(text, label)` in tf.data), and the class names.
     """
-    import keras
+    from shared.data import examples, text_files
 
-    try:
-        dataset = keras.utils.text_dataset_from_directory(folder, batch_size=None, shuffle=False)
-    except ValueError as error:
-        raise ValueError(
-            f"'{folder}' is neither a folder with train.csv/train.tsv nor one subfolder of .txt files per "
-            f"class ({str(error).splitlines()[0]})."
-        ) from None
-    texts, labels = [], []
-    for text, label in dataset.as_numpy_iterator():
+    scans, raw = {}, {}
+    for split, path in files.items():
+        scans[split] = text_files.scan_table(path, columns, keep=("label",))
+        if scans[split].dropped:
+            warnings.warn(f"{path}: dropped {scans[split].dropped} row(s) with empty text.", stacklevel=3)
+        if split != "train" and not len(scans[split].offsets):
+            raise ValueError(f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
+                             "remove the file (the split is then carved from training).")
+        raw[split] = (scans[split].offsets, scans[split].values["label"])
+    encoded, class_names = _encode_labels(raw, source)
+    found = {}
+    for split, (offsets, labels) in encoded.items():
+        scan = scans[split]
+        read = text_files.table_reader(scan.path, scan.positions["text"])
+        found[split] = examples.Examples(offsets, labels, decode=text_files.record_step(scan.path, read),
+                                         element_bytes=scan.record_bytes + 48, origin="text file")
+    return found, class_names
+
+
+def _class_folders(folder):
+    """Lists one subfolder of .txt files per class, in the order keras.utils.text_dataset_from_directory
+    reads them (its own `index_directory`, so the same seed carves the same split as when texts were loaded).
+
+    Each file is read once here, one at a time, to check that it is UTF-8 and not empty (empty ones are
+    dropped with a warning); tf.data reads it again when the split is decoded.
+
+    Returns:
+        tuple[Examples, list[str]]: the file paths with their labels (decoded into `(text, label)` in
+        tf.data) and the class names (the subfolder names).
+    """
+    from keras.src.utils import dataset_utils
+
+    from shared.data import examples, text_files
+    from shared.data.sources import progress
+
+    files, found, class_names = dataset_utils.index_directory(folder, "inferred", formats=(".txt",), shuffle=False)
+    if not len(files):
+        raise ValueError(f"'{folder}' is neither a folder with train.csv/train.tsv nor one subfolder of .txt files "
+                         "per class (no .txt files found).")
+    paths, labels, empty, total = [], [], 0, 0
+    for path, label in progress(list(zip(files, found)), "checking text files"):
+        content = pathlib.Path(path).read_bytes()
         try:
-            texts.append(text.decode("utf-8-sig"))
+            text = content.decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            # The dataset does not expose file names: find the file with these bytes to name it.
-            path = next((path for path in pathlib.Path(folder).rglob("*.txt") if path.read_bytes() == text), folder)
-            raise ValueError(f"'{path}' is not valid UTF-8 (byte {error.start}); re-save it as UTF-8.") from None
+            line = content[: error.start].count(b"\n") + 1
+            raise ValueError(f"'{path}' is not valid UTF-8 (line {line}, byte 0x{content[error.start]:02x}); "
+                             "re-save it as UTF-8.") from None
+        if not text.strip():
+            empty += 1
+            continue
+        paths.append(path)
         labels.append(int(label))
-    return np.array(texts, dtype=object), np.array(labels, dtype="int64"), list(dataset.class_names)
+        total += len(content)
+    if empty:
+        warnings.warn(f"{folder}: dropped {empty} row(s) with empty text.", stacklevel=3)
+    pool = examples.Examples(np.asarray(paths, dtype=str), np.asarray(labels, dtype="int64"),
+                             decode=text_files.file_step(), element_bytes=total // max(1, len(paths)) + 48,
+                             origin="text files")
+    return pool, list(class_names)
 
 
 @register
@@ -213,7 +263,7 @@ class NlpSentiment(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
 
     def load_data(self, config):
-        from shared.data.sources import parse_source, read_text_columns
+        from shared.data.sources import parse_source
         from shared.data.splits import carve
         from shared.data.text import adapt_vocabulary
 
@@ -228,7 +278,7 @@ class NlpSentiment(ClassificationTask):
         validation = test = None
         synthetic = False
         if kind == "embedded":
-            texts, labels = _generated_reviews(config.embedded_examples, config.seed)
+            pool = _generated_reviews(config.embedded_examples, config.seed)
             class_names, name, synthetic = ["negative", "positive"], "generated_reviews", True
         elif kind == "tfds":
             from shared.data import tfds
@@ -243,40 +293,31 @@ class NlpSentiment(ClassificationTask):
                 if keep.any():
                     labelled[split] = _clean(arrays[text_key][keep], arrays["label"][keep].astype("int64"),
                                              f"tfds:{dataset_name}")
-            pool = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
-            texts = np.concatenate([labelled[split][0] for split in pool])
-            labels = np.concatenate([labelled[split][1] for split in pool])
-            if "test" in labelled and "test" not in pool:
+            parts = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
+            pool = tuple(np.concatenate([labelled[split][column] for split in parts]) for column in (0, 1))
+            if "test" in labelled and "test" not in parts:
                 test = labelled["test"]
-            if "validation" in labelled and "validation" not in pool:
+            if "validation" in labelled and "validation" not in parts:
                 validation = labelled["validation"]
             class_names, name = list(info.features["label"].names), f"tfds_{dataset_name.replace('/', '_')}"
         elif kind in ("file", "csv"):
-            table = read_text_columns(argument, columns)
-            encoded, class_names = _encode_labels({"train": _clean(table["text"], table["label"], argument)},
-                                                  argument)
-            texts, labels = encoded["train"]
+            pool, class_names = _table_examples({"train": argument}, columns, argument)
+            pool = pool["train"]
             name = f"file_{os.path.basename(argument)}"
         elif kind == "folder":
             files = _split_files(argument)
             if files:
-                raw = {}
-                for split, path in files.items():
-                    table = read_text_columns(path, columns)
-                    raw[split] = _clean(table["text"], table["label"], path)
-                encoded, class_names = _encode_labels(raw, argument)
-                texts, labels = encoded["train"]
-                validation, test = encoded.get("validation"), encoded.get("test")
+                found, class_names = _table_examples(files, columns, argument)
+                pool, validation, test = found["train"], found.get("validation"), found.get("test")
             else:
-                texts, labels, class_names = _class_folders(argument)
-                texts, labels = _clean(texts, labels, argument)
+                pool, class_names = _class_folders(argument)
             name = f"folder_{os.path.basename(argument.rstrip('/'))}"
         else:
             raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
-        train, validation, test = carve((texts, labels), config, validation=validation, test=test)
+        train, validation, test = carve(pool, config, validation=validation, test=test)
         info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
         if config.backbone == "none":
-            info["vocabulary"] = adapt_vocabulary(train.features, config.vocabulary_size, "strip",
+            info["vocabulary"] = adapt_vocabulary(train, config.vocabulary_size, "strip",
                                                    config.vocabulary_sample, config.seed)
         else:  # the preset's own tokenizer and vocabulary travel inside the saved model
             info["backbone"] = config.backbone
@@ -358,19 +399,25 @@ class NlpSentiment(ClassificationTask):
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
-        texts, labels = splits.test.features, splits.test.targets
-        probabilities, _ = _probabilities(model, splits.info, list(texts), check=False)
+        # The test split streams in chunks: probabilities are kept, texts only for the mistakes shown.
+        chunks, labels = [], []
+        for texts, targets in splits.test.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
+            chunks.append(_probabilities(model, splits.info, _strings(texts), check=False)[0])
+            labels.append(targets)
+        probabilities, labels = np.concatenate(chunks), np.concatenate(labels)
         names = splits.info["class_names"]
         result = evaluation.classification(labels, probabilities, names)
         if len(names) == 2:
             from sklearn import metrics
 
             result.metrics["f1"] = float(metrics.f1_score(labels, probabilities.argmax(axis=1)))
+        shown = evaluation.mistake_positions(labels, probabilities)
+        texts = dict(zip(shown.tolist(), _strings(splits.test.pick(shown)[0]))) if len(shown) else {}
         result.texts["confident_mistakes.md"] = evaluation.confident_mistakes(texts, labels, probabilities, names)
         return result
 
     def input_example(self, splits):
-        return [str(text) for text in splits.test.features[:2]]
+        return _strings(splits.test.sample(2)[0])
 
     def predict_raw(self, model, info, inputs):
         from shared import evaluation
@@ -407,6 +454,11 @@ class NlpSentiment(ClassificationTask):
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
         serving.resources = [layer]
         return serving
+
+
+def _strings(texts):
+    """Decoded tf.string values (bytes) as Python strings."""
+    return [text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in texts]
 
 
 def _probabilities(model, info, texts, check):

@@ -93,7 +93,9 @@ def test_class_folders_of_txt_files(tmp_path):
             _write(tmp_path / label / f"{index}.txt", f"a {word} movie number {index}")
     splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
     assert splits.info["class_names"] == ["neg", "pos"]
-    assert all("lovely" in text for text, label in zip(splits.train.features, splits.train.targets) if label == 1)
+    assert all(path.endswith(".txt") for path in splits.train.features)  # an index of files, read in tf.data
+    texts, labels = splits.train.sample(len(splits.train))
+    assert all((b"lovely" if label == 1 else b"awful") in text for text, label in zip(texts, labels))
     _write(tmp_path / "pos" / "bad.txt", b"caf\xe9")
     with pytest.raises(ValueError, match=r"bad.txt' is not valid UTF-8"):
         tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
@@ -242,3 +244,87 @@ def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example(
     assert sum(len(labels) for _, labels in batches) == len(splits.train)
     widths = {token_ids.shape[1] for token_ids, _ in batches}
     assert len(widths) > 1 and max(widths) < resolved.sequence_length
+
+
+def _in_memory_splits(path, resolved):
+    """The splits the loader carved when it read the whole file with pandas (the path before streaming)."""
+    from shared.data.sources import read_text_columns
+    from shared.data.splits import carve
+    from tasks import nlp_sentiment
+
+    table = read_text_columns(path, {"text": resolved.text_column, "label": resolved.label_column})
+    encoded, names = nlp_sentiment._encode_labels({"train": nlp_sentiment._clean(table["text"], table["label"], path)},
+                                                  path)
+    return carve(encoded["train"], resolved), names
+
+
+@pytest.mark.parametrize("extension", ["csv", "tsv"])
+def test_thousands_of_rows_stream_as_offsets_and_carve_the_same_split(tmp_path, extension):
+    rng = np.random.default_rng(1)
+    words = {"neg": ["awful", "dull", "clumsy"], "pos": ["great", "superb", "moving"]}
+    separator = "," if extension == "csv" else "\t"
+    rows = [f"text{separator}label"]
+    for index in range(3000):
+        label = ["neg", "pos"][int(rng.integers(2))]
+        text = f"review {index}: the film was {rng.choice(words[label])}"
+        text = f"\"{text}, i think\"" if extension == "csv" else f"{text}, i \"think\""  # TSV quotes are literal
+        rows.append(f"{text}{separator}{label}" if index % 500 else f"  {separator}{label}")  # some empty texts
+    path = _write(tmp_path / f"reviews.{extension}", "\n".join(rows) + "\n")
+    resolved = _config(f"data={path}")
+    with pytest.warns(UserWarning, match="dropped 6 row"):
+        splits = tasks.get("nlp_sentiment").load_data(resolved)
+    assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
+    with pytest.warns(UserWarning, match="dropped 6 row"):
+        (train, validation, test), names = _in_memory_splits(str(path), resolved)
+    assert splits.info["class_names"] == names == ["neg", "pos"]
+    for streamed, held in ((splits.train, train), (splits.validation, validation), (splits.test, test)):
+        np.testing.assert_array_equal(streamed.targets, held.targets)  # same seed, same split
+    texts, labels = splits.test.sample(len(splits.test))
+    assert [text.decode() for text in texts] == list(test.features)
+    np.testing.assert_array_equal(labels, test.targets)
+    assert all(any(word.encode() in text for word in words[names[label]]) for text, label in zip(texts, labels))
+
+
+def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
+    rows = ["text,label"] + [f"\"the film was {'great' if index % 2 else 'awful'}, number {index}\",{index % 2}"
+                             for index in range(2000)]
+    path = _write(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
+    result = runner.run(tasks.get("nlp_sentiment"), _config(f"data={path}", "epochs=1", "max_examples=600",
+                                                            "architecture=cnn", "embedding_dim=16", "filters=8"))
+    assert 0 <= result.metrics["accuracy"] <= 1
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
+    assert "confident_mistakes.md" in artifacts
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["examples.testing"] == "300"
+
+
+def test_multi_line_quoted_fields_decode_whole(tmp_path):
+    quoted = ['"first line\nsecond line, with a comma"', '"she said ""wow"" twice"', '"ends with a break\r\n"']
+    expected = ["first line\nsecond line, with a comma", 'she said "wow" twice', "ends with a break\r\n"]
+    rows = ["text,label"] + [f"{quoted[index % 3] if index < 3 else f'plain text {index}'},{index % 2}"
+                             for index in range(60)]
+    path = _write(tmp_path / "multi.csv", "\ufeff" + "\r\n".join(rows) + "\r\n")  # a BOM and Windows line ends
+    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={path}", "validation_fraction=0.1",
+                                                          "test_fraction=0.1"))
+    every = examples.join([splits.train, splits.validation, splits.test])
+    texts = {text.decode() for text in every.sample(len(every))[0]}
+    assert set(expected) <= texts and len(texts) == 60
+
+
+def test_bad_text_files_name_the_file_and_line_before_training(tmp_path):
+    rows = ["text,label"] + [f"sentence {index},{index % 2}" for index in range(3000)]
+    latin = list(rows)
+    latin[2500] = "caf\xe9 cr\xe8me,1"
+    path = _write(tmp_path / "latin.csv", "\n".join(latin) + "\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"latin.csv' line 2501 is not valid UTF-8 \(byte 0xe9\)"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+    extra = list(rows)
+    extra[40] = "a sentence, with a comma,1"
+    path = _write(tmp_path / "extra.csv", "\n".join(extra) + "\n")
+    with pytest.raises(ValueError, match=r"extra.csv' line 41 has 3 fields, the header 2; quote texts"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+    (tmp_path / "split").mkdir()
+    _write(tmp_path / "split" / "train.csv", "\n".join(rows) + "\n")
+    _write(tmp_path / "split" / "dev.csv", "text,label\n ,1\n")
+    with pytest.raises(ValueError, match=r"dev.csv' has no row with a text, so the validation split would be empty"):
+        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path / 'split'}"))
