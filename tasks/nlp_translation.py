@@ -33,6 +33,7 @@ from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
 START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
+EVALUATION_CHUNK = 1024  # test pairs decoded and translated at once (each chunk is decoded in passes of 256 rows)
 
 
 @dataclasses.dataclass
@@ -187,6 +188,65 @@ def read_pairs(path, direction):
     return pairs if direction == "forward" else pairs[::-1]
 
 
+def pair_examples(path, direction):
+    """Scans a `source<TAB>target[<TAB>anything]` file into an index of line offsets that tf.data decodes.
+
+    Lines are what `read_pairs` reads (`str.splitlines`, so the same seed carves the same split); the scan
+    reads one line at a time and keeps only the offsets of the pairs with both sentences non-empty.
+
+    Args:
+        path (str): the TSV file (UTF-8).
+        direction (str): "forward" (column 1 -> 2) or "reverse" (column 2 -> 1).
+
+    Returns:
+        Examples: byte offsets (int64) as features and targets, decoded into `(source, target)` strings.
+
+    Raises:
+        ValueError: not UTF-8, a non-empty line without a tab (naming the line), or no pair at all.
+    """
+    from shared.data import examples, text_files
+
+    offsets, number, pairs, empty, used = [], 0, 0, 0, 0
+    with open(path, "rb") as handle:
+        lines = text_files.Lines(handle, path)
+        for line in lines:
+            start = lines.offset - len(line.encode("utf-8"))
+            for piece in line.splitlines(keepends=True):  # what `read_pairs` calls lines
+                number += 1
+                size = len(piece.encode("utf-8"))
+                offset, start = start, start + size
+                text = piece.splitlines()[0]
+                if not text.strip():
+                    continue
+                fields = text.split("\t")
+                if len(fields) < 2:
+                    raise ValueError(f"'{path}' line {number} has one field ({text[:60]!r}); "
+                                     "expected source<TAB>target per line.")
+                pairs += 1
+                if not fields[0].strip() or not fields[1].strip():
+                    empty += 1
+                    continue
+                offsets.append(offset)
+                used += size
+    if not pairs:
+        raise ValueError(f"'{path}' has no sentence pairs; expected source<TAB>target per line.")
+    if empty:
+        warnings.warn(f"{path}: dropped {empty} pair(s) with an empty sentence.", stacklevel=2)
+    if not offsets:
+        raise ValueError(f"'{path}' has no pair with both sentences non-empty; expected source<TAB>target per line.")
+    swap = direction != "forward"
+
+    def read(handle, offset):
+        handle.seek(offset)
+        fields = handle.readline().decode("utf-8", "replace").splitlines()[0].split("\t")
+        source, target = fields[0].strip(), fields[1].strip() if len(fields) > 1 else ""
+        return (target, source) if swap else (source, target)
+
+    offsets = np.asarray(offsets, dtype="int64")
+    return examples.Examples(offsets, offsets, decode=text_files.record_step(str(path), read, fields=2),
+                             element_bytes=used // len(offsets) + 96, origin="text file")
+
+
 def _drop_empty(sources, targets, origin):
     """Removes pairs with an empty side, warning with the count."""
     sources, targets = (np.array([text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in side],
@@ -227,7 +287,7 @@ class NlpTranslation(Task):
         validation = test = None
         synthetic = False
         if kind == "embedded":
-            sources, targets = generated_pairs(config.embedded_examples, config.seed)
+            pool = _drop_empty(*generated_pairs(config.embedded_examples, config.seed), config.data)
             name, synthetic, languages = "generated_numbers_en_es", True, ["en", "es"]
         elif kind == "tfds":
             from shared.data import tfds
@@ -244,24 +304,21 @@ class NlpTranslation(Task):
             splits = {split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
                       for split, arrays in loaded.items()}
             pool = [split for split in splits if split not in ("test", "validation")] or list(splits)
-            sources = np.concatenate([splits[split][0] for split in pool])
-            targets = np.concatenate([splits[split][1] for split in pool])
             test = splits["test"] if "test" in splits and "test" not in pool else None
             validation = splits["validation"] if "validation" in splits and "validation" not in pool else None
+            pool = tuple(np.concatenate([splits[split][side] for split in pool]) for side in (0, 1))
             name = f"tfds_{dataset_name.replace('/', '_')}"
         elif kind in ("file", "csv"):
-            sources, targets = read_pairs(argument, config.direction)
+            pool = pair_examples(argument, config.direction)  # streams: an index of line offsets
             name = f"file_{argument.rstrip('/').split('/')[-1]}"
             languages = ["source", "target"]
         else:
             raise ValueError(f"nlp_translation reads a TSV file of sentence pairs, not a {kind} ('{config.data}').")
-        sources, targets = _drop_empty(sources, targets, config.data)
-        train, validation, test = carve((sources, targets), config, validation=validation, test=test,
-                                        stratify=False)
-        target_vocabulary = adapt_vocabulary(train.targets, config.vocabulary_size - 2, "split",
-                                             config.vocabulary_sample, config.seed)
+        train, validation, test = carve(pool, config, validation=validation, test=test, stratify=False)
+        target_vocabulary = adapt_vocabulary(train, config.vocabulary_size - 2, "split",
+                                             config.vocabulary_sample, config.seed, part=1)
         info = {
-            "source_vocabulary": adapt_vocabulary(train.features, config.vocabulary_size, "split",
+            "source_vocabulary": adapt_vocabulary(train, config.vocabulary_size, "split",
                                                   config.vocabulary_sample, config.seed),
             "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
             "sequence_length": config.sequence_length, "languages": languages,
@@ -363,18 +420,24 @@ class NlpTranslation(Task):
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
-        sources, references = splits.test.features, splits.test.targets
-        answers = self.predict_raw(model, splits.info, list(sources), check=False)
-        hypotheses = [answer["translation"] for answer in answers]
-        metrics = evaluation.translation(hypotheses, list(references))
+        # The test split streams in chunks; the corpus scores need every hypothesis and reference, the table
+        # only its first rows' sources.
+        sources, references, hypotheses = [], [], []
+        for chunk_sources, chunk_references in splits.test.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
+            chunk_sources = [text.decode("utf-8") for text in chunk_sources]
+            answers = self.predict_raw(model, splits.info, chunk_sources, check=False)
+            hypotheses += [answer["translation"] for answer in answers]
+            references += [text.decode("utf-8") for text in chunk_references]
+            sources += chunk_sources[: max(0, config.sample_translations - len(sources))]
+        metrics = evaluation.translation(hypotheses, references)
         rows = ["| source | reference | translation |", "|---|---|---|"]
-        for source, reference, hypothesis in list(zip(sources, references, hypotheses))[: config.sample_translations]:
+        for source, reference, hypothesis in zip(sources, references, hypotheses):
             cells = (text.replace("|", "\\|") for text in (source, reference, hypothesis))
             rows.append("| " + " | ".join(cells) + " |")
         return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"})
 
     def input_example(self, splits):
-        return [str(text) for text in splits.test.features[:2]]
+        return [text.decode("utf-8") for text in splits.test.sample(2)[0]]
 
     def predict_raw(self, model, info, inputs, check=True):
         """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).

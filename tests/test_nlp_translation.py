@@ -42,8 +42,10 @@ def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
     lines = [f"Sentence {i}.\tFrase {i}.\tCC-BY attribution #{i}" for i in range(40)]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     splits = tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}", "direction=reverse"))
-    assert all(source.startswith("Frase") for source in splits.train.features)
-    assert all(target.startswith("Sentence") for target in splits.train.targets)
+    assert splits.train.features.dtype == np.int64  # byte offsets of the lines, decoded in tf.data
+    sources, targets = splits.train.sample(len(splits.train))
+    assert all(source.startswith(b"Frase") for source in sources)
+    assert all(target.startswith(b"Sentence") for target in targets)
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 40
 
 
@@ -131,3 +133,36 @@ def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
 def test_transformer_learns_the_number_grammar(tracking_store):
     result = runner.run(tasks.get("nlp_translation"), _config("epochs=15", "max_examples=0", quick=False))
     assert result.metrics["bleu"] > 40
+
+
+def test_tsv_of_pairs_streams_and_decodes_the_pairs_of_the_file(tmp_path):
+    from shared.data import examples
+    from shared.data.splits import carve
+
+    lines = [f"I have {i} books.\tTengo {i} libros.\tCC-BY #{i}" if i % 400 else f"Empty {i}.\t " for i in range(2500)]
+    lines[7] = "A \"quoted\" one, and a\u2028line separator.\tUna \"citada\"."  # splitlines() breaks at U+2028
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")  # a BOM and Windows line ends
+    resolved = _config(f"data={path}", "max_examples=0")
+    for load in (lambda: tasks.get("nlp_translation").load_data(resolved),
+                 lambda: nlp_translation.read_pairs(str(path), "forward")):  # the scan counts lines as read_pairs
+        with pytest.raises(ValueError, match=r"pairs.tsv' line 8 has one field \('A \"quoted\" one, and a'\)"):
+            load()
+    lines[7] = "A \"quoted\" one.\tUna \"citada\"."
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
+    with pytest.warns(UserWarning, match="dropped 7 pair"):
+        splits = tasks.get("nlp_translation").load_data(resolved)
+    assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
+    with pytest.warns(UserWarning, match="dropped 7 pair"):
+        held = carve(nlp_translation._drop_empty(*nlp_translation.read_pairs(str(path), "forward"), "file"), resolved,
+                     stratify=False)
+    for streamed, in_memory in zip((splits.train, splits.validation, splits.test), held):
+        sources, targets = streamed.sample(len(streamed))
+        assert [text.decode() for text in sources] == list(in_memory.features)  # same seed, same split
+        assert [text.decode() for text in targets] == list(in_memory.targets)
+    every = examples.join([splits.train, splits.validation, splits.test])
+    assert ("A \"quoted\" one.", "Una \"citada\".") in {(s.decode(), t.decode()) for s, t in zip(*every.sample(3000))}
+    with pytest.warns(UserWarning, match="dropped 7 pair"):
+        reference = tasks.get("nlp_translation").load_data(_config(f"data={path}", "direction=reverse"))
+    first_source, first_target = reference.train.sample(1)
+    assert first_source[0].startswith(b"Tengo") and first_target[0].startswith(b"I have")
