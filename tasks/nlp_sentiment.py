@@ -20,6 +20,9 @@ Data sources:
                            file has wins). Any label values (strings or numbers), two or more classes.
     FOLDER                 either train.{csv,tsv} with optional dev/validation/val and test files (used as
                            the validation and test splits), or one subfolder of .txt files per class.
+Files and folders stream: the splits are an index (record byte offsets or file paths, and labels) whose
+texts the tf.data map reads (`shared.data.text_files`); TFDS sets and the generated reviews are small
+enough to stay in memory as strings.
 Bad input: a missing column names the columns found; a non-UTF-8 file names the line (or file);
 rows with empty text are dropped with a warning; dev/test labels absent from training are an error;
 at predict time an empty sentence is an error and a sentence longer than `sequence_length` tokens is

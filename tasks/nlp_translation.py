@@ -16,6 +16,8 @@ Data sources:
     tfds:ted_hrlr_translate/pt_to_en   (or any TFDS translation set named X_to_Y; needs internet once).
     FILE (TSV)                     `source<TAB>target[<TAB>anything]` per line, the Anki / Tatoeba format;
                                    `direction=reverse` translates the second column into the first.
+                                   Streams: the splits are line offsets whose pairs the tf.data map reads
+                                   (TFDS sets and the generated pairs stay in memory as strings).
 Bad input: a line with one field is an error naming the line number; non-UTF-8 bytes name the line;
 empty sentences are dropped from training with a warning and are an error at predict time; a sentence
 longer than `sequence_length` tokens is truncated with a warning (the answer carries `"truncated": true`).

@@ -44,6 +44,8 @@ def bad_files(tmp_path_factory):
         images.save_png(np.zeros((20, 24, 1)), _parent(root / "segmentation" / "masks" / f"{index}.png"))
     write(root / "one_class.csv", "text,label\n" + "".join(f"review {index},good\n" for index in range(20)))
     write(root / "no_text.csv", "comment,label\nfine,good\nbad,poor\n")
+    write(root / "extra_field.csv", "text,label\nfine,good\nbad, really,poor\n" + "more text,good\n" * 20)
+    write(root / "latin1_reviews.csv", "text,label\nfine,good\ncaf\xe9 cr\xe8me,poor\n".encode("latin-1"))
     write(root / "latin1_pairs.tsv", b"hello\thola\ncaf\xe9\tcaf\xe9\n")
     soundfile.write(_parent(root / "one_clip" / "yes" / "0.wav"), np.sin(np.arange(8000) * 0.2).astype("float32"),
                     8000)
