@@ -206,9 +206,11 @@ def pair_examples(path, direction):
     Raises:
         ValueError: not UTF-8, a non-empty line without a tab (naming the line), or no pair at all.
     """
+    import array
+
     from shared.data import examples, text_files
 
-    offsets, number, pairs, empty, used = [], 0, 0, 0, 0
+    offsets, number, pairs, empty, used = array.array("q"), 0, 0, 0, 0  # 8 bytes per pair
     with open(path, "rb") as handle:
         lines = text_files.Lines(handle, path)
         for line in lines:
@@ -244,7 +246,7 @@ def pair_examples(path, direction):
         source, target = fields[0].strip(), fields[1].strip() if len(fields) > 1 else ""
         return (target, source) if swap else (source, target)
 
-    offsets = np.asarray(offsets, dtype="int64")
+    offsets = np.frombuffer(offsets, dtype="int64").copy()
     return examples.Examples(offsets, offsets, decode=text_files.record_step(str(path), read, fields=2),
                              element_bytes=used // len(offsets) + 96, origin="text file")
 

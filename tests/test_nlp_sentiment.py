@@ -296,6 +296,14 @@ def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
     assert "confident_mistakes.md" in artifacts
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["examples.testing"] == "300"
+    from pipelines import evaluate
+
+    folder = tmp_path / "files"  # train / dev / test files: three indexes, each decoded from its own file
+    folder.mkdir()
+    for name, start in (("train", 0), ("dev", 100), ("test", 150)):
+        _write(folder / f"{name}.csv", "\n".join(rows[:1] + rows[1 + start: 51 + start]) + "\n")
+    scored = evaluate.evaluate(tasks.get("nlp_sentiment"), result.model_uri, str(folder))
+    assert scored["examples"] == 150 and 0 <= scored["metrics"]["accuracy"] <= 1
 
 
 def test_multi_line_quoted_fields_decode_whole(tmp_path):

@@ -7,6 +7,7 @@ itself (so parallel calls share no handle). Record order is the file's, so carvi
 split that carving the texts held in memory gave.
 """
 
+import array
 import csv
 import dataclasses
 
@@ -99,8 +100,9 @@ def scan_table(path, columns, keep=(), hint=None):
     """
     csv.field_size_limit(max(csv.field_size_limit(), 2**30))  # whole reviews in one field, as pandas reads them
     tab = is_tab(path)
-    offsets, values, dropped, used = [], {role: [] for role in keep}, 0, 0
+    offsets, values, dropped, used = array.array("q"), {role: [] for role in keep}, 0, 0  # 8 bytes per offset
     shared = {role: {} for role in keep}  # one str object per distinct value
+    texts = [role for role in columns if role not in keep]
     with open(path, "rb") as handle:
         lines = Lines(handle, path)
         reader = csv.reader(lines, **_dialect(tab))
@@ -129,19 +131,18 @@ def scan_table(path, columns, keep=(), hint=None):
                     raise ValueError(
                         f"'{path}' line {lines.number} has {len(record)} fields, the header {len(header)}; "
                         f"{'a text holds a tab' if tab else 'quote texts that hold commas'}.")
-                fields = {role: record[position] if position < len(record) else ""
+                fields = {role: record[position].strip() if position < len(record) else ""
                           for role, position in positions.items()}
-                if any(not fields[role].strip() for role in columns if role not in keep):
+                if not all(fields[role] for role in texts):
                     dropped += 1
                     continue
                 offsets.append(start)
                 used += lines.offset - start
                 for role in keep:
-                    value = fields[role].strip()
-                    values[role].append(shared[role].setdefault(value, value))
+                    values[role].append(shared[role].setdefault(fields[role], fields[role]))
         except csv.Error as error:
             raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: line {lines.number}: {error}.") from None
-    return TableIndex(str(path), positions, np.asarray(offsets, dtype="int64"),
+    return TableIndex(str(path), positions, np.frombuffer(offsets, dtype="int64").copy(),
                       {role: np.asarray(items, dtype=object) for role, items in values.items()},
                       dropped, used // max(1, len(offsets)))
 
