@@ -51,7 +51,13 @@ def command(arguments):
                           f"logged model's by up to {result['max_abs_diff']:.3g} (> {TOLERANCE:g}) on "
                           f"{result['examples']} inputs; it stays in {output} and was not logged")
     result["logged_as"] = tracking.log_export(logged.run_id, output, arguments.format)
+    blend = logged.info.get("blend")
+    result["blend_weight_not_exported"] = blend["weight"] if blend else 0.0
     print(json.dumps(result))
+    if blend:  # no export format carries the scikit-learn trees; the parity check is with the Keras model alone
+        print(f"{task.name}: the {arguments.format} export holds the neural model alone; the logged model also "
+              f"blends in {len(blend['trees']['trees'])} gradient-boosted trees at weight {blend['weight']} "
+              f"(info.json 'blend', shared/trees.py scores them), so its scores differ", file=sys.stderr)
     if not result["preprocessing_in_graph"]:
         print(f"{task.name}: the {arguments.format} export takes the model's tensors; prepare them as "
               f"{output / 'preprocessing.json'} states", file=sys.stderr)

@@ -81,27 +81,71 @@ class BinaryDetectionTask(Task):
         given it; positives are not oversampled (only training repeats them)."""
         return self.load_data(dataclasses.replace(config, oversample=0.0), fitted=info)
 
-    def baseline_scores(self, splits, config):
-        """Returns a baseline model's test scores, logged as `baseline_hgb_*` beside ours, or None (the default)."""
+    def baseline(self, splits, config):
+        """Returns a baseline fitted on the training rows, as trees (`shared.trees.to_json`) that read
+        `baseline_table`, or None (the default). Its test scores are logged as `baseline_hgb_*` beside ours."""
         return None
+
+    def baseline_table(self, features):
+        """Returns:
+            np.ndarray: encoded features as the baseline's float table (rows, columns).
+        """
+        raise NotImplementedError(f"{self.name} has no baseline")
+
+    def blend_weights(self, config):
+        """The baseline's weights in a blend with the model that validation chooses among; (0.0,) keeps the model
+        alone (the default)."""
+        return (0.0,)
+
+    def scores(self, model, info, features):
+        """The served probabilities: the model's, blended with the baseline trees `info["blend"]` holds, if any."""
+        from shared import trees
+
+        scores = model.predict(features, batch_size=1024, verbose=0).reshape(-1)
+        blend = info.get("blend")
+        if blend:
+            tree_scores = trees.predict_proba(blend["trees"], self.baseline_table(features))
+            scores = (1 - blend["weight"]) * scores + blend["weight"] * tree_scores
+        return scores
+
+    def _blend(self, model, splits, config, fitted):
+        """The blend with the baseline that scores best on validation PR-AUC, or None when the model alone does
+        (ties go to the smaller baseline weight)."""
+        from sklearn import metrics
+
+        from shared import trees
+
+        weights = self.blend_weights(config)
+        if fitted is None or tuple(weights) == (0.0,):
+            return None
+        ours = self.scores(model, {}, splits.validation.features)
+        theirs = trees.predict_proba(fitted, self.baseline_table(splits.validation.features))
+        figures = {weight: metrics.average_precision_score(splits.validation.targets, (1 - weight) * ours + weight * theirs)
+                   for weight in weights}
+        best = max(figures, key=figures.get)
+        return {"weight": best, "trees": fitted, "validation_pr_auc": figures} if best else None
 
     def evaluate(self, model, splits, config):
         """Chooses the threshold on validation, scores the test split, and hands the threshold to the predictor
-        in `serving` (`threshold`, `threshold_rule`). A trained model on new data (`splits.fitted`) keeps its own
-        threshold, and has no training rows for a baseline or validation rows to score."""
+        in `serving` (`threshold`, `threshold_rule`, and `blend`: the baseline blend validation chose, or None).
+        A trained model on new data (`splits.fitted`) keeps its own threshold and blend, and has no training rows
+        for a baseline or validation rows to score."""
         from sklearn import metrics
 
-        from shared import evaluation
+        from shared import evaluation, trees
 
         if splits.fitted:
-            baseline, threshold, rule = None, splits.info["threshold"], splits.info.get("threshold_rule", "")
+            baseline, info = None, splits.info
+            threshold, rule = info["threshold"], info.get("threshold_rule", "")
         else:
-            baseline = self.baseline_scores(splits, config)
-            validation_scores = model.predict(splits.validation.features, batch_size=1024, verbose=0).reshape(-1)
+            fitted = self.baseline(splits, config)
+            baseline = None if fitted is None else trees.predict_proba(fitted, self.baseline_table(splits.test.features))
+            info = {**splits.info, "blend": self._blend(model, splits, config, fitted)}
+            validation_scores = self.scores(model, info, splits.validation.features)
             threshold, rule = evaluation.choose_threshold(
                 splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
                 config.target_precision, config.target_recall)
-        test_scores = model.predict(splits.test.features, batch_size=1024, verbose=0).reshape(-1)
+        test_scores = self.scores(model, info, splits.test.features)
         result = evaluation.binary_detection(
             splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
             config.fixed_precision, baselines=None if baseline is None else {"baseline_hgb": baseline})
@@ -112,4 +156,7 @@ class BinaryDetectionTask(Task):
             result.metrics["pr_auc_minus_baseline"] = result.metrics["pr_auc"] - result.metrics["baseline_hgb_pr_auc"]
         result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"
         result.serving.update(threshold=threshold, threshold_rule=rule)
+        if not splits.fitted:
+            result.serving["blend"] = info["blend"]
+            result.metrics["blend_weight"] = info["blend"]["weight"] if info["blend"] else 0.0
         return result

@@ -23,7 +23,10 @@ Imbalance: balanced class weights by default; `focal_gamma` (focal loss) and `ov
 in the training split) are options. The decision threshold is chosen on the validation split by expected
 cost (`cost_false_negative` vs `cost_false_positive`) or by `target_precision` / `target_recall`; it is
 logged as `test_threshold` and used by the predictor. A scikit-learn HistGradientBoosting model is trained
-on the same split and its test PR-AUC is logged as `test_baseline_hgb_pr_auc` beside ours.
+on the same split and its test PR-AUC is logged as `test_baseline_hgb_pr_auc` beside ours. With `blend` (the
+default) the served score is `(1 - w) * MLP + w * trees`, w in 0, 0.25 ... 1 chosen on validation PR-AUC
+(logged as `test_blend_weight`); the trees travel in the model's info as JSON (`shared/trees.py`), so
+SavedModel / TFLite / ONNX exports hold the MLP alone and say so.
 
 Predict: each INPUT is a CSV/Parquet file (one answer per row), a .json file (an object or a list of
 objects) or an inline JSON object. Rows need every feature column; extra columns (the target, dropped
@@ -63,8 +66,17 @@ class FraudDetectionConfig(DetectionConfig):
     cost_false_negative: float = 25.0  # a missed fraud costs the amount plus fees: ~25 false-alarm calls
     cost_false_positive: float = 1.0  # a false alarm costs a customer call or a declined purchase
     baseline: bool = True  # also fit HistGradientBoosting, so every run shows if the deep model earns its place
+    blend: bool = True  # serve a blend of the MLP and those trees when validation PR-AUC prefers one (weight 0-1)
     search_space: dict = search_space(  # few frauds are easy to memorise: dropout and input noise fight it
         dropout=["float", 0.1, 0.5], noise=["float", 0.0, 0.2])
+
+    def check(self):
+        """Raises:
+            ValueError: also when `blend` is on without the `baseline` whose trees it blends in.
+        """
+        super().check()
+        if self.blend and not self.baseline:
+            raise ValueError("blend=true blends in the baseline's trees; set baseline=true, or blend=false.")
 
 
 @register
@@ -183,29 +195,35 @@ class FraudDetection(BinaryDetectionTask):
 
         return super().metrics(config, info) + [keras.metrics.AUC(name="roc_auc")]
 
-    def baseline_scores(self, splits, config):
-        """HistGradientBoosting on the same (preprocessed) training rows (when `baseline` is on); its test scores."""
+    def baseline(self, splits, config):
+        """HistGradientBoosting on the same (preprocessed) training rows (when `baseline` is on), as trees."""
         if not config.baseline:
             return None
         from sklearn import ensemble
 
-        def table(features):
-            columns = [features["numeric"]] + [features[key] for key in sorted(features) if key != "numeric"]
-            return np.concatenate([column.reshape(len(column), -1).astype("float32") for column in columns], axis=1)
+        from shared import trees
 
         spec = splits.info["preprocessing"]
         categorical = [False] * len(spec["numeric"]) + [
             len(item["vocabulary"]) < 255 for item in spec["categorical"]]  # HGB bins categories in <= 255 bins
         model = ensemble.HistGradientBoostingClassifier(categorical_features=np.array(categorical),
                                                         random_state=config.seed)
-        model.fit(table(splits.train.features), splits.train.targets)
-        return model.predict_proba(table(splits.test.features))[:, 1]
+        model.fit(self.baseline_table(splits.train.features), splits.train.targets)
+        return trees.to_json(model)
+
+    def baseline_table(self, features):
+        columns = [features["numeric"]] + [features[key] for key in sorted(features) if key != "numeric"]
+        return np.concatenate([np.asarray(column).reshape(len(column), -1).astype("float32") for column in columns],
+                              axis=1)
+
+    def blend_weights(self, config):
+        return (0.0, 0.25, 0.5, 0.75, 1.0) if config.blend else (0.0,)
 
     def input_example(self, splits):
         return splits.info["example_rows"][:1]
 
     def predict_raw(self, model, info, inputs):
-        scores = model.predict(self.prepare_inputs(info, inputs), verbose=0).reshape(-1)
+        scores = self.scores(model, info, self.prepare_inputs(info, inputs))
         return [{"fraud_probability": round(float(score), 6), "fraud": bool(score >= info["threshold"]),
                  "threshold": round(info["threshold"], 6)} for score in scores]
 

@@ -9,7 +9,7 @@ import pytest
 
 import tasks
 from pipelines import cli, config, runner
-from shared import tracking
+from shared import tracking, trees
 from shared.data import tfds as tfds_source
 from tasks.fraud_detection import _transactions
 from tests.conftest import shared_data
@@ -66,6 +66,28 @@ def test_latest_model_scores_raw_rows_and_ranks_fraud_higher(trained):
     assert probabilities[frame["Class"] == 1].mean() > probabilities[frame["Class"] == 0].mean()
     as_text = model.predict(pd.DataFrame({"row": [json.dumps(rows[0])]}))  # a JSON string works too
     assert as_text[0]["fraud_probability"] == answers[0]["fraud_probability"]
+
+
+def test_the_logged_model_serves_the_blend_that_validation_chose(trained):
+    task, result = trained
+    model = tracking.load("models:/fraud_detection/latest")
+    info, keras_model = model.unwrap_python_model().info, model.unwrap_python_model().model
+    blend = info["blend"]
+    assert result.metrics["blend_weight"] == (blend["weight"] if blend else 0.0)
+    rows = _rows(_transactions(300, seed=5)[FEATURES])
+    served = np.array([answer["fraud_probability"] for answer in model.predict(pd.DataFrame({"row": rows}))])
+    features = task.prepare_inputs(info, rows)
+    alone = keras_model.predict(features, verbose=0).reshape(-1)
+    expected = alone if not blend else ((1 - blend["weight"]) * alone + blend["weight"] * trees.predict_proba(
+        blend["trees"], task.baseline_table(features)))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_blend_without_its_baseline_is_refused_before_training():
+    task = tasks.get("fraud_detection")
+    with pytest.raises(ValueError, match="set baseline=true, or blend=false"):
+        config.resolve(task, assignments=["baseline=false"])
+    assert config.resolve(task, assignments=["baseline=false", "blend=false"]).blend is False
 
 
 def test_predict_cli_reads_csv_rows_and_json_objects(trained, tmp_path, capsys):
