@@ -267,7 +267,7 @@ def test_fraud_rows_with_hostile_values_get_their_own_errors():
             "categorical": [{"name": "merchant", "vocabulary": ["shop"]}]}
 
     class Scores:
-        def predict(self, features, verbose=0):
+        def predict(self, features, batch_size=None, verbose=0):
             return np.full((len(features["numeric"]), 1), 0.25)
 
     model = logged(fraud)

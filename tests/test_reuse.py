@@ -325,6 +325,7 @@ def test_cli_run_promotes_its_version_and_says_so(digits_run):
     assert mlflow.get_run(version.run_id).data.tags["promotion_decision"] == "promoted"
 
 
+@pytest.mark.slow  # starts an MLflow scoring server (20 s); the slow set serves every task's champion
 def test_champion_serves_a_raw_image_over_http(digits_run, module_store, tmp_path):
     answer = serve_and_check("vision_classification", module_store, tmp_path)
     assert answer["label"] in [str(digit) for digit in range(10)] and 0 <= answer["probability"] <= 1

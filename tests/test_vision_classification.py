@@ -286,6 +286,7 @@ def test_cache_plan_keeps_in_memory_only_what_fits():
     assert examples.cache_plan("memory", [plain], budget_mb=5) == ["none"]  # arrays already are the data
 
 
+@pytest.mark.slow  # a full run for one cache mode: 35 s of the 10-minute default budget; cache_plan's choices are tested above
 def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
     folder = tmp_path / "images"
     for name, value in (("dark", 0.2), ("bright", 0.8)):
@@ -297,6 +298,7 @@ def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
     assert not any((tmp_path / "cache").glob("*/*")), "the run's disk cache is deleted when it ends"
 
 
+@pytest.mark.slow  # a full run; the skip itself is tested without training (test_a_file_that_breaks_while_streaming...)
 def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_path, caplog):
     rng = np.random.default_rng(0)
     folder = tmp_path / "images"  # beside the store, not around it
@@ -313,6 +315,7 @@ def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_pat
     assert {item["label"] for item in answer["top_k"]} == {"dark", "bright"}
 
 
+@pytest.mark.slow  # two loaders and a run: 13 s of the default budget
 def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (60, 9, 9), dtype=np.uint8)
