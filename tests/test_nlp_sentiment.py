@@ -196,6 +196,7 @@ def tiny_preset(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # fine-tunes a keras-hub encoder (20 s); the offline refusal below stays in the default suite
 def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_strings(tracking_store, tiny_preset):
     task = tasks.get("nlp_sentiment")
     result = runner.run(task, _config(f"backbone={tiny_preset}", "epochs=1", "embedded_examples=300",

@@ -195,6 +195,7 @@ def test_same_seed_gives_same_test_metric(tracking_store):
     assert first.metrics == second.metrics
 
 
+@pytest.mark.slow  # a full run (15 s); fixed-size TFDS loading is tested without training below, mixed-size sets train
 def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
     import tensorflow_datasets as tfds
 
