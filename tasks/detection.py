@@ -104,26 +104,19 @@ class BinaryDetectionTask(Task):
         scores = model.predict(features, batch_size=1024, verbose=0).reshape(-1)
         blend = info.get("blend")
         if blend:
-            tree_scores = trees.predict_proba(blend["trees"], self.baseline_table(features))
-            scores = (1 - blend["weight"]) * scores + blend["weight"] * tree_scores
+            scores = _mix(scores, trees.predict_proba(blend["trees"], self.baseline_table(features)), blend["weight"])
         return scores
 
-    def _blend(self, model, splits, config, fitted):
-        """The blend with the baseline that scores best on validation PR-AUC, or None when the model alone does
-        (ties go to the smaller baseline weight)."""
+    def _blend(self, config, labels, ours, theirs):
+        """Returns:
+            tuple[float, dict]: the baseline weight whose blend scores best on validation PR-AUC (0.0: the model
+            alone; ties go to the smaller weight) and each tried weight's figure.
+        """
         from sklearn import metrics
 
-        from shared import trees
-
-        weights = self.blend_weights(config)
-        if fitted is None or tuple(weights) == (0.0,):
-            return None
-        ours = self.scores(model, {}, splits.validation.features)
-        theirs = trees.predict_proba(fitted, self.baseline_table(splits.validation.features))
-        figures = {weight: metrics.average_precision_score(splits.validation.targets, (1 - weight) * ours + weight * theirs)
-                   for weight in weights}
-        best = max(figures, key=figures.get)
-        return {"weight": best, "trees": fitted, "validation_pr_auc": figures} if best else None
+        figures = {weight: metrics.average_precision_score(labels, _mix(ours, theirs, weight))
+                   for weight in self.blend_weights(config)}
+        return max(figures, key=figures.get), figures
 
     def evaluate(self, model, splits, config):
         """Chooses the threshold on validation, scores the test split, and hands the threshold to the predictor
@@ -135,17 +128,24 @@ class BinaryDetectionTask(Task):
         from shared import evaluation, trees
 
         if splits.fitted:
-            baseline, info = None, splits.info
-            threshold, rule = info["threshold"], info.get("threshold_rule", "")
+            baseline = None
+            threshold, rule = splits.info["threshold"], splits.info.get("threshold_rule", "")
+            test_scores = self.scores(model, splits.info, splits.test.features)
         else:
-            fitted = self.baseline(splits, config)
-            baseline = None if fitted is None else trees.predict_proba(fitted, self.baseline_table(splits.test.features))
-            info = {**splits.info, "blend": self._blend(model, splits, config, fitted)}
-            validation_scores = self.scores(model, info, splits.validation.features)
+            validation_scores, test_scores = (self.scores(model, {}, split.features)
+                                              for split in (splits.validation, splits.test))
+            fitted, baseline, blend = self.baseline(splits, config), None, None
+            if fitted is not None:  # the baseline's test scores are logged beside ours; a blend may serve both
+                theirs, baseline = (trees.predict_proba(fitted, self.baseline_table(split.features))
+                                    for split in (splits.validation, splits.test))
+                weight, figures = self._blend(config, splits.validation.targets, validation_scores, theirs)
+                if weight:
+                    blend = {"weight": weight, "trees": fitted, "validation_pr_auc": figures}
+                    validation_scores = _mix(validation_scores, theirs, weight)
+                    test_scores = _mix(test_scores, baseline, weight)
             threshold, rule = evaluation.choose_threshold(
                 splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
                 config.target_precision, config.target_recall)
-        test_scores = self.scores(model, info, splits.test.features)
         result = evaluation.binary_detection(
             splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
             config.fixed_precision, baselines=None if baseline is None else {"baseline_hgb": baseline})
@@ -157,6 +157,11 @@ class BinaryDetectionTask(Task):
         result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"
         result.serving.update(threshold=threshold, threshold_rule=rule)
         if not splits.fitted:
-            result.serving["blend"] = info["blend"]
-            result.metrics["blend_weight"] = info["blend"]["weight"] if info["blend"] else 0.0
+            result.serving["blend"] = blend
+            result.metrics["blend_weight"] = blend["weight"] if blend else 0.0
         return result
+
+
+def _mix(ours, theirs, weight):
+    """The blend of two score arrays: `weight` of the baseline's, the rest the model's."""
+    return (1 - weight) * ours + weight * theirs

@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 
 from shared.constraints import Choice, Count, Fraction
+from shared.data.text import strings
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
@@ -405,7 +406,7 @@ class NlpSentiment(ClassificationTask):
         # The test split streams in chunks: probabilities are kept, texts only for the mistakes shown.
         chunks, labels = [], []
         for texts, targets in splits.test.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
-            chunks.append(_probabilities(model, splits.info, _strings(texts), check=False)[0])
+            chunks.append(_probabilities(model, splits.info, strings(texts), check=False)[0])
             labels.append(targets)
         probabilities, labels = np.concatenate(chunks), np.concatenate(labels)
         names = splits.info["class_names"]
@@ -415,12 +416,12 @@ class NlpSentiment(ClassificationTask):
 
             result.metrics["f1"] = float(metrics.f1_score(labels, probabilities.argmax(axis=1)))
         shown = evaluation.mistake_positions(labels, probabilities)
-        texts = dict(zip(shown.tolist(), _strings(splits.test.pick(shown)[0]))) if len(shown) else {}
+        texts = dict(zip(shown.tolist(), strings(splits.test.pick(shown)[0]))) if len(shown) else {}
         result.texts["confident_mistakes.md"] = evaluation.confident_mistakes(texts, labels, probabilities, names)
         return result
 
     def input_example(self, splits):
-        return _strings(splits.test.sample(2)[0])
+        return strings(splits.test.sample(2)[0])
 
     def predict_raw(self, model, info, inputs):
         from shared import evaluation
@@ -457,11 +458,6 @@ class NlpSentiment(ClassificationTask):
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
         serving.resources = [layer]
         return serving
-
-
-def _strings(texts):
-    """Decoded tf.string values (bytes) as Python strings."""
-    return [text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in texts]
 
 
 def _probabilities(model, info, texts, check):

@@ -253,8 +253,9 @@ def pair_examples(path, direction):
 
 def _drop_empty(sources, targets, origin):
     """Removes pairs with an empty side, warning with the count."""
-    sources, targets = (np.array([text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in side],
-                                 dtype=object) for side in (sources, targets))
+    from shared.data.text import strings
+
+    sources, targets = (np.array(strings(side), dtype=object) for side in (sources, targets))
     empty = np.array([not source.strip() or not target.strip() for source, target in zip(sources, targets)], dtype=bool)
     if empty.any():
         warnings.warn(f"{origin}: dropped {int(empty.sum())} pair(s) with an empty sentence.", stacklevel=2)
@@ -423,15 +424,16 @@ class NlpTranslation(Task):
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
+        from shared.data.text import strings
 
         # The test split streams in chunks; the corpus scores need every hypothesis and reference, the table
         # only its first rows' sources.
         sources, references, hypotheses = [], [], []
         for chunk_sources, chunk_references in splits.test.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
-            chunk_sources = [text.decode("utf-8") for text in chunk_sources]
+            chunk_sources = strings(chunk_sources)
             answers = self.predict_raw(model, splits.info, chunk_sources, check=False)
             hypotheses += [answer["translation"] for answer in answers]
-            references += [text.decode("utf-8") for text in chunk_references]
+            references += strings(chunk_references)
             sources += chunk_sources[: max(0, config.sample_translations - len(sources))]
         metrics = evaluation.translation(hypotheses, references)
         rows = ["| source | reference | translation |", "|---|---|---|"]
@@ -441,7 +443,9 @@ class NlpTranslation(Task):
         return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"})
 
     def input_example(self, splits):
-        return [text.decode("utf-8") for text in splits.test.sample(2)[0]]
+        from shared.data.text import strings
+
+        return strings(splits.test.sample(2)[0])
 
     def predict_raw(self, model, info, inputs, check=True):
         """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).

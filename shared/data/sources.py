@@ -128,6 +128,44 @@ def read_npz(path):
     )
 
 
+def not_utf8(path, line, byte):
+    """Returns:
+        ValueError: the one-line error for bytes that are not UTF-8, naming the file, the line and the byte.
+    """
+    return ValueError(f"'{path}' line {line} is not valid UTF-8 (byte 0x{byte:02x}); "
+                      "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).")
+
+
+def is_tab(path):
+    """Whether `path` is tab-separated (`.tsv`/`.tab`). TSV exports (SST-2, Anki) use bare quotes inside
+    sentences, so such files are read without quoting."""
+    return str(path).lower().endswith((".tsv", ".tab"))
+
+
+def find_column(found, role, accepted, path, hint=None):
+    """The first of a role's accepted column names that the file has.
+
+    Args:
+        found (list[str]): the file's columns.
+        role (str): what the column holds (`text`, `label`...), for the error.
+        accepted (str): accepted names, comma-separated, e.g. "text,sentence".
+        path (str | pathlib.Path): the file, for the error.
+        hint (str | None): how to name another column, ending the error (default: the `--set ROLE_column=NAME`
+            config override).
+
+    Raises:
+        ValueError: the file has none of them (the message lists the columns it has).
+    """
+    names = [name.strip() for name in accepted.split(",") if name.strip()]
+    chosen = next((name for name in names if name in found), None)
+    if chosen is None:
+        raise ValueError(
+            f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns are "
+            f"{list(found)}. {hint or f'Set the name with --set {role}_column=NAME.'}"
+        )
+    return chosen
+
+
 def read_text(path):
     """Reads a whole text file as UTF-8 (a leading byte-order mark is dropped).
 
@@ -145,11 +183,7 @@ def read_text(path):
     try:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = content[: error.start].count(b"\n") + 1
-        raise ValueError(
-            f"'{path}' line {line} is not valid UTF-8 (byte 0x{content[error.start]:02x}); "
-            "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
-        ) from None
+        raise not_utf8(path, content[: error.start].count(b"\n") + 1, content[error.start]) from None
 
 
 def read_text_columns(path, columns, hint=None):
@@ -175,24 +209,14 @@ def read_text_columns(path, columns, hint=None):
     import pandas as pd
 
     text = read_text(path)
-    tab = str(path).lower().endswith((".tsv", ".tab"))
+    tab = is_tab(path)
     try:
-        # TSV exports (SST-2, Anki) use bare quotes inside sentences, so TSV is read without quoting.
         frame = pd.read_csv(io.StringIO(text), sep="\t" if tab else ",", dtype=str, keep_default_na=False,
                             quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: {str(error).strip()}.") from None
-    result = {}
-    for role, accepted in columns.items():
-        names = [name.strip() for name in accepted.split(",") if name.strip()]
-        found = next((name for name in names if name in frame.columns), None)
-        if found is None:
-            raise ValueError(
-                f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns are "
-                f"{list(frame.columns)}. {hint or f'Set the name with --set {role}_column=NAME.'}"
-            )
-        result[role] = frame[found].to_numpy(dtype=object)
-    return result
+    return {role: frame[find_column(list(frame.columns), role, accepted, path, hint)].to_numpy(dtype=object)
+            for role, accepted in columns.items()}
 
 
 

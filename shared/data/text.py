@@ -3,6 +3,11 @@
 import numpy as np
 
 
+def strings(texts):
+    """Text values as Python strings: tf.string values decoded from UTF-8 bytes, anything else `str`."""
+    return [text.decode("utf-8") if isinstance(text, bytes) else str(text) for text in texts]
+
+
 def standardize_text(texts, punctuation="strip"):
     """Lower-cases text and strips punctuation or splits it into separate tokens (tf.data-ready).
 

@@ -13,6 +13,8 @@ import dataclasses
 
 import numpy as np
 
+from shared.data.sources import find_column, is_tab, not_utf8
+
 DECODE_BATCH = 256  # offsets read per Python call: the call's overhead is paid once per batch
 BOM = b"\xef\xbb\xbf"
 
@@ -43,16 +45,7 @@ class Lines:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(
-                f"'{self.path}' line {self.number} is not valid UTF-8 (byte 0x{raw[error.start]:02x}); "
-                "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
-            ) from None
-
-
-def is_tab(path):
-    """Whether `path` is tab-separated (`.tsv`/`.tab`): such exports (SST-2, Anki) use bare quotes inside
-    sentences, so they are read without quoting, as pandas reads them with `QUOTE_NONE`."""
-    return str(path).lower().endswith((".tsv", ".tab"))
+            raise not_utf8(self.path, self.number, raw[error.start]) from None
 
 
 def _dialect(tab):
@@ -111,15 +104,8 @@ def scan_table(path, columns, keep=(), hint=None):
             if header is None:
                 raise ValueError(f"'{path}' is empty; expected a header row naming the columns, then one row "
                                  "per example.")
-            positions = {}
-            for role, accepted in columns.items():
-                names = [name.strip() for name in accepted.split(",") if name.strip()]
-                found = next((name for name in names if name in header), None)
-                if found is None:
-                    raise ValueError(
-                        f"'{path}' has no {role} column {' or '.join(repr(name) for name in names)}; its columns "
-                        f"are {header}. {hint or f'Set the name with --set {role}_column=NAME.'}")
-                positions[role] = header.index(found)
+            positions = {role: header.index(find_column(header, role, accepted, path, hint))
+                         for role, accepted in columns.items()}
             while True:
                 start = lines.offset
                 record = next(reader, None)
