@@ -165,6 +165,27 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
     }))
 
 
+def over_seeds(seeds, one):
+    """Runs a benchmark once per seed and combines the reports as `run_protocols` does.
+
+    Args:
+        seeds (list[int]): from `--seeds`.
+        one (callable): seed -> the benchmark's JSON dict for that seed, with `metrics` and `train_seconds`.
+
+    Returns:
+        dict: one seed's report as it is; for several, the first seed's report (its curve and settings) with
+        `metrics` the means, `metrics_sd`, `per_seed` (metrics and training seconds) and the total `train_seconds`.
+    """
+    reports = [one(seed) for seed in seeds]
+    if len(reports) == 1:
+        return reports[0]
+    means, deviations = summarise([report["metrics"] for report in reports])
+    return {**reports[0], "seeds": seeds, "metrics": means, "metrics_sd": deviations,
+            "per_seed": {str(seed): {**report["metrics"], "train_seconds": report["train_seconds"]}
+                         for seed, report in zip(seeds, reports)},
+            "train_seconds": round(sum(report["train_seconds"] for report in reports), 1)}
+
+
 def time_budget(minutes):
     """A Keras callback that snapshots the weights at each training-time checkpoint and stops at the last.
 

@@ -12,7 +12,7 @@ The curve: training stops at the last `--minutes` checkpoint (default 5, 10, 20,
 each checkpoint translate the held-out pairs through the logged model's predictor, so one run gives
 BLEU and chrF against minutes of training.
 
-Usage: python benchmarks/nlp_translation.py [--minutes 5,10,20,30] [--set key=value ...]
+Usage: python benchmarks/nlp_translation.py [--seeds 0,1,2] [--minutes 5,10,20,30] [--set key=value ...]
 Prints progress on stderr and one JSON line on stdout.
 """
 
@@ -46,6 +46,8 @@ SETTINGS = ["vocabulary_size=8000", "sequence_length=20", "embedding_dim=128", "
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", type=common.parse_seeds, default=[0], metavar="S,S,...",
+                        help="train once per seed and report mean and sd over them (default: 0)")
     parser.add_argument("--minutes", default="5,10,20,30", help="training-time checkpoints; training stops at the last")
     arguments = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the backend the figures above were measured with
@@ -63,15 +65,6 @@ def main():
     order = np.random.default_rng(HELD_OUT_SEED).permutation(len(sources))
     held_out, training = order[:HELD_OUT], order[HELD_OUT:]
     task = tasks.get("nlp_translation")
-    budget = common.time_budget([float(value) for value in arguments.minutes.split(",")])
-    started, load = time.perf_counter(), os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder:
-        train_path = pathlib.Path(folder, "train.tsv")
-        train_path.write_text("".join(f"{sources[i]}\t{targets[i]}\n" for i in training), encoding="utf-8")
-        resolved = config.resolve(task, assignments=[f"data={train_path}", *SETTINGS, *arguments.set])
-        result = runner.run(task, resolved, experiment="benchmark_nlp_translation", callbacks=[budget])
-    print(f"trained in {result.train_seconds:.0f}s; translating {HELD_OUT} held-out pairs", file=sys.stderr)
-    model = tracking.load(result.model_uri)
 
     def score(logged):
         answers = logged.predict(pd.DataFrame({task.input_column: list(sources[held_out])}))
@@ -79,26 +72,40 @@ def main():
         return {name: round(value, 2)
                 for name, value in evaluation.translation(hypotheses, list(targets[held_out])).items()}
 
-    points = common.curve(model, budget.snapshots, resolved.batch_size, score)
-    decode_started = time.perf_counter()
-    answers = model.predict(pd.DataFrame({task.input_column: list(sources[held_out])}))
-    hypotheses = [answer["translation"] for answer in answers]
-    decode_seconds = time.perf_counter() - decode_started
-    scores = evaluation.translation(hypotheses, list(targets[held_out]))
-    for source, reference, hypothesis in list(zip(sources[held_out], targets[held_out], hypotheses))[:8]:
-        print(f"  {source} | {reference} | {hypothesis}", file=sys.stderr)
-    print(json.dumps({
-        "task": task.name, "data": f"{DATA} (en->es, {HELD_OUT} held out by rng seed {HELD_OUT_SEED})",
-        "metrics": {**{f"held_out_{name}": round(value, 2) for name, value in scores.items()},
-                    **{f"internal_{name}": round(value, 2) for name, value in result.metrics.items()}},
-        "curve": points, "train_seconds": round(result.train_seconds, 1),
-        "train_minutes": round(result.train_seconds / 60, 1), "examples_per_second": points[-1]["examples_per_second"],
-        "decode_seconds": round(decode_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
-        "settings": SETTINGS + arguments.set, "backend": os.environ["KERAS_BACKEND"],
-        "load_average": [round(value, 2) for value in (*load, *os.getloadavg())],
-        "val_loss_by_epoch": [round(value, 4) for value in result.history["val_loss"]],
-    }))
+    def one(seed):
+        budget = common.time_budget([float(value) for value in arguments.minutes.split(",")])
+        started, load = time.perf_counter(), os.getloadavg()
+        with tempfile.TemporaryDirectory() as folder:
+            train_path = pathlib.Path(folder, "train.tsv")
+            train_path.write_text("".join(f"{sources[i]}\t{targets[i]}\n" for i in training), encoding="utf-8")
+            resolved = config.resolve(task, assignments=[f"data={train_path}", *SETTINGS, *arguments.set,
+                                                         f"seed={seed}"])
+            result = runner.run(task, resolved, experiment="benchmark_nlp_translation", callbacks=[budget])
+        print(f"seed {seed}: trained in {result.train_seconds:.0f}s; translating {HELD_OUT} held-out pairs",
+              file=sys.stderr)
+        model = tracking.load(result.model_uri)
+        points = common.curve(model, budget.snapshots, resolved.batch_size, score)
+        decode_started = time.perf_counter()
+        answers = model.predict(pd.DataFrame({task.input_column: list(sources[held_out])}))
+        hypotheses = [answer["translation"] for answer in answers]
+        decode_seconds = time.perf_counter() - decode_started
+        scores = evaluation.translation(hypotheses, list(targets[held_out]))
+        for source, reference, hypothesis in list(zip(sources[held_out], targets[held_out], hypotheses))[:8]:
+            print(f"  {source} | {reference} | {hypothesis}", file=sys.stderr)
+        return {
+            "task": task.name, "data": f"{DATA} (en->es, {HELD_OUT} held out by rng seed {HELD_OUT_SEED})",
+            "metrics": {**{f"held_out_{name}": round(value, 2) for name, value in scores.items()},
+                        **{f"internal_{name}": round(value, 2) for name, value in result.metrics.items()}},
+            "curve": points, "train_seconds": round(result.train_seconds, 1),
+            "train_minutes": round(result.train_seconds / 60, 1),
+            "examples_per_second": points[-1]["examples_per_second"],
+            "decode_seconds": round(decode_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
+            "settings": SETTINGS + arguments.set, "backend": os.environ["KERAS_BACKEND"],
+            "load_average": [round(value, 2) for value in (*load, *os.getloadavg())],
+            "val_loss_by_epoch": [round(value, 4) for value in result.history["val_loss"]],
+        }
 
+    print(json.dumps(common.over_seeds(arguments.seeds, one)))
 
 if __name__ == "__main__":
     main()
