@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 
 from shared.constraints import Choice, Count, Fraction
-from shared.data.text import strings
+from shared.data.text import check_sentences, strings
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
@@ -477,9 +477,7 @@ def _probabilities(model, info, texts, check):
         token_ids, truncated = _token_ids(info, texts, check)
         return model.predict(token_ids, batch_size=256, verbose=0), truncated
     if check:
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
+        check_sentences(texts)
     # The preprocessor adds two markers ([CLS] and [SEP] or the like) to the sub-word ids.
     lengths = np.array([len(ids) for ids in model.preprocessor.tokenizer(texts)]) + 2
     truncated = lengths > info["sequence_length"]

@@ -109,7 +109,7 @@ def test_beam_search_and_predictor_on_an_untrained_model():
     beams = nlp_translation.beam_search(model, np.repeat(source_ids, 2, axis=0), 3, 0.6)
     assert len(greedy) == 1 and len(beams) == 2 and beams[0] == beams[1]
     assert all(len(tokens) <= 8 and nlp_translation.END_ID not in tokens for tokens in greedy + beams)
-    with pytest.raises(ValueError, match="input 1 is ''"):
+    with pytest.raises(ValueError, match="the input is ''"):
         task.predict_raw(model, splits.info, [""])
     with pytest.warns(UserWarning, match="longer than the model's 8 tokens were truncated"):
         answers = task.predict_raw(model, splits.info, ["I have", "We need " + "one " * 12 + "houses."])

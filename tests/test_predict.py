@@ -227,6 +227,8 @@ def test_records_from_csv_jsonl_json_files_and_inline_objects(tmp_path):
     assert len(task.cli_inputs([str(tmp_path)])) == 4  # a folder: its tables (the .json file is no table)
     with pytest.raises(ValueError, match="toy reads whole rows from .*rows.csv'; drop ':amount' from the INPUT"):
         task.cli_inputs([f"{tmp_path / 'rows.csv'}:amount"])
+    with pytest.raises(ValueError, match="INPUT '.*missing.csv' does not exist"):
+        task.cli_inputs([str(tmp_path / "missing.csv")])
     (tmp_path / "bad.jsonl").write_text('{"amount": 1}\n[1, 2]\n')
     with pytest.raises(ValueError, match="bad.jsonl' line 2 holds a list, not a JSON object"):
         task.cli_inputs([str(tmp_path / "bad.jsonl")])

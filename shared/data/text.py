@@ -96,6 +96,18 @@ def adapt_vocabulary(texts, size, punctuation, sample, seed=0, part=0):
     return [str(token) for token in layer.get_vocabulary()]
 
 
+def check_sentences(texts):
+    """Refuses an empty or non-string text, naming its position when there are several.
+
+    Raises:
+        ValueError: the first text that is not a non-empty string.
+    """
+    for position, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            where = f"input {position + 1}" if len(texts) > 1 else "the input"
+            raise ValueError(f"{where} is {text!r}; give a non-empty sentence (a string).")
+
+
 def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
     """Standardises and tokenises raw strings into padded id rows (numpy), as at training time.
 
@@ -120,9 +132,7 @@ def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
     import tensorflow as tf
 
     if check:
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"input {position + 1} is {text!r}; give a non-empty sentence (a string).")
+        check_sentences(texts)
     limit = sequence_length * TEXT_CHARACTERS_PER_TOKEN
     cut = np.array([len(text) > limit for text in texts], dtype=bool)
     standardized = standardize_text(tf.constant([text[:limit] for text in texts], dtype=tf.string), punctuation)
