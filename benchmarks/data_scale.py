@@ -64,7 +64,7 @@ def child(folder, settings):
 def measure(folder, settings, store):
     """Runs `child` in a subprocess; returns its figures and its peak resident memory in MB."""
     environment = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, __file__, "--child", str(folder), *sum((["--set", item] for item in settings), [])]
+    command = [sys.executable, __file__, "--child", str(folder), *(part for item in settings for part in ("--set", item))]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
