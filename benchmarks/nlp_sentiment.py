@@ -30,8 +30,10 @@ from benchmarks import common  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 
 # Chosen on the internal validation split (never on dev or test), for the 10-minute budget on 2 cores.
-SETTINGS = ["architecture=cnn", "batch_size=64", "epochs=4", "validation_fraction=0.03", "test_fraction=0.02",
-            "text_column=sentence"]
+# Weights averaged over about an epoch, 6 epochs: seed 0's best validation loss 0.1912 -> 0.1878 and
+# accuracy 0.9322 -> 0.9352 against the raw weights with 4 epochs (where validation stopped improving).
+SETTINGS = ["architecture=cnn", "batch_size=64", "epochs=6", "weight_averaging=1", "validation_fraction=0.03",
+            "test_fraction=0.02", "text_column=sentence"]
 
 
 def accuracy_on(model, path):

@@ -10,7 +10,7 @@ def optimizer(config, steps_per_epoch):
     """AdamW with the config's learning-rate schedule.
 
     Args:
-        config (TaskConfig): uses learning_rate, weight_decay, schedule, epochs.
+        config (TaskConfig): uses learning_rate, weight_decay, schedule, epochs, weight_averaging.
         steps_per_epoch (int): batches per epoch, to size the cosine decay.
 
     Returns:
@@ -23,7 +23,10 @@ def optimizer(config, steps_per_epoch):
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.01
         )
-    return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay)
+    # an exponential average over `weight_averaging` epochs, whatever the data's size
+    momentum = 1 - 1 / max(1.0, config.weight_averaging * steps_per_epoch)
+    return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay,
+                                  use_ema=config.weight_averaging > 0, ema_momentum=momentum)
 
 
 def l2(factor):
@@ -34,7 +37,7 @@ def l2(factor):
 
 
 def callbacks(config, monitor="val_loss"):
-    """Early stopping with best-weights restore, plus ReduceLROnPlateau for the plateau schedule.
+    """Early stopping with best-weights restore, ReduceLROnPlateau for the plateau schedule, weight averaging.
 
     Both take their direction (min or max) from the monitored metric itself.
     """
@@ -51,6 +54,9 @@ def callbacks(config, monitor="val_loss"):
             monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True
         )
     ]
+    if config.weight_averaging:
+        # first, so validation, early stopping's best weights and the weights kept are the averaged ones
+        result.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if config.schedule == "plateau":
         patience = max(1, config.early_stopping_patience // 3)
         result.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=patience))

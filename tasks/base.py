@@ -60,6 +60,8 @@ class TaskConfig:
     weight_decay: NonNegative = 1e-4  # decoupled (AdamW) decay: mild, rarely hurts
     schedule: Choice(*SCHEDULES) = "cosine"  # cosine needs no tuning of patience; or plateau, constant
     label_smoothing: Fraction = 0.0  # >0 softens one-hot targets and calibrates overconfident nets
+    # >0 validates and keeps a moving average of the weights over about this many epochs (e.g. 1)
+    weight_averaging: NonNegative = 0.0  # 0 keeps the raw weights; averaging smooths the noise of the last steps
     early_stopping_patience: Count = 8  # epochs without val_loss progress before stopping
     validation_fraction: Fraction = 0.15  # carved from the pool when the source has no val split
     test_fraction: Fraction = 0.15  # carved from the pool when the source has no test split

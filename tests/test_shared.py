@@ -65,6 +65,24 @@ def test_optimizer_schedules_and_callbacks():
     assert regularization.l2(0) is None and regularization.l2(1e-4) is not None
 
 
+def test_weight_averaging_validates_and_keeps_the_averaged_weights():
+    import keras
+
+    config = TaskConfig(weight_averaging=2, schedule="constant", learning_rate=0.05, epochs=4)
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    targets = features @ np.array([1.0, -2.0, 0.5], dtype="float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=regularization.optimizer(config, steps_per_epoch=4), loss="mse")
+    callbacks = regularization.callbacks(config)
+    assert model.optimizer.use_ema and isinstance(callbacks[0], keras.callbacks.SwapEMAWeights)
+    assert model.optimizer.ema_momentum == pytest.approx(1 - 1 / 8)  # 2 epochs of 4 steps
+    history = model.fit(features, targets, batch_size=16, epochs=4, validation_data=(features, targets),
+                        callbacks=callbacks, verbose=0)
+    # the kept weights are the best epoch's averaged ones, the very weights its validation loss was read on
+    assert model.evaluate(features, targets, verbose=0) == pytest.approx(min(history.history["val_loss"]), rel=1e-5)
+    assert not regularization.optimizer(TaskConfig(), steps_per_epoch=4).use_ema
+
+
 def test_classification_evaluation_matches_sklearn_and_draws_figures():
     labels = np.array([0, 0, 1, 1, 2, 2])
     probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
