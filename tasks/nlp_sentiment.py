@@ -33,6 +33,7 @@ import dataclasses
 import os
 import pathlib
 import socket
+import sys
 import warnings
 
 import numpy as np
@@ -61,7 +62,9 @@ class NlpSentimentConfig(TaskConfig):
     # word counts settle long before 200k texts, and SST-2 (67k) and IMDB (25k) are still counted whole
     vocabulary_sample: Count = 200_000  # training texts the vocabulary is counted on (a seeded sample of more)
     sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
-    embedding_dim: Count = 128  # enough for 20k words trained from scratch
+    embedding_dim: Count = 128  # enough for 20k words trained from scratch; with `embeddings`, the file's size
+    # pretrained vectors carry what 67k phrases cannot teach about rare words; none keeps the run offline
+    embeddings: str = "none"  # a GloVe .txt or word2vec/fastText .vec file (or .gz) to start embeddings from
     units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
     filters: Count = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
     widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
@@ -78,6 +81,16 @@ class NlpSentimentConfig(TaskConfig):
         super().check()
         if self.architecture == "transformer" and self.embedding_dim % self.heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
+        if self.embeddings != "none":
+            from shared.data.text import word_vector_size
+
+            if self.backbone != "none" or self.architecture == "transformer":
+                raise ValueError("embeddings start the Embedding of architecture cnn, bilstm or bigru; set "
+                                 "--set embeddings=none with a backbone or the transformer.")
+            size = word_vector_size(self.embeddings)
+            if size != self.embedding_dim:
+                raise ValueError(f"embeddings file '{self.embeddings}' holds {size}-d vectors but embedding_dim is "
+                                 f"{self.embedding_dim}; set --set embedding_dim={size}.")
 
 
 def _generated_reviews(count, seed):
@@ -338,8 +351,10 @@ class NlpSentiment(ClassificationTask):
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
         vocabulary_size = len(info["vocabulary"])
         layers = text_layers.layers()
+        embedding = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True,
+                                           weights=_pretrained_vectors(config, info))
         if config.architecture == "cnn":
-            x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
+            x = embedding(inputs)
             x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
             features = layers["ConvMaxPooling"](config.filters, config.widths)(x)
         elif config.architecture == "transformer":
@@ -351,7 +366,7 @@ class NlpSentiment(ClassificationTask):
             features = keras.layers.GlobalAveragePooling1D()(x)
         else:
             recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
-            x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True)(inputs)
+            x = embedding(inputs)
             x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
             for _ in range(config.layers - 1):
                 x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
@@ -547,6 +562,18 @@ def _pretrained_classifier(config, num_classes):
         config.backbone, sequence_length=config.sequence_length)
     return keras_hub.models.TextClassifier.from_preset(config.backbone, num_classes=num_classes,
                                                       preprocessor=preprocessor, activation="softmax")
+
+
+def _pretrained_vectors(config, info):
+    """The Embedding's starting weights from `config.embeddings` (fine-tuned with the rest), or None."""
+    if config.embeddings == "none":
+        return None
+    from shared.data.text import word_vectors
+
+    matrix, share = word_vectors(config.embeddings, info["vocabulary"], config.seed)
+    print(f"embeddings: {share:.0%} of the {len(info['vocabulary']) - 2} vocabulary words found in "
+          f"{config.embeddings}", file=sys.stderr)
+    return [matrix]
 
 
 def _token_ids(info, texts, check):

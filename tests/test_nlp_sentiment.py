@@ -337,3 +337,42 @@ def test_bad_text_files_name_the_file_and_line_before_training(tmp_path):
     _write(tmp_path / "split" / "dev.csv", "text,label\n ,1\n")
     with pytest.raises(ValueError, match=r"dev.csv' has no row with a text, so the validation split would be empty"):
         tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path / 'split'}"))
+
+
+def test_word_vectors_start_the_embedding(tmp_path):
+    import gzip
+
+    from shared.data.text import word_vector_size, word_vectors
+
+    lines = "the 0.5 0.5 0.5\ngood 1 2 3\nbad -1 -2 -3\n"
+    glove = _write(tmp_path / "vectors.txt", lines)
+    fasttext = tmp_path / "vectors.vec.gz"
+    with gzip.open(fasttext, "wt") as out:
+        out.write("3 3\n" + lines)
+    vocabulary = ["", "[UNK]", "good", "plot", "bad"]
+    for path in (glove, fasttext):
+        assert word_vector_size(str(path)) == 3
+        matrix, share = word_vectors(str(path), vocabulary)
+        assert matrix.shape == (5, 3) and share == pytest.approx(2 / 3)
+        np.testing.assert_array_equal(matrix[[0, 2, 4]], [[0, 0, 0], [1, 2, 3], [-1, -2, -3]])
+        assert np.abs(matrix[3]).sum() > 0  # an unknown word starts random, not at the padding's zero
+
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("architecture=cnn", f"embeddings={glove}", "embedding_dim=3", "embedded_examples=300")
+    splits = task.load_data(resolved)
+    model = task.build_model(resolved, splits.info)
+    embedding = next(layer for layer in model.layers if layer.name.startswith("embedding"))
+    np.testing.assert_allclose(np.asarray(embedding.embeddings)[splits.info["vocabulary"].index("good")], [1, 2, 3])
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["embeddings=/no/such.txt"], "does not exist"),
+    (["embeddings={glove}"], "holds 3-d vectors but embedding_dim is 128; set --set embedding_dim=3"),
+    (["embeddings={glove}", "embedding_dim=3", "architecture=transformer", "heads=1"], "architecture cnn, bilstm"),
+    (["embeddings={binary}", "embedding_dim=3"], "the first line is not"),
+])
+def test_bad_word_vectors_stop_before_training(tmp_path, assignments, message):
+    glove = _write(tmp_path / "vectors.txt", "good 1 2 3\n")
+    binary = _write(tmp_path / "vectors.bin", b"\x00\x01 binary")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        _config(*[item.format(glove=glove, binary=binary) for item in assignments])

@@ -144,3 +144,69 @@ def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
             f"(inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).", stacklevel=2)
     ids = text_vectorizer(vocabulary, sequence_length)(standardized)
     return np.asarray(ids).astype("int64"), truncated
+
+
+def word_vector_size(path):
+    """The dimension of a word-vector text file (GloVe `.txt`, word2vec / fastText `.vec`, or either `.gz`).
+
+    Raises:
+        ValueError: the file is absent or its first line is not `word v1 v2 ...` or a `count dim` header.
+    """
+    import os
+
+    if not os.path.isfile(path):
+        raise ValueError(f"embeddings file '{path}' does not exist; give a GloVe .txt or word2vec/fastText .vec "
+                         "file (optionally .gz), or --set embeddings=none to learn embeddings from scratch.")
+    with _open_vectors(path) as lines:
+        fields = next(lines, "").split()
+    try:
+        values = [float(value) for value in fields[1:]]
+    except ValueError:
+        values = []
+    if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():  # word2vec's "count dim" header
+        return int(fields[1])
+    if not values:
+        raise ValueError(f"embeddings file '{path}': the first line is not 'word v1 v2 ...' (GloVe) or "
+                         "'count dimension' (word2vec/fastText text format); binary vector files are not read.")
+    return len(values)
+
+
+def word_vectors(path, vocabulary, seed=0):
+    """An embedding matrix for `vocabulary` from a word-vector text file, streamed line by line.
+
+    Only the vocabulary's rows are kept, so a multi-gigabyte file costs the memory of the matrix. Words
+    the file lacks (and [UNK]) start from random vectors of the file's own scale, the padding row at zero.
+
+    Args:
+        path (str): GloVe `.txt` or word2vec / fastText `.vec` text file, optionally gzipped.
+        vocabulary (list[str]): the adapted vocabulary, padding ("") and [UNK] first.
+        seed (int): seeds the vectors of words the file lacks.
+
+    Returns:
+        tuple[np.ndarray, float]: float32 matrix (len(vocabulary), dim) and the share of words found.
+    """
+    size = word_vector_size(path)
+    index = {word: position for position, word in enumerate(vocabulary) if position > 1}
+    matrix = np.zeros((len(vocabulary), size), dtype="float32")
+    found = np.zeros(len(vocabulary), dtype=bool)
+    with _open_vectors(path) as lines:
+        for line in lines:
+            word, _, rest = line.rstrip().partition(" ")
+            position = index.get(word)
+            if position is None or found[position]:
+                continue
+            values = np.array(rest.split(), dtype="float32")
+            if values.shape == (size,):
+                matrix[position], found[position] = values, True
+    scale = matrix[found].std() if found.any() else 0.1
+    missing = ~found
+    missing[0] = False
+    matrix[missing] = np.random.default_rng(seed).normal(0, scale, (int(missing.sum()), size))
+    return matrix, float(found[2:].mean()) if len(vocabulary) > 2 else 0.0
+
+
+def _open_vectors(path):
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8", errors="replace")
