@@ -351,13 +351,7 @@ class NlpSentiment(ClassificationTask):
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
         vocabulary_size = len(info["vocabulary"])
         layers = text_layers.layers()
-        embedding = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True,
-                                           weights=_pretrained_vectors(config, info))
-        if config.architecture == "cnn":
-            x = embedding(inputs)
-            x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
-            features = layers["ConvMaxPooling"](config.filters, config.widths)(x)
-        elif config.architecture == "transformer":
+        if config.architecture == "transformer":
             x = layers["PositionalEmbedding"](info["sequence_length"], vocabulary_size, config.embedding_dim)(inputs)
             x = keras.layers.Dropout(config.dropout)(x)
             for _ in range(config.layers):
@@ -365,13 +359,17 @@ class NlpSentiment(ClassificationTask):
                                                  config.dropout / 2)(x)
             features = keras.layers.GlobalAveragePooling1D()(x)
         else:
-            recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
-            x = embedding(inputs)
+            x = keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True,
+                                       weights=_pretrained_vectors(config, info))(inputs)
             x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
-            for _ in range(config.layers - 1):
-                x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
-            # The last states (the mask skips padding) read the whole sentence in both directions.
-            features = keras.layers.Bidirectional(recurrent(config.units))(x)
+            if config.architecture == "cnn":
+                features = layers["ConvMaxPooling"](config.filters, config.widths)(x)
+            else:
+                recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
+                for _ in range(config.layers - 1):
+                    x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
+                # The last states (the mask skips padding) read the whole sentence in both directions.
+                features = keras.layers.Bidirectional(recurrent(config.units))(x)
         outputs = softmax_head(features, config.dropout, len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
