@@ -174,14 +174,16 @@ def over_seeds(seeds, one):
 
     Returns:
         dict: one seed's report as it is; for several, the first seed's report (its curve and settings) with
-        `metrics` the means, `metrics_sd`, `per_seed` (metrics and training seconds) and the total `train_seconds`.
+        `metrics` the means, `metrics_sd`, `per_seed` (metrics, training seconds and, where the benchmark has
+        one, its curve) and the total `train_seconds`.
     """
     reports = [one(seed) for seed in seeds]
     if len(reports) == 1:
         return reports[0]
     means, deviations = summarise([report["metrics"] for report in reports])
     return {**reports[0], "seeds": seeds, "metrics": means, "metrics_sd": deviations,
-            "per_seed": {str(seed): {**report["metrics"], "train_seconds": report["train_seconds"]}
+            "per_seed": {str(seed): {**report["metrics"], "train_seconds": report["train_seconds"],
+                                     **({"curve": report["curve"]} if "curve" in report else {})}
                          for seed, report in zip(seeds, reports)},
             "train_seconds": round(sum(report["train_seconds"] for report in reports), 1)}
 

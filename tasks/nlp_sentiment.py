@@ -70,6 +70,7 @@ class NlpSentimentConfig(TaskConfig):
     widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
     layers: Count = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
     heads: Count = 4  # Transformer attention heads (embedding_dim must divide by it)
+    # pretrained `embeddings` overfit less: 0.1 was best with GloVe on SST-2's validation split
     dropout: Fraction = 0.4  # on embeddings and before the classifier: small text sets overfit fast
     token_dropout: Fraction = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
     embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute

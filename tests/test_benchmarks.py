@@ -62,6 +62,18 @@ def test_seeds_flag_reports_mean_sd_and_each_seed(monkeypatch, capsys):
     assert sorted(line["run_ids"]) == ["fraud_detection_seed0", "fraud_detection_seed1", "fraud_detection_seed2"]
 
 
+def test_several_seeds_keep_each_seeds_curve():
+    from benchmarks import common
+
+    def one(seed):
+        return {"metrics": {"accuracy": float(seed)}, "train_seconds": 1.0,
+                "curve": [{"minutes": 2.0, "dev_accuracy": 0.5 + seed}]}
+
+    line = common.over_seeds([0, 1], one)
+    assert line["metrics"] == {"accuracy": 0.5} and line["curve"] == one(0)["curve"]
+    assert line["per_seed"]["1"] == {"accuracy": 1.0, "train_seconds": 1.0, "curve": one(1)["curve"]}
+
+
 @pytest.mark.parametrize("text", ["", "a,b", "0;1"])
 def test_seeds_flag_rejects_anything_but_integers(text):
     import argparse
