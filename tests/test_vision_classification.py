@@ -220,7 +220,8 @@ def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
     assert len(splits.test) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
 
 
-@pytest.mark.parametrize("name", ["tf_flowers", "cats_vs_dogs"])
+# One mixed-size set in the default suite (fixed-size sets are the test above); the second is slow.
+@pytest.mark.parametrize("name", ["tf_flowers", pytest.param("cats_vs_dogs", marks=pytest.mark.slow)])
 def test_mixed_size_tfds_photo_sets_train_when_resized(name, tracking_store, monkeypatch):
     import tensorflow_datasets as tfds
 
