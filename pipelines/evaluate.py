@@ -17,6 +17,7 @@ import sys
 
 import tasks
 from pipelines import config as config_module
+from pipelines import serving_model
 
 
 def command(arguments):
@@ -68,7 +69,7 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
     run_name = "-".join(["evaluate", task.name, f"v{registered[1]}" if registered else logged.run_id[:8],
                          tracking.short_source(source)])
     with tracking.run(task, config_module.flatten(config), experiment, run_name=run_name, tags=tags) as active:
-        evaluation = task.evaluate(logged.model, splits, config)
+        evaluation = task.evaluate(serving_model.BatchPredictor(logged.model), splits, config)
         tracking.log_model_evaluation(evaluation, splits, logged.model_id)
     return {"task": task.name, "model": model_uri, "data": source, "split": split, "examples": len(splits.test),
             "metrics": {name: float(value) for name, value in evaluation.metrics.items()}, "run_id": active.info.run_id}

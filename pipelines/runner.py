@@ -125,7 +125,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train
-            evaluation = task.evaluate(model, splits, config)
+            # predict_on_batch batch by batch: tasks predict a few examples per call while evaluating
+            evaluation = task.evaluate(serving_model.BatchPredictor(model), splits, config)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             logged = tracking.log_model(task, model, {**splits.info, **evaluation.serving}, task.input_example(splits),
                                         serving_model.ServingModel(), register=trial is None)

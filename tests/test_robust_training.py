@@ -14,6 +14,7 @@ import pytest
 import tasks
 from pipelines import config
 from shared import regularization, resume, tracking
+from tests import test_speech
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = [sys.executable, "-m", "pipelines", "run"]
@@ -99,8 +100,8 @@ def mixed_float16():
     keras.mixed_precision.set_global_policy("float32")
 
 
-# Only the model is checked, so speech featurises two repeats of short, low-rate clips (not the quick run's six).
-SMALL_DATA = {"speech": ["embedded_repeats=2", "sample_rate=8000", "duration=0.6"]}
+# Only the model is checked, so speech featurises two repeats of its tests' short, low-rate clips (not six).
+SMALL_DATA = {"speech": [*test_speech.SMALL, "embedded_repeats=2"]}
 
 
 @pytest.mark.parametrize("name", tasks.names())
