@@ -11,7 +11,8 @@ minutes of training. The keras-io "text classification from scratch" recipe reac
 in 298 s of training on the same 2-core CPU.
 
 Usage: python benchmarks/nlp_sentiment.py [--seeds 0,1,2] [--minutes 2,5,10] [--set key=value ...]
-With pretrained GloVe vectors (fetched by benchmarks/word_vectors.py), the README's best settings:
+With pretrained GloVe vectors (fetched by benchmarks/word_vectors.py), the README's best settings
+(dev 0.850 +- 0.004 over seeds 0-2 in about 4 minutes of training):
 --set architecture=bilstm --set embeddings=glove.6B.100d.txt --set embedding_dim=100 --set dropout=0.1 --set units=128
 Prints progress on stderr and one JSON line on stdout.
 """

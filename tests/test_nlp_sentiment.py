@@ -3,6 +3,7 @@ end-to-end training with MLflow logging, and raw-sentence prediction from the re
 
 import json
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -223,9 +224,10 @@ def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monk
         tasks.get("nlp_sentiment").load_data(_config(f"backbone={tmp_path}"))
 
 
-def test_cnn_features_ignore_padding():
+@pytest.mark.parametrize("architecture", ["cnn", "bilstm"])
+def test_features_ignore_padding(architecture):
     task = tasks.get("nlp_sentiment")
-    resolved = _config("architecture=cnn", "embedded_examples=200")
+    resolved = _config(f"architecture={architecture}", "embedded_examples=200")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     ids = np.array([[5, 6, 7, 8, 0, 0]], dtype="int64")
@@ -363,6 +365,32 @@ def test_word_vectors_start_the_embedding(tmp_path):
     model = task.build_model(resolved, splits.info)
     embedding = next(layer for layer in model.layers if layer.name.startswith("embedding"))
     np.testing.assert_allclose(np.asarray(embedding.embeddings)[splits.info["vocabulary"].index("good")], [1, 2, 3])
+
+
+def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
+    from shared.data.text import extend_vocabulary
+
+    vectors = _write(tmp_path / "vectors.vec", "5 3\ngood 1 2 3\nThe 9 9 9\n, 8 8 8\nmasterpiece 4 5 6\nmess 7 7 7\n")
+    vocabulary = ["", "[UNK]", "good", "plot"]
+    # capitals and stripped punctuation could never be looked up; the header is not a word
+    assert extend_vocabulary(vocabulary, str(vectors), 5, "strip") == vocabulary + ["masterpiece", "mess"]
+    assert extend_vocabulary(vocabulary, str(vectors), 1, "strip") == vocabulary + ["masterpiece"]
+
+    task = tasks.get("nlp_sentiment")
+    resolved = _config("architecture=bilstm", f"embeddings={vectors}", "embedding_dim=3", "embedded_examples=300")
+    splits = task.load_data(resolved)
+    vocabulary = splits.info["vocabulary"]
+    assert vocabulary[-2:] == ["masterpiece", "mess"] and splits.info["added_words"] == 2
+    model = task.build_model(resolved, splits.info)
+    embedding = next(layer for layer in model.layers if type(layer).__name__ == "ExtendedEmbedding")
+    assert [weight.name for weight in embedding.trainable_weights] == ["trained"]
+    np.testing.assert_allclose(embedding(np.array([[vocabulary.index("masterpiece"), vocabulary.index("good")]])),
+                               [[[4, 5, 6], [1, 2, 3]]])
+    token_ids = task.prepare_inputs(splits.info, ["a masterpiece"])
+    assert vocabulary.index("masterpiece") in token_ids[0]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", custom_objects=task.custom_objects())
+    np.testing.assert_allclose(loaded.predict(token_ids, verbose=0), model.predict(token_ids, verbose=0), atol=1e-6)
 
 
 @pytest.mark.parametrize("assignments, message", [

@@ -163,7 +163,7 @@ def word_vector_size(path):
         values = [float(value) for value in fields[1:]]
     except ValueError:
         values = []
-    if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():  # word2vec's "count dim" header
+    if _is_header(" ".join(fields)):
         return int(fields[1])
     if not values:
         raise ValueError(f"embeddings file '{path}': the first line is not 'word v1 v2 ...' (GloVe) or "
@@ -203,6 +203,47 @@ def word_vectors(path, vocabulary, seed=0):
     missing[0] = False
     matrix[missing] = np.random.default_rng(seed).normal(0, scale, (int(missing.sum()), size))
     return matrix, float(found[2:].mean()) if len(vocabulary) > 2 else 0.0
+
+
+def extend_vocabulary(vocabulary, path, count, punctuation):
+    """Appends a word-vector file's most frequent words that `vocabulary` lacks, up to `count` of them.
+
+    Words a model never met in training then still read as their pretrained vectors, not as [UNK].
+    Vector files list words most frequent first; words that standardising would change (capitals,
+    punctuation marks the tokeniser strips or splits off) could never be looked up and are skipped.
+
+    Args:
+        vocabulary (list[str]): the adapted vocabulary, padding ("") and [UNK] first.
+        path (str): GloVe `.txt` or word2vec / fastText `.vec` text file, optionally gzipped.
+        count (int): at most this many words are added (0 adds none).
+        punctuation (str): the standardisation of the vocabulary ("strip" or "split", see `standardize_text`).
+
+    Returns:
+        list[str]: the vocabulary followed by the added words.
+    """
+    import itertools
+
+    known, added = set(vocabulary), []
+    with _open_vectors(path) as lines:
+        first = next(lines, "")
+        if not _is_header(first):
+            lines = itertools.chain([first], lines)
+        while len(added) < count:
+            batch = [line.partition(" ")[0] for line in itertools.islice(lines, 4 * count)]
+            if not batch:
+                break
+            standardized = strings(standardize_text(batch, punctuation).numpy())
+            for word, form in zip(batch, standardized):
+                if word == form and word and " " not in word and word not in known and len(added) < count:
+                    known.add(word)
+                    added.append(word)
+    return vocabulary + added
+
+
+def _is_header(line):
+    """Whether a vector file's first line is word2vec / fastText's `count dimension` header."""
+    fields = line.split()
+    return len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit()
 
 
 def _open_vectors(path):
