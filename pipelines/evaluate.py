@@ -17,7 +17,6 @@ import sys
 
 import tasks
 from pipelines import config as config_module
-from pipelines import serving_model
 
 
 def command(arguments):
@@ -53,6 +52,7 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         ValueError: a bad model URI, a model of another task, a bad setting or source; raised before the
             evaluation run starts, so none is left behind.
     """
+    from pipelines import serving_model  # imports mlflow: the CLI's --help must not wait for it
     from shared import tracking
 
     if trust_model_code:
