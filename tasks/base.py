@@ -564,7 +564,8 @@ def _json_records(argument):
     """(echo, row) pairs of a JSON object or list of objects, inline or in a file (any but a table)."""
     text = argument
     if argument.lower().endswith((*TABLE_EXTENSIONS, ".json")) and not os.path.exists(argument):
-        raise ValueError(f"INPUT '{argument[:80]}' does not exist; give an existing table or JSON file.")
+        # a path, named whole: cutting it would cut off the file name
+        raise ValueError(f"INPUT '{argument}' does not exist; give an existing table or JSON file.")
     if os.path.isfile(argument):
         with open(argument, encoding="utf-8") as handle:
             text = handle.read()
