@@ -77,6 +77,8 @@ class NlpSentimentConfig(TaskConfig):
     # pretrained `embeddings` overfit less: 0.1 was best with GloVe on SST-2's validation split
     dropout: Fraction = 0.4  # on embeddings and before the classifier: small text sets overfit fast
     token_dropout: Fraction = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
+    # members differ only by their random start; each adds the compute of one model (3: about 3x the time)
+    ensemble: Count = 1  # from-scratch models trained side by side, their logits averaged (1: a single model)
     embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
     top_k: Count = 2  # classes returned per prediction
     search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
@@ -84,6 +86,9 @@ class NlpSentimentConfig(TaskConfig):
 
     def check(self):
         super().check()
+        if self.backbone != "none" and self.ensemble > 1:
+            raise ValueError(f"ensemble={self.ensemble} averages from-scratch models; a pretrained backbone "
+                             "fine-tunes one: set --set ensemble=1 or --set backbone=none.")
         if self.architecture == "transformer" and self.embedding_dim % self.heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
         if self.embeddings != "none":
@@ -353,39 +358,14 @@ class NlpSentiment(ClassificationTask):
     def build_model(self, config, info):
         import keras
 
-        from shared import text_layers
-
         if config.backbone != "none":
             return _pretrained_classifier(config, len(info["class_names"]))
 
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
-        vocabulary_size = len(info["vocabulary"])
-        layers = text_layers.layers()
-        if config.architecture == "transformer":
-            x = layers["PositionalEmbedding"](info["sequence_length"], vocabulary_size, config.embedding_dim)(inputs)
-            x = keras.layers.Dropout(config.dropout)(x)
-            for _ in range(config.layers):
-                x = layers["TransformerEncoder"](config.embedding_dim, 2 * config.embedding_dim, config.heads,
-                                                 config.dropout / 2)(x)
-            features = keras.layers.GlobalAveragePooling1D()(x)
-        else:
-            x = _embedding(config, info)(inputs)
-            x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
-            if config.architecture == "cnn":
-                features = layers["ConvMaxPooling"](config.filters, config.widths)(x)
-            else:
-                recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
-                for _ in range(config.layers - 1):
-                    x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
-                sequence, *states = keras.layers.Bidirectional(
-                    recurrent(config.units, return_sequences=True, return_state=True))(x)
-                # The last states read the whole sentence both ways (the mask skips padding); the max over
-                # every step's states (BiLSTM-max, Conneau et al. 2017) keeps a strong phrase anywhere in it:
-                # with GloVe on SST-2, dev 0.834 -> 0.840 over three seeds.
-                half = len(states) // 2  # an LSTM returns (h, c) per direction, a GRU h
-                features = keras.layers.Concatenate()([layers["MaskedMaxPooling"]()(sequence), states[0],
-                                                       states[half]])
-        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
+        matrix = _vectors(config, info)
+        members = [_encoder(config, info, inputs, matrix) for _ in range(config.ensemble)]
+        outputs = softmax_head(members if config.ensemble > 1 else members[0], config.dropout,
+                               len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
     def eval_map(self, config, info):
@@ -577,20 +557,61 @@ def _pretrained_classifier(config, num_classes):
                                                       preprocessor=preprocessor, activation="softmax")
 
 
-def _embedding(config, info):
-    """The token embedding: learned from scratch, or started from `config.embeddings` and fine-tuned, the
-    words the file added to the vocabulary (`Splits.info["added_words"]`) kept at their vectors."""
+def _encoder(config, info, inputs, matrix):
+    """One from-scratch `config.architecture` encoder of token ids (embedding started from `matrix`, see
+    `_vectors`): sentence features before the classifier."""
+    import keras
+
+    from shared import text_layers
+
+    layers = text_layers.layers()
+    if config.architecture == "transformer":
+        x = layers["PositionalEmbedding"](info["sequence_length"], len(info["vocabulary"]),
+                                          config.embedding_dim)(inputs)
+        x = keras.layers.Dropout(config.dropout)(x)
+        for _ in range(config.layers):
+            x = layers["TransformerEncoder"](config.embedding_dim, 2 * config.embedding_dim, config.heads,
+                                             config.dropout / 2)(x)
+        return keras.layers.GlobalAveragePooling1D()(x)
+    x = _embedding(config, info, matrix)(inputs)
+    x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
+    if config.architecture == "cnn":
+        return layers["ConvMaxPooling"](config.filters, config.widths)(x)
+    recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
+    for _ in range(config.layers - 1):
+        x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
+    sequence, *states = keras.layers.Bidirectional(
+        recurrent(config.units, return_sequences=True, return_state=True))(x)
+    # The last states read the whole sentence both ways (the mask skips padding); the max over every
+    # step's states (BiLSTM-max, Conneau et al. 2017) keeps a strong phrase anywhere in it: with GloVe
+    # on SST-2, dev 0.834 -> 0.840 over three seeds.
+    half = len(states) // 2  # an LSTM returns (h, c) per direction, a GRU h
+    return keras.layers.Concatenate()([layers["MaskedMaxPooling"]()(sequence), states[0], states[half]])
+
+
+def _vectors(config, info):
+    """The embedding matrix `config.embeddings` gives the vocabulary (None without a file), read once for
+    every ensemble member."""
+    if config.embeddings == "none":
+        return None
+    from shared.data.text import word_vectors
+
+    matrix, share = word_vectors(config.embeddings, info["vocabulary"], config.seed)
+    print(f"embeddings: {share:.0%} of the {len(matrix) - 2} vocabulary words found in {config.embeddings}",
+          file=sys.stderr)
+    return matrix
+
+
+def _embedding(config, info, matrix):
+    """The token embedding: learned from scratch, or started from `matrix` (see `_vectors`) and fine-tuned,
+    the words the file added to the vocabulary (`Splits.info["added_words"]`) kept at their vectors."""
     import keras
 
     from shared import text_layers
 
     size = len(info["vocabulary"])
-    if config.embeddings == "none":
+    if matrix is None:
         return keras.layers.Embedding(size, config.embedding_dim, mask_zero=True)
-    from shared.data.text import word_vectors
-
-    matrix, share = word_vectors(config.embeddings, info["vocabulary"], config.seed)
-    print(f"embeddings: {share:.0%} of the {size - 2} vocabulary words found in {config.embeddings}", file=sys.stderr)
     added = info.get("added_words", 0)
     if not added:
         return keras.layers.Embedding(size, config.embedding_dim, mask_zero=True, weights=[matrix])

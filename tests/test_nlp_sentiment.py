@@ -404,3 +404,30 @@ def test_bad_word_vectors_stop_before_training(tmp_path, assignments, message):
     binary = _write(tmp_path / "vectors.bin", b"\x00\x01 binary")
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         _config(*[item.format(glove=glove, binary=binary) for item in assignments])
+
+
+def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(tracking_store, tmp_path):
+    rng = np.random.default_rng(0)
+    words = [["awful", "dull", "boring"], ["great", "superb", "moving"]]
+    rows = [f"the {rng.choice(['film', 'plot', 'cast'])} was {rng.choice(words[index % 2])},{index % 2}"
+            for index in range(600)]
+    reviews = _write(tmp_path / "reviews.csv", "text,label\n" + "\n".join(rows) + "\n")
+    result = runner.run(tasks.get("nlp_sentiment"),
+                        _config(f"data={reviews}", "architecture=cnn", "ensemble=3", "epochs=4", "filters=16"))
+    assert result.metrics["accuracy"] > 0.9  # one word in six decides: chance is 0.5
+    model = tracking.load("models:/nlp_sentiment/latest")
+    answers = model.predict(pd.DataFrame({"text": ["The film was awful.", "The cast was superb!"]}))
+    assert [answer["label"] for answer in answers] == ["0", "1"]
+
+    network = model.unwrap_python_model().model
+    logits = [layer for layer in network.layers if layer.name.startswith("member_")]
+    assert len(logits) == 3 and len({id(layer.kernel) for layer in logits}) == 3
+    token_ids = np.array([[2, 3, 4, 0], [5, 6, 0, 0]], dtype="int64")
+    members = keras.Model(network.inputs, [layer.output for layer in logits]).predict(token_ids, verbose=0)
+    np.testing.assert_allclose(network.predict(token_ids, verbose=0),
+                               keras.ops.convert_to_numpy(keras.ops.softmax(np.mean(members, axis=0))), atol=1e-6)
+
+
+def test_ensemble_of_a_pretrained_backbone_stops_before_training():
+    with pytest.raises(ValueError, match="ensemble=2 averages from-scratch models"):
+        _config("backbone=bert_tiny_en_uncased", "ensemble=2")
