@@ -441,21 +441,22 @@ def softmax_head(features, dropout, classes):
     (float32 even under mixed precision, so losses and probabilities keep full precision).
 
     Args:
-        features (keras.KerasTensor | list): the features, or one tensor per ensemble member: each member
-            gets its own classifier and the softmax takes the mean of their logits, a geometric mean of
+        features (keras.KerasTensor | list): the features, or one tensor per ensemble member: several members
+            get a classifier each and the softmax takes the mean of their logits, a geometric mean of
             their probabilities trained as one model (a coupled ensemble, Dutt et al. 2020).
         dropout (float): dropout rate before each classifier.
         classes (int): how many classes.
     """
     import keras
 
-    if not isinstance(features, list):
-        features = keras.layers.Dropout(dropout)(features)
+    members = features if isinstance(features, list) else [features]
+    if len(members) == 1:
+        features = keras.layers.Dropout(dropout)(members[0])
         return keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(features)
     logits = [keras.layers.Dense(classes, dtype="float32", name=f"member_{index}_logits")(
-        keras.layers.Dropout(dropout)(member)) for index, member in enumerate(features)]
-    mean = keras.layers.Average(dtype="float32")(logits) if len(logits) > 1 else logits[0]
-    return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(mean)
+        keras.layers.Dropout(dropout)(member)) for index, member in enumerate(members)]
+    return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(
+        keras.layers.Average(dtype="float32")(logits))
 
 
 def balanced_class_weights(labels, classes, above=None):

@@ -77,7 +77,7 @@ class NlpSentimentConfig(TaskConfig):
     # pretrained `embeddings` overfit less: 0.1 was best with GloVe on SST-2's validation split
     dropout: Fraction = 0.4  # on embeddings and before the classifier: small text sets overfit fast
     token_dropout: Fraction = 0.1  # word dropout: replace 10% of tokens by [UNK] during training
-    # members differ only by their random start; each adds the compute of one model (3: about 3x the time)
+    # members differ only by their random start; each adds up to one model's compute (4 CNNs: 2-3x the time)
     ensemble: Count = 1  # from-scratch models trained side by side, their logits averaged (1: a single model)
     embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
     top_k: Count = 2  # classes returned per prediction
@@ -364,8 +364,7 @@ class NlpSentiment(ClassificationTask):
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
         matrix = _vectors(config, info)
         members = [_encoder(config, info, inputs, matrix) for _ in range(config.ensemble)]
-        outputs = softmax_head(members if config.ensemble > 1 else members[0], config.dropout,
-                               len(info["class_names"]))
+        outputs = softmax_head(members, config.dropout, len(info["class_names"]))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
     def eval_map(self, config, info):
