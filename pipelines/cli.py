@@ -59,6 +59,17 @@ def command_run(arguments):
               "(predict with `python -m pipelines predict "
               f"{task.name} --model {result.model_uri} INPUT...`)", file=sys.stderr)
         print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
+        report_verdict(task, result.verdict)
+
+
+def report_verdict(task, verdict):
+    """Prints the model's figure against its baselines and any warning they raise, one line each, on stderr."""
+    if verdict is None:
+        return
+    if verdict.summary:
+        print(f"{task.name}: {verdict.summary}", file=sys.stderr)
+    for line in verdict.warnings:
+        print(f"{task.name}: warning: {line}", file=sys.stderr)
 
 
 def command_sweep(arguments):

@@ -30,6 +30,7 @@ class RunResult:
     weights_sha256: str
     history: dict  # per-epoch train and validation metrics from `fit`, by name
     promotion: object = None  # shared.tracking.Promotion: did this version become champion, and why
+    verdict: object = None  # shared.baselines.Verdict: the model against its baselines
 
 
 def set_seed(seed):
@@ -41,6 +42,30 @@ def set_seed(seed):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def judge(task, model, splits, config, evaluation):
+    """The model against the baselines in `splits.baselines`, by the task's scorers (see `shared.baselines.judge`).
+
+    Args:
+        task (tasks.base.Task): the task.
+        model (keras.Model | BatchPredictor): the trained model.
+        splits (tasks.base.Splits): the run's data, its baselines fitted.
+        config (tasks.base.TaskConfig): the run's config.
+        evaluation (shared.evaluation.Evaluation): the test evaluation, whose `outputs` are reused when present.
+
+    Returns:
+        shared.baselines.Verdict: empty for a task without scorers.
+    """
+    from shared import baselines
+
+    scorers = task.scorers(config, splits.info)
+    if not scorers:
+        return baselines.Verdict(metrics={}, validation={})
+    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
+    test = evaluation.outputs or task.outputs(model, served, "test", config)
+    validation = task.outputs(model, served, "validation", config) if len(splits.validation) else ([], [])
+    return baselines.judge(scorers, splits.baselines, validation, test, task.remedies, seed=config.seed)
 
 
 @contextlib.contextmanager
@@ -126,12 +151,18 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train
             # predict_on_batch batch by batch: tasks predict a few examples per call while evaluating
-            evaluation = task.evaluate(serving_model.BatchPredictor(model), splits, config)
+            predictor = serving_model.BatchPredictor(model)
+            splits.baselines = task.baselines(splits, config)
+            evaluation = task.evaluate(predictor, splits, config)
+            verdict = judge(task, predictor, splits, config, evaluation)
+            evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
+            tracking.log_results(metrics=verdict.validation, tags=verdict.tags)
             logged = tracking.log_model(task, model, {**splits.info, **evaluation.serving}, task.input_example(splits),
                                         serving_model.ServingModel(), register=trial is None)
             promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
-                                          evaluation.metrics.get(task.primary_metric), splits.source, promote)
+                                          evaluation.metrics.get(task.primary_metric), splits.source, promote,
+                                          refusal=verdict.refusal)
                          if trial is None else None)
     backup.clear()
     result = RunResult(run_id="", metrics={}, model_uri="", train_seconds=train_seconds,
@@ -139,6 +170,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
                        history=history.history)
     if placement.is_chief:
         result.run_id, result.metrics, result.promotion = active.info.run_id, evaluation.metrics, promotion
+        result.verdict = verdict
         result.model_uri = (f"models:/{task.name}/{logged.registered_model_version}" if trial is None
                             else logged.model_uri)
     return result

@@ -221,7 +221,7 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
         result = results[trained]
         version = tracking.register(result.model_uri, task.name)
         promotion = tracking.promote(task, result.run_id, version, result.metrics.get(task.primary_metric), config.data,
-                                     promote)
+                                     promote, refusal=result.verdict.refusal)
         tracking.log_results(
             params={"sweep_trials": trials, "sweep_objective": monitor,
                     "sweep_direction": study.direction.name.lower(),

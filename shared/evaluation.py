@@ -19,6 +19,8 @@ class Evaluation:
             threshold, logged as params beside the config.
         serving (dict): what the predictor needs besides the data description (`Splits.info`), e.g.
             that threshold; saved with the model.
+        outputs (tuple | None): `(targets, outputs)` of the model on the test examples as the task's scorers
+            read them (`Task.outputs`), when the evaluation computed them; the baselines are scored beside them.
     """
 
     metrics: dict
@@ -26,6 +28,7 @@ class Evaluation:
     texts: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
     serving: dict = dataclasses.field(default_factory=dict)
+    outputs: tuple | None = None
 
 
 def classification(labels, probabilities, class_names):

@@ -707,9 +707,11 @@ def champion(task):
             "value": data.metrics.get(f"test_{task.primary_metric}")}
 
 
-def _decide(task, value, data_source, policy, previous, test_set_digest=None):
+def _decide(task, value, data_source, policy, previous, test_set_digest=None, refusal=""):
     """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`, measured on
-    the test set whose index digest is `test_set_digest`."""
+    the test set whose index digest is `test_set_digest`; `refusal` says why it learned nothing (empty: it did)."""
+    if refusal and policy != "never":  # a model that learned nothing is served by no policy
+        return False, f"no better than a trivial baseline: {refusal}"
     if policy != "if-better":
         return policy == "always", f"--promote {policy}"
     metric = f"test_{task.primary_metric}"
@@ -735,13 +737,15 @@ def _decide(task, value, data_source, policy, previous, test_set_digest=None):
                     f"{previous['value']:.4f} of version {previous['version']}")
 
 
-def promote(task, run_id, version, value, data_source, policy="if-better"):
+def promote(task, run_id, version, value, data_source, policy="if-better", refusal=""):
     """Moves the `champion` alias to a new model version when the policy says so, and logs the decision.
 
     With `if-better`, the version becomes champion when the task has no champion yet, or when the
     champion was trained on the same data source (tag `data_source`), evaluated on the same test set (tag
     `test_set_digest`, the digest of the test split's index) and the new test primary metric strictly
     beats it. A champion from another data source or test set is kept: `always` switches on purpose.
+    A version that did not clearly beat its trivial baselines on validation (`refusal`) is never promoted,
+    whatever the policy.
 
     The run gets tags `promotion_decision`, `promotion_policy`, `promotion_reason` and, when a champion
     existed, `champion_previous_version`, `champion_previous_data_source`, `champion_previous_test_set_digest`
@@ -754,6 +758,7 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
         value (float | None): the run's test primary metric (None when the run has none).
         data_source (str): the run's data source, as in its `data_source` tag.
         policy (str): "if-better", "always" or "never".
+        refusal (str): why the version learned nothing (`shared.baselines.Verdict.refusal`); empty when it did.
 
     Returns:
         Promotion
@@ -770,7 +775,7 @@ def promote(task, run_id, version, value, data_source, policy="if-better"):
     digest = client.get_run(run_id).data.tags.get("test_set_digest")
     with _exclusive(folder / f"{task.name}.champion.lock"):
         previous = champion(task)
-        promoted, reason = _decide(task, value, data_source, policy, previous, digest)
+        promoted, reason = _decide(task, value, data_source, policy, previous, digest, refusal)
         if promoted:
             client.set_registered_model_alias(task.name, CHAMPION, str(version))
     tags = {"promotion_decision": "promoted" if promoted else "not_promoted", "promotion_policy": policy,

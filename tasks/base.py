@@ -102,6 +102,8 @@ class Splits:
         synthetic (bool): True for generated demo data, so nobody mistakes it for a benchmark.
         fitted (bool): True when `info` is a trained model's (`Task.evaluation_data`): train and validation
             are empty, and what training chose on validation (a decision threshold) is read from `info`.
+        baselines (list[shared.baselines.Baseline]): fitted on the training split by the runner before the
+            model is evaluated (`Task.baselines`), so that a task's evaluation may serve one (fraud's blend).
     """
 
     train: object
@@ -112,6 +114,7 @@ class Splits:
     name: str
     synthetic: bool
     fitted: bool = False
+    baselines: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         from shared.data import examples
@@ -204,6 +207,9 @@ class Task:
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
     predict_chunk = 0
+    # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).
+    remedies = ("Likely causes: too few epochs or examples, or a model too large for the data. Try more epochs "
+                "(--set epochs=N), more data, or --preset balanced to try other models.")
 
     def watched(self, config):
         """Returns:
@@ -313,8 +319,24 @@ class Task:
 
     def evaluate(self, model, splits, config):
         """Returns an `Evaluation` of `model` on `splits.test` (what the predictor needs beyond `splits.info`,
-        such as a decision threshold chosen on the validation split, goes in its `serving` dict)."""
+        such as a decision threshold chosen on the validation split, goes in its `serving` dict; the test split's
+        `outputs`, when it holds them, spare the runner a second pass for the baselines)."""
         raise NotImplementedError
+
+    def scorers(self, config, info):
+        """Returns the figures a model is compared with its baselines by (`shared.baselines.Scorer`, named as
+        `evaluate` names them); the first decides whether the model learned anything. Default: none, no gate."""
+        return []
+
+    def outputs(self, model, splits, role, config):
+        """Returns `(targets, outputs)` of `model` on the split `role` ("validation" or "test") of `splits`, one
+        row per example, in the form `scorers` read (`splits.info` holds what the served model uses)."""
+        raise NotImplementedError(f"{self.name} does not say how its model's outputs are scored (outputs).")
+
+    def baselines(self, splits, config):
+        """Returns the baselines (`shared.baselines.Baseline`) fitted on `splits.train`, answering its validation
+        and test examples: a trivial one (which uses no input) and, where one exists, a classical one."""
+        return []
 
     def input_example(self, splits):
         """Returns a short list of raw inputs, logged as the model's input example."""
@@ -531,12 +553,32 @@ class ClassificationTask(Task):
         num_classes = len(info["class_names"])
         return lambda features, labels: (features, tf.one_hot(labels, num_classes))
 
-    def evaluate(self, model, splits, config):
-        from shared import evaluation
+    def scorers(self, config, info):
+        from shared import baselines
+
+        # balanced accuracy decides: it is 1/k for any constant answer, however imbalanced the classes
+        return [baselines.BALANCED_ACCURACY, baselines.ACCURACY, baselines.ROC_AUC]
+
+    def outputs(self, model, splits, role, config):
         from shared.data import examples
 
-        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
-        return evaluation.classification(labels, probabilities, splits.info["class_names"])
+        probabilities, labels = examples.predict(model, getattr(splits, role), config.batch_size)
+        return labels, probabilities
+
+    def baselines(self, splits, config):
+        """The majority class, answering the training class frequencies (ROC-AUC 0.5)."""
+        from shared import baselines
+
+        answer = baselines.prior(splits.train.targets, len(splits.info["class_names"]))
+        return [baselines.Baseline("majority", answer=answer, trivial=True)]
+
+    def evaluate(self, model, splits, config):
+        from shared import evaluation
+
+        labels, probabilities = self.outputs(model, splits, "test", config)
+        result = evaluation.classification(labels, probabilities, splits.info["class_names"])
+        result.outputs = labels, probabilities
+        return result
 
     def predict_raw(self, model, info, inputs):
         from shared import evaluation

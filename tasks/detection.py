@@ -8,6 +8,8 @@ registers no task of its own.
 
 import dataclasses
 
+import numpy as np
+
 from shared.constraints import NonNegative, Positive, Probability
 from tasks.base import Task, TaskConfig, balanced_class_weights
 
@@ -82,9 +84,37 @@ class BinaryDetectionTask(Task):
         return self.load_data(dataclasses.replace(config, oversample=0.0), fitted=info)
 
     def baseline(self, splits, config):
-        """Returns a baseline fitted on the training rows, as trees (`shared.trees.to_json`) that read
+        """Returns a classical baseline fitted on the training rows, as trees (`shared.trees.to_json`) that read
         `baseline_table`, or None (the default). Its test scores are logged as `baseline_hgb_*` beside ours."""
         return None
+
+    def scorers(self, config, info):
+        from shared import baselines
+
+        return [baselines.PR_AUC, baselines.ROC_AUC]  # PR-AUC decides: a constant score's is the positive rate
+
+    def outputs(self, model, splits, role, config):
+        """The labels and served scores (the model's, blended as `splits.info` says) of a split."""
+        split = getattr(splits, role)
+        return np.asarray(split.targets).reshape(-1), self.scores(model, splits.info, split.features)
+
+    def baselines(self, splits, config):
+        """The positive rate as every score (trivial), and the task's trees (`baseline`) when it has them."""
+        from shared import baselines, trees
+
+        found = [baselines.Baseline("prior", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)]
+        fitted = self.baseline(splits, config)
+        if fitted is not None:
+            scores = {role: trees.predict_proba(fitted, self.baseline_table(getattr(splits, role).features))
+                      for role in ("validation", "test")}
+            found.append(baselines.Baseline("hgb", **scores, fitted=fitted, serves=self.serves_baseline(config)))
+        return found
+
+    def serves_baseline(self, config):
+        """Returns:
+            str: how this task serves its trees when they beat the model (empty: it cannot).
+        """
+        return ""
 
     def baseline_table(self, features):
         """Returns:
@@ -125,7 +155,7 @@ class BinaryDetectionTask(Task):
         for a baseline or validation rows to score."""
         from sklearn import metrics
 
-        from shared import evaluation, trees
+        from shared import evaluation
 
         if splits.fitted:
             baseline = None
@@ -134,14 +164,14 @@ class BinaryDetectionTask(Task):
         else:
             validation_scores, test_scores = (self.scores(model, {}, split.features)
                                               for split in (splits.validation, splits.test))
-            fitted, baseline, blend = self.baseline(splits, config), None, None
-            if fitted is not None:  # the baseline's test scores are logged beside ours; a blend may serve both
-                theirs, baseline = (trees.predict_proba(fitted, self.baseline_table(split.features))
-                                    for split in (splits.validation, splits.test))
-                weight, figures = self._blend(config, splits.validation.targets, validation_scores, theirs)
+            trained = next((item for item in splits.baselines if item.fitted is not None), None)
+            baseline, blend = None, None
+            if trained is not None:  # the trees' test scores are drawn beside ours; a blend may serve both
+                baseline = trained.test
+                weight, figures = self._blend(config, splits.validation.targets, validation_scores, trained.validation)
                 if weight:
-                    blend = {"weight": weight, "trees": fitted, "validation_pr_auc": figures}
-                    validation_scores = _mix(validation_scores, theirs, weight)
+                    blend = {"weight": weight, "trees": trained.fitted, "validation_pr_auc": figures}
+                    validation_scores = _mix(validation_scores, trained.validation, weight)
                     test_scores = _mix(test_scores, baseline, weight)
             threshold, rule = evaluation.choose_threshold(
                 splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
@@ -159,6 +189,7 @@ class BinaryDetectionTask(Task):
         if not splits.fitted:
             result.serving["blend"] = blend
             result.metrics["blend_weight"] = blend["weight"] if blend else 0.0
+        result.outputs = np.asarray(splits.test.targets).reshape(-1), test_scores
         return result
 
 

@@ -88,6 +88,8 @@ class FraudDetection(BinaryDetectionTask):
     input_column = "row"
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
+    remedies = ("Likely causes: too few positives, or a target that the columns do not explain. Check target and "
+                "drop_columns, try more epochs or noise, or --preset balanced.")
     noisy_input = "numeric"
 
     def load_data(self, config, fitted=None):
@@ -215,6 +217,11 @@ class FraudDetection(BinaryDetectionTask):
         columns = [features["numeric"]] + [features[key] for key in sorted(features) if key != "numeric"]
         return np.concatenate([np.asarray(column).reshape(len(column), -1).astype("float32") for column in columns],
                               axis=1)
+
+    def serves_baseline(self, config):
+        if config.blend:
+            return "The served model blends the trees in with the weight validation chose (test_blend_weight)."
+        return "Set --set blend=true to serve a validation-chosen blend of the model and these trees."
 
     def blend_weights(self, config):
         return (0.0, 0.25, 0.5, 0.75, 1.0) if config.blend else (0.0,)

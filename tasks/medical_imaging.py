@@ -174,12 +174,17 @@ class MedicalImaging(VisionClassification):
     def class_weight(self, config, splits):
         return super().class_weight(config, splits) if config.imbalance == "class_weight" else None
 
+    def scorers(self, config, info):
+        from shared import baselines
+
+        # ROC-AUC decides, as it ranks the runs: threshold-free, and 0.5 for any constant answer
+        return [baselines.ROC_AUC, baselines.BALANCED_ACCURACY]
+
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
-        from shared.data import examples
 
         names = splits.info["class_names"]
-        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
+        labels, probabilities = self.outputs(model, splits, "test", config)
         if len(names) == 2:
             threshold, how = self._threshold(model, splits, config)
             scores = probabilities[:, 1]
@@ -208,6 +213,7 @@ class MedicalImaging(VisionClassification):
             pictures = splits.test.pick(chosen)[0]
             heatmaps = evaluation.grad_cam(model, pictures, explained)
             result.figures["grad_cam"] = plots.heatmap_overlays(pictures, heatmaps, titles)
+        result.outputs = labels, probabilities
         return result
 
     @staticmethod

@@ -288,6 +288,8 @@ class NlpSentiment(ClassificationTask):
     table_columns = NlpSentimentConfig.text_column
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+    remedies = ("Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
+                "architecture, pretrained word vectors (--set embeddings=FILE), or --preset balanced.")
 
     def load_data(self, config):
         from shared.data.sources import parse_source
@@ -407,17 +409,32 @@ class NlpSentiment(ClassificationTask):
 
         return text_layers.layers()
 
+    def outputs(self, model, splits, role, config):
+        # The split streams in chunks: probabilities are kept, texts are not.
+        chunks, labels = [], []
+        for texts, targets in getattr(splits, role).elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
+            chunks.append(_probabilities(model, splits.info, strings(texts), check=False)[0])
+            labels.append(targets)
+        return np.concatenate(labels), np.concatenate(chunks)
+
+    def baselines(self, splits, config):
+        """The majority class, and TF-IDF word and bigram features with a logistic regression."""
+        from shared import baselines
+
+        texts = {role: _texts(getattr(splits, role)) for role in ("train", "validation", "test")}
+        rows = np.random.default_rng(config.seed).permutation(len(texts["train"][0]))[:baselines.MAX_TRAINING_ROWS]
+        found = baselines.tfidf_logistic([texts["train"][0][row] for row in rows], texts["train"][1][rows],
+                                         {role: texts[role][0] for role in ("validation", "test")},
+                                         texts["validation"][1], len(splits.info["class_names"]))
+        return super().baselines(splits, config) + [baselines.Baseline("tfidf_logreg", **found)]
+
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
-        # The test split streams in chunks: probabilities are kept, texts only for the mistakes shown.
-        chunks, labels = [], []
-        for texts, targets in splits.test.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
-            chunks.append(_probabilities(model, splits.info, strings(texts), check=False)[0])
-            labels.append(targets)
-        probabilities, labels = np.concatenate(chunks), np.concatenate(labels)
+        labels, probabilities = self.outputs(model, splits, "test", config)
         names = splits.info["class_names"]
         result = evaluation.classification(labels, probabilities, names)
+        result.outputs = labels, probabilities
         if len(names) == 2:
             from sklearn import metrics
 
@@ -465,6 +482,17 @@ class NlpSentiment(ClassificationTask):
         serving.raw_feed = lambda inputs: {"text": np.array(inputs, dtype=object)}
         serving.resources = [layer]
         return serving
+
+
+def _texts(split):
+    """Returns:
+        tuple[list[str], np.ndarray]: every text of a split, in order, and its labels.
+    """
+    texts, labels = [], []
+    for chunk, targets in split.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
+        texts += strings(chunk)
+        labels.append(targets)
+    return texts, np.concatenate(labels) if labels else np.zeros(0, "int64")
 
 
 def _probabilities(model, info, texts, check):

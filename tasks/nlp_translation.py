@@ -36,6 +36,9 @@ from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 START, END = "[start]", "[end]"  # target sentence markers, ids 2 and 3 of the target vocabulary
 PADDING_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
 EVALUATION_CHUNK = 1024  # test pairs decoded and translated at once (each chunk is decoded in passes of 256 rows)
+# validation pairs translated to tell the model from copying the source: a BLEU point's bootstrap interval is
+# already narrow on 500 sentences, and decoding them all would cost a second test pass
+GATE_SENTENCES = 500
 
 
 @dataclasses.dataclass
@@ -282,6 +285,8 @@ class NlpTranslation(Task):
     table_columns = "text,source,sentence"
     key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+    remedies = ("Likely causes: too few epochs or sentence pairs (translation needs thousands). Try more epochs, "
+                "more pairs, or --preset balanced.")
 
     def load_data(self, config):
         from shared.data.sources import parse_source
@@ -422,6 +427,23 @@ class NlpTranslation(Task):
 
         return text_layers.layers()
 
+    def scorers(self, config, info):
+        from shared import baselines
+
+        return [baselines.BLEU, baselines.CHRF]
+
+    def outputs(self, model, splits, role, config):
+        """References and the model's translations (of the first `GATE_SENTENCES` validation pairs)."""
+        sources, references = _pairs(splits, role)
+        return references, [answer["translation"] for answer in self.predict_raw(model, splits.info, sources, False)]
+
+    def baselines(self, splits, config):
+        """Copying the source sentence: names, numbers and cognates score a few BLEU points for free."""
+        from shared import baselines
+
+        return [baselines.Baseline("copy_source", **{role: _pairs(splits, role)[0] for role in ("validation", "test")},
+                                   trivial=True)]
+
     def evaluate(self, model, splits, config):
         from shared import evaluation
         from shared.data.text import strings
@@ -440,7 +462,8 @@ class NlpTranslation(Task):
         for source, reference, hypothesis in zip(sources, references, hypotheses):
             cells = (text.replace("|", "\\|") for text in (source, reference, hypothesis))
             rows.append("| " + " | ".join(cells) + " |")
-        return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"})
+        return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"},
+                                     outputs=(references, hypotheses))
 
     def input_example(self, splits):
         from shared.data.text import strings
@@ -510,6 +533,22 @@ class NlpTranslation(Task):
         return ServingSignature(prepare=prepare, preprocessing=contract,
                        files={"source_vocabulary.txt": info["source_vocabulary"],
                               "target_vocabulary.txt": info["target_vocabulary"]})
+
+
+def _pairs(splits, role):
+    """Returns:
+        tuple[list[str], list[str]]: the sources and references of a split, in order (validation: its first
+        `GATE_SENTENCES`, which suffice to tell a model from copying the source).
+    """
+    from shared.data.text import strings
+
+    sources, references = [], []
+    elements = getattr(splits, role).elements()
+    for chunk_sources, chunk_references in (elements.take(GATE_SENTENCES) if role == "validation" else elements
+                                            ).batch(EVALUATION_CHUNK).as_numpy_iterator():
+        sources += strings(chunk_sources)
+        references += strings(chunk_references)
+    return sources, references
 
 
 def beam_search(model, source_ids, width, length_penalty):

@@ -105,6 +105,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
     input_kind = "record"
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
+    remedies = ("Likely causes: too few units or epochs, or sensors that do not drift with wear. Try model=lstm with "
+                "noise=0.2, another window, more epochs, or --preset balanced.")
 
     def load_data(self, config, fitted=None):
         """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its preprocessing."""
@@ -256,15 +258,43 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def class_weight(self, config, splits):
         return super().class_weight(config, splits) if splits.info["mode"] == "classification" else None
 
+    def scorers(self, config, info):
+        from shared import baselines
+
+        return super().scorers(config, info) if info["mode"] == "classification" else [baselines.RMSE, baselines.MAE]
+
+    def outputs(self, model, splits, role, config):
+        """Labels and failure scores, or RUL capped as the literature scores it and the predicted RUL."""
+        if splits.info["mode"] == "classification":
+            return super().outputs(model, splits, role, config)
+        split = getattr(splits, role)
+        predicted = model.predict(split.features, batch_size=1024, verbose=0).reshape(-1)
+        return np.minimum(np.asarray(split.targets, "float64"), splits.info["rul_cap"]), predicted
+
+    def baselines(self, splits, config):
+        """The mean training RUL (or the failure rate), and gradient-boosted trees on each window's summary
+        (every feature's last value, mean, spread and change over the window)."""
+        from shared import baselines
+
+        regression = splits.info["mode"] == "regression"
+        trivial = (baselines.Baseline("mean", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)
+                   if regression else super().baselines(splits, config)[0])
+        rows = np.random.default_rng(config.seed).permutation(len(splits.train))[:baselines.MAX_TRAINING_ROWS]
+        found = baselines.gradient_boosting(
+            _summary(splits.train.features[rows]), np.asarray(splits.train.targets)[rows],
+            {role: _summary(getattr(splits, role).features) for role in ("validation", "test")},
+            regression=regression, seed=config.seed)
+        return [trivial, baselines.Baseline("hgb", **found)]
+
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
 
         if splits.info["mode"] == "classification":
             return super().evaluate(model, splits, config)
-        windows, truth = splits.test.features, splits.test.targets
-        predicted = model.predict(windows, batch_size=1024, verbose=0).reshape(-1)
-        capped = np.minimum(truth, config.rul_cap)
+        truth = splits.test.targets
+        capped, predicted = self.outputs(model, splits, "test", config)
         result = evaluation.regression(capped, predicted)
+        result.outputs = capped, predicted
         result.metrics["rmse_uncapped"] = float(np.sqrt(np.mean((predicted - truth) ** 2)))
         result.metrics["nasa_score"] = nasa_score(capped, predicted)
         order = np.argsort(capped)
@@ -442,6 +472,13 @@ def encode(frame, info, source):
     for index, item in enumerate(info["preprocessing"]["categorical"]):
         parts.append(np.eye(len(item["vocabulary"]) + 1, dtype="float32")[encoded["categorical"][:, index]])
     return np.concatenate(parts, axis=1)
+
+
+def _summary(windows):
+    """Each window's features summarised for a tree model: last value, mean, standard deviation and change."""
+    windows = np.asarray(windows, "float32")
+    return np.concatenate([windows[:, -1], windows.mean(axis=1), windows.std(axis=1), windows[:, -1] - windows[:, 0]],
+                          axis=1)
 
 
 def _windows(matrix, window, every_row=False):

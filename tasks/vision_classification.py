@@ -71,6 +71,10 @@ class VisionClassification(ClassificationTask):
     input_extensions = IMAGE_EXTENSIONS
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
+    remedies = ("Likely causes: too few epochs or images, images too large for a model trained from scratch on a "
+                "CPU, or labels that do not follow the images. Try more epochs (--set epochs=N), a smaller image_size "
+                "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "
+                "or --preset balanced.")
 
     def load_data(self, config):
         from shared.data.sources import parse_source, read_idx_pair, read_npz

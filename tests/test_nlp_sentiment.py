@@ -161,7 +161,7 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path
     sentences = _write(tmp_path / "sentences.csv", 'id,review\n1,"The acting was not very good."\n2,\n'
                                                    "3,The music was truly wonderful!\n")
     output = tmp_path / "labels.csv"
-    assert cli.main(["predict", "nlp_sentiment", "--model", "models:/nlp_sentiment@champion", "--output", str(output),
+    assert cli.main(["predict", "nlp_sentiment", "--model", "models:/nlp_sentiment/latest", "--output", str(output),
                      f"{sentences}:review"]) == 1
     assert "3 rows, 1 errors" in capsys.readouterr().err
     rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")

@@ -46,15 +46,15 @@ def dense_rows(users=12, items=15, seed=0):
 
 def test_embedded_run_beats_popularity_and_logs_everything(trained):
     metrics = trained.metrics
-    assert metrics["hit_rate_at_k"] > metrics["popularity_hit_rate_at_k"]
-    assert metrics["ndcg_at_k"] > metrics["popularity_ndcg_at_k"]
-    assert metrics["rmse"] < metrics["popularity_rmse"]
+    assert metrics["hit_rate_at_k"] > metrics["baseline_popularity_hit_rate_at_k"]
+    assert metrics["ndcg_at_k"] > metrics["baseline_popularity_ndcg_at_k"]
+    assert metrics["rmse"] < metrics["baseline_item_means_rmse"]
     assert 0 < metrics["coverage_at_k"] <= 1 and 0 < metrics["map_at_k"] <= 1
     run = mlflow.get_run(trained.run_id)
     assert run.data.tags["synthetic"] == "true"
     for name in ("rmse", "mae", "hit_rate_at_k", "ndcg_at_k", "map_at_k", "coverage_at_k",
-                 "popularity_rmse", "popularity_hit_rate_at_k", "popularity_ndcg_at_k", "popularity_map_at_k",
-                 "popularity_coverage_at_k"):
+                 "baseline_item_means_rmse", "baseline_popularity_hit_rate_at_k", "baseline_popularity_ndcg_at_k",
+                 "baseline_popularity_map_at_k", "baseline_popularity_coverage_at_k"):
         assert f"test_{name}" in run.data.metrics
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(trained.run_id)}
     assert {"sample_recommendations.md", "config.yaml", "plots"} <= artifacts

@@ -311,10 +311,12 @@ def serve_and_check(name, store, folder):
 
 @pytest.fixture(scope="module")
 def digits_run(module_store):
-    """One cheap vision_classification training through the CLI; returns what it printed on stderr."""
+    """One cheap vision_classification training through the CLI (small batches, so that its few steps learn the
+    digits: a model no better than the majority class would not be promoted); returns what it printed on stderr."""
     printed = io.StringIO()
     with contextlib.redirect_stderr(printed):
-        assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200"]) == 0
+        assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200", "--set", "epochs=3",
+                         "--set", "batch_size=16"]) == 0
     return printed.getvalue()
 
 

@@ -100,6 +100,8 @@ class Recommendation(Task):
     table_columns = "query,user,user_id"
     key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
+    remedies = ("Likely causes: too few interactions per user, where popularity is hard to beat. Try "
+                "history_length, another embedding_dim or model, more epochs, or --preset balanced.")
 
     def load_data(self, config, fitted=None):
         """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id vocabularies."""
@@ -165,6 +167,24 @@ class Recommendation(Task):
 
     def evaluate(self, model, splits, config):
         return ranking.evaluate(model, splits, config)
+
+    def scorers(self, config, info):
+        from shared import baselines
+
+        return [baselines.HIT_RATE]
+
+    def outputs(self, model, splits, role, config):
+        """Each held-out user's items, and the model's top-K list of items they have not rated before."""
+        users, wanted, seen, histories = ranking.held_out(splits, role)
+        return wanted, scoring.recommend(model, splits.info, users, histories, seen, config.top_k)[0]
+
+    def baselines(self, splits, config):
+        """The most popular training items each user has not rated (trivial: the same ranking for everyone)."""
+        from shared import baselines
+
+        lists = {role: scoring.popular_lists(splits.info, ranking.held_out(splits, role)[2], config.top_k)
+                 for role in ("validation", "test")}
+        return [baselines.Baseline("popularity", **lists, trivial=True)]
 
     def input_example(self, splits):
         info = splits.info

@@ -23,25 +23,13 @@ def evaluate(model, splits, config):
         if not splits.fitted:  # the item-mean baseline needs training ratings beside the test rows
             baseline = item_means(train["item"], train_ratings, item_count + 1)[test["item"]]
             for name, value in evaluation.regression(test_ratings, baseline).metrics.items():
-                results[f"popularity_{name}"] = value
-    # ranking: each test user's held-out items among all items they have not rated in train/validation
-    relevant = group(test["user"], test["item"])
-    if splits.fitted:  # a trained model on new data: what its training data showed of each user, but these items
-        seen_then = [set(map(int, row.split())) for row in info["seen"]]
-        excluded = {user: seen_then[user] - held for user, held in relevant.items() if user < len(seen_then)}
-    else:
-        excluded = group(np.concatenate([train["user"], splits.validation.features["user"]]),
-                         np.concatenate([train["item"], splits.validation.features["item"]]))
-    users = np.array(sorted(relevant), dtype="int32")
-    wanted = [relevant[user] for user in users]
-    seen = [excluded.get(user, set()) for user in users]
-    latest = dict(zip(test["user"].tolist(), test.get("history", np.zeros((len(test["user"]), 0), "int32"))))
-    histories = np.array([latest[user] for user in users.tolist()], "int32")  # as of their latest test row
+                results[f"baseline_item_means_{name}"] = value
+    users, wanted, seen, histories = held_out(splits, "test")
     ours = scoring.recommend(model, info, users, histories, seen, k)[0]
     popular = scoring.popular_lists(info, seen, k)
     curves = []
     for label, lists in (("model", ours), ("popularity", popular)):
-        prefix = "" if label == "model" else "popularity_"
+        prefix = "" if label == "model" else "baseline_popularity_"
         for name, value in evaluation.ranking(lists, wanted, k, item_count).items():
             results[f"{prefix}{name}_at_k"] = value
         hit_rates = [evaluation.ranking(lists, wanted, cut, item_count)["hit_rate"] for cut in range(1, k + 1)]
@@ -49,7 +37,37 @@ def evaluate(model, splits, config):
     results["evaluated_users"] = float(len(users))
     figures = {"hit_rate_curve": plots.curves(curves, "K", "HitRate@K", "held-out items in the top K (test)")}
     texts = {"sample_recommendations.md": sample_table(info, users[:8], ours, popular, wanted, seen)}
-    return evaluation.Evaluation(metrics=results, figures=figures, texts=texts)
+    return evaluation.Evaluation(metrics=results, figures=figures, texts=texts, outputs=(wanted, ours))
+
+
+def held_out(splits, role):
+    """Each user's held-out items of a split, and what their list must leave out.
+
+    Validation users are ranked among the items they have not rated in training; test users among those they
+    have rated in neither training nor validation (a trained model on new data: not in what its training
+    data showed of them).
+
+    Args:
+        splits (tasks.base.Splits): the encoded splits.
+        role (str): "validation" or "test".
+
+    Returns:
+        tuple[np.ndarray, list[set], list[set], np.ndarray]: user indices (sorted), their held-out items, their
+        excluded items, and their latest history rows in the split (as of their latest row).
+    """
+    split, info = getattr(splits, role).features, splits.info
+    relevant = group(split["user"], split["item"])
+    if splits.fitted:
+        seen_then = [set(map(int, row.split())) for row in info["seen"]]
+        excluded = {user: seen_then[user] - held for user, held in relevant.items() if user < len(seen_then)}
+    else:
+        earlier = [splits.train.features] + ([splits.validation.features] if role == "test" else [])
+        excluded = group(np.concatenate([part["user"] for part in earlier]),
+                         np.concatenate([part["item"] for part in earlier]))
+    users = np.array(sorted(relevant), dtype="int32")
+    latest = dict(zip(split["user"].tolist(), split.get("history", np.zeros((len(split["user"]), 0), "int32"))))
+    histories = np.array([latest[user] for user in users.tolist()], "int32")
+    return users, [relevant[user] for user in users], [excluded.get(user, set()) for user in users], histories
 
 
 def group(users, items):

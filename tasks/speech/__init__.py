@@ -36,7 +36,8 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 from tasks.speech import sources
 from tasks.speech.audio import AUDIO_EXTENSIONS, prepare, read_audio, read_seconds, sample_window
 from tasks.speech.cache import extract, feature_folder
-from tasks.speech.features import FEATURES, band_statistics, clip_features, feature_settings, feature_step, standardize
+from tasks.speech.features import (FEATURES, band_statistics, clip_features, feature_settings, feature_step,
+                                   mfcc_statistics, standardize)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class Speech(ClassificationTask):
     key_params = ClassificationTask.key_params + ("features",)
     predict_chunk = 256  # features of 10,000 one-second clips are 160 MB, of 256 clips 4 MB
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
+    remedies = ("Likely causes: too few epochs or clips per word, or labels that do not follow the audio. Try more "
+                "epochs, more augment_copies, features=mfcc, or --preset balanced.")
 
     def load_data(self, config):
         from shared import augmentation
@@ -224,16 +227,30 @@ class Speech(ClassificationTask):
         )
         return augmentation.chain(augment, self.eval_map(config, info))
 
+    def baselines(self, splits, config):
+        """The majority class, and a logistic regression on each clip's MFCC means and deviations over time."""
+        from shared import baselines
+
+        rows = {role: getattr(splits, role).features for role in ("train", "validation", "test")}
+        train = np.random.default_rng(config.seed).permutation(len(rows["train"]))[:baselines.MAX_TRAINING_ROWS]
+        table = {role: mfcc_statistics(paths[train] if role == "train" else paths, splits.info["features"])
+                 for role, paths in rows.items()}
+        mean, std = table["train"].mean(axis=0), table["train"].std(axis=0) + 1e-6
+        found = baselines.logistic((table["train"] - mean) / std, splits.train.targets[train],
+                                   {role: (table[role] - mean) / std for role in ("validation", "test")},
+                                   splits.validation.targets, len(splits.info["class_names"]))
+        return super().baselines(splits, config) + [baselines.Baseline("mfcc_logreg", **found)]
+
     def evaluate(self, model, splits, config):
         """Accuracy, macro F1, confusion matrix and report, per-class recall, sample spectrograms."""
         from sklearn import metrics
 
         from shared import evaluation, plots
-        from shared.data import examples
 
         names = splits.info["class_names"]
-        probabilities, labels = examples.predict(model, splits.test, config.batch_size)
+        labels, probabilities = self.outputs(model, splits, "test", config)
         result = evaluation.classification(labels, probabilities, names)
+        result.outputs = labels, probabilities
         predicted = probabilities.argmax(axis=1)
         recalls = metrics.recall_score(labels, predicted, labels=list(range(len(names))), average=None,
                                        zero_division=0)

@@ -67,6 +67,29 @@ def band_statistics(paths):
     return mean, np.sqrt(np.maximum(squares / count - mean**2, 0))
 
 
+def mfcc_statistics(paths, settings, coefficients=20):
+    """Each clip's MFCCs summarised over time: the classical keyword-spotting features of a linear baseline.
+
+    Args:
+        paths (list[str]): cached feature files (`clip_features`, unstandardised).
+        settings (dict): the feature settings; log-mel features are turned into MFCCs (their cosine transform).
+        coefficients (int): MFCCs kept (20: the usual speech choice).
+
+    Returns:
+        np.ndarray: (clips, 2 * coefficients) means and standard deviations over frames.
+    """
+    from scipy import fft
+
+    rows = []
+    for path in paths:
+        features = np.load(path)[..., 0].astype("float64")  # (frames, bands): the features, not their deltas
+        if settings["kind"] == "logmel":
+            features = fft.dct(features, type=2, norm="ortho", axis=1)  # librosa's MFCC of a log-mel spectrogram
+        features = features[:, :coefficients]
+        rows.append(np.concatenate([features.mean(axis=0), features.std(axis=0)]))
+    return np.array(rows)
+
+
 def feature_step(info):
     """The tf.data decode of cached feature files: load, standardise with the training statistics."""
     import tensorflow as tf
