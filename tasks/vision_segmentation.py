@@ -66,6 +66,17 @@ class VisionSegmentationConfig(TaskConfig):
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
 
+    def check(self):
+        """Raises:
+            ValueError: also when tile_size is no multiple of the model's stride, before any file is read.
+        """
+        super().check()
+        stride = _stride({"encoder": self.encoder, "depth": self.depth})
+        if self.tile_size % stride:
+            raise ValueError(f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
+                             f"stride; set tile_size to a multiple of {stride} (e.g. "
+                             f"{max(stride, self.tile_size // stride * stride)}) or lower depth.")
+
 
 def _natural_key(path):
     """Sorts `2.png` before `10.png`."""
