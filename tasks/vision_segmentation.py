@@ -9,13 +9,13 @@ Data sources:
                              has its image's file name (any image extension). Masks hold class indices
                              (0, 1, 2...) or are binary 0/255 images; JPEG masks are binarised at 128.
 
-Image size: `image_size` > 0 resizes every image to that square; 0 keeps the files' size (the first
-file's when they differ). `tile_size` > 0 trains on tiles that big, a multiple of the model's stride
-(2**depth, or 32 for mobilenetv2). With both 0, images the stride does not divide, or larger than 512 px
-a side, train on square tiles of the largest stride multiple that fits, at most 256 px (a warning names
-the tile_size); smaller stride-multiple images train whole. The model is fully convolutional, so
-evaluation and prediction run on whole images of any size (tile by tile when it trained on tiles),
-padded to a multiple of its stride.
+Image size: `image_size` > 0 resizes every image to that square; 0 keeps the files' size, or resizes a
+folder of mixed sizes to their median height and width (a warning names it). `tile_size` > 0 trains on
+tiles that big, a multiple of the model's stride (2**depth, or 32 for mobilenetv2). With both 0,
+images the stride does not divide, or larger than 512 px a side, train on square tiles of the largest
+stride multiple that fits, at most 256 px (a warning names the tile_size); smaller stride-multiple
+images train whole. The model is fully convolutional, so evaluation and prediction run on whole images
+of any size (tile by tile when it trained on tiles), padded to a multiple of its stride.
 
 Predict: an image file (or `IMAGE=OUTPUT.png`) -> a mask PNG (class index scaled to 0-255, so a
 binary mask is 0/255) written beside the input as `<name>_mask.png` (or at OUTPUT), plus the
@@ -53,7 +53,7 @@ class VisionSegmentationConfig(TaskConfig):
     batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: Size = 0  # side to resize to; 0 keeps the files' size (first file's if they differ; TFDS 128, embedded 32)
+    image_size: Size = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
     tile_size: Size = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
     crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
     split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
@@ -495,8 +495,8 @@ class VisionSegmentation(Task):
         """Image/mask pairs of a folder (matched by file stem) as an index decoded in tf.data.
 
         Returns:
-            tuple[Examples, tuple[int, int], int, int]: the pairs, their decoded (height, width),
-            channels and the largest class index in the masks.
+            tuple[Examples, tuple[int, int], int, int]: the pairs, their decoded (height, width) (`image_size`,
+            or the files' median height and width), channels and the largest class index in the masks.
         """
         from shared import images
         from shared.data import examples
@@ -516,7 +516,12 @@ class VisionSegmentation(Task):
         image_paths = _without_predicted_masks(image_paths, masks_by_stem)
         mask_paths, headers, largest = _check_pairs(image_paths, masks_by_stem, mask_folder, config.num_classes)
         channels = 1 if all(found.gray for found in headers) else 3
-        size = (config.image_size,) * 2 if config.image_size else (headers[0].height, headers[0].width)
+        if config.image_size:
+            size = (config.image_size,) * 2
+        else:
+            size = tuple(int(np.median([getattr(found, side) for found in headers])) for side in ("height", "width"))
+            if len({(found.height, found.width) for found in headers}) > 1:
+                images.announce_resize(image_folder, headers, size, "image_size=0 picks the median height and width")
         pool = examples.Examples(np.array([str(path) for path in image_paths]), np.array(mask_paths),
                                  decode=_pair_step(channels, size, config.num_classes), origin="files")
         return pool, size, channels, largest

@@ -155,6 +155,16 @@ def test_training_examples_are_whole_images_or_tiles_that_fit_the_stride(size, s
         assert _training_tile(size, resolved, 8) == expected
 
 
+def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
+    sizes = [(24, 20), (40, 30), (32, 36), (48, 44), (30, 26)]  # (height, width): medians 32 and 30
+    task, resolved = resolve(data_source=str(write_pairs(tmp_path, size=sizes)))
+    splits = task.load_data(resolved)
+    assert "differ in size (20x24 to 44x48); resizing to 30x32 (image_size=0 picks the median" in caplog.text
+    pictures, masks = splits.test.sample(1)
+    assert pictures.shape == (1, 32, 30, 1) and set(np.unique(masks)) <= {0, 1}  # masks resize by nearest neighbour
+    assert splits.info["tile_size"] == 24 and splits.train.sample(1)[0].shape == (1, 24, 24, 1)
+
+
 def test_class_index_masks_with_names(tmp_path):
     task, resolved = resolve("depth=2", "image_size=16", "class_names=sky,square",
                              data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))))
