@@ -21,6 +21,11 @@ MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "PIPELINES_MAX_IMAGE_PIXELS"
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _EXIF_ORIENTATION = 0x0112  # orientations 5-8 turn the picture by 90 degrees
+# The largest square side image_size=0 gives a folder of mixed-size or large images: a full-resolution
+# feature map of the from-scratch ResNet (32 filters) takes 2 MB for a 128 px image but 1.5 GB for a
+# 3000x4000 phone photo, so 128 keeps CPU training feasible; pretrained backbones want more (224), so
+# their users set image_size.
+AUTO_IMAGE_SIDE = 128
 logger = logging.getLogger(__name__)
 
 
@@ -151,13 +156,44 @@ def scan(paths, description="scanning images"):
     return [found[index] for index in kept], kept
 
 
+def announce_resize(where, headers, size, rule):
+    """Logs a one-line warning that the images of `where` are resized to `size`, and by which rule.
+
+    Args:
+        where (str): the folder (or files) the images came from.
+        headers (list[Header]): the images' headers.
+        size (tuple[int, int]): the (height, width) they are resized to.
+        rule (str): how `size` was chosen, e.g. "image_size=0 picks the median height and width".
+    """
+    sizes = sorted({(found.width, found.height) for found in headers}, key=lambda pair: (pair[0] * pair[1], pair))
+    (small_width, small_height), (large_width, large_height) = sizes[0], sizes[-1]
+    found = (f"differ in size ({small_width}x{small_height} to {large_width}x{large_height})" if len(sizes) > 1
+             else f"are {small_width}x{small_height}")
+    logger.warning("images in %s %s; resizing to %dx%d (%s; set image_size to choose).", where, found, size[1],
+                   size[0], rule)
+
+
+def _square_side(headers, where):
+    """The (height, width) image_size=0 gives classification images: their own size when they all share one
+    whose shorter side is at most `AUTO_IMAGE_SIDE` (MNIST, CIFAR and MedMNIST folders), else a square of the
+    median shorter side, at most `AUTO_IMAGE_SIDE`, announced with a warning."""
+    shapes = {(found.height, found.width) for found in headers}
+    if len(shapes) == 1 and min(next(iter(shapes))) <= AUTO_IMAGE_SIDE:
+        return next(iter(shapes))
+    side = min(AUTO_IMAGE_SIDE, int(np.median([min(found.height, found.width) for found in headers])))
+    announce_resize(where, headers, (side, side),
+                    f"image_size=0 picks the median shorter side, capped at {AUTO_IMAGE_SIDE}")
+    return side, side
+
+
 def file_examples(paths, targets, image_size=0, channels=0):
     """Image files as an index that tf.data decodes, after a header scan that drops unreadable files.
 
     Args:
         paths (list[str]): image files.
         targets (np.ndarray): one target per file.
-        image_size (int): side to resize to; 0 keeps the first readable image's size.
+        image_size (int): side to resize to; 0 keeps the files' size when they share one no larger than
+            `AUTO_IMAGE_SIDE` on the shorter side, else picks a square side (see `_square_side`).
         channels (int): 1 or 3; 0 gives 1 when every image is grayscale, else 3.
 
     Returns:
@@ -167,10 +203,11 @@ def file_examples(paths, targets, image_size=0, channels=0):
     from shared.data import examples
 
     headers, kept = scan(paths)
-    size = (image_size, image_size) if image_size else (headers[0].height, headers[0].width)
+    readable = np.asarray(paths, dtype=object)[kept].astype(str)
+    folder = os.path.commonpath([os.path.dirname(path) for path in readable])
+    size = (image_size, image_size) if image_size else _square_side(headers, folder)
     channels = channels or (1 if all(found.gray for found in headers) else 3)
-    pool = examples.Examples(np.asarray(paths, dtype=object)[kept].astype(str), np.asarray(targets)[kept],
-                             decode=decode_step(channels, size), origin="files")
+    pool = examples.Examples(readable, np.asarray(targets)[kept], decode=decode_step(channels, size), origin="files")
     return pool, size, channels
 
 

@@ -6,6 +6,12 @@ Data sources:
     PATH                a folder with one subfolder per class, a folder holding an IDX images/labels
                         pair (MNIST's format), or an .npz (x_train/y_train/x_test/y_test or MedMNIST keys).
 Corrupt image files in a folder are skipped with a warning naming each file.
+
+Image size: `image_size` > 0 resizes every image to that square. With 0, arrays and TFDS sets keep their
+size, and so does a folder whose images share one with a shorter side of at most 128 px (MNIST-style
+scans); a folder of mixed-size or larger photos is resized to a square of the median shorter side, capped
+at 128 (`shared.images.AUTO_IMAGE_SIDE`), with a warning naming the size chosen. Prediction resizes to the
+same size.
 """
 
 import dataclasses
@@ -23,7 +29,7 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 @dataclasses.dataclass
 class VisionClassificationConfig(TaskConfig):
-    image_size: Size = 0  # 0 keeps the source's size; set e.g. 96 to shrink large photos from a folder
+    image_size: Size = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
     channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
     backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file

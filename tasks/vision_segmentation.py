@@ -9,8 +9,13 @@ Data sources:
                              has its image's file name (any image extension). Masks hold class indices
                              (0, 1, 2...) or are binary 0/255 images; JPEG masks are binarised at 128.
 
-Large images are resized (`image_size`) or cut into training tiles (`tile_size`); the model is fully
-convolutional, so evaluation and prediction run on whole images, padded to a multiple of its stride.
+Image size: `image_size` > 0 resizes every image to that square; 0 keeps the files' size, or resizes a
+folder of mixed sizes to their median height and width (a warning names it). `tile_size` > 0 trains on
+tiles that big, a multiple of the model's stride (2**depth, or 32 for mobilenetv2). With both 0,
+images the stride does not divide, or larger than 512 px a side, train on square tiles of the largest
+stride multiple that fits, at most 256 px (a warning names the tile_size); smaller stride-multiple
+images train whole. The model is fully convolutional, so evaluation and prediction run on whole images
+of any size (tile by tile when it trained on tiles), padded to a multiple of its stride.
 
 Predict: an image file (or `IMAGE=OUTPUT.png`) -> a mask PNG (class index scaled to 0-255, so a
 binary mask is 0/255) written beside the input as `<name>_mask.png` (or at OUTPUT), plus the
@@ -18,6 +23,7 @@ fraction of pixels per class.
 """
 
 import dataclasses
+import logging
 import pathlib
 import re
 
@@ -33,6 +39,13 @@ MAX_CLASSES = 64  # more distinct values than this means the "mask" is a photo, 
 _IMAGE_FOLDERS, _MASK_FOLDERS = ("images", "image"), ("masks", "mask", "labels", "label")
 # MobileNetV2 activations at strides 2, 4, 8 and 16 feed the decoder; its output is at stride 32.
 _MOBILENET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu")
+# With tile_size=0 and image_size=0, images the model's stride does not divide, or larger than MAX_WHOLE_SIDE,
+# train on square tiles of at most AUTO_TILE_SIDE: a 256 px tile holds more than twice a depth-3 U-Net's
+# receptive field (about 100 px), and a batch of them takes 1/60 of the memory of as many 2000 px scans.
+AUTO_TILE_SIDE = 256
+# Stride-multiple images up to 512 px a side train whole, as ISBI's 512 px slices always have; a batch of
+# 2000 px scans would take 15 times the memory of theirs.
+MAX_WHOLE_SIDE = 512
 
 
 @dataclasses.dataclass
@@ -40,8 +53,8 @@ class VisionSegmentationConfig(TaskConfig):
     batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: Size = 0  # side to resize to; 0 keeps the files' size (first file's if they differ; TFDS 128, embedded 32)
-    tile_size: Size = 0  # >0 trains on tiles or crops this big (large scans) and predicts tile by tile; 0: whole images
+    image_size: Size = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
+    tile_size: Size = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
     crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
     split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
     num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
@@ -65,6 +78,17 @@ class VisionSegmentationConfig(TaskConfig):
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
+
+    def check(self):
+        """Raises:
+            ValueError: also when tile_size is no multiple of the model's stride, before any file is read.
+        """
+        super().check()
+        stride = _stride({"encoder": self.encoder, "depth": self.depth})
+        if self.tile_size % stride:
+            raise ValueError(f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
+                             f"stride; set tile_size to a multiple of {stride} (e.g. "
+                             f"{max(stride, self.tile_size // stride * stride)}) or lower depth.")
 
 
 def _natural_key(path):
@@ -162,8 +186,6 @@ def _without_predicted_masks(image_paths, masks_by_stem):
     Returns:
         list[pathlib.Path]: the images to train on (a file with a mask of its own is kept, whatever its name).
     """
-    import logging
-
     stems = {path.stem for path in image_paths}
     predicted = [path for path in image_paths if path.stem.endswith("_mask") and path.stem not in masks_by_stem
                  and path.stem.removesuffix("_mask") in stems]
@@ -225,8 +247,6 @@ def _pair_step(channels, size, num_classes, tile_size=0, encoded=False):
         Callable[[tf.data.Dataset], tf.data.Dataset]: `(features, mask source)` rows -> `(image, mask)`,
         where features is the image source or, with tiles, a dict with `image`, `row`, `column`.
     """
-    import logging
-
     import tensorflow as tf
 
     from shared import images
@@ -290,23 +310,41 @@ def _tiles(pair, tile_size):
                  for array in (pictures, masks))
 
 
-def _check_tiles(size, config, stride):
-    """The (height, width) of training examples: tiles when `tile_size` cuts the images, else whole images.
+def _training_tile(size, config, stride):
+    """The side of the square tiles training examples are cut into, or 0 for whole images.
+
+    `tile_size` > 0 cuts tiles of that side from larger images. With neither `tile_size` nor `image_size`
+    set, images that the model's stride does not divide, or larger than `MAX_WHOLE_SIDE`, are cut into tiles
+    of the largest multiple of the stride that fits them, at most `AUTO_TILE_SIDE`, with a warning naming it.
+
+    Args:
+        size (tuple[int, int]): the (height, width) the images decode to.
+        config (VisionSegmentationConfig): `tile_size`, `image_size` and `encoder`.
+        stride (int): the model's total down-sampling.
 
     Raises:
-        ValueError: tiles larger than the images, or training examples the model's stride does not divide
+        ValueError: a tile_size larger than the images, or whole training images the stride does not divide
             (test images are padded at prediction; training batches cannot be).
     """
     height, width = size
-    if config.tile_size > 0 and (config.tile_size < height or config.tile_size < width):
+    if config.tile_size and config.tile_size < max(height, width):
         if config.tile_size > min(height, width):
             raise ValueError(f"tile_size {config.tile_size} is larger than the images ({width}x{height}); use a "
                              "smaller tile_size or 0.")
-        height = width = config.tile_size
+        return config.tile_size
+    side = min(AUTO_TILE_SIDE, min(height, width) // stride * stride)
+    if not (config.tile_size or config.image_size) and side and (height % stride or width % stride
+                                                                   or max(height, width) > MAX_WHOLE_SIDE):
+        logging.getLogger(__name__).warning(
+            "training on %dx%d tiles (tile_size=%d) of the %dx%d images: tile_size=0 tiles images that are no "
+            "multiple of the %s model's stride %d or larger than %d px, with the largest multiple of %d that fits, "
+            "at most %d; set tile_size to choose.", side, side, side, width, height, config.encoder, stride,
+            MAX_WHOLE_SIDE, stride, AUTO_TILE_SIDE)
+        return side
     if height % stride or width % stride:
         raise ValueError(f"training images are {width}x{height} but the {config.encoder} model needs multiples of "
                          f"{stride}; set image_size or tile_size to a multiple of {stride}, or lower depth.")
-    return height, width
+    return 0
 
 
 def _stride(info):
@@ -387,6 +425,33 @@ class VisionSegmentation(Task):
     quick_overrides = {"epochs": 2, "max_examples": 200}
 
     def load_data(self, config):
+        """Whole test images; training and validation images whole or cut into tiles (see `_training_tile`)."""
+        splits, size = self._whole_images(config)
+        tile_size = splits.info["tile_size"] = _training_tile(size, config, _stride(splits.info))
+        if not (tile_size and config.crops_per_image):  # random crops are cut from whole images per batch
+            splits.train = self._tiled(splits.train, size, tile_size, splits.info["channels"], config)
+        splits.validation = self._tiled(splits.validation, size, tile_size, splits.info["channels"], config)
+        return splits
+
+    def load_fitted(self, config, info):
+        """Whole images in the channels the model takes: training tiles and their size checks do not apply.
+
+        Raises:
+            ValueError: the images have other channels than the model's (grayscale against colour).
+        """
+        splits, _ = self._whole_images(dataclasses.replace(config, tile_size=0))
+        if splits.info["channels"] != info["channels"]:
+            raise ValueError(f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
+                             f"{info['channels']}; convert them.")
+        return splits
+
+    def _whole_images(self, config):
+        """Reads and splits the source into whole images.
+
+        Returns:
+            tuple[Splits, tuple[int, int]]: the splits (info with `tile_size` 0) and the (height, width)
+            their images decode to.
+        """
         from shared.data import examples
         from shared.data.sources import parse_source
         from shared.data.splits import carve
@@ -422,33 +487,16 @@ class VisionSegmentation(Task):
                                  "add images or change validation_fraction / test_fraction.")
         info = {"class_names": class_names, "channels": int(channels), "image_size": int(config.image_size),
                 "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
-                "context": config.context, "tta": config.tta}
-        train_side = _check_tiles(size, config, _stride(info))
-        info["tile_size"] = train_side[0] if train_side != tuple(size) else 0
-        if not (info["tile_size"] and config.crops_per_image):  # random crops are cut from whole images per batch
-            train = self._tiled(train, size, train_side, channels, config)
-        validation = self._tiled(validation, size, train_side, channels, config)
-        return Splits(train, validation, test, info, config.data, name, synthetic)
-
-    def load_fitted(self, config, info):
-        """`load_data` of whole images (no training tiles), in the channels the model takes.
-
-        Raises:
-            ValueError: the images have other channels than the model's (grayscale against colour).
-        """
-        splits = self.load_data(dataclasses.replace(config, tile_size=0))
-        if splits.info["channels"] != info["channels"]:
-            raise ValueError(f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
-                             f"{info['channels']}; convert them.")
-        return splits
+                "context": config.context, "tta": config.tta, "tile_size": 0}
+        return Splits(train, validation, test, info, config.data, name, synthetic), size
 
     @staticmethod
     def _folder(root, config):
         """Image/mask pairs of a folder (matched by file stem) as an index decoded in tf.data.
 
         Returns:
-            tuple[Examples, tuple[int, int], int, int]: the pairs, their decoded (height, width),
-            channels and the largest class index in the masks.
+            tuple[Examples, tuple[int, int], int, int]: the pairs, their decoded (height, width) (`image_size`,
+            or the files' median height and width), channels and the largest class index in the masks.
         """
         from shared import images
         from shared.data import examples
@@ -468,26 +516,31 @@ class VisionSegmentation(Task):
         image_paths = _without_predicted_masks(image_paths, masks_by_stem)
         mask_paths, headers, largest = _check_pairs(image_paths, masks_by_stem, mask_folder, config.num_classes)
         channels = 1 if all(found.gray for found in headers) else 3
-        size = (config.image_size,) * 2 if config.image_size else (headers[0].height, headers[0].width)
+        if config.image_size:
+            size = (config.image_size,) * 2
+        else:
+            size = tuple(int(np.median([getattr(found, side) for found in headers])) for side in ("height", "width"))
+            if len({(found.height, found.width) for found in headers}) > 1:
+                images.announce_resize(image_folder, headers, size, "image_size=0 picks the median height and width")
         pool = examples.Examples(np.array([str(path) for path in image_paths]), np.array(mask_paths),
                                  decode=_pair_step(channels, size, config.num_classes), origin="files")
         return pool, size, channels, largest
 
     @staticmethod
-    def _tiled(split, size, side, channels, config):
-        """Training and validation examples as tiles of `side` pixels when `tile_size` asks for them."""
+    def _tiled(split, size, tile_size, channels, config):
+        """Training and validation examples as tiles of `tile_size` pixels (0: whole images)."""
         from shared.data import examples
 
-        if side == tuple(size):
+        if not tile_size:
             return split
         if split.decode is None:  # arrays in memory: cut them now
-            return examples.Examples(*_tiles((split.features, split.targets), config.tile_size))
-        starts = [(row, column) for row in _tile_starts(size[0], config.tile_size)
-                  for column in _tile_starts(size[1], config.tile_size)]
+            return examples.Examples(*_tiles((split.features, split.targets), tile_size))
+        starts = [(row, column) for row in _tile_starts(size[0], tile_size)
+                  for column in _tile_starts(size[1], tile_size)]
         repeat = np.repeat(np.arange(len(split)), len(starts))
         rows, columns = (np.tile(np.array(part, "int32"), len(split)) for part in zip(*starts))
         features = {"image": split.features[repeat], "row": rows, "column": columns}
-        step = _pair_step(channels, size, config.num_classes, config.tile_size)
+        step = _pair_step(channels, size, config.num_classes, tile_size)
         return examples.Examples(features, split.targets[repeat], decode=step, origin=split.origin)
 
     @staticmethod
@@ -506,7 +559,11 @@ class VisionSegmentation(Task):
 
     @staticmethod
     def _tfds(argument, config):
-        """Streams tfds:oxford_iiit_pet-style data: `image` plus a `segmentation_mask` trimap (1, 2, 3)."""
+        """Streams tfds:oxford_iiit_pet-style data: `image` plus a `segmentation_mask` trimap (1, 2, 3).
+
+        Returns:
+            tuple[Splits, tuple[int, int]]: the streams and the (height, width) they are resized to.
+        """
         from shared.data import tfds
 
         if config.tile_size:
@@ -521,8 +578,7 @@ class VisionSegmentation(Task):
         info = {"class_names": ["pet", "background", "border"], "channels": 3, "image_size": size[0],
                 "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
                 "context": config.context, "tta": config.tta, "tile_size": 0}
-        _check_tiles(size, config, _stride(info))
-        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
+        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False), size
 
     def build_model(self, config, info):
         import keras

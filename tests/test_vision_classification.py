@@ -264,6 +264,30 @@ def test_odd_image_files_decode_to_the_configured_channels(tmp_path):
     assert pictures.shape == (3, 8, 8, 1) and size == (8, 8) and channels == 1
 
 
+@pytest.mark.parametrize("sizes, expected, message", [
+    ([(150, 200), (300, 180), (140, 160), (400, 300)], (128, 128),  # (height, width); median shorter side 165
+     "differ in size (160x140 to 300x400); resizing to 128x128 (image_size=0 picks the median shorter side, "
+     "capped at 128; set image_size to choose)"),
+    ([(20, 30), (40, 24), (30, 30), (50, 36)], (27, 27), "differ in size (30x20 to 36x50); resizing to 27x27"),
+    ([(150, 200)] * 4, (128, 128), "are 200x150; resizing to 128x128"),  # one size, but above the cap
+    ([(12, 10)] * 4, (12, 10), None),  # one small size (MNIST-style scans) is kept
+], ids=["mixed", "mixed_small", "uniform_large", "uniform_small"])
+def test_a_folder_of_mixed_or_large_images_gets_one_size_and_says_which(tmp_path, caplog, sizes, expected, message):
+    rng = np.random.default_rng(0)
+    for index, size in enumerate(sizes):
+        (tmp_path / f"class_{index % 2}").mkdir(exist_ok=True)
+        images.save_png(rng.random((*size, 3)), tmp_path / f"class_{index % 2}" / f"{index}.png")
+    task = tasks.get(TASK)
+    splits = task.load_data(config.resolve(task, data=str(tmp_path), assignments=["test_fraction=0.25",
+                                                                                   "validation_fraction=0.25"]))
+    assert splits.info["image_size"] == list(expected) and splits.train.sample(1)[0].shape[1:3] == expected
+    assert task.prepare_inputs(splits.info, [str(tmp_path / "class_0" / "0.png")]).shape == (1, *expected, 3)
+    if message:
+        assert f"images in {tmp_path} {message}" in caplog.text
+    else:
+        assert "resizing" not in caplog.text
+
+
 def test_a_file_that_breaks_while_streaming_is_skipped_by_name(tmp_path, caplog):
     paths = []
     for index in range(4):

@@ -29,12 +29,15 @@ def trained(module_store):
     return runner.run(task, resolved)
 
 
-def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffix=".png"):
-    """Writes `count` image/mask pairs: a bright square (foreground) on a dark background."""
+def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffix=".png", seed=0):
+    """Writes `count` image/mask pairs: a bright square (foreground) on a dark background.
+
+    `size` is one (height, width) for every pair, or a list of one per pair (then `count` is its length).
+    """
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(count):
+    rng = np.random.default_rng(seed)
+    for index, size in enumerate(size if isinstance(size, list) else [size] * count):
         mask = np.zeros(size, np.uint8)
         row, column = rng.integers(0, 10, 2)
         mask[row:row + 8, column:column + 8] = 1
@@ -110,6 +113,56 @@ def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp
     pictures, masks = splits.train.sample(2)
     cropped, cropped_masks = task.train_map(resolved, splits.info)(tf.constant(pictures), tf.constant(masks))
     assert cropped.shape == (6, 8, 8, 1) and cropped_masks.shape == (6, 8, 8)
+
+
+def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(tracking_store, tmp_path, caplog):
+    from pipelines import evaluate
+
+    # 45x58 images, which no U-Net stride divides: training picks tiles, evaluation and prediction whole images.
+    task, resolved = resolve("epochs=1", "base_filters=4", "batch_size=4",
+                             data_source=str(write_pairs(tmp_path / "train", count=8, size=(58, 45))))
+    result = runner.run(task, resolved)
+    assert "training on 40x40 tiles (tile_size=40) of the 45x58 images" in caplog.text
+    assert tracking.logged_model(result.model_uri, task).info["tile_size"] == 40
+    more = write_pairs(tmp_path / "more", count=4, size=(58, 45), seed=1)
+    scored = evaluate.evaluate(task, result.model_uri, str(more))
+    assert scored["examples"] == 4 and 0 <= scored["metrics"]["pixel_accuracy"] <= 1
+    assert cli.main(["predict", TASK, "--model", result.model_uri, str(more / "images" / "0.png")]) == 0
+    with Image.open(more / "images" / "0_mask.png") as written:
+        assert written.size == (45, 58) and set(np.unique(np.asarray(written))) <= {0, 255}
+
+
+@pytest.mark.parametrize("size, settings, expected", [
+    ((32, 32), {}, 0),  # the embedded scenes train whole
+    ((512, 512), {}, 0),  # ISBI's slices too
+    ((58, 45), {}, 40),  # the largest multiple of the stride (8) that fits
+    ((584, 565), {}, 256),  # ... at most AUTO_TILE_SIDE
+    ((2000, 2000), {}, 256),  # a stride multiple, but too large to train whole
+    ((512, 512), {"tile_size": 128}, 128),  # the benchmark's tiles
+    ((2000, 2000), {"image_size": 2000}, 0),  # an explicit size is kept
+    ((58, 45), {"image_size": 45}, "needs multiples of 8"),
+    ((58, 45), {"tile_size": 48}, "tile_size 48 is larger than the images"),
+    ((6, 7), {}, "needs multiples of 8"),  # smaller than the stride: no tile fits
+])
+def test_training_examples_are_whole_images_or_tiles_that_fit_the_stride(size, settings, expected):
+    from tasks.vision_segmentation import _training_tile
+
+    _, resolved = resolve(*[f"{key}={value}" for key, value in settings.items()])
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            _training_tile(size, resolved, 8)
+    else:
+        assert _training_tile(size, resolved, 8) == expected
+
+
+def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
+    sizes = [(24, 20), (40, 30), (32, 36), (48, 44), (30, 26)]  # (height, width): medians 32 and 30
+    task, resolved = resolve(data_source=str(write_pairs(tmp_path, size=sizes)))
+    splits = task.load_data(resolved)
+    assert "differ in size (20x24 to 44x48); resizing to 30x32 (image_size=0 picks the median" in caplog.text
+    pictures, masks = splits.test.sample(1)
+    assert pictures.shape == (1, 32, 30, 1) and set(np.unique(masks)) <= {0, 1}  # masks resize by nearest neighbour
+    assert splits.info["tile_size"] == 24 and splits.train.sample(1)[0].shape == (1, 24, 24, 1)
 
 
 def test_class_index_masks_with_names(tmp_path):
