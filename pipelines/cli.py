@@ -6,11 +6,12 @@ so `list` and every `--help` answer in well under three seconds.
 
 import argparse
 import json
+import math
 import os
 import sys
 
 import tasks
-from pipelines import compare, evaluate, export, predict
+from pipelines import compare, evaluate, export, portfolio, predict
 from pipelines import config as config_module
 from shared.distribution import STRATEGIES
 from tasks.base import EVALUATION_SPLITS
@@ -31,7 +32,7 @@ def command_list(arguments):
 def _resolve(task, arguments):
     return config_module.resolve(
         task, quick=arguments.quick, config_file=arguments.config, assignments=arguments.set,
-        data=arguments.data, seed=arguments.seed,
+        data=arguments.data, seed=arguments.seed, preset=getattr(arguments, "preset", None),
     )
 
 
@@ -48,6 +49,10 @@ def command_run(arguments):
     placement = distribution.setup(arguments.strategy, arguments.coordinator, arguments.num_processes,
                                    arguments.process_id)
     for task, config in work:
+        if config.budget_minutes:
+            report_portfolio(task, portfolio.run(task, config, experiment=arguments.experiment,
+                                                 promote=arguments.promote))
+            continue
         result = runner.run(task, config, experiment=arguments.experiment, promote=arguments.promote,
                             resume=arguments.resume, placement=placement)
         if not placement.is_chief:
@@ -60,6 +65,20 @@ def command_run(arguments):
               f"{task.name} --model {result.model_uri} INPUT...`)", file=sys.stderr)
         print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
         report_verdict(task, result.verdict)
+
+
+def report_portfolio(task, result):
+    """Prints a portfolio's leaderboard, its choice, the promotion and the baselines' verdict on stderr."""
+    for row in result.leaderboard:
+        figure = f"{result.metric} {row['validation']:.4f}" if "validation" in row else row["state"]
+        if math.isfinite(row.get("validation_sd", math.nan)):
+            figure += f" +- {row['validation_sd']:.4f} over {portfolio.FOLDS} folds"
+        print(f"{task.name}: candidate {row['candidate']}: {figure} {row['settings']}", file=sys.stderr)
+    metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
+    print(f"{task.name}: portfolio run {result.run_id} | chose {result.chosen} ({result.metric}="
+          f"{result.validation:.4f}) | {metrics} | model {result.model_uri}", file=sys.stderr)
+    print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
+    report_verdict(task, result.verdict)
 
 
 def report_verdict(task, verdict):
@@ -129,6 +148,9 @@ def parser():
     )
     running.add_argument("task", metavar="TASK", help="a task name from `list`, or `all`")
     _config_options(running)
+    running.add_argument("--preset", metavar="NAME",
+                         help=f"a named budget: {', '.join(portfolio.PRESETS)} (fast: the config alone; the others try "
+                              "the task's portfolio of configurations and keep validation's choice; see the README)")
     _promote_option(running)
     running.add_argument("--resume", action="store_true",
                          help="continue an interrupted run with the same settings from its last completed epoch, "

@@ -120,12 +120,14 @@ def read_yaml(path):
     return content
 
 
-def resolve(task, quick=False, config_file=None, assignments=(), base=None, **explicit):
+def resolve(task, quick=False, config_file=None, assignments=(), base=None, preset=None, **explicit):
     """Builds the task's config from its defaults and the user's overrides.
 
     Args:
         task (tasks.base.Task): the task.
         quick (bool): apply the task's tiny smoke-run budget first.
+        preset (str | None): a named budget (`pipelines.portfolio.PRESETS`), applied before the YAML file and
+            `--set`, which can still change it.
         base (dict | None): a config logged with a trained model (`evaluate`), applied over the defaults;
             keys the task no longer has are dropped with a warning.
         config_file (str | None): a YAML mapping of overrides.
@@ -140,6 +142,12 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, **ex
             (`shared.constraints`), named with the task, the field and what is allowed.
     """
     values = dict(task.quick_overrides) if quick else {}
+    if preset is not None:
+        from pipelines.portfolio import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown --preset '{preset}'; use one of {', '.join(PRESETS)}.")
+        values.update(PRESETS[preset])
     if base:
         known = set(field_types(task.config_class))
         dropped = sorted(set(base) - known)

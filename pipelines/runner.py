@@ -13,6 +13,11 @@ import yaml
 
 from pipelines import config as config_module
 
+NESTED_TAGS = {"trial": "sweep_trial", "candidate": "portfolio_candidate"}  # the tag a nested run's number goes in
+# Fewer validation examples than this give an accuracy's standard error above ~0.03: larger than most differences
+# between settings, so the run says so (a portfolio cross-validates such sets).
+SMALL_VALIDATION = 150
+
 # Streams that skip unreadable files have no known length, so Keras learns the epoch's length by
 # running out of data in the first epoch and says so each time; nothing is wrong.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -31,6 +36,7 @@ class RunResult:
     history: dict  # per-epoch train and validation metrics from `fit`, by name
     promotion: object = None  # shared.tracking.Promotion: did this version become champion, and why
     verdict: object = None  # shared.baselines.Verdict: the model against its baselines
+    model: object = None  # the trained Keras model (a portfolio averages the best ones)
 
 
 def set_seed(seed):
@@ -79,7 +85,113 @@ def _cache_folder(store, cache):
         yield folder
 
 
-def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None, callbacks=()):
+def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
+    """Builds the task's model and fits it on `splits.train`, validating on `splits.validation` every epoch.
+
+    Args:
+        task (tasks.base.Task): the task.
+        config (tasks.base.TaskConfig): the resolved config.
+        splits (tasks.base.Splits): the data.
+        placement (shared.distribution.Placement): where the model trains.
+        callbacks (Iterable): Keras callbacks after the training ones (early stopping, schedules).
+        cache_folder (str | None): where `cache=disk` writes.
+
+    Returns:
+        tuple[keras.Model, keras.callbacks.History, float]: the model (its best epoch restored), the history of
+        `fit` and the seconds it took.
+    """
+    from shared import regularization, tracking
+    from shared.data import examples
+
+    caching = examples.cache_plan(config.cache, [splits.train, splits.validation], config.cache_budget_mb)
+    tracking.set_tags({"effective.cache": ",".join(caching)})
+    # Processes that step together need equal batch counts, which length buckets do not give.
+    buckets = task.length_buckets(config, splits.info) if placement.strategy != "data_parallel" else None
+    train = examples.make_dataset(
+        splits.train, shuffle=True, seed=config.seed, batch_map=task.train_map(config, splits.info),
+        cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train", buckets=buckets,
+        **placement.feed(config.batch_size, len(splits.train)))
+    validation = examples.make_dataset(
+        splits.validation, batch_map=task.eval_map(config, splits.info), cache=caching[1],
+        cache_file=cache_folder and f"{cache_folder}/validation", buckets=buckets,
+        **placement.feed(config.batch_size, len(splits.validation)))
+    steps_per_epoch = -(-len(splits.train) // config.batch_size)
+    with placement.scope():
+        model = task.build_model(config, splits.info)
+        model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
+                      loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info),
+                      jit_compile=regularization.jit_compile(config))
+        tracking.set_tags({"effective.jit_compile": str(model.jit_compile).lower(), **placement.summary()})
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
+            history = model.fit(
+                train, validation_data=validation, epochs=config.epochs,
+                callbacks=[*regularization.callbacks(config, task.watched(config), steps_per_epoch), *callbacks],
+                class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
+                shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
+            )
+        seconds = time.perf_counter() - started
+    return placement.local(model, lambda: task.build_model(config, splits.info)), history, seconds
+
+
+def cross_validate(task, config, folds, below, seconds):
+    """Scores a config by k-fold cross-validation over training + validation, when the data is small enough.
+
+    Args:
+        task (tasks.base.Task): the task; `Task.folds` says whether and how its examples fold.
+        config (tasks.base.TaskConfig): the config to score.
+        folds (int): k.
+        below (int): cross-validate only when training + validation hold fewer examples than this.
+        seconds (float): training time allowed per fold.
+
+    Returns:
+        list[float]: the figure configurations are chosen by (`shared.baselines.chooser`) on each fold's held-out
+        part; empty when the data is large or the task's examples do not fold (then one validation split decides).
+    """
+    from pipelines import serving_model
+    from shared import baselines, distribution, regularization
+
+    set_seed(config.seed)
+    regularization.set_precision(config.mixed_precision)
+    splits = task.load_data(config)
+    splits.train = splits.train.cap(config.max_examples, config.seed)
+    if len(splits.train) + len(splits.validation) >= below:
+        return []
+    scores = []
+    for fold in task.folds(splits, folds, config.seed):
+        model, _, _ = fit(task, config, fold, distribution.Placement(), [regularization.time_limit(seconds)])
+        scorer = baselines.chooser(task.scorers(config, fold.info), task.primary_metric)
+        scores.append(scorer(*task.outputs(serving_model.BatchPredictor(model), fold, "validation", config)))
+    return scores
+
+
+def average(models):
+    """One Keras model whose outputs are the mean of `models`' outputs on the same inputs (an ensemble).
+
+    Raises:
+        ValueError: the models take different inputs.
+    """
+    import keras
+
+    def spec(model):
+        return keras.tree.map_structure(lambda tensor: (tensor.name, tuple(tensor.shape), tensor.dtype), model.input)
+
+    if any(spec(model) != spec(models[0]) for model in models):
+        raise ValueError("the models take different inputs, so their outputs cannot be averaged")
+    inputs = keras.tree.map_structure(lambda tensor: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name),
+                                      models[0].input)
+    # each member renamed: nested models must have unique names in the model that holds them
+    outputs = [keras.Model(model.input, model.output, name=f"member_{index}")(inputs) for index, model in enumerate(models)]
+    if isinstance(outputs[0], dict):
+        mean = {key: keras.layers.Average(dtype="float32", name=key)([output[key] for output in outputs])
+                for key in outputs[0]}
+    else:
+        mean = keras.layers.Average(dtype="float32", name="average")(outputs)
+    return keras.Model(inputs, mean, name=f"{models[0].name}_average")
+
+
+def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None, callbacks=(),
+        naming="trial", members=None):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
@@ -89,9 +201,12 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         promote (str): champion policy for the new model version: if-better, always or never.
         resume (bool): continue an interrupted run with the same settings (see `shared.resume`).
         placement (shared.distribution.Placement | None): from `distribution.setup`; default one device.
-        trial (int | None): the trial number when a sweep runs this: the run nests under the sweep's
-            run, is named `TASK-trial-N`, and logs its model unregistered (the sweep registers its best).
-        callbacks (tuple): extra Keras callbacks for `fit`, after the runner's own (e.g. a benchmark's time budget).
+        trial (int | None): the trial number when a sweep or portfolio runs this: the run nests under its run,
+            is named `TASK-<naming>-N`, and logs its model unregistered (the parent registers its best).
+        callbacks (tuple): extra Keras callbacks for `fit`, after the runner's own (e.g. a time limit).
+        naming (str): what a nested run is called ("trial" in a sweep, "candidate" in a portfolio).
+        members (list[keras.Model] | None): trained models of the same preprocessing to average instead of
+            training one (a portfolio's ensemble).
 
     Returns:
         RunResult: `run_id`, `model_uri` and `metrics` are empty in a process other than the chief, which
@@ -99,7 +214,6 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     """
     from pipelines import serving_model
     from shared import distribution, regularization, resume as resuming, tracking
-    from shared.data import examples
 
     tracking.check_policy(promote)  # fail before training, not after
     placement = placement or distribution.Placement()
@@ -108,45 +222,25 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     params = config_module.flatten(config)
     backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
                              {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
-    naming = {} if trial is None else {"run_name": f"{task.name}-trial-{trial}", "tags": {"sweep_trial": trial}}
+    nested = {} if trial is None else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}}
     splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
     splits.train = splits.train.cap(config.max_examples, config.seed)
+    if trial is None and len(splits.validation) < SMALL_VALIDATION:
+        warnings.warn(f"the validation split holds {len(splits.validation)} examples, too few to choose settings or "
+                      f"the best epoch on reliably; --preset balanced cross-validates sets this small where the "
+                      f"task's examples allow it.", stacklevel=2)
     with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief,
-                      **naming) as active, _cache_folder(tracking.store_folder(), config.cache) as cache_folder:
+                      **nested) as active, _cache_folder(tracking.store_folder(), config.cache) as cache_folder:
         backup.record(active.info.run_id if active else None)
         tracking.log_dataset(splits)
-        caching = examples.cache_plan(config.cache, [splits.train, splits.validation], config.cache_budget_mb)
-        tracking.set_tags({"effective.cache": ",".join(caching)})
-        # Processes that step together need equal batch counts, which length buckets do not give.
-        buckets = task.length_buckets(config, splits.info) if placement.strategy != "data_parallel" else None
-        train = examples.make_dataset(
-            splits.train, shuffle=True, seed=config.seed, batch_map=task.train_map(config, splits.info),
-            cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train", buckets=buckets,
-            **placement.feed(config.batch_size, len(splits.train)))
-        validation = examples.make_dataset(
-            splits.validation, batch_map=task.eval_map(config, splits.info), cache=caching[1],
-            cache_file=cache_folder and f"{cache_folder}/validation", buckets=buckets,
-            **placement.feed(config.batch_size, len(splits.validation)))
-        steps_per_epoch = -(-len(splits.train) // config.batch_size)
-        with placement.scope():
-            model = task.build_model(config, splits.info)
-            model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
-                          loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info),
-                          jit_compile=regularization.jit_compile(config))
-            tracking.set_tags({**effective, "effective.jit_compile": str(model.jit_compile).lower(),
-                               **placement.summary()})
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
-                history = model.fit(
-                    train, validation_data=validation, epochs=config.epochs,
-                    # the logger before the backup: a kill between them repeats an epoch, never loses one
-                    callbacks=[*regularization.callbacks(config, task.watched(config)), tracking.epoch_logger(),
-                               *backup.callbacks(), *callbacks],
-                    class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
-                    shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
-                )
-            train_seconds = time.perf_counter() - started
-        model = placement.local(model, lambda: task.build_model(config, splits.info))
+        tracking.set_tags(effective)
+        if members:
+            model, history, train_seconds = average(members), None, 0.0
+            tracking.set_tags({"ensemble_members": str(len(members))})
+        else:
+            # the logger before the backup: a kill between them repeats an epoch, never loses one
+            model, history, train_seconds = fit(task, config, splits, placement,
+                                                [tracking.epoch_logger(), *backup.callbacks(), *callbacks], cache_folder)
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train
@@ -165,9 +259,10 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
                                           refusal=verdict.refusal)
                          if trial is None else None)
     backup.clear()
+    epochs = history.history if history else {}
     result = RunResult(run_id="", metrics={}, model_uri="", train_seconds=train_seconds,
-                       train_examples=len(splits.train) * len(history.epoch), weights_sha256=weights_sha256,
-                       history=history.history)
+                       train_examples=len(splits.train) * len(history.epoch if history else []),
+                       weights_sha256=weights_sha256, history=epochs, model=model)
     if placement.is_chief:
         result.run_id, result.metrics, result.promotion = active.info.run_id, evaluation.metrics, promotion
         result.verdict = verdict

@@ -187,10 +187,12 @@ class Verdict:
         warnings (list[str]): lines for the user: a useless model, a classical baseline that beats it.
         summary (str): one line: the model's test figure against each baseline's.
         comparisons (list[Comparison]): the validation comparisons, trivial baselines first.
+        scorers (list[Scorer]): the task's figures; the first decided.
     """
 
     metrics: dict
     validation: dict
+    scorers: list = dataclasses.field(default_factory=list)
     refusal: str = ""
     warnings: list = dataclasses.field(default_factory=list)
     summary: str = ""
@@ -227,9 +229,13 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
     metrics, figures, comparisons, summary = {}, {}, [], []
     test_targets, test_ours = test
     validation_targets, validation_ours = validation
-    if len(validation_targets):
-        figures[f"validation_{gate.name}"] = gate(validation_targets, validation_ours)
     ours = gate(test_targets, test_ours)
+    if len(validation_targets):
+        for scorer in scorers:
+            try:
+                figures[f"validation_{scorer.name}"] = scorer(validation_targets, validation_ours)
+            except ValueError:  # undefined on this split (AUC of one class)
+                continue
     for baseline in sorted(baselines, key=lambda item: not item.trivial):
         theirs = baseline.outputs("test", test_targets)
         for scorer in scorers:
@@ -244,7 +250,7 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
                             baseline.outputs("validation", validation_targets), baseline.name, resamples, seed)
             comparisons.append(found)
             figures[f"baseline_{baseline.name}_validation_{gate.name}"] = found.theirs
-    verdict = Verdict(metrics=metrics, validation=figures, comparisons=comparisons)
+    verdict = Verdict(metrics=metrics, validation=figures, scorers=list(scorers), comparisons=comparisons)
     if summary:
         verdict.summary = f"test {gate.name} {ours:.4f} against baselines {', '.join(summary)}"
     trivial = {baseline.name for baseline in baselines if baseline.trivial}
@@ -267,6 +273,14 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
                 f"the {item.baseline} baseline beats the model on validation ({gate.name} {item.theirs:.4f} vs "
                 f"{item.ours:.4f}). {serves or 'Try --preset balanced, more epochs or more data.'}")
     return verdict
+
+
+def chooser(scorers, primary):
+    """Returns:
+        Scorer | None: the figure that chooses between configurations on validation: the task's primary metric
+        when a scorer computes it (what `compare` ranks runs by), else the gate's (None without scorers).
+    """
+    return next((scorer for scorer in scorers if scorer.name == primary), scorers[0] if scorers else None)
 
 
 def prior(train_labels, classes):

@@ -36,31 +36,88 @@ def l2(factor):
     return keras.regularizers.L2(factor) if factor else None
 
 
-def callbacks(config, monitor="val_loss"):
+# Small data gives few steps per epoch, and an epoch's validation figure is noisy: a patience counted in epochs
+# then stops training at the first dip (a 546-image set stopped after 43 s). Patience and the least training
+# are also counted in optimiser steps; on sets of a few thousand examples and more the epoch counts decide.
+PATIENCE_STEPS = 100  # early stopping waits at least this many steps without progress
+MIN_STEPS = 200  # and never stops before this many steps (or the configured epochs)
+
+
+def patience(config, steps_per_epoch):
+    """Returns:
+        tuple[int, int]: early stopping's patience and the fewest epochs before it may stop, in epochs: the
+        config's patience, raised on small data to cover `PATIENCE_STEPS` and `MIN_STEPS` optimiser steps
+        (`steps_per_epoch` 0: unknown, the config's patience alone).
+    """
+    if not steps_per_epoch:
+        return config.early_stopping_patience, 0
+    return (max(config.early_stopping_patience, -(-PATIENCE_STEPS // steps_per_epoch)),
+            min(config.epochs, -(-MIN_STEPS // steps_per_epoch)))
+
+
+def callbacks(config, monitor="val_loss", steps_per_epoch=0):
     """Early stopping with best-weights restore, ReduceLROnPlateau for the plateau schedule, weight averaging.
 
-    Both take their direction (min or max) from the monitored metric itself.
+    Both take their direction (min or max) from the monitored metric itself; their patience grows on small data
+    (`patience`).
     """
     import keras
+
+    class PatientEarlyStopping(keras.callbacks.EarlyStopping):
+        """Early stopping that tracks the best epoch from the first but stops no earlier than `min_epochs`."""
+
+        def __init__(self, min_epochs, **kwargs):
+            super().__init__(**kwargs)
+            self.min_epochs = min_epochs
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if self.stopped_epoch == epoch and epoch + 1 < self.min_epochs:
+                self.model.stop_training, self.stopped_epoch = False, 0
 
     def check_monitor(epoch, logs):
         if epoch == 0 and monitor not in logs:  # Keras would only warn and silently never stop early
             raise ValueError(f"monitor '{monitor}' is not among this model's logged metrics "
                              f"({', '.join(sorted(logs))}); choose one with --set monitor=NAME.")
 
+    waiting, least = patience(config, steps_per_epoch)
     result = [
         keras.callbacks.LambdaCallback(on_epoch_end=check_monitor),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True
-        )
+        PatientEarlyStopping(least, monitor=monitor, patience=waiting, restore_best_weights=True),
     ]
     if config.weight_averaging:
         # first, so validation, early stopping's best weights and the weights kept are the averaged ones
         result.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if config.schedule == "plateau":
-        patience = max(1, config.early_stopping_patience // 3)
-        result.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=patience))
+        result.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, waiting // 3)))
     return result
+
+
+def time_limit(seconds):
+    """A Keras callback that stops training once `seconds` have passed, after at least one whole epoch.
+
+    Early stopping then restores the best epoch, as when it stops training itself (a portfolio's share of its
+    budget).
+
+    Args:
+        seconds (float): wall time allowed for `fit`, validation passes included.
+    """
+    import time
+
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started, self.epochs = time.monotonic(), 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epochs and time.monotonic() - self.started > seconds:
+                self.model.stop_training = True
+
+    return TimeLimit()
 
 
 def set_precision(enabled):

@@ -296,7 +296,8 @@ def log_evaluation(evaluation, model, config_yaml):
         mlflow.log_params(evaluation.params)
     lines = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    _log_outputs(dict(evaluation.figures, training_curves=plots.training_curves(history)),
+    curves = {"training_curves": plots.training_curves(history)} if history else {}  # an ensemble trains no epoch
+    _log_outputs(dict(evaluation.figures, **curves),
                  dict(evaluation.texts, **{"config.yaml": config_yaml, "model_summary.txt": "\n".join(lines)}))
 
 

@@ -72,6 +72,9 @@ class TaskConfig:
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
     cache: Choice(*CACHE_MODES) = "auto"  # auto: in memory while decoded splits fit the budget, else decoded anew
     cache_budget_mb: Size = 512  # small real sets train from memory; larger ones stream
+    # >0 tries the task's `portfolio` of configurations in this many minutes and keeps validation's choice
+    budget_minutes: NonNegative = 0.0  # 0 trains this config alone: today's run time, and what --preset fast means
+    portfolio_average: Size = 0  # >1 also averages the best N candidates into one model when validation prefers it
     search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
 
     def check(self):
@@ -207,6 +210,8 @@ class Task:
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
     predict_chunk = 0
+    # The configurations `--preset balanced|best` tries in order, the defaults first (see `portfolio`).
+    candidates = (("default", {}),)
     # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).
     remedies = ("Likely causes: too few epochs or examples, or a model too large for the data. Try more epochs "
                 "(--set epochs=N), more data, or --preset balanced to try other models.")
@@ -336,6 +341,17 @@ class Task:
     def baselines(self, splits, config):
         """Returns the baselines (`shared.baselines.Baseline`) fitted on `splits.train`, answering its validation
         and test examples: a trivial one (which uses no input) and, where one exists, a classical one."""
+        return []
+
+    def portfolio(self, config):
+        """Returns the configurations a budgeted run tries, in order: `(name, settings)` pairs of config values,
+        the task's defaults first (`pipelines.portfolio`). Default: the class's `candidates`."""
+        return list(self.candidates)
+
+    def folds(self, splits, count, seed):
+        """Returns `count` `Splits` that hold out each fold of training + validation in turn (k-fold
+        cross-validation on small data), or an empty list when the task's examples must not be folded
+        (groups, time order, augmented copies). Default: empty."""
         return []
 
     def input_example(self, splits):
@@ -571,6 +587,13 @@ class ClassificationTask(Task):
 
         answer = baselines.prior(splits.train.targets, len(splits.info["class_names"]))
         return [baselines.Baseline("majority", answer=answer, trivial=True)]
+
+    def folds(self, splits, count, seed):
+        """Stratified folds of training + validation: classified examples are independent of each other."""
+        from shared.data.splits import folds
+
+        return [dataclasses.replace(splits, train=train, validation=held)
+                for train, held in folds(splits.train, splits.validation, count, seed)]
 
     def evaluate(self, model, splits, config):
         from shared import evaluation

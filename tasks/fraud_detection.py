@@ -88,6 +88,8 @@ class FraudDetection(BinaryDetectionTask):
     input_column = "row"
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
+    # rare positives are memorised: stronger regularisation, or a smaller net
+    candidates = (("default", {}), ("regularised", {"dropout": 0.5, "noise": 0.1}), ("small", {"hidden_units": (64, 64)}))
     remedies = ("Likely causes: too few positives, or a target that the columns do not explain. Check target and "
                 "drop_columns, try more epochs or noise, or --preset balanced.")
     noisy_input = "numeric"

@@ -285,6 +285,8 @@ class NlpTranslation(Task):
     table_columns = "text,source,sentence"
     key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+    # width against depth of the Transformer
+    candidates = (("default", {}), ("wide", {"embedding_dim": 256, "dense_dim": 1024}), ("deep", {"layers": 2}))
     remedies = ("Likely causes: too few epochs or sentence pairs (translation needs thousands). Try more epochs, "
                 "more pairs, or --preset balanced.")
 

@@ -105,6 +105,9 @@ class PredictiveMaintenance(BinaryDetectionTask):
     input_kind = "record"
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
+    # convolutions against recurrent nets over the window, the recurrent ones with input noise
+    candidates = (("default", {}), ("lstm", {"model": "lstm", "noise": 0.2}), ("gru", {"model": "gru", "noise": 0.2}),
+                  ("wide_cnn", {"filters": 64}))
     remedies = ("Likely causes: too few units or epochs, or sensors that do not drift with wear. Try model=lstm with "
                 "noise=0.2, another window, more epochs, or --preset balanced.")
 

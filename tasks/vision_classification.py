@@ -77,6 +77,9 @@ class VisionClassification(ClassificationTask):
     input_extensions = IMAGE_EXTENSIONS
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
+    # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
+    candidates = (("default", {}), ("wide", {"base_filters": 64}), ("deep", {"blocks_per_stage": 2}),
+                  ("augmented", {"crop_padding": 2, "mixup": 0.2, "dropout": 0.3}))
     remedies = ("Likely causes: too few epochs or images, images too large for a model trained from scratch on a "
                 "CPU, or labels that do not follow the images. Try more epochs (--set epochs=N), a smaller image_size "
                 "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "

@@ -423,6 +423,10 @@ class VisionSegmentation(Task):
     input_extensions = IMAGE_EXTENSIONS
     key_params = Task.key_params + ("encoder",)
     quick_overrides = {"epochs": 2, "max_examples": 200}
+    # the U-Net's width and depth
+    candidates = (("default", {}), ("wide", {"base_filters": 32}), ("deep", {"depth": 4}))
+    remedies = ("Likely causes: too few epochs or images, or objects too small at this size. Try more epochs, a "
+                "larger image_size or tile_size, base_filters=32, or --preset balanced.")
 
     def load_data(self, config):
         """Whole test images; training and validation images whole or cut into tiles (see `_training_tile`)."""
@@ -643,21 +647,57 @@ class VisionSegmentation(Task):
             augmentation.gaussian_noise(config.noise, seed=config.seed),
         )
 
-    def evaluate(self, model, splits, config):
-        """Pixel metrics from a confusion matrix summed batch by batch; overlays of the first test images."""
-        from shared import evaluation, plots
+    def scorers(self, config, info):
+        from shared import baselines
+
+        return [baselines.MEAN_IOU]
+
+    def outputs(self, model, splits, role, config):
+        """Each example's true pixels per class, and its pixel confusion matrix (true class x predicted class)."""
+        found = [pair for pair, _ in self._confusions(model, splits, role, config, 0)]
+        return tuple(np.stack(column) for column in zip(*found))
+
+    def baselines(self, splits, config):
+        """All background: every pixel of every image predicted as class 0."""
+        from shared import baselines
+
+        def background(counts):
+            confusions = np.zeros((len(counts), counts.shape[1], counts.shape[1]), "int64")
+            confusions[:, :, 0] = counts
+            return confusions
+
+        return [baselines.Baseline("background", answer=background, trivial=True)]
+
+    @staticmethod
+    def _confusions(model, splits, role, config, keep):
+        """Yields `((true pixels per class, pixel confusion), shown)` per example of a split, batch by batch;
+        `shown` is `(picture, mask, predicted)` for the first `keep` examples, else None."""
+        from shared import evaluation
         from shared.data import examples
 
-        names = splits.info["class_names"]
-        matrix, shown = 0, []
+        count, seen = len(splits.info["class_names"]), 0
         batch_size = max(1, config.batch_size // 4)  # whole images are larger than training tiles
-        for pictures, masks in examples.batches(splits.test, batch_size):
+        for pictures, masks in examples.batches(getattr(splits, role), batch_size):
             predicted = predict_masks(model, pictures, splits.info, batch_size).argmax(axis=-1)
-            matrix = matrix + evaluation.pixel_confusion(masks, predicted, len(names))
-            shown += list(zip(pictures, masks, predicted))[: max(0, config.overlay_count - len(shown))]
-        result = evaluation.segmentation(matrix, names)
-        pictures, masks, predicted = (np.stack(column) for column in zip(*shown))
-        result.figures["overlays"] = plots.segmentation_overlays(pictures, masks, predicted, names)
+            for picture, mask, guess in zip(pictures, masks, predicted):
+                truth = np.bincount(np.ravel(mask).astype("int64"), minlength=count)
+                shown = (picture, mask, guess) if seen < keep else None
+                seen += 1
+                yield (truth, evaluation.pixel_confusion(mask, guess, count)), shown
+
+    def evaluate(self, model, splits, config):
+        """Pixel metrics from the per-image confusion matrices; overlays of the first test images."""
+        from shared import evaluation, plots
+
+        names = splits.info["class_names"]
+        found = list(self._confusions(model, splits, "test", config, config.overlay_count))
+        truth, confusions = (np.stack(column) for column in zip(*[pair for pair, _ in found]))
+        result = evaluation.segmentation(confusions.sum(axis=0), names)
+        shown = [shown for _, shown in found if shown]
+        if shown:
+            pictures, masks, predicted = (np.stack(column) for column in zip(*shown))
+            result.figures["overlays"] = plots.segmentation_overlays(pictures, masks, predicted, names)
+        result.outputs = truth, confusions
         return result
 
     def input_example(self, splits):

@@ -65,6 +65,23 @@ def test_optimizer_schedules_and_callbacks():
     assert regularization.l2(0) is None and regularization.l2(1e-4) is not None
 
 
+def test_small_data_waits_longer_before_stopping_early():
+    import keras
+
+    config = TaskConfig(early_stopping_patience=3, epochs=30)
+    assert regularization.patience(config, steps_per_epoch=200) == (3, 1)  # large data: the config's patience
+    assert regularization.patience(config, steps_per_epoch=9) == (12, 23)  # 546 images in batches of 64
+    assert regularization.patience(TaskConfig(epochs=10), steps_per_epoch=9) == (12, 10)  # at most the epochs
+    features = np.zeros((8, 1), "float32")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")  # zero inputs and targets: val_loss never improves after epoch 1
+    early = regularization.callbacks(TaskConfig(early_stopping_patience=1, epochs=30, schedule="constant"),
+                                     steps_per_epoch=40)[1]
+    history = model.fit(features, features, epochs=30, validation_data=(features, features), callbacks=[early],
+                        verbose=0)
+    assert len(history.epoch) == 5  # patience 3 epochs (100 steps of 40 per epoch), yet no stop before 200 steps
+
+
 def test_weight_averaging_validates_and_keeps_the_averaged_weights():
     import keras
 

@@ -77,6 +77,34 @@ def carve(pool, config, validation=None, test=None, stratify=True, groups=None):
 
 
 
+def folds(train, validation, count, seed, stratify=True):
+    """k-fold cross-validation over a run's training and validation examples together.
+
+    Args:
+        train (Examples): the training split.
+        validation (Examples): the validation split.
+        count (int): k.
+        seed (int): the shuffle seed.
+        stratify (bool): keep class proportions in every fold (integer class targets).
+
+    Returns:
+        list[tuple[Examples, Examples]]: (training, held-out) per fold; empty when the two splits do not join
+        into one index (they decode differently, or one is a stream).
+    """
+    from sklearn import model_selection
+
+    from shared.data import examples
+
+    pool = examples.join([train, validation])
+    if not isinstance(pool, examples.Examples) or len(pool) < count:
+        return []
+    targets = np.asarray(pool.targets)
+    splitter = model_selection.KFold(count, shuffle=True, random_state=seed)
+    if stratify and targets.ndim == 1 and np.unique(targets, return_counts=True)[1].min() >= count:
+        splitter = model_selection.StratifiedKFold(count, shuffle=True, random_state=seed)
+    return [(pool.subset(kept), pool.subset(held)) for kept, held in splitter.split(np.zeros(len(pool)), targets)]
+
+
 def leave_last_out_indices(groups, order):
     """Per-group chronological split: each group's last row is test, its second-to-last validation.
 

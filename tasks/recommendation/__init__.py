@@ -100,6 +100,8 @@ class Recommendation(Task):
     table_columns = "query,user,user_id"
     key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
+    # factorisation against an MLP over the embeddings, and the size of the latent space
+    candidates = (("default", {}), ("neural", {"model": "neural"}), ("wide", {"embedding_dim": 64}))
     remedies = ("Likely causes: too few interactions per user, where popularity is hard to beat. Try "
                 "history_length, another embedding_dim or model, more epochs, or --preset balanced.")
 

@@ -109,6 +109,8 @@ class Speech(ClassificationTask):
     key_params = ClassificationTask.key_params + ("features",)
     predict_chunk = 256  # features of 10,000 one-second clips are 160 MB, of 256 clips 4 MB
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
+    # the feature family and the network's width
+    candidates = (("default", {}), ("mfcc", {"features": "mfcc", "deltas": True}), ("wide", {"base_filters": 32}))
     remedies = ("Likely causes: too few epochs or clips per word, or labels that do not follow the audio. Try more "
                 "epochs, more augment_copies, features=mfcc, or --preset balanced.")
 
@@ -226,6 +228,10 @@ class Speech(ClassificationTask):
             frequency_mask_width=config.frequency_mask_bins, seed=config.seed,
         )
         return augmentation.chain(augment, self.eval_map(config, info))
+
+    def folds(self, splits, count, seed):
+        """None: training holds perturbed copies of each clip (and speakers may be grouped), which folds would split."""
+        return []
 
     def baselines(self, splits, config):
         """The majority class, and a logistic regression on each clip's MFCC means and deviations over time."""
