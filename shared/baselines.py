@@ -9,6 +9,7 @@ champion and what to tell the user.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -30,6 +31,9 @@ class Scorer:
         margin (float): the least gain that counts as clear: absolute, or with `relative` a share of the
             baseline's figure (error metrics, whose scale is the data's).
         relative (bool): `margin` is a share of the baseline's figure.
+        statistics (Callable | None): for corpus figures (BLEU, chrF), `(targets, outputs) -> (n, s)` additive
+            statistics per example, from whose column sums `function` computes the figure; the bootstrap then
+            sums rows instead of rescoring every resample (500 corpus BLEUs took 30 s).
     """
 
     name: str
@@ -37,8 +41,11 @@ class Scorer:
     higher_is_better: bool = True
     margin: float = 0.02
     relative: bool = False
+    statistics: Callable | None = None
 
     def __call__(self, targets, outputs):
+        if self.statistics is not None:
+            return float(self.function(np.asarray(self.statistics(targets, outputs)).sum(axis=0)))
         return float(self.function(targets, outputs))
 
     def gain(self, ours, theirs):
@@ -159,13 +166,20 @@ def compare(scorer, targets, ours, theirs, name="baseline", resamples=RESAMPLES,
     """
     count = len(targets)
     mine, other = scorer(targets, ours), scorer(targets, theirs)
+    if scorer.statistics is not None:  # resample additive statistics, each example's computed once
+        rows = [np.asarray(scorer.statistics(targets, outputs)) for outputs in (ours, theirs)]
+
+        def figures(chosen):
+            return [float(scorer.function(row[chosen].sum(axis=0))) for row in rows]
+    else:
+        def figures(chosen):
+            picked = take(targets, chosen)
+            return [scorer(picked, take(outputs, chosen)) for outputs in (ours, theirs)]
     gains = []
     generator = np.random.default_rng(seed)
     for _ in range(resamples if count > 1 else 0):
-        chosen = generator.integers(0, count, count)
-        picked = take(targets, chosen)
         try:
-            gains.append(scorer.gain(scorer(picked, take(ours, chosen)), scorer(picked, take(theirs, chosen))))
+            gains.append(scorer.gain(*figures(generator.integers(0, count, count))))
         except ValueError:  # a resample missing a class the metric needs (AUC of one class): not informative
             continue
     gains = np.array([gain for gain in gains if np.isfinite(gain)])
@@ -452,16 +466,24 @@ def _mean_iou(_, confusions):
     return np.mean(overlap[union > 0] / union[union > 0])
 
 
-def _bleu(references, hypotheses):
-    import sacrebleu
+@functools.lru_cache(maxsize=None)
+def _sacrebleu(kind):
+    from sacrebleu import metrics
 
-    return sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score
+    return {"bleu": metrics.BLEU, "chrf": metrics.CHRF}[kind]()
 
 
-def _chrf(references, hypotheses):
-    import sacrebleu
+def _corpus(kind):
+    """sacreBLEU's BLEU or chrF as per-sentence statistics and the figure of their sums: a corpus score is computed
+    from summed statistics, so the two give exactly `corpus_bleu` / `corpus_chrf`."""
 
-    return sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score
+    def statistics(references, hypotheses):
+        return np.array(_sacrebleu(kind)._extract_corpus_statistics(list(hypotheses), [list(references)]), "float64")
+
+    def figure(summed):
+        return _sacrebleu(kind)._compute_score_from_stats(list(summed)).score
+
+    return Scorer(kind, figure, margin=1.0, statistics=statistics)
 
 
 # The clear margins: 0.02 of a [0, 1] figure is about one example in fifty; error figures take a share of the
@@ -474,5 +496,5 @@ RMSE = Scorer("rmse", _rmse, higher_is_better=False, margin=0.05, relative=True)
 MAE = Scorer("mae", _mae, higher_is_better=False, margin=0.05, relative=True)
 HIT_RATE = Scorer("hit_rate_at_k", _hit_rate, margin=0.05, relative=True)
 MEAN_IOU = Scorer("mean_iou", _mean_iou)
-BLEU = Scorer("bleu", _bleu, margin=1.0)
-CHRF = Scorer("chrf", _chrf, margin=1.0)
+BLEU = _corpus("bleu")
+CHRF = _corpus("chrf")

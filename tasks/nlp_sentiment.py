@@ -34,12 +34,12 @@ truncated with a warning (the answer carries `"truncated": true`).
 import dataclasses
 import os
 import pathlib
-import socket
 import sys
 import warnings
 
 import numpy as np
 
+from shared import network
 from shared.constraints import Choice, Count, Fraction, Size
 from shared.data.text import check_sentences, extend_vocabulary, strings
 from tasks import register
@@ -47,6 +47,8 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 
 ARCHITECTURES = ("cnn", "bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset
+# where benchmarks/word_vectors.py writes GloVe 6B 100-d vectors; a portfolio tries them when they are there
+WORD_VECTORS = pathlib.Path.home() / ".cache" / "keras-pipelines" / "glove.6B.100d.txt"
 EVALUATION_CHUNK = 4096  # test texts decoded and scored at once: memory stays flat however long the split
 _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val"), "test": ("test",)}
 
@@ -292,6 +294,14 @@ class NlpSentiment(ClassificationTask):
     candidates = (("default", {}), ("cnn", {"architecture": "cnn"}), ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}))
     remedies = ("Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
                 "architecture, pretrained word vectors (--set embeddings=FILE), or --preset balanced.")
+
+    def portfolio(self, config):
+        """The candidates, and GloVe vectors in the BiLSTM (the settings chosen with them on SST-2) when present."""
+        found = super().portfolio(config)
+        if WORD_VECTORS.is_file():
+            found.append(("glove", {"embeddings": str(WORD_VECTORS), "embedding_dim": 100, "dropout": 0.1,
+                                    "units": 128}))
+        return found
 
     def load_data(self, config):
         from shared.data.sources import parse_source
@@ -547,7 +557,7 @@ def _check_preset(backbone):
                          "bert_tiny_en_uncased, distil_bert_base_en_uncased or a kaggle:// or hf:// handle.")
     handle = presets.get(backbone, {}).get("kaggle_handle", backbone)
     host = "huggingface.co" if handle.startswith("hf://") else "www.kaggle.com"
-    if _preset_cached(handle) or _reachable(host):
+    if _preset_cached(handle) or network.reachable(host):
         return
     raise ValueError(f"backbone '{backbone}' is not downloaded and this machine cannot reach {host}; run once "
                      "with network access, set backbone to a local keras-hub preset folder, or train from scratch "
@@ -562,14 +572,6 @@ def _preset_cached(handle):
 
     return cache.Cache().load_from_cache(handles.parse_model_handle(handle.removeprefix("kaggle://")),
                                          "config.json") is not None
-
-
-def _reachable(host, timeout=3.0):
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _pretrained_classifier(config, num_classes):

@@ -85,6 +85,15 @@ class VisionClassification(ClassificationTask):
                 "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "
                 "or --preset balanced.")
 
+    def portfolio(self, config):
+        """The candidates, and an ImageNet-pretrained EfficientNetV2B0 fine-tuned where its weights can be had."""
+        found = super().portfolio(config)
+        if _imagenet_weights_available():
+            # fine-tuning every layer: a tenth of the from-scratch rate keeps the pretrained features
+            found.append(("pretrained", {"backbone": "efficientnetv2b0", "backbone_weights": "imagenet",
+                                         "learning_rate": 2e-4}))
+        return found
+
     def load_data(self, config):
         from shared.data.sources import parse_source, read_idx_pair, read_npz
         from shared.data.splits import carve
@@ -215,6 +224,17 @@ class VisionClassification(ClassificationTask):
         serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}
         serving.examples = graphs.image_variants
         return serving
+
+
+def _imagenet_weights_available():
+    """Whether Keras has EfficientNetV2B0's ImageNet weights in its cache, or can download them."""
+    import os
+
+    from shared import network
+
+    cached = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models",
+                          "efficientnetv2-b0_notop.h5")
+    return os.path.isfile(cached) or network.reachable("storage.googleapis.com")
 
 
 def _resnet(inputs, config, regularizer):

@@ -212,9 +212,10 @@ def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_str
 
 
 def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monkeypatch, tmp_path):
+    from shared import network
     from tasks import nlp_sentiment
 
-    monkeypatch.setattr(nlp_sentiment, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(network, "reachable", lambda host, port=443, timeout=3.0: False)
     monkeypatch.setattr(nlp_sentiment, "_preset_cached", lambda handle: False)
     with pytest.raises(ValueError, match=r"cannot reach www.kaggle.com.*local keras-hub preset folder.*backbone=none"):
         tasks.get("nlp_sentiment").load_data(_config("backbone=bert_tiny_en_uncased"))

@@ -9,11 +9,11 @@ seed gives the same split.
 import dataclasses
 import functools
 import hashlib
-import socket
 from collections.abc import Callable
 
 import numpy as np
 
+from shared import network
 from shared.data import examples as examples_module
 
 # Addresses TFDS downloads from; one must answer before a download is attempted.
@@ -24,13 +24,7 @@ def network_available(timeout=3.0):
     """Returns:
         bool: one of the TFDS download hosts answers.
     """
-    for host, port in HOSTS:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            return True
-        except OSError:
-            continue
-    return False
+    return any(network.reachable(host, port, timeout) for host, port in HOSTS)
 
 
 def builder(name, data_dir, alternatives, keys=()):

@@ -7,7 +7,7 @@ Data sources:
     FOLDER              one subfolder of audio files per class; or, with `filename_pattern` set, flat files
                         labelled by a regular expression on the file name with a `label` group and an
                         optional `speaker` (or `group`) group, e.g. FSDD's `(?P<label>\\d)_(?P<speaker>[a-z]+)_\\d+`.
-    FILE.csv            a manifest with columns `path,label[,group]` (or `speaker`); relative paths are
+    FILE.csv            a manifest with columns `path,label[,group]` (or `word`/`class`, `speaker`); relative paths are
                         read from the CSV's folder.
 Audio: WAV, FLAC, OGG or MP3 (whatever soundfile reads), any sample rate, mono or stereo (averaged).
 

@@ -120,10 +120,11 @@ def pattern_files(folder, pattern):
 
 
 def manifest(path):
-    """Paths, labels and optional groups of a CSV manifest `path,label[,group]`."""
+    """Paths, labels and optional groups of a CSV manifest `path,label[,group]` (the label column may be named
+    `word` or `class`, the group column `speaker`)."""
     from shared.data.sources import read_text_columns
 
-    columns = read_text_columns(path, {"path": "path,file,filename", "label": "label"})
+    columns = read_text_columns(path, {"path": "path,file,filename", "label": "label,word,class"})
     try:
         groups = read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
     except ValueError:  # the group column is optional
