@@ -117,9 +117,10 @@ def run_one(variant, preset, seed, extra):
            "value": result.metrics.get(metric), "chosen": chosen, "gate": "failed" if result.verdict.refusal else "passed",
            "wall_seconds": round(time.monotonic() - started, 1), "train_seconds": round(train_seconds, 1),
            "train_examples": examples}
-    for key, value in result.metrics.items():  # every baseline's figure on the primary metric, or on the gate's
-        if key.startswith("baseline_") and key.endswith(f"_{metric}"):
-            row[key.removesuffix(f"_{metric}")] = round(value, 4)
+    for item in result.verdict.comparisons:  # every baseline's test figure on the primary metric
+        value = result.metrics.get(f"baseline_{item.baseline}_{metric}")
+        if value is not None:
+            row[f"baseline_{item.baseline}"] = round(value, 4)
     return row
 
 

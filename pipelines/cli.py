@@ -102,6 +102,7 @@ def command_sweep(arguments):
           f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
           f"{metrics} | model {result.model_uri}", file=sys.stderr)
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
+    report_verdict(task, result.verdict)
 
 
 def _config_options(command):

@@ -72,6 +72,7 @@ class SweepResult:
     model_uri: str  # models:/TASK/VERSION of the registered best model
     failed: int  # trials that raised or gave no finite validation value
     promotion: object  # shared.tracking.Promotion: whether the best model became @champion, and why
+    verdict: object = None  # shared.baselines.Verdict: the best trial's model against its baselines
 
 
 def parse_space(config_class, space):
@@ -233,5 +234,5 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
     return SweepResult(
         run_id=active.info.run_id, best_trial=trained, best_value=best.value, best_params=best.params,
         metrics=result.metrics, model_uri=f"models:/{task.name}/{version}",
-        failed=len(study.trials) - len(completed), promotion=promotion,
+        failed=len(study.trials) - len(completed), promotion=promotion, verdict=result.verdict,
     )
