@@ -153,6 +153,8 @@ def test_splits_leave_last_out_and_time(tmp_path):
     assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()  # each test row sees the user's 7 earlier items
     timed = load("split=time", "top_k=3", data_source=str(ratings))
     assert len(timed.test) == round(0.15 * len(rows))
+    alone = load("split=leave_last_out", "top_k=3", "history_length=0", data_source=str(ratings))
+    assert "history" not in alone.test.features and len(alone.test) == len(last)  # the user id alone (was a KeyError)
 
 
 @pytest.mark.parametrize("assignments, header, match", [

@@ -13,8 +13,9 @@ Data sources:
 Models (`model`):
     mf          matrix factorisation with user and item biases, trained on ratings (MSE).
     neural      user and item embeddings through an MLP, beside their dot product (MSE).
-    two_tower   retrieval: a user tower (user id + mean of the user's latest `history_length` items) scored
-                against every item with a full softmax; for implicit feedback, ranking only (no ratings).
+    two_tower   retrieval: a user tower (user id, and on chronological splits the mean of the user's latest
+                `history_length` items) scored against every item with a full softmax; for implicit feedback,
+                ranking only (no ratings).
     mf and neural also carry that retrieval tower as a second head (`retrieval=true`) and rank with it:
     ranking by predicted rating favours obscure items a few fans rated highly and loses to popularity.
 
@@ -62,8 +63,11 @@ class RecommendationConfig(TaskConfig):
     l2: NonNegative = 1e-4  # L2 on whole embedding tables (keras-io recipe): rarely seen rows shrink the most
     hidden_units: Widths = (64, 32)  # the neural model's MLP over concatenated user and item embeddings
     dropout: Fraction = 0.1  # on embeddings in the neural model and the retrieval tower: users' tastes are noisy
-    history_length: Size = 10  # the user's latest N items also feed the retrieval tower: the next item a user
-    # picks follows their recent ones far more than their whole history (0: the user id alone)
+    # On chronological splits (leave_last_out, time) the user's latest N items also feed the retrieval tower: the
+    # next item a user picks follows their recent ones. A random split holds out ratings from anywhere in each
+    # user's history, where the latest items mislead: MovieLens latest-small, random split, seeds 0-2, validation
+    # HitRate@10 0.556 / 0.544 / 0.587 with them, 0.634 / 0.658 / 0.611 without (popularity 0.550), so it uses none.
+    history_length: Size = 10  # latest items per user on chronological splits (0: the user id alone)
     retrieval: bool = True  # mf/neural also learn the retrieval head and rank with it (see the module docstring)
     split: Choice(*SPLITS) = "random"  # random (rating prediction) | leave_last_out (next item per user) | time (global)
     top_k: Count = 10  # length of recommendation lists, and the K of HitRate@K, NDCG@K, MAP@K

@@ -30,9 +30,10 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
     indices = [random.permutation(indices[0]), random.permutation(indices[1]), indices[2]]
     if "timestamp" in frame:  # chronological test rows: a user's last one carries their latest history
         indices[2] = indices[2][np.argsort(frame["timestamp"].to_numpy()[indices[2]], kind="stable")]
-    history, recent = histories(frame, encoded_users, encoded_items, indices[2], config.history_length)
+    length = history_length(config)
+    history, recent = histories(frame, encoded_users, encoded_items, indices[2], length)
     features = {"user": encoded_users, "item": encoded_items}
-    if config.history_length:
+    if length:
         features["history"] = history
     splits = [({key: value[rows] for key, value in features.items()}, ratings[rows]) for rows in indices]
     counts = np.bincount(encoded_items[indices[0]], minlength=len(items) + 1)
@@ -58,7 +59,7 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
         # JSON stays compact: each user's seen items as one space-separated string of indices
         "seen": [" ".join(map(str, sorted(set(row)))) for row in seen],
         "recent": [" ".join(map(str, row)) for row in recent],  # latest items last, at most history_length
-        "history_length": config.history_length,
+        "history_length": length,
         "popular": " ".join(map(str, np.argsort(-counts, kind="stable")[: len(items)])),  # most rated first
         "train_only_users": int(len(single)) if config.split == "leave_last_out" else 0,
     }
@@ -66,6 +67,14 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
         logger.warning("%d user(s) have a single interaction: under leave_last_out they stay in training "
                        "and are not evaluated.", info["train_only_users"])
     return Splits(*splits, info=info, source=config.data, name=name, synthetic=synthetic)
+
+
+def history_length(config):
+    """Returns:
+        int: the latest items per user the retrieval tower reads: `history_length` on chronological splits, none on
+        a random one (see the config field).
+    """
+    return config.history_length if config.split != "random" else 0
 
 
 def histories(frame, users, items, test_rows, length):
@@ -85,12 +94,12 @@ def histories(frame, users, items, test_rows, length):
         user, item = users[row], items[row]
         if not user:
             continue
-        past = known.setdefault(user, [])[-length:] if length else []
+        so_far = known.setdefault(user, [])
+        past = so_far[-length:] if length else []
         history[row, length - len(past):] = past
         if item:
             everything.setdefault(user, []).append(item)
             if not is_test[row]:
-                past = known[user]
-                past.append(item)
+                so_far.append(item)
     recent = [everything.get(user, [])[-length:] if length else [] for user in range(int(users.max(initial=0)) + 1)]
     return history, recent

@@ -28,7 +28,7 @@ def build(config, info):
     if "items" in info["outputs"]:
         # its own user embedding: the softmax loss would otherwise dominate the rating head's gradients
         tower = embed(user, users, "retrieval_user_embedding")
-        if config.history_length:
+        if info["history_length"]:
             # mean of the recent items' embeddings; the padding index 0 has its own learned vector
             recent_items = keras.layers.Embedding(items, config.embedding_dim, embeddings_initializer=initializer,
                                                   name="history_embedding")(history)
