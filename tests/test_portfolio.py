@@ -97,3 +97,14 @@ def test_small_data_is_cross_validated_and_the_best_two_are_averaged(tracking_st
     average = mlflow.get_run(board["run_id"].iloc[2])
     assert average.data.tags["ensemble_members"] == "2"
     assert len(mlflow.MlflowClient().search_model_versions("name='vision_classification'")) == 1
+
+
+@pytest.mark.slow  # every task's whole portfolio on quick settings: 3-4 short trainings per task (8 min in all)
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_tasks_portfolio_runs_with_quick_settings(name, tracking_store):
+    _run(name, "--quick", "--preset", "balanced", "--set", "budget_minutes=1", "--promote", "never")
+    parent = mlflow.search_runs(experiment_names=[name], filter_string="tags.portfolio = 'true'").iloc[0]
+    board = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/leaderboard.csv")))
+    assert board["candidate"].iloc[0] == "default" and (board["state"] == "complete").any()
+    assert (_children(parent["run_id"])["status"] == "FINISHED").sum() == (board["state"] == "complete").sum()
+    assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1
