@@ -260,7 +260,12 @@ def _resnet(inputs, config, regularizer):
             x = keras.layers.Activation("relu")(norm()(conv(filters, strides)(x)))
             x = norm()(conv(filters)(x))
             if strides != 1 or shortcut.shape[-1] != filters:
-                shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+                if strides != 1:
+                    # Subsampling, then a unit-stride 1x1 convolution: the function of a strided 1x1 convolution,
+                    # whose weight gradient in TensorFlow's oneDNN CPU kernels writes past its buffer for fewer
+                    # than 16 input channels (base_filters=8 on 64 px images: a segfault; oneDNN issue 6035).
+                    shortcut = keras.layers.MaxPooling2D(1, strides=strides)(shortcut)
+                shortcut = keras.layers.Conv2D(filters, 1, use_bias=False)(shortcut)
                 shortcut = norm()(shortcut)
             x = keras.layers.Activation("relu")(keras.layers.Add()([x, shortcut]))
     return keras.layers.GlobalAveragePooling2D()(x)
