@@ -55,7 +55,7 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
         tuple[list[str], np.ndarray, list[str]]: file paths, integer labels, class names (sorted).
 
     Raises:
-        ValueError: the folder is missing, has no class subfolders, or a class has no files.
+        ValueError: the folder is missing, has fewer than two class subfolders, or a class has no files.
     """
     root = pathlib.Path(folder)
     if not root.is_dir():
@@ -63,6 +63,9 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
     class_names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not class_names:
         raise ValueError(f"data folder '{folder}' has no class subfolders; expected {folder}/CLASS_NAME/file.")
+    if len(class_names) < 2:
+        raise ValueError(f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
+                         f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file.")
     paths, labels = [], []
     for index, class_name in enumerate(class_names):
         files = sorted(

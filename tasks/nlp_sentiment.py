@@ -149,13 +149,24 @@ def _generated_reviews(count, seed):
 
 
 def _clean(texts, labels, source):
-    """Drops rows whose text is empty (with a warning naming the source); returns str texts, labels."""
+    """Drops rows whose text is empty (see `_drop_empty`); returns str texts, labels."""
     texts = np.array([text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text) for text in texts],
                      dtype=object)
     empty = np.array([not text.strip() for text in texts], dtype=bool)
-    if empty.any():
-        warnings.warn(f"{source}: dropped {int(empty.sum())} row(s) with empty text.", stacklevel=2)
+    _drop_empty(source, int(empty.sum()), int((~empty).sum()))
     return texts[~empty], labels[~empty]
+
+
+def _drop_empty(source, dropped, kept):
+    """Warns that `dropped` rows of `source` had an empty text and were left out.
+
+    Raises:
+        ValueError: every row's text is empty (the label check would otherwise report no classes).
+    """
+    if dropped and not kept:
+        raise ValueError(f"{source}: every text is empty ({dropped} row(s)); fill the text column.")
+    if dropped:
+        warnings.warn(f"{source}: dropped {dropped} row(s) with empty text.", stacklevel=3)
 
 
 def _encode_labels(splits, source):
@@ -222,11 +233,10 @@ def _table_examples(files, columns, source):
     scans, raw = {}, {}
     for split, path in files.items():
         scans[split] = text_files.scan_table(path, columns, keep=("label",))
-        if scans[split].dropped:
-            warnings.warn(f"{path}: dropped {scans[split].dropped} row(s) with empty text.", stacklevel=3)
         if split != "train" and not len(scans[split].offsets):
             raise ValueError(f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
                              "remove the file (the split is then carved from training).")
+        _drop_empty(f"'{path}'", scans[split].dropped, len(scans[split].offsets))
         raw[split] = (scans[split].offsets, scans[split].values["label"])
     encoded, class_names = _encode_labels(raw, source)
     found = {}
@@ -273,8 +283,7 @@ def _class_folders(folder):
         paths.append(path)
         labels.append(int(label))
         total += len(content)
-    if empty:
-        warnings.warn(f"{folder}: dropped {empty} row(s) with empty text.", stacklevel=3)
+    _drop_empty(folder, empty, len(paths))
     pool = examples.Examples(np.asarray(paths, dtype=str), np.asarray(labels, dtype="int64"),
                              decode=text_files.file_step(), element_bytes=total // max(1, len(paths)) + 48,
                              origin="text files")

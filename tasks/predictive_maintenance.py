@@ -553,6 +553,14 @@ def _with_targets(pool, config, source):
             raise ValueError(f"{source}: column '{column}' has empty values; every row needs a {column}.")
     if time:
         pool[time] = numeric_values(pool[time], time, source)
+    if unit and time:
+        repeated = pool.duplicated([unit, time], keep="last")
+        if repeated.any():  # a re-logged reading supersedes the earlier one, as a re-rating does in recommendation
+            row = int(np.flatnonzero(repeated)[0])  # by column: a row of mixed types would be all floats
+            warnings.warn(f"{source}: {int(repeated.sum())} row(s) repeat a ({unit}, {time}) pair, e.g. {unit} "
+                          f"{pool[unit].iloc[row]} at {time} {pool[time].iloc[row]:g}; keeping the last row of each "
+                          "pair.", stacklevel=3)
+            pool = pool[~repeated]
     if config.target_column:
         if config.mode == "classification":
             pool["_target"] = binary_target(pool[config.target_column], config.target_column, source)

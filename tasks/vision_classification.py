@@ -20,7 +20,8 @@ import numpy as np
 
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared import constraints
+from shared.constraints import Choice, Count, Fraction, NonNegative, Side, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
@@ -29,7 +30,7 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 @dataclasses.dataclass
 class VisionClassificationConfig(TaskConfig):
-    image_size: Size = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
+    image_size: Side = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
     channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
     backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
@@ -48,6 +49,19 @@ class VisionClassificationConfig(TaskConfig):
     top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # capacity against overfitting on small image sets
         dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
+
+    def check(self):
+        """Raises:
+            ValueError: also when the ResNet's feature maps at image_size would not fit in memory.
+        """
+        super().check()
+        if self.image_size and self.backbone == "resnet":
+            # a residual block keeps about 10 maps (two convolutions, normalisations and activations, the sum),
+            # the stem 3 more
+            constraints.fits_memory(
+                constraints.pyramid_bytes(self.batch_size, self.image_size, self.base_filters,
+                                          3 + 10 * self.blocks_per_stage, self.stages),
+                f"image_size={self.image_size} with batch_size={self.batch_size} and base_filters={self.base_filters}")
 
 
 def _array_examples(images, labels, config):

@@ -31,7 +31,8 @@ import numpy as np
 
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared import constraints
+from shared.constraints import Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
 from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
@@ -53,8 +54,8 @@ class VisionSegmentationConfig(TaskConfig):
     batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: Size = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
-    tile_size: Size = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
+    image_size: ResizedSide = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
+    tile_size: Side = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
     crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
     split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
     num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
@@ -81,9 +82,17 @@ class VisionSegmentationConfig(TaskConfig):
 
     def check(self):
         """Raises:
-            ValueError: also when tile_size is no multiple of the model's stride, before any file is read.
+            ValueError: also when tile_size is no multiple of the model's stride, or when the U-Net's feature maps at
+                tile_size (else image_size) would not fit in memory, before any file is read.
         """
         super().check()
+        side = self.tile_size or self.image_size
+        if side and self.encoder == "unet":
+            # a level keeps about 14 maps: two convolutions, normalisations and activations on the way down, as
+            # many on the way up, and the skip concatenation
+            needed = constraints.pyramid_bytes(self.batch_size, side, self.base_filters, 14, self.depth + 1)
+            constraints.fits_memory(needed, f"a {side} px side with batch_size={self.batch_size} and "
+                                            f"base_filters={self.base_filters}")
         stride = _stride({"encoder": self.encoder, "depth": self.depth})
         if self.tile_size % stride:
             raise ValueError(f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
