@@ -47,6 +47,8 @@ Size = Annotated[int, AtLeast(0)]  # sizes and caps where 0 means "keep the data
 Positive = Annotated[float, Range(0, low_open=True)]  # rates and durations: zero or less means nothing
 NonNegative = Annotated[float, Range(0)]  # strengths where 0 switches the feature off
 Fraction = Annotated[float, Range(0, 1, high_open=True)]  # shares of the data, dropout rates: [0, 1)
+# the validation and test shares carved from the data: an empty split leaves nothing to stop early on or to score
+Share = Annotated[float, Range(0, 1, low_open=True, high_open=True)]
 Probability = Annotated[float, Range(0, 1)]  # target precisions and recalls, where 1 is reachable: [0, 1]
 # Image and tile sides, 0 for the data's own: at 1,024 px one 32-filter float32 feature map of a 64-image batch is
 # 8.6 GB, and a model keeps a dozen for its gradients, so larger squares cannot train in a workstation's memory

@@ -182,6 +182,16 @@ class MedicalImaging(VisionClassification):
         # stopping on val_auc keeps the luckiest epoch, so models trained on shuffled labels reached 0.59-0.66
         return [baselines.BALANCED_ACCURACY, baselines.ROC_AUC]
 
+    def check_splits(self, splits, config):
+        """Raises:
+            ValueError: with two classes, the validation split, where the threshold is chosen, or the test split
+                lacks one.
+        """
+        from tasks.detection import require_both_classes
+
+        if len(splits.info["class_names"]) == 2:
+            require_both_classes(splits)
+
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
 

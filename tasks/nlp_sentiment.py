@@ -161,10 +161,13 @@ def _drop_empty(source, dropped, kept):
     """Warns that `dropped` rows of `source` had an empty text and were left out.
 
     Raises:
-        ValueError: every row's text is empty (the label check would otherwise report no classes).
+        ValueError: no row is left: every text is empty, or there is no row (the label check would otherwise
+            report no classes).
     """
     if dropped and not kept:
         raise ValueError(f"{source}: every text is empty ({dropped} row(s)); fill the text column.")
+    if not kept:
+        raise ValueError(f"{source} has no rows; expected a header row, then one row per example.")
     if dropped:
         warnings.warn(f"{source}: dropped {dropped} row(s) with empty text.", stacklevel=3)
 

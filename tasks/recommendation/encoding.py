@@ -92,12 +92,12 @@ def histories(frame, users, items, test_rows, length):
         user, item = users[row], items[row]
         if not user:
             continue
-        past = known.setdefault(user, [])[-length:] if length else []
+        earlier = known.setdefault(user, [])
+        past = earlier[-length:] if length else []
         history[row, length - len(past):] = past
         if item:
             everything.setdefault(user, []).append(item)
             if not is_test[row]:
-                past = known[user]
-                past.append(item)
+                earlier.append(item)
     recent = [everything.get(user, [])[-length:] if length else [] for user in range(int(users.max(initial=0)) + 1)]
     return history, recent
