@@ -173,12 +173,13 @@ def translation(hypotheses, references):
 
 
 def require_both_classes(labels, split="validation"):
-    """Checks that a split of a binary task holds both classes: a decision threshold is chosen on validation, and
-    test's ROC and precision-recall curves are undefined without positives and negatives.
+    """Checks that a split of a binary task holds both classes: the classical baseline learns from training, a
+    decision threshold is chosen on validation, and test's ROC and precision-recall curves are undefined without
+    positives and negatives.
 
     Args:
         labels (array-like): the split's 0/1 labels.
-        split (str): "validation" or "test", named in the message.
+        split (str): "train", "validation" or "test", named in the message.
 
     Raises:
         ValueError: a single class (or none).
@@ -187,7 +188,7 @@ def require_both_classes(labels, split="validation"):
     if len(found) < 2:
         raise ValueError(f"the {split} split needs both classes, but its {np.size(labels)} example(s) hold "
                          f"{'only class ' + str(found[0]) if len(found) else 'none'}; add data or raise "
-                         f"{split}_fraction.")
+                         f"{'max_examples (0 keeps all)' if split == 'train' else split + '_fraction'}.")
 
 
 def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positive=1.0,

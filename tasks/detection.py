@@ -150,7 +150,8 @@ class BinaryDetectionTask(Task):
 
     def check_splits(self, splits, config):
         """Raises:
-            ValueError: the validation split, where the threshold is chosen, or the test split lacks a class.
+            ValueError: a split lacks a class (training, after `max_examples`; validation, where the threshold is
+                chosen; test).
         """
         if splits.info.get("mode", "classification") == "classification":
             require_both_classes(splits)
@@ -201,11 +202,11 @@ class BinaryDetectionTask(Task):
 
 
 def require_both_classes(splits):
-    """Checks validation and test of a binary task hold both classes (see `shared.evaluation.require_both_classes`),
-    where their labels are in memory (a TFDS stream's are not)."""
+    """Checks every split of a binary task holds both classes (see `shared.evaluation.require_both_classes`), where
+    their labels are in memory (a TFDS stream's are not)."""
     from shared import evaluation
 
-    for role in ("validation", "test"):
+    for role in ("train", "validation", "test"):
         if hasattr(getattr(splits, role), "targets"):
             evaluation.require_both_classes(getattr(splits, role).targets, role)
 

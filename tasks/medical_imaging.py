@@ -184,8 +184,7 @@ class MedicalImaging(VisionClassification):
 
     def check_splits(self, splits, config):
         """Raises:
-            ValueError: with two classes, the validation split, where the threshold is chosen, or the test split
-                lacks one.
+            ValueError: with two classes, a split lacks one (see `tasks.detection.require_both_classes`).
         """
         from tasks.detection import require_both_classes
 
