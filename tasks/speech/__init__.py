@@ -42,14 +42,16 @@ from tasks.speech.features import (FEATURES, band_statistics, clip_features, fea
 
 logger = logging.getLogger(__name__)
 
+# Telephone speech's 8 kHz is the least rate that holds a voice's formants; above a studio's 48 kHz only the
+# frames and their memory grow.
+SampleRate = Annotated[int, Range(8000, 48000)]
+
 
 @dataclasses.dataclass
 class SpeechConfig(TaskConfig):
     epochs: int = 25  # the embedded words are learned in ~15; the FSDD benchmark uses 20
     label_smoothing: float = 0.1  # few, similar-sounding classes: softened targets calibrate better
-    # the speech standard (speech_commands); 8000 is enough for digits (FSDD). Telephone speech's 8 kHz is the least
-    # that holds a voice's formants, and above a studio's 48 kHz only frames and memory grow
-    sample_rate: Annotated[int, Range(8000, 48000)] = 16000
+    sample_rate: SampleRate = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
     duration: Positive = 1.0  # seconds after centre pad/crop: one word fits in a second
     trim_db: NonNegative = 30.0  # drop leading/trailing audio this far below the peak so words are centred (0 = off)
     features: Choice(*FEATURES) = "logmel"  # log-mel spectrograms, or MFCCs (their cosine transform)
