@@ -63,9 +63,6 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
     class_names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not class_names:
         raise ValueError(f"data folder '{folder}' has no class subfolders; expected {folder}/CLASS_NAME/file.")
-    if len(class_names) < 2:
-        raise ValueError(f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
-                         f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file.")
     paths, labels = [], []
     for index, class_name in enumerate(class_names):
         files = sorted(
@@ -77,6 +74,9 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
             )
         paths += files
         labels += [index] * len(files)
+    if len(class_names) < 2:
+        raise ValueError(f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
+                         f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file.")
     return paths, np.array(labels), class_names
 
 
