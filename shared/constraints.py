@@ -110,7 +110,16 @@ class Each:
         return f"a list of items that are each {self.rule.describe()}"
 
 
-Widths = Annotated[tuple, Each(AtLeast(1))]  # hidden layer sizes, one per layer: at least one unit each
+# Layer widths (units, filters, embedding sizes): the widest layers of ImageNet-scale networks have 4,096 units; a
+# square dense layer that wide holds 16.8 M weights, and wider ones take more memory than a CPU trains them in.
+WIDEST = 4096
+Width = Annotated[int, Range(1, WIDEST)]
+Widths = Annotated[tuple, Each(Range(1, WIDEST))]  # hidden layer sizes, one per layer: each a Width
+# First-stage widths of networks that double them at every later stage: ResNet-50's stages reach 2,048 channels, and
+# 512 doubled over three stages already does.
+BaseWidth = Annotated[int, Range(1, 512)]
+# Tokens per text: padded batches grow with it, attention with its square; 4,096 holds whole IMDB reviews.
+Length = Annotated[int, Range(1, 4096)]
 
 
 @dataclasses.dataclass(frozen=True)

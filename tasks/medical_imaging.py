@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
 from tasks.base import Splits
 from tasks.vision_classification import VisionClassification, VisionClassificationConfig
 
@@ -40,7 +40,7 @@ _MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "t
 @dataclasses.dataclass
 class MedicalImagingConfig(VisionClassificationConfig):
     epochs: Count = 20  # an upper bound: early stopping on val_auc usually ends sooner on small scan sets
-    base_filters: Count = 16  # 28-64 px grayscale scans need little width; raise it for larger images
+    base_filters: BaseWidth = 16  # 28-64 px grayscale scans need little width; raise it for larger images
     crop_padding: Size = 2  # pad-and-crop shifts: patients are not centred alike on the detector
     rotation: float = 0.03  # about 10 degrees: patient positioning varies a little
     zoom: float = 0.1  # field-of-view and body-size variation

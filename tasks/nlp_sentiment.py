@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 
 from shared import network
-from shared.constraints import Choice, Count, Fraction, Size
+from shared.constraints import Choice, Count, Fraction, Length, Size, Width
 from shared.data.text import check_sentences, extend_vocabulary, strings
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
@@ -65,14 +65,14 @@ class NlpSentimentConfig(TaskConfig):
     vocabulary_size: Count = 20000  # covers SST-2's 15k words; rarer words become [UNK]
     # word counts settle long before 200k texts, and SST-2 (67k) and IMDB (25k) are still counted whole
     vocabulary_sample: Count = 200_000  # training texts the vocabulary is counted on (a seeded sample of more)
-    sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
-    embedding_dim: Count = 128  # enough for 20k words trained from scratch; with `embeddings`, the file's size
+    sequence_length: Length = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
+    embedding_dim: Width = 128  # enough for 20k words trained from scratch; with `embeddings`, the file's size
     # pretrained vectors carry what 67k phrases cannot teach about rare words; none keeps the run offline
     embeddings: str = "none"  # a GloVe .txt or word2vec/fastText .vec file (or .gz) to start embeddings from
     # test sentences hold words training never saw (6% of SST-2 dev's tokens): with their vectors they are not [UNK]
     embeddings_words: Size = 100_000  # the vector file's most frequent words added to the vocabulary (0: none)
-    units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
-    filters: Count = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
+    units: Width = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
+    filters: Width = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
     widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
     layers: Count = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
     heads: Count = 4  # Transformer attention heads (embedding_dim must divide by it)

@@ -21,7 +21,7 @@ import numpy as np
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from shared import constraints
-from shared.constraints import Choice, Count, Fraction, NonNegative, Side, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
@@ -34,7 +34,7 @@ class VisionClassificationConfig(TaskConfig):
     channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
     backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
-    base_filters: Count = 32  # width of the first stage; doubles at every later stage
+    base_filters: BaseWidth = 32  # width of the first stage; doubles at every later stage
     stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
     blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
     dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data

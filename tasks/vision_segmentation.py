@@ -32,7 +32,7 @@ import numpy as np
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from shared import constraints
-from shared.constraints import Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
 from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
@@ -63,7 +63,7 @@ class VisionSegmentationConfig(TaskConfig):
     encoder: Choice(*ENCODERS) = "unet"  # unet trains from scratch on a CPU; mobilenetv2 is the pretrained-encoder variant
     encoder_weights: str = "none"  # none or imagenet (downloads once) for the mobilenetv2 encoder
     depth: Count = 3  # U-Net down-sampling steps; each doubles the receptive field (3 suits 64-128 px inputs)
-    base_filters: Count = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
+    base_filters: BaseWidth = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
     dropout: Fraction = 0.1  # at the bottleneck only, where features are most abstract and overfit first
     dice_weight: NonNegative = 1.0  # loss = cross-entropy + dice_weight * (1 - soft Dice): Dice counters small classes
     flip: bool = True  # random mirrors of image and mask together; most scenes have no preferred side

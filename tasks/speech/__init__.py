@@ -31,7 +31,7 @@ from typing import Annotated
 
 import numpy as np
 
-from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Range, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Positive, Range, Size
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 from tasks.speech import sources
@@ -75,7 +75,7 @@ class SpeechConfig(TaskConfig):
     time_mask_ms: NonNegative = 80.0  # max width of each time mask (a short syllable)
     frequency_masks: Size = 2  # SpecAugment frequency masks per example
     frequency_mask_bins: Size = 5  # max bands per frequency mask (1/8 of 40 mel bands)
-    base_filters: Count = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
+    base_filters: BaseWidth = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
     blocks: Count = 4  # conv blocks, each halving time and frequency: 100x40 frames -> 6x2
     separable: bool = False  # depthwise-separable convolutions: ~5x fewer multiply-adds for small devices
     dropout: Fraction = 0.3  # before the classifier: small speech sets overfit to their speakers
