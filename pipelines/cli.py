@@ -250,5 +250,12 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         if os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
+
+
+def error_line(error):
+    """Returns:
+        str: the one line the CLI prints for `error`, its line breaks escaped (a file name may hold them).
+    """
+    return "error: " + str(error).replace("\r", "\\r").replace("\n", "\\n")

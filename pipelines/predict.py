@@ -94,7 +94,7 @@ def command(arguments):
         raise ValueError(f"the INPUT arguments hold no {task.name} inputs (empty files or tables).")
     if arguments.trust_model_code:
         os.environ[tracking.TRUST_CODE_ENV] = "1"
-    model = tracking.load(arguments.model)
+    model = tracking.load(arguments.model, task)
     started = time.perf_counter()
     rows = answers(model, task, pairs, arguments.batch_size)
     if arguments.output or not sys.stdout.isatty():  # a bar between answers printed on a terminal garbles both

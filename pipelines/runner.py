@@ -225,6 +225,7 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     nested = {} if trial is None else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}}
     splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
     splits.train = splits.train.cap(config.max_examples, config.seed)
+    task.check_splits(splits, config)
     if trial is None and len(splits.validation) < SMALL_VALIDATION:
         warnings.warn(f"the validation split holds {len(splits.validation)} examples, too few to choose settings or "
                       f"the best epoch on reliably; --preset balanced cross-validates sets this small where the "

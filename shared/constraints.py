@@ -47,7 +47,54 @@ Size = Annotated[int, AtLeast(0)]  # sizes and caps where 0 means "keep the data
 Positive = Annotated[float, Range(0, low_open=True)]  # rates and durations: zero or less means nothing
 NonNegative = Annotated[float, Range(0)]  # strengths where 0 switches the feature off
 Fraction = Annotated[float, Range(0, 1, high_open=True)]  # shares of the data, dropout rates: [0, 1)
+# the validation and test shares carved from the data: an empty split leaves nothing to stop early on or to score
+Share = Annotated[float, Range(0, 1, low_open=True, high_open=True)]
 Probability = Annotated[float, Range(0, 1)]  # target precisions and recalls, where 1 is reachable: [0, 1]
+# Image and tile sides, 0 for the data's own: at 1,024 px one 32-filter float32 feature map of a 64-image batch is
+# 8.6 GB, and a model keeps a dozen for its gradients, so larger squares cannot train in a workstation's memory
+# (`MEMORY_SHARE` then checks the batch and width that go with a side).
+Side = Annotated[int, Range(0, 1024)]
+# Sides images are resized to before they are cut into tiles: at most a square of the 40-megapixel limit images are
+# decoded within (`shared.images.MAX_PIXELS`); the tiles, or whole images, that train are checked as `Side`s are.
+ResizedSide = Annotated[int, Range(0, 6324)]
+# Training may plan on this share of the machine's memory: the data pipeline, TensorFlow's own buffers and the
+# rest of the machine need the other half, and an estimate that is off by 2x still fits.
+MEMORY_SHARE = 0.5
+
+
+def pyramid_bytes(batch, side, filters, maps, levels):
+    """Estimates the float32 feature maps a convolutional pyramid keeps for its gradients.
+
+    Args:
+        batch (int): examples per step.
+        side (int): the input's side in pixels.
+        filters (int): channels of the first level; each later level has twice the channels on a quarter of the
+            pixels, so half the values.
+        maps (float): feature maps kept per level (convolution, normalisation and activation outputs).
+        levels (int): resolution levels.
+
+    Returns:
+        float: bytes.
+    """
+    return 4.0 * batch * side**2 * filters * maps * sum(0.5**level for level in range(levels))
+
+
+def fits_memory(needed, settings):
+    """Checks an estimate of the memory training needs against `MEMORY_SHARE` of this machine's.
+
+    Args:
+        needed (float): the estimated bytes.
+        settings (str): the settings that need them, named in the message, e.g. "image_size=512 with batch_size=64".
+
+    Raises:
+        ValueError: the estimate is above the share, naming the settings and the memory.
+    """
+    import psutil
+
+    total = psutil.virtual_memory().total
+    if needed > MEMORY_SHARE * total:
+        raise ValueError(f"{settings} needs about {needed / 2**30:.0f} GB to train, more than {MEMORY_SHARE:.0%} of "
+                         f"this machine's {total / 2**30:.0f} GB; lower one of them.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +110,16 @@ class Each:
         return f"a list of items that are each {self.rule.describe()}"
 
 
-Widths = Annotated[tuple, Each(AtLeast(1))]  # hidden layer sizes, one per layer: at least one unit each
+# Layer widths (units, filters, embedding sizes): the widest layers of ImageNet-scale networks have 4,096 units; a
+# square dense layer that wide holds 16.8 M weights, and wider ones take more memory than a CPU trains them in.
+WIDEST = 4096
+Width = Annotated[int, Range(1, WIDEST)]
+Widths = Annotated[tuple, Each(Range(1, WIDEST))]  # hidden layer sizes, one per layer: each a Width
+# First-stage widths of networks that double them at every later stage: ResNet-50's stages reach 2,048 channels, and
+# 512 doubled over three stages already does.
+BaseWidth = Annotated[int, Range(1, 512)]
+# Tokens per text: padded batches grow with it, attention with its square; 4,096 holds whole IMDB reviews.
+Length = Annotated[int, Range(1, 4096)]
 
 
 @dataclasses.dataclass(frozen=True)

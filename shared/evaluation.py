@@ -172,6 +172,25 @@ def translation(hypotheses, references):
     }
 
 
+def require_both_classes(labels, split="validation"):
+    """Checks that a split of a binary task holds both classes: the classical baseline learns from training, a
+    decision threshold is chosen on validation, and test's ROC and precision-recall curves are undefined without
+    positives and negatives.
+
+    Args:
+        labels (array-like): the split's 0/1 labels.
+        split (str): "train", "validation" or "test", named in the message.
+
+    Raises:
+        ValueError: a single class (or none).
+    """
+    found = np.unique(np.asarray(labels).reshape(-1))
+    if len(found) < 2:
+        raise ValueError(f"the {split} split needs both classes, but its {np.size(labels)} example(s) hold "
+                         f"{'only class ' + str(found[0]) if len(found) else 'none'}; add data or raise "
+                         f"{'max_examples (0 keeps all)' if split == 'train' else split + '_fraction'}.")
+
+
 def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positive=1.0,
                      target_precision=0.0, target_recall=0.0):
     """Chooses a decision threshold on validation data (never on test).
@@ -197,9 +216,7 @@ def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positiv
     from sklearn import metrics
 
     labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype="float64").reshape(-1)
-    if len(np.unique(labels)) < 2:
-        raise ValueError("threshold choice needs both classes in the validation split; add data or raise "
-                         "validation_fraction.")
+    require_both_classes(labels)
     if target_precision and target_recall:
         raise ValueError("set target_precision or target_recall, not both.")
     if target_precision or target_recall:

@@ -55,7 +55,7 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
         tuple[list[str], np.ndarray, list[str]]: file paths, integer labels, class names (sorted).
 
     Raises:
-        ValueError: the folder is missing, has no class subfolders, or a class has no files.
+        ValueError: the folder is missing, has fewer than two class subfolders, or a class has no files.
     """
     root = pathlib.Path(folder)
     if not root.is_dir():
@@ -74,11 +74,21 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
             )
         paths += files
         labels += [index] * len(files)
+    if len(class_names) < 2:
+        raise ValueError(f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
+                         f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file.")
     return paths, np.array(labels), class_names
 
 
 def _name(raw, name):
     return str(raw) if isinstance(raw, (str, os.PathLike)) else name
+
+
+def _unreadable(raw, name, error):
+    """Returns:
+        ValueError: the one-line error for an image Pillow cannot read, naming the file and Pillow's reason.
+    """
+    return ValueError(f"{_name(raw, name)}: not a readable image ({error}).")
 
 
 def _open(raw, name):
@@ -94,7 +104,7 @@ def _open(raw, name):
         raise ValueError(f"{_name(raw, name)}: the image declares more pixels than the limit of {limit:,} "
                          f"(set {MAX_PIXELS_ENV} to allow larger images).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{_name(raw, name)}: not a readable image ({error}).") from None
+        raise _unreadable(raw, name, error) from None
     if image.width * image.height > limit:
         image.close()
         raise ValueError(f"{_name(raw, name)}: {image.width}x{image.height} pixels is above the limit of {limit:,} "
@@ -118,7 +128,10 @@ def header(raw, name="input"):
         ValueError: not an image, or above the pixel limit.
     """
     with _open(raw, name) as image:
-        turned = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        try:  # a PNG's EXIF chunk may sit after the pixels: reading it reads a truncated file's end
+            turned = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise _unreadable(raw, name, error) from None
         height, width = (image.width, image.height) if turned else (image.height, image.width)
         return Header(height, width, image.mode in _GRAY_MODES)
 
@@ -245,7 +258,7 @@ def decode(raw, name="input"):
                 gray = image.mode in _GRAY_MODES or (image.mode == "P" and _gray_palette(image))
                 array = np.asarray(image.convert("L" if gray else "RGB"), dtype="float32") / 255.0
         except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt pixel data
-            raise ValueError(f"{_name(raw, name)}: not a readable image ({error}).") from None
+            raise _unreadable(raw, name, error) from None
     return array[..., None] if array.ndim == 2 else array
 
 

@@ -467,16 +467,20 @@ def describe_version(name, version, run_id):
         client.set_model_version_tag(name, str(version), key, text)
 
 
-def load(uri):
+def load(uri, task=None):
     """Loads a logged model by `models:/NAME/VERSION|latest`, `models:/NAME@ALIAS` or `runs:/ID/model`.
 
+    Args:
+        uri (str): the model URI.
+        task (tasks.base.Task | None): the task the model must belong to (None: any).
+
     Raises:
-        ValueError: nothing is logged at that URI, or its Keras file holds code the user did not trust
-            (see `load_keras`).
+        ValueError: nothing is logged at that URI, a model of another task, or a Keras file holding code the
+            user did not trust (see `load_keras`).
     """
     _connect()
     try:
-        return mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri)
     except (mlflow.exceptions.MlflowException, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
@@ -485,6 +489,16 @@ def load(uri):
         ) from None
     except ValueError as error:  # the serving model's load_context refused the Keras file; say which model
         raise ValueError(f"{uri}: {error}") from None
+    if task is not None:
+        _require_task(uri, getattr(model.unwrap_python_model(), "info", {}).get("task"), task)
+    return model
+
+
+def _require_task(uri, found, task):
+    """Raises a ValueError when the model at `uri`, of the task named `found`, is not a model of `task`."""
+    if found != task.name:
+        raise ValueError(f"the model at '{uri}' is a {found} model, not {task.name}; name the task {found} or give "
+                         f"a {task.name} model as --model.")
 
 
 @dataclasses.dataclass
@@ -520,9 +534,7 @@ def logged_model(uri, task):
                          "`python -m pipelines compare`.") from None
     metadata = mlflow.models.Model.load(str(local))
     info = json.loads(next(local.rglob("info.json")).read_text(encoding="utf-8"))
-    if info.get("task") != task.name:
-        raise ValueError(f"the model at '{uri}' is a {info.get('task')} model, not {task.name}; "
-                         f"use `export {info.get('task')}` or another --model.")
+    _require_task(uri, info.get("task"), task)
     example = metadata.load_input_example(str(local))
     try:
         model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)

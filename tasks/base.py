@@ -12,7 +12,7 @@ import pathlib
 
 import numpy as np
 
-from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Size
+from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Share, Size
 from shared.data.examples import CACHE_MODES
 from shared.regularization import JIT_COMPILE, SCHEDULES
 
@@ -63,8 +63,8 @@ class TaskConfig:
     # >0 validates and keeps a moving average of the weights over about this many epochs (e.g. 1)
     weight_averaging: NonNegative = 0.0  # 0 keeps the raw weights; averaging smooths the noise of the last steps
     early_stopping_patience: Count = 8  # epochs without val_loss progress before stopping
-    validation_fraction: Fraction = 0.15  # carved from the pool when the source has no val split
-    test_fraction: Fraction = 0.15  # carved from the pool when the source has no test split
+    validation_fraction: Share = 0.15  # carved from the pool when the source has no val split
+    test_fraction: Share = 0.15  # carved from the pool when the source has no test split
     max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
     mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
@@ -289,6 +289,14 @@ class Task:
             raise ValueError(f"'{config.data}' has no {split} examples to evaluate on.")
         empty = examples.empty_like(chosen)
         return Splits(empty, empty, chosen, dict(info), loaded.source, loaded.name, loaded.synthetic, fitted=True)
+
+    def check_splits(self, splits, config):
+        """Checks what training and evaluation will need of the loaded splits, before the MLflow run is created
+        (`load_data` checks the data itself). Default: nothing.
+
+        Raises:
+            ValueError: splits the run could not finish with, named (a class missing where a threshold is chosen).
+        """
 
     def build_model(self, config, info):
         """Returns an uncompiled Keras model (Keras layers and `keras.ops` only)."""

@@ -148,6 +148,14 @@ class BinaryDetectionTask(Task):
                    for weight in self.blend_weights(config)}
         return max(figures, key=figures.get), figures
 
+    def check_splits(self, splits, config):
+        """Raises:
+            ValueError: a split lacks a class (training, after `max_examples`; validation, where the threshold is
+                chosen; test).
+        """
+        if splits.info.get("mode", "classification") == "classification":
+            require_both_classes(splits)
+
     def evaluate(self, model, splits, config):
         """Chooses the threshold on validation, scores the test split, and hands the threshold to the predictor
         in `serving` (`threshold`, `threshold_rule`, and `blend`: the baseline blend validation chose, or None).
@@ -191,6 +199,16 @@ class BinaryDetectionTask(Task):
             result.metrics["blend_weight"] = blend["weight"] if blend else 0.0
         result.outputs = np.asarray(splits.test.targets).reshape(-1), test_scores
         return result
+
+
+def require_both_classes(splits):
+    """Checks every split of a binary task holds both classes (see `shared.evaluation.require_both_classes`), where
+    their labels are in memory (a TFDS stream's are not)."""
+    from shared import evaluation
+
+    for role in ("train", "validation", "test"):
+        if hasattr(getattr(splits, role), "targets"):
+            evaluation.require_both_classes(getattr(splits, role).targets, role)
 
 
 def _mix(ours, theirs, weight):

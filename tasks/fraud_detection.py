@@ -40,7 +40,7 @@ import os
 import numpy as np
 
 from shared import inputs as raw_inputs
-from shared.constraints import Count, Fraction, Widths
+from shared.constraints import Count, Fraction, Width, Widths
 from tasks import register
 from tasks.base import Splits, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
@@ -62,7 +62,7 @@ class FraudDetectionConfig(DetectionConfig):
     max_categories: Count = 1000  # per-column vocabulary cap; rarer values share the unseen-category index
     hidden_units: Widths = (256, 256)  # two wide ReLU layers: the keras-io fraud recipe, enough for 30 features
     dropout: Fraction = 0.3  # after each hidden layer; frauds are few, so the net memorises them easily
-    embedding_dim: Count = 8  # per categorical column; categories rarely need more on tables this size
+    embedding_dim: Width = 8  # per categorical column; categories rarely need more on tables this size
     cost_false_negative: float = 25.0  # a missed fraud costs the amount plus fees: ~25 false-alarm calls
     cost_false_positive: float = 1.0  # a false alarm costs a customer call or a declined purchase
     baseline: bool = True  # also fit HistGradientBoosting, so every run shows if the deep model earns its place

@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
 from tasks.base import Splits
 from tasks.vision_classification import VisionClassification, VisionClassificationConfig
 
@@ -40,7 +40,7 @@ _MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "t
 @dataclasses.dataclass
 class MedicalImagingConfig(VisionClassificationConfig):
     epochs: Count = 20  # an upper bound: early stopping on val_auc usually ends sooner on small scan sets
-    base_filters: Count = 16  # 28-64 px grayscale scans need little width; raise it for larger images
+    base_filters: BaseWidth = 16  # 28-64 px grayscale scans need little width; raise it for larger images
     crop_padding: Size = 2  # pad-and-crop shifts: patients are not centred alike on the detector
     rotation: float = 0.03  # about 10 degrees: patient positioning varies a little
     zoom: float = 0.1  # field-of-view and body-size variation
@@ -181,6 +181,15 @@ class MedicalImaging(VisionClassification):
         # ranks scans by overall brightness (AUC 0.3-0.65 on the embedded set, by its random start) and early
         # stopping on val_auc keeps the luckiest epoch, so models trained on shuffled labels reached 0.59-0.66
         return [baselines.BALANCED_ACCURACY, baselines.ROC_AUC]
+
+    def check_splits(self, splits, config):
+        """Raises:
+            ValueError: with two classes, a split lacks one (see `tasks.detection.require_both_classes`).
+        """
+        from tasks.detection import require_both_classes
+
+        if len(splits.info["class_names"]) == 2:
+            require_both_classes(splits)
 
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots

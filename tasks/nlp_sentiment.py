@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 
 from shared import network
-from shared.constraints import Choice, Count, Fraction, Size
+from shared.constraints import Choice, Count, Fraction, Length, Size, Width
 from shared.data.text import check_sentences, extend_vocabulary, strings
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
@@ -65,14 +65,14 @@ class NlpSentimentConfig(TaskConfig):
     vocabulary_size: Count = 20000  # covers SST-2's 15k words; rarer words become [UNK]
     # word counts settle long before 200k texts, and SST-2 (67k) and IMDB (25k) are still counted whole
     vocabulary_sample: Count = 200_000  # training texts the vocabulary is counted on (a seeded sample of more)
-    sequence_length: Count = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
-    embedding_dim: Count = 128  # enough for 20k words trained from scratch; with `embeddings`, the file's size
+    sequence_length: Length = 64  # tokens kept per text: SST-2 sentences are < 60; raise for IMDB (~300)
+    embedding_dim: Width = 128  # enough for 20k words trained from scratch; with `embeddings`, the file's size
     # pretrained vectors carry what 67k phrases cannot teach about rare words; none keeps the run offline
     embeddings: str = "none"  # a GloVe .txt or word2vec/fastText .vec file (or .gz) to start embeddings from
     # test sentences hold words training never saw (6% of SST-2 dev's tokens): with their vectors they are not [UNK]
     embeddings_words: Size = 100_000  # the vector file's most frequent words added to the vocabulary (0: none)
-    units: Count = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
-    filters: Count = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
+    units: Width = 64  # recurrent units per direction (Transformer: feed-forward width is 2x embedding_dim)
+    filters: Width = 100  # cnn: feature maps per convolution width, Kim (2014)'s 100
     widths: tuple = (3, 4, 5)  # cnn: convolution widths in tokens, Kim (2014)'s n-gram sizes
     layers: Count = 1  # stacked recurrent layers or Transformer blocks; 1 suffices for sentences
     heads: Count = 4  # Transformer attention heads (embedding_dim must divide by it)
@@ -149,13 +149,27 @@ def _generated_reviews(count, seed):
 
 
 def _clean(texts, labels, source):
-    """Drops rows whose text is empty (with a warning naming the source); returns str texts, labels."""
+    """Drops rows whose text is empty (see `_drop_empty`); returns str texts, labels."""
     texts = np.array([text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text) for text in texts],
                      dtype=object)
     empty = np.array([not text.strip() for text in texts], dtype=bool)
-    if empty.any():
-        warnings.warn(f"{source}: dropped {int(empty.sum())} row(s) with empty text.", stacklevel=2)
+    _drop_empty(source, int(empty.sum()), int((~empty).sum()))
     return texts[~empty], labels[~empty]
+
+
+def _drop_empty(source, dropped, kept):
+    """Warns that `dropped` rows of `source` had an empty text and were left out.
+
+    Raises:
+        ValueError: no row is left: every text is empty, or there is no row (the label check would otherwise
+            report no classes).
+    """
+    if dropped and not kept:
+        raise ValueError(f"{source}: every text is empty ({dropped} row(s)); fill the text column.")
+    if not kept:
+        raise ValueError(f"{source} has no rows; expected a header row, then one row per example.")
+    if dropped:
+        warnings.warn(f"{source}: dropped {dropped} row(s) with empty text.", stacklevel=3)
 
 
 def _encode_labels(splits, source):
@@ -222,11 +236,10 @@ def _table_examples(files, columns, source):
     scans, raw = {}, {}
     for split, path in files.items():
         scans[split] = text_files.scan_table(path, columns, keep=("label",))
-        if scans[split].dropped:
-            warnings.warn(f"{path}: dropped {scans[split].dropped} row(s) with empty text.", stacklevel=3)
         if split != "train" and not len(scans[split].offsets):
             raise ValueError(f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
                              "remove the file (the split is then carved from training).")
+        _drop_empty(f"'{path}'", scans[split].dropped, len(scans[split].offsets))
         raw[split] = (scans[split].offsets, scans[split].values["label"])
     encoded, class_names = _encode_labels(raw, source)
     found = {}
@@ -273,8 +286,7 @@ def _class_folders(folder):
         paths.append(path)
         labels.append(int(label))
         total += len(content)
-    if empty:
-        warnings.warn(f"{folder}: dropped {empty} row(s) with empty text.", stacklevel=3)
+    _drop_empty(folder, empty, len(paths))
     pool = examples.Examples(np.asarray(paths, dtype=str), np.asarray(labels, dtype="int64"),
                              decode=text_files.file_step(), element_bytes=total // max(1, len(paths)) + 48,
                              origin="text files")

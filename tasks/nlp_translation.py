@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared.constraints import Choice, Count, Fraction, Length, NonNegative, Size, Width
 from tasks import register
 from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
@@ -51,9 +51,9 @@ class NlpTranslationConfig(TaskConfig):
     vocabulary_size: Count = 15000  # per language, the keras-io recipe's size for the Anki data
     # word counts settle long before 200k sentences, and the Anki set (119k pairs) is still counted whole
     vocabulary_sample: Count = 200_000  # sentences each vocabulary is counted on (a seeded sample of more)
-    sequence_length: Count = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
-    embedding_dim: Count = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
-    dense_dim: Count = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
+    sequence_length: Length = 20  # tokens per sentence (source and target); Anki sentences rarely exceed it
+    embedding_dim: Width = 128  # keras-io uses 256; 128 trains twice as fast on a CPU for a small BLEU cost
+    dense_dim: Width = 512  # feed-forward width, 4x embedding_dim as in the original Transformer
     heads: Count = 4  # attention heads; embedding_dim must divide by it
     layers: Count = 1  # encoder and decoder blocks each; one suffices for short sentences
     dropout: Fraction = 0.2  # keras-io uses 0.5 with a wider model; 0.2 suits 128 dimensions

@@ -48,7 +48,7 @@ import warnings
 import numpy as np
 
 from shared import inputs as raw_inputs
-from shared.constraints import Choice, Count, Fraction, Size
+from shared.constraints import Choice, Count, Fraction, Size, Width
 from tasks import register
 from tasks.base import Splits, Task, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
@@ -77,12 +77,12 @@ class PredictiveMaintenanceConfig(DetectionConfig):
     rul_cap: Count = 125  # early life shows no wear, so RUL is flat-capped there (the literature's 125 cycles)
     failure_horizon: Size = 30  # classification without target_column: positive when RUL <= this many cycles
     model: Choice(*MODELS) = "cnn"  # ~5x faster than lstm, and better on rows (AI4I); lstm (+ noise 0.2) wins on FD001 windows, or gru
-    filters: Count = 32  # CNN filters per convolution
+    filters: Width = 32  # CNN filters per convolution
     kernel_size: Count = 5  # CNN kernel in cycles: short enough to track local trends
     conv_layers: Count = 3  # CNN depth; 3 layers of kernel 5 see 13 cycles
-    recurrent_units: Count = 64  # LSTM/GRU width
+    recurrent_units: Width = 64  # LSTM/GRU width
     recurrent_layers: Count = 2  # stacked recurrent layers
-    dense_units: Count = 64  # the head's hidden layer
+    dense_units: Width = 64  # the head's hidden layer
     dropout: Fraction = 0.2  # before the head: 100 training engines are easy to memorise
     # the detection settings (class_weight, focal_gamma, oversample, costs, targets) apply to classification
     cost_false_negative: float = 10.0  # a missed failure means unplanned downtime: ~10 needless inspections
@@ -553,6 +553,14 @@ def _with_targets(pool, config, source):
             raise ValueError(f"{source}: column '{column}' has empty values; every row needs a {column}.")
     if time:
         pool[time] = numeric_values(pool[time], time, source)
+    if unit and time:
+        repeated = pool.duplicated([unit, time], keep="last")
+        if repeated.any():  # a re-logged reading supersedes the earlier one, as a re-rating does in recommendation
+            row = int(np.flatnonzero(repeated)[0])  # by column: a row of mixed types would be all floats
+            warnings.warn(f"{source}: {int(repeated.sum())} row(s) repeat a ({unit}, {time}) pair, e.g. {unit} "
+                          f"{pool[unit].iloc[row]} at {time} {pool[time].iloc[row]:g}; keeping the last row of each "
+                          "pair.", stacklevel=3)
+            pool = pool[~repeated]
     if config.target_column:
         if config.mode == "classification":
             pool["_target"] = binary_target(pool[config.target_column], config.target_column, source)

@@ -20,7 +20,8 @@ import numpy as np
 
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared import constraints
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
@@ -29,11 +30,11 @@ FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 @dataclasses.dataclass
 class VisionClassificationConfig(TaskConfig):
-    image_size: Size = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
+    image_size: Side = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
     channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
     backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
-    base_filters: Count = 32  # width of the first stage; doubles at every later stage
+    base_filters: BaseWidth = 32  # width of the first stage; doubles at every later stage
     stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
     blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
     dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data
@@ -48,6 +49,19 @@ class VisionClassificationConfig(TaskConfig):
     top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # capacity against overfitting on small image sets
         dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
+
+    def check(self):
+        """Raises:
+            ValueError: also when the ResNet's feature maps at image_size would not fit in memory.
+        """
+        super().check()
+        if self.image_size and self.backbone == "resnet":
+            # a residual block keeps about 10 maps (two convolutions, normalisations and activations, the sum),
+            # the stem 3 more
+            constraints.fits_memory(
+                constraints.pyramid_bytes(self.batch_size, self.image_size, self.base_filters,
+                                          3 + 10 * self.blocks_per_stage, self.stages),
+                f"image_size={self.image_size} with batch_size={self.batch_size} and base_filters={self.base_filters}")
 
 
 def _array_examples(images, labels, config):
@@ -260,7 +274,12 @@ def _resnet(inputs, config, regularizer):
             x = keras.layers.Activation("relu")(norm()(conv(filters, strides)(x)))
             x = norm()(conv(filters)(x))
             if strides != 1 or shortcut.shape[-1] != filters:
-                shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+                if strides != 1:
+                    # Subsampling, then a unit-stride 1x1 convolution: the function of a strided 1x1 convolution,
+                    # whose weight gradient in TensorFlow's oneDNN CPU kernels writes past its buffer for fewer
+                    # than 16 input channels (base_filters=8 on 64 px images: a segfault; oneDNN issue 6035).
+                    shortcut = keras.layers.MaxPooling2D(1, strides=strides)(shortcut)
+                shortcut = keras.layers.Conv2D(filters, 1, use_bias=False)(shortcut)
                 shortcut = norm()(shortcut)
             x = keras.layers.Activation("relu")(keras.layers.Add()([x, shortcut]))
     return keras.layers.GlobalAveragePooling2D()(x)

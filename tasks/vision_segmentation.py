@@ -31,7 +31,8 @@ import numpy as np
 
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size
+from shared import constraints
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
 from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
@@ -53,8 +54,8 @@ class VisionSegmentationConfig(TaskConfig):
     batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: Size = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
-    tile_size: Size = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
+    image_size: ResizedSide = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
+    tile_size: Side = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
     crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
     split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
     num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
@@ -62,7 +63,7 @@ class VisionSegmentationConfig(TaskConfig):
     encoder: Choice(*ENCODERS) = "unet"  # unet trains from scratch on a CPU; mobilenetv2 is the pretrained-encoder variant
     encoder_weights: str = "none"  # none or imagenet (downloads once) for the mobilenetv2 encoder
     depth: Count = 3  # U-Net down-sampling steps; each doubles the receptive field (3 suits 64-128 px inputs)
-    base_filters: Count = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
+    base_filters: BaseWidth = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
     dropout: Fraction = 0.1  # at the bottleneck only, where features are most abstract and overfit first
     dice_weight: NonNegative = 1.0  # loss = cross-entropy + dice_weight * (1 - soft Dice): Dice counters small classes
     flip: bool = True  # random mirrors of image and mask together; most scenes have no preferred side
@@ -81,9 +82,17 @@ class VisionSegmentationConfig(TaskConfig):
 
     def check(self):
         """Raises:
-            ValueError: also when tile_size is no multiple of the model's stride, before any file is read.
+            ValueError: also when tile_size is no multiple of the model's stride, or when the U-Net's feature maps at
+                tile_size (else image_size) would not fit in memory, before any file is read.
         """
         super().check()
+        side = self.tile_size or self.image_size
+        if side and self.encoder == "unet":
+            # a level keeps about 14 maps: two convolutions, normalisations and activations on the way down, as
+            # many on the way up, and the skip concatenation
+            needed = constraints.pyramid_bytes(self.batch_size, side, self.base_filters, 14, self.depth + 1)
+            constraints.fits_memory(needed, f"a {side} px side with batch_size={self.batch_size} and "
+                                            f"base_filters={self.base_filters}")
         stride = _stride({"encoder": self.encoder, "depth": self.depth})
         if self.tile_size % stride:
             raise ValueError(f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "

@@ -1,8 +1,10 @@
-"""Every row of docs/bad_inputs.md: exit code 2, one named line on stderr, no traceback, no run left behind."""
+"""Every row of docs/bad_inputs.md: exit code 2, one named line on stderr, no traceback, no run left behind; or, in
+its last table, a registered model and a one-line warning."""
 
 import pathlib
 import re
 import shlex
+import warnings
 
 import mlflow
 import numpy as np
@@ -13,8 +15,15 @@ from pipelines import cli
 from shared import images
 
 TABLE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
-ROWS = [tuple(cell.strip().strip("`") for cell in line.strip("|").split("|"))
-        for line in TABLE.read_text().splitlines() if re.match(r"\| [a-z_ ]+ \| `", line)]
+ERRORS, WARNINGS = TABLE.read_text().split("## Inputs that train with a warning")
+
+
+def rows(text):
+    return [tuple(cell.strip().strip("`") for cell in line.strip("|").split("|"))
+            for line in text.splitlines() if re.match(r"\| [a-z_ ]+ \| `", line)]
+
+
+ROWS, WARNING_ROWS = rows(ERRORS), rows(WARNINGS)
 
 
 def write(path, content):
@@ -47,14 +56,23 @@ def bad_files(tmp_path_factory):
     write(root / "extra_field.csv", "text,label\nfine,good\nbad, really,poor\n" + "more text,good\n" * 20)
     write(root / "latin1_reviews.csv", "text,label\nfine,good\ncaf\xe9 cr\xe8me,poor\n".encode("latin-1"))
     write(root / "latin1_pairs.tsv", b"hello\thola\ncaf\xe9\tcaf\xe9\n")
-    soundfile.write(_parent(root / "one_clip" / "yes" / "0.wav"), np.sin(np.arange(8000) * 0.2).astype("float32"),
-                    8000)
+    for clip in ("one_clip/yes", "two_clips/yes", "two_clips/no"):
+        soundfile.write(_parent(root / clip / "0.wav"), np.sin(np.arange(8000) * 0.2).astype("float32"), 8000)
     write(root / "no_target.csv", "amount,merchant\n" + "".join(f"{index},shop\n" for index in range(20)))
     write(root / "legit_only.csv", "amount,label\n" + "".join(f"{index},0\n" for index in range(20)))
     write(root / "text_sensor.csv", "unit,cycle,temperature\n1,1,20\n1,2,hot\n" + "".join(
         f"{unit},{cycle},{20 + cycle}\n" for unit in range(2, 9) for cycle in range(1, 4)))
     write(root / "one_unit.csv", "unit,cycle,temperature\n" + "".join(f"1,{cycle},20\n" for cycle in range(1, 40)))
     write(root / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,1\n1,11,9.0,2\n2,10,3.0,3\n")
+    images.save_png(np.zeros((8, 8, 1)), _parent(root / "one_class" / "cat" / "0.png"))
+    write(root / "empty_texts.csv", "text,label\n" + "".join(f" ,{index % 2}\n" for index in range(20)))
+    write(root / "rated_everything.csv", "userId,movieId,rating\n" + "".join(f"1,{item},4.0\n" for item in range(30)))
+    generator = np.random.default_rng(0)
+    write(root / "repeated_column.csv", "amount,amount,Class\n" + "".join(
+        f"{amount:.2f},{generator.normal():.2f},{int(amount > 80)}\n" for amount in generator.uniform(0, 100, 300)))
+    write(root / "repeated_cycles.csv", "unit,cycle,temperature\n" + "".join(
+        f"{unit},{cycle},{20 + cycle + generator.normal():.2f}\n" for unit in range(1, 13) for cycle in range(1, 16))
+        + "2,3,99\n2,4,98\n")
     return root
 
 
@@ -87,6 +105,17 @@ def test_bad_input_gives_one_named_line_and_leaves_no_run(task, command, expecte
     assert "Traceback" not in error[0]
     runs = store.search_runs([experiment.experiment_id for experiment in store.search_experiments()])
     assert {run.info.run_id for run in runs} == before, "a bad input created an MLflow run"
+
+
+@pytest.mark.parametrize("task, command, expected", WARNING_ROWS, ids=[row[1] for row in WARNING_ROWS])
+def test_odd_input_trains_with_one_named_warning(task, command, expected, bad_files, store, capsys):
+    arguments = [argument.replace("BAD", str(bad_files)) for argument in shlex.split(command)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(arguments) == 0
+    assert any(expected.replace("BAD", str(bad_files)) in str(warning.message) for warning in caught), \
+        [str(warning.message) for warning in caught]
+    assert f"model models:/{task}/" in capsys.readouterr().err
 
 
 def test_the_table_covers_every_task_and_command():

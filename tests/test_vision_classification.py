@@ -397,3 +397,30 @@ def test_applications_backbones_take_small_grayscale_images_and_local_weights(ba
     with pytest.raises(ValueError, match="could not be loaded"):
         task.build_model(config.resolve(task, assignments=[f"backbone={backbone}",
                                                            f"backbone_weights={tmp_path / 'nope.h5'}"]), info)
+
+
+ONEDNN_CRASH = """
+import keras, numpy as np
+from types import SimpleNamespace
+from tasks.vision_classification import _resnet
+inputs = keras.Input((64, 64, 3))
+features = _resnet(inputs, SimpleNamespace(base_filters=8, stages=3, blocks_per_stage=1), None)
+model = keras.Model(inputs, keras.layers.Dense(4)(features))
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(np.random.rand(8, 64, 64, 3).astype("float32"), np.arange(8) % 4, batch_size=8, verbose=0)
+print("trained")
+"""
+
+
+def test_the_resnet_trains_at_widths_where_onednn_crashed():
+    """base_filters=8 on 64 px images: a strided 1x1 shortcut convolution's weight gradient (8 channels in, 16 out)
+    made oneDNN write past its buffer (SIGSEGV or `free(): invalid size`, every time; the bare op reproduces it:
+    `tf.raw_ops.Conv2DBackpropFilter` of a (1, 64, 64, 8) input, 1x1x8x16 filter, strides 2, SAME). A native crash
+    kills the process, so the model trains in a subprocess."""
+    import pathlib
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", ONEDNN_CRASH], cwd=pathlib.Path(__file__).resolve().parents[1],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0 and "trained" in completed.stdout, (completed.returncode, completed.stderr[-2000:])

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import sys
+import warnings
 
 import numpy as np
 
@@ -142,6 +143,51 @@ def is_tab(path):
     return str(path).lower().endswith((".tsv", ".tab"))
 
 
+def first_columns(header, path):
+    """The positions of the columns a reader keeps: the first of each name the header repeats.
+
+    pandas renames a repeated `amount` to `amount.1`, which would then train as a column of its own, so the
+    repeats are dropped with a one-line warning naming them.
+
+    Args:
+        header (list[str]): the column names as the file writes them.
+        path (str): the file, named in the warning.
+
+    Returns:
+        list[int]: the position of each name's first column, in file order.
+    """
+    first = {}
+    for position, name in enumerate(header):
+        first.setdefault(name, position)
+    repeated = sorted({str(name) for position, name in enumerate(header) if first[name] != position})
+    if repeated:
+        warnings.warn(f"'{path}' repeats column(s) {', '.join(map(repr, repeated))} in its header; keeping the first "
+                      "of each and ignoring the repeats.", stacklevel=3)
+    return sorted(first.values())
+
+
+def read_csv(source, path, **options):
+    """`pandas.read_csv` with the repeats of a column name dropped (see `first_columns`).
+
+    Args:
+        source (str | io.StringIO): the file, or its text (read from the start).
+        path (str): the file, named in the warning.
+        **options: for `pandas.read_csv` (`sep`, `dtype`, `quoting`...).
+
+    Returns:
+        pandas.DataFrame
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(source, **options)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    header = pd.read_csv(source, **{**options, "header": None, "nrows": 1, "dtype": str, "keep_default_na": False})
+    if header.shape[1] != frame.shape[1]:  # a header shorter than its rows: pandas took the first columns as an index
+        return frame
+    return frame.iloc[:, first_columns(header.iloc[0].tolist(), path)]
+
+
 def find_column(found, role, accepted, path, hint=None):
     """The first of a role's accepted column names that the file has.
 
@@ -211,8 +257,8 @@ def read_text_columns(path, columns, hint=None):
     text = read_text(path)
     tab = is_tab(path)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep="\t" if tab else ",", dtype=str, keep_default_na=False,
-                            quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+        frame = read_csv(io.StringIO(text), path, sep="\t" if tab else ",", dtype=str, keep_default_na=False,
+                         quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: {str(error).strip()}.") from None
     return {role: frame[find_column(list(frame.columns), role, accepted, path, hint)].to_numpy(dtype=object)
@@ -241,7 +287,7 @@ def read_table(path, required=(), hint=""):
         if str(path).lower().endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if str(path).lower().endswith(".tsv") else ",")
+            frame = read_csv(path, path, sep="\t" if str(path).lower().endswith(".tsv") else ",")
     except (OSError, ValueError, ImportError, pd.errors.ParserError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"cannot read '{path}' as a CSV/Parquet table: {first_line[:200]}.") from None

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from shared.data.sources import find_column, is_tab, not_utf8
+from shared.data.sources import find_column, first_columns, is_tab, not_utf8
 
 DECODE_BATCH = 256  # offsets read per Python call: the call's overhead is paid once per batch
 BOM = b"\xef\xbb\xbf"
@@ -104,6 +104,7 @@ def scan_table(path, columns, keep=(), hint=None):
             if header is None:
                 raise ValueError(f"'{path}' is empty; expected a header row naming the columns, then one row "
                                  "per example.")
+            first_columns(header, path)  # warns of repeated names; `index` below takes the first of each
             positions = {role: header.index(find_column(header, role, accepted, path, hint))
                          for role, accepted in columns.items()}
             while True:

@@ -38,7 +38,7 @@ import os
 
 import numpy as np
 
-from shared.constraints import Choice, Count, Fraction, NonNegative, Size, Widths
+from shared.constraints import Choice, Count, Fraction, NonNegative, Size, Width, Widths
 from tasks import register
 from tasks.base import Task, TaskConfig, search_space
 from tasks.recommendation import encoding, model as models, ranking, readers, scoring
@@ -59,7 +59,7 @@ class RecommendationConfig(TaskConfig):
     weight_decay: float = 0.0  # off: `l2` already penalises the embedding tables, and decay would shrink the biases too
     early_stopping_patience: int = 3  # validation loss turns up quickly once embeddings memorise
     model: Choice(*MODELS) = "auto"  # auto: mf for explicit ratings, two_tower for implicit; or mf | neural | two_tower
-    embedding_dim: Count = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
+    embedding_dim: Width = 32  # latent factors; MovieLens-sized data gains little beyond 32-64
     l2: NonNegative = 1e-4  # L2 on whole embedding tables (keras-io recipe): rarely seen rows shrink the most
     hidden_units: Widths = (64, 32)  # the neural model's MLP over concatenated user and item embeddings
     dropout: Fraction = 0.1  # on embeddings in the neural model and the retrieval tower: users' tastes are noisy

@@ -35,7 +35,7 @@ def read_ratings(path, config):
     """
     import pandas as pd
 
-    from shared.data.sources import require_columns
+    from shared.data.sources import read_csv, require_columns
     from shared.data.tabular import numeric_values
 
     name = os.path.basename(path)
@@ -45,7 +45,7 @@ def read_ratings(path, config):
             frame = pd.read_csv(path, sep="\t" if name.endswith(".data") else "::", engine="python", header=None,
                                 names=["user", "item", "rating", "timestamp"], dtype=str)
         else:
-            frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=str)
+            frame = read_csv(path, path, sep="\t" if name.endswith(".tsv") else ",", dtype=str)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"cannot read ratings file '{path}': {first_line[:200]}.") from None

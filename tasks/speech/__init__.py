@@ -27,10 +27,11 @@ import dataclasses
 import logging
 import os
 import re
+from typing import Annotated
 
 import numpy as np
 
-from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Size
+from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Positive, Range, Size
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 from tasks.speech import sources
@@ -41,12 +42,16 @@ from tasks.speech.features import (FEATURES, band_statistics, clip_features, fea
 
 logger = logging.getLogger(__name__)
 
+# Telephone speech's 8 kHz is the least rate that holds a voice's formants; above a studio's 48 kHz only the
+# frames and their memory grow.
+SampleRate = Annotated[int, Range(8000, 48000)]
+
 
 @dataclasses.dataclass
 class SpeechConfig(TaskConfig):
     epochs: int = 25  # the embedded words are learned in ~15; the FSDD benchmark uses 20
     label_smoothing: float = 0.1  # few, similar-sounding classes: softened targets calibrate better
-    sample_rate: Count = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
+    sample_rate: SampleRate = 16000  # the speech standard (speech_commands); 8000 is enough for digits (FSDD)
     duration: Positive = 1.0  # seconds after centre pad/crop: one word fits in a second
     trim_db: NonNegative = 30.0  # drop leading/trailing audio this far below the peak so words are centred (0 = off)
     features: Choice(*FEATURES) = "logmel"  # log-mel spectrograms, or MFCCs (their cosine transform)
@@ -70,7 +75,7 @@ class SpeechConfig(TaskConfig):
     time_mask_ms: NonNegative = 80.0  # max width of each time mask (a short syllable)
     frequency_masks: Size = 2  # SpecAugment frequency masks per example
     frequency_mask_bins: Size = 5  # max bands per frequency mask (1/8 of 40 mel bands)
-    base_filters: Count = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
+    base_filters: BaseWidth = 16  # width of the first block; doubles per block (16-32-64-128 is ~100k parameters)
     blocks: Count = 4  # conv blocks, each halving time and frequency: 100x40 frames -> 6x2
     separable: bool = False  # depthwise-separable convolutions: ~5x fewer multiply-adds for small devices
     dropout: Fraction = 0.3  # before the classifier: small speech sets overfit to their speakers
@@ -80,7 +85,16 @@ class SpeechConfig(TaskConfig):
         dropout=["float", 0.1, 0.5], base_filters=["choice", 8, 16, 32])
 
     def check(self):
+        """Raises:
+            ValueError: also for a frequency range outside the sample rate's, an analysis window under 8 samples or
+                longer than the clip, a bad noise range or filename pattern.
+        """
         super().check()
+        # 8 samples give a 5-bin spectrum, the least a mel filterbank spreads over; a clip needs one whole window
+        if self.sample_rate * self.window_ms / 1000 < 8 or self.window_ms > 1000 * self.duration:
+            raise ValueError(f"window_ms={self.window_ms:g} must span at least 8 samples at sample_rate="
+                             f"{self.sample_rate} ({8000 / self.sample_rate:g} ms) and at most duration="
+                             f"{self.duration:g} s.")
         fmax = self.fmax or self.sample_rate / 2
         if not self.fmin < fmax <= self.sample_rate / 2:
             raise ValueError(f"need fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2:g} Hz; got "
