@@ -42,6 +42,13 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
     for user, item in zip(encoded_users, encoded_items):
         if user and item:
             seen[user].append(item)
+    unrated = len(items) - np.array([len(set(row)) for row in seen[1:]], dtype="int64")
+    short = np.flatnonzero(unrated < config.top_k)
+    if not fitted and short.size:  # their evaluation and predict lists would hold fewer than top_k items
+        user = short[np.argmin(unrated[short])]
+        raise ValueError(f"{config.data}: {short.size} user(s) leave fewer than top_k={config.top_k} of the "
+                         f"{len(items)} training items unrated to recommend, e.g. user '{users[user]}' "
+                         f"({unrated[user]} left); lower top_k or remove those users' rows.")
     model = config.model
     if model == "auto":
         model = "mf" if explicit else "two_tower"
