@@ -10,7 +10,7 @@ checkpoint are scored on dev through the logged model's predictor, so one run gi
 minutes of training. The keras-io "text classification from scratch" recipe reaches 0.814 dev accuracy
 in 298 s of training on the same 2-core CPU.
 
-By default the run starts from pretrained GloVe 6B 100-d vectors with the README's best settings
+By default the run starts from pretrained GloVe 6B 100-d vectors with the best settings in docs/benchmarks.md
 (`VECTOR_SETTINGS`: dev 0.850 +- 0.004 over seeds 0-2 in about 4 minutes of training); the vectors are
 fetched once by benchmarks/word_vectors.py into ~/.cache/keras-pipelines. `--vectors none` trains from
 scratch (`SETTINGS`, an ensemble of four Kim-style CNNs: dev 0.828 +- 0.008), `--vectors FILE` starts

@@ -8,7 +8,7 @@ keras-io Oxford-pets U-Net recipe: pixel accuracy 0.80, mean IoU 0.40). Masks ar
 shifts and photometric jitter; evaluation runs on the whole 512 px test images.
 Targets: pixel accuracy >= 0.94 and mean IoU >= 0.80 within 15 minutes on 2 cores.
 Predictions see a 16 px mirrored border (`context`) and average the 8 flips and turns (`tta`); 40
-epochs fit the 15 minutes. README's benchmark table holds the figures (`--seeds 0,1,2`).
+epochs fit the 15 minutes. docs/benchmarks.md's table holds the figures (`--seeds 0,1,2`).
 Usage: `python benchmarks/vision_segmentation.py [--set key=value ...]`. Progress goes to stderr;
 the last stdout line is one JSON object.
 """

@@ -151,7 +151,8 @@ def parser():
     _config_options(running)
     running.add_argument("--preset", metavar="NAME",
                          help=f"a named budget: {', '.join(portfolio.PRESETS)} (fast: the config alone; the others try "
-                              "the task's portfolio of configurations and keep validation's choice; see the README)")
+                              "the task's portfolio of configurations and keep validation's choice; see "
+                              "docs/sweeps_and_scaling.md)")
     _promote_option(running)
     running.add_argument("--resume", action="store_true",
                          help="continue an interrupted run with the same settings from its last completed epoch, "

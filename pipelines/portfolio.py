@@ -23,8 +23,9 @@ import numpy as np
 from pipelines import config as config_module
 from shared import baselines
 
-# Presets: named budgets, documented in the README. fast is today's single run; balanced tries the portfolio in
-# about the time the benchmark figures need on the shared sets; best also averages the three best candidates.
+# Presets: named budgets, documented in docs/sweeps_and_scaling.md. fast is today's single run; balanced tries the
+# portfolio in about the time the benchmark figures need on the shared sets; best also averages the three best
+# candidates.
 PRESETS = {
     "fast": {"budget_minutes": 0.0},
     "balanced": {"budget_minutes": 10.0},

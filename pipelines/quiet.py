@@ -30,7 +30,7 @@ NATIVE_NOISE = re.compile(
 PYTHON_NOISE = re.compile(
     r"(\x1b\[\d+(;\d+)*m)?(Add type hints to the `predict` method"  # our predict takes several raw-input types
     r"|Any type hint is inferred as AnyType"
-    r"|Passing a Python object as `python_model` causes it to be serialized using CloudPickle"  # see README Security
+    r"|Passing a Python object as `python_model` causes it to be serialized using CloudPickle"  # docs/serving.md
     r"|In the future `np.object` will be defined"  # Keras' own tf2onnx patch probing numpy
     r"|\d+ out of the last \d+ calls to .* triggered tf.function retracing)")  # a portfolio builds several models
 RAW_ENV = "PIPELINES_RAW_STDERR"  # set to 1 to see every line TensorFlow and MLflow write

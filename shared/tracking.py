@@ -783,7 +783,7 @@ def promote(task, run_id, version, value, data_source, policy="if-better", refus
     folder = store_folder()
     folder.mkdir(parents=True, exist_ok=True)
     # Two runs finishing at once would both read the old champion and the slower writer would win,
-    # even with the worse figure; the lock orders them (processes of one machine; see the README).
+    # even with the worse figure; the lock orders them (processes of one machine; see docs/evaluation.md).
     client = mlflow.MlflowClient()
     digest = client.get_run(run_id).data.tags.get("test_set_digest")
     with _exclusive(folder / f"{task.name}.champion.lock"):

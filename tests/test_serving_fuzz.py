@@ -12,7 +12,7 @@ from pipelines import cli
 
 REQUESTS = 500  # per model: every kind of request some 20 times (the heavy kinds 3 times)
 # The server's processes together (the `mlflow models serve` parent, the uvicorn worker holding
-# TensorFlow and the model, and what the requests cost): measured 1.4-1.8 GB, see the README.
+# TensorFlow and the model, and what the requests cost): measured 1.4-1.8 GB, see docs/serving.md.
 PEAK_RSS_MB = 2500
 trained = set()
 
