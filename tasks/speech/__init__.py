@@ -63,7 +63,7 @@ class SpeechConfig(TaskConfig):
     fmin: NonNegative = 20.0  # below any voice's pitch; drops hum and DC
     fmax: NonNegative = 0.0  # 0 means the Nyquist frequency (half of sample_rate)
     filename_pattern: str = ""  # regex on file names with a `label` group (and `speaker`/`group`) for flat folders
-    split: Choice("random", "group") = "random"  # group group keeps every speaker in a single split (measures new voices)
+    split: Choice("random", "group") = "random"  # group keeps every speaker in a single split (measures new voices)
     test_groups: str = ""  # comma-separated speakers/groups held out as the test split (empty: carved)
     validation_groups: str = ""  # comma-separated speakers/groups held out for validation (empty: carved)
     augment_copies: Size = 2  # perturbed copies of each training clip, computed once (waveform changes)
