@@ -434,11 +434,20 @@ def log_model(task, model, info, input_example, python_model, register=True):
 
 
 def _pip_requirements():
-    """What a logged model's environment installs: a checkout's pinned requirements.txt; for an installed copy,
-    the installed versions of the libraries it depends on (None, letting MLflow infer them, if its metadata is
-    missing)."""
+    """What a logged model's environment installs: the runtime libraries `keras-pipelines` declares (not the test
+    and lint tools), at the versions a checkout's requirements.txt pins, else at the installed versions (None,
+    letting MLflow infer them, when an installed copy's metadata is missing).
+
+    Returns:
+        list[str] | None: `name==version` lines.
+    """
     if CHECKOUT:
-        return str(ROOT / "requirements.txt")
+        import tomllib
+
+        declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+        runtime = {_project_name(requirement) for requirement in declared}
+        lines = (line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines())
+        return [line for line in lines if line and _project_name(line) in runtime]
     from importlib import metadata
 
     try:
@@ -449,10 +458,14 @@ def _pip_requirements():
     for requirement in declared:
         if "extra ==" in requirement:  # optional extras (the test tools) are not needed to serve
             continue
-        name = re.match(r"[A-Za-z0-9._-]+", requirement).group()
         with contextlib.suppress(metadata.PackageNotFoundError):
-            pins.append(f"{name}=={metadata.version(name)}")
+            pins.append(f"{_project_name(requirement)}=={metadata.version(_project_name(requirement))}")
     return pins
+
+
+def _project_name(requirement):
+    """The normalised project name a requirement line starts with (`PyYAML>=6` -> `pyyaml`)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group()).lower()
 
 
 def register(model_uri, name):
