@@ -7,15 +7,11 @@ noise-only operating settings dropped here) with sensor noise augmentation. Targ
 AI4I 2020 (classification): machine failure from one row of process readings (failure-type flags and ids
 dropped because they leak or identify), stratified 70/15/15 split; reports PR-AUC.
 
-Usage: `python benchmarks/predictive_maintenance.py [--set key=value ...]` (extra settings apply to both
+Usage: `python -m benchmarks.predictive_maintenance [--set key=value ...]` (extra settings apply to both
 runs). Progress goes to stderr; the last stdout line is one JSON object (benchmarks/common.py).
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 CMAPSS = common.DATA / "cmapss_fd001"
 AI4I = common.DATA / "ai4i2020" / "ai4i2020.csv"

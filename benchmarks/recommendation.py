@@ -8,15 +8,11 @@ Two runs, one per target protocol of the issue:
              scored the same way (the task logs it beside the model).
 Reference: the keras-io collaborative-filtering recipe reaches RMSE 0.851 but HitRate@10 0.034 (popularity 0.041).
 
-Usage: `python benchmarks/recommendation.py [--set k=v ...]` (applies to both runs).
+Usage: `python -m benchmarks.recommendation [--set k=v ...]` (applies to both runs).
 Progress goes to stderr; the last stdout line is one JSON object (benchmarks/common.py).
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.DATA / "movielens_latest_small"
 # Chosen on the validation split only (best validation RMSE 0.835 among l2 1e-5..2e-4, learning rates

