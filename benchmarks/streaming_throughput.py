@@ -120,7 +120,8 @@ def main():
         seconds += sum(row["train_seconds"] for row in new)
         examples += sum(row["examples_per_second"] * row["train_seconds"] for row in new)
     shutil.rmtree(scratch)
-    print(json.dumps({"task": ",".join(RUNS[name][0] for name in options.data.split(",")), "data": options.data, "metrics": metrics, "train_seconds": round(seconds, 1),
+    print(json.dumps({"task": ",".join(RUNS[name][0] for name in options.data.split(",")), "data": options.data,
+                      "metrics": metrics, "train_seconds": round(seconds, 1),
                       "examples_per_second": round(examples / seconds, 1), "epochs": options.epochs,
                       "per_dataset": report}))
 

@@ -22,7 +22,9 @@ SETTINGS = ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "se
 
 
 def main():
-    common.run_and_report("vision_segmentation", DATA, SETTINGS, ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane", "dice_cell"),
+    common.run_and_report("vision_segmentation", DATA, SETTINGS,
+                          ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane",
+                           "dice_cell"),
                           description=__doc__.splitlines()[0])
 
 

@@ -12,8 +12,8 @@ import pytest
 
 import tasks
 from pipelines import cli
-from shared import tracking
 from pipelines.serving_fuzz import free_port, raw_input
+from shared import tracking
 from tests.conftest import background_server
 
 

@@ -18,8 +18,7 @@ from pipelines import cli, config, runner
 from shared import augmentation, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
-from tasks.speech import cache, generated
-from tasks.speech import features as speech_features
+from tasks.speech import cache, features as speech_features, generated
 from tests.conftest import shared_data
 
 TASK = "speech"

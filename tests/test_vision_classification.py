@@ -312,7 +312,8 @@ def test_cache_plan_keeps_in_memory_only_what_fits():
     assert examples.cache_plan("memory", [plain], budget_mb=5) == ["none"]  # arrays already are the data
 
 
-@pytest.mark.slow  # a full run for one cache mode: 35 s of the 10-minute default budget; cache_plan's choices are tested above
+# a full run for one cache mode: 35 s of the 10-minute default budget; cache_plan's choices are tested above
+@pytest.mark.slow
 def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
     folder = tmp_path / "images"
     for name, value in (("dark", 0.2), ("bright", 0.8)):
