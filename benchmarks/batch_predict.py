@@ -8,7 +8,7 @@ Each way is timed --repeats times; the median counts. Target: the batch path is 
 per input. It generates its own data, so it needs no ../shared/data folder.
 
 Prints progress to stderr and one JSON line on stdout:
-    python benchmarks/batch_predict.py [--images 1000] [--batch-size 64] [--repeats 3]
+    python -m benchmarks.batch_predict [--images 1000] [--batch-size 64] [--repeats 3]
 """
 
 import argparse
@@ -19,8 +19,6 @@ import statistics
 import sys
 import tempfile
 import time
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 TEAM_DATA = False  # the images are generated from the embedded digits
 TARGET_SPEEDUP = 5.0

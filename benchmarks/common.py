@@ -127,7 +127,6 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
                      "beside the repo)")
     if backend:
         os.environ.setdefault("KERAS_BACKEND", backend)
-    sys.path.insert(0, str(ROOT))
     import tasks
     from pipelines import config, runner
 

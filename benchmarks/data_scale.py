@@ -8,7 +8,7 @@ largest size is at most 1.15x the peak at the smallest, i.e. memory does not gro
 
 Needs no team data: the pictures are generated (and kept in --folder for reuse). Prints progress to
 stderr and one JSON line on stdout:
-    python benchmarks/data_scale.py [--sizes 2000,16000] [--image-size 64] [--folder DIR] [--set key=value ...]
+    python -m benchmarks.data_scale [--sizes 2000,16000] [--image-size 64] [--folder DIR] [--set key=value ...]
 """
 
 import argparse
@@ -50,7 +50,6 @@ def make_folder(root, count, size):
 
 def child(folder, settings):
     """Trains once on `folder` in this process and prints the run's figures as JSON."""
-    sys.path.insert(0, str(ROOT))
     import tasks
     from pipelines import config, runner
 
@@ -64,8 +63,9 @@ def child(folder, settings):
 def measure(folder, settings, store):
     """Runs `child` in a subprocess; returns its figures and its peak resident memory in MB."""
     environment = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, __file__, "--child", str(folder), *(part for item in settings for part in ("--set", item))]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE)
+    command = [sys.executable, "-m", "benchmarks.data_scale", "--child", str(folder),
+               *(part for item in settings for part in ("--set", item))]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, cwd=ROOT)  # cwd: `-m` finds it
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status:

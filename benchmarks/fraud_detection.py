@@ -7,15 +7,11 @@ on the same split and reported as `baseline_hgb_pr_auc`. Target: test PR-AUC >= 
 default `blend` serves the MLP blended with those trees at the weight validation PR-AUC chooses
 (`blend_weight`; 0 is the MLP alone).
 
-Usage: `python benchmarks/fraud_detection.py [--set key=value ...]`. Progress goes to
+Usage: `python -m benchmarks.fraud_detection [--set key=value ...]`. Progress goes to
 stderr; the last stdout line is one JSON object.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.ROOT.parent / "shared" / "data" / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv"
 # chosen on validation PR-AUC, never on test: the wider MLP (0.9804 vs 0.9790 default, 0.9770 with noise=0.1),

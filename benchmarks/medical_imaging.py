@@ -9,23 +9,20 @@ The task's defaults are what it runs (16 filters, 20 epochs, early stopping on v
 2-px crop shifts): a user's small scan set gets the same. Measured 2026-12-02 (2 cores, load 2-3),
 `--seeds 0,1,2`: test ROC-AUC 0.975 +- 0.002, accuracy 0.911 +- 0.012, 129-162 s of training per seed.
 
-Usage: `python benchmarks/medical_imaging.py [--set key=value ...]`. Progress goes to stderr;
+Usage: `python -m benchmarks.medical_imaging [--set key=value ...]`. Progress goes to stderr;
 the last stdout line is one JSON object.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 SETTINGS = ["class_names=normal,pneumonia"]  # the task's defaults: what a user with a small scan set gets
 
 
 def main():
-    common.run_and_report("medical_imaging", DATA, SETTINGS, ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1",
-            "threshold", "expected_calibration_error", "brier_score"),
+    common.run_and_report("medical_imaging", DATA, SETTINGS,
+                          ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1",
+                           "threshold", "expected_calibration_error", "brier_score"),
                           description=__doc__.splitlines()[0])
 
 

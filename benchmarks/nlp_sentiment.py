@@ -16,7 +16,7 @@ fetched once by benchmarks/word_vectors.py into ~/.cache/keras-pipelines. `--vec
 scratch (`SETTINGS`, an ensemble of four Kim-style CNNs: dev 0.828 +- 0.008), `--vectors FILE` starts
 from another GloVe / word2vec / fastText text file.
 
-Usage: python benchmarks/nlp_sentiment.py [--seeds 0,1,2] [--minutes 2,5,10] [--vectors auto|none|FILE]
+Usage: python -m benchmarks.nlp_sentiment [--seeds 0,1,2] [--minutes 2,5,10] [--vectors auto|none|FILE]
        [--set key=value ...]
 Prints progress on stderr and one JSON line on stdout.
 """
@@ -30,11 +30,10 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks import common  # noqa: E402
-from tasks.nlp_sentiment import WORD_VECTORS as GLOVE  # noqa: E402  where word_vectors.py writes them
+from benchmarks import common
+from tasks.nlp_sentiment import WORD_VECTORS as GLOVE  # where word_vectors.py writes them
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 
 # Chosen on the internal validation split (never on dev or test), for the 10-minute budget on 2 cores.

@@ -12,7 +12,7 @@ The curve: training stops at the last `--minutes` checkpoint (default 5, 10, 20,
 each checkpoint translate the held-out pairs through the logged model's predictor, so one run gives
 BLEU and chrF against minutes of training.
 
-Usage: python benchmarks/nlp_translation.py [--seeds 0,1,2] [--minutes 5,10,20,30] [--set key=value ...]
+Usage: python -m benchmarks.nlp_translation [--seeds 0,1,2] [--minutes 5,10,20,30] [--set key=value ...]
 Prints progress on stderr and one JSON line on stdout.
 """
 
@@ -26,10 +26,9 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "anki_spa_eng" / "spa-eng" / "spa.txt"
 HELD_OUT, HELD_OUT_SEED = 2000, 1234
 

@@ -3,19 +3,16 @@
 FD001 (regression): 100 run-to-failure training engines (15% of them held out for validation), each of
 the 100 test engines scored on its last 30-cycle window against RUL_FD001.txt, truth capped at 125 as in
 the literature. A 2-layer LSTM on the 14 informative sensors (constant ones dropped by the task, the two
-noise-only operating settings dropped here) with sensor noise augmentation. Targets: test RMSE <= 12.5 and NASA score <= 280 (literature: LSTM 16.1, deep CNN 12.6).
+noise-only operating settings dropped here) with sensor noise augmentation. Targets: test RMSE <= 12.5
+and NASA score <= 280 (literature: LSTM 16.1, deep CNN 12.6).
 AI4I 2020 (classification): machine failure from one row of process readings (failure-type flags and ids
 dropped because they leak or identify), stratified 70/15/15 split; reports PR-AUC.
 
-Usage: `python benchmarks/predictive_maintenance.py [--set key=value ...]` (extra settings apply to both
+Usage: `python -m benchmarks.predictive_maintenance [--set key=value ...]` (extra settings apply to both
 runs). Progress goes to stderr; the last stdout line is one JSON object (benchmarks/common.py).
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 CMAPSS = common.DATA / "cmapss_fd001"
 AI4I = common.DATA / "ai4i2020" / "ai4i2020.csv"

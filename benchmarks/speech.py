@@ -9,14 +9,10 @@ Measured 2026-11-25 on 2 cores shared with five other jobs: random 0.990, speake
 
 Progress goes to stderr; the last stdout line is one JSON object (benchmarks/common.py).
 
-Usage: python benchmarks/speech.py [--set KEY=VALUE ...]
+Usage: python -m benchmarks.speech [--set KEY=VALUE ...]
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.DATA / "fsdd" / "recordings"
 

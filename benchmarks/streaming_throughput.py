@@ -4,7 +4,7 @@ The in-RAM path (every split decoded into float32 numpy before training) lives o
 the last one before streaming. Check it out beside this tree and give its folder:
 
     git worktree add ../old-path b658c86
-    python benchmarks/streaming_throughput.py --baseline ../old-path [--epochs 3] [--data mnist,isbi]
+    python -m benchmarks.streaming_throughput --baseline ../old-path [--epochs 3] [--data mnist,isbi]
 
 Each dataset of ../shared/data trains the same settings with both trees, interleaved (old, new, old,
 new) in fresh child processes with their own temporary MLflow stores, so a change of machine load
@@ -25,8 +25,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 SHARED = common.ROOT.parent / "shared" / "data"
 RUNS = {  # the settings of each task's benchmark script, shortened to a few epochs
@@ -121,7 +120,8 @@ def main():
         seconds += sum(row["train_seconds"] for row in new)
         examples += sum(row["examples_per_second"] * row["train_seconds"] for row in new)
     shutil.rmtree(scratch)
-    print(json.dumps({"task": ",".join(RUNS[name][0] for name in options.data.split(",")), "data": options.data, "metrics": metrics, "train_seconds": round(seconds, 1),
+    print(json.dumps({"task": ",".join(RUNS[name][0] for name in options.data.split(",")), "data": options.data,
+                      "metrics": metrics, "train_seconds": round(seconds, 1),
                       "examples_per_second": round(examples / seconds, 1), "epochs": options.epochs,
                       "per_dataset": report}))
 

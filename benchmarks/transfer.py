@@ -9,9 +9,9 @@ the run itself), whether the gate let it be promoted, and its wall time; `balanc
 portfolio chose on validation. Runs are never promoted (`--promote never`): the team's champions stay.
 
 Usage:
-    python benchmarks/transfer.py [--tasks T,T] [--variants V,V] [--seeds 0,1,2] [--presets default,balanced]
+    python -m benchmarks.transfer [--tasks T,T] [--variants V,V] [--seeds 0,1,2] [--presets default,balanced]
                                   [--output results.jsonl] [--set key=value ...]
-    python benchmarks/transfer.py --table results.jsonl      # the README's Markdown table from saved results
+    python -m benchmarks.transfer --table results.jsonl      # the README's Markdown table from saved results
 
 Progress goes to stderr, one JSON object per run to `--output` (appended, so an interrupted sweep resumes
 where it stopped: runs already there are skipped), and the last stdout line is one JSON object with the
@@ -26,8 +26,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.DATA
 PRESETS = ("default", "balanced")
@@ -116,7 +115,8 @@ def run_one(variant, preset, seed, extra):
         chosen, train_seconds, examples = "default", result.train_seconds, result.train_examples
     metric = baselines.chooser(result.verdict.scorers, task.primary_metric).name  # classification mode: PR-AUC
     row = {"task": task.name, "variant": variant.name, "preset": preset, "seed": seed, "metric": metric,
-           "value": result.metrics.get(metric), "chosen": chosen, "gate": "failed" if result.verdict.refusal else "passed",
+           "value": result.metrics.get(metric), "chosen": chosen,
+           "gate": "failed" if result.verdict.refusal else "passed",
            "wall_seconds": round(time.monotonic() - started, 1), "train_seconds": round(train_seconds, 1),
            "train_examples": examples}
     for item in result.verdict.comparisons:  # every baseline's test figure on the primary metric
@@ -170,7 +170,8 @@ def table(rows):
                    if key.removeprefix("baseline_") in TRIVIAL]
         classical = [f"{key.removeprefix('baseline_')} {value:.3f}" for key, value in baselines.items()
                      if key.removeprefix("baseline_") not in TRIVIAL]
-        times = " / ".join(f"{presets[preset]['wall_seconds']:.0f} s" if preset in presets else "-" for preset in PRESETS)
+        times = " / ".join(f"{presets[preset]['wall_seconds']:.0f} s" if preset in presets else "-"
+                           for preset in PRESETS)
         lines.append(f"| {task} | {variant} | {first['metric']} | {cells['default']} | {cells['balanced']}"
                      f"{' (' + ', '.join(chosen) + ')' if chosen else ''} | {', '.join(trivial)} | "
                      f"{', '.join(classical)} | {times} | {anchors.get((task, variant), '')} |")

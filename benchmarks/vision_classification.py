@@ -7,21 +7,19 @@ training time. `seconds_to_0.982` is the training time (this probe's own evaluat
 of the first epoch whose TEST accuracy is >= 0.982: measured for the report, never used to choose settings,
 which were chosen on the validation split.
 
-Usage: `python benchmarks/vision_classification.py [--seeds 0,1,2] [--set key=value ...]`. Progress goes to
+Usage: `python -m benchmarks.vision_classification [--seeds 0,1,2] [--set key=value ...]`. Progress goes to
 stderr; the last stdout line is one JSON object (benchmarks/common.py), with `predict_latency_seconds`
 (one PNG through the logged model, after a warm-up call).
 """
 
 import pathlib
-import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.DATA / "mnist_test"
 TARGET = 0.982  # the keras-io convnet's test accuracy here

@@ -9,15 +9,11 @@ shifts and photometric jitter; evaluation runs on the whole 512 px test images.
 Targets: pixel accuracy >= 0.94 and mean IoU >= 0.80 within 15 minutes on 2 cores.
 Predictions see a 16 px mirrored border (`context`) and average the 8 flips and turns (`tta`); 40
 epochs fit the 15 minutes. docs/benchmarks.md's table holds the figures (`--seeds 0,1,2`).
-Usage: `python benchmarks/vision_segmentation.py [--set key=value ...]`. Progress goes to stderr;
+Usage: `python -m benchmarks.vision_segmentation [--set key=value ...]`. Progress goes to stderr;
 the last stdout line is one JSON object.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 DATA = common.ROOT.parent / "shared" / "data" / "isbi2012_membrane" / "train"
 SETTINGS = ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "seed=0", "tile_size=128",
@@ -26,7 +22,9 @@ SETTINGS = ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "se
 
 
 def main():
-    common.run_and_report("vision_segmentation", DATA, SETTINGS, ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane", "dice_cell"),
+    common.run_and_report("vision_segmentation", DATA, SETTINGS,
+                          ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane",
+                           "dice_cell"),
                           description=__doc__.splitlines()[0])
 
 

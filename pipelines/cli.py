@@ -11,8 +11,7 @@ import os
 import sys
 
 import tasks
-from pipelines import compare, evaluate, export, portfolio, predict
-from pipelines import config as config_module
+from pipelines import compare, config as config_module, evaluate, export, portfolio, predict
 from shared.distribution import STRATEGIES
 from tasks.base import EVALUATION_SPLITS
 
@@ -99,7 +98,8 @@ def command_sweep(arguments):
     result = sweep.sweep(task, config, arguments.trials, experiment=arguments.experiment, promote=arguments.promote)
     metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
     print(f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
-          f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) {json.dumps(result.best_params)} | "
+          f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) "
+          f"{json.dumps(result.best_params)} | "
           f"{metrics} | model {result.model_uri}", file=sys.stderr)
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
     report_verdict(task, result.verdict)
@@ -216,7 +216,8 @@ def parser():
     evaluating.add_argument("task", metavar="TASK")
     _model_option(evaluating)
     evaluating.add_argument("--data", required=True, metavar="SOURCE",
-                            help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or embedded")
+                            help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or "
+                                 "embedded")
     evaluating.add_argument("--split", default="all", metavar="SPLIT",
                             help=f"{', '.join(EVALUATION_SPLITS)}: all of SOURCE (default), or the split `run` carves "
                                  "from it with the model's seed and fractions (test: its own test set, on its "

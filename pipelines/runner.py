@@ -178,10 +178,11 @@ def average(models):
 
     if any(spec(model) != spec(models[0]) for model in models):
         raise ValueError("the models take different inputs, so their outputs cannot be averaged")
-    inputs = keras.tree.map_structure(lambda tensor: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name),
-                                      models[0].input)
+    inputs = keras.tree.map_structure(
+        lambda tensor: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name), models[0].input)
     # each member renamed: nested models must have unique names in the model that holds them
-    outputs = [keras.Model(model.input, model.output, name=f"member_{index}")(inputs) for index, model in enumerate(models)]
+    outputs = [keras.Model(model.input, model.output, name=f"member_{index}")(inputs)
+               for index, model in enumerate(models)]
     if isinstance(outputs[0], dict):
         mean = {key: keras.layers.Average(dtype="float32", name=key)([output[key] for output in outputs])
                 for key in outputs[0]}
@@ -222,7 +223,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     params = config_module.flatten(config)
     backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
                              {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
-    nested = {} if trial is None else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}}
+    nested = ({} if trial is None
+              else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}})
     splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
     splits.train = splits.train.cap(config.max_examples, config.seed)
     task.check_splits(splits, config)
@@ -241,7 +243,8 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
         else:
             # the logger before the backup: a kill between them repeats an epoch, never loses one
             model, history, train_seconds = fit(task, config, splits, placement,
-                                                [tracking.epoch_logger(), *backup.callbacks(), *callbacks], cache_folder)
+                                                [tracking.epoch_logger(), *backup.callbacks(), *callbacks],
+                                                cache_folder)
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train

@@ -130,7 +130,8 @@ class BatchPredictor:
         if options or not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves) or not len(leaves[0]):
             return self.model.predict(x, batch_size=batch_size, verbose=verbose, **options)
         size = batch_size or 32  # Keras' default
-        parts = [self.model.predict_on_batch(keras.tree.map_structure(lambda leaf: leaf[start:start + size], x))
+        parts = [self.model.predict_on_batch(
+                     keras.tree.map_structure(lambda leaf, start=start: leaf[start:start + size], x))
                  for start in range(0, len(leaves[0]), size)]
         return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]),
                                         *parts)

@@ -274,9 +274,10 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
         verdict.warnings.append(f"{verdict.refusal}; it is registered but not promoted.")
     elif failed:
         item = failed[0]
-        verdict.refusal = (f"validation {gate.name} {item.ours:.4f} does not clearly beat the {item.baseline} baseline's "
-                           f"{item.theirs:.4f} (gain {item.gain:+.4f}, 95% lower bound {item.lower:+.4f} over "
-                           f"{item.examples} validation examples; needs >= {item.needed:.4f} and a lower bound above 0)")
+        verdict.refusal = (f"validation {gate.name} {item.ours:.4f} does not clearly beat the {item.baseline} "
+                           f"baseline's {item.theirs:.4f} (gain {item.gain:+.4f}, 95% lower bound {item.lower:+.4f} "
+                           f"over {item.examples} validation examples; needs >= {item.needed:.4f} and a lower bound "
+                           "above 0)")
         verdict.warnings.append(
             f"the model learned no more than the {item.baseline} baseline (validation {gate.name} {item.ours:.4f} "
             f"vs {item.theirs:.4f}); it is registered but not promoted. {remedies}".strip())
@@ -366,7 +367,8 @@ def logistic(train_features, train_labels, features, validation_labels, classes)
     for strength in (0.25, 1.0, 4.0, 16.0):  # C: from strong to weak regularisation
         model = linear_model.LogisticRegression(C=strength, max_iter=500)
         model.fit(train_features, train_labels)
-        answers = {role: _columns(model.predict_proba(rows), model.classes_, classes) for role, rows in features.items()}
+        answers = {role: _columns(model.predict_proba(rows), model.classes_, classes)
+                   for role, rows in features.items()}
         loss = metrics.log_loss(validation_labels, np.clip(answers["validation"], 1e-7, 1), labels=range(classes))
         if best is None or loss < best[0]:
             best = loss, answers
@@ -466,7 +468,7 @@ def _mean_iou(_, confusions):
     return np.mean(overlap[union > 0] / union[union > 0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sacrebleu(kind):
     from sacrebleu import metrics
 

@@ -37,7 +37,7 @@ class Range:
         return "a number " + " and ".join(parts)
 
 
-def AtLeast(low):  # noqa: N802 -- reads as a type in annotations, like the Range it returns
+def AtLeast(low):  # CamelCase (pep8-naming's N802): reads as a type in annotations, like the Range it returns
     """A number >= `low` (counts, sizes, epochs)."""
     return Range(low)
 
@@ -138,7 +138,7 @@ class OneOf:
         return "one of " + ", ".join(str(choice) for choice in self.choices)
 
 
-def Choice(*choices):  # noqa: N802 -- used as a type in annotations
+def Choice(*choices):  # CamelCase (pep8-naming's N802): used as a type in annotations
     """A string (or other value) that must be one of `choices`."""
     return Annotated[type(choices[0]), OneOf(*choices)]
 

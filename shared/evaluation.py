@@ -330,7 +330,8 @@ def regression(true, predicted):
 
     true = np.asarray(true, dtype="float64").reshape(-1)
     predicted = np.asarray(predicted, dtype="float64").reshape(-1)
-    results = {"rmse": float(np.sqrt(np.mean((predicted - true) ** 2))), "mae": float(np.mean(np.abs(predicted - true)))}
+    results = {"rmse": float(np.sqrt(np.mean((predicted - true) ** 2))),
+               "mae": float(np.mean(np.abs(predicted - true)))}
     if len(true) > 1:
         results["r2"] = float(metrics.r2_score(true, predicted))
     return Evaluation(metrics=results)
@@ -400,8 +401,7 @@ def calibration(labels, scores, bins=10):
     Returns:
         Evaluation: metrics `expected_calibration_error` and `brier_score`; a `calibration_curve` figure.
     """
-    from sklearn import calibration as sklearn_calibration
-    from sklearn import metrics
+    from sklearn import calibration as sklearn_calibration, metrics
 
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype="float64")
     observed, predicted = sklearn_calibration.calibration_curve(labels, scores, n_bins=bins, strategy="uniform")

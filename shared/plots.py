@@ -3,8 +3,8 @@
 import matplotlib
 
 matplotlib.use("Agg")  # files only: runs happen on servers without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # ruff's E402 allows imports after matplotlib.use()
+import numpy as np
 
 
 def training_curves(history):

@@ -1,9 +1,12 @@
 """The only door to MLflow: store location, run lifecycle, logging the raw-input model, registry, champion.
 
 Store: `MLFLOW_TRACKING_URI` when set, otherwise a SQLite database `mlruns/mlflow.db` with artifacts
-in `mlruns/artifacts/` at the project root (MLflow 3 needs a database-backed store for the model
-registry; a bare folder store is deprecated). Open it with
-`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1` from the project root.
+in `mlruns/artifacts/` (MLflow 3 needs a database-backed store for the model registry; a bare folder
+store is deprecated). `mlruns/` is at the project root when the code runs from a source checkout (a
+clone, or `pip install -e .`), whatever the current folder; an installed copy (`pip install .`) lives
+in site-packages, where nothing should be written, so its `mlruns/` is in the current folder, as MLflow's
+own default is. Open it with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1`
+from the folder that holds `mlruns/`.
 """
 
 import contextlib
@@ -24,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-STORE = ROOT / "mlruns"
+# A source checkout has these beside the packages; an installed copy (site-packages) has neither.
+CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "requirements.txt").is_file()
+DISTRIBUTION = "keras-pipelines"  # the name pyproject.toml installs the packages under
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
 CHAMPION = "champion"  # the registered-model alias that serving and the examples load
 PROMOTION_POLICIES = ("if-better", "always", "never")
@@ -40,11 +45,18 @@ _muted = False  # True inside `run(enabled=False)`: every logging function below
 _named_by_default = False  # the active run got `default_run_name`'s name, which `log_model` may refine
 
 
+def default_store():
+    """Returns:
+        pathlib.Path: `mlruns/` at the project root in a source checkout, else in the current folder.
+    """
+    return (ROOT if CHECKOUT else pathlib.Path.cwd()) / "mlruns"
+
+
 def tracking_uri():
     """Returns:
-        str: `MLFLOW_TRACKING_URI` if set, else the project's SQLite store.
+        str: `MLFLOW_TRACKING_URI` if set, else the SQLite database in `default_store()`.
     """
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{STORE / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_store() / 'mlflow.db'}"
 
 
 def store_folder():
@@ -52,7 +64,7 @@ def store_folder():
         pathlib.Path: the local folder of the store: beside the SQLite database, else `mlruns/`.
     """
     uri = tracking_uri()
-    return pathlib.Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else STORE
+    return pathlib.Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else default_store()
 
 
 def _connect():
@@ -99,6 +111,8 @@ def _experiment_id(name):
 
 
 def _git_commit():
+    if not CHECKOUT:  # site-packages may sit inside some other repository
+        return "unknown"
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5, check=True
@@ -411,12 +425,47 @@ def log_model(task, model, info, input_example, python_model, register=True):
             code_paths=[str(ROOT / package) for package in CODE_PACKAGES],
             signature=ModelSignature(inputs=Schema([ColSpec(AnyType(), task.input_column)])),
             input_example=pd.DataFrame({task.input_column: input_example}),
-            pip_requirements=str(ROOT / "requirements.txt"),
+            pip_requirements=_pip_requirements(),
             registered_model_name=task.name if register else None,
         )
     if register:
         describe_version(task.name, logged.registered_model_version, mlflow.active_run().info.run_id)
     return logged
+
+
+def _pip_requirements():
+    """What a logged model's environment installs: the runtime libraries `keras-pipelines` declares (not the test
+    and lint tools), at the versions a checkout's requirements.txt pins, else at the installed versions (None,
+    letting MLflow infer them, when an installed copy's metadata is missing).
+
+    Returns:
+        list[str] | None: `name==version` lines.
+    """
+    if CHECKOUT:
+        import tomllib
+
+        declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+        runtime = {_project_name(requirement) for requirement in declared}
+        lines = (line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines())
+        return [line for line in lines if line and _project_name(line) in runtime]
+    from importlib import metadata
+
+    try:
+        declared = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        return None
+    pins = []
+    for requirement in declared:
+        if "extra ==" in requirement:  # optional extras (the test tools) are not needed to serve
+            continue
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            pins.append(f"{_project_name(requirement)}=={metadata.version(_project_name(requirement))}")
+    return pins
+
+
+def _project_name(requirement):
+    """The normalised project name a requirement line starts with (`PyYAML>=6` -> `pyyaml`)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group()).lower()
 
 
 def register(model_uri, name):

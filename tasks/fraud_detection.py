@@ -89,7 +89,8 @@ class FraudDetection(BinaryDetectionTask):
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
     # rare positives are memorised: stronger regularisation, or a smaller net
-    candidates = (("default", {}), ("regularised", {"dropout": 0.5, "noise": 0.1}), ("small", {"hidden_units": (64, 64)}))
+    candidates = (("default", {}), ("regularised", {"dropout": 0.5, "noise": 0.1}),
+                  ("small", {"hidden_units": (64, 64)}))
     remedies = ("Likely causes: too few positives, or a target that the columns do not explain. Check target and "
                 "drop_columns, try more epochs or noise, or --preset balanced.")
     noisy_input = "numeric"
@@ -134,7 +135,8 @@ class FraudDetection(BinaryDetectionTask):
 
         require_columns(frame, [config.target], source, hint="set --set target=COLUMN")
         labels = binary_target(frame[config.target], config.target, source)
-        ignored = [config.target, *config.drop_columns, *extra_drop] + ([config.time_column] if config.time_column else [])
+        ignored = [config.target, *config.drop_columns, *extra_drop,
+                   *([config.time_column] if config.time_column else [])]
         require_columns(frame, [*config.drop_columns, config.time_column, *config.numeric_columns,
                                 *config.categorical_columns], source, hint="fix the column lists in the config")
         candidates = [column for column in frame.columns if column not in ignored]
@@ -252,8 +254,8 @@ class FraudDetection(BinaryDetectionTask):
         spec = info["preprocessing"]
         serving = super().serving_signature(model, info)
         serving.preprocessing.update(graphs.tabular_contract(spec, [
-            "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the I-th "
-            "categorical column (from 0)"]))
+            "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the "
+            "I-th categorical column (from 0)"]))
         serving.raw_inputs, graph, feed, serving.resources = graphs.table_graph(spec)
         serving.raw_graph = lambda raw: _features(graph(raw))
         serving.raw_feed = lambda inputs: feed(raw_inputs.check_records(inputs, spec, info["ignored_columns"]))
@@ -293,7 +295,8 @@ def _transactions(count, seed, fraud_rate=0.005):
     fraud = np.zeros(count, dtype=bool)
     fraud[generator.choice(count, max(2, round(count * fraud_rate)), replace=False)] = True  # exact prevalence
     normal_hours = np.clip(generator.normal(14, 4, count), 0, 23.99)
-    fraud_hours = np.where(generator.random(count) < 0.6, generator.uniform(0, 5, count), generator.uniform(0, 24, count))
+    fraud_hours = np.where(generator.random(count) < 0.6, generator.uniform(0, 5, count),
+                           generator.uniform(0, 24, count))
     normal_weights = np.array([30, 20, 15, 8, 12, 5, 6, 2, 2], dtype=float)
     fraud_weights = np.array([4, 3, 3, 2, 8, 10, 30, 25, 15], dtype=float)
     categories = np.where(
@@ -302,10 +305,12 @@ def _transactions(count, seed, fraud_rate=0.005):
         generator.choice(len(MERCHANT_CATEGORIES), count, p=normal_weights / normal_weights.sum()))
     frame = pd.DataFrame({
         "timestamp": np.sort(generator.uniform(0, 30 * 86_400, count)).round(),
-        "amount": np.round(np.where(fraud, generator.lognormal(5.0, 1.1, count), generator.lognormal(3.6, 1.0, count)), 2),
+        "amount": np.round(np.where(fraud, generator.lognormal(5.0, 1.1, count),
+                                    generator.lognormal(3.6, 1.0, count)), 2),
         "merchant_category": np.array(MERCHANT_CATEGORIES)[categories],
         "hour": np.floor(np.where(fraud, fraud_hours, normal_hours)).astype(int),
-        "distance_km": np.round(np.where(fraud, generator.exponential(150, count), generator.exponential(12, count)), 1),
+        "distance_km": np.round(np.where(fraud, generator.exponential(150, count),
+                                         generator.exponential(12, count)), 1),
         "card_present": np.where(fraud, generator.random(count) < 0.25, generator.random(count) < 0.7).astype(int),
         "customer_age": np.clip(generator.normal(45, 15, count), 18, 95).astype(int),
         "transactions_24h": np.where(fraud, generator.poisson(7, count), generator.poisson(3, count)),

@@ -26,8 +26,8 @@ import pathlib
 
 import numpy as np
 
-from tasks import register
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
+from tasks import register
 from tasks.base import Splits
 from tasks.vision_classification import VisionClassification, VisionClassificationConfig
 
@@ -46,7 +46,7 @@ class MedicalImagingConfig(VisionClassificationConfig):
     zoom: float = 0.1  # field-of-view and body-size variation
     contrast: float = 0.1  # exposure differs between machines
     class_names: str = ""  # comma-separated names in label order (e.g. normal,pneumonia); empty keeps the source's
-    imbalance: Choice(*IMBALANCE) = "class_weight"  # class_weight (balanced loss), focal (down-weights easy examples) or none
+    imbalance: Choice(*IMBALANCE) = "class_weight"  # balanced loss; focal: down-weights easy examples; or none
     focal_gamma: NonNegative = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
     threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden: max sensitivity + specificity; or a target
     target_sensitivity: Fraction = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses

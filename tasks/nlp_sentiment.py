@@ -303,7 +303,8 @@ class NlpSentiment(ClassificationTask):
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
-    candidates = (("default", {}), ("cnn", {"architecture": "cnn"}), ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}))
+    candidates = (("default", {}), ("cnn", {"architecture": "cnn"}),
+                  ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}))
     remedies = ("Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
                 "architecture, pretrained word vectors (--set embeddings=FILE), or --preset balanced.")
 

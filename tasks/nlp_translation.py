@@ -47,7 +47,7 @@ class NlpTranslationConfig(TaskConfig):
     learning_rate: float = 1e-3  # Transformers trained from scratch diverge above ~2e-3 without warm-up
     weight_decay: float = 1e-4  # mild: dropout does most of the regularising
     early_stopping_patience: int = 5  # val_loss of a seq2seq model plateaus smoothly
-    direction: Choice("forward", "reverse") = "forward"  # forward translates column 1 -> column 2 of a TSV; reverse the other way
+    direction: Choice("forward", "reverse") = "forward"  # forward: a TSV's column 1 -> column 2; reverse: 2 -> 1
     vocabulary_size: Count = 15000  # per language, the keras-io recipe's size for the Anki data
     # word counts settle long before 200k sentences, and the Anki set (119k pairs) is still counted whole
     vocabulary_sample: Count = 200_000  # sentences each vocabulary is counted on (a seeded sample of more)

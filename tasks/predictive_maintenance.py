@@ -76,7 +76,7 @@ class PredictiveMaintenanceConfig(DetectionConfig):
     window: Count = 30  # cycles the model sees; 30 is the C-MAPSS literature's choice (FD001 tests have >= 31)
     rul_cap: Count = 125  # early life shows no wear, so RUL is flat-capped there (the literature's 125 cycles)
     failure_horizon: Size = 30  # classification without target_column: positive when RUL <= this many cycles
-    model: Choice(*MODELS) = "cnn"  # ~5x faster than lstm, and better on rows (AI4I); lstm (+ noise 0.2) wins on FD001 windows, or gru
+    model: Choice(*MODELS) = "cnn"  # ~5x faster than lstm, best on rows (AI4I); lstm (+noise 0.2) wins on FD001; or gru
     filters: Width = 32  # CNN filters per convolution
     kernel_size: Count = 5  # CNN kernel in cycles: short enough to track local trends
     conv_layers: Count = 3  # CNN depth; 3 layers of kernel 5 see 13 cycles
@@ -112,7 +112,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
                 "noise=0.2, another window, more epochs, or --preset balanced.")
 
     def load_data(self, config, fitted=None):
-        """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its preprocessing."""
+        """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its
+        preprocessing."""
         from shared.data.sources import parse_source, read_table
 
         kind, argument = parse_source(config.data)
@@ -122,7 +123,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
         elif kind == "tfds":
             raise ValueError("predictive_maintenance has no TFDS dataset (TFDS holds no run-to-failure or machine "
-                             "failure data); use --data embedded, a C-MAPSS folder or a CSV of unit/time/sensor columns.")
+                             "failure data); use --data embedded, a C-MAPSS folder or a CSV of unit/time/sensor "
+                             "columns.")
         elif _cmapss_files(argument, config.subset):
             pool, test, truth, name = _read_cmapss(argument, config.subset)
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
@@ -138,7 +140,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
         return splits
 
     def _prepare(self, pool, test, truth, config, name, fitted=None):
-        """Splits units, fits preprocessing on training units (or takes `fitted`'s) and cuts every split into windows."""
+        """Splits units, fits preprocessing on training units (or takes `fitted`'s) and cuts every split into
+        windows."""
         from shared import augmentation
         from shared.data.sources import require_columns
         from shared.data.splits import carve, split_indices
@@ -173,7 +176,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
             units = pool[unit].unique()
             try:
                 train_units, validation_units, test_units = split_indices(
-                    len(units), config.seed, config.validation_fraction, 0 if test is not None else config.test_fraction)
+                    len(units), config.seed, config.validation_fraction,
+                    0 if test is not None else config.test_fraction)
             except ValueError as error:
                 raise ValueError(f"{source}: splitting its {len(units)} unit(s): {error}") from None
             train_rows = pool[pool[unit].isin(units[train_units])]
@@ -307,10 +311,12 @@ class PredictiveMaintenance(BinaryDetectionTask):
             "test unit (sorted by true RUL)", "RUL (cycles)", "predicted vs true RUL per test unit")
         start, count = splits.info["life_unit"]
         if count and len(splits.validation):  # a trained model on new data has no validation units beside it
-            life = model.predict(splits.validation.features[start:start + count], batch_size=1024, verbose=0).reshape(-1)
+            life = model.predict(splits.validation.features[start:start + count], batch_size=1024,
+                                 verbose=0).reshape(-1)
             steps = np.arange(count)
             result.figures["unit_life"] = plots.curves(
-                [("true RUL (capped)", steps, splits.validation.targets[start:start + count]), ("predicted RUL", steps, life)],
+                [("true RUL (capped)", steps, splits.validation.targets[start:start + count]),
+                 ("predicted RUL", steps, life)],
                 "window index over the unit's life", "RUL (cycles)", "one validation unit over its life")
         return result
 
@@ -376,7 +382,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
     @staticmethod
     def _frame(records, info, keep, history):
-        """Checks rows against the training columns; a history needs no unit column, rows without time keep their order."""
+        """Checks rows against the training columns; a history needs no unit column, rows without time keep their
+        order."""
         import pandas as pd
 
         frame = pd.DataFrame(raw_inputs.check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
@@ -503,7 +510,8 @@ def _windowed(rows, info, source, pad):
     if not unit:
         return encoded[:, None, :].astype("float32"), targets, [0, 0]
     pieces, labels, skipped, longest, start = [], [], [], [0, 0], 0
-    order = np.lexsort((rows[time].to_numpy(), rows[unit].to_numpy())) if time else np.argsort(rows[unit].to_numpy(), kind="stable")
+    order = (np.lexsort((rows[time].to_numpy(), rows[unit].to_numpy())) if time
+             else np.argsort(rows[unit].to_numpy(), kind="stable"))
     sorted_units = rows[unit].to_numpy()[order]
     for identifier in dict.fromkeys(sorted_units):
         group = order[sorted_units == identifier]
@@ -660,7 +668,8 @@ def _read_cmapss(path, subset):
         frames.append(frame)
     truth = np.loadtxt(rul_path, ndmin=1)
     if len(truth) != frames[1]["unit"].nunique():
-        raise ValueError(f"'{rul_path}' has {len(truth)} values but the test file has {frames[1]['unit'].nunique()} units.")
+        raise ValueError(f"'{rul_path}' has {len(truth)} values but the test file has "
+                         f"{frames[1]['unit'].nunique()} units.")
     return frames[0], frames[1], truth, f"cmapss_{os.path.basename(train_path)[6:11].lower()}"
 
 

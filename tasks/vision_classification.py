@@ -18,10 +18,10 @@ import dataclasses
 
 import numpy as np
 
-from shared.images import IMAGE_EXTENSIONS
-from tasks import register
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
+from shared.images import IMAGE_EXTENSIONS
+from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")

@@ -29,10 +29,10 @@ import re
 
 import numpy as np
 
-from shared.images import IMAGE_EXTENSIONS
-from tasks import register
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
+from shared.images import IMAGE_EXTENSIONS
+from tasks import register
 from tasks.base import Splits, Task, TaskConfig, search_space
 
 ENCODERS = ("unet", "mobilenetv2")
@@ -54,13 +54,15 @@ class VisionSegmentationConfig(TaskConfig):
     batch_size: Count = 8  # whole images per batch: small batches fit memory, and more steps help small sets
     epochs: int = 25  # the embedded shapes reach validation mIoU ~0.89 in 25 (about a minute on 2 cores)
     early_stopping_patience: int = 12  # Dice terms are noisy on small validation sets; be patient
-    image_size: ResizedSide = 0  # side to resize to; 0 keeps the files' size (their median if they differ; TFDS 128, embedded 32)
-    tile_size: Side = 0  # >0 trains on tiles or crops this big and predicts tile by tile; 0: whole images, or tiles where needed
-    crops_per_image: Size = 0  # >0: each epoch cuts this many random tile_size crops per training image (batch_size images per step); 0: fixed tiles
-    split: Choice("random", "ordered") = "random"  # random, or ordered: the last files in natural order form validation then test
+    image_size: ResizedSide = 0  # side to resize to; 0 keeps the files' (median if they differ; TFDS 128, embedded 32)
+    # 0: whole images, or tiles where they are needed
+    tile_size: Side = 0  # >0 trains on tiles or crops this big and predicts tile by tile
+    # a training step takes batch_size of these crops
+    crops_per_image: Size = 0  # >0: random tile_size crops per training image and epoch; 0: fixed tiles
+    split: Choice("random", "ordered") = "random"  # or ordered: the last files (natural sort) are validation, then test
     num_classes: Size = 0  # 0 infers it from the masks; set it when a class may be missing from the files
     class_names: str = ""  # comma-separated names; empty gives background, class_1, class_2...
-    encoder: Choice(*ENCODERS) = "unet"  # unet trains from scratch on a CPU; mobilenetv2 is the pretrained-encoder variant
+    encoder: Choice(*ENCODERS) = "unet"  # unet trains from scratch on a CPU; mobilenetv2 has a pretrained encoder
     encoder_weights: str = "none"  # none or imagenet (downloads once) for the mobilenetv2 encoder
     depth: Count = 3  # U-Net down-sampling steps; each doubles the receptive field (3 suits 64-128 px inputs)
     base_filters: BaseWidth = 16  # width of the first level, doubled per level; 16 keeps a CPU epoch short
@@ -69,13 +71,14 @@ class VisionSegmentationConfig(TaskConfig):
     flip: bool = True  # random mirrors of image and mask together; most scenes have no preferred side
     rotate90: bool = True  # random transposes (with flips: all 90-degree turns); square inputs only
     shift: Size = 0  # pad-and-crop shift in pixels applied to image and mask together (0 = off)
-    elastic_sigma: NonNegative = 0.0  # elastic warp of image and mask (U-Net paper: 10 px); thin structures bend, they do not shift
+    # thin structures bend rather than shift
+    elastic_sigma: NonNegative = 0.0  # elastic warp of image and mask (U-Net paper: 10 px)
     elastic_grid: Count = 3  # lattice points per side of a training example for the elastic warp (the paper's 3x3)
     brightness: NonNegative = 0.1  # image-only brightness jitter: lighting varies, masks do not
     contrast: NonNegative = 0.1  # image-only contrast jitter
     noise: NonNegative = 0.02  # image-only Gaussian noise (images in [0, 1]): sensors are noisy
     context: Size = 0  # mirrored border (px) added around each predicted image or tile: borders then see context too
-    tta: bool = False  # average predictions over the flips (and transposes) of each input: less noise, 4-8x the inference cost
+    tta: bool = False  # average predictions over flips (and transposes) of each input: less noise, 4-8x inference cost
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
@@ -648,7 +651,8 @@ class VisionSegmentation(Task):
 
         crop = info.get("tile_size") and config.crops_per_image
         return augmentation.chain(
-            augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed) if crop else None,
+            (augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed)
+             if crop else None),
             augmentation.paired_elastic(config.elastic_sigma, config.elastic_grid, seed=config.seed),
             augmentation.paired_geometric(flip=config.flip, rotate90=config.rotate90, crop_padding=config.shift,
                                           seed=config.seed),
@@ -774,8 +778,8 @@ class VisionSegmentation(Task):
             *steps, f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
                     f"its edge when it is smaller than {stride}); one size per batch",
         ], "class_names": info["class_names"], "meaning": {
-            "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over the last "
-                                   "axis is the mask of class indices"}})
+            "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over "
+                                   "the last axis is the mask of class indices"}})
         return serving
 
 

@@ -7,8 +7,7 @@ import pathlib
 
 import pytest
 
-from benchmarks import serving_fuzz
-from benchmarks.serving_fuzz import free_port, raw_input  # noqa: F401 (shared with the serving fuzz)
+from pipelines import serving_fuzz
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -54,7 +53,7 @@ def module_store(tmp_path_factory):
 
 @contextlib.contextmanager
 def background_server(command, probe_url, log_path, env=None, cwd=None, timeout=300):
-    """Runs a server command until the block ends (see `benchmarks.serving_fuzz.background`); the test fails
+    """Runs a server command until the block ends (see `pipelines.serving_fuzz.background`); the test fails
     with the server's log when it does not come up."""
     with contextlib.ExitStack() as stack:
         try:

@@ -1,12 +1,18 @@
 """Benchmark scripts are not run by the default suite (they take minutes on real data); this keeps
-each one importable and checks it points at the team's real data and prints the agreed JSON line."""
+each one importable and checks it points at the team's real data and prints the agreed JSON line.
+The only test module that imports benchmarks: they are its subject."""
 
 import importlib.util
+import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import pytest
 
-FOLDER = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "benchmarks"
 # word_vectors.py fetches data for a benchmark (`--set embeddings=`); it reports nothing itself
 BENCHMARKS = sorted(path for path in FOLDER.glob("*.py") if path.stem not in ("common", "__init__", "word_vectors"))
 
@@ -101,3 +107,21 @@ def test_sentiment_benchmark_vectors_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(word_vectors, "fetch", offline)
     with pytest.raises(SystemExit, match=r"cannot fetch GloVe vectors \(no route.*--vectors none"):
         nlp_sentiment.vector_settings("auto")
+
+
+def test_a_benchmark_runs_as_a_module_from_the_root_without_path_edits():
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.fraud_detection", "--help"], cwd=ROOT,
+                               env=environment, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "--seeds" in completed.stdout
+
+
+def test_only_benchmarks_import_benchmarks():
+    """Layering: a benchmark imports the packages, never the other way round, and the tests share their helpers
+    through the packages or tests/ (this module, whose subject is the benchmarks, is the one exception)."""
+    importing = re.compile(r"^\s*(from benchmarks\b|import benchmarks\b)", re.MULTILINE)
+    offenders = [str(path.relative_to(ROOT)) for folder in ("pipelines", "tasks", "shared", "tests")
+                 for path in sorted((ROOT / folder).rglob("*.py"))
+                 if path.name != "test_benchmarks.py" and importing.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import tasks
+from pipelines.serving_fuzz import free_port
 from shared import distribution
 from shared.data import examples
-from tests.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 
 import tasks
-from pipelines import cli
-from pipelines import config as config_module
-from pipelines import runner
+from pipelines import cli, config as config_module, runner
 from shared import tracking
 from shared.data import examples
 
@@ -46,7 +44,8 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
     metric = task.primary_metric
     assert result["metrics"][metric] == pytest.approx(trained.metrics[metric], abs=1e-4)  # parity with training
     run = client.get_run(result["run_id"])
-    assert run.info.status == "FINISHED" and run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id
     assert run.data.tags["evaluation_of"] == uri and run.data.tags["evaluated_model_version"] == champion
     assert run.data.tags["data_source"] == "embedded"
     assert run.data.metrics[f"eval_{metric}"] == pytest.approx(result["metrics"][metric])
@@ -64,7 +63,8 @@ def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_stor
     task = tasks.get("vision_classification")
     runner.run(task, config_module.resolve(task, quick=True, assignments=["max_examples=200"]))
     client = mlflow.MlflowClient()
-    before = {found.info.run_id for found in client.search_runs([client.get_experiment_by_name(task.name).experiment_id])}
+    experiment_id = client.get_experiment_by_name(task.name).experiment_id
+    before = {found.info.run_id for found in client.search_runs([experiment_id])}
     capsys.readouterr()
     for arguments, expected in (
             (["--model", "models:/vision_classification/1", "--data", str(tmp_path / "missing")], "does not exist"),

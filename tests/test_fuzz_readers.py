@@ -24,7 +24,8 @@ from tests.conftest import resolver
 
 DEFAULT_EXAMPLES = 4  # per input kind: loading takes well under a second, TensorFlow's import is shared
 SLOW_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
-DEFECTS = ("good", "good", "good", "empty", "truncated", "garbage")  # mostly good: a folder of only bad files is one case
+# mostly good: a folder of only bad files is one case
+DEFECTS = ("good", "good", "good", "empty", "truncated", "garbage")
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".webp": "WEBP"}
 IMAGE_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I", "F", "CMYK")
 ENCODINGS = ("utf-8", "utf-8-sig", "latin-1", "utf-16")
@@ -174,7 +175,8 @@ KINDS = {
                    table({"text": WORDS, "label": strategies.sampled_from(("pos", "neg"))}), ()),
     "pair_tsv": ("nlp_translation", "pairs.tsv", table({"source": WORDS, "target": WORDS}, "\t", header=False), ()),
     "transaction_csv": ("fraud_detection", "transactions.csv",
-                        table({"amount": NUMBERS, "merchant": WORDS, "Class": strategies.sampled_from(("0", "1"))}), ()),
+                        table({"amount": NUMBERS, "merchant": WORDS, "Class": strategies.sampled_from(("0", "1"))}),
+                        ()),
     "cycle_csv": ("predictive_maintenance", "cycles.csv",
                   table({"unit": IDS, "cycle": strategies.integers(1, 30).map(str), "temperature": NUMBERS}),
                   ("window=3",)),

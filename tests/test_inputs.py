@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 import tasks
-from benchmarks import serving_fuzz
-from pipelines import serving_model
+from pipelines import serving_fuzz, serving_model
 from shared import images, inputs
 from shared.data import text
 from shared.data.tabular import apply_tabular

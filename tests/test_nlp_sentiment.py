@@ -12,8 +12,7 @@ import pytest
 import tasks
 from pipelines import cli, config, runner
 from shared import tracking
-from shared.data import examples
-from shared.data import tfds as tfds_source
+from shared.data import examples, tfds as tfds_source
 from tests.conftest import shared_data
 
 

@@ -50,7 +50,8 @@ def model_folder(tmp_path_factory):
     keras.Model(inputs, keras.layers.Rescaling(2.0)(inputs)).save(folder / "doubler.keras")
     (folder / "info.json").write_text(json.dumps({"task": TOY}))
     mlflow.pyfunc.save_model(str(folder / "model"), python_model=serving_model.ServingModel(), pip_requirements=[],
-                             artifacts={"keras_model": str(folder / "doubler.keras"), "info": str(folder / "info.json")})
+                             artifacts={"keras_model": str(folder / "doubler.keras"),
+                                        "info": str(folder / "info.json")})
     return str(folder / "model")
 
 

@@ -1,4 +1,5 @@
-"""predictive_maintenance: embedded run end to end, C-MAPSS / CSV / AI4I paths, prediction from histories, bad inputs."""
+"""predictive_maintenance: embedded run end to end, C-MAPSS / CSV / AI4I paths, prediction from histories, bad
+inputs."""
 
 import json
 
@@ -11,7 +12,6 @@ import tasks
 from pipelines import cli, config, runner
 from shared import tracking
 from tasks.predictive_maintenance import CMAPSS_COLUMNS, _engines, nasa_score
-
 from tests.conftest import shared_data
 
 
@@ -19,7 +19,8 @@ from tests.conftest import shared_data
 def trained(module_store):
     """One quick embedded run (CNN) shared by the tests that need a logged model."""
     task = tasks.get("predictive_maintenance")
-    result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3", "max_examples=2000", "window=20"]))
+    result = runner.run(task, config.resolve(task, quick=True,
+                                             assignments=["epochs=3", "max_examples=2000", "window=20"]))
     return task, result
 
 

@@ -148,9 +148,11 @@ def test_splits_leave_last_out_and_time(tmp_path):
     last = frame.sort_values("time").groupby("user").tail(1)
     last = last[last.user != "lonely"]
     users, items = splits.info["users"], splits.info["items"]
-    held = {(users[user - 1], items[item - 1]) for user, item in zip(splits.test.features["user"], splits.test.features["item"])}
+    held = {(users[user - 1], items[item - 1])
+            for user, item in zip(splits.test.features["user"], splits.test.features["item"])}
     assert held == set(zip(last.user, last.item))
-    assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()  # each test row sees the user's 7 earlier items
+    # each test row sees the user's 7 earlier items
+    assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()
     timed = load("split=time", "top_k=3", data_source=str(ratings))
     assert len(timed.test) == round(0.15 * len(rows))
     alone = load("split=leave_last_out", "top_k=3", "history_length=0", data_source=str(ratings))

@@ -12,8 +12,9 @@ import pytest
 
 import tasks
 from pipelines import cli
+from pipelines.serving_fuzz import free_port, raw_input
 from shared import tracking
-from tests.conftest import background_server, free_port, raw_input
+from tests.conftest import background_server
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,10 @@ import pytest
 
 import tasks
 from pipelines import cli
+from pipelines.serving_fuzz import free_port, raw_input
 from shared import images, tracking
 from tasks.base import Task
-from tests.conftest import background_server, free_port, raw_input
+from tests.conftest import background_server
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,14 +1,14 @@
 """A fuzzed endpoint: `mlflow models serve` on the image, text, tabular and audio champions answers every
 hostile or random request, still answers a good one correctly afterwards, and stays within a memory bound.
 
-The requests and their judging live in benchmarks/serving_fuzz.py, which reports the same figures."""
+The requests and their judging live in pipelines/serving_fuzz.py; benchmarks/serving_fuzz.py reports the same
+figures."""
 
 import sys
 
 import pytest
 
-from benchmarks import serving_fuzz
-from pipelines import cli
+from pipelines import cli, serving_fuzz
 
 REQUESTS = 500  # per model: every kind of request some 20 times (the heavy kinds 3 times)
 # The server's processes together (the `mlflow models serve` parent, the uvicorn worker holding

@@ -18,8 +18,7 @@ from pipelines import cli, config, runner
 from shared import augmentation, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
-from tasks.speech import cache, generated
-from tasks.speech import features as speech_features
+from tasks.speech import cache, features as speech_features, generated
 from tests.conftest import shared_data
 
 TASK = "speech"
@@ -122,7 +121,7 @@ def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
 
 
 def test_hostile_audio_rows_get_their_own_errors_and_long_audio_is_read_in_a_window(trained):
-    from benchmarks import serving_fuzz
+    from pipelines import serving_fuzz
 
     waveforms, _, _ = words(repeats=1, rate=8000, seed=3, speakers=1)
     good = serving_fuzz.wav(waveforms[0], 8000)

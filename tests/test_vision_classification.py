@@ -133,7 +133,7 @@ def test_predict_folder_writes_one_row_per_image_with_errors_in_their_rows(train
 
 
 def test_a_png_bomb_is_a_one_line_error_in_the_cli_and_an_error_row_in_a_batch(trained, tmp_path, capsys):
-    from benchmarks import serving_fuzz
+    from pipelines import serving_fuzz
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(serving_fuzz.png_bomb())
@@ -147,7 +147,7 @@ def test_a_png_bomb_is_a_one_line_error_in_the_cli_and_an_error_row_in_a_batch(t
 
 
 def test_a_served_model_reads_paths_only_inside_its_input_folder(trained, tmp_path, monkeypatch):
-    from benchmarks import serving_fuzz
+    from pipelines import serving_fuzz
 
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -312,7 +312,8 @@ def test_cache_plan_keeps_in_memory_only_what_fits():
     assert examples.cache_plan("memory", [plain], budget_mb=5) == ["none"]  # arrays already are the data
 
 
-@pytest.mark.slow  # a full run for one cache mode: 35 s of the 10-minute default budget; cache_plan's choices are tested above
+# a full run for one cache mode: 35 s of the 10-minute default budget; cache_plan's choices are tested above
+@pytest.mark.slow
 def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
     folder = tmp_path / "images"
     for name, value in (("dark", 0.2), ("bright", 0.8)):

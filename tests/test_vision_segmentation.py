@@ -37,11 +37,11 @@ def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffi
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    for index, size in enumerate(size if isinstance(size, list) else [size] * count):
-        mask = np.zeros(size, np.uint8)
+    for index, shape in enumerate(size if isinstance(size, list) else [size] * count):
+        mask = np.zeros(shape, np.uint8)
         row, column = rng.integers(0, 10, 2)
         mask[row:row + 8, column:column + 8] = 1
-        picture = (0.2 + 0.6 * mask + rng.normal(0, 0.03, size)).clip(0, 1)
+        picture = (0.2 + 0.6 * mask + rng.normal(0, 0.03, shape)).clip(0, 1)
         images.save_png(picture[..., None], folder / "images" / f"{index}.png")
         Image.fromarray(np.array(mask_values, np.uint8)[mask]).save(folder / "masks" / f"{index}{mask_suffix}")
     return folder
@@ -72,7 +72,8 @@ def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
     assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(path),
                      f"{path}={tmp_path / 'chosen.png'}"]) == 0
     first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
-    assert first["mask_path"] == str(tmp_path / "scene_mask.png") and second["mask_path"] == str(tmp_path / "chosen.png")
+    assert first["mask_path"] == str(tmp_path / "scene_mask.png")
+    assert second["mask_path"] == str(tmp_path / "chosen.png")
     with Image.open(first["mask_path"]) as written:
         assert written.size == (40, 40)
         classes = np.asarray(written) // 85  # 4 classes are written as 0, 85, 170, 255

@@ -316,7 +316,8 @@ def read_jsonl(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per line.") from None
+            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per "
+                             "line.") from None
         if not isinstance(record, dict):
             raise ValueError(f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
                              "write one object per line, e.g. {\"text\": \"...\"}.")

@@ -128,7 +128,8 @@ def scan_table(path, columns, keep=(), hint=None):
                 for role in keep:
                     values[role].append(shared[role].setdefault(fields[role], fields[role]))
         except csv.Error as error:
-            raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: line {lines.number}: {error}.") from None
+            raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: line {lines.number}: "
+                             f"{error}.") from None
     return TableIndex(str(path), positions, np.frombuffer(offsets, dtype="int64").copy(),
                       {role: np.asarray(items, dtype=object) for role, items in values.items()},
                       dropped, used // max(1, len(offsets)))

@@ -86,7 +86,6 @@ def _add_one(total, _):
 def _decoders(found, keys, skip_images=True):
     """Decodes only `keys`, leaving images as encoded bytes (decoded later, after any filtering)."""
     import tensorflow_datasets
-
     from tensorflow_datasets.core import features as features_lib
 
     skipped = {key: tensorflow_datasets.decode.SkipDecoding() for key in keys

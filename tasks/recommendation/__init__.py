@@ -69,7 +69,7 @@ class RecommendationConfig(TaskConfig):
     # HitRate@10 0.556 / 0.544 / 0.587 with them, 0.634 / 0.658 / 0.611 without (popularity 0.550), so it uses none.
     history_length: Size = 10  # latest items per user on chronological splits (0: the user id alone)
     retrieval: bool = True  # mf/neural also learn the retrieval head and rank with it (see the module docstring)
-    split: Choice(*SPLITS) = "random"  # random (rating prediction) | leave_last_out (next item per user) | time (global)
+    split: Choice(*SPLITS) = "random"  # random (rating prediction), leave_last_out (next item per user), time (global)
     top_k: Count = 10  # length of recommendation lists, and the K of HitRate@K, NDCG@K, MAP@K
     user_column: str = "userId"  # MovieLens ratings.csv names; set yours for other files
     item_column: str = "movieId"  # also the id column of an items_file
@@ -110,7 +110,8 @@ class Recommendation(Task):
                 "history_length, another embedding_dim or model, more epochs, or --preset balanced.")
 
     def load_data(self, config, fitted=None):
-        """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id vocabularies."""
+        """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id
+        vocabularies."""
         from shared.data.sources import parse_source
 
         kind, argument = parse_source(config.data)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+
 def clean_interactions(frame, config, source):
     """Checks the rating scale and applies the duplicate policy.
 

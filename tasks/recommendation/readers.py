@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+
 def id_text(value):
     """The vocabulary key of a raw id: 7, 7.0, b"7" and "7" are one id."""
     if isinstance(value, bytes):

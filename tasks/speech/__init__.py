@@ -37,8 +37,15 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 from tasks.speech import sources
 from tasks.speech.audio import AUDIO_EXTENSIONS, prepare, read_audio, read_seconds, sample_window
 from tasks.speech.cache import extract, feature_folder
-from tasks.speech.features import (FEATURES, band_statistics, clip_features, feature_settings, feature_step,
-                                   mfcc_statistics, standardize)
+from tasks.speech.features import (
+    FEATURES,
+    band_statistics,
+    clip_features,
+    feature_settings,
+    feature_step,
+    mfcc_statistics,
+    standardize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -313,14 +320,16 @@ class Speech(ClassificationTask):
               if settings["trim_db"] else []),
             f"centre-crop or centre-pad with zeros to {settings['samples']} samples",
             f"power spectrogram |librosa.stft(n_fft={settings['n_fft']}, hop_length={settings['hop']}, "
-            f"win_length={settings['window']})|**2; mel power = librosa.filters.mel(sr={settings['sample_rate']}, "
-            f"n_fft={settings['n_fft']}, n_mels={settings['n_mels']}, fmin={settings['fmin']:g}, "
+            f"win_length={settings['window']})|**2; mel power = "
+            f"librosa.filters.mel(sr={settings['sample_rate']}, n_fft={settings['n_fft']}, "
+            f"n_mels={settings['n_mels']}, fmin={settings['fmin']:g}, "
             f"fmax={settings['fmax']:g}) @ power",
             "librosa.power_to_db(mel, ref=np.max, top_db=80.0)",
             *([f"librosa.feature.mfcc(S=that, n_mfcc={settings['n_mfcc']})"] if settings["kind"] == "mfcc" else []),
             *(["channels: the features, librosa.feature.delta(order=1) and delta(order=2)"] if settings["deltas"]
               else ["one channel: the features"]),
-            "transpose to (frames, bins, channels), then standardise: (features - mean) / std with the arrays below",
+            "transpose to (frames, bins, channels), then standardise: (features - mean) / std with the arrays "
+            "below",
         ], "features": settings, "mean": info["mean"], "std": info["std"], "input_shape": info["input_shape"],
             "code": "tasks/speech/audio.py prepare() then tasks/speech/features.py clip_features(), the same "
                     "functions the logged model runs"})
