@@ -57,39 +57,102 @@ FSDD = (r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav", "split=g
 ANKI = ("max_examples=8000", "validation_fraction=0.01", "test_fraction=0.01")
 AI4I = ("drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",)  # the failure types give the label away
 VARIANTS = (
-    Variant("vision_classification", "mnist_500", DATA / "mnist_test", ("max_examples=500",),
-            "keras-io convnet, all 8.5k training digits: 0.982"),
-    Variant("vision_classification", "pneumonia_1000", DATA / "pneumoniamnist" / "pneumoniamnist.npz",
-            ("max_examples=1000",), "MedMNIST v2 ResNet-18 (28), all 4.7k: ACC 0.854"),
-    Variant("medical_imaging", "pneumonia_546", DATA / "pneumoniamnist" / "pneumoniamnist.npz", ("max_examples=546",),
-            "MedMNIST v2 ResNet-18 (28), all 4.7k: AUC 0.944"),
-    Variant("medical_imaging", "pneumonia_2000", DATA / "pneumoniamnist" / "pneumoniamnist.npz",
-            ("max_examples=2000",), "MedMNIST v2 ResNet-18 (28), all 4.7k: AUC 0.944"),
-    Variant("vision_segmentation", "isbi_256", DATA / "isbi2012_membrane" / "train", ("image_size=256",),
-            "U-Net paper, full size: pixel accuracy 0.939"),
-    Variant("vision_segmentation", "isbi_128", DATA / "isbi2012_membrane" / "train", ("image_size=128",),
-            "U-Net paper, full size: pixel accuracy 0.939"),
-    Variant("nlp_sentiment", "sst2_2000", DATA / "sst2", ("max_examples=2000",),
-            "text CNN on 3k polarity sentences: 0.787"),
-    Variant("nlp_sentiment", "sst2_10000", DATA / "sst2", ("max_examples=10000",),
-            "Kim 2014 CNN-rand on 10.7k MR: 0.761"),
-    Variant("nlp_translation", "anki_8000", DATA / "anki_spa_eng" / "spa-eng" / "spa.txt", ANKI,
-            "8k en->vi pairs, defaults of 2026-12-01: normalised BLEU 14.8"),
-    Variant("nlp_translation", "anki_reverse_8000", DATA / "anki_spa_eng" / "spa-eng" / "spa.txt",
-            (*ANKI, "direction=reverse"), ""),
+    Variant(
+        "vision_classification",
+        "mnist_500",
+        DATA / "mnist_test",
+        ("max_examples=500",),
+        "keras-io convnet, all 8.5k training digits: 0.982",
+    ),
+    Variant(
+        "vision_classification",
+        "pneumonia_1000",
+        DATA / "pneumoniamnist" / "pneumoniamnist.npz",
+        ("max_examples=1000",),
+        "MedMNIST v2 ResNet-18 (28), all 4.7k: ACC 0.854",
+    ),
+    Variant(
+        "medical_imaging",
+        "pneumonia_546",
+        DATA / "pneumoniamnist" / "pneumoniamnist.npz",
+        ("max_examples=546",),
+        "MedMNIST v2 ResNet-18 (28), all 4.7k: AUC 0.944",
+    ),
+    Variant(
+        "medical_imaging",
+        "pneumonia_2000",
+        DATA / "pneumoniamnist" / "pneumoniamnist.npz",
+        ("max_examples=2000",),
+        "MedMNIST v2 ResNet-18 (28), all 4.7k: AUC 0.944",
+    ),
+    Variant(
+        "vision_segmentation",
+        "isbi_256",
+        DATA / "isbi2012_membrane" / "train",
+        ("image_size=256",),
+        "U-Net paper, full size: pixel accuracy 0.939",
+    ),
+    Variant(
+        "vision_segmentation",
+        "isbi_128",
+        DATA / "isbi2012_membrane" / "train",
+        ("image_size=128",),
+        "U-Net paper, full size: pixel accuracy 0.939",
+    ),
+    Variant(
+        "nlp_sentiment", "sst2_2000", DATA / "sst2", ("max_examples=2000",), "text CNN on 3k polarity sentences: 0.787"
+    ),
+    Variant(
+        "nlp_sentiment", "sst2_10000", DATA / "sst2", ("max_examples=10000",), "Kim 2014 CNN-rand on 10.7k MR: 0.761"
+    ),
+    Variant(
+        "nlp_translation",
+        "anki_8000",
+        DATA / "anki_spa_eng" / "spa-eng" / "spa.txt",
+        ANKI,
+        "8k en->vi pairs, defaults of 2026-12-01: normalised BLEU 14.8",
+    ),
+    Variant(
+        "nlp_translation",
+        "anki_reverse_8000",
+        DATA / "anki_spa_eng" / "spa-eng" / "spa.txt",
+        (*ANKI, "direction=reverse"),
+        "",
+    ),
     Variant("speech", "fsdd_500", DATA / "fsdd" / "recordings", FSDD, "TF simple-audio recipe: 0.30 on new voices"),
     Variant("speech", "commands_mini", DATA / "speech_commands_mini" / "index.csv", ("split=group",), ""),
-    Variant("fraud_detection", "creditcard", DATA / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv",
-            ("drop_columns=[Time]",), "keras-io MLP: PR-AUC 0.972"),
+    Variant(
+        "fraud_detection",
+        "creditcard",
+        DATA / "creditcard_fraud" / "creditcard_4000normal_492fraud.csv",
+        ("drop_columns=[Time]",),
+        "keras-io MLP: PR-AUC 0.972",
+    ),
     Variant("fraud_detection", "ai4i", DATA / "ai4i2020" / "ai4i2020.csv", ("target=Machine failure", *AI4I), ""),
-    Variant("predictive_maintenance", "fd001", DATA / "cmapss_fd001", (),
-            "LSTM (Zheng 2017) 16.1; deep CNN (Li 2018) 12.6"),
-    Variant("predictive_maintenance", "ai4i_failure", DATA / "ai4i2020" / "ai4i2020.csv",
-            ("mode=classification", "unit_column=", "time_column=", "target_column=Machine failure", *AI4I), ""),
-    Variant("recommendation", "movielens_random", DATA / "movielens_latest_small", (),
-            "keras-io collaborative filtering: RMSE 0.851"),
-    Variant("recommendation", "movielens_last", DATA / "movielens_latest_small", ("split=leave_last_out",),
-            "keras-io collaborative filtering: HitRate@10 0.034"),
+    Variant(
+        "predictive_maintenance", "fd001", DATA / "cmapss_fd001", (), "LSTM (Zheng 2017) 16.1; deep CNN (Li 2018) 12.6"
+    ),
+    Variant(
+        "predictive_maintenance",
+        "ai4i_failure",
+        DATA / "ai4i2020" / "ai4i2020.csv",
+        ("mode=classification", "unit_column=", "time_column=", "target_column=Machine failure", *AI4I),
+        "",
+    ),
+    Variant(
+        "recommendation",
+        "movielens_random",
+        DATA / "movielens_latest_small",
+        (),
+        "keras-io collaborative filtering: RMSE 0.851",
+    ),
+    Variant(
+        "recommendation",
+        "movielens_last",
+        DATA / "movielens_latest_small",
+        ("split=leave_last_out",),
+        "keras-io collaborative filtering: HitRate@10 0.034",
+    ),
 )
 
 
@@ -102,8 +165,13 @@ def run_one(variant, preset, seed, extra):
     from shared import baselines
 
     task = tasks.get(variant.task)
-    resolved = config.resolve(task, data=str(variant.data), seed=seed, assignments=[*variant.settings, *extra],
-                              preset=None if preset == "default" else preset)
+    resolved = config.resolve(
+        task,
+        data=str(variant.data),
+        seed=seed,
+        assignments=[*variant.settings, *extra],
+        preset=None if preset == "default" else preset,
+    )
     keras.utils.clear_session()
     started = time.monotonic()
     if resolved.budget_minutes:
@@ -114,11 +182,19 @@ def run_one(variant, preset, seed, extra):
         result = runner.run(task, resolved, experiment="benchmark_transfer", promote="never")
         chosen, train_seconds, examples = "default", result.train_seconds, result.train_examples
     metric = baselines.chooser(result.verdict.scorers, task.primary_metric).name  # classification mode: PR-AUC
-    row = {"task": task.name, "variant": variant.name, "preset": preset, "seed": seed, "metric": metric,
-           "value": result.metrics.get(metric), "chosen": chosen,
-           "gate": "failed" if result.verdict.refusal else "passed",
-           "wall_seconds": round(time.monotonic() - started, 1), "train_seconds": round(train_seconds, 1),
-           "train_examples": examples}
+    row = {
+        "task": task.name,
+        "variant": variant.name,
+        "preset": preset,
+        "seed": seed,
+        "metric": metric,
+        "value": result.metrics.get(metric),
+        "chosen": chosen,
+        "gate": "failed" if result.verdict.refusal else "passed",
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_examples": examples,
+    }
     for item in result.verdict.comparisons:  # every baseline's test figure on the primary metric
         value = result.metrics.get(f"baseline_{item.baseline}_{metric}")
         if value is not None:
@@ -138,12 +214,15 @@ def summary(rows):
     found = {}
     for (task, variant, preset), group in sorted(grouped.items()):
         values = [row["value"] for row in group if row["value"] is not None]
-        entry = {"metric": group[0]["metric"], "seeds": sorted(row["seed"] for row in group),
-                 "mean": round(statistics.fmean(values), 4) if values else None,
-                 "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-                 "wall_seconds": round(statistics.fmean(row["wall_seconds"] for row in group), 1),
-                 "promoted_by_gate": sum(row["gate"] == "passed" for row in group),
-                 "chosen": sorted({row["chosen"] for row in group})}
+        entry = {
+            "metric": group[0]["metric"],
+            "seeds": sorted(row["seed"] for row in group),
+            "mean": round(statistics.fmean(values), 4) if values else None,
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "wall_seconds": round(statistics.fmean(row["wall_seconds"] for row in group), 1),
+            "promoted_by_gate": sum(row["gate"] == "passed" for row in group),
+            "chosen": sorted({row["chosen"] for row in group}),
+        }
         for key in sorted({key for row in group for key in row if key.startswith("baseline_")}):
             entry[key] = round(statistics.fmean(row[key] for row in group if key in row), 4)
         found.setdefault(f"{task}/{variant}", {})[preset] = entry
@@ -152,8 +231,11 @@ def summary(rows):
 
 def table(rows):
     """The README's Markdown table: one line per variant, both presets and the baselines beside the anchor."""
-    lines = ["| task | variant | metric | defaults | balanced (chosen) | trivial baseline | classical baseline | "
-             "wall time (defaults / balanced) | anchor |", "|---" * 9 + "|"]
+    lines = [
+        "| task | variant | metric | defaults | balanced (chosen) | trivial baseline | classical baseline | "
+        "wall time (defaults / balanced) | anchor |",
+        "|---" * 9 + "|",
+    ]
     anchors = {(variant.task, variant.name): variant.anchor for variant in VARIANTS}
     for name, presets in summary(rows).items():
         task, variant = name.split("/")
@@ -161,20 +243,32 @@ def table(rows):
         cells = {}
         for preset in PRESETS:
             entry = presets.get(preset)
-            cells[preset] = ("" if entry is None or entry["mean"] is None else
-                             f"{entry['mean']:.3f} +- {entry['sd']:.3f} (gate {entry['promoted_by_gate']}/"
-                             f"{len(entry['seeds'])})")
+            cells[preset] = (
+                ""
+                if entry is None or entry["mean"] is None
+                else f"{entry['mean']:.3f} +- {entry['sd']:.3f} (gate {entry['promoted_by_gate']}/"
+                f"{len(entry['seeds'])})"
+            )
         chosen = presets.get("balanced", {}).get("chosen", [])
         baselines = {key: value for key, value in first.items() if key.startswith("baseline_")}
-        trivial = [f"{key.removeprefix('baseline_')} {value:.3f}" for key, value in baselines.items()
-                   if key.removeprefix("baseline_") in TRIVIAL]
-        classical = [f"{key.removeprefix('baseline_')} {value:.3f}" for key, value in baselines.items()
-                     if key.removeprefix("baseline_") not in TRIVIAL]
-        times = " / ".join(f"{presets[preset]['wall_seconds']:.0f} s" if preset in presets else "-"
-                           for preset in PRESETS)
-        lines.append(f"| {task} | {variant} | {first['metric']} | {cells['default']} | {cells['balanced']}"
-                     f"{' (' + ', '.join(chosen) + ')' if chosen else ''} | {', '.join(trivial)} | "
-                     f"{', '.join(classical)} | {times} | {anchors.get((task, variant), '')} |")
+        trivial = [
+            f"{key.removeprefix('baseline_')} {value:.3f}"
+            for key, value in baselines.items()
+            if key.removeprefix("baseline_") in TRIVIAL
+        ]
+        classical = [
+            f"{key.removeprefix('baseline_')} {value:.3f}"
+            for key, value in baselines.items()
+            if key.removeprefix("baseline_") not in TRIVIAL
+        ]
+        times = " / ".join(
+            f"{presets[preset]['wall_seconds']:.0f} s" if preset in presets else "-" for preset in PRESETS
+        )
+        lines.append(
+            f"| {task} | {variant} | {first['metric']} | {cells['default']} | {cells['balanced']}"
+            f"{' (' + ', '.join(chosen) + ')' if chosen else ''} | {', '.join(trivial)} | "
+            f"{', '.join(classical)} | {times} | {anchors.get((task, variant), '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -194,20 +288,27 @@ def main():
     if arguments.table:
         print(table([json.loads(line) for line in arguments.table.read_text().splitlines() if line.strip()]))
         return
-    wanted = [variant for variant in VARIANTS
-              if (not arguments.tasks or variant.task in arguments.tasks.split(","))
-              and (not arguments.variants or variant.name in arguments.variants.split(","))]
+    wanted = [
+        variant
+        for variant in VARIANTS
+        if (not arguments.tasks or variant.task in arguments.tasks.split(","))
+        and (not arguments.variants or variant.name in arguments.variants.split(","))
+    ]
     missing = sorted({str(variant.data) for variant in wanted if not variant.data.exists()})
     if missing:
-        sys.exit(f"benchmark data {', '.join(missing)} is absent (the team's ../shared/data folder must sit beside "
-                 "the repo)")
+        sys.exit(
+            f"benchmark data {', '.join(missing)} is absent (the team's ../shared/data folder must sit beside the repo)"
+        )
     import tasks
     from pipelines import config
 
     for variant in wanted:  # every setting checked before anything trains
         config.resolve(tasks.get(variant.task), data=str(variant.data), assignments=[*variant.settings, *arguments.set])
-    done = ([json.loads(line) for line in arguments.output.read_text().splitlines() if line.strip()]
-            if arguments.output and arguments.output.exists() else [])
+    done = (
+        [json.loads(line) for line in arguments.output.read_text().splitlines() if line.strip()]
+        if arguments.output and arguments.output.exists()
+        else []
+    )
     finished = {_key(row) for row in done}
     rows = list(done)
     for variant in wanted:
@@ -225,12 +326,21 @@ def main():
     chosen = [row for row in rows if any(_key(row)[:2] == (variant.task, variant.name) for variant in wanted)]
     default_rows = [row for row in chosen if row["preset"] == "default"]
     seconds = sum(row["train_seconds"] for row in chosen)
-    print(json.dumps({
-        "task": sorted({row["task"] for row in chosen}), "data": sorted({str(variant.data) for variant in wanted}),
-        "metrics": summary(chosen), "train_seconds": round(seconds, 1),
-        "examples_per_second": round(sum(row["train_examples"] for row in default_rows)
-                                     / max(1e-9, sum(row["train_seconds"] for row in default_rows)), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "task": sorted({row["task"] for row in chosen}),
+                "data": sorted({str(variant.data) for variant in wanted}),
+                "metrics": summary(chosen),
+                "train_seconds": round(seconds, 1),
+                "examples_per_second": round(
+                    sum(row["train_examples"] for row in default_rows)
+                    / max(1e-9, sum(row["train_seconds"] for row in default_rows)),
+                    1,
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ def main(argv=None):
     Returns:
         list[dict]: one answer per transaction.
     """
-    return predict("fraud_detection", "row",
-                   [record for argument in (sys.argv[1:] if argv is None else argv) for record in records(argument)])
+    return predict(
+        "fraud_detection",
+        "row",
+        [record for argument in (sys.argv[1:] if argv is None else argv) for record in records(argument)],
+    )
 
 
 if __name__ == "__main__":

@@ -14,27 +14,24 @@ import shlex
 import pytest
 
 import tasks
-from pipelines import cli
-from pipelines import config as config_module
+from pipelines import cli, config as config_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "examples" / "README.md"]
 PREFIXES = ("python -m pipelines", "keras-pipelines")
-# Pages another branch adds (the package install guide); a link to one passes until it exists, then must resolve.
-PENDING = {ROOT / "docs" / "install.md"}
 PLACEHOLDER_TASKS = {"TASK"}
 
 
 def fenced_blocks(text):
     """Returns:
-        list[str]: the contents of every ``` fenced code block in a Markdown text.
+    list[str]: the contents of every ``` fenced code block in a Markdown text.
     """
     return re.findall(r"^ *```[^\n]*\n(.*?)^ *```", text, flags=re.M | re.S)
 
 
 def prose(text):
     """Returns:
-        str: the text without its fenced code blocks (where headings and links are read)."""
+    str: the text without its fenced code blocks (where headings and links are read)."""
     return re.sub(r"^ *```[^\n]*\n.*?^ *```", "", text, flags=re.M | re.S)
 
 
@@ -53,12 +50,12 @@ def commands_in(text):
     for line in lines:
         for prefix in PREFIXES:
             for match in re.finditer(rf"(?<![\w/.-]){re.escape(prefix)}(?![\w-])", line):
-                before = line[:match.start()]
-                rest = line[match.start():]
+                before = line[: match.start()]
+                rest = line[match.start() :]
                 quote = _open_quote(before)
                 if quote:
                     rest = rest.split(quote)[0]
-                words = rest[len(prefix):].split()
+                words = rest[len(prefix) :].split()
                 if len(words) > 1 or words == ["list"]:  # not a name in prose: `python -m pipelines`, `... run`
                     found.append(rest)
     return found
@@ -66,7 +63,7 @@ def commands_in(text):
 
 def _open_quote(text):
     """Returns:
-        str | None: the quote character left open at the end of `text` (shell rules, roughly), else None.
+    str | None: the quote character left open at the end of `text` (shell rules, roughly), else None.
     """
     quote = None
     for char in text:
@@ -79,10 +76,10 @@ def _open_quote(text):
 
 def arguments(command):
     """Returns:
-        list[str]: the command's arguments after its prefix, synopsis forms read as their first choice.
+    list[str]: the command's arguments after its prefix, synopsis forms read as their first choice.
     """
     prefix = next(prefix for prefix in PREFIXES if command.startswith(prefix))
-    text = command[len(prefix):]
+    text = command[len(prefix) :]
     text = re.sub(r"(?<=[^\s|])\\?\|[^\s\]]+", "", text)  # a|b|c -> a (a shell pipe has spaces around it)
     text = re.sub(r"(?<!\S)\[((?:--?[\w-]+|[A-Z][A-Z_]*)[^\]]*)\]", r"\1", text)  # [--opt VALUE], [TASK]
     lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
@@ -127,8 +124,14 @@ def test_every_command_parses_and_resolves(command):
     if parsed.command in ("run", "sweep") and not parsed.config:
         for name in tasks.names() if task == "all" else [task]:
             try:
-                config_module.resolve(tasks.get(name), quick=parsed.quick, assignments=parsed.set, data=parsed.data,
-                                      seed=parsed.seed, preset=getattr(parsed, "preset", None))
+                config_module.resolve(
+                    tasks.get(name),
+                    quick=parsed.quick,
+                    assignments=parsed.set,
+                    data=parsed.data,
+                    seed=parsed.seed,
+                    preset=getattr(parsed, "preset", None),
+                )
             except ValueError as error:  # a file of the reader's own (vectors, say) is checked at once: not here
                 named = re.search(r"'([^']+)' does not exist", str(error))
                 if not (named and named.group(1) in command):
@@ -141,18 +144,36 @@ def test_every_command_parses_and_resolves(command):
 
 def test_the_synopsis_reader():
     assert arguments("python -m pipelines compare [TASK] [--limit N] [--format text|markdown|csv]") == [
-        "compare", "TASK", "--limit", "2", "--format", "text"]
+        "compare",
+        "TASK",
+        "--limit",
+        "2",
+        "--format",
+        "text",
+    ]
     assert arguments("python -m pipelines predict TASK --model URI [--output F.csv\\|F.jsonl] INPUT...") == [
-        "predict", "TASK", "--model", "URI", "--output", "F.csv", "INPUT"]
+        "predict",
+        "TASK",
+        "--model",
+        "URI",
+        "--output",
+        "F.csv",
+        "INPUT",
+    ]
     assert arguments("python -m pipelines run fraud_detection --set 'drop_columns=[Time]' &") == [
-        "run", "fraud_detection", "--set", "drop_columns=[Time]"]
+        "run",
+        "fraud_detection",
+        "--set",
+        "drop_columns=[Time]",
+    ]
     assert commands_in("```\nsh -c 'X=1 exec python -m pipelines run speech --quick'\n```\n") == [
-        "python -m pipelines run speech --quick"]
+        "python -m pipelines run speech --quick"
+    ]
 
 
 def slug(heading):
     """Returns:
-        str: GitHub's anchor for a Markdown heading's text.
+    str: GitHub's anchor for a Markdown heading's text.
     """
     text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
@@ -160,7 +181,7 @@ def slug(heading):
 
 def anchors(page):
     """Returns:
-        set[str]: the anchors of a Markdown file's headings (GitHub numbers repeated ones -1, -2, ...).
+    set[str]: the anchors of a Markdown file's headings (GitHub numbers repeated ones -1, -2, ...).
     """
     found, counts = set(), {}
     for heading in re.findall(r"^#{1,6} +(.+?) *#*$", prose(page.read_text()), flags=re.M):
@@ -172,11 +193,10 @@ def anchors(page):
 
 def links(page):
     """Returns:
-        list[str]: the relative link targets of a Markdown file, outside code.
+    list[str]: the relative link targets of a Markdown file, outside code.
     """
     text = re.sub(r"`[^`\n]*`", "", prose(page.read_text()))
-    return [target for target in re.findall(r"\]\(([^)\s]+)\)", text)
-            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]
+    return [target for target in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z][a-z0-9+.-]*:", target)]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
@@ -185,8 +205,6 @@ def test_every_relative_link_resolves(page):
     for target in links(page):
         path, _, anchor = target.partition("#")
         resolved = (page.parent / path).resolve() if path else page
-        if resolved in PENDING and not resolved.exists():
-            continue
         if not resolved.exists():
             broken.append(f"{target}: no such file")
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
