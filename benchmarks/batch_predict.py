@@ -57,8 +57,9 @@ def main():
         pictures = pathlib.Path(folder, "pictures")
         pictures.mkdir()
         for index in range(arguments.images):
-            images.save_png(digits.images[index % len(digits.images)][..., None] / 16.0,
-                            pictures / f"digit_{index:05d}.png")
+            images.save_png(
+                digits.images[index % len(digits.images)][..., None] / 16.0, pictures / f"digit_{index:05d}.png"
+            )
         pairs = task.cli_inputs([str(pictures)])
 
         def batch():
@@ -67,27 +68,35 @@ def main():
         def single():
             return [model.predict(pd.DataFrame({task.input_column: [raw]}))[0]["label"] for _, raw in pairs]
 
-        model.predict(pd.DataFrame({task.input_column: [raw for _, raw in pairs[:arguments.batch_size]]}))
+        model.predict(pd.DataFrame({task.input_column: [raw for _, raw in pairs[: arguments.batch_size]]}))
         model.predict(pd.DataFrame({task.input_column: [pairs[0][1]]}))  # warm-up: both shapes traced
         print(f"timing {len(pairs)} images, {arguments.repeats} times each way", file=sys.stderr)
         batch_seconds, batch_labels = _median_seconds(batch, arguments.repeats)
         single_seconds, single_labels = _median_seconds(single, arguments.repeats)
     speedup = single_seconds / batch_seconds
     print(f"batch {batch_seconds:.2f} s, single {single_seconds:.2f} s: {speedup:.1f}x", file=sys.stderr)
-    print(json.dumps({
-        "task": task.name, "data": f"embedded digits written as {len(pairs)} PNG files",
-        "metrics": {
-            "batch_seconds": round(batch_seconds, 3), "single_seconds": round(single_seconds, 3),
-            "batch_inputs_per_second": round(len(pairs) / batch_seconds, 1),
-            "single_inputs_per_second": round(len(pairs) / single_seconds, 1),
-            "speedup": round(speedup, 2), "meets_target": speedup >= TARGET_SPEEDUP,
-            "same_labels": batch_labels == single_labels,
-        },
-        "batch_size": arguments.batch_size, "repeats": arguments.repeats,
-        "load_average": [round(value, 2) for value in os.getloadavg()],
-        "train_seconds": round(result.train_seconds, 1),
-        "examples_per_second": round(result.train_examples / result.train_seconds, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "task": task.name,
+                "data": f"embedded digits written as {len(pairs)} PNG files",
+                "metrics": {
+                    "batch_seconds": round(batch_seconds, 3),
+                    "single_seconds": round(single_seconds, 3),
+                    "batch_inputs_per_second": round(len(pairs) / batch_seconds, 1),
+                    "single_inputs_per_second": round(len(pairs) / single_seconds, 1),
+                    "speedup": round(speedup, 2),
+                    "meets_target": speedup >= TARGET_SPEEDUP,
+                    "same_labels": batch_labels == single_labels,
+                },
+                "batch_size": arguments.batch_size,
+                "repeats": arguments.repeats,
+                "load_average": [round(value, 2) for value in os.getloadavg()],
+                "train_seconds": round(result.train_seconds, 1),
+                "examples_per_second": round(result.train_examples / result.train_seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

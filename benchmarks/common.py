@@ -49,7 +49,7 @@ class Probe:
 
     def report(self, result):
         """Returns:
-            dict: extra metrics of the finished run (`result`: `pipelines.runner.RunResult`).
+        dict: extra metrics of the finished run (`result`: `pipelines.runner.RunResult`).
         """
         return {}
 
@@ -118,13 +118,19 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0], metavar="S,S,...",
-                        help="train once per seed and report mean and sd over them (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0],
+        metavar="S,S,...",
+        help="train once per seed and report mean and sd over them (default: 0)",
+    )
     arguments = parser.parse_args()
     for protocol in protocols:
         if not protocol.data.exists():
-            sys.exit(f"benchmark data {protocol.data} is absent (the team's ../shared/data folder must sit "
-                     "beside the repo)")
+            sys.exit(
+                f"benchmark data {protocol.data} is absent (the team's ../shared/data folder must sit beside the repo)"
+            )
     if backend:
         os.environ.setdefault("KERAS_BACKEND", backend)
     import tasks
@@ -139,8 +145,9 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
             resolved = config.resolve(task, data=str(protocol.data), assignments=overrides)
             print(f"benchmark {task_name} {protocol.label} on {protocol.data} with {overrides}", file=sys.stderr)
             probe = protocol.probe(task, resolved) if protocol.probe else None
-            result = runner.run(task, resolved, experiment=f"benchmark_{task_name}",
-                                callbacks=(probe,) if probe else ())
+            result = runner.run(
+                task, resolved, experiment=f"benchmark_{task_name}", callbacks=(probe,) if probe else ()
+            )
             prefix = f"{protocol.label}_" if protocol.label else ""
             metrics.update({f"{prefix}{key}": round(result.metrics[key], 4) for key in protocol.keys})
             if probe:
@@ -152,16 +159,25 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
         per_seed[str(seed)] = {**metrics, "train_seconds": round(seed_seconds, 1)}
         seconds += seed_seconds
         print(f"benchmark {task_name} seed {seed}: {json.dumps(per_seed[str(seed)])}", file=sys.stderr)
-    means, deviations = summarise([{key: value for key, value in metrics.items() if key != "train_seconds"}
-                                   for metrics in per_seed.values()])
+    means, deviations = summarise(
+        [{key: value for key, value in metrics.items() if key != "train_seconds"} for metrics in per_seed.values()]
+    )
     means.update(derive(means) if derive else {})
-    print(json.dumps({
-        "task": task.name,
-        "data": " + ".join(sorted({str(protocol.data.relative_to(ROOT.parent)) for protocol in protocols})),
-        "seeds": arguments.seeds, "metrics": means, "metrics_sd": deviations, "per_seed": per_seed,
-        "train_seconds": round(seconds, 1), "examples_per_second": round(examples / max(seconds, 1e-9), 1),
-        "run_ids": run_ids,
-    }))
+    print(
+        json.dumps(
+            {
+                "task": task.name,
+                "data": " + ".join(sorted({str(protocol.data.relative_to(ROOT.parent)) for protocol in protocols})),
+                "seeds": arguments.seeds,
+                "metrics": means,
+                "metrics_sd": deviations,
+                "per_seed": per_seed,
+                "train_seconds": round(seconds, 1),
+                "examples_per_second": round(examples / max(seconds, 1e-9), 1),
+                "run_ids": run_ids,
+            }
+        )
+    )
 
 
 def over_seeds(seeds, one):
@@ -180,11 +196,21 @@ def over_seeds(seeds, one):
     if len(reports) == 1:
         return reports[0]
     means, deviations = summarise([report["metrics"] for report in reports])
-    return {**reports[0], "seeds": seeds, "metrics": means, "metrics_sd": deviations,
-            "per_seed": {str(seed): {**report["metrics"], "train_seconds": report["train_seconds"],
-                                     **({"curve": report["curve"]} if "curve" in report else {})}
-                         for seed, report in zip(seeds, reports)},
-            "train_seconds": round(sum(report["train_seconds"] for report in reports), 1)}
+    return {
+        **reports[0],
+        "seeds": seeds,
+        "metrics": means,
+        "metrics_sd": deviations,
+        "per_seed": {
+            str(seed): {
+                **report["metrics"],
+                "train_seconds": report["train_seconds"],
+                **({"curve": report["curve"]} if "curve" in report else {}),
+            }
+            for seed, report in zip(seeds, reports)
+        },
+        "train_seconds": round(sum(report["train_seconds"] for report in reports), 1),
+    }
 
 
 def time_budget(minutes):
@@ -249,8 +275,14 @@ def curve(logged_model, snapshots, batch_size, score):
     points = []
     for asked, trained, steps, weights in snapshots:
         keras_model.set_weights(weights)
-        points.append({"minutes": asked, "trained_minutes": round(trained, 2),
-                       "examples_per_second": round(steps * batch_size / (trained * 60), 1), **score(logged_model)})
+        points.append(
+            {
+                "minutes": asked,
+                "trained_minutes": round(trained, 2),
+                "examples_per_second": round(steps * batch_size / (trained * 60), 1),
+                **score(logged_model),
+            }
+        )
         print(f"  {asked} min ({trained:.1f} trained): {points[-1]}", file=sys.stderr)
     keras_model.set_weights(logged_weights)
     return points

@@ -56,15 +56,28 @@ def child(folder, settings):
     task = tasks.get("vision_classification")
     resolved = config.resolve(task, data=str(folder), assignments=settings)
     result = runner.run(task, resolved, experiment="benchmark_data_scale", promote="never")
-    print(json.dumps({"train_seconds": result.train_seconds, "train_examples": result.train_examples,
-                      "accuracy": result.metrics["accuracy"]}))
+    print(
+        json.dumps(
+            {
+                "train_seconds": result.train_seconds,
+                "train_examples": result.train_examples,
+                "accuracy": result.metrics["accuracy"],
+            }
+        )
+    )
 
 
 def measure(folder, settings, store):
     """Runs `child` in a subprocess; returns its figures and its peak resident memory in MB."""
     environment = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "benchmarks.data_scale", "--child", str(folder),
-               *(part for item in settings for part in ("--set", item))]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.data_scale",
+        "--child",
+        str(folder),
+        *(part for item in settings for part in ("--set", item)),
+    ]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, cwd=ROOT)  # cwd: `-m` finds it
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -95,21 +108,29 @@ def main():
             store = pathlib.Path(scratch) / f"store_{size}"
             store.mkdir()
             figures, peak = measure(folder, settings, store)
-            results[size] = {"peak_rss_mb": round(peak, 1),
-                             "examples_per_second": round(figures["train_examples"] / figures["train_seconds"], 1),
-                             "train_seconds": round(figures["train_seconds"], 1),
-                             "accuracy": round(figures["accuracy"], 4)}
+            results[size] = {
+                "peak_rss_mb": round(peak, 1),
+                "examples_per_second": round(figures["train_examples"] / figures["train_seconds"], 1),
+                "train_seconds": round(figures["train_seconds"], 1),
+                "accuracy": round(figures["accuracy"], 4),
+            }
             print(f"{size} images: {results[size]}", file=sys.stderr)
     smallest, largest = min(sizes), max(sizes)
     ratio = results[largest]["peak_rss_mb"] / results[smallest]["peak_rss_mb"]
-    print(json.dumps({
-        "task": "vision_classification", "data": f"generated JPEG class folders, {arguments.image_size} px",
-        "metrics": {"peak_rss_ratio": round(ratio, 3), "target_ratio": 1.15, "target_met": ratio <= 1.15},
-        "train_seconds": round(sum(item["train_seconds"] for item in results.values()), 1),
-        "examples_per_second": results[largest]["examples_per_second"],
-        "sizes": {str(size): item for size, item in results.items()}, "settings": settings,
-        "machine": f"{os.cpu_count()} CPUs",
-    }))
+    print(
+        json.dumps(
+            {
+                "task": "vision_classification",
+                "data": f"generated JPEG class folders, {arguments.image_size} px",
+                "metrics": {"peak_rss_ratio": round(ratio, 3), "target_ratio": 1.15, "target_met": ratio <= 1.15},
+                "train_seconds": round(sum(item["train_seconds"] for item in results.values()), 1),
+                "examples_per_second": results[largest]["examples_per_second"],
+                "sizes": {str(size): item for size, item in results.items()},
+                "settings": settings,
+                "machine": f"{os.cpu_count()} CPUs",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

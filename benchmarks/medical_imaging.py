@@ -20,10 +20,24 @@ SETTINGS = ["class_names=normal,pneumonia"]  # the task's defaults: what a user 
 
 
 def main():
-    common.run_and_report("medical_imaging", DATA, SETTINGS,
-                          ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1",
-                           "threshold", "expected_calibration_error", "brier_score"),
-                          description=__doc__.splitlines()[0])
+    common.run_and_report(
+        "medical_imaging",
+        DATA,
+        SETTINGS,
+        (
+            "roc_auc",
+            "pr_auc",
+            "accuracy",
+            "sensitivity",
+            "specificity",
+            "balanced_accuracy",
+            "f1",
+            "threshold",
+            "expected_calibration_error",
+            "brier_score",
+        ),
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,16 @@ DATA = ROOT.parent / "shared" / "data" / "sst2"
 # accuracy 0.9322 -> 0.9352 against the raw weights with 4 epochs (where validation stopped improving).
 # Four CNNs trained side by side, logits averaged (2026-12-03): best validation loss 0.1878 / 0.2042 /
 # 0.2004 -> 0.1812 / 0.1969 / 0.1934 at seeds 0 / 1 / 2 against one CNN (two at seed 0: 0.1823).
-SETTINGS = ["architecture=cnn", "ensemble=4", "batch_size=64", "epochs=6", "weight_averaging=1",
-            "validation_fraction=0.03", "test_fraction=0.02", "text_column=sentence"]
+SETTINGS = [
+    "architecture=cnn",
+    "ensemble=4",
+    "batch_size=64",
+    "epochs=6",
+    "weight_averaging=1",
+    "validation_fraction=0.03",
+    "test_fraction=0.02",
+    "text_column=sentence",
+]
 # With pretrained vectors, chosen the same way: the task's BiLSTM with more units and less dropout (vectors
 # learnt from billions of words overfit 67k phrases less than embeddings learnt from them), one model:
 # two of them side by side did not help (seed 0: best validation loss 0.1770 -> 0.1775) at twice the time.
@@ -86,11 +94,19 @@ def accuracy_on(model, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--seeds", type=common.parse_seeds, default=[0], metavar="S,S,...",
-                        help="train once per seed and report mean and sd over them (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        type=common.parse_seeds,
+        default=[0],
+        metavar="S,S,...",
+        help="train once per seed and report mean and sd over them (default: 0)",
+    )
     parser.add_argument("--minutes", default="2,5,10", help="training-time checkpoints; training stops at the last")
-    parser.add_argument("--vectors", default="auto",
-                        help="pretrained word vectors: auto (GloVe 6B 100-d, fetched once), none, or a FILE")
+    parser.add_argument(
+        "--vectors",
+        default="auto",
+        help="pretrained word vectors: auto (GloVe 6B 100-d, fetched once), none, or a FILE",
+    )
     arguments = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"error: {DATA} is absent (the team's ../shared/data folder must sit beside the repository).")
@@ -103,29 +119,39 @@ def main():
     task = tasks.get("nlp_sentiment")
 
     def one(seed):
-        resolved = config.resolve(task, assignments=[f"data={DATA / 'train.tsv'}", *settings, *arguments.set,
-                                                     f"seed={seed}"])
+        resolved = config.resolve(
+            task, assignments=[f"data={DATA / 'train.tsv'}", *settings, *arguments.set, f"seed={seed}"]
+        )
         budget = common.time_budget([float(value) for value in arguments.minutes.split(",")])
         started, load = time.perf_counter(), os.getloadavg()
         result = runner.run(task, resolved, experiment="benchmark_nlp_sentiment", callbacks=[budget])
         print(f"seed {seed}: trained in {result.train_seconds:.0f}s; scoring dev and test", file=sys.stderr)
         model = tracking.load(result.model_uri)
-        points = common.curve(model, budget.snapshots, resolved.batch_size, lambda logged: {
-            "dev_accuracy": round(accuracy_on(logged, DATA / "dev.tsv"), 4)})
+        points = common.curve(
+            model,
+            budget.snapshots,
+            resolved.batch_size,
+            lambda logged: {"dev_accuracy": round(accuracy_on(logged, DATA / "dev.tsv"), 4)},
+        )
         metrics = {f"internal_{name}": round(value, 4) for name, value in result.metrics.items()}
         metrics["dev_accuracy"] = round(accuracy_on(model, DATA / "dev.tsv"), 4)
         metrics["test_accuracy"] = round(accuracy_on(model, DATA / "test.tsv"), 4)
         return {
-            "task": task.name, "data": str(DATA), "metrics": metrics, "curve": points,
+            "task": task.name,
+            "data": str(DATA),
+            "metrics": metrics,
+            "curve": points,
             "train_seconds": round(result.train_seconds, 1),
             "examples_per_second": points[-1]["examples_per_second"],
-            "wall_seconds": round(time.perf_counter() - started, 1), "settings": settings + arguments.set,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "settings": settings + arguments.set,
             "load_average": [round(value, 2) for value in (*load, *os.getloadavg())],
             "best_epoch_val_loss": round(min(result.history["val_loss"]), 4),
             "val_accuracy_by_epoch": [round(value, 4) for value in result.history["val_accuracy"]],
         }
 
     print(json.dumps(common.over_seeds(arguments.seeds, one)))
+
 
 if __name__ == "__main__":
     main()

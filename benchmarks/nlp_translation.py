@@ -38,16 +38,33 @@ HELD_OUT, HELD_OUT_SEED = 2000, 1234
 # with epochs=4 on a machine at load 5-12: 10/20/30 min -> 16.5/24.1/26.1 normalised BLEU (chrF 37.6/46.1/
 # 48.6); 4 epochs in 48 min -> 26.9 (25.0 raw), chrF 49.1. On an idle machine (2026-12-02) six epochs take 15.5
 # min, 740 pairs/s: 5/10 min -> 23.4/29.8, final 30.1 (28.1 raw), chrF 52.7; validation loss is flat by epoch 6.
-SETTINGS = ["vocabulary_size=8000", "sequence_length=20", "embedding_dim=128", "dense_dim=512", "heads=4",
-            "layers=1", "dropout=0.2", "batch_size=128", "epochs=6", "learning_rate=0.001",
-            "validation_fraction=0.02", "test_fraction=0.005", "decoding=greedy"]
+SETTINGS = [
+    "vocabulary_size=8000",
+    "sequence_length=20",
+    "embedding_dim=128",
+    "dense_dim=512",
+    "heads=4",
+    "layers=1",
+    "dropout=0.2",
+    "batch_size=128",
+    "epochs=6",
+    "learning_rate=0.001",
+    "validation_fraction=0.02",
+    "test_fraction=0.005",
+    "decoding=greedy",
+]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--seeds", type=common.parse_seeds, default=[0], metavar="S,S,...",
-                        help="train once per seed and report mean and sd over them (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        type=common.parse_seeds,
+        default=[0],
+        metavar="S,S,...",
+        help="train once per seed and report mean and sd over them (default: 0)",
+    )
     parser.add_argument("--minutes", default="5,10,20,30", help="training-time checkpoints; training stops at the last")
     arguments = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the backend the figures above were measured with
@@ -69,8 +86,9 @@ def main():
     def score(logged):
         answers = logged.predict(pd.DataFrame({task.input_column: list(sources[held_out])}))
         hypotheses = [answer["translation"] for answer in answers]
-        return {name: round(value, 2)
-                for name, value in evaluation.translation(hypotheses, list(targets[held_out])).items()}
+        return {
+            name: round(value, 2) for name, value in evaluation.translation(hypotheses, list(targets[held_out])).items()
+        }
 
     def one(seed):
         budget = common.time_budget([float(value) for value in arguments.minutes.split(",")])
@@ -78,11 +96,14 @@ def main():
         with tempfile.TemporaryDirectory() as folder:
             train_path = pathlib.Path(folder, "train.tsv")
             train_path.write_text("".join(f"{sources[i]}\t{targets[i]}\n" for i in training), encoding="utf-8")
-            resolved = config.resolve(task, assignments=[f"data={train_path}", *SETTINGS, *arguments.set,
-                                                         f"seed={seed}"])
+            resolved = config.resolve(
+                task, assignments=[f"data={train_path}", *SETTINGS, *arguments.set, f"seed={seed}"]
+            )
             result = runner.run(task, resolved, experiment="benchmark_nlp_translation", callbacks=[budget])
-        print(f"seed {seed}: trained in {result.train_seconds:.0f}s; translating {HELD_OUT} held-out pairs",
-              file=sys.stderr)
+        print(
+            f"seed {seed}: trained in {result.train_seconds:.0f}s; translating {HELD_OUT} held-out pairs",
+            file=sys.stderr,
+        )
         model = tracking.load(result.model_uri)
         points = common.curve(model, budget.snapshots, resolved.batch_size, score)
         decode_started = time.perf_counter()
@@ -93,19 +114,26 @@ def main():
         for source, reference, hypothesis in list(zip(sources[held_out], targets[held_out], hypotheses))[:8]:
             print(f"  {source} | {reference} | {hypothesis}", file=sys.stderr)
         return {
-            "task": task.name, "data": f"{DATA} (en->es, {HELD_OUT} held out by rng seed {HELD_OUT_SEED})",
-            "metrics": {**{f"held_out_{name}": round(value, 2) for name, value in scores.items()},
-                        **{f"internal_{name}": round(value, 2) for name, value in result.metrics.items()}},
-            "curve": points, "train_seconds": round(result.train_seconds, 1),
+            "task": task.name,
+            "data": f"{DATA} (en->es, {HELD_OUT} held out by rng seed {HELD_OUT_SEED})",
+            "metrics": {
+                **{f"held_out_{name}": round(value, 2) for name, value in scores.items()},
+                **{f"internal_{name}": round(value, 2) for name, value in result.metrics.items()},
+            },
+            "curve": points,
+            "train_seconds": round(result.train_seconds, 1),
             "train_minutes": round(result.train_seconds / 60, 1),
             "examples_per_second": points[-1]["examples_per_second"],
-            "decode_seconds": round(decode_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
-            "settings": SETTINGS + arguments.set, "backend": os.environ["KERAS_BACKEND"],
+            "decode_seconds": round(decode_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "settings": SETTINGS + arguments.set,
+            "backend": os.environ["KERAS_BACKEND"],
             "load_average": [round(value, 2) for value in (*load, *os.getloadavg())],
             "val_loss_by_epoch": [round(value, 4) for value in result.history["val_loss"]],
         }
 
     print(json.dumps(common.over_seeds(arguments.seeds, one)))
+
 
 if __name__ == "__main__":
     main()

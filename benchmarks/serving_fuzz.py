@@ -47,17 +47,37 @@ def main():
         seconds = serving_fuzz.train(names, store, log)
         results = {}
         for name in names:
-            results[name] = serving_fuzz.fuzz_one(name, store, pathlib.Path(folder) / name, arguments.requests,
-                                                  arguments.seed, log)
+            results[name] = serving_fuzz.fuzz_one(
+                name, store, pathlib.Path(folder) / name, arguments.requests, arguments.seed, log
+            )
             log(f"{name}: {json.dumps(results[name])}")
-    metrics = {f"{name}_{key}": value for name, result in results.items() for key, value in result.items()
-               if key in ("requests", "answered", "startup_peak_rss_mb", "peak_rss_mb", "good_requests_per_second",
-                          "good_still_correct")}
-    print(json.dumps({"task": "serving_fuzz", "data": "embedded (quick models)", "metrics": metrics,
-                      "train_seconds": round(seconds, 1),
-                      "examples_per_second": min(result["good_requests_per_second"] for result in results.values()),
-                      "failures": {name: result["failures"] for name, result in results.items() if result["failures"]},
-                      "load_average": os.getloadavg()[0]}))
+    metrics = {
+        f"{name}_{key}": value
+        for name, result in results.items()
+        for key, value in result.items()
+        if key
+        in (
+            "requests",
+            "answered",
+            "startup_peak_rss_mb",
+            "peak_rss_mb",
+            "good_requests_per_second",
+            "good_still_correct",
+        )
+    }
+    print(
+        json.dumps(
+            {
+                "task": "serving_fuzz",
+                "data": "embedded (quick models)",
+                "metrics": metrics,
+                "train_seconds": round(seconds, 1),
+                "examples_per_second": min(result["good_requests_per_second"] for result in results.values()),
+                "failures": {name: result["failures"] for name, result in results.items() if result["failures"]},
+                "load_average": os.getloadavg()[0],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

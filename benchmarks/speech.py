@@ -35,10 +35,14 @@ KEYS = ("accuracy", "macro_f1")
 
 
 def main():
-    common.run_protocols("speech", [
-        common.Protocol("random", DATA, RECIPE + ["validation_fraction=0.1", "test_fraction=0.1"], KEYS),
-        common.Protocol("speaker", DATA, RECIPE + ["test_groups=theo", "validation_groups=lucas"], KEYS),
-    ], description=__doc__.splitlines()[0])
+    common.run_protocols(
+        "speech",
+        [
+            common.Protocol("random", DATA, RECIPE + ["validation_fraction=0.1", "test_fraction=0.1"], KEYS),
+            common.Protocol("speaker", DATA, RECIPE + ["test_groups=theo", "validation_groups=lucas"], KEYS),
+        ],
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -29,20 +29,69 @@ from benchmarks import common
 
 SHARED = common.ROOT.parent / "shared" / "data"
 RUNS = {  # the settings of each task's benchmark script, shortened to a few epochs
-    "mnist": ("vision_classification", SHARED / "mnist_test",
-              ["validation_fraction=0.1", "test_fraction=0.2", "batch_size=128", "learning_rate=0.003",
-               "base_filters=24", "rotation=0.03", "zoom=0.08", "crop_padding=2"], "accuracy"),
-    "pneumonia": ("medical_imaging", SHARED / "pneumoniamnist" / "pneumoniamnist.npz",
-                  ["class_names=normal,pneumonia", "base_filters=16", "batch_size=64", "learning_rate=0.002",
-                   "rotation=0.03", "zoom=0.1", "contrast=0.1", "crop_padding=2"], "roc_auc"),
-    "isbi": ("vision_segmentation", SHARED / "isbi2012_membrane" / "train",
-             ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "tile_size=128", "depth=4",
-              "base_filters=8", "batch_size=8", "learning_rate=0.003", "class_names=membrane,cell", "shift=8"],
-             "mean_iou"),
-    "fsdd": ("speech", SHARED / "fsdd" / "recordings",
-             [r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav", "sample_rate=8000",
-              "duration=0.8", "window_ms=32", "hop_ms=20", "augment_copies=1", "test_groups=theo",
-              "validation_groups=lucas", "split=group"], "accuracy"),
+    "mnist": (
+        "vision_classification",
+        SHARED / "mnist_test",
+        [
+            "validation_fraction=0.1",
+            "test_fraction=0.2",
+            "batch_size=128",
+            "learning_rate=0.003",
+            "base_filters=24",
+            "rotation=0.03",
+            "zoom=0.08",
+            "crop_padding=2",
+        ],
+        "accuracy",
+    ),
+    "pneumonia": (
+        "medical_imaging",
+        SHARED / "pneumoniamnist" / "pneumoniamnist.npz",
+        [
+            "class_names=normal,pneumonia",
+            "base_filters=16",
+            "batch_size=64",
+            "learning_rate=0.002",
+            "rotation=0.03",
+            "zoom=0.1",
+            "contrast=0.1",
+            "crop_padding=2",
+        ],
+        "roc_auc",
+    ),
+    "isbi": (
+        "vision_segmentation",
+        SHARED / "isbi2012_membrane" / "train",
+        [
+            "split=ordered",
+            "test_fraction=0.2",
+            "validation_fraction=0.1",
+            "tile_size=128",
+            "depth=4",
+            "base_filters=8",
+            "batch_size=8",
+            "learning_rate=0.003",
+            "class_names=membrane,cell",
+            "shift=8",
+        ],
+        "mean_iou",
+    ),
+    "fsdd": (
+        "speech",
+        SHARED / "fsdd" / "recordings",
+        [
+            r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+            "sample_rate=8000",
+            "duration=0.8",
+            "window_ms=32",
+            "hop_ms=20",
+            "augment_copies=1",
+            "test_groups=theo",
+            "validation_groups=lucas",
+            "split=group",
+        ],
+        "accuracy",
+    ),
 }
 CHILD = r"""
 import json, sys
@@ -70,11 +119,16 @@ def without_stray_masks(folder, scratch):
 def train(tree, task, data, settings):
     """Trains in a child process on `tree`'s code; returns its figures and wall-clock seconds."""
     with tempfile.TemporaryDirectory() as store:
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db", TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=str(tree))
+        env = dict(
+            os.environ,
+            MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db",
+            TF_CPP_MIN_LOG_LEVEL="3",
+            PYTHONPATH=str(tree),
+        )
         began = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", CHILD, task, str(data), *settings], env=env, cwd=tree,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, task, str(data), *settings], env=env, cwd=tree, capture_output=True, text=True
+        )
         if done.returncode:
             raise SystemExit(f"{task} on {tree} failed:\n{done.stderr[-3000:]}")
         row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,8 +159,11 @@ def main():
             for path, tree in trees.items():
                 row = train(tree, task, data, settings)
                 rows[path].append(row)
-                print(f"{name} {path}: {row['examples_per_second']:.1f} examples/s, {row['wall_seconds']:.1f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{name} {path}: {row['examples_per_second']:.1f} examples/s, {row['wall_seconds']:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         old, new = rows["in_ram"], rows["streamed"]
         report[name] = {
             "in_ram_examples_per_second": round(mean(old, "examples_per_second"), 1),
@@ -114,16 +171,26 @@ def main():
             "fit_ratio": round(mean(new, "examples_per_second") / mean(old, "examples_per_second"), 3),
             "wall_ratio": round(mean(old, "wall_seconds") / mean(new, "wall_seconds"), 3),
             f"in_ram_{metric}": [round(row["metrics"][metric], 4) for row in old],
-            f"streamed_{metric}": [round(row["metrics"][metric], 4) for row in new]}
+            f"streamed_{metric}": [round(row["metrics"][metric], 4) for row in new],
+        }
         metrics[f"{name}_fit_ratio"] = report[name]["fit_ratio"]
         metrics[f"{name}_wall_ratio"] = report[name]["wall_ratio"]
         seconds += sum(row["train_seconds"] for row in new)
         examples += sum(row["examples_per_second"] * row["train_seconds"] for row in new)
     shutil.rmtree(scratch)
-    print(json.dumps({"task": ",".join(RUNS[name][0] for name in options.data.split(",")), "data": options.data,
-                      "metrics": metrics, "train_seconds": round(seconds, 1),
-                      "examples_per_second": round(examples / seconds, 1), "epochs": options.epochs,
-                      "per_dataset": report}))
+    print(
+        json.dumps(
+            {
+                "task": ",".join(RUNS[name][0] for name in options.data.split(",")),
+                "data": options.data,
+                "metrics": metrics,
+                "train_seconds": round(seconds, 1),
+                "examples_per_second": round(examples / seconds, 1),
+                "epochs": options.epochs,
+                "per_dataset": report,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,15 @@ from benchmarks import common
 DATA = common.DATA / "mnist_test"
 TARGET = 0.982  # the keras-io convnet's test accuracy here
 SETTINGS = [
-    "validation_fraction=0.1", "test_fraction=0.2",  # the stated split
-    "epochs=30", "batch_size=128", "learning_rate=0.003", "base_filters=24",
-    "rotation=0.03", "zoom=0.08", "crop_padding=2",  # slant, stroke width and position jitter
+    "validation_fraction=0.1",
+    "test_fraction=0.2",  # the stated split
+    "epochs=30",
+    "batch_size=128",
+    "learning_rate=0.003",
+    "base_filters=24",
+    "rotation=0.03",
+    "zoom=0.08",
+    "crop_padding=2",  # slant, stroke width and position jitter
     "early_stopping_patience=10",
 ]
 KEYS = ("accuracy", "macro_f1")
@@ -73,13 +79,19 @@ class TimeToTarget(keras.callbacks.Callback, common.Probe):
             model.predict(request)
             latency = time.perf_counter() - began
         seconds, epochs = self.reached or (None, None)
-        return {f"seconds_to_{TARGET}": seconds, f"epochs_to_{TARGET}": epochs,
-                "predict_latency_seconds": round(latency, 4)}
+        return {
+            f"seconds_to_{TARGET}": seconds,
+            f"epochs_to_{TARGET}": epochs,
+            "predict_latency_seconds": round(latency, 4),
+        }
 
 
 def main():
-    common.run_protocols("vision_classification", [common.Protocol("", DATA, SETTINGS, KEYS, probe=TimeToTarget)],
-                         description=__doc__.splitlines()[0])
+    common.run_protocols(
+        "vision_classification",
+        [common.Protocol("", DATA, SETTINGS, KEYS, probe=TimeToTarget)],
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

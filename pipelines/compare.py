@@ -12,8 +12,17 @@ import sys
 import tasks
 
 COMPARE_FORMATS = ("text", "markdown", "csv")
-RUN_FIELDS = ("run_id", "experiment", "version", "champion", "status", "data_source", "value", "duration_seconds",
-              "started")
+RUN_FIELDS = (
+    "run_id",
+    "experiment",
+    "version",
+    "champion",
+    "status",
+    "data_source",
+    "value",
+    "duration_seconds",
+    "started",
+)
 
 
 def text_table(rows, headers):
@@ -67,12 +76,23 @@ def rows(task, limit, experiment=None):
     for _, run in shown.iterrows():
         seconds = (run["end_time"] - run["start_time"]).total_seconds()
         source = run.get("tags.data_source")  # NaN for a run that failed before logging its data
-        values = (run["run_id"], run["experiment"], versions.get(run["run_id"], ""),
-                  best is not None and run["run_id"] == best["run_id"], run["status"],
-                  source if isinstance(source, str) else "", run[metric],
-                  None if pd.isna(seconds) else round(seconds, 1), str(run["start_time"])[:19])
-        found.append({**dict(zip(RUN_FIELDS, values)),
-                      **{name: "" if pd.isna(run[f"params.{name}"]) else run[f"params.{name}"] for name in params}})
+        values = (
+            run["run_id"],
+            run["experiment"],
+            versions.get(run["run_id"], ""),
+            best is not None and run["run_id"] == best["run_id"],
+            run["status"],
+            source if isinstance(source, str) else "",
+            run[metric],
+            None if pd.isna(seconds) else round(seconds, 1),
+            str(run["start_time"])[:19],
+        )
+        found.append(
+            {
+                **dict(zip(RUN_FIELDS, values)),
+                **{name: "" if pd.isna(run[f"params.{name}"]) else run[f"params.{name}"] for name in params},
+            }
+        )
     return best, found
 
 
@@ -93,29 +113,44 @@ def command(arguments):
         task = tasks.get(name)
         best, found = rows(task, arguments.limit, arguments.experiment)
         metric = f"test_{task.primary_metric}"
-        holder = ("no champion yet" if best is None else
-                  f"champion: version {best['version']}, run {best['run_id'][:12]}, {metric}="
-                  f"{_figure(best['value'])}, data {best['data_source']}")
+        holder = (
+            "no champion yet"
+            if best is None
+            else f"champion: version {best['version']}, run {best['run_id'][:12]}, {metric}="
+            f"{_figure(best['value'])}, data {best['data_source']}"
+        )
         if not found:  # a champion always brings its run, unless that run was deleted
-            print(f"{name}: {holder}; no runs in {where}; train with `python -m pipelines run {name}`",
-                  file=sys.stderr)
+            print(f"{name}: {holder}; no runs in {where}; train with `python -m pipelines run {name}`", file=sys.stderr)
             continue
         if arguments.format == "csv":
             if writer is None:  # one header for every task, so the output loads as a single table
                 params = dict.fromkeys(param for shown in names for param in tasks.get(shown).key_params)
-                writer = csv.DictWriter(sys.stdout, ["task", "primary_metric", *RUN_FIELDS, *params],
-                                        lineterminator="\n")
+                writer = csv.DictWriter(
+                    sys.stdout, ["task", "primary_metric", *RUN_FIELDS, *params], lineterminator="\n"
+                )
                 writer.writeheader()
             writer.writerows(dict(row, task=name, primary_metric=metric) for row in found)
             continue
         params = [key for key in found[0] if key in task.key_params]
-        table = [(row["run_id"][:12], row["experiment"], row["version"], "*" if row["champion"] else "",
-                  row["status"], row["data_source"], _figure(row["value"]),
-                  "" if row["duration_seconds"] is None else f"{row['duration_seconds']:.0f}s", row["started"],
-                  *[row[param] for param in params]) for row in found]
-        headers = ("run", "experiment", "version", "champion", "status", "data", metric, "duration", "started",
-                   *params)
+        table = [
+            (
+                row["run_id"][:12],
+                row["experiment"],
+                row["version"],
+                "*" if row["champion"] else "",
+                row["status"],
+                row["data_source"],
+                _figure(row["value"]),
+                "" if row["duration_seconds"] is None else f"{row['duration_seconds']:.0f}s",
+                row["started"],
+                *[row[param] for param in params],
+            )
+            for row in found
+        ]
+        headers = ("run", "experiment", "version", "champion", "status", "data", metric, "duration", "started", *params)
         title = f"### {name}" if arguments.format == "markdown" else f"\n{name}"
-        print(f"{title}\n\n{holder}; last {arguments.limit} runs of {where} and the champion's, "
-              f"sorted by {metric} ({'higher' if task.higher_is_better else 'lower'} is better)\n")
+        print(
+            f"{title}\n\n{holder}; last {arguments.limit} runs of {where} and the champion's, "
+            f"sorted by {metric} ({'higher' if task.higher_is_better else 'lower'} is better)\n"
+        )
         print((text_table if arguments.format == "text" else _markdown_table)(table, headers))

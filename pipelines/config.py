@@ -11,7 +11,7 @@ from shared import constraints
 
 def field_types(config_class):
     """Returns:
-        dict[str, type]: each config field's declared type.
+    dict[str, type]: each config field's declared type.
     """
     hints = typing.get_type_hints(config_class)
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
@@ -51,8 +51,8 @@ def coerce(key, value, expected):
 
 def as_number(value):
     """Returns:
-        object: `value` as a float when it is text spelling a number (PyYAML reads `1e-3`, without
-        a dot, as text), else `value` unchanged.
+    object: `value` as a float when it is text spelling a number (PyYAML reads `1e-3`, without
+    a dot, as text), else `value` unchanged.
     """
     if not isinstance(value, str):
         return value
@@ -63,8 +63,14 @@ def as_number(value):
 
 
 def _example(expected):
-    examples = {int: "3", float: "0.001", bool: "true", str: "text", tuple: "[1,2]",
-                dict: "'{learning_rate: [log, 1e-4, 1e-2]}'"}
+    examples = {
+        int: "3",
+        float: "0.001",
+        bool: "true",
+        str: "text",
+        tuple: "[1,2]",
+        dict: "'{learning_rate: [log, 1e-4, 1e-2]}'",
+    }
     return examples.get(expected, "...")
 
 
@@ -108,8 +114,10 @@ def read_yaml(path):
     except OSError as error:
         raise ValueError(f"cannot read config file '{path}': {error.strerror}.") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"config file '{path}' is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
-                         f"offset {error.start}); save it as UTF-8 YAML.") from None
+        raise ValueError(
+            f"config file '{path}' is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
+            f"offset {error.start}); save it as UTF-8 YAML."
+        ) from None
     except yaml.YAMLError as error:
         first_line = str(error).splitlines()[0]
         raise ValueError(f"config file '{path}' is not valid YAML: {first_line}.") from None
@@ -152,10 +160,15 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, pres
         known = set(field_types(task.config_class))
         dropped = sorted(set(base) - known)
         if dropped:
-            warnings.warn(f"ignoring the model's config key(s) {', '.join(dropped)}, which {task.name} no longer has.",
-                          stacklevel=2)
-        values.update(_check_keys(task.config_class, {key: base[key] for key in base if key in known},
-                                  "the model's logged config"))
+            warnings.warn(
+                f"ignoring the model's config key(s) {', '.join(dropped)}, which {task.name} no longer has.",
+                stacklevel=2,
+            )
+        values.update(
+            _check_keys(
+                task.config_class, {key: base[key] for key in base if key in known}, "the model's logged config"
+            )
+        )
     if config_file:
         values.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
     values.update({key: value for key, value in explicit.items() if value is not None})
@@ -167,6 +180,6 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, pres
 
 def flatten(config):
     """Returns:
-        dict[str, object]: the config as a flat dict, ready to log as params.
+    dict[str, object]: the config as a flat dict, ready to log as params.
     """
     return dataclasses.asdict(config)

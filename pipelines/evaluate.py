@@ -24,13 +24,23 @@ def command(arguments):
     from shared import tracking
 
     task = tasks.get(arguments.task)
-    result = evaluate(task, arguments.model, arguments.data, split=arguments.split, assignments=arguments.set,
-                      experiment=arguments.experiment, trust_model_code=arguments.trust_model_code)
+    result = evaluate(
+        task,
+        arguments.model,
+        arguments.data,
+        split=arguments.split,
+        assignments=arguments.set,
+        experiment=arguments.experiment,
+        trust_model_code=arguments.trust_model_code,
+    )
     print(json.dumps(result))
     metric = result["metrics"].get(task.primary_metric)
     figure = "" if metric is None else f" | eval_{task.primary_metric}={metric:.4f}"
-    print(f"{arguments.task}: evaluated {arguments.model} on {arguments.data} ({result['examples']} examples)"
-          f"{figure} | run {result['run_id']} in {tracking.tracking_uri()}", file=sys.stderr)
+    print(
+        f"{arguments.task}: evaluated {arguments.model} on {arguments.data} ({result['examples']} examples)"
+        f"{figure} | run {result['run_id']} in {tracking.tracking_uri()}",
+        file=sys.stderr,
+    )
 
 
 def evaluate(task, model_uri, source, split="all", assignments=(), experiment=None, trust_model_code=False):
@@ -59,17 +69,26 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         os.environ[tracking.TRUST_CODE_ENV] = "1"
     logged = tracking.logged_model(model_uri, task)
     # max_examples caps training data only; every example of the source is scored unless --set says otherwise
-    config = config_module.resolve(task, base=tracking.run_config(logged.run_id), assignments=assignments,
-                                   data=source, max_examples=0)
+    config = config_module.resolve(
+        task, base=tracking.run_config(logged.run_id), assignments=assignments, data=source, max_examples=0
+    )
     registered = tracking.registered_version(model_uri)
     splits = task.evaluation_data(config, logged.info, split)  # before the run: a data error leaves no run
     tags = {"evaluation_of": model_uri, "evaluated_run_id": logged.run_id, "evaluation_split": split}
     if registered:
         tags.update(evaluated_model_name=registered[0], evaluated_model_version=registered[1])
-    run_name = "-".join(["evaluate", task.name, f"v{registered[1]}" if registered else logged.run_id[:8],
-                         tracking.short_source(source)])
+    run_name = "-".join(
+        ["evaluate", task.name, f"v{registered[1]}" if registered else logged.run_id[:8], tracking.short_source(source)]
+    )
     with tracking.run(task, config_module.flatten(config), experiment, run_name=run_name, tags=tags) as active:
         evaluation = task.evaluate(serving_model.BatchPredictor(logged.model), splits, config)
         tracking.log_model_evaluation(evaluation, splits, logged.model_id)
-    return {"task": task.name, "model": model_uri, "data": source, "split": split, "examples": len(splits.test),
-            "metrics": {name: float(value) for name, value in evaluation.metrics.items()}, "run_id": active.info.run_id}
+    return {
+        "task": task.name,
+        "model": model_uri,
+        "data": source,
+        "split": split,
+        "examples": len(splits.test),
+        "metrics": {name: float(value) for name, value in evaluation.metrics.items()},
+        "run_id": active.info.run_id,
+    }

@@ -38,8 +38,10 @@ def command(arguments):
     if arguments.format not in FORMATS:
         raise ValueError(f"unknown --format '{arguments.format}'; use one of {', '.join(FORMATS)}.")
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"export needs the TensorFlow backend (this process runs {keras.backend.backend()}); run it "
-                         "with KERAS_BACKEND=tensorflow: models trained on any backend load there.")
+        raise ValueError(
+            f"export needs the TensorFlow backend (this process runs {keras.backend.backend()}); run it "
+            "with KERAS_BACKEND=tensorflow: models trained on any backend load there."
+        )
     output = pathlib.Path(arguments.output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"--output '{output}' exists and is not an empty folder; name a new folder.")
@@ -47,20 +49,28 @@ def command(arguments):
     result = export(task, logged, arguments.format, output)
     if not result["parity"]:
         print(json.dumps(result))
-        raise ParityError(f"parity check failed: the {task.name} {arguments.format} export's outputs differ from the "
-                          f"logged model's by up to {result['max_abs_diff']:.3g} (> {TOLERANCE:g}) on "
-                          f"{result['examples']} inputs; it stays in {output} and was not logged")
+        raise ParityError(
+            f"parity check failed: the {task.name} {arguments.format} export's outputs differ from the "
+            f"logged model's by up to {result['max_abs_diff']:.3g} (> {TOLERANCE:g}) on "
+            f"{result['examples']} inputs; it stays in {output} and was not logged"
+        )
     result["logged_as"] = tracking.log_export(logged.run_id, output, arguments.format)
     blend = logged.info.get("blend")
     result["blend_weight_not_exported"] = blend["weight"] if blend else 0.0
     print(json.dumps(result))
     if blend:  # no export format carries the scikit-learn trees; the parity check is with the Keras model alone
-        print(f"{task.name}: the {arguments.format} export holds the neural model alone; the logged model also "
-              f"blends in {len(blend['trees']['trees'])} gradient-boosted trees at weight {blend['weight']} "
-              f"(info.json 'blend', shared/trees.py scores them), so its scores differ", file=sys.stderr)
+        print(
+            f"{task.name}: the {arguments.format} export holds the neural model alone; the logged model also "
+            f"blends in {len(blend['trees']['trees'])} gradient-boosted trees at weight {blend['weight']} "
+            f"(info.json 'blend', shared/trees.py scores them), so its scores differ",
+            file=sys.stderr,
+        )
     if not result["preprocessing_in_graph"]:
-        print(f"{task.name}: the {arguments.format} export takes the model's tensors; prepare them as "
-              f"{output / 'preprocessing.json'} states", file=sys.stderr)
+        print(
+            f"{task.name}: the {arguments.format} export takes the model's tensors; prepare them as "
+            f"{output / 'preprocessing.json'} states",
+            file=sys.stderr,
+        )
 
 
 def export(task, logged, export_format, output):
@@ -103,16 +113,25 @@ def export(task, logged, export_format, output):
     answered, latency = _timed(run, feed, len(raw))
     difference, agreement = _compare(expected, answered, task.name, export_format)
     _describe(output, task, serving, specs, expected, export_format, in_graph)
-    return {"task": task.name, "format": export_format, "path": str(path), "size_bytes": _size(path),
-            "max_abs_diff": difference, "top_label_agreement": agreement, "parity": difference <= TOLERANCE,
-            "latency_ms_per_example": round(latency, 4), "examples": len(raw), "preprocessing_in_graph": in_graph}
+    return {
+        "task": task.name,
+        "format": export_format,
+        "path": str(path),
+        "size_bytes": _size(path),
+        "max_abs_diff": difference,
+        "top_label_agreement": agreement,
+        "parity": difference <= TOLERANCE,
+        "latency_ms_per_example": round(latency, 4),
+        "examples": len(raw),
+        "preprocessing_in_graph": in_graph,
+    }
 
 
 def _as_dict(model, prepared):
     """The prepared model inputs as a dict by input name."""
     if isinstance(prepared, dict):
         return {name: np.asarray(value) for name, value in prepared.items()}
-    name, = _input_names(model)
+    (name,) = _input_names(model)
     return {name: np.asarray(prepared)}
 
 
@@ -139,8 +158,9 @@ def _tensor_specs(model, shapes):
     import tensorflow as tf
 
     inputs = model.input if isinstance(model.input, dict) else {model.input.name: model.input}
-    return {name: tf.TensorSpec(shapes.get(name, tensor.shape), tensor.dtype, name=name)
-            for name, tensor in inputs.items()}
+    return {
+        name: tf.TensorSpec(shapes.get(name, tensor.shape), tensor.dtype, name=name) for name, tensor in inputs.items()
+    }
 
 
 def _tensor_function(model, specs):
@@ -174,8 +194,9 @@ def _saved_model(model, serving, specs, in_graph, path):
 
     tensor_function = _tensor_function(model, specs)
     if in_graph:
-        signature = {name: tf.TensorSpec(shape, dtype, name=name)
-                     for name, (shape, dtype) in serving.raw_inputs.items()}
+        signature = {
+            name: tf.TensorSpec(shape, dtype, name=name) for name, (shape, dtype) in serving.raw_inputs.items()
+        }
 
         def function(raw):
             prepared = serving.raw_graph(raw)
@@ -185,8 +206,9 @@ def _saved_model(model, serving, specs, in_graph, path):
     _write_saved_model(model, function, signature, serving.resources if in_graph else [], path)
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures["serving_default"]
-    return lambda feed: {name: value.numpy() for name, value in serve(**{key: tf.constant(item) for key, item in
-                                                                         feed.items()}).items()}
+    return lambda feed: {
+        name: value.numpy() for name, value in serve(**{key: tf.constant(item) for key, item in feed.items()}).items()
+    }
 
 
 def _tflite(model, specs, path):
@@ -206,8 +228,9 @@ def _tflite(model, specs, path):
         except Exception as error:  # the converter raises its own ConverterError, not a ValueError
             raise ValueError(_reason(error)) from None
     runner = Interpreter(model_path=str(path)).get_signature_runner()
-    return lambda feed: runner(**{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype)
-                                  for name, value in feed.items()})
+    return lambda feed: runner(
+        **{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype) for name, value in feed.items()}
+    )
 
 
 def _unrolled(model, specs):
@@ -236,10 +259,14 @@ def _unrolled(model, specs):
             config["unroll"] = True
         return layer.__class__.from_config(config)
 
-    inputs = {name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name)
-              for name, spec in specs.items()}
-    graph = keras.models.clone_model(model, inputs if isinstance(model.input, dict) else next(iter(inputs.values())),
-                                     clone_function=lambda layer: clone(layer) if recurrent(layer) else layer)
+    inputs = {
+        name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name) for name, spec in specs.items()
+    }
+    graph = keras.models.clone_model(
+        model,
+        inputs if isinstance(model.input, dict) else next(iter(inputs.values())),
+        clone_function=lambda layer: clone(layer) if recurrent(layer) else layer,
+    )
     graph.set_weights(model.get_weights())
     return graph
 
@@ -283,8 +310,12 @@ def _onnx(model, specs, path):
     import onnxruntime
 
     with _converter_silenced():
-        model.export(str(path), format="onnx", verbose=False, input_signature=[dict(specs)] if isinstance(
-            model.input, dict) else [next(iter(specs.values()))])
+        model.export(
+            str(path),
+            format="onnx",
+            verbose=False,
+            input_signature=[dict(specs)] if isinstance(model.input, dict) else [next(iter(specs.values()))],
+        )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [item.name for item in session.get_inputs()]
     produced = [item.name for item in session.get_outputs()]
@@ -292,8 +323,10 @@ def _onnx(model, specs, path):
     names = produced if set(produced) == set(expected) else expected  # a single output is named Identity:0
 
     def run(feed):
-        arrays = [np.asarray(feed[name.split(":")[0]], dtype=specs[name.split(":")[0]].dtype.as_numpy_dtype)
-                  for name in inputs]
+        arrays = [
+            np.asarray(feed[name.split(":")[0]], dtype=specs[name.split(":")[0]].dtype.as_numpy_dtype)
+            for name in inputs
+        ]
         return dict(zip(names, session.run(None, dict(zip(inputs, arrays)))))
 
     return run
@@ -314,8 +347,9 @@ def _compare(expected, answered, name, export_format):
     """Returns the largest absolute difference of float outputs and the agreement of their top labels."""
     missing = sorted(set(expected) - set(answered))
     if missing:
-        raise ParityError(f"{name}: the {export_format} export lacks output(s) {missing}; it answers "
-                          f"{sorted(answered)}.")
+        raise ParityError(
+            f"{name}: the {export_format} export lacks output(s) {missing}; it answers {sorted(answered)}."
+        )
     difference, agreements = 0.0, []
     for key, value in expected.items():
         got = np.asarray(answered[key]).reshape(value.shape)
@@ -330,6 +364,7 @@ def _compare(expected, answered, name, export_format):
 
 def _describe(output, task, serving, specs, expected, export_format, in_graph):
     """Writes `preprocessing.json` (inputs, outputs, the preprocessing contract) and the task's files."""
+
     def spec(shape, dtype):
         return {"shape": [None if size is None else int(size) for size in shape], "dtype": str(dtype)}
 
@@ -337,14 +372,22 @@ def _describe(output, task, serving, specs, expected, export_format, in_graph):
         inputs = {name: spec(shape, dtype) for name, (shape, dtype) in serving.raw_inputs.items()}
     else:
         inputs = {name: spec(item.shape, item.dtype.name) for name, item in specs.items()}
-    contract = {"task": task.name, "format": export_format, "inputs": inputs,
-                "outputs": {name: spec((None, *value.shape[1:]), value.dtype) for name, value in expected.items()},
-                "preprocessing_in_graph": in_graph, **serving.preprocessing}
+    contract = {
+        "task": task.name,
+        "format": export_format,
+        "inputs": inputs,
+        "outputs": {name: spec((None, *value.shape[1:]), value.dtype) for name, value in expected.items()},
+        "preprocessing_in_graph": in_graph,
+        **serving.preprocessing,
+    }
     if in_graph:
-        contract["steps"] = ["none: the graph takes raw_input and does the steps below itself",
-                             *contract.get("steps", [])]
-    (output / "preprocessing.json").write_text(json.dumps(contract, indent=1, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+        contract["steps"] = [
+            "none: the graph takes raw_input and does the steps below itself",
+            *contract.get("steps", []),
+        ]
+    (output / "preprocessing.json").write_text(
+        json.dumps(contract, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     for file_name, lines in serving.files.items():
         (output / file_name).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 

@@ -74,8 +74,11 @@ def candidates(task, config):
         list[tuple[str, TaskConfig]]: (name, config) pairs in the task's order, the defaults first.
     """
     defaults = task.config_class()
-    chosen = {name for name in config_module.field_types(task.config_class)
-              if getattr(config, name) != getattr(defaults, name)}
+    chosen = {
+        name
+        for name in config_module.field_types(task.config_class)
+        if getattr(config, name) != getattr(defaults, name)
+    }
     found, seen = [], []
     for name, settings in task.portfolio(config):
         kept = {key: value for key, value in settings.items() if key not in chosen}
@@ -110,8 +113,9 @@ def run(task, config, experiment=None, promote="if-better"):
     tried = candidates(task, config)
     deadline = time.monotonic() + 60 * config.budget_minutes
     rows, results = [], {}
-    with tracking.run(task, config_module.flatten(config), experiment, run_name=f"{task.name}-portfolio",
-                      tags={"portfolio": "true"}) as active:
+    with tracking.run(
+        task, config_module.flatten(config), experiment, run_name=f"{task.name}-portfolio", tags={"portfolio": "true"}
+    ) as active:
         for index, (name, candidate) in enumerate(tried):
             left = deadline - time.monotonic()
             if index and left <= 0:
@@ -121,54 +125,101 @@ def run(task, config, experiment=None, promote="if-better"):
             try:
                 result, score, spread = _score(task, candidate, experiment, index, max(left, 0) / (len(tried) - index))
             except Exception as error:  # a failing candidate (its run marked FAILED) must not end the portfolio
-                rows.append({"candidate": name, "state": f"failed: {type(error).__name__}: {error}"[:300],
-                             "settings": _settings(candidate)})
+                rows.append(
+                    {
+                        "candidate": name,
+                        "state": f"failed: {type(error).__name__}: {error}"[:300],
+                        "settings": _settings(candidate),
+                    }
+                )
                 continue
             results[name] = result
             rows.append(_row(task, name, result, score, spread, _settings(candidate)))
         done = [row for row in rows if row["state"] == "complete" and math.isfinite(row["validation"])]
         if not done:
-            raise ValueError(f"every candidate of the {task.name} portfolio failed (first: {rows[0]['state']}); check "
-                             f"the config with `python -m pipelines run {task.name} --quick`.")
+            raise ValueError(
+                f"every candidate of the {task.name} portfolio failed (first: {rows[0]['state']}); check "
+                f"the config with `python -m pipelines run {task.name} --quick`."
+            )
         scorer = baselines.chooser(results[done[0]["candidate"]].verdict.scorers, task.primary_metric)
         ranked = sorted(done, key=lambda row: row["validation"], reverse=scorer.higher_is_better)
         best = ranked[0]  # sorted() is stable: a tie keeps the earlier candidate, the defaults first
-        members = [row["candidate"] for row in ranked[:config.portfolio_average]]
+        members = [row["candidate"] for row in ranked[: config.portfolio_average]]
         if len(members) > 1:
-            averaged = _average(task, dict(tried)[members[0]], experiment, [results[name] for name in members],
-                                len(tried), rows, members)
+            averaged = _average(
+                task,
+                dict(tried)[members[0]],
+                experiment,
+                [results[name] for name in members],
+                len(tried),
+                rows,
+                members,
+            )
             if averaged is not None:
                 results["average"] = averaged[0]
                 if scorer.gain(averaged[1]["validation"], best["validation"]) > 0:
                     best = averaged[1]
         result = results[best["candidate"]]
         version = tracking.register(result.model_uri, task.name)
-        promotion = tracking.promote(task, result.run_id, version, result.metrics.get(task.primary_metric),
-                                     config.data, promote, refusal=result.verdict.refusal)
+        promotion = tracking.promote(
+            task,
+            result.run_id,
+            version,
+            result.metrics.get(task.primary_metric),
+            config.data,
+            promote,
+            refusal=result.verdict.refusal,
+        )
         metric = f"validation_{scorer.name}"
         tracking.log_results(
             params={"portfolio_candidates": len(tried), "portfolio_metric": metric},
             metrics={metric: best["validation"], **{f"test_{name}": value for name, value in result.metrics.items()}},
-            tags={"portfolio_chosen": best["candidate"], "best_run_id": result.run_id, "registered_version": version,
-                  **result.verdict.tags},
-            texts={"leaderboard.csv": pd.DataFrame(rows).to_csv(index=False)})
-    return PortfolioResult(run_id=active.info.run_id, chosen=best["candidate"], validation=best["validation"],
-                           metric=metric, leaderboard=rows, metrics=result.metrics,
-                           model_uri=f"models:/{task.name}/{version}", promotion=promotion, verdict=result.verdict)
+            tags={
+                "portfolio_chosen": best["candidate"],
+                "best_run_id": result.run_id,
+                "registered_version": version,
+                **result.verdict.tags,
+            },
+            texts={"leaderboard.csv": pd.DataFrame(rows).to_csv(index=False)},
+        )
+    return PortfolioResult(
+        run_id=active.info.run_id,
+        chosen=best["candidate"],
+        validation=best["validation"],
+        metric=metric,
+        leaderboard=rows,
+        metrics=result.metrics,
+        model_uri=f"models:/{task.name}/{version}",
+        promotion=promotion,
+        verdict=result.verdict,
+    )
 
 
 def _settings(config):
     """The config fields a candidate sets beyond the task's defaults, as compact JSON for the leaderboard."""
     defaults = dataclasses.asdict(type(config)())
-    return json.dumps({key: value for key, value in dataclasses.asdict(config).items()
-                       if value != defaults.get(key) and key != "search_space"}, default=str)
+    return json.dumps(
+        {
+            key: value
+            for key, value in dataclasses.asdict(config).items()
+            if value != defaults.get(key) and key != "search_space"
+        },
+        default=str,
+    )
 
 
 def _row(task, name, result, score, spread, settings):
     """A leaderboard row for a trained candidate."""
-    return {"candidate": name, "state": "complete", "validation": score, "validation_sd": spread,
-            "test": result.metrics.get(task.primary_metric), "train_seconds": round(result.train_seconds, 1),
-            "run_id": result.run_id, "settings": settings}
+    return {
+        "candidate": name,
+        "state": "complete",
+        "validation": score,
+        "validation_sd": spread,
+        "test": result.metrics.get(task.primary_metric),
+        "train_seconds": round(result.train_seconds, 1),
+        "run_id": result.run_id,
+        "settings": settings,
+    }
 
 
 def _score(task, candidate, experiment, index, seconds):
@@ -182,8 +233,14 @@ def _score(task, candidate, experiment, index, seconds):
 
     # k folds and the final training share the candidate's time on small data
     folds = runner.cross_validate(task, candidate, FOLDS, CROSS_VALIDATE_BELOW, seconds / (FOLDS + 1))
-    result = runner.run(task, candidate, experiment, trial=index, naming="candidate",
-                        callbacks=[regularization.time_limit(seconds / (FOLDS + 1) if folds else seconds)])
+    result = runner.run(
+        task,
+        candidate,
+        experiment,
+        trial=index,
+        naming="candidate",
+        callbacks=[regularization.time_limit(seconds / (FOLDS + 1) if folds else seconds)],
+    )
     if folds:
         return result, float(np.mean(folds)), float(np.std(folds))
     return result, _validation(task, result), math.nan
@@ -205,8 +262,9 @@ def _average(task, config, experiment, members, index, rows, names):
     from pipelines import runner
 
     try:
-        result = runner.run(task, config, experiment, trial=index, naming="candidate",
-                            members=[member.model for member in members])
+        result = runner.run(
+            task, config, experiment, trial=index, naming="candidate", members=[member.model for member in members]
+        )
     except ValueError as error:
         rows.append({"candidate": "average", "state": f"failed: {error}"[:300], "settings": json.dumps(names)})
         return None

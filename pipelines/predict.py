@@ -107,8 +107,11 @@ def command(arguments):
             print(json.dumps(row))
     seconds = time.perf_counter() - started
     destination = f"; written to {arguments.output}" if arguments.output else ""
-    print(f"predict {task.name}: {counted.rows} rows, {counted.errors} errors, "
-          f"{counted.rows / max(seconds, 1e-9):.1f} rows/s{destination}", file=sys.stderr)
+    print(
+        f"predict {task.name}: {counted.rows} rows, {counted.errors} errors, "
+        f"{counted.rows / max(seconds, 1e-9):.1f} rows/s{destination}",
+        file=sys.stderr,
+    )
     return EXIT_ROW_ERRORS if counted.errors else 0
 
 
@@ -166,8 +169,9 @@ def _cell(value):
 @contextlib.contextmanager
 def _replaced_on_success(path):
     """Yields a temporary path beside `path` that replaces it when the block succeeds (deleted otherwise)."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".predict-",
-                                         suffix=os.path.splitext(path)[1])
+    handle, temporary = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(path)), prefix=".predict-", suffix=os.path.splitext(path)[1]
+    )
     os.close(handle)
     try:
         yield temporary

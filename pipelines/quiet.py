@@ -25,14 +25,16 @@ NATIVE_NOISE = re.compile(
     rb"|E\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool"
     rb"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with AVX-512"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
-    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU)")
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU)"
+)
 # Python warnings and log records about how this project uses MLflow and Keras, by design.
 PYTHON_NOISE = re.compile(
     r"(\x1b\[\d+(;\d+)*m)?(Add type hints to the `predict` method"  # our predict takes several raw-input types
     r"|Any type hint is inferred as AnyType"
     r"|Passing a Python object as `python_model` causes it to be serialized using CloudPickle"  # docs/serving.md
     r"|In the future `np.object` will be defined"  # Keras' own tf2onnx patch probing numpy
-    r"|\d+ out of the last \d+ calls to .* triggered tf.function retracing)")  # a portfolio builds several models
+    r"|\d+ out of the last \d+ calls to .* triggered tf.function retracing)"
+)  # a portfolio builds several models
 RAW_ENV = "PIPELINES_RAW_STDERR"  # set to 1 to see every line TensorFlow and MLflow write
 
 
@@ -69,8 +71,9 @@ def _filter_native():
         return
     os.dup2(writer, 2)
     os.close(writer)
-    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                           errors="backslashreplace")
+    sys.stderr = os.fdopen(
+        os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace"
+    )
     pump = threading.Thread(target=_copy, args=(reader, terminal), name="stderr-filter", daemon=True)
     pump.start()
 

@@ -108,26 +108,42 @@ def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
     # Processes that step together need equal batch counts, which length buckets do not give.
     buckets = task.length_buckets(config, splits.info) if placement.strategy != "data_parallel" else None
     train = examples.make_dataset(
-        splits.train, shuffle=True, seed=config.seed, batch_map=task.train_map(config, splits.info),
-        cache=caching[0], cache_file=cache_folder and f"{cache_folder}/train", buckets=buckets,
-        **placement.feed(config.batch_size, len(splits.train)))
+        splits.train,
+        shuffle=True,
+        seed=config.seed,
+        batch_map=task.train_map(config, splits.info),
+        cache=caching[0],
+        cache_file=cache_folder and f"{cache_folder}/train",
+        buckets=buckets,
+        **placement.feed(config.batch_size, len(splits.train)),
+    )
     validation = examples.make_dataset(
-        splits.validation, batch_map=task.eval_map(config, splits.info), cache=caching[1],
-        cache_file=cache_folder and f"{cache_folder}/validation", buckets=buckets,
-        **placement.feed(config.batch_size, len(splits.validation)))
+        splits.validation,
+        batch_map=task.eval_map(config, splits.info),
+        cache=caching[1],
+        cache_file=cache_folder and f"{cache_folder}/validation",
+        buckets=buckets,
+        **placement.feed(config.batch_size, len(splits.validation)),
+    )
     steps_per_epoch = -(-len(splits.train) // config.batch_size)
     with placement.scope():
         model = task.build_model(config, splits.info)
-        model.compile(optimizer=regularization.optimizer(config, steps_per_epoch),
-                      loss=task.loss(config, splits.info), metrics=task.metrics(config, splits.info),
-                      jit_compile=regularization.jit_compile(config))
+        model.compile(
+            optimizer=regularization.optimizer(config, steps_per_epoch),
+            loss=task.loss(config, splits.info),
+            metrics=task.metrics(config, splits.info),
+            jit_compile=regularization.jit_compile(config),
+        )
         tracking.set_tags({"effective.jit_compile": str(model.jit_compile).lower(), **placement.summary()})
         started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # progress on stderr keeps stdout for results
             history = model.fit(
-                train, validation_data=validation, epochs=config.epochs,
+                train,
+                validation_data=validation,
+                epochs=config.epochs,
                 callbacks=[*regularization.callbacks(config, task.watched(config), steps_per_epoch), *callbacks],
-                class_weight=task.class_weight(config, splits), verbose=1 if sys.stderr.isatty() else 2,
+                class_weight=task.class_weight(config, splits),
+                verbose=1 if sys.stderr.isatty() else 2,
                 shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
             )
         seconds = time.perf_counter() - started
@@ -179,20 +195,34 @@ def average(models):
     if any(spec(model) != spec(models[0]) for model in models):
         raise ValueError("the models take different inputs, so their outputs cannot be averaged")
     inputs = keras.tree.map_structure(
-        lambda tensor: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name), models[0].input)
+        lambda tensor: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=tensor.name), models[0].input
+    )
     # each member renamed: nested models must have unique names in the model that holds them
-    outputs = [keras.Model(model.input, model.output, name=f"member_{index}")(inputs)
-               for index, model in enumerate(models)]
+    outputs = [
+        keras.Model(model.input, model.output, name=f"member_{index}")(inputs) for index, model in enumerate(models)
+    ]
     if isinstance(outputs[0], dict):
-        mean = {key: keras.layers.Average(dtype="float32", name=key)([output[key] for output in outputs])
-                for key in outputs[0]}
+        mean = {
+            key: keras.layers.Average(dtype="float32", name=key)([output[key] for output in outputs])
+            for key in outputs[0]
+        }
     else:
         mean = keras.layers.Average(dtype="float32", name="average")(outputs)
     return keras.Model(inputs, mean, name=f"{models[0].name}_average")
 
 
-def run(task, config, experiment=None, promote="if-better", resume=False, placement=None, trial=None, callbacks=(),
-        naming="trial", members=None):
+def run(
+    task,
+    config,
+    experiment=None,
+    promote="if-better",
+    resume=False,
+    placement=None,
+    trial=None,
+    callbacks=(),
+    naming="trial",
+    members=None,
+):
     """Trains, evaluates, logs and registers one task with a resolved config.
 
     Args:
@@ -221,19 +251,29 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
     set_seed(config.seed)
     effective = {"effective.precision_policy": regularization.set_precision(config.mixed_precision)}
     params = config_module.flatten(config)
-    backup = resuming.Backup(tracking.store_folder() / "backups", task.name,
-                             {"params": params, "experiment": experiment, "process": placement.process_id}, resume)
-    nested = ({} if trial is None
-              else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}})
+    backup = resuming.Backup(
+        tracking.store_folder() / "backups",
+        task.name,
+        {"params": params, "experiment": experiment, "process": placement.process_id},
+        resume,
+    )
+    nested = (
+        {} if trial is None else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}}
+    )
     splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
     splits.train = splits.train.cap(config.max_examples, config.seed)
     task.check_splits(splits, config)
     if trial is None and len(splits.validation) < SMALL_VALIDATION:
-        warnings.warn(f"the validation split holds {len(splits.validation)} examples, too few to choose settings or "
-                      f"the best epoch on reliably; --preset balanced cross-validates sets this small where the "
-                      f"task's examples allow it.", stacklevel=2)
-    with tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief,
-                      **nested) as active, _cache_folder(tracking.store_folder(), config.cache) as cache_folder:
+        warnings.warn(
+            f"the validation split holds {len(splits.validation)} examples, too few to choose settings or "
+            f"the best epoch on reliably; --preset balanced cross-validates sets this small where the "
+            f"task's examples allow it.",
+            stacklevel=2,
+        )
+    with (
+        tracking.run(task, params, experiment, run_id=backup.run_id, enabled=placement.is_chief, **nested) as active,
+        _cache_folder(tracking.store_folder(), config.cache) as cache_folder,
+    ):
         backup.record(active.info.run_id if active else None)
         tracking.log_dataset(splits)
         tracking.set_tags(effective)
@@ -242,9 +282,14 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             tracking.set_tags({"ensemble_members": str(len(members))})
         else:
             # the logger before the backup: a kill between them repeats an epoch, never loses one
-            model, history, train_seconds = fit(task, config, splits, placement,
-                                                [tracking.epoch_logger(), *backup.callbacks(), *callbacks],
-                                                cache_folder)
+            model, history, train_seconds = fit(
+                task,
+                config,
+                splits,
+                placement,
+                [tracking.epoch_logger(), *backup.callbacks(), *callbacks],
+                cache_folder,
+            )
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train
@@ -256,20 +301,43 @@ def run(task, config, experiment=None, promote="if-better", resume=False, placem
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             tracking.log_results(metrics=verdict.validation, tags=verdict.tags)
-            logged = tracking.log_model(task, model, {**splits.info, **evaluation.serving}, task.input_example(splits),
-                                        serving_model.ServingModel(), register=trial is None)
-            promotion = (tracking.promote(task, active.info.run_id, logged.registered_model_version,
-                                          evaluation.metrics.get(task.primary_metric), splits.source, promote,
-                                          refusal=verdict.refusal)
-                         if trial is None else None)
+            logged = tracking.log_model(
+                task,
+                model,
+                {**splits.info, **evaluation.serving},
+                task.input_example(splits),
+                serving_model.ServingModel(),
+                register=trial is None,
+            )
+            promotion = (
+                tracking.promote(
+                    task,
+                    active.info.run_id,
+                    logged.registered_model_version,
+                    evaluation.metrics.get(task.primary_metric),
+                    splits.source,
+                    promote,
+                    refusal=verdict.refusal,
+                )
+                if trial is None
+                else None
+            )
     backup.clear()
     epochs = history.history if history else {}
-    result = RunResult(run_id="", metrics={}, model_uri="", train_seconds=train_seconds,
-                       train_examples=len(splits.train) * len(history.epoch if history else []),
-                       weights_sha256=weights_sha256, history=epochs, model=model)
+    result = RunResult(
+        run_id="",
+        metrics={},
+        model_uri="",
+        train_seconds=train_seconds,
+        train_examples=len(splits.train) * len(history.epoch if history else []),
+        weights_sha256=weights_sha256,
+        history=epochs,
+        model=model,
+    )
     if placement.is_chief:
         result.run_id, result.metrics, result.promotion = active.info.run_id, evaluation.metrics, promotion
         result.verdict = verdict
-        result.model_uri = (f"models:/{task.name}/{logged.registered_model_version}" if trial is None
-                            else logged.model_uri)
+        result.model_uri = (
+            f"models:/{task.name}/{logged.registered_model_version}" if trial is None else logged.model_uri
+        )
     return result

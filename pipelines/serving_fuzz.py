@@ -86,6 +86,7 @@ def png(array):
 
 def png_bomb(width=20_000, height=20_000):
     """A small PNG (a few hundred KB) that declares `width x height` black gray pixels."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -112,12 +113,12 @@ def lying_wav(good, rate=None, channels=None, frames=None):
     data = bytearray(good)
     position = data.find(b"fmt ")
     if rate is not None:
-        data[position + 12: position + 16] = struct.pack("<I", rate)
+        data[position + 12 : position + 16] = struct.pack("<I", rate)
     if channels is not None:
-        data[position + 10: position + 12] = struct.pack("<H", channels)
+        data[position + 10 : position + 12] = struct.pack("<H", channels)
     if frames is not None:
         chunk = data.find(b"data")
-        data[chunk + 4: chunk + 8] = struct.pack("<I", min(frames * 2, 2**32 - 1))
+        data[chunk + 4 : chunk + 8] = struct.pack("<I", min(frames * 2, 2**32 - 1))
     return bytes(data)
 
 
@@ -137,8 +138,11 @@ def raw_input(task, folder, model_uri=None):
     from shared import images, tracking
 
     tracking._connect()
-    local = pathlib.Path(mlflow.artifacts.download_artifacts(model_uri or f"models:/{task.name}@champion",
-                                                             dst_path=str(folder / "model")))
+    local = pathlib.Path(
+        mlflow.artifacts.download_artifacts(
+            model_uri or f"models:/{task.name}@champion", dst_path=str(folder / "model")
+        )
+    )
     example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
     if task.input_column == "image":
         path = folder / "input.png"
@@ -169,18 +173,43 @@ def files(task, good, folder):
 
 def escapes(suffix):
     """Paths a served model must refuse (with its input folder holding `inside` and `link_out`)."""
-    return [f"../secret{suffix}", f"link_out{suffix}", f"fifo{suffix}", f"missing{suffix}", "/etc/passwd",
-            "/proc/self/environ", "/dev/zero", f"./../incoming/../secret{suffix}", "%2e%2e/secret" + suffix,
-            "a\x00b", "/" * 5000 + "etc/passwd", "x" * 100_000, "~/.ssh/id_rsa", "file:///etc/passwd", ".", ""]
+    return [
+        f"../secret{suffix}",
+        f"link_out{suffix}",
+        f"fifo{suffix}",
+        f"missing{suffix}",
+        "/etc/passwd",
+        "/proc/self/environ",
+        "/dev/zero",
+        f"./../incoming/../secret{suffix}",
+        "%2e%2e/secret" + suffix,
+        "a\x00b",
+        "/" * 5000 + "etc/passwd",
+        "x" * 100_000,
+        "~/.ssh/id_rsa",
+        "file:///etc/passwd",
+        ".",
+        "",
+    ]
 
 
 def _odd(rng):
     """A value of the wrong JSON type for any column, and a short name for it."""
-    choices = [("number", rng.randint(-10**6, 10**6)), ("float", rng.uniform(-1e9, 1e9)), ("nan", math.nan),
-               ("infinity", math.inf), ("null", None), ("true", True), ("empty_list", []),
-               ("deep_list", json.loads("[" * 60 + "1" + "]" * 60)), ("dict", {"x": [1, 2]}),
-               ("b64_not_text", {"b64": 12}), ("b64_invalid", {"b64": "!!not base64!!"}),
-               ("huge_int", 10**400), ("string_list", ["a", "b"])]
+    choices = [
+        ("number", rng.randint(-(10**6), 10**6)),
+        ("float", rng.uniform(-1e9, 1e9)),
+        ("nan", math.nan),
+        ("infinity", math.inf),
+        ("null", None),
+        ("true", True),
+        ("empty_list", []),
+        ("deep_list", json.loads("[" * 60 + "1" + "]" * 60)),
+        ("dict", {"x": [1, 2]}),
+        ("b64_not_text", {"b64": 12}),
+        ("b64_invalid", {"b64": "!!not base64!!"}),
+        ("huge_int", 10**400),
+        ("string_list", ["a", "b"]),
+    ]
     return choices[rng.randrange(len(choices))]
 
 
@@ -220,13 +249,24 @@ class Cases:
             "not_utf8": lambda kind: Case(kind, b'{"dataframe_split": "\xff\xfe"}', None),
             "wrong_content_type": lambda kind: Case(kind, request(self.column, [self.good]), None, "text/plain"),
             "csv_body": lambda kind: Case(kind, b"a,b\n1,2\n", None, "text/csv"),
-            "wrong_shape": lambda kind: Case(kind, self.rng.choice([b"[]", b"12", b'{"inputs": {}}', b"{}",
-                                                                     b'{"dataframe_split": {"columns": []}}',
-                                                                     b'{"dataframe_records": [{"other": 1}]}']), None),
-            "deep_json": lambda kind: Case(kind, b'{"dataframe_split": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-                                           None, parser_500=True),
-            "one_mb_text": lambda kind: self._single(kind, "word " * 200_000,
-                                                     GOOD if self.column == "text" else BAD),
+            "wrong_shape": lambda kind: Case(
+                kind,
+                self.rng.choice(
+                    [
+                        b"[]",
+                        b"12",
+                        b'{"inputs": {}}',
+                        b"{}",
+                        b'{"dataframe_split": {"columns": []}}',
+                        b'{"dataframe_records": [{"other": 1}]}',
+                    ]
+                ),
+                None,
+            ),
+            "deep_json": lambda kind: Case(
+                kind, b'{"dataframe_split": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, parser_500=True
+            ),
+            "one_mb_text": lambda kind: self._single(kind, "word " * 200_000, GOOD if self.column == "text" else BAD),
         }
 
     def _odd_cell(self):
@@ -259,23 +299,32 @@ class Cases:
     # Images.
     def _image_kinds(self):
         kinds = self._common()
-        kinds.update({
-            "good": lambda kind: self._single(kind, self.good, GOOD),
-            "random_image": lambda kind: self._single(kind, *self._random_image()),
-            "random_bytes": lambda kind: self._single(kind, b64(self.rng.randbytes(self.rng.randint(0, 4096))), BAD),
-            "truncated_png": lambda kind: self._single(kind, self._truncated(), ANY),
-            "png_bomb": lambda kind: self._single(kind, b64(self.bomb), BAD),
-            "large_image": lambda kind: self._single(kind, b64(png(self._zeros((4000, 6000)))), GOOD),
-            "pixel_array": lambda kind: self._single(kind, *self._pixels()),
-            "path_inside": lambda kind: self._single(kind, "inside.png", GOOD),
-            "path_escape": lambda kind: self._single(kind, self.rng.choice(escapes(".png")), BAD),
-            "big_request": lambda kind: self._big(kind, lambda: (self.good, GOOD), self._odd_cell),
-        })
+        kinds.update(
+            {
+                "good": lambda kind: self._single(kind, self.good, GOOD),
+                "random_image": lambda kind: self._single(kind, *self._random_image()),
+                "random_bytes": lambda kind: self._single(
+                    kind, b64(self.rng.randbytes(self.rng.randint(0, 4096))), BAD
+                ),
+                "truncated_png": lambda kind: self._single(kind, self._truncated(), ANY),
+                "png_bomb": lambda kind: self._single(kind, b64(self.bomb), BAD),
+                "large_image": lambda kind: self._single(kind, b64(png(self._zeros((4000, 6000)))), GOOD),
+                "pixel_array": lambda kind: self._single(kind, *self._pixels()),
+                "path_inside": lambda kind: self._single(kind, "inside.png", GOOD),
+                "path_escape": lambda kind: self._single(kind, self.rng.choice(escapes(".png")), BAD),
+                "big_request": lambda kind: self._big(kind, lambda: (self.good, GOOD), self._odd_cell),
+            }
+        )
         return kinds
 
     def _image_rows(self):
-        return [self._random_image(), self._pixels(), ("inside.png", GOOD), (self.rng.choice(escapes(".png")), BAD),
-                (b64(self.rng.randbytes(64)), BAD)]
+        return [
+            self._random_image(),
+            self._pixels(),
+            ("inside.png", GOOD),
+            (self.rng.choice(escapes(".png")), BAD),
+            (b64(self.rng.randbytes(64)), BAD),
+        ]
 
     @staticmethod
     def _zeros(shape):
@@ -318,40 +367,51 @@ class Cases:
     # Text.
     def _text_kinds(self):
         kinds = self._common()
-        kinds.update({
-            "good": lambda kind: self._single(kind, self.good, GOOD),
-            "random_text": lambda kind: self._single(kind, *self._random_text()),
-            "blank_text": lambda kind: self._single(kind, self.rng.choice(["", " ", "\n\t", "\u3000"]), BAD),
-            "path_like_text": lambda kind: self._single(kind, self.rng.choice(escapes(".txt")[:8]), GOOD),
-            "control_characters": lambda kind: self._single(kind, "ok \x00\x07\x1b[31m\ud800 ok", ANY),
-            "big_request": lambda kind: self._big(kind, lambda: (self._random_words(), GOOD), self._odd_cell),
-        })
+        kinds.update(
+            {
+                "good": lambda kind: self._single(kind, self.good, GOOD),
+                "random_text": lambda kind: self._single(kind, *self._random_text()),
+                "blank_text": lambda kind: self._single(kind, self.rng.choice(["", " ", "\n\t", "\u3000"]), BAD),
+                "path_like_text": lambda kind: self._single(kind, self.rng.choice(escapes(".txt")[:8]), GOOD),
+                "control_characters": lambda kind: self._single(kind, "ok \x00\x07\x1b[31m\ud800 ok", ANY),
+                "big_request": lambda kind: self._big(kind, lambda: (self._random_words(), GOOD), self._odd_cell),
+            }
+        )
         return kinds
 
     def _text_rows(self):
         return [self._random_text(), ("", BAD), ("word " * 50_000, GOOD)]
 
     def _random_words(self):
-        return " ".join(self.rng.choice(["good", "bad", "not", "very", "film", "plot", "xyzzy"])
-                        for _ in range(self.rng.randint(1, 40)))
+        return " ".join(
+            self.rng.choice(["good", "bad", "not", "very", "film", "plot", "xyzzy"])
+            for _ in range(self.rng.randint(1, 40))
+        )
 
     def _random_text(self):
-        text = "".join(chr(self.rng.choice([self.rng.randint(32, 126), self.rng.randint(0x80, 0xD7FF)]))
-                       for _ in range(self.rng.randint(1, 300)))
+        text = "".join(
+            chr(self.rng.choice([self.rng.randint(32, 126), self.rng.randint(0x80, 0xD7FF)]))
+            for _ in range(self.rng.randint(1, 300))
+        )
         return text, GOOD if text.strip() else BAD
 
     # Tabular rows.
     def _row_kinds(self):
         kinds = self._common()
-        kinds.update({
-            "good": lambda kind: self._single(kind, self.good, GOOD),
-            "hostile_value": lambda kind: self._single(kind, *self._hostile_row()),
-            "missing_columns": lambda kind: self._single(kind, {"amount": 1.0}, BAD),
-            "row_as_json_text": lambda kind: self._single(kind, json.dumps(self.good), GOOD),
-            "broken_json_text": lambda kind: self._single(kind, self.rng.choice(
-                ['{"amount": ', "{" * 50_000, '{"a":' * 5000 + "1" + "}" * 5000, "{nan}"]), BAD),
-            "big_request": lambda kind: self._big(kind, lambda: self._hostile_row(GOOD), self._hostile_row),
-        })
+        kinds.update(
+            {
+                "good": lambda kind: self._single(kind, self.good, GOOD),
+                "hostile_value": lambda kind: self._single(kind, *self._hostile_row()),
+                "missing_columns": lambda kind: self._single(kind, {"amount": 1.0}, BAD),
+                "row_as_json_text": lambda kind: self._single(kind, json.dumps(self.good), GOOD),
+                "broken_json_text": lambda kind: self._single(
+                    kind,
+                    self.rng.choice(['{"amount": ', "{" * 50_000, '{"a":' * 5000 + "1" + "}" * 5000, "{nan}"]),
+                    BAD,
+                ),
+                "big_request": lambda kind: self._big(kind, lambda: self._hostile_row(GOOD), self._hostile_row),
+            }
+        )
         return kinds
 
     def _row_rows(self):
@@ -365,8 +425,15 @@ class Cases:
         categorical = [item["name"] for item in spec["categorical"]]
         row = dict(self.good)
         good = [("nan", math.nan), ("null", None), ("numeric_text", "12.5"), ("bool", True), ("random", None)]
-        bad = [("infinity", math.inf), ("minus_infinity", -math.inf), ("huge_int", 10**400), ("too_large", 1e300),
-               ("text", "abc"), ("list", [1, 2]), ("dict", {"a": 1})]
+        bad = [
+            ("infinity", math.inf),
+            ("minus_infinity", -math.inf),
+            ("huge_int", 10**400),
+            ("too_large", 1e300),
+            ("text", "abc"),
+            ("list", [1, 2]),
+            ("dict", {"a": 1}),
+        ]
         if categorical and self.rng.random() < 0.3:  # any value is a category, seen or not
             row[self.rng.choice(categorical)] = self.rng.choice(["", "x" * 10_000, [1], {"a": None}, 3.5, None])
             return row, GOOD
@@ -382,21 +449,36 @@ class Cases:
         rate = self.info["features"]["sample_rate"]
         data = base64.b64decode(self.good["b64"])
         kinds = self._common()
-        kinds.update({
-            "good": lambda kind: self._single(kind, self.good, GOOD),
-            "sample_list": lambda kind: self._single(kind, *self._samples()),
-            "random_bytes": lambda kind: self._single(kind, b64(self.rng.randbytes(self.rng.randint(0, 4096))), BAD),
-            "truncated_wav": lambda kind: self._single(kind, b64(data[: self.rng.randint(0, len(data) - 1)]), ANY),
-            "lying_header": lambda kind: self._single(kind, b64(self.rng.choice([
-                lying_wav(data, rate=0), lying_wav(data, rate=2_000_000_000), lying_wav(data, channels=60_000),
-                lying_wav(data, channels=0)])), BAD),
-            "hour_long_header": lambda kind: self._single(kind, b64(lying_wav(data, frames=3600 * rate)), ANY),
-            "ten_minute_file": lambda kind: self._single(kind, b64(self._long_wav(rate)), GOOD),
-            "path_inside": lambda kind: self._single(kind, "inside.wav", GOOD),
-            "path_escape": lambda kind: self._single(kind, self.rng.choice(escapes(".wav")), BAD),
-            # 10,000 one-second clips would be a 400 MB request: cheap bad rows, ten good ones among them
-            "big_request": lambda kind: self._big(kind, self._odd_cell, lambda: (self.good, GOOD)),
-        })
+        kinds.update(
+            {
+                "good": lambda kind: self._single(kind, self.good, GOOD),
+                "sample_list": lambda kind: self._single(kind, *self._samples()),
+                "random_bytes": lambda kind: self._single(
+                    kind, b64(self.rng.randbytes(self.rng.randint(0, 4096))), BAD
+                ),
+                "truncated_wav": lambda kind: self._single(kind, b64(data[: self.rng.randint(0, len(data) - 1)]), ANY),
+                "lying_header": lambda kind: self._single(
+                    kind,
+                    b64(
+                        self.rng.choice(
+                            [
+                                lying_wav(data, rate=0),
+                                lying_wav(data, rate=2_000_000_000),
+                                lying_wav(data, channels=60_000),
+                                lying_wav(data, channels=0),
+                            ]
+                        )
+                    ),
+                    BAD,
+                ),
+                "hour_long_header": lambda kind: self._single(kind, b64(lying_wav(data, frames=3600 * rate)), ANY),
+                "ten_minute_file": lambda kind: self._single(kind, b64(self._long_wav(rate)), GOOD),
+                "path_inside": lambda kind: self._single(kind, "inside.wav", GOOD),
+                "path_escape": lambda kind: self._single(kind, self.rng.choice(escapes(".wav")), BAD),
+                # 10,000 one-second clips would be a 400 MB request: cheap bad rows, ten good ones among them
+                "big_request": lambda kind: self._big(kind, self._odd_cell, lambda: (self.good, GOOD)),
+            }
+        )
         return kinds
 
     def _audio_rows(self):
@@ -475,7 +557,7 @@ def peak_rss_mb(pid):
 
 def free_port():
     """Returns:
-        int: a TCP port on 127.0.0.1 that nothing listens on right now.
+    int: a TCP port on 127.0.0.1 that nothing listens on right now.
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -501,14 +583,16 @@ def background(command, probe_url, log_path, env=None, cwd=None, timeout=300):
         RuntimeError: the server exited or did not answer in time (the message ends with its log).
     """
     with open(log_path, "wb") as log:  # the server's own process group, so its workers stop with it
-        server = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`{' '.join(command[2:5])}` did not come up:\n"
-                                   f"{pathlib.Path(log_path).read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"`{' '.join(command[2:5])}` did not come up:\n{pathlib.Path(log_path).read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(probe_url, timeout=5):
                     break
@@ -529,11 +613,28 @@ def serve(name, store, log_path, input_root):
         tuple[str, int]: the base URL, once /ping answers, and the server's process id.
     """
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store, PIPELINES_INPUT_ROOT=str(input_root),
-               # the server execs `uvicorn` from PATH: this interpreter's scripts folder, even when not activated
-               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{name}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=store,
+        PIPELINES_INPUT_ROOT=str(input_root),
+        # the server execs `uvicorn` from PATH: this interpreter's scripts folder, even when not activated
+        PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+    )
     url = f"http://127.0.0.1:{port}"
     with background(command, f"{url}/ping", log_path, env=env) as pid:
         yield url, pid
@@ -580,11 +681,18 @@ def fuzz_one(name, store, folder, count, seed, log=print):
                 log(f"{name}: {tried}/{count} requests, {sum(failures.values())} failed")
         status, after, _ = post(url, Case("good", request(task.input_column, [good]), [GOOD]))
         peak = peak_rss_mb(pid)
-    return {"requests": tried, "answered": tried - sum(failures.values()), "failures": failures,
-            "examples": examples, "kinds": kinds, "statuses": statuses,
-            "good_still_correct": status == 200 and after == before,
-            "startup_peak_rss_mb": round(startup), "peak_rss_mb": round(peak),
-            "good_requests_per_second": round(rate, 1)}
+    return {
+        "requests": tried,
+        "answered": tried - sum(failures.values()),
+        "failures": failures,
+        "examples": examples,
+        "kinds": kinds,
+        "statuses": statuses,
+        "good_still_correct": status == 200 and after == before,
+        "startup_peak_rss_mb": round(startup),
+        "peak_rss_mb": round(peak),
+        "good_requests_per_second": round(rate, 1),
+    }
 
 
 def train(names, store, log=print):
@@ -596,6 +704,11 @@ def train(names, store, log=print):
     started = time.monotonic()
     for name in names:
         log(f"training {name} (--quick)")
-        subprocess.run([sys.executable, "-m", "pipelines", "run", name, "--quick", "--promote", "always"], cwd=ROOT,
-                       env=dict(os.environ, MLFLOW_TRACKING_URI=store), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "pipelines", "run", name, "--quick", "--promote", "always"],
+            cwd=ROOT,
+            env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return time.monotonic() - started

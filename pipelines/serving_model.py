@@ -26,8 +26,9 @@ class ServingModel(tracking.PythonModel):
         with open(context.artifacts["info"], encoding="utf-8") as handle:
             self.info = json.load(handle)
         self.task = tasks.get(self.info["task"])
-        self.model = BatchPredictor(tracking.load_keras(context.artifacts["keras_model"],
-                                                        self.task.custom_objects(), self.task.name))
+        self.model = BatchPredictor(
+            tracking.load_keras(context.artifacts["keras_model"], self.task.custom_objects(), self.task.name)
+        )
 
     def predict(self, context, model_input, params=None):
         """Answers every input; with several inputs, one that is bad gets `{"error": ...}` and the rest are answered.
@@ -48,8 +49,9 @@ class ServingModel(tracking.PythonModel):
             except ValueError as error:
                 admitted.append(error)
         size = self.task.predict_chunk or max(1, len(admitted))
-        return [answer for start in range(0, len(admitted), size)
-                for answer in self._chunk(admitted[start:start + size])]
+        return [
+            answer for start in range(0, len(admitted), size) for answer in self._chunk(admitted[start : start + size])
+        ]
 
     def _admit(self, raw, name):
         return inputs.file_input(raw, name) if self.task.input_kind == "file" else raw
@@ -75,9 +77,11 @@ class ServingModel(tracking.PythonModel):
             groups = list(dict.fromkeys(keys))
             if len(groups) == 1:
                 return self._group_answers(raws, error)
-        first = set(groups[:len(groups) // 2])
-        halves = ([index for index, key in enumerate(keys) if key in first],
-                  [index for index, key in enumerate(keys) if key not in first])
+        first = set(groups[: len(groups) // 2])
+        halves = (
+            [index for index, key in enumerate(keys) if key in first],
+            [index for index, key in enumerate(keys) if key not in first],
+        )
         answers = [None] * len(raws)
         for half in halves:
             for index, answer in zip(half, self._answers([raws[index] for index in half])):
@@ -130,8 +134,10 @@ class BatchPredictor:
         if options or not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves) or not len(leaves[0]):
             return self.model.predict(x, batch_size=batch_size, verbose=verbose, **options)
         size = batch_size or 32  # Keras' default
-        parts = [self.model.predict_on_batch(
-                     keras.tree.map_structure(lambda leaf, start=start: leaf[start:start + size], x))
-                 for start in range(0, len(leaves[0]), size)]
-        return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]),
-                                        *parts)
+        parts = [
+            self.model.predict_on_batch(
+                keras.tree.map_structure(lambda leaf, start=start: leaf[start : start + size], x)
+            )
+            for start in range(0, len(leaves[0]), size)
+        ]
+        return keras.tree.map_structure(lambda *pieces: np.concatenate([np.asarray(piece) for piece in pieces]), *parts)

@@ -50,7 +50,7 @@ class Dimension:
 
     def suggest(self, trial):
         """Returns:
-            object: the value an Optuna trial draws for this field.
+        object: the value an Optuna trial draws for this field.
         """
         if self.kind == "choice":
             return trial.suggest_categorical(self.name, list(self.values))
@@ -90,47 +90,60 @@ def parse_space(config_class, space):
             message names the field and the expected form.
     """
     if not space:
-        raise ValueError("search_space is empty; give at least one field, e.g. in a --config YAML file "
-                         "`search_space: {learning_rate: [log, 1e-4, 1e-2]}`.")
+        raise ValueError(
+            "search_space is empty; give at least one field, e.g. in a --config YAML file "
+            "`search_space: {learning_rate: [log, 1e-4, 1e-2]}`."
+        )
     types = config_module.field_types(config_class)
     searchable = sorted(name for name, kind in types.items() if kind in (int, float, bool, str) and name not in FIXED)
     dimensions = []
     for name, spec in space.items():
         if name not in searchable:
-            raise ValueError(f"search_space: '{name}' is not a searchable config field; "
-                             f"searchable fields: {', '.join(searchable)}.")
+            raise ValueError(
+                f"search_space: '{name}' is not a searchable config field; searchable fields: {', '.join(searchable)}."
+            )
         dimensions.append(_dimension(name, spec, types[name]))
     return dimensions
 
 
 def _dimension(name, spec, field_type):
-    malformed = ValueError(f"search_space['{name}'] ({field_type.__name__} field) must be "
-                           f"{FORMS.get(field_type, '[choice, VALUE, ...]')}; got {spec!r}.")
+    malformed = ValueError(
+        f"search_space['{name}'] ({field_type.__name__} field) must be "
+        f"{FORMS.get(field_type, '[choice, VALUE, ...]')}; got {spec!r}."
+    )
     if not isinstance(spec, (list, tuple)) or len(spec) < 2 or spec[0] not in KINDS:
         raise malformed
     kind, *values = spec
     if kind == "choice":
         try:
-            return Dimension(name, kind, tuple(config_module.coerce(name, value, field_type) for value in values),
-                             field_type)
+            return Dimension(
+                name, kind, tuple(config_module.coerce(name, value, field_type) for value in values), field_type
+            )
         except ValueError:
             raise malformed from None
     values = [config_module.as_number(value) for value in values]
     numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
     integers = all(isinstance(value, int) for value in values)
-    if (field_type not in (int, float) or len(values) != 2 or not numbers or not values[0] < values[1]
-            or ((kind == "int" or field_type is int) and not integers) or (kind == "log" and values[0] <= 0)):
+    if (
+        field_type not in (int, float)
+        or len(values) != 2
+        or not numbers
+        or not values[0] < values[1]
+        or ((kind == "int" or field_type is int) and not integers)
+        or (kind == "log" and values[0] <= 0)
+    ):
         raise malformed
     return Dimension(name, kind, tuple(values), field_type)
 
 
 def minimises(task, monitor):
     """Returns:
-        bool: True when the monitored validation metric is better lower (a loss, an error).
+    bool: True when the monitored validation metric is better lower (a loss, an error).
     """
     metric = monitor.removeprefix("val_")
-    return (any(part in LOWER_IS_BETTER for part in metric.split("_"))
-            or (metric == task.primary_metric and not task.higher_is_better))
+    return any(part in LOWER_IS_BETTER for part in metric.split("_")) or (
+        metric == task.primary_metric and not task.higher_is_better
+    )
 
 
 def best_validation(history, monitor, minimise):
@@ -140,8 +153,10 @@ def best_validation(history, monitor, minimise):
         ValueError: `fit` logged no such metric.
     """
     if monitor not in history:
-        raise ValueError(f"fit logged no '{monitor}' to optimise (it logged {', '.join(sorted(history))}); "
-                         "choose one with --set monitor=NAME.")
+        raise ValueError(
+            f"fit logged no '{monitor}' to optimise (it logged {', '.join(sorted(history))}); "
+            "choose one with --set monitor=NAME."
+        )
     finite = [value for value in history[monitor] if math.isfinite(value)]
     if not finite:
         return math.nan
@@ -180,13 +195,15 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
     monitor = task.watched(config)
     minimise = minimises(task, monitor)
     # TPE seeded by the config's seed: the same command proposes the same trials.
-    study = optuna.create_study(direction="minimize" if minimise else "maximize",
-                                sampler=optuna.samplers.TPESampler(seed=config.seed))
+    study = optuna.create_study(
+        direction="minimize" if minimise else "maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
+    )
     results = {}
 
     def objective(trial):
-        trial_config = dataclasses.replace(config, **{dimension.name: dimension.suggest(trial)
-                                                      for dimension in dimensions})
+        trial_config = dataclasses.replace(
+            config, **{dimension.name: dimension.suggest(trial) for dimension in dimensions}
+        )
         # TPE repeats configs of small choice-only spaces; training is deterministic, so reuse the value
         for previous in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             if previous.params == trial.params:
@@ -206,33 +223,60 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
     with tracking.run(task, params, experiment, run_name=f"{task.name}-sweep", tags={"sweep": "true"}) as active:
         # catch: a failing trial (its MLflow run already marked FAILED) must not end the sweep
         study.optimize(objective, n_trials=trials, catch=(Exception,))
-        table = pd.DataFrame([
-            {"trial": trial.number, "state": trial.state.name, monitor: trial.value, **trial.params,
-             **{name: trial.user_attrs.get(name, "") for name in ("run_id", "same_as", "error")}}
-            for trial in study.trials
-        ])
+        table = pd.DataFrame(
+            [
+                {
+                    "trial": trial.number,
+                    "state": trial.state.name,
+                    monitor: trial.value,
+                    **trial.params,
+                    **{name: trial.user_attrs.get(name, "") for name in ("run_id", "same_as", "error")},
+                }
+                for trial in study.trials
+            ]
+        )
         tracking.log_results(texts={"trials.csv": table.to_csv(index=False)})
         completed = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
         if not completed:
-            raise ValueError(f"all {trials} trials of the {task.name} sweep failed (first: "
-                             f"{table['error'].iloc[0] or 'no finite ' + monitor}); check the config with "
-                             f"`python -m pipelines run {task.name} --quick`.")
+            raise ValueError(
+                f"all {trials} trials of the {task.name} sweep failed (first: "
+                f"{table['error'].iloc[0] or 'no finite ' + monitor}); check the config with "
+                f"`python -m pipelines run {task.name} --quick`."
+            )
         best = study.best_trial
         trained = best.user_attrs.get("same_as", best.number)  # the trial that trained the best config
         result = results[trained]
         version = tracking.register(result.model_uri, task.name)
-        promotion = tracking.promote(task, result.run_id, version, result.metrics.get(task.primary_metric), config.data,
-                                     promote, refusal=result.verdict.refusal)
+        promotion = tracking.promote(
+            task,
+            result.run_id,
+            version,
+            result.metrics.get(task.primary_metric),
+            config.data,
+            promote,
+            refusal=result.verdict.refusal,
+        )
         tracking.log_results(
-            params={"sweep_trials": trials, "sweep_objective": monitor,
-                    "sweep_direction": study.direction.name.lower(),
-                    **{f"best_{name}": value for name, value in best.params.items()}},
-            metrics={f"best_{monitor}": best.value,
-                     **{f"test_{name}": value for name, value in result.metrics.items()}},
+            params={
+                "sweep_trials": trials,
+                "sweep_objective": monitor,
+                "sweep_direction": study.direction.name.lower(),
+                **{f"best_{name}": value for name, value in best.params.items()},
+            },
+            metrics={
+                f"best_{monitor}": best.value,
+                **{f"test_{name}": value for name, value in result.metrics.items()},
+            },
             tags={"best_trial": trained, "best_run_id": result.run_id, "registered_version": version},
         )
     return SweepResult(
-        run_id=active.info.run_id, best_trial=trained, best_value=best.value, best_params=best.params,
-        metrics=result.metrics, model_uri=f"models:/{task.name}/{version}",
-        failed=len(study.trials) - len(completed), promotion=promotion, verdict=result.verdict,
+        run_id=active.info.run_id,
+        best_trial=trained,
+        best_value=best.value,
+        best_params=best.params,
+        metrics=result.metrics,
+        model_uri=f"models:/{task.name}/{version}",
+        failed=len(study.trials) - len(completed),
+        promotion=promotion,
+        verdict=result.verdict,
     )

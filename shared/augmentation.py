@@ -139,8 +139,9 @@ def paired_geometric(flip=True, rotate90=True, crop_padding=0, seed=0):
             stacked = maybe(3, tf.transpose(stacked, [0, 2, 1, 3]), stacked)
         if crop_padding:
             padding = [[0, 0], [crop_padding] * 2, [crop_padding] * 2, [0, 0]]
-            stacked = _random_windows(tf.pad(stacked, padding, mode="REFLECT"), tf.shape(stacked)[1],
-                                      tf.shape(stacked)[2], seed + 4)
+            stacked = _random_windows(
+                tf.pad(stacked, padding, mode="REFLECT"), tf.shape(stacked)[1], tf.shape(stacked)[2], seed + 4
+            )
         images = tf.ensure_shape(stacked[..., :channels], images.shape)
         masks = tf.ensure_shape(tf.cast(tf.round(stacked[..., channels]), masks.dtype), masks.shape)
         return images, masks
@@ -408,8 +409,12 @@ def audio_waveform(speed=0.0, semitones=0.0, snr_db=(), seed=0):
 
     def perturb(samples, sample_rate, key):
         generator = np.random.default_rng([seed, zlib.crc32(str(key).encode())])
-        samples = speed_pitch(samples, sample_rate, speed=1 + generator.uniform(-speed, speed),
-                              semitones=generator.uniform(-semitones, semitones) if semitones else 0.0)
+        samples = speed_pitch(
+            samples,
+            sample_rate,
+            speed=1 + generator.uniform(-speed, speed),
+            semitones=generator.uniform(-semitones, semitones) if semitones else 0.0,
+        )
         if snr_db:
             samples = add_noise(samples, generator.uniform(*snr_db), generator)
         return samples
@@ -417,8 +422,7 @@ def audio_waveform(speed=0.0, semitones=0.0, snr_db=(), seed=0):
     return perturb
 
 
-def audio_spectrogram(time_shift=0, time_masks=0, time_mask_width=0, frequency_masks=0, frequency_mask_width=0,
-                      seed=0):
+def audio_spectrogram(time_shift=0, time_masks=0, time_mask_width=0, frequency_masks=0, frequency_mask_width=0, seed=0):
     """Builds a per-batch spectrogram augmenter: random circular time shift and SpecAugment masks.
 
     Features are (batch, frames, bins, channels), standardised, so masks fill with 0 (the mean).
@@ -453,8 +457,9 @@ def audio_spectrogram(time_shift=0, time_masks=0, time_mask_width=0, frequency_m
     def augment(features, targets):
         if time_shift:
             frames = tf.shape(features)[1]
-            shifts = tf.random.uniform([tf.shape(features)[0], 1], -time_shift, time_shift + 1, dtype=tf.int32,
-                                       seed=seed)
+            shifts = tf.random.uniform(
+                [tf.shape(features)[0], 1], -time_shift, time_shift + 1, dtype=tf.int32, seed=seed
+            )
             features = tf.gather(features, tf.math.floormod(tf.range(frames)[None, :] - shifts, frames), batch_dims=1)
         for index in range(time_masks if time_mask_width else 0):
             features = mask(features, 1, time_mask_width, seed + 10 + 2 * index)

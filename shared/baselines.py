@@ -50,13 +50,13 @@ class Scorer:
 
     def gain(self, ours, theirs):
         """Returns:
-            float: how much better `ours` is than `theirs` (negative when worse), in the metric's units.
+        float: how much better `ours` is than `theirs` (negative when worse), in the metric's units.
         """
         return ours - theirs if self.higher_is_better else theirs - ours
 
     def needed(self, theirs):
         """Returns:
-            float: the least gain over a baseline scoring `theirs` that counts as clear.
+        float: the least gain over a baseline scoring `theirs` that counts as clear.
         """
         return self.margin * abs(theirs) if self.relative else self.margin
 
@@ -95,8 +95,9 @@ class Baseline:
         """
         found = self.answer(targets) if self.answer is not None else getattr(self, role)
         if len(found) != len(targets):
-            raise ValueError(f"the {self.name} baseline answered {len(found)} {role} examples, the model "
-                             f"{len(targets)}")
+            raise ValueError(
+                f"the {self.name} baseline answered {len(found)} {role} examples, the model {len(targets)}"
+            )
         return found
 
 
@@ -172,9 +173,11 @@ def compare(scorer, targets, ours, theirs, name="baseline", resamples=RESAMPLES,
         def figures(chosen):
             return [float(scorer.function(row[chosen].sum(axis=0))) for row in rows]
     else:
+
         def figures(chosen):
             picked = take(targets, chosen)
             return [scorer(picked, take(outputs, chosen)) for outputs in (ours, theirs)]
+
     gains = []
     generator = np.random.default_rng(seed)
     for _ in range(resamples if count > 1 else 0):
@@ -185,8 +188,9 @@ def compare(scorer, targets, ours, theirs, name="baseline", resamples=RESAMPLES,
     gains = np.array([gain for gain in gains if np.isfinite(gain)])
     lower = float(np.quantile(gains, 1 - CONFIDENCE)) if gains.size else float("nan")
     upper = float(np.quantile(gains, CONFIDENCE)) if gains.size else float("nan")
-    return Comparison(name, scorer.name, mine, other, scorer.gain(mine, other), lower, upper, scorer.needed(other),
-                      count)
+    return Comparison(
+        name, scorer.name, mine, other, scorer.gain(mine, other), lower, upper, scorer.needed(other), count
+    )
 
 
 @dataclasses.dataclass
@@ -219,9 +223,11 @@ class Verdict:
         if not (self.comparisons or self.refusal):
             return {}
         beaten_by = [item.baseline for item in self.comparisons if item.worse]
-        return {"baseline_gate": "failed" if self.refusal else "passed",
-                "baseline_gate_reason": self.refusal or "beats every trivial baseline clearly on validation",
-                **({"baselines_better_than_model": ",".join(beaten_by)} if beaten_by else {})}
+        return {
+            "baseline_gate": "failed" if self.refusal else "passed",
+            "baseline_gate_reason": self.refusal or "beats every trivial baseline clearly on validation",
+            **({"baselines_better_than_model": ",".join(beaten_by)} if beaten_by else {}),
+        }
 
 
 def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=RESAMPLES):
@@ -260,8 +266,15 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
         figure = metrics.get(f"baseline_{baseline.name}_{gate.name}", float("nan"))
         summary.append(f"{baseline.name} {figure:.4f} ({gate.gain(ours, figure):+.4f})")
         if len(validation_targets):
-            found = compare(gate, validation_targets, validation_ours,
-                            baseline.outputs("validation", validation_targets), baseline.name, resamples, seed)
+            found = compare(
+                gate,
+                validation_targets,
+                validation_ours,
+                baseline.outputs("validation", validation_targets),
+                baseline.name,
+                resamples,
+                seed,
+            )
             comparisons.append(found)
             figures[f"baseline_{baseline.name}_validation_{gate.name}"] = found.theirs
     verdict = Verdict(metrics=metrics, validation=figures, scorers=list(scorers), comparisons=comparisons)
@@ -274,26 +287,30 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
         verdict.warnings.append(f"{verdict.refusal}; it is registered but not promoted.")
     elif failed:
         item = failed[0]
-        verdict.refusal = (f"validation {gate.name} {item.ours:.4f} does not clearly beat the {item.baseline} "
-                           f"baseline's {item.theirs:.4f} (gain {item.gain:+.4f}, 95% lower bound {item.lower:+.4f} "
-                           f"over {item.examples} validation examples; needs >= {item.needed:.4f} and a lower bound "
-                           "above 0)")
+        verdict.refusal = (
+            f"validation {gate.name} {item.ours:.4f} does not clearly beat the {item.baseline} "
+            f"baseline's {item.theirs:.4f} (gain {item.gain:+.4f}, 95% lower bound {item.lower:+.4f} "
+            f"over {item.examples} validation examples; needs >= {item.needed:.4f} and a lower bound "
+            "above 0)"
+        )
         verdict.warnings.append(
             f"the model learned no more than the {item.baseline} baseline (validation {gate.name} {item.ours:.4f} "
-            f"vs {item.theirs:.4f}); it is registered but not promoted. {remedies}".strip())
+            f"vs {item.theirs:.4f}); it is registered but not promoted. {remedies}".strip()
+        )
     for item in comparisons:
         if item.baseline not in trivial and item.worse:
             serves = next(baseline.serves for baseline in baselines if baseline.name == item.baseline)
             verdict.warnings.append(
                 f"the {item.baseline} baseline beats the model on validation ({gate.name} {item.theirs:.4f} vs "
-                f"{item.ours:.4f}). {serves or 'Try --preset balanced, more epochs or more data.'}")
+                f"{item.ours:.4f}). {serves or 'Try --preset balanced, more epochs or more data.'}"
+            )
     return verdict
 
 
 def chooser(scorers, primary):
     """Returns:
-        Scorer | None: the figure that chooses between configurations on validation: the task's primary metric
-        when a scorer computes it (what `compare` ranks runs by), else the gate's (None without scorers).
+    Scorer | None: the figure that chooses between configurations on validation: the task's primary metric
+    when a scorer computes it (what `compare` ranks runs by), else the gate's (None without scorers).
     """
     return next((scorer for scorer in scorers if scorer.name == primary), scorers[0] if scorers else None)
 
@@ -316,7 +333,7 @@ def prior(train_labels, classes):
 
 def constant(value):
     """Returns:
-        Callable: targets -> `value` for every example (the mean target, the positive rate).
+    Callable: targets -> `value` for every example (the mean target, the positive rate).
     """
     return lambda targets: np.full(len(targets), float(value))
 
@@ -343,8 +360,13 @@ def tfidf_logistic(train_texts, train_labels, texts, validation_labels, classes)
     except ValueError:  # no word occurs twice: fall back to every word
         vectorizer = TfidfVectorizer(sublinear_tf=True)
         features = vectorizer.fit_transform(train_texts)
-    return logistic(features, train_labels, {role: vectorizer.transform(values) for role, values in texts.items()},
-                    validation_labels, classes)
+    return logistic(
+        features,
+        train_labels,
+        {role: vectorizer.transform(values) for role, values in texts.items()},
+        validation_labels,
+        classes,
+    )
 
 
 def logistic(train_features, train_labels, features, validation_labels, classes):
@@ -367,8 +389,9 @@ def logistic(train_features, train_labels, features, validation_labels, classes)
     for strength in (0.25, 1.0, 4.0, 16.0):  # C: from strong to weak regularisation
         model = linear_model.LogisticRegression(C=strength, max_iter=500)
         model.fit(train_features, train_labels)
-        answers = {role: _columns(model.predict_proba(rows), model.classes_, classes)
-                   for role, rows in features.items()}
+        answers = {
+            role: _columns(model.predict_proba(rows), model.classes_, classes) for role, rows in features.items()
+        }
         loss = metrics.log_loss(validation_labels, np.clip(answers["validation"], 1e-7, 1), labels=range(classes))
         if best is None or loss < best[0]:
             best = loss, answers

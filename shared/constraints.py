@@ -93,8 +93,10 @@ def fits_memory(needed, settings):
 
     total = psutil.virtual_memory().total
     if needed > MEMORY_SHARE * total:
-        raise ValueError(f"{settings} needs about {needed / 2**30:.0f} GB to train, more than {MEMORY_SHARE:.0%} of "
-                         f"this machine's {total / 2**30:.0f} GB; lower one of them.")
+        raise ValueError(
+            f"{settings} needs about {needed / 2**30:.0f} GB to train, more than {MEMORY_SHARE:.0%} of "
+            f"this machine's {total / 2**30:.0f} GB; lower one of them."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +147,8 @@ def Choice(*choices):  # CamelCase (pep8-naming's N802): used as a type in annot
 
 def declared(config_class):
     """Returns:
-        dict[str, list]: each field's declared constraints (fields without any are left out). A field a
-        subclass redeclares (a new default) keeps the constraints its base classes declared.
+    dict[str, list]: each field's declared constraints (fields without any are left out). A field a
+    subclass redeclares (a new default) keeps the constraints its base classes declared.
     """
     found = {}
     for klass in reversed(config_class.__mro__):
@@ -178,8 +180,10 @@ def check(config, owner):
             if not rule.allows(value):
                 default = defaults[name]
                 example = f"[{','.join(map(str, default))}]" if isinstance(default, tuple) else default  # YAML's list
-                raise ValueError(f"{owner}: {name}={value!r} is not allowed; it must be {rule.describe()} "
-                                 f"(default {default!r}, e.g. --set {name}={example}).")
+                raise ValueError(
+                    f"{owner}: {name}={value!r} is not allowed; it must be {rule.describe()} "
+                    f"(default {default!r}, e.g. --set {name}={example})."
+                )
     if hasattr(config, "check"):
         try:
             config.check()

@@ -14,8 +14,11 @@ import numpy as np
 
 STRATEGIES = ("none", "mirrored", "data_parallel")
 # What keras.distribution.initialize reads when the flags are not given.
-PROCESS_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
-                       "KERAS_DISTRIBUTION_PROCESS_ID")
+PROCESS_ENVIRONMENT = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
 
 
 @dataclasses.dataclass
@@ -71,8 +74,10 @@ class Placement:
             )
         batch_size = min(batch_size, examples - examples % self.replicas)
         if not batch_size:
-            raise ValueError(f"{examples} examples cannot be shared by {self.replicas} data-parallel devices; "
-                             "use more data (max_examples, validation_fraction) or fewer processes.")
+            raise ValueError(
+                f"{examples} examples cannot be shared by {self.replicas} data-parallel devices; "
+                "use more data (max_examples, validation_fraction) or fewer processes."
+            )
         shard = (self.num_processes, self.process_id) if self.num_processes > 1 else None
         return {"batch_size": batch_size // self.num_processes, "shard": shard, "drop_remainder": True}
 
@@ -95,7 +100,7 @@ class Placement:
 
     def summary(self):
         """Returns:
-            dict[str, str]: the placement as MLflow tags.
+        dict[str, str]: the placement as MLflow tags.
         """
         return {"strategy": self.strategy, "replicas": str(self.replicas), "num_processes": str(self.num_processes)}
 
@@ -127,13 +132,17 @@ def setup(strategy="none", coordinator=None, num_processes=None, process_id=None
     backend = keras.backend.backend()
     if strategy == "mirrored":
         if backend != "tensorflow":
-            raise ValueError(f"--strategy mirrored needs the TensorFlow backend, not {backend}; set "
-                             "KERAS_BACKEND=tensorflow, or use --strategy data_parallel with KERAS_BACKEND=jax.")
+            raise ValueError(
+                f"--strategy mirrored needs the TensorFlow backend, not {backend}; set "
+                "KERAS_BACKEND=tensorflow, or use --strategy data_parallel with KERAS_BACKEND=jax."
+            )
         return _mirrored()
     if strategy == "data_parallel":
         if backend != "jax":
-            raise ValueError(f"--strategy data_parallel needs the JAX backend, not {backend}; set "
-                             "KERAS_BACKEND=jax, or use --strategy mirrored on TensorFlow.")
+            raise ValueError(
+                f"--strategy data_parallel needs the JAX backend, not {backend}; set "
+                "KERAS_BACKEND=jax, or use --strategy mirrored on TensorFlow."
+            )
         return _data_parallel(coordinator, num_processes, process_id)
     return Placement()
 
@@ -153,20 +162,27 @@ def _data_parallel(coordinator, num_processes, process_id):
     given = (coordinator, num_processes, process_id)
     from_environment = all(os.environ.get(name) for name in PROCESS_ENVIRONMENT)
     if any(value is not None for value in given) and not all(value is not None for value in given):
-        raise ValueError("multi-process data parallel training needs all of --coordinator HOST:PORT, "
-                         "--num-processes N and --process-id I (or the environment variables "
-                         f"{', '.join(PROCESS_ENVIRONMENT)}).")
+        raise ValueError(
+            "multi-process data parallel training needs all of --coordinator HOST:PORT, "
+            "--num-processes N and --process-id I (or the environment variables "
+            f"{', '.join(PROCESS_ENVIRONMENT)})."
+        )
     if num_processes is not None or from_environment:
         keras.distribution.initialize(coordinator, num_processes, process_id)
     # Each process feeds its own shard of the data (see `Placement.feed`), so Keras must not shard again.
     distribution = keras.distribution.DataParallel(auto_shard_dataset=False)
-    return Placement("data_parallel", replicas=len(jax.devices()), process_id=jax.process_index(),
-                     num_processes=jax.process_count(), scope=distribution.scope)
+    return Placement(
+        "data_parallel",
+        replicas=len(jax.devices()),
+        process_id=jax.process_index(),
+        num_processes=jax.process_count(),
+        scope=distribution.scope,
+    )
 
 
 def accelerator():
     """Returns:
-        str | None: `gpu` or `tpu` when the Keras backend sees one, else None (CPU only).
+    str | None: `gpu` or `tpu` when the Keras backend sees one, else None (CPU only).
     """
     import keras
 
@@ -185,7 +201,7 @@ def accelerator():
 
 def weights_digest(model):
     """Returns:
-        str: a SHA-256 of the model's weights, equal across processes that trained in lockstep.
+    str: a SHA-256 of the model's weights, equal across processes that trained in lockstep.
     """
     digest = hashlib.sha256()
     for weights in model.get_weights():

@@ -59,8 +59,9 @@ def classification(labels, probabilities, class_names):
     if len(present) > 1:
         scored = [index for index in indices if index in present]
         results["roc_auc"] = metrics.roc_auc_score(one_hot[:, scored], probabilities[:, scored], average="macro")
-        results["pr_auc"] = metrics.average_precision_score(one_hot[:, scored], probabilities[:, scored],
-                                                            average="macro")
+        results["pr_auc"] = metrics.average_precision_score(
+            one_hot[:, scored], probabilities[:, scored], average="macro"
+        )
         for index in scored[:20]:  # more curves than this are unreadable on one axis
             false_positive, true_positive, _ = metrics.roc_curve(one_hot[:, index], probabilities[:, index])
             precision, recall, _ = metrics.precision_recall_curve(one_hot[:, index], probabilities[:, index])
@@ -69,8 +70,9 @@ def classification(labels, probabilities, class_names):
     matrix = metrics.confusion_matrix(labels, predictions, labels=indices)
     figures = {"confusion_matrix": plots.confusion_matrix(matrix, class_names)}
     if roc_lines:
-        figures["roc_curve"] = plots.curves(roc_lines, "false positive rate", "true positive rate", "ROC",
-                                            diagonal=True)
+        figures["roc_curve"] = plots.curves(
+            roc_lines, "false positive rate", "true positive rate", "ROC", diagonal=True
+        )
         figures["pr_curve"] = plots.curves(pr_lines, "recall", "precision", "precision-recall")
     report = metrics.classification_report(
         labels, predictions, labels=indices, target_names=class_names, digits=4, zero_division=0
@@ -117,8 +119,10 @@ def confident_mistakes(items, labels, probabilities, class_names, limit=20):
     lines = ["| confidence | predicted | true | example |", "|---|---|---|---|"]
     for index in wrong:
         shown = str(items[index]).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {probabilities[index, predictions[index]]:.3f} | {class_names[predictions[index]]} | "
-                     f"{class_names[labels[index]]} | {shown[:300]} |")
+        lines.append(
+            f"| {probabilities[index, predictions[index]]:.3f} | {class_names[predictions[index]]} | "
+            f"{class_names[labels[index]]} | {shown[:300]} |"
+        )
     if not len(wrong):
         lines.append("| | | | no mistakes on this split |")
     return "\n".join(lines) + "\n"
@@ -126,8 +130,8 @@ def confident_mistakes(items, labels, probabilities, class_names, limit=20):
 
 def mistake_positions(labels, probabilities, limit=20):
     """Returns:
-        np.ndarray: the positions of the `limit` wrong predictions the model was surest about, surest first
-        (the rows of `confident_mistakes`, so that a streamed split decodes only those examples).
+    np.ndarray: the positions of the `limit` wrong predictions the model was surest about, surest first
+    (the rows of `confident_mistakes`, so that a streamed split decodes only those examples).
     """
     probabilities = np.asarray(probabilities, dtype="float64")
     predictions = probabilities.argmax(axis=1)
@@ -142,8 +146,7 @@ def normalize_for_bleu(text):
     """
     import unicodedata
 
-    kept = "".join(" " if unicodedata.category(character).startswith("P") else character
-                   for character in text.lower())
+    kept = "".join(" " if unicodedata.category(character).startswith("P") else character for character in text.lower())
     return " ".join(kept.split())
 
 
@@ -186,13 +189,16 @@ def require_both_classes(labels, split="validation"):
     """
     found = np.unique(np.asarray(labels).reshape(-1))
     if len(found) < 2:
-        raise ValueError(f"the {split} split needs both classes, but its {np.size(labels)} example(s) hold "
-                         f"{'only class ' + str(found[0]) if len(found) else 'none'}; add data or raise "
-                         f"{'max_examples (0 keeps all)' if split == 'train' else split + '_fraction'}.")
+        raise ValueError(
+            f"the {split} split needs both classes, but its {np.size(labels)} example(s) hold "
+            f"{'only class ' + str(found[0]) if len(found) else 'none'}; add data or raise "
+            f"{'max_examples (0 keeps all)' if split == 'train' else split + '_fraction'}."
+        )
 
 
-def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positive=1.0,
-                     target_precision=0.0, target_recall=0.0):
+def choose_threshold(
+    labels, scores, cost_false_negative=1.0, cost_false_positive=1.0, target_precision=0.0, target_recall=0.0
+):
     """Chooses a decision threshold on validation data (never on test).
 
     With a target precision, the lowest threshold reaching it (the most recall at that precision);
@@ -231,15 +237,18 @@ def choose_threshold(labels, scores, cost_false_negative=1.0, cost_false_positiv
         return float(thresholds[reached[-1]]), f"highest threshold with recall >= {target_recall}"
     false_positive_rate, true_positive_rate, thresholds = metrics.roc_curve(labels, scores, drop_intermediate=False)
     positives, negatives = labels.sum(), len(labels) - labels.sum()
-    cost = (cost_false_negative * (1 - true_positive_rate) * positives
-            + cost_false_positive * false_positive_rate * negatives)
+    cost = (
+        cost_false_negative * (1 - true_positive_rate) * positives
+        + cost_false_positive * false_positive_rate * negatives
+    )
     best = int(np.argmin(cost))
     threshold = min(float(thresholds[best]), 1.0)  # roc_curve's first threshold is inf: flag nothing
     return threshold, f"minimum expected cost (miss {cost_false_negative}, false alarm {cost_false_positive})"
 
 
-def binary_detection(labels, scores, threshold, cost_false_negative=1.0, cost_false_positive=1.0,
-                     fixed_precision=0.9, baselines=None):
+def binary_detection(
+    labels, scores, threshold, cost_false_negative=1.0, cost_false_positive=1.0, fixed_precision=0.9, baselines=None
+):
     """Rare-event detection metrics at a chosen threshold, with curves and a threshold table.
 
     Args:
@@ -264,8 +273,9 @@ def binary_detection(labels, scores, threshold, cost_false_negative=1.0, cost_fa
 
     labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype="float64").reshape(-1)
     if len(np.unique(labels)) < 2:
-        raise ValueError("the test split holds a single class, so PR-AUC is undefined; use more data or a "
-                         "larger test_fraction.")
+        raise ValueError(
+            "the test split holds a single class, so PR-AUC is undefined; use more data or a larger test_fraction."
+        )
     flagged = scores >= threshold
     precision, recall, _ = metrics.precision_recall_curve(labels, scores)
     results = {
@@ -293,20 +303,32 @@ def binary_detection(labels, scores, threshold, cost_false_negative=1.0, cost_fa
     rows = ["threshold,precision,recall,f1,false_positives,false_negatives,expected_cost"]
     for value in sorted({0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, round(threshold, 6)}):
         chosen = scores >= value
-        rows.append(",".join(str(round(float(number), 6)) for number in (
-            value, metrics.precision_score(labels, chosen, zero_division=0),
-            metrics.recall_score(labels, chosen, zero_division=0), metrics.f1_score(labels, chosen, zero_division=0),
-            (chosen & (labels == 0)).sum(), (~chosen & (labels == 1)).sum(),
-            _cost(labels, chosen, cost_false_negative, cost_false_positive))))
+        rows.append(
+            ",".join(
+                str(round(float(number), 6))
+                for number in (
+                    value,
+                    metrics.precision_score(labels, chosen, zero_division=0),
+                    metrics.recall_score(labels, chosen, zero_division=0),
+                    metrics.f1_score(labels, chosen, zero_division=0),
+                    (chosen & (labels == 0)).sum(),
+                    (~chosen & (labels == 1)).sum(),
+                    _cost(labels, chosen, cost_false_negative, cost_false_positive),
+                )
+            )
+        )
     matrix = metrics.confusion_matrix(labels, flagged, labels=[0, 1])
     figures = {
         "pr_curve": plots.curves(pr_lines, "recall", "precision", "precision-recall (test)"),
         "roc_curve": plots.curves(roc_lines, "false positive rate", "true positive rate", "ROC (test)", diagonal=True),
         "confusion_matrix": plots.confusion_matrix(matrix, ["negative", "positive"]),
     }
-    return Evaluation(metrics={name: float(value) for name, value in results.items()}, figures=figures,
-                      texts={"threshold_table.csv": "\n".join(rows) + "\n"},
-                      params={"decision_threshold": round(float(threshold), 6)})
+    return Evaluation(
+        metrics={name: float(value) for name, value in results.items()},
+        figures=figures,
+        texts={"threshold_table.csv": "\n".join(rows) + "\n"},
+        params={"decision_threshold": round(float(threshold), 6)},
+    )
 
 
 def _cost(labels, flagged, cost_false_negative, cost_false_positive):
@@ -330,8 +352,10 @@ def regression(true, predicted):
 
     true = np.asarray(true, dtype="float64").reshape(-1)
     predicted = np.asarray(predicted, dtype="float64").reshape(-1)
-    results = {"rmse": float(np.sqrt(np.mean((predicted - true) ** 2))),
-               "mae": float(np.mean(np.abs(predicted - true)))}
+    results = {
+        "rmse": float(np.sqrt(np.mean((predicted - true) ** 2))),
+        "mae": float(np.mean(np.abs(predicted - true))),
+    }
     if len(true) > 1:
         results["r2"] = float(metrics.r2_score(true, predicted))
     return Evaluation(metrics=results)
@@ -372,8 +396,11 @@ def segmentation(matrix, class_names):
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, true_positive / union, np.nan)
         dice = np.where(truth + guessed > 0, 2 * true_positive / (truth + guessed), np.nan)
-    results = {"pixel_accuracy": true_positive.sum() / max(1, matrix.sum()),
-               "mean_iou": np.nanmean(iou), "mean_dice": np.nanmean(dice)}
+    results = {
+        "pixel_accuracy": true_positive.sum() / max(1, matrix.sum()),
+        "mean_iou": np.nanmean(iou),
+        "mean_dice": np.nanmean(dice),
+    }
     rows = ["class,iou,dice,true_pixels,predicted_pixels"]
     for index, name in enumerate(class_names):
         key = "".join(character if character.isalnum() else "_" for character in str(name).lower())
@@ -406,13 +433,21 @@ def calibration(labels, scores, bins=10):
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype="float64")
     observed, predicted = sklearn_calibration.calibration_curve(labels, scores, n_bins=bins, strategy="uniform")
     which = np.minimum((scores * bins).astype(int), bins - 1)
-    error = sum(abs(scores[which == b].mean() - labels[which == b].mean()) * np.mean(which == b)
-                for b in np.unique(which))
-    figure = plots.curves([("model", predicted, observed)], "mean predicted probability",
-                          "observed positive fraction", "calibration (reliability diagram)", diagonal=True)
+    error = sum(
+        abs(scores[which == b].mean() - labels[which == b].mean()) * np.mean(which == b) for b in np.unique(which)
+    )
+    figure = plots.curves(
+        [("model", predicted, observed)],
+        "mean predicted probability",
+        "observed positive fraction",
+        "calibration (reliability diagram)",
+        diagonal=True,
+    )
     return Evaluation(
-        metrics={"expected_calibration_error": float(error),
-                 "brier_score": float(metrics.brier_score_loss(labels, scores))},
+        metrics={
+            "expected_calibration_error": float(error),
+            "brier_score": float(metrics.brier_score_loss(labels, scores)),
+        },
         figures={"calibration_curve": figure},
     )
 
@@ -437,8 +472,11 @@ def grad_cam(model, images, class_indices):
     import keras
     import tensorflow as tf
 
-    pooling = [layer for layer in model._flatten_layers()
-               if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))]
+    pooling = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
+    ]
     if not pooling:
         raise ValueError(f"Grad-CAM needs a model ending in global pooling; '{model.name}' has none.")
     feature_map = pooling[-1].input

@@ -65,9 +65,7 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
         raise ValueError(f"data folder '{folder}' has no class subfolders; expected {folder}/CLASS_NAME/file.")
     paths, labels = [], []
     for index, class_name in enumerate(class_names):
-        files = sorted(
-            str(path) for path in (root / class_name).rglob("*") if path.suffix.lower() in extensions
-        )
+        files = sorted(str(path) for path in (root / class_name).rglob("*") if path.suffix.lower() in extensions)
         if not files:
             raise ValueError(
                 f"class folder '{root / class_name}' has no files with extensions {', '.join(extensions)}."
@@ -75,8 +73,10 @@ def class_folders(folder, extensions=IMAGE_EXTENSIONS):
         paths += files
         labels += [index] * len(files)
     if len(class_names) < 2:
-        raise ValueError(f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
-                         f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file.")
+        raise ValueError(
+            f"data folder '{folder}' has one class subfolder ('{class_names[0]}'); a classifier needs "
+            f"at least 2 classes, one subfolder each: {folder}/CLASS_NAME/file."
+        )
     return paths, np.array(labels), class_names
 
 
@@ -86,7 +86,7 @@ def _name(raw, name):
 
 def _unreadable(raw, name, error):
     """Returns:
-        ValueError: the one-line error for an image Pillow cannot read, naming the file and Pillow's reason.
+    ValueError: the one-line error for an image Pillow cannot read, naming the file and Pillow's reason.
     """
     return ValueError(f"{_name(raw, name)}: not a readable image ({error}).")
 
@@ -101,14 +101,18 @@ def _open(raw, name):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw) if isinstance(raw, (bytes, bytearray)) else raw)
     except Image.DecompressionBombError:  # Pillow's own, far higher limit
-        raise ValueError(f"{_name(raw, name)}: the image declares more pixels than the limit of {limit:,} "
-                         f"(set {MAX_PIXELS_ENV} to allow larger images).") from None
+        raise ValueError(
+            f"{_name(raw, name)}: the image declares more pixels than the limit of {limit:,} "
+            f"(set {MAX_PIXELS_ENV} to allow larger images)."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise _unreadable(raw, name, error) from None
     if image.width * image.height > limit:
         image.close()
-        raise ValueError(f"{_name(raw, name)}: {image.width}x{image.height} pixels is above the limit of {limit:,} "
-                         f"(set {MAX_PIXELS_ENV} to allow larger images).")
+        raise ValueError(
+            f"{_name(raw, name)}: {image.width}x{image.height} pixels is above the limit of {limit:,} "
+            f"(set {MAX_PIXELS_ENV} to allow larger images)."
+        )
     return image
 
 
@@ -151,6 +155,7 @@ def scan(paths, description="scanning images"):
     Raises:
         ValueError: no file is readable; the message names the first failure.
     """
+
     def read(path):
         try:
             return header(path)
@@ -180,10 +185,14 @@ def announce_resize(where, headers, size, rule):
     """
     sizes = sorted({(found.width, found.height) for found in headers}, key=lambda pair: (pair[0] * pair[1], pair))
     (small_width, small_height), (large_width, large_height) = sizes[0], sizes[-1]
-    found = (f"differ in size ({small_width}x{small_height} to {large_width}x{large_height})" if len(sizes) > 1
-             else f"are {small_width}x{small_height}")
-    logger.warning("images in %s %s; resizing to %dx%d (%s; set image_size to choose).", where, found, size[1],
-                   size[0], rule)
+    found = (
+        f"differ in size ({small_width}x{small_height} to {large_width}x{large_height})"
+        if len(sizes) > 1
+        else f"are {small_width}x{small_height}"
+    )
+    logger.warning(
+        "images in %s %s; resizing to %dx%d (%s; set image_size to choose).", where, found, size[1], size[0], rule
+    )
 
 
 def _square_side(headers, where):
@@ -194,8 +203,9 @@ def _square_side(headers, where):
     if len(shapes) == 1 and min(next(iter(shapes))) <= AUTO_IMAGE_SIDE:
         return next(iter(shapes))
     side = min(AUTO_IMAGE_SIDE, int(np.median([min(found.height, found.width) for found in headers])))
-    announce_resize(where, headers, (side, side),
-                    f"image_size=0 picks the median shorter side, capped at {AUTO_IMAGE_SIDE}")
+    announce_resize(
+        where, headers, (side, side), f"image_size=0 picks the median shorter side, capped at {AUTO_IMAGE_SIDE}"
+    )
     return side, side
 
 
@@ -241,8 +251,10 @@ def decode(raw, name="input"):
             raise ValueError(f"{name}: pixel array of shape {shape}; expected (h, w) or (h, w, 1|3|4).")
         limit = max_pixels()
         if shape[0] * shape[1] > limit:  # checked before the lists are converted, as files are before decoding
-            raise ValueError(f"{name}: a {shape[1]}x{shape[0]} pixel array is above the limit of {limit:,} pixels "
-                             f"(set {MAX_PIXELS_ENV} to allow larger images).")
+            raise ValueError(
+                f"{name}: a {shape[1]}x{shape[0]} pixel array is above the limit of {limit:,} pixels "
+                f"(set {MAX_PIXELS_ENV} to allow larger images)."
+            )
         array = inputs.numbers(raw, name)
         array = array / 255.0 if array.max(initial=0) > 1.0 else array
         return (array[..., None] if array.ndim == 2 else array[..., :3]).astype("float32")
@@ -349,8 +361,11 @@ def array_step(channels, size=None, scale=255.0):
         image = tf.cast(image, tf.float32) / scale
         image = image[..., None] if image.shape.rank == 2 else image
         if image.shape[-1] != channels:
-            image = (tf.reduce_mean(image, axis=-1, keepdims=True) if channels == 1
-                     else tf.repeat(image[..., :1], channels, axis=-1))
+            image = (
+                tf.reduce_mean(image, axis=-1, keepdims=True)
+                if channels == 1
+                else tf.repeat(image[..., :1], channels, axis=-1)
+            )
         if size is not None and tuple(image.shape[:2]) != tuple(size):
             image = tf.image.resize(image, size, antialias=True)
         return image, target

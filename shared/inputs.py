@@ -40,11 +40,15 @@ def _flag(name):
 
 def serving():
     """Returns:
-        bool: this process answers requests for others: an MLflow scoring server or `PIPELINES_SERVING=1`.
+    bool: this process answers requests for others: an MLflow scoring server or `PIPELINES_SERVING=1`.
     """
     # Any one signal is enough, so that a later MLflow renaming one of them still leaves paths closed.
-    return (_flag(SERVING_ENV) or _flag(_MLFLOW_SERVING_FLAG) or bool(os.environ.get(_MLFLOW_SERVER_MODEL_PATH))
-            or _MLFLOW_SERVER_APP in sys.modules)
+    return (
+        _flag(SERVING_ENV)
+        or _flag(_MLFLOW_SERVING_FLAG)
+        or bool(os.environ.get(_MLFLOW_SERVER_MODEL_PATH))
+        or _MLFLOW_SERVER_APP in sys.modules
+    )
 
 
 def shown(value):
@@ -78,8 +82,10 @@ def file_input(raw, name):
         return raw
     if isinstance(raw, (str, os.PathLike)):
         return readable_path(os.fspath(raw), name)
-    raise ValueError(f"{name}: expected a file path, encoded bytes ({{\"{B64}\": \"BASE64\"}} in JSON) or an array "
-                     f"of numbers; got {type(raw).__name__} {shown(raw)}.")
+    raise ValueError(
+        f'{name}: expected a file path, encoded bytes ({{"{B64}": "BASE64"}} in JSON) or an array '
+        f"of numbers; got {type(raw).__name__} {shown(raw)}."
+    )
 
 
 def readable_path(path, name):
@@ -92,12 +98,16 @@ def readable_path(path, name):
     root = os.environ.get(INPUT_ROOT_ENV, "").strip()
     if not root:
         if serving():
-            raise ValueError(f"{name}: a served model reads no file paths; send the file's bytes as "
-                             f"{{\"{B64}\": \"BASE64\"}} (or the operator sets {INPUT_ROOT_ENV} to a folder it "
-                             "may read).")
+            raise ValueError(
+                f"{name}: a served model reads no file paths; send the file's bytes as "
+                f'{{"{B64}": "BASE64"}} (or the operator sets {INPUT_ROOT_ENV} to a folder it '
+                "may read)."
+            )
         return path
-    refused = ValueError(f"{name}: no file {shown(path)} in the input folder ({INPUT_ROOT_ENV}); give a path "
-                         f"inside it, or send the file's bytes as {{\"{B64}\": \"BASE64\"}}.")
+    refused = ValueError(
+        f"{name}: no file {shown(path)} in the input folder ({INPUT_ROOT_ENV}); give a path "
+        f'inside it, or send the file\'s bytes as {{"{B64}": "BASE64"}}.'
+    )
     try:
         base = os.path.realpath(root)
         resolved = os.path.realpath(os.path.join(base, path))  # relative paths are relative to the folder
@@ -140,8 +150,9 @@ def numbers(raw, name):
     try:
         array = np.asarray(raw, dtype="float32")
     except (ValueError, TypeError, OverflowError):
-        raise ValueError(f"{name}: not an array of numbers (rows of unequal length, or values that are not "
-                         "numbers).") from None
+        raise ValueError(
+            f"{name}: not an array of numbers (rows of unequal length, or values that are not numbers)."
+        ) from None
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: holds NaN or infinite values (or numbers beyond float32).")
     return array
@@ -158,8 +169,10 @@ def check_records(inputs, spec, ignored):
     for position, raw in enumerate(inputs):
         record = parse_json(raw, position) if isinstance(raw, str) and raw.lstrip().startswith("{") else raw
         if not isinstance(record, dict):
-            raise ValueError(f"predict input {position + 1} must be a row (a JSON object or CSV row), "
-                             f"got {type(record).__name__}: {str(record)[:80]}.")
+            raise ValueError(
+                f"predict input {position + 1} must be a row (a JSON object or CSV row), "
+                f"got {type(record).__name__}: {str(record)[:80]}."
+            )
         missing = [column for column in expected if column not in record]
         if missing:
             raise ValueError(f"predict input {position + 1} lacks column(s) {missing}; a row needs {expected}.")

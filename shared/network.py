@@ -5,7 +5,7 @@ import socket
 
 def reachable(host, port=443, timeout=3.0):
     """Returns:
-        bool: a TCP connection to `host:port` opens within `timeout` seconds.
+    bool: a TCP connection to `host:port` opens within `timeout` seconds.
     """
     try:
         socket.create_connection((host, port), timeout=timeout).close()

@@ -39,8 +39,15 @@ def confusion_matrix(matrix, class_names):
     axis.set_ylabel("true")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, column), value in np.ndenumerate(matrix):
-        axis.text(column, row, int(value), ha="center", va="center",
-                  color="white" if value > threshold else "black", fontsize=8)
+        axis.text(
+            column,
+            row,
+            int(value),
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+            fontsize=8,
+        )
     figure.tight_layout()
     return figure
 
@@ -140,8 +147,12 @@ def spectrogram_grid(spectrograms, titles, columns=4):
         axis.axis("off")
     for axis, spectrogram, title in zip(axes.flat, spectrograms, titles):
         spectrogram = np.asarray(spectrogram)
-        axis.imshow((spectrogram[..., 0] if spectrogram.ndim == 3 else spectrogram).T, origin="lower",
-                    aspect="auto", cmap="magma")
+        axis.imshow(
+            (spectrogram[..., 0] if spectrogram.ndim == 3 else spectrogram).T,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+        )
         axis.set_title(title, fontsize=7)
     figure.tight_layout()
     return figure

@@ -25,8 +25,12 @@ def optimizer(config, steps_per_epoch):
         )
     # an exponential average over `weight_averaging` epochs, whatever the data's size
     momentum = 1 - 1 / max(1.0, config.weight_averaging * steps_per_epoch)
-    return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay,
-                                  use_ema=config.weight_averaging > 0, ema_momentum=momentum)
+    return keras.optimizers.AdamW(
+        learning_rate=learning_rate,
+        weight_decay=config.weight_decay,
+        use_ema=config.weight_averaging > 0,
+        ema_momentum=momentum,
+    )
 
 
 def l2(factor):
@@ -45,14 +49,16 @@ MIN_STEPS = 200  # and never stops before this many steps (or the configured epo
 
 def patience(config, steps_per_epoch):
     """Returns:
-        tuple[int, int]: early stopping's patience and the fewest epochs before it may stop, in epochs: the
-        config's patience, raised on small data to cover `PATIENCE_STEPS` and `MIN_STEPS` optimiser steps
-        (`steps_per_epoch` 0: unknown, the config's patience alone).
+    tuple[int, int]: early stopping's patience and the fewest epochs before it may stop, in epochs: the
+    config's patience, raised on small data to cover `PATIENCE_STEPS` and `MIN_STEPS` optimiser steps
+    (`steps_per_epoch` 0: unknown, the config's patience alone).
     """
     if not steps_per_epoch:
         return config.early_stopping_patience, 0
-    return (max(config.early_stopping_patience, -(-PATIENCE_STEPS // steps_per_epoch)),
-            min(config.epochs, -(-MIN_STEPS // steps_per_epoch)))
+    return (
+        max(config.early_stopping_patience, -(-PATIENCE_STEPS // steps_per_epoch)),
+        min(config.epochs, -(-MIN_STEPS // steps_per_epoch)),
+    )
 
 
 def callbacks(config, monitor="val_loss", steps_per_epoch=0):
@@ -77,8 +83,10 @@ def callbacks(config, monitor="val_loss", steps_per_epoch=0):
 
     def check_monitor(epoch, logs):
         if epoch == 0 and monitor not in logs:  # Keras would only warn and silently never stop early
-            raise ValueError(f"monitor '{monitor}' is not among this model's logged metrics "
-                             f"({', '.join(sorted(logs))}); choose one with --set monitor=NAME.")
+            raise ValueError(
+                f"monitor '{monitor}' is not among this model's logged metrics "
+                f"({', '.join(sorted(logs))}); choose one with --set monitor=NAME."
+            )
 
     waiting, least = patience(config, steps_per_epoch)
     result = [
@@ -141,8 +149,11 @@ def set_precision(enabled):
     if enabled:
         device = distribution.accelerator()
         if device is None:
-            warnings.warn("mixed_precision=true needs a GPU or TPU and this machine has neither; "
-                          "training in float32.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "mixed_precision=true needs a GPU or TPU and this machine has neither; training in float32.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         else:
             policy = "mixed_bfloat16" if device == "tpu" else "mixed_float16"
     keras.mixed_precision.set_global_policy(policy)

@@ -44,21 +44,33 @@ class Backup:
             self._lock.close()
             self._lock = None
             if resume:
-                raise ValueError(f"the {name} run to resume is still training (its backup {self.folder} is "
-                                 "locked); stop it first, or run without --resume.") from None
-            warnings.warn(f"another {name} run with the same settings is training; this one keeps no "
-                          "backup and cannot be resumed.", RuntimeWarning, stacklevel=2)
+                raise ValueError(
+                    f"the {name} run to resume is still training (its backup {self.folder} is "
+                    "locked); stop it first, or run without --resume."
+                ) from None
+            warnings.warn(
+                f"another {name} run with the same settings is training; this one keeps no "
+                "backup and cannot be resumed.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return
         recorded = self.folder / RUN_FILE
         # None as well in processes that do not log (multi-process training) or for a fresh run
         self.run_id = json.loads(recorded.read_text())["run_id"] if resume and recorded.exists() else None
         if resume and not recorded.exists():
-            warnings.warn(f"--resume: no interrupted {name} run with these settings in {root}; "
-                          "starting a fresh run.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"--resume: no interrupted {name} run with these settings in {root}; starting a fresh run.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         elif not resume and self.folder.exists():
-            warnings.warn(f"deleted the backup of an interrupted {name} run with these settings "
-                          f"({self.folder}); pass --resume to continue such a run instead.",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"deleted the backup of an interrupted {name} run with these settings "
+                f"({self.folder}); pass --resume to continue such a run instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             shutil.rmtree(self.folder)
 
     def record(self, run_id):
@@ -75,8 +87,11 @@ class Backup:
             return []
         # double_checkpoint keeps the previous epoch readable if a kill lands in the middle of a save;
         # the folder outlives fit so that a crash in evaluation or logging can still be resumed.
-        return [keras.callbacks.BackupAndRestore(str(self.folder / "keras"), double_checkpoint=True,
-                                                 delete_checkpoint=False)]
+        return [
+            keras.callbacks.BackupAndRestore(
+                str(self.folder / "keras"), double_checkpoint=True, delete_checkpoint=False
+            )
+        ]
 
     def clear(self):
         """Deletes the backup once the run has finished, and lets go of it."""

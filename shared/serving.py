@@ -18,16 +18,21 @@ def image_contract(size, channels):
         size (tuple[int, int]): the model's (height, width).
         channels (int): 1 or 3.
     """
-    convert = ("grayscale: the mean of R, G and B" if channels == 1
-               else "colour: RGB, a grayscale image repeated in three channels")
-    return {"steps": [
-        "decode the file (PNG, JPEG, BMP, GIF, TIFF, WebP) and apply its EXIF orientation; drop transparency",
-        "scale to float32 in [0, 1]: 8-bit / 255, 16-bit / 65535",
-        f"convert to {channels} channel(s), {convert}",
-        f"resize to {size[0]}x{size[1]} (height x width), bilinear with antialiasing "
-        "(tf.image.resize(image, size, antialias=True)), unless it already has that size",
-        "stack into a batch (n, height, width, channels)",
-    ]}
+    convert = (
+        "grayscale: the mean of R, G and B"
+        if channels == 1
+        else "colour: RGB, a grayscale image repeated in three channels"
+    )
+    return {
+        "steps": [
+            "decode the file (PNG, JPEG, BMP, GIF, TIFF, WebP) and apply its EXIF orientation; drop transparency",
+            "scale to float32 in [0, 1]: 8-bit / 255, 16-bit / 65535",
+            f"convert to {channels} channel(s), {convert}",
+            f"resize to {size[0]}x{size[1]} (height x width), bilinear with antialiasing "
+            "(tf.image.resize(image, size, antialias=True)), unless it already has that size",
+            "stack into a batch (n, height, width, channels)",
+        ]
+    }
 
 
 def decode_images(encoded, channels, size):
@@ -87,7 +92,7 @@ def image_variants(example):
     channel conversion then run in the parity check too."""
     from PIL import Image
 
-    first, = encoded_images(example[:1])
+    (first,) = encoded_images(example[:1])
     picture = Image.open(io.BytesIO(first))
     buffer = io.BytesIO()
     picture.convert("RGB").resize((2 * picture.width, 2 * picture.height), Image.NEAREST).save(buffer, "PNG")
@@ -96,16 +101,23 @@ def image_variants(example):
 
 def text_contract(vocabulary_file, sequence_length, punctuation):
     """What a caller does to a string before a tensor-input export of a text model."""
-    marks = ("removed (replaced by a space)" if punctuation == "strip"
-             else "kept, each mark a token of its own (spaces around it)")
-    return {"steps": [
-        "lower-case (Unicode); replace HTML line breaks <br> by a space",
-        f"punctuation !\"#$%&()*+,-./:;<=>?@[\\]^_`{{|}}~¿¡«»“”… {marks}",
-        "collapse runs of whitespace to one space and strip both ends",
-        f"split on spaces; each token's id is its line number (from 0) in {vocabulary_file}, 1 ([UNK]) "
-        "when absent; line 0 is padding (id 0)",
-        f"truncate to {sequence_length} ids and pad with 0 at the end to {sequence_length}",
-    ], "vocabulary_file": vocabulary_file, "sequence_length": sequence_length}
+    marks = (
+        "removed (replaced by a space)"
+        if punctuation == "strip"
+        else "kept, each mark a token of its own (spaces around it)"
+    )
+    return {
+        "steps": [
+            "lower-case (Unicode); replace HTML line breaks <br> by a space",
+            f'punctuation !"#$%&()*+,-./:;<=>?@[\\]^_`{{|}}~¿¡«»“”… {marks}',
+            "collapse runs of whitespace to one space and strip both ends",
+            f"split on spaces; each token's id is its line number (from 0) in {vocabulary_file}, 1 ([UNK]) "
+            "when absent; line 0 is padding (id 0)",
+            f"truncate to {sequence_length} ids and pad with 0 at the end to {sequence_length}",
+        ],
+        "vocabulary_file": vocabulary_file,
+        "sequence_length": sequence_length,
+    }
 
 
 def tabular_contract(spec, layout):
@@ -115,13 +127,17 @@ def tabular_contract(spec, layout):
         spec (dict): the fitted preprocessing (`numeric` and `categorical` column lists).
         layout (list[str]): the task's own last steps (how the encoded columns become the model's inputs).
     """
-    return {"steps": [
-        "numeric columns, in the order of numeric_columns: a missing value becomes the column's median, "
-        "then (value - mean) / std",
-        "categorical columns: the value as text (spaces stripped, a whole number 3.0 as 3, missing or empty as "
-        "<missing>); its index is its position in the column's vocabulary + 1, and 0 when it is not there",
-        *layout,
-    ], "numeric_columns": spec["numeric"], "categorical_columns": spec["categorical"]}
+    return {
+        "steps": [
+            "numeric columns, in the order of numeric_columns: a missing value becomes the column's median, "
+            "then (value - mean) / std",
+            "categorical columns: the value as text (spaces stripped, a whole number 3.0 as 3, missing or empty as "
+            "<missing>); its index is its position in the column's vocabulary + 1, and 0 when it is not there",
+            *layout,
+        ],
+        "numeric_columns": spec["numeric"],
+        "categorical_columns": spec["categorical"],
+    }
 
 
 def tensor_name(column):
@@ -149,29 +165,47 @@ def table_graph(spec):
 
     numeric = [(tensor_name(item["name"]), item) for item in spec["numeric"]]
     categorical = [(tensor_name(item["name"]), item) for item in spec["categorical"]]
-    tables = [tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(item["vocabulary"], tf.string), tf.range(1, len(item["vocabulary"]) + 1, dtype=tf.int64)), 0)
-        for _, item in categorical]
+    tables = [
+        tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(item["vocabulary"], tf.string), tf.range(1, len(item["vocabulary"]) + 1, dtype=tf.int64)
+            ),
+            0,
+        )
+        for _, item in categorical
+    ]
     inputs = {name: ((None,), "float32") for name, _ in numeric}
     inputs.update({name: ((None,), "string") for name, _ in categorical})
 
     def graph(raw):
-        columns = [(tf.where(tf.math.is_nan(raw[name]), item["median"], raw[name]) - item["mean"]) / item["std"]
-                   for name, item in numeric]
-        encoded = {"numeric": tf.stack(columns, axis=1) if columns else tf.zeros([tf.shape(next(iter(
-            raw.values())))[0], 0])}
+        columns = [
+            (tf.where(tf.math.is_nan(raw[name]), item["median"], raw[name]) - item["mean"]) / item["std"]
+            for name, item in numeric
+        ]
+        encoded = {
+            "numeric": tf.stack(columns, axis=1) if columns else tf.zeros([tf.shape(next(iter(raw.values())))[0], 0])
+        }
         if categorical:
             keys = [tf.strings.strip(raw[name]) for name, _ in categorical]
             keys = [tf.where(key == "", "<missing>", key) for key in keys]
-            encoded["categorical"] = tf.cast(tf.stack([table.lookup(key) for table, key in zip(tables, keys)], 1),
-                                             tf.int32)
+            encoded["categorical"] = tf.cast(
+                tf.stack([table.lookup(key) for table, key in zip(tables, keys)], 1), tf.int32
+            )
         return encoded
 
     def feed(records):
-        values = {name: np.array([np.nan if row[item["name"]] in (None, "") else float(row[item["name"]])
-                                  for row in records], "float32") for name, item in numeric}
-        values.update({name: np.array([category_text(row[item["name"]]) for row in records], dtype=object)
-                       for name, item in categorical})
+        values = {
+            name: np.array(
+                [np.nan if row[item["name"]] in (None, "") else float(row[item["name"]]) for row in records], "float32"
+            )
+            for name, item in numeric
+        }
+        values.update(
+            {
+                name: np.array([category_text(row[item["name"]]) for row in records], dtype=object)
+                for name, item in categorical
+            }
+        )
         return values
 
     return inputs, graph, feed, tables

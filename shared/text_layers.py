@@ -50,8 +50,12 @@ def layers():
             return ops.not_equal(inputs, 0)
 
         def get_config(self):
-            return {**super().get_config(), "sequence_length": self.sequence_length,
-                    "vocabulary_size": self.vocabulary_size, "embedding_dim": self.embedding_dim}
+            return {
+                **super().get_config(),
+                "sequence_length": self.sequence_length,
+                "vocabulary_size": self.vocabulary_size,
+                "embedding_dim": self.embedding_dim,
+            }
 
     @keras.saving.register_keras_serializable(package="nlp")
     class TransformerEncoder(keras.layers.Layer):
@@ -80,8 +84,13 @@ def layers():
             return self.norm_2(x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
 
         def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
+            return {
+                **super().get_config(),
+                "embedding_dim": self.embedding_dim,
+                "dense_dim": self.dense_dim,
+                "heads": self.heads,
+                "dropout": self.rate,
+            }
 
     @keras.saving.register_keras_serializable(package="nlp")
     class TransformerDecoder(keras.layers.Layer):
@@ -107,11 +116,13 @@ def layers():
                 norm.build(inputs_shape)
 
         def call(self, inputs, encoder_outputs, inputs_mask=None, encoder_outputs_mask=None, training=None):
-            attended = self.self_attention(inputs, inputs, query_mask=inputs_mask, value_mask=inputs_mask,
-                                           use_causal_mask=True, training=training)
+            attended = self.self_attention(
+                inputs, inputs, query_mask=inputs_mask, value_mask=inputs_mask, use_causal_mask=True, training=training
+            )
             x = self.norms[0](inputs + self.dropout(attended, training=training))
-            attended = self.cross_attention(x, encoder_outputs, query_mask=inputs_mask,
-                                            value_mask=encoder_outputs_mask, training=training)
+            attended = self.cross_attention(
+                x, encoder_outputs, query_mask=inputs_mask, value_mask=encoder_outputs_mask, training=training
+            )
             x = self.norms[1](x + self.dropout(attended, training=training))
             return self.norms[2](x + self.dropout(self.dense_2(self.dense_1(x)), training=training))
 
@@ -119,8 +130,13 @@ def layers():
             return inputs_mask
 
         def get_config(self):
-            return {**super().get_config(), "embedding_dim": self.embedding_dim, "dense_dim": self.dense_dim,
-                    "heads": self.heads, "dropout": self.rate}
+            return {
+                **super().get_config(),
+                "embedding_dim": self.embedding_dim,
+                "dense_dim": self.dense_dim,
+                "heads": self.heads,
+                "dropout": self.rate,
+            }
 
     @keras.saving.register_keras_serializable(package="nlp")
     class ConvMaxPooling(keras.layers.Layer):
@@ -133,8 +149,9 @@ def layers():
         def __init__(self, filters, widths, **kwargs):
             super().__init__(**kwargs)
             self.filters, self.widths = filters, tuple(widths)
-            self.convolutions = [keras.layers.Conv1D(filters, width, padding="same", activation="relu")
-                                 for width in self.widths]
+            self.convolutions = [
+                keras.layers.Conv1D(filters, width, padding="same", activation="relu") for width in self.widths
+            ]
 
         def build(self, inputs_shape):
             for convolution in self.convolutions:
@@ -174,10 +191,12 @@ def layers():
             self.trained_rows, self.fixed_rows, self.embedding_dim = trained_rows, fixed_rows, embedding_dim
 
         def build(self, input_shape):
-            self.trained = self.add_weight(shape=(self.trained_rows, self.embedding_dim), name="trained",
-                                           initializer="uniform")
-            self.fixed = self.add_weight(shape=(self.fixed_rows, self.embedding_dim), name="fixed",
-                                         initializer="zeros", trainable=False)
+            self.trained = self.add_weight(
+                shape=(self.trained_rows, self.embedding_dim), name="trained", initializer="uniform"
+            )
+            self.fixed = self.add_weight(
+                shape=(self.fixed_rows, self.embedding_dim), name="fixed", initializer="zeros", trainable=False
+            )
 
         def call(self, inputs):
             inputs = ops.cast(inputs, "int32")
@@ -192,8 +211,12 @@ def layers():
             return ops.not_equal(inputs, 0)
 
         def get_config(self):
-            return {**super().get_config(), "trained_rows": self.trained_rows, "fixed_rows": self.fixed_rows,
-                    "embedding_dim": self.embedding_dim}
+            return {
+                **super().get_config(),
+                "trained_rows": self.trained_rows,
+                "fixed_rows": self.fixed_rows,
+                "embedding_dim": self.embedding_dim,
+            }
 
     @keras.saving.register_keras_serializable(package="nlp")
     class MaskedMaxPooling(keras.layers.Layer):
@@ -214,5 +237,14 @@ def layers():
         def compute_mask(self, inputs, mask=None):
             return None
 
-    return {layer.__name__: layer for layer in (PositionalEmbedding, TransformerEncoder, TransformerDecoder,
-                                                ConvMaxPooling, ExtendedEmbedding, MaskedMaxPooling)}
+    return {
+        layer.__name__: layer
+        for layer in (
+            PositionalEmbedding,
+            TransformerEncoder,
+            TransformerDecoder,
+            ConvMaxPooling,
+            ExtendedEmbedding,
+            MaskedMaxPooling,
+        )
+    }

@@ -47,21 +47,21 @@ _named_by_default = False  # the active run got `default_run_name`'s name, which
 
 def default_store():
     """Returns:
-        pathlib.Path: `mlruns/` at the project root in a source checkout, else in the current folder.
+    pathlib.Path: `mlruns/` at the project root in a source checkout, else in the current folder.
     """
     return (ROOT if CHECKOUT else pathlib.Path.cwd()) / "mlruns"
 
 
 def tracking_uri():
     """Returns:
-        str: `MLFLOW_TRACKING_URI` if set, else the SQLite database in `default_store()`.
+    str: `MLFLOW_TRACKING_URI` if set, else the SQLite database in `default_store()`.
     """
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_store() / 'mlflow.db'}"
 
 
 def store_folder():
     """Returns:
-        pathlib.Path: the local folder of the store: beside the SQLite database, else `mlruns/`.
+    pathlib.Path: the local folder of the store: beside the SQLite database, else `mlruns/`.
     """
     uri = tracking_uri()
     return pathlib.Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else default_store()
@@ -127,9 +127,14 @@ def _versions():
     import tensorflow as tf
 
     return {
-        "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(), "mlflow": mlflow.__version__, "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__, "pandas": pd.__version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "mlflow": mlflow.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
     }
 
 
@@ -170,21 +175,32 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
         try:
             mlflow.get_run(run_id)
         except mlflow.exceptions.MlflowException:
-            raise ValueError(f"cannot resume run {run_id}: it is not in store {tracking_uri()}; "
-                             "run again without --resume to start afresh.") from None
+            raise ValueError(
+                f"cannot resume run {run_id}: it is not in store {tracking_uri()}; "
+                "run again without --resume to start afresh."
+            ) from None
         starting = mlflow.start_run(run_id=run_id)
     else:
-        starting = mlflow.start_run(experiment_id=_experiment_id(experiment or task.name),
-                                    run_name=run_name or default_run_name(task, params),
-                                    nested=mlflow.active_run() is not None)
+        starting = mlflow.start_run(
+            experiment_id=_experiment_id(experiment or task.name),
+            run_name=run_name or default_run_name(task, params),
+            nested=mlflow.active_run() is not None,
+        )
     _named_by_default = run_id is None and run_name is None
     with starting as active:
         mlflow.log_params(params)
         setting = f"{task.key_setting}={params.get(task.key_setting)}" if task.key_setting else ""
-        mlflow.set_tags({"task": task.name, "data_source": params.get("data", ""), "git_commit": _git_commit(),
-                         "key_setting": setting,
-                         "primary_metric": f"test_{task.primary_metric}",
-                         **{f"version.{name}": value for name, value in _versions().items()}, **(tags or {})})
+        mlflow.set_tags(
+            {
+                "task": task.name,
+                "data_source": params.get("data", ""),
+                "git_commit": _git_commit(),
+                "key_setting": setting,
+                "primary_metric": f"test_{task.primary_metric}",
+                **{f"version.{name}": value for name, value in _versions().items()},
+                **(tags or {}),
+            }
+        )
         yield active
 
 
@@ -236,16 +252,24 @@ def log_results(params=None, metrics=None, tags=None, texts=None):
 def log_dataset(splits):
     """Logs the training and test splits as MLflow dataset inputs, described (origin, examples, digest of
     the index) rather than copied, and tags the run with their origin and the test set's digest."""
-    described = {context: split.describe() for context, split in (("training", splits.train),
-                                                                  ("validation", splits.validation),
-                                                                  ("testing", splits.test))}
-    mlflow.set_tags({"data_source": splits.source, "synthetic": str(splits.synthetic).lower(), "dataset": splits.name,
-                     "test_set_digest": described["testing"]["digest"],
-                     **{f"examples.{context}": str(value["examples"]) for context, value in described.items()}})
+    described = {
+        context: split.describe()
+        for context, split in (("training", splits.train), ("validation", splits.validation), ("testing", splits.test))
+    }
+    mlflow.set_tags(
+        {
+            "data_source": splits.source,
+            "synthetic": str(splits.synthetic).lower(),
+            "dataset": splits.name,
+            "test_set_digest": described["testing"]["digest"],
+            **{f"examples.{context}": str(value["examples"]) for context, value in described.items()},
+        }
+    )
     for context in ("training", "testing"):
         value = described[context]
-        mlflow.log_input(_dataset(splits, context, value), context=context,
-                         tags={key: str(item) for key, item in value.items()})
+        mlflow.log_input(
+            _dataset(splits, context, value), context=context, tags={key: str(item) for key, item in value.items()}
+        )
 
 
 def _dataset(splits, context, described):
@@ -294,9 +318,12 @@ def _epoch_history():
     """The active run's per-epoch metrics as a Keras-style history, including epochs before a resume."""
     client = mlflow.MlflowClient()
     run_id = mlflow.active_run().info.run_id
-    return {name: [metric.value for metric in sorted(client.get_metric_history(run_id, name),
-                                                     key=lambda metric: metric.step)]
-            for name in client.get_run(run_id).data.metrics}
+    return {
+        name: [
+            metric.value for metric in sorted(client.get_metric_history(run_id, name), key=lambda metric: metric.step)
+        ]
+        for name in client.get_run(run_id).data.metrics
+    }
 
 
 @_unless_muted
@@ -311,8 +338,10 @@ def log_evaluation(evaluation, model, config_yaml):
     lines = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
     curves = {"training_curves": plots.training_curves(history)} if history else {}  # an ensemble trains no epoch
-    _log_outputs(dict(evaluation.figures, **curves),
-                 dict(evaluation.texts, **{"config.yaml": config_yaml, "model_summary.txt": "\n".join(lines)}))
+    _log_outputs(
+        dict(evaluation.figures, **curves),
+        dict(evaluation.texts, **{"config.yaml": config_yaml, "model_summary.txt": "\n".join(lines)}),
+    )
 
 
 def _log_outputs(figures, texts):
@@ -328,7 +357,7 @@ def _log_outputs(figures, texts):
 
 def trusts_model_code():
     """Returns:
-        bool: the user opted in to loading Python code inside models (`PIPELINES_TRUST_MODEL_CODE=1`).
+    bool: the user opted in to loading Python code inside models (`PIPELINES_TRUST_MODEL_CODE=1`).
     """
     return os.environ.get(TRUST_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
 
@@ -498,15 +527,20 @@ def describe_version(name, version, run_id):
     metric = tags.get("primary_metric", "")
     value = metrics.get(metric)
     figure = f"{metric} {value:.4f}" if value is not None else f"no {metric or 'test metric'}"
-    examples = ", ".join(f"{tags[f'examples.{role}']} {role}" for role in ("training", "validation", "testing")
-                         if f"examples.{role}" in tags)
+    examples = ", ".join(
+        f"{tags[f'examples.{role}']} {role}"
+        for role in ("training", "validation", "testing")
+        if f"examples.{role}" in tags
+    )
     synthetic = " (synthetic)" if tags.get("synthetic") == "true" else ""
     settings = ", ".join(f"{key}={params[key]}" for key in ("epochs", "batch_size", "learning_rate") if key in params)
     if tags.get("key_setting"):
         settings = f"{tags['key_setting']}, {settings}"
-    description = (f"{tags.get('task', name)} on {tags.get('data_source', '?')}{synthetic}: "
-                   f"{tags.get('dataset', '')} ({examples} examples). {figure}. {settings}. "
-                   f"Run {run.info.run_name} ({run_id}).")
+    description = (
+        f"{tags.get('task', name)} on {tags.get('data_source', '?')}{synthetic}: "
+        f"{tags.get('dataset', '')} ({examples} examples). {figure}. {settings}. "
+        f"Run {run.info.run_name} ({run_id})."
+    )
     client.update_model_version(name, str(version), description=description)
     version_tags = {key: tags[key] for key in VERSION_TAGS if tags.get(key)}
     version_tags["run_name"] = run.info.run_name
@@ -546,8 +580,10 @@ def load(uri, task=None):
 def _require_task(uri, found, task):
     """Raises a ValueError when the model at `uri`, of the task named `found`, is not a model of `task`."""
     if found != task.name:
-        raise ValueError(f"the model at '{uri}' is a {found} model, not {task.name}; name the task {found} or give "
-                         f"a {task.name} model as --model.")
+        raise ValueError(
+            f"the model at '{uri}' is a {found} model, not {task.name}; name the task {found} or give "
+            f"a {task.name} model as --model."
+        )
 
 
 @dataclasses.dataclass
@@ -579,8 +615,10 @@ def logged_model(uri, task):
         local = pathlib.Path(mlflow.artifacts.download_artifacts(uri))
     except (mlflow.exceptions.MlflowException, OSError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"no model at '{uri}' in store {tracking_uri()} ({first_line[:200]}); list runs with "
-                         "`python -m pipelines compare`.") from None
+        raise ValueError(
+            f"no model at '{uri}' in store {tracking_uri()} ({first_line[:200]}); list runs with "
+            "`python -m pipelines compare`."
+        ) from None
     metadata = mlflow.models.Model.load(str(local))
     info = json.loads(next(local.rglob("info.json")).read_text(encoding="utf-8"))
     _require_task(uri, info.get("task"), task)
@@ -589,8 +627,9 @@ def logged_model(uri, task):
         model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)
     except ValueError as error:
         raise ValueError(f"{uri}: {error}") from None
-    return LoggedModel(model, info, raw_inputs(example, task.input_column), metadata.run_id,
-                       getattr(metadata, "model_id", None) or "")
+    return LoggedModel(
+        model, info, raw_inputs(example, task.input_column), metadata.run_id, getattr(metadata, "model_id", None) or ""
+    )
 
 
 def run_config(run_id):
@@ -605,15 +644,17 @@ def run_config(run_id):
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
     except (mlflow.exceptions.MlflowException, OSError):
-        raise ValueError(f"run {run_id} logged no config.yaml, so the settings its model was trained with are "
-                         "unknown; evaluate a model logged by `python -m pipelines run`.") from None
+        raise ValueError(
+            f"run {run_id} logged no config.yaml, so the settings its model was trained with are "
+            "unknown; evaluate a model logged by `python -m pipelines run`."
+        ) from None
     return yaml.safe_load(text) or {}
 
 
 def registered_version(uri):
     """Returns:
-        tuple[str, str] | None: the registered model name and version a `models:/NAME/VERSION|latest` or
-        `models:/NAME@ALIAS` URI stands for now; None for other URIs.
+    tuple[str, str] | None: the registered model name and version a `models:/NAME/VERSION|latest` or
+    `models:/NAME@ALIAS` URI stands for now; None for other URIs.
     """
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
@@ -641,12 +682,25 @@ def log_model_evaluation(evaluation, splits, model_id=""):
 
     described = splits.test.describe()
     dataset = _dataset(splits, "evaluation", described)
-    mlflow.set_tags({"synthetic": str(splits.synthetic).lower(), "dataset": splits.name,
-                     "eval_set_digest": described["digest"], "examples.evaluation": str(described["examples"])})
-    mlflow.log_input(dataset, context="evaluation", tags={key: str(item) for key, item in described.items()},
-                     model=LoggedModelInput(model_id) if model_id else None)
-    mlflow.log_metrics({f"eval_{name}": value for name, value in evaluation.metrics.items()},
-                       model_id=model_id or None, dataset=dataset)
+    mlflow.set_tags(
+        {
+            "synthetic": str(splits.synthetic).lower(),
+            "dataset": splits.name,
+            "eval_set_digest": described["digest"],
+            "examples.evaluation": str(described["examples"]),
+        }
+    )
+    mlflow.log_input(
+        dataset,
+        context="evaluation",
+        tags={key: str(item) for key, item in described.items()},
+        model=LoggedModelInput(model_id) if model_id else None,
+    )
+    mlflow.log_metrics(
+        {f"eval_{name}": value for name, value in evaluation.metrics.items()},
+        model_id=model_id or None,
+        dataset=dataset,
+    )
     if evaluation.params:
         mlflow.log_params({f"eval_{name}": value for name, value in evaluation.params.items()})
     _log_outputs(evaluation.figures, evaluation.texts)
@@ -688,16 +742,22 @@ def runs(task_name=None, experiment=None, limit=None, run_ids=None):
     else:
         found = mlflow.MlflowClient().get_experiment_by_name(experiment)
         if found is None:
-            raise ValueError(f"no experiment '{experiment}' in store {tracking_uri()}; leave out --experiment "
-                             "to search every experiment.")
+            raise ValueError(
+                f"no experiment '{experiment}' in store {tracking_uri()}; leave out --experiment "
+                "to search every experiment."
+            )
         names = {found.experiment_id: found.name}
     if not names:
         return pd.DataFrame()
     filters = [f"tags.task = '{task_name}'"] if task_name else []
     if run_ids:
         filters.append(f"attributes.run_id IN ({', '.join(repr(str(run_id)) for run_id in run_ids)})")
-    frame = mlflow.search_runs(experiment_ids=list(names), filter_string=" AND ".join(filters),
-                               max_results=limit or 100_000, order_by=["attributes.start_time DESC"])
+    frame = mlflow.search_runs(
+        experiment_ids=list(names),
+        filter_string=" AND ".join(filters),
+        max_results=limit or 100_000,
+        order_by=["attributes.start_time DESC"],
+    )
     if "tags.evaluation_of" in frame:  # `evaluate` runs score a model trained elsewhere: no training run
         frame = frame[frame["tags.evaluation_of"].isna()]
     if frame.empty:
@@ -712,8 +772,9 @@ def check_policy(policy):
         ValueError: an unknown policy; the message lists the valid ones.
     """
     if policy not in PROMOTION_POLICIES:
-        raise ValueError(f"unknown --promote value '{policy}'; use one of {', '.join(PROMOTION_POLICIES)} "
-                         "(default if-better).")
+        raise ValueError(
+            f"unknown --promote value '{policy}'; use one of {', '.join(PROMOTION_POLICIES)} (default if-better)."
+        )
     return policy
 
 
@@ -764,9 +825,13 @@ def champion(task):
             return None
         raise
     data = client.get_run(version.run_id).data
-    return {"version": str(version.version), "run_id": version.run_id, "data_source": data.tags.get("data_source"),
-            "test_set_digest": version.tags.get("test_set_digest") or data.tags.get("test_set_digest"),
-            "value": data.metrics.get(f"test_{task.primary_metric}")}
+    return {
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "data_source": data.tags.get("data_source"),
+        "test_set_digest": version.tags.get("test_set_digest") or data.tags.get("test_set_digest"),
+        "value": data.metrics.get(f"test_{task.primary_metric}"),
+    }
 
 
 def _decide(task, value, data_source, policy, previous, test_set_digest=None, refusal=""):
@@ -784,19 +849,25 @@ def _decide(task, value, data_source, policy, previous, test_set_digest=None, re
     if previous["data_source"] != data_source:
         # Figures measured on different data are not comparable, and a quick run on embedded data must
         # never silently replace a model trained on real data: switching source is an explicit choice.
-        return False, (f"the champion (version {previous['version']}) was trained on data "
-                       f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch")
+        return False, (
+            f"the champion (version {previous['version']}) was trained on data "
+            f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch"
+        )
     if previous["test_set_digest"] != test_set_digest:
         # Another split seed, test_fraction, split rule or max_examples draws other test examples (or another
         # protocol entirely): the two figures measure different things.
-        return False, (f"not comparable: the champion was evaluated on a different test set (version "
-                       f"{previous['version']}: test_set_digest {previous['test_set_digest']}, this run: "
-                       f"{test_set_digest}); use --promote always to switch")
+        return False, (
+            f"not comparable: the champion was evaluated on a different test set (version "
+            f"{previous['version']}: test_set_digest {previous['test_set_digest']}, this run: "
+            f"{test_set_digest}); use --promote always to switch"
+        )
     if previous["value"] is None:
         return False, f"the champion (version {previous['version']}) has no {metric} to compare with"
     better = value > previous["value"] if task.higher_is_better else value < previous["value"]
-    return better, (f"{metric} {value:.4f} {'beats' if better else 'does not beat'} "
-                    f"{previous['value']:.4f} of version {previous['version']}")
+    return better, (
+        f"{metric} {value:.4f} {'beats' if better else 'does not beat'} "
+        f"{previous['value']:.4f} of version {previous['version']}"
+    )
 
 
 def promote(task, run_id, version, value, data_source, policy="if-better", refusal=""):
@@ -840,12 +911,17 @@ def promote(task, run_id, version, value, data_source, policy="if-better", refus
         promoted, reason = _decide(task, value, data_source, policy, previous, digest, refusal)
         if promoted:
             client.set_registered_model_alias(task.name, CHAMPION, str(version))
-    tags = {"promotion_decision": "promoted" if promoted else "not_promoted", "promotion_policy": policy,
-            "promotion_reason": reason}
+    tags = {
+        "promotion_decision": "promoted" if promoted else "not_promoted",
+        "promotion_policy": policy,
+        "promotion_reason": reason,
+    }
     if previous is not None:
-        tags.update(champion_previous_version=previous["version"],
-                    champion_previous_data_source=previous["data_source"] or "",
-                    champion_previous_test_set_digest=previous["test_set_digest"] or "")
+        tags.update(
+            champion_previous_version=previous["version"],
+            champion_previous_data_source=previous["data_source"] or "",
+            champion_previous_test_set_digest=previous["test_set_digest"] or "",
+        )
         if previous["value"] is not None:
             client.log_metric(run_id, f"champion_previous_test_{task.primary_metric}", previous["value"])
     for key, text in tags.items():
@@ -855,11 +931,13 @@ def promote(task, run_id, version, value, data_source, policy="if-better", refus
 
 def model_versions(name):
     """Returns:
-        dict[str, str]: registered version number by run id for the registered model `name`.
+    dict[str, str]: registered version number by run id for the registered model `name`.
     """
     _connect()
-    return {version.run_id: str(version.version)
-            for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}
+    return {
+        version.run_id: str(version.version)
+        for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    }
 
 
 def __getattr__(name):

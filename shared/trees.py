@@ -9,8 +9,17 @@ training never saw is treated as missing.
 
 import numpy as np
 
-_NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf",
-                "is_categorical", "bitset_idx")
+_NODE_FIELDS = (
+    "value",
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "is_leaf",
+    "is_categorical",
+    "bitset_idx",
+)
 
 
 def to_json(model):
@@ -29,16 +38,27 @@ def to_json(model):
     if preprocessor is not None:
         masks = {name: np.asarray(mask) for name, _, mask in preprocessor.transformers_ if name != "remainder"}
         columns = np.flatnonzero(masks["encoder"]).tolist() + np.flatnonzero(masks["numerical"]).tolist()
-        categories = [[float(value) for value in found if not np.isnan(value)]
-                      for found in preprocessor.named_transformers_["encoder"].categories_]
+        categories = [
+            [float(value) for value in found if not np.isnan(value)]
+            for found in preprocessor.named_transformers_["encoder"].categories_
+        ]
     trees = []
     for (predictor,) in model._predictors:
         nodes = predictor.nodes
-        trees.append({**{field: nodes[field].tolist() for field in _NODE_FIELDS},
-                      "left_categories": predictor.raw_left_cat_bitsets.tolist()})
-    return {"baseline": float(np.ravel(model._baseline_prediction)[0]), "trees": trees,
-            "known_categories": known.tolist(), "feature_map": feature_map.tolist(), "columns": columns,
-            "categories": categories}
+        trees.append(
+            {
+                **{field: nodes[field].tolist() for field in _NODE_FIELDS},
+                "left_categories": predictor.raw_left_cat_bitsets.tolist(),
+            }
+        )
+    return {
+        "baseline": float(np.ravel(model._baseline_prediction)[0]),
+        "trees": trees,
+        "known_categories": known.tolist(),
+        "feature_map": feature_map.tolist(),
+        "columns": columns,
+        "categories": categories,
+    }
 
 
 def _encoded(trees, table):

@@ -27,7 +27,7 @@ def _import_all():
 
 def names():
     """Returns:
-        list[str]: the registered task names, sorted.
+    list[str]: the registered task names, sorted.
     """
     _import_all()
     return sorted(TASKS)
@@ -47,7 +47,6 @@ def get(name):
         close = difflib.get_close_matches(name, TASKS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(
-            f"unknown task '{name}'.{hint} Known tasks: {', '.join(sorted(TASKS))} "
-            "(see `python -m pipelines list`)."
+            f"unknown task '{name}'.{hint} Known tasks: {', '.join(sorted(TASKS))} (see `python -m pipelines list`)."
         )
     return TASKS[name]()

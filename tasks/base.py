@@ -84,8 +84,10 @@ class TaskConfig:
             ValueError: validation and test would leave no training data.
         """
         if self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError(f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "
-                             "must leave data for training (sum < 1).")
+            raise ValueError(
+                f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "
+                "must leave data for training (sum < 1)."
+            )
 
 
 @dataclasses.dataclass
@@ -213,13 +215,15 @@ class Task:
     # The configurations `--preset balanced|best` tries in order, the defaults first (see `portfolio`).
     candidates = (("default", {}),)
     # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).
-    remedies = ("Likely causes: too few epochs or examples, or a model too large for the data. Try more epochs "
-                "(--set epochs=N), more data, or --preset balanced to try other models.")
+    remedies = (
+        "Likely causes: too few epochs or examples, or a model too large for the data. Try more epochs "
+        "(--set epochs=N), more data, or --preset balanced to try other models."
+    )
 
     def watched(self, config):
         """Returns:
-            str: the validation metric early stopping, the plateau schedule and sweeps follow: the config's
-            `monitor` when set, else the task's.
+        str: the validation metric early stopping, the plateau schedule and sweeps follow: the config's
+        `monitor` when set, else the task's.
         """
         return config.monitor or self.monitor
 
@@ -283,8 +287,9 @@ class Task:
         if split not in EVALUATION_SPLITS:
             raise ValueError(f"unknown --split '{split}'; use one of {', '.join(EVALUATION_SPLITS)} (default all).")
         loaded = self.load_fitted(config, info)
-        chosen = examples.join([loaded.train, loaded.validation, loaded.test] if split == "all"
-                               else [getattr(loaded, split)])
+        chosen = examples.join(
+            [loaded.train, loaded.validation, loaded.test] if split == "all" else [getattr(loaded, split)]
+        )
         if not len(chosen):
             raise ValueError(f"'{config.data}' has no {split} examples to evaluate on.")
         empty = examples.empty_like(chosen)
@@ -422,8 +427,11 @@ class Task:
             if column:
                 raise ValueError(f"{self.name} reads whole rows from '{path}'; drop ':{column}' from the INPUT.")
             return [(f"{path}:{row + 1}", record) for row, record in enumerate(_table_records(path))]
-        accepted = column or self.table_columns or (
-            f"{self.input_column},path,file,filename" if self.input_kind == "file" else self.input_column)
+        accepted = (
+            column
+            or self.table_columns
+            or (f"{self.input_column},path,file,filename" if self.input_kind == "file" else self.input_column)
+        )
         hint = f"Name the column as {path}:COLUMN."
         if path.lower().endswith((".csv", ".tsv", ".tab")):
             values = read_text_columns(path, {"input": accepted}, hint=hint)["input"]
@@ -435,12 +443,16 @@ class Task:
             found = next((name for name in names if name in frame.columns), None)
             if found is None:
                 require_columns(frame, names[:1], path, hint)
-            values = ["" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-                      for value in frame[found]]
+            values = [
+                "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+                for value in frame[found]
+            ]
         if self.input_kind == "file":
             folder = os.path.dirname(path)
-            values = [os.path.join(folder, value) if value and os.path.exists(os.path.join(folder, value)) else value
-                      for value in values]
+            values = [
+                os.path.join(folder, value) if value and os.path.exists(os.path.join(folder, value)) else value
+                for value in values
+            ]
         return [(value, value) for value in values]
 
     def input_groups(self, info, inputs):
@@ -499,10 +511,15 @@ def softmax_head(features, dropout, classes):
     if len(members) == 1:
         features = keras.layers.Dropout(dropout)(members[0])
         return keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(features)
-    logits = [keras.layers.Dense(classes, dtype="float32", name=f"member_{index}_logits")(
-        keras.layers.Dropout(dropout)(member)) for index, member in enumerate(members)]
+    logits = [
+        keras.layers.Dense(classes, dtype="float32", name=f"member_{index}_logits")(
+            keras.layers.Dropout(dropout)(member)
+        )
+        for index, member in enumerate(members)
+    ]
     return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(
-        keras.layers.Average(dtype="float32")(logits))
+        keras.layers.Average(dtype="float32")(logits)
+    )
 
 
 def balanced_class_weights(labels, classes, above=None):
@@ -557,13 +574,17 @@ class ClassificationTask(Task):
             return splits
         roles = ("train", "validation", "test")
         if not all(isinstance(getattr(splits, role), examples.Examples) for role in roles):
-            raise ValueError(f"'{config.data}' names its classes {loaded[:10]}, the model {known[:10]}; "
-                             "evaluate on data with the model's classes.")
+            raise ValueError(
+                f"'{config.data}' names its classes {loaded[:10]}, the model {known[:10]}; "
+                "evaluate on data with the model's classes."
+            )
         present = {loaded[index] for role in roles for index in np.unique(getattr(splits, role).targets)}
         unknown = sorted(present - set(known))
         if unknown:
-            raise ValueError(f"'{config.data}' holds class(es) {unknown[:10]} that the model was not trained on "
-                             f"(it knows {known[:20]}); evaluate on examples of its classes only.")
+            raise ValueError(
+                f"'{config.data}' holds class(es) {unknown[:10]} that the model was not trained on "
+                f"(it knows {known[:20]}); evaluate on examples of its classes only."
+            )
         renumber = np.array([known.index(name) if name in known else -1 for name in loaded], dtype="int64")
         for role in roles:
             split = getattr(splits, role)
@@ -600,8 +621,10 @@ class ClassificationTask(Task):
         """Stratified folds of training + validation: classified examples are independent of each other."""
         from shared.data.splits import folds
 
-        return [dataclasses.replace(splits, train=train, validation=held)
-                for train, held in folds(splits.train, splits.validation, count, seed)]
+        return [
+            dataclasses.replace(splits, train=train, validation=held)
+            for train, held in folds(splits.train, splits.validation, count, seed)
+        ]
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
@@ -630,9 +653,13 @@ def _is_table(path):
 
 def _folder_files(folder, extensions, task_name):
     """The files in `folder` (recursively, sorted, hidden ones skipped) whose suffix is in `extensions`."""
-    files = sorted(str(path) for path in pathlib.Path(folder).rglob("*")
-                   if path.suffix.lower() in extensions and path.is_file()
-                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    files = sorted(
+        str(path)
+        for path in pathlib.Path(folder).rglob("*")
+        if path.suffix.lower() in extensions
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
     if not files:
         raise ValueError(f"folder '{folder}' holds no {task_name} input files ({', '.join(extensions)}).")
     return files
@@ -659,8 +686,10 @@ def _json_records(argument):
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:
-        raise ValueError(f"INPUT '{argument[:80]}' is not a CSV/JSONL/Parquet file, a .json file or a JSON object "
-                         "like '{\"amount\": 12.5, ...}'.") from None
+        raise ValueError(
+            f"INPUT '{argument[:80]}' is not a CSV/JSONL/Parquet file, a .json file or a JSON object "
+            "like '{\"amount\": 12.5, ...}'."
+        ) from None
     parsed = parsed if isinstance(parsed, list) else [parsed]
     if not all(isinstance(record, dict) for record in parsed):
         raise ValueError(f"INPUT '{argument[:80]}' must hold a JSON object or a list of objects (one per row).")

@@ -30,12 +30,13 @@ class DetectionConfig(TaskConfig):
 
     def check(self):
         """Raises:
-            ValueError: also when both threshold targets are set, since each chooses the threshold its own way.
+        ValueError: also when both threshold targets are set, since each chooses the threshold its own way.
         """
         super().check()
         if self.target_precision and self.target_recall:
-            raise ValueError(f"set target_precision ({self.target_precision}) or target_recall "
-                             f"({self.target_recall}), not both.")
+            raise ValueError(
+                f"set target_precision ({self.target_precision}) or target_recall ({self.target_recall}), not both."
+            )
 
 
 class BinaryDetectionTask(Task):
@@ -75,8 +76,10 @@ class BinaryDetectionTask(Task):
     def train_map(self, config, info):
         from shared import augmentation
 
-        return augmentation.chain(self.eval_map(config, info),
-                                  augmentation.gaussian_noise(config.noise, key=self.noisy_input, seed=config.seed))
+        return augmentation.chain(
+            self.eval_map(config, info),
+            augmentation.gaussian_noise(config.noise, key=self.noisy_input, seed=config.seed),
+        )
 
     def load_fitted(self, config, info):
         """`load_data(config, fitted=info)`: a detector's loader encodes rows with the model's preprocessing when
@@ -105,20 +108,22 @@ class BinaryDetectionTask(Task):
         found = [baselines.Baseline("prior", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)]
         fitted = self.baseline(splits, config)
         if fitted is not None:
-            scores = {role: trees.predict_proba(fitted, self.baseline_table(getattr(splits, role).features))
-                      for role in ("validation", "test")}
+            scores = {
+                role: trees.predict_proba(fitted, self.baseline_table(getattr(splits, role).features))
+                for role in ("validation", "test")
+            }
             found.append(baselines.Baseline("hgb", **scores, fitted=fitted, serves=self.serves_baseline(config)))
         return found
 
     def serves_baseline(self, config):
         """Returns:
-            str: how this task serves its trees when they beat the model (empty: it cannot).
+        str: how this task serves its trees when they beat the model (empty: it cannot).
         """
         return ""
 
     def baseline_table(self, features):
         """Returns:
-            np.ndarray: encoded features as the baseline's float table (rows, columns).
+        np.ndarray: encoded features as the baseline's float table (rows, columns).
         """
         raise NotImplementedError(f"{self.name} has no baseline")
 
@@ -139,19 +144,21 @@ class BinaryDetectionTask(Task):
 
     def _blend(self, config, labels, ours, theirs):
         """Returns:
-            tuple[float, dict]: the baseline weight whose blend scores best on validation PR-AUC (0.0: the model
-            alone; ties go to the smaller weight) and each tried weight's figure.
+        tuple[float, dict]: the baseline weight whose blend scores best on validation PR-AUC (0.0: the model
+        alone; ties go to the smaller weight) and each tried weight's figure.
         """
         from sklearn import metrics
 
-        figures = {weight: metrics.average_precision_score(labels, _mix(ours, theirs, weight))
-                   for weight in self.blend_weights(config)}
+        figures = {
+            weight: metrics.average_precision_score(labels, _mix(ours, theirs, weight))
+            for weight in self.blend_weights(config)
+        }
         return max(figures, key=figures.get), figures
 
     def check_splits(self, splits, config):
         """Raises:
-            ValueError: a split lacks a class (training, after `max_examples`; validation, where the threshold is
-                chosen; test).
+        ValueError: a split lacks a class (training, after `max_examples`; validation, where the threshold is
+            chosen; test).
         """
         if splits.info.get("mode", "classification") == "classification":
             require_both_classes(splits)
@@ -170,8 +177,9 @@ class BinaryDetectionTask(Task):
             threshold, rule = splits.info["threshold"], splits.info.get("threshold_rule", "")
             test_scores = self.scores(model, splits.info, splits.test.features)
         else:
-            validation_scores, test_scores = (self.scores(model, {}, split.features)
-                                              for split in (splits.validation, splits.test))
+            validation_scores, test_scores = (
+                self.scores(model, {}, split.features) for split in (splits.validation, splits.test)
+            )
             trained = next((item for item in splits.baselines if item.fitted is not None), None)
             baseline, blend = None, None
             if trained is not None:  # the trees' test scores are drawn beside ours; a blend may serve both
@@ -182,14 +190,26 @@ class BinaryDetectionTask(Task):
                     validation_scores = _mix(validation_scores, trained.validation, weight)
                     test_scores = _mix(test_scores, baseline, weight)
             threshold, rule = evaluation.choose_threshold(
-                splits.validation.targets, validation_scores, config.cost_false_negative, config.cost_false_positive,
-                config.target_precision, config.target_recall)
+                splits.validation.targets,
+                validation_scores,
+                config.cost_false_negative,
+                config.cost_false_positive,
+                config.target_precision,
+                config.target_recall,
+            )
         result = evaluation.binary_detection(
-            splits.test.targets, test_scores, threshold, config.cost_false_negative, config.cost_false_positive,
-            config.fixed_precision, baselines=None if baseline is None else {"baseline_hgb": baseline})
+            splits.test.targets,
+            test_scores,
+            threshold,
+            config.cost_false_negative,
+            config.cost_false_positive,
+            config.fixed_precision,
+            baselines=None if baseline is None else {"baseline_hgb": baseline},
+        )
         if not splits.fitted:  # validation PR-AUC lets settings be compared without looking at the test split
-            result.metrics["validation_pr_auc"] = float(metrics.average_precision_score(splits.validation.targets,
-                                                                                        validation_scores))
+            result.metrics["validation_pr_auc"] = float(
+                metrics.average_precision_score(splits.validation.targets, validation_scores)
+            )
         if baseline is not None:
             result.metrics["pr_auc_minus_baseline"] = result.metrics["pr_auc"] - result.metrics["baseline_hgb_pr_auc"]
         result.texts["threshold.txt"] = f"threshold {threshold:.6f} chosen on the validation split: {rule}\n"

@@ -45,8 +45,17 @@ from tasks import register
 from tasks.base import Splits, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
 
-MERCHANT_CATEGORIES = ("grocery", "restaurant", "fuel", "pharmacy", "clothing", "travel", "electronics",
-                       "gift_cards", "online_gaming")
+MERCHANT_CATEGORIES = (
+    "grocery",
+    "restaurant",
+    "fuel",
+    "pharmacy",
+    "clothing",
+    "travel",
+    "electronics",
+    "gift_cards",
+    "online_gaming",
+)
 
 
 @dataclasses.dataclass
@@ -68,11 +77,12 @@ class FraudDetectionConfig(DetectionConfig):
     baseline: bool = True  # also fit HistGradientBoosting, so every run shows if the deep model earns its place
     blend: bool = True  # serve a blend of the MLP and those trees when validation PR-AUC prefers one (weight 0-1)
     search_space: dict = search_space(  # few frauds are easy to memorise: dropout and input noise fight it
-        dropout=["float", 0.1, 0.5], noise=["float", 0.0, 0.2])
+        dropout=["float", 0.1, 0.5], noise=["float", 0.0, 0.2]
+    )
 
     def check(self):
         """Raises:
-            ValueError: also when `blend` is on without the `baseline` whose trees it blends in.
+        ValueError: also when `blend` is on without the `baseline` whose trees it blends in.
         """
         super().check()
         if self.blend and not self.baseline:
@@ -89,10 +99,15 @@ class FraudDetection(BinaryDetectionTask):
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
     # rare positives are memorised: stronger regularisation, or a smaller net
-    candidates = (("default", {}), ("regularised", {"dropout": 0.5, "noise": 0.1}),
-                  ("small", {"hidden_units": (64, 64)}))
-    remedies = ("Likely causes: too few positives, or a target that the columns do not explain. Check target and "
-                "drop_columns, try more epochs or noise, or --preset balanced.")
+    candidates = (
+        ("default", {}),
+        ("regularised", {"dropout": 0.5, "noise": 0.1}),
+        ("small", {"hidden_units": (64, 64)}),
+    )
+    remedies = (
+        "Likely causes: too few positives, or a target that the columns do not explain. Check target and "
+        "drop_columns, try more epochs or noise, or --preset balanced."
+    )
     noisy_input = "numeric"
 
     def load_data(self, config, fitted=None):
@@ -118,10 +133,12 @@ class FraudDetection(BinaryDetectionTask):
 
         from shared.data import tfds
 
-        loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, ("features", "label"),
-                                     alternatives="--data embedded or a CSV/Parquet file")
+        loaded, _ = tfds.load_arrays(
+            argument, config.tfds_data_dir, ("features", "label"), alternatives="--data embedded or a CSV/Parquet file"
+        )
         features = np.concatenate([split["features"] for split in loaded.values()]).reshape(
-            sum(len(split["label"]) for split in loaded.values()), -1)
+            sum(len(split["label"]) for split in loaded.values()), -1
+        )
         frame = pd.DataFrame(features, columns=[f"feature_{index}" for index in range(features.shape[1])])
         frame[config.target] = np.concatenate([split["label"] for split in loaded.values()])
         return frame
@@ -135,27 +152,39 @@ class FraudDetection(BinaryDetectionTask):
 
         require_columns(frame, [config.target], source, hint="set --set target=COLUMN")
         labels = binary_target(frame[config.target], config.target, source)
-        ignored = [config.target, *config.drop_columns, *extra_drop,
-                   *([config.time_column] if config.time_column else [])]
-        require_columns(frame, [*config.drop_columns, config.time_column, *config.numeric_columns,
-                                *config.categorical_columns], source, hint="fix the column lists in the config")
+        ignored = [
+            config.target,
+            *config.drop_columns,
+            *extra_drop,
+            *([config.time_column] if config.time_column else []),
+        ]
+        require_columns(
+            frame,
+            [*config.drop_columns, config.time_column, *config.numeric_columns, *config.categorical_columns],
+            source,
+            hint="fix the column lists in the config",
+        )
         candidates = [column for column in frame.columns if column not in ignored]
         categorical = list(config.categorical_columns) or [
-            column for column in candidates
-            if column not in config.numeric_columns and not looks_numeric(frame[column])]
+            column for column in candidates if column not in config.numeric_columns and not looks_numeric(frame[column])
+        ]
         numeric = list(config.numeric_columns) or [column for column in candidates if column not in categorical]
         if fitted:  # the model's feature columns, whatever else the table holds
-            numeric, categorical = ([item["name"] for item in fitted["preprocessing"][kind]]
-                                    for kind in ("numeric", "categorical"))
+            numeric, categorical = (
+                [item["name"] for item in fitted["preprocessing"][kind]] for kind in ("numeric", "categorical")
+            )
             require_columns(frame, numeric + categorical, source, hint="the model was trained on these columns")
         if not numeric and not categorical:
             raise ValueError(f"{source}: no feature columns left after dropping {ignored}.")
         for column in numeric:  # check every row up front, so an error names the row of the file
             numeric_values(frame[column], column, source)
         if config.time_column:
-            order = np.argsort(numeric_values(frame[config.time_column], config.time_column, source)
-                               if looks_numeric(frame[config.time_column])
-                               else frame[config.time_column].astype(str).to_numpy(), kind="stable")
+            order = np.argsort(
+                numeric_values(frame[config.time_column], config.time_column, source)
+                if looks_numeric(frame[config.time_column])
+                else frame[config.time_column].astype(str).to_numpy(),
+                kind="stable",
+            )
             test_start = int(len(order) * (1 - config.test_fraction))
             validation_start = int(len(order) * (1 - config.test_fraction - config.validation_fraction))
             indices = (order[:validation_start], order[validation_start:test_start], order[test_start:])
@@ -164,14 +193,20 @@ class FraudDetection(BinaryDetectionTask):
         train_rows = frame.iloc[indices[0]]
         if fitted is None and len(np.unique(labels[indices[0]])) < 2:
             raise ValueError(f"{source}: the training split has a single class; use more data or a random split.")
-        spec = fitted["preprocessing"] if fitted else fit_tabular(train_rows, numeric, categorical, source,
-                                                                  config.max_categories)
+        spec = (
+            fitted["preprocessing"]
+            if fitted
+            else fit_tabular(train_rows, numeric, categorical, source, config.max_categories)
+        )
         train, validation, test = (
-            (_features(apply_tabular(frame.iloc[part], spec, source)), labels[part]) for part in indices)
+            (_features(apply_tabular(frame.iloc[part], spec, source)), labels[part]) for part in indices
+        )
         train = augmentation.oversample(train, config.oversample, config.seed)
         examples = frame.iloc[indices[2][:2]][numeric + categorical]
         info = {
-            "preprocessing": spec, "target": config.target, "ignored_columns": ignored,
+            "preprocessing": spec,
+            "target": config.target,
+            "ignored_columns": ignored,
             "train_prevalence": float(labels[indices[0]].mean()),
             "example_rows": json.loads(examples.to_json(orient="records")),
         }
@@ -186,8 +221,9 @@ class FraudDetection(BinaryDetectionTask):
         for index, item in enumerate(spec["categorical"]):
             key = f"categorical_{index}"
             inputs[key] = keras.Input((1,), dtype="int32", name=key)
-            embedded = keras.layers.Embedding(len(item["vocabulary"]) + 1, config.embedding_dim,
-                                              name=f"embedding_{index}")(inputs[key])
+            embedded = keras.layers.Embedding(
+                len(item["vocabulary"]) + 1, config.embedding_dim, name=f"embedding_{index}"
+            )(inputs[key])
             parts.append(keras.layers.Flatten()(embedded))
         x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
         for units in config.hidden_units:
@@ -211,16 +247,19 @@ class FraudDetection(BinaryDetectionTask):
 
         spec = splits.info["preprocessing"]
         categorical = [False] * len(spec["numeric"]) + [
-            len(item["vocabulary"]) < 255 for item in spec["categorical"]]  # HGB bins categories in <= 255 bins
-        model = ensemble.HistGradientBoostingClassifier(categorical_features=np.array(categorical),
-                                                        random_state=config.seed)
+            len(item["vocabulary"]) < 255 for item in spec["categorical"]
+        ]  # HGB bins categories in <= 255 bins
+        model = ensemble.HistGradientBoostingClassifier(
+            categorical_features=np.array(categorical), random_state=config.seed
+        )
         model.fit(self.baseline_table(splits.train.features), splits.train.targets)
         return trees.to_json(model)
 
     def baseline_table(self, features):
         columns = [features["numeric"]] + [features[key] for key in sorted(features) if key != "numeric"]
-        return np.concatenate([np.asarray(column).reshape(len(column), -1).astype("float32") for column in columns],
-                              axis=1)
+        return np.concatenate(
+            [np.asarray(column).reshape(len(column), -1).astype("float32") for column in columns], axis=1
+        )
 
     def serves_baseline(self, config):
         if config.blend:
@@ -235,8 +274,14 @@ class FraudDetection(BinaryDetectionTask):
 
     def predict_raw(self, model, info, inputs):
         scores = self.scores(model, info, self.prepare_inputs(info, inputs))
-        return [{"fraud_probability": round(float(score), 6), "fraud": bool(score >= info["threshold"]),
-                 "threshold": round(info["threshold"], 6)} for score in scores]
+        return [
+            {
+                "fraud_probability": round(float(score), 6),
+                "fraud": bool(score >= info["threshold"]),
+                "threshold": round(info["threshold"], 6),
+            }
+            for score in scores
+        ]
 
     def prepare_inputs(self, info, inputs):
         import pandas as pd
@@ -253,25 +298,42 @@ class FraudDetection(BinaryDetectionTask):
 
         spec = info["preprocessing"]
         serving = super().serving_signature(model, info)
-        serving.preprocessing.update(graphs.tabular_contract(spec, [
-            "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the "
-            "I-th categorical column (from 0)"]))
+        serving.preprocessing.update(
+            graphs.tabular_contract(
+                spec,
+                [
+                    "inputs: `numeric` float32 (n, numeric columns); `categorical_I` int32 (n, 1), the index of the "
+                    "I-th categorical column (from 0)"
+                ],
+            )
+        )
         serving.raw_inputs, graph, feed, serving.resources = graphs.table_graph(spec)
         serving.raw_graph = lambda raw: _features(graph(raw))
         serving.raw_feed = lambda inputs: feed(raw_inputs.check_records(inputs, spec, info["ignored_columns"]))
         serving.preprocessing["raw_input"] = (
             "one input per feature column, named as in `columns` (tensor name: column): numbers as float32 "
-            "(NaN when missing), categories as strings (empty when missing)")
-        serving.preprocessing["columns"] = {graphs.tensor_name(item["name"]): item["name"]
-                                            for item in spec["numeric"] + spec["categorical"]}
+            "(NaN when missing), categories as strings (empty when missing)"
+        )
+        serving.preprocessing["columns"] = {
+            graphs.tensor_name(item["name"]): item["name"] for item in spec["numeric"] + spec["categorical"]
+        }
         categories = {item["name"] for item in spec["categorical"]}
         # the logged row, then one with every value missing (medians, <missing>) and one of unseen categories
-        serving.examples = lambda example: [*example, dict.fromkeys(example[0]), {
-            key: "a category never seen in training" if key in categories else value
-            for key, value in example[0].items()}]
-        serving.preprocessing.update({
-            "threshold": info["threshold"], "threshold_rule": info.get("threshold_rule", ""),
-            "meaning": {"fraud_probability": "the probability that the row is a fraud; flag it when >= threshold"}})
+        serving.examples = lambda example: [
+            *example,
+            dict.fromkeys(example[0]),
+            {
+                key: "a category never seen in training" if key in categories else value
+                for key, value in example[0].items()
+            },
+        ]
+        serving.preprocessing.update(
+            {
+                "threshold": info["threshold"],
+                "threshold_rule": info.get("threshold_rule", ""),
+                "meaning": {"fraud_probability": "the probability that the row is a fraud; flag it when >= threshold"},
+            }
+        )
         return serving
 
 
@@ -279,7 +341,7 @@ def _features(encoded):
     """Splits the categorical matrix into one `(n, 1)` input per column, the model's input layout."""
     features = {"numeric": encoded["numeric"]}
     for index in range(encoded["categorical"].shape[1] if "categorical" in encoded else 0):
-        features[f"categorical_{index}"] = encoded["categorical"][:, index:index + 1]
+        features[f"categorical_{index}"] = encoded["categorical"][:, index : index + 1]
     return features
 
 
@@ -295,26 +357,32 @@ def _transactions(count, seed, fraud_rate=0.005):
     fraud = np.zeros(count, dtype=bool)
     fraud[generator.choice(count, max(2, round(count * fraud_rate)), replace=False)] = True  # exact prevalence
     normal_hours = np.clip(generator.normal(14, 4, count), 0, 23.99)
-    fraud_hours = np.where(generator.random(count) < 0.6, generator.uniform(0, 5, count),
-                           generator.uniform(0, 24, count))
+    fraud_hours = np.where(
+        generator.random(count) < 0.6, generator.uniform(0, 5, count), generator.uniform(0, 24, count)
+    )
     normal_weights = np.array([30, 20, 15, 8, 12, 5, 6, 2, 2], dtype=float)
     fraud_weights = np.array([4, 3, 3, 2, 8, 10, 30, 25, 15], dtype=float)
     categories = np.where(
         fraud,
         generator.choice(len(MERCHANT_CATEGORIES), count, p=fraud_weights / fraud_weights.sum()),
-        generator.choice(len(MERCHANT_CATEGORIES), count, p=normal_weights / normal_weights.sum()))
-    frame = pd.DataFrame({
-        "timestamp": np.sort(generator.uniform(0, 30 * 86_400, count)).round(),
-        "amount": np.round(np.where(fraud, generator.lognormal(5.0, 1.1, count),
-                                    generator.lognormal(3.6, 1.0, count)), 2),
-        "merchant_category": np.array(MERCHANT_CATEGORIES)[categories],
-        "hour": np.floor(np.where(fraud, fraud_hours, normal_hours)).astype(int),
-        "distance_km": np.round(np.where(fraud, generator.exponential(150, count),
-                                         generator.exponential(12, count)), 1),
-        "card_present": np.where(fraud, generator.random(count) < 0.25, generator.random(count) < 0.7).astype(int),
-        "customer_age": np.clip(generator.normal(45, 15, count), 18, 95).astype(int),
-        "transactions_24h": np.where(fraud, generator.poisson(7, count), generator.poisson(3, count)),
-        "Class": fraud.astype(int),
-    })
+        generator.choice(len(MERCHANT_CATEGORIES), count, p=normal_weights / normal_weights.sum()),
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.sort(generator.uniform(0, 30 * 86_400, count)).round(),
+            "amount": np.round(
+                np.where(fraud, generator.lognormal(5.0, 1.1, count), generator.lognormal(3.6, 1.0, count)), 2
+            ),
+            "merchant_category": np.array(MERCHANT_CATEGORIES)[categories],
+            "hour": np.floor(np.where(fraud, fraud_hours, normal_hours)).astype(int),
+            "distance_km": np.round(
+                np.where(fraud, generator.exponential(150, count), generator.exponential(12, count)), 1
+            ),
+            "card_present": np.where(fraud, generator.random(count) < 0.25, generator.random(count) < 0.7).astype(int),
+            "customer_age": np.clip(generator.normal(45, 15, count), 18, 95).astype(int),
+            "transactions_24h": np.where(fraud, generator.poisson(7, count), generator.poisson(3, count)),
+            "Class": fraud.astype(int),
+        }
+    )
     frame.loc[generator.random(count) < 0.02, "distance_km"] = np.nan  # GPS sometimes unavailable
     return frame

@@ -102,19 +102,24 @@ def _check_medmnist(path):
             return  # another layout (Keras x_train...): the shared reader checks it
         missing = [key for key in _MEDMNIST_KEYS if key not in archive.files]
         if missing:
-            raise ValueError(f"'{path}' is missing key(s) {', '.join(missing)}; a MedMNIST npz holds "
-                             f"{', '.join(_MEDMNIST_KEYS)}.")
+            raise ValueError(
+                f"'{path}' is missing key(s) {', '.join(missing)}; a MedMNIST npz holds {', '.join(_MEDMNIST_KEYS)}."
+            )
         for split in ("train", "val", "test"):
             pictures, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
             if not len(pictures):
                 raise ValueError(f"'{path}': {split}_images is empty; every split needs images.")
             if pictures.ndim not in (3, 4) or (pictures.ndim == 4 and pictures.shape[-1] not in (1, 3)):
-                raise ValueError(f"'{path}': {split}_images has shape {pictures.shape}; expected (n, h, w) "
-                                 "grayscale or (n, h, w, 1 or 3) images (3D volumes are not supported).")
+                raise ValueError(
+                    f"'{path}': {split}_images has shape {pictures.shape}; expected (n, h, w) "
+                    "grayscale or (n, h, w, 1 or 3) images (3D volumes are not supported)."
+                )
             if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1) or len(labels) != len(pictures):
-                raise ValueError(f"'{path}': {split}_labels has shape {labels.shape}; expected ({len(pictures)},) "
-                                 f"or ({len(pictures)}, 1), one class per image (multi-label sets such as "
-                                 "ChestMNIST are not supported).")
+                raise ValueError(
+                    f"'{path}': {split}_labels has shape {labels.shape}; expected ({len(pictures)},) "
+                    f"or ({len(pictures)}, 1), one class per image (multi-label sets such as "
+                    "ChestMNIST are not supported)."
+                )
 
 
 @register
@@ -136,8 +141,12 @@ class MedicalImaging(VisionClassification):
 
             pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
             train, validation, test = carve(examples.Examples(pictures, labels), config)
-            info = {"class_names": ["normal", "lesion"], "image_size": list(pictures.shape[1:3]), "channels": 1,
-                    "top_k": config.top_k}
+            info = {
+                "class_names": ["normal", "lesion"],
+                "image_size": list(pictures.shape[1:3]),
+                "channels": 1,
+                "top_k": config.top_k,
+            }
             splits = Splits(train, validation, test, info, config.data, "generated_radiographs", True)
         else:
             if kind == "npz":
@@ -145,13 +154,17 @@ class MedicalImaging(VisionClassification):
             splits = super().load_data(config)
         for split_name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
             if not len(split):
-                raise ValueError(f"the {split_name} split of '{config.data}' is empty; add images or change "
-                                 "validation_fraction / test_fraction.")
+                raise ValueError(
+                    f"the {split_name} split of '{config.data}' is empty; add images or change "
+                    "validation_fraction / test_fraction."
+                )
         if config.class_names:
             names = [name.strip() for name in config.class_names.split(",")]
             if len(names) != len(splits.info["class_names"]):
-                raise ValueError(f"class_names lists {len(names)} names but '{config.data}' has "
-                                 f"{len(splits.info['class_names'])} classes.")
+                raise ValueError(
+                    f"class_names lists {len(names)} names but '{config.data}' has "
+                    f"{len(splits.info['class_names'])} classes."
+                )
             splits.info["class_names"] = names
         return splits
 
@@ -159,8 +172,9 @@ class MedicalImaging(VisionClassification):
         import keras
 
         if config.imbalance == "focal":
-            return keras.losses.CategoricalFocalCrossentropy(gamma=config.focal_gamma,
-                                                             label_smoothing=config.label_smoothing)
+            return keras.losses.CategoricalFocalCrossentropy(
+                gamma=config.focal_gamma, label_smoothing=config.label_smoothing
+            )
         return super().loss(config, info)
 
     def metrics(self, config, info):
@@ -184,7 +198,7 @@ class MedicalImaging(VisionClassification):
 
     def check_splits(self, splits, config):
         """Raises:
-            ValueError: with two classes, a split lacks one (see `tasks.detection.require_both_classes`).
+        ValueError: with two classes, a split lacks one (see `tasks.detection.require_both_classes`).
         """
         from tasks.detection import require_both_classes
 
@@ -202,11 +216,13 @@ class MedicalImaging(VisionClassification):
             result = evaluation.binary_detection(labels, scores, threshold)
             predicted = (scores >= threshold).astype(int)
             negatives = labels == 0
-            result.metrics.update({
-                "accuracy": float(np.mean(predicted == labels)),
-                "sensitivity": result.metrics["recall"],
-                "specificity": float(np.mean(predicted[negatives] == 0)) if negatives.any() else 0.0,
-            })
+            result.metrics.update(
+                {
+                    "accuracy": float(np.mean(predicted == labels)),
+                    "sensitivity": result.metrics["recall"],
+                    "specificity": float(np.mean(predicted[negatives] == 0)) if negatives.any() else 0.0,
+                }
+            )
             result.metrics["balanced_accuracy"] = (result.metrics["sensitivity"] + result.metrics["specificity"]) / 2
             result.serving["threshold"] = threshold  # saved with the model, so predict uses it
             result.texts["threshold.txt"] = f"threshold {threshold:.6f}: {how}, chosen on the validation split\n"
@@ -214,8 +230,9 @@ class MedicalImaging(VisionClassification):
         else:
             predicted = probabilities.argmax(axis=1)
             result = evaluation.classification(labels, probabilities, names)
-            calibration = evaluation.calibration(predicted == labels, probabilities.max(axis=1),
-                                                 config.calibration_bins)  # confidence calibration
+            calibration = evaluation.calibration(
+                predicted == labels, probabilities.max(axis=1), config.calibration_bins
+            )  # confidence calibration
         result.metrics.update(calibration.metrics)
         result.figures.update(calibration.figures)
         if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling
@@ -244,8 +261,9 @@ class MedicalImaging(VisionClassification):
         positives = max(1, int(labels.sum()))
         # Youden's J = sensitivity + specificity - 1 is the minimum expected cost when a miss costs
         # 1/positives and a false alarm 1/negatives.
-        threshold, _ = evaluation.choose_threshold(labels, scores, cost_false_negative=1 / positives,
-                                                   cost_false_positive=1 / max(1, len(labels) - positives))
+        threshold, _ = evaluation.choose_threshold(
+            labels, scores, cost_false_negative=1 / positives, cost_false_positive=1 / max(1, len(labels) - positives)
+        )
         return threshold, "maximum Youden's J (sensitivity + specificity - 1)"
 
     @staticmethod
@@ -253,8 +271,12 @@ class MedicalImaging(VisionClassification):
         """Picks the most confident true/false positives and negatives (binary), or hits and misses."""
         confidence = probabilities.max(axis=1)
         if len(names) == 2:
-            groups = {"TP": (labels == 1) & (predicted == 1), "FP": (labels == 0) & (predicted == 1),
-                      "TN": (labels == 0) & (predicted == 0), "FN": (labels == 1) & (predicted == 0)}
+            groups = {
+                "TP": (labels == 1) & (predicted == 1),
+                "FP": (labels == 0) & (predicted == 1),
+                "TN": (labels == 0) & (predicted == 0),
+                "FN": (labels == 1) & (predicted == 0),
+            }
         else:
             groups = {"correct": predicted == labels, "wrong": predicted != labels}
         chosen, titles = [], []
@@ -262,15 +284,17 @@ class MedicalImaging(VisionClassification):
             indices = np.flatnonzero(members)
             for index in indices[np.argsort(-confidence[indices])][: max(1, count // len(groups))]:
                 chosen.append(index)
-                titles.append(f"{outcome}: true {names[labels[index]]}\npred {names[predicted[index]]} "
-                              f"p={probabilities[index, 1 if len(names) == 2 else predicted[index]]:.2f}")
+                titles.append(
+                    f"{outcome}: true {names[labels[index]]}\npred {names[predicted[index]]} "
+                    f"p={probabilities[index, 1 if len(names) == 2 else predicted[index]]:.2f}"
+                )
         return np.array(chosen, int), titles
 
     def predict_raw(self, model, info, inputs):
         from shared import evaluation
 
         explain = [isinstance(raw, str) and raw.startswith(GRADCAM_PREFIX) for raw in inputs]
-        inputs = [raw[len(GRADCAM_PREFIX):] if flag else raw for raw, flag in zip(inputs, explain)]
+        inputs = [raw[len(GRADCAM_PREFIX) :] if flag else raw for raw, flag in zip(inputs, explain)]
         batch = self.prepare_inputs(info, inputs)
         probabilities = model.predict(batch, verbose=0)
         names = info["class_names"]
@@ -279,11 +303,19 @@ class MedicalImaging(VisionClassification):
             answers = []
             for row in probabilities:
                 label = int(row[1] >= threshold)
-                answers.append({"label": names[label], "probability": round(float(row[label]), 6),
-                                "positive_probability": round(float(row[1]), 6), "threshold": round(threshold, 6)})
+                answers.append(
+                    {
+                        "label": names[label],
+                        "probability": round(float(row[label]), 6),
+                        "positive_probability": round(float(row[1]), 6),
+                        "threshold": round(threshold, 6),
+                    }
+                )
         else:
-            answers = [dict(answer, threshold=None) for answer in
-                       evaluation.top_k(probabilities, names, k=info.get("top_k", 3))]
+            answers = [
+                dict(answer, threshold=None)
+                for answer in evaluation.top_k(probabilities, names, k=info.get("top_k", 3))
+            ]
         if any(explain):
             chosen = np.flatnonzero(explain)
             classes = np.ones(len(chosen), int) if len(names) == 2 else probabilities[chosen].argmax(axis=1)
@@ -296,8 +328,9 @@ class MedicalImaging(VisionClassification):
         serving = super().serving_signature(model, info)
         if len(info["class_names"]) == 2:
             serving.preprocessing["threshold"] = info.get("threshold", 0.5)
-            serving.preprocessing["meaning"]["label"] = (f"{info['class_names'][1]} when probabilities[:, 1] >= "
-                                                         f"threshold, else {info['class_names'][0]}")
+            serving.preprocessing["meaning"]["label"] = (
+                f"{info['class_names'][1]} when probabilities[:, 1] >= threshold, else {info['class_names'][0]}"
+            )
         return serving
 
 

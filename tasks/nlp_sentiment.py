@@ -84,25 +84,32 @@ class NlpSentimentConfig(TaskConfig):
     embedded_examples: Count = 8000  # generated reviews: 8,000 reach test accuracy 1.0 in about half a minute
     top_k: Count = 2  # classes returned per prediction
     search_space: dict = search_space(  # text nets overfit fast: dropout and width matter most
-        dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128])
+        dropout=["float", 0.2, 0.6], units=["choice", 32, 64, 128]
+    )
 
     def check(self):
         super().check()
         if self.backbone != "none" and self.ensemble > 1:
-            raise ValueError(f"ensemble={self.ensemble} averages from-scratch models; a pretrained backbone "
-                             "fine-tunes one: set --set ensemble=1 or --set backbone=none.")
+            raise ValueError(
+                f"ensemble={self.ensemble} averages from-scratch models; a pretrained backbone "
+                "fine-tunes one: set --set ensemble=1 or --set backbone=none."
+            )
         if self.architecture == "transformer" and self.embedding_dim % self.heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by heads ({self.heads}).")
         if self.embeddings != "none":
             from shared.data.text import word_vector_size
 
             if self.backbone != "none" or self.architecture == "transformer":
-                raise ValueError("embeddings start the Embedding of architecture cnn, bilstm or bigru; set "
-                                 "--set embeddings=none with a backbone or the transformer.")
+                raise ValueError(
+                    "embeddings start the Embedding of architecture cnn, bilstm or bigru; set "
+                    "--set embeddings=none with a backbone or the transformer."
+                )
             size = word_vector_size(self.embeddings)
             if size != self.embedding_dim:
-                raise ValueError(f"embeddings file '{self.embeddings}' holds {size}-d vectors but embedding_dim is "
-                                 f"{self.embedding_dim}; set --set embedding_dim={size}.")
+                raise ValueError(
+                    f"embeddings file '{self.embeddings}' holds {size}-d vectors but embedding_dim is "
+                    f"{self.embedding_dim}; set --set embedding_dim={size}."
+                )
 
 
 def _generated_reviews(count, seed):
@@ -112,12 +119,50 @@ def _generated_reviews(count, seed):
         tuple[np.ndarray, np.ndarray]: texts (object array) and labels (0 negative, 1 positive).
     """
     rng = np.random.default_rng(seed)
-    aspects = ["the plot", "the acting", "the music", "the ending", "the dialogue", "the cast", "the story",
-               "the pacing", "the soundtrack", "the camera work", "the script", "the humour"]
-    adjectives = {1: ["good", "great", "brilliant", "wonderful", "charming", "moving", "clever", "delightful",
-                      "funny", "superb", "gripping", "beautiful"],
-                  0: ["bad", "dull", "boring", "awful", "clumsy", "tedious", "weak", "terrible", "bland",
-                      "predictable", "messy", "forgettable"]}
+    aspects = [
+        "the plot",
+        "the acting",
+        "the music",
+        "the ending",
+        "the dialogue",
+        "the cast",
+        "the story",
+        "the pacing",
+        "the soundtrack",
+        "the camera work",
+        "the script",
+        "the humour",
+    ]
+    adjectives = {
+        1: [
+            "good",
+            "great",
+            "brilliant",
+            "wonderful",
+            "charming",
+            "moving",
+            "clever",
+            "delightful",
+            "funny",
+            "superb",
+            "gripping",
+            "beautiful",
+        ],
+        0: [
+            "bad",
+            "dull",
+            "boring",
+            "awful",
+            "clumsy",
+            "tedious",
+            "weak",
+            "terrible",
+            "bland",
+            "predictable",
+            "messy",
+            "forgettable",
+        ],
+    }
     intensifiers = ["", "", "very ", "really ", "extremely ", "quite ", "truly ", "incredibly ", "rather "]
     negations = ["was not ", "was never ", "was hardly ", "was not at all ", "wasn't "]
 
@@ -150,8 +195,9 @@ def _generated_reviews(count, seed):
 
 def _clean(texts, labels, source):
     """Drops rows whose text is empty (see `_drop_empty`); returns str texts, labels."""
-    texts = np.array([text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text) for text in texts],
-                     dtype=object)
+    texts = np.array(
+        [text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text) for text in texts], dtype=object
+    )
     empty = np.array([not text.strip() for text in texts], dtype=bool)
     _drop_empty(source, int(empty.sum()), int((~empty).sum()))
     return texts[~empty], labels[~empty]
@@ -191,8 +237,9 @@ def _encode_labels(splits, source):
     numeric = all(name.lstrip("-").isdigit() for name in raw)
     names = sorted(set(raw), key=int if numeric else str)  # "2" after "10" would surprise users
     if len(names) < 2:
-        raise ValueError(f"{source}: the label column has {len(names)} distinct value(s) {names}; "
-                         "need at least 2 classes.")
+        raise ValueError(
+            f"{source}: the label column has {len(names)} distinct value(s) {names}; need at least 2 classes."
+        )
     index = {name: position for position, name in enumerate(names)}
     encoded = {}
     for split, (texts, labels) in splits.items():
@@ -237,8 +284,10 @@ def _table_examples(files, columns, source):
     for split, path in files.items():
         scans[split] = text_files.scan_table(path, columns, keep=("label",))
         if split != "train" and not len(scans[split].offsets):
-            raise ValueError(f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
-                             "remove the file (the split is then carved from training).")
+            raise ValueError(
+                f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
+                "remove the file (the split is then carved from training)."
+            )
         _drop_empty(f"'{path}'", scans[split].dropped, len(scans[split].offsets))
         raw[split] = (scans[split].offsets, scans[split].values["label"])
     encoded, class_names = _encode_labels(raw, source)
@@ -246,8 +295,13 @@ def _table_examples(files, columns, source):
     for split, (offsets, labels) in encoded.items():
         scan = scans[split]
         read = text_files.table_reader(scan.path, scan.positions["text"])
-        found[split] = examples.Examples(offsets, labels, decode=text_files.record_step(scan.path, read),
-                                         element_bytes=scan.record_bytes + 48, origin="text file")
+        found[split] = examples.Examples(
+            offsets,
+            labels,
+            decode=text_files.record_step(scan.path, read),
+            element_bytes=scan.record_bytes + 48,
+            origin="text file",
+        )
     return found, class_names
 
 
@@ -269,8 +323,10 @@ def _class_folders(folder):
 
     files, found, class_names = dataset_utils.index_directory(folder, "inferred", formats=(".txt",), shuffle=False)
     if not len(files):
-        raise ValueError(f"'{folder}' is neither a folder with train.csv/train.tsv nor one subfolder of .txt files "
-                         "per class (no .txt files found).")
+        raise ValueError(
+            f"'{folder}' is neither a folder with train.csv/train.tsv nor one subfolder of .txt files "
+            "per class (no .txt files found)."
+        )
     paths, labels, empty, total = [], [], 0, 0
     for path, label in progress(list(zip(files, found)), "checking text files"):
         content = pathlib.Path(path).read_bytes()
@@ -278,8 +334,9 @@ def _class_folders(folder):
             text = content.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             line = content[: error.start].count(b"\n") + 1
-            raise ValueError(f"'{path}' is not valid UTF-8 (line {line}, byte 0x{content[error.start]:02x}); "
-                             "re-save it as UTF-8.") from None
+            raise ValueError(
+                f"'{path}' is not valid UTF-8 (line {line}, byte 0x{content[error.start]:02x}); re-save it as UTF-8."
+            ) from None
         if not text.strip():
             empty += 1
             continue
@@ -287,9 +344,13 @@ def _class_folders(folder):
         labels.append(int(label))
         total += len(content)
     _drop_empty(folder, empty, len(paths))
-    pool = examples.Examples(np.asarray(paths, dtype=str), np.asarray(labels, dtype="int64"),
-                             decode=text_files.file_step(), element_bytes=total // max(1, len(paths)) + 48,
-                             origin="text files")
+    pool = examples.Examples(
+        np.asarray(paths, dtype=str),
+        np.asarray(labels, dtype="int64"),
+        decode=text_files.file_step(),
+        element_bytes=total // max(1, len(paths)) + 48,
+        origin="text files",
+    )
     return pool, list(class_names)
 
 
@@ -303,17 +364,23 @@ class NlpSentiment(ClassificationTask):
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
-    candidates = (("default", {}), ("cnn", {"architecture": "cnn"}),
-                  ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}))
-    remedies = ("Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
-                "architecture, pretrained word vectors (--set embeddings=FILE), or --preset balanced.")
+    candidates = (
+        ("default", {}),
+        ("cnn", {"architecture": "cnn"}),
+        ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}),
+    )
+    remedies = (
+        "Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
+        "architecture, pretrained word vectors (--set embeddings=FILE), or --preset balanced."
+    )
 
     def portfolio(self, config):
         """The candidates, and GloVe vectors in the BiLSTM (the settings chosen with them on SST-2) when present."""
         found = super().portfolio(config)
         if WORD_VECTORS.is_file():
-            found.append(("glove", {"embeddings": str(WORD_VECTORS), "embedding_dim": 100, "dropout": 0.1,
-                                    "units": 128}))
+            found.append(
+                ("glove", {"embeddings": str(WORD_VECTORS), "embedding_dim": 100, "dropout": 0.1, "units": 128})
+            )
         return found
 
     def load_data(self, config):
@@ -324,9 +391,12 @@ class NlpSentiment(ClassificationTask):
         if config.backbone != "none":
             _check_preset(config.backbone)  # before reading any data: offline runs stop at once
             if config.learning_rate > 1e-4:
-                warnings.warn(f"fine-tuning backbone '{config.backbone}' at learning_rate {config.learning_rate} "
-                              "usually erases its pretraining; pretrained encoders want about 5e-5 "
-                              "(--set learning_rate=5e-5).", stacklevel=2)
+                warnings.warn(
+                    f"fine-tuning backbone '{config.backbone}' at learning_rate {config.learning_rate} "
+                    "usually erases its pretraining; pretrained encoders want about 5e-5 "
+                    "(--set learning_rate=5e-5).",
+                    stacklevel=2,
+                )
         kind, argument = parse_source(config.data)
         columns = {"text": config.text_column, "label": config.label_column}
         validation = test = None
@@ -339,14 +409,19 @@ class NlpSentiment(ClassificationTask):
 
             dataset_name = argument.split(":")[0]
             text_key = _TFDS_TEXT_KEYS.get(dataset_name.split("/")[0], "text")
-            loaded, info = tfds.load_arrays(argument, config.tfds_data_dir, (text_key, "label"),
-                                            alternatives="--data embedded or a CSV/TSV file of your own")
+            loaded, info = tfds.load_arrays(
+                argument,
+                config.tfds_data_dir,
+                (text_key, "label"),
+                alternatives="--data embedded or a CSV/TSV file of your own",
+            )
             labelled = {}
             for split, arrays in loaded.items():
                 keep = arrays["label"] >= 0  # glue/sst2 test and imdb unsupervised carry label -1
                 if keep.any():
-                    labelled[split] = _clean(arrays[text_key][keep], arrays["label"][keep].astype("int64"),
-                                             f"tfds:{dataset_name}")
+                    labelled[split] = _clean(
+                        arrays[text_key][keep], arrays["label"][keep].astype("int64"), f"tfds:{dataset_name}"
+                    )
             parts = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
             pool = tuple(np.concatenate([labelled[split][column] for split in parts]) for column in (0, 1))
             if "test" in labelled and "test" not in parts:
@@ -371,12 +446,14 @@ class NlpSentiment(ClassificationTask):
         train, validation, test = carve(pool, config, validation=validation, test=test)
         info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
         if config.backbone == "none":
-            info["vocabulary"] = adapt_vocabulary(train, config.vocabulary_size, "strip",
-                                                   config.vocabulary_sample, config.seed)
+            info["vocabulary"] = adapt_vocabulary(
+                train, config.vocabulary_size, "strip", config.vocabulary_sample, config.seed
+            )
             if config.embeddings != "none":
                 trained = len(info["vocabulary"])
-                info["vocabulary"] = extend_vocabulary(info["vocabulary"], config.embeddings,
-                                                       config.embeddings_words, "strip")
+                info["vocabulary"] = extend_vocabulary(
+                    info["vocabulary"], config.embeddings, config.embeddings_words, "strip"
+                )
                 info["added_words"] = len(info["vocabulary"]) - trained
         else:  # the preset's own tokenizer and vocabulary travel inside the saved model
             info["backbone"] = config.backbone
@@ -417,8 +494,9 @@ class NlpSentiment(ClassificationTask):
 
         if "backbone" in info:  # token dropout works on ids, which only the preset's preprocessor makes
             return self.eval_map(config, info)
-        return augmentation.chain(self.eval_map(config, info),
-                                  augmentation.token_dropout(config.token_dropout, seed=config.seed))
+        return augmentation.chain(
+            self.eval_map(config, info), augmentation.token_dropout(config.token_dropout, seed=config.seed)
+        )
 
     def length_buckets(self, config, info):
         import tensorflow as tf
@@ -447,10 +525,14 @@ class NlpSentiment(ClassificationTask):
         from shared import baselines
 
         texts = {role: _texts(getattr(splits, role)) for role in ("train", "validation", "test")}
-        rows = np.random.default_rng(config.seed).permutation(len(texts["train"][0]))[:baselines.MAX_TRAINING_ROWS]
-        found = baselines.tfidf_logistic([texts["train"][0][row] for row in rows], texts["train"][1][rows],
-                                         {role: texts[role][0] for role in ("validation", "test")},
-                                         texts["validation"][1], len(splits.info["class_names"]))
+        rows = np.random.default_rng(config.seed).permutation(len(texts["train"][0]))[: baselines.MAX_TRAINING_ROWS]
+        found = baselines.tfidf_logistic(
+            [texts["train"][0][row] for row in rows],
+            texts["train"][1][rows],
+            {role: texts[role][0] for role in ("validation", "test")},
+            texts["validation"][1],
+            len(splits.info["class_names"]),
+        )
         return super().baselines(splits, config) + [baselines.Baseline("tfidf_logreg", **found)]
 
     def evaluate(self, model, splits, config):
@@ -511,7 +593,7 @@ class NlpSentiment(ClassificationTask):
 
 def _texts(split):
     """Returns:
-        tuple[list[str], np.ndarray]: every text of a split, in order, and its labels.
+    tuple[list[str], np.ndarray]: every text of a split, in order, and its labels.
     """
     texts, labels = [], []
     for chunk, targets in split.elements().batch(EVALUATION_CHUNK).as_numpy_iterator():
@@ -542,9 +624,11 @@ def _probabilities(model, info, texts, check):
     lengths = np.array([len(ids) for ids in model.preprocessor.tokenizer(texts)]) + 2
     truncated = lengths > info["sequence_length"]
     if check and truncated.any():
-        warnings.warn(f"{int(truncated.sum())} input(s) longer than the model's {info['sequence_length']} tokens "
-                      f"were truncated (inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).",
-                      stacklevel=3)
+        warnings.warn(
+            f"{int(truncated.sum())} input(s) longer than the model's {info['sequence_length']} tokens "
+            f"were truncated (inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).",
+            stacklevel=3,
+        )
     return np.asarray(model.predict(texts, batch_size=64, verbose=0)), truncated
 
 
@@ -559,22 +643,28 @@ def _check_preset(backbone):
     """
     if os.path.isdir(backbone):
         if not os.path.isfile(os.path.join(backbone, "config.json")):
-            raise ValueError(f"backbone folder '{backbone}' holds no keras-hub preset (config.json); save one with "
-                             "`backbone.save_to_preset(folder)` and `tokenizer.save_to_preset(folder)`.")
+            raise ValueError(
+                f"backbone folder '{backbone}' holds no keras-hub preset (config.json); save one with "
+                "`backbone.save_to_preset(folder)` and `tokenizer.save_to_preset(folder)`."
+            )
         return
     import keras_hub
 
     presets = keras_hub.models.TextClassifier.presets
     if "://" not in backbone and backbone not in presets:
-        raise ValueError(f"backbone '{backbone}' is neither a folder nor a keras-hub text preset; try "
-                         "bert_tiny_en_uncased, distil_bert_base_en_uncased or a kaggle:// or hf:// handle.")
+        raise ValueError(
+            f"backbone '{backbone}' is neither a folder nor a keras-hub text preset; try "
+            "bert_tiny_en_uncased, distil_bert_base_en_uncased or a kaggle:// or hf:// handle."
+        )
     handle = presets.get(backbone, {}).get("kaggle_handle", backbone)
     host = "huggingface.co" if handle.startswith("hf://") else "www.kaggle.com"
     if _preset_cached(handle) or network.reachable(host):
         return
-    raise ValueError(f"backbone '{backbone}' is not downloaded and this machine cannot reach {host}; run once "
-                     "with network access, set backbone to a local keras-hub preset folder, or train from scratch "
-                     "with --set backbone=none (architecture cnn, bilstm, bigru or transformer).")
+    raise ValueError(
+        f"backbone '{backbone}' is not downloaded and this machine cannot reach {host}; run once "
+        "with network access, set backbone to a local keras-hub preset folder, or train from scratch "
+        "with --set backbone=none (architecture cnn, bilstm, bigru or transformer)."
+    )
 
 
 def _preset_cached(handle):
@@ -583,8 +673,10 @@ def _preset_cached(handle):
         return False
     from kagglehub import cache, handle as handles
 
-    return cache.Cache().load_from_cache(handles.parse_model_handle(handle.removeprefix("kaggle://")),
-                                         "config.json") is not None
+    return (
+        cache.Cache().load_from_cache(handles.parse_model_handle(handle.removeprefix("kaggle://")), "config.json")
+        is not None
+    )
 
 
 def _pretrained_classifier(config, num_classes):
@@ -596,9 +688,11 @@ def _pretrained_classifier(config, num_classes):
     import keras_hub
 
     preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
-        config.backbone, sequence_length=config.sequence_length)
-    return keras_hub.models.TextClassifier.from_preset(config.backbone, num_classes=num_classes,
-                                                      preprocessor=preprocessor, activation="softmax")
+        config.backbone, sequence_length=config.sequence_length
+    )
+    return keras_hub.models.TextClassifier.from_preset(
+        config.backbone, num_classes=num_classes, preprocessor=preprocessor, activation="softmax"
+    )
 
 
 def _encoder(config, info, inputs, matrix):
@@ -610,12 +704,14 @@ def _encoder(config, info, inputs, matrix):
 
     layers = text_layers.layers()
     if config.architecture == "transformer":
-        x = layers["PositionalEmbedding"](info["sequence_length"], len(info["vocabulary"]),
-                                          config.embedding_dim)(inputs)
+        x = layers["PositionalEmbedding"](info["sequence_length"], len(info["vocabulary"]), config.embedding_dim)(
+            inputs
+        )
         x = keras.layers.Dropout(config.dropout)(x)
         for _ in range(config.layers):
-            x = layers["TransformerEncoder"](config.embedding_dim, 2 * config.embedding_dim, config.heads,
-                                             config.dropout / 2)(x)
+            x = layers["TransformerEncoder"](
+                config.embedding_dim, 2 * config.embedding_dim, config.heads, config.dropout / 2
+            )(x)
         return keras.layers.GlobalAveragePooling1D()(x)
     x = _embedding(config, info, matrix)(inputs)
     x = keras.layers.SpatialDropout1D(config.dropout / 2)(x)
@@ -624,8 +720,7 @@ def _encoder(config, info, inputs, matrix):
     recurrent = keras.layers.LSTM if config.architecture == "bilstm" else keras.layers.GRU
     for _ in range(config.layers - 1):
         x = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True))(x)
-    sequence, *states = keras.layers.Bidirectional(
-        recurrent(config.units, return_sequences=True, return_state=True))(x)
+    sequence, *states = keras.layers.Bidirectional(recurrent(config.units, return_sequences=True, return_state=True))(x)
     # The last states read the whole sentence both ways (the mask skips padding); the max over every
     # step's states (BiLSTM-max, Conneau et al. 2017) keeps a strong phrase anywhere in it: with GloVe
     # on SST-2, dev 0.834 -> 0.840 over three seeds.
@@ -641,8 +736,10 @@ def _vectors(config, info):
     from shared.data.text import word_vectors
 
     matrix, share = word_vectors(config.embeddings, info["vocabulary"], config.seed)
-    print(f"embeddings: {share:.0%} of the {len(matrix) - 2} vocabulary words found in {config.embeddings}",
-          file=sys.stderr)
+    print(
+        f"embeddings: {share:.0%} of the {len(matrix) - 2} vocabulary words found in {config.embeddings}",
+        file=sys.stderr,
+    )
     return matrix
 
 
@@ -669,8 +766,7 @@ def _token_ids(info, texts, check):
     """Token id rows of raw texts as in training (see `shared.data.text.tokenize_text`), and which were truncated."""
     from shared.data.text import tokenize_text
 
-    token_ids, truncated = tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip",
-                                         check=check)
+    token_ids, truncated = tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip", check=check)
     token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training (see `_nonempty`)
     return token_ids, truncated
 

@@ -66,7 +66,8 @@ class NlpTranslationConfig(TaskConfig):
     embedded_examples: Count = 6000  # generated pairs; enough for the number grammar to be learned
     sample_translations: Size = 30  # rows of the logged sample translations table
     search_space: dict = search_space(  # rates stop at 2e-3, above which Transformers diverge
-        learning_rate=["log", 2e-4, 2e-3], dropout=["float", 0.1, 0.4])
+        learning_rate=["log", 2e-4, 2e-3], dropout=["float", 0.1, 0.4]
+    )
 
     def check(self):
         super().check()
@@ -76,29 +77,111 @@ class NlpTranslationConfig(TaskConfig):
 
 # ---------------------------------------------------------------------------------------------------
 # Embedded data: English -> Spanish counted nouns with agreement.
-_EN_UNITS = ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-             "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_EN_UNITS = [
+    "",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_ES_UNITS = ["", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once",
-             "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete", "dieciocho", "diecinueve", "veinte",
-             "veintiuno", "veintidós", "veintitrés", "veinticuatro", "veinticinco", "veintiséis", "veintisiete",
-             "veintiocho", "veintinueve"]
+_ES_UNITS = [
+    "",
+    "uno",
+    "dos",
+    "tres",
+    "cuatro",
+    "cinco",
+    "seis",
+    "siete",
+    "ocho",
+    "nueve",
+    "diez",
+    "once",
+    "doce",
+    "trece",
+    "catorce",
+    "quince",
+    "dieciséis",
+    "diecisiete",
+    "dieciocho",
+    "diecinueve",
+    "veinte",
+    "veintiuno",
+    "veintidós",
+    "veintitrés",
+    "veinticuatro",
+    "veinticinco",
+    "veintiséis",
+    "veintisiete",
+    "veintiocho",
+    "veintinueve",
+]
 _ES_TENS = ["", "", "", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa"]
-_ES_HUNDREDS = ["", "ciento", "doscientos", "trescientos", "cuatrocientos", "quinientos", "seiscientos",
-                "setecientos", "ochocientos", "novecientos"]
+_ES_HUNDREDS = [
+    "",
+    "ciento",
+    "doscientos",
+    "trescientos",
+    "cuatrocientos",
+    "quinientos",
+    "seiscientos",
+    "setecientos",
+    "ochocientos",
+    "novecientos",
+]
 # (English singular, English plural, Spanish singular, Spanish plural, feminine)
-_NOUNS = [("book", "books", "libro", "libros", False), ("house", "houses", "casa", "casas", True),
-          ("cat", "cats", "gato", "gatos", False), ("table", "tables", "mesa", "mesas", True),
-          ("dog", "dogs", "perro", "perros", False), ("car", "cars", "coche", "coches", False),
-          ("window", "windows", "ventana", "ventanas", True), ("apple", "apples", "manzana", "manzanas", True),
-          ("chair", "chairs", "silla", "sillas", True), ("tree", "trees", "árbol", "árboles", False),
-          ("flower", "flowers", "flor", "flores", True), ("letter", "letters", "carta", "cartas", True)]
+_NOUNS = [
+    ("book", "books", "libro", "libros", False),
+    ("house", "houses", "casa", "casas", True),
+    ("cat", "cats", "gato", "gatos", False),
+    ("table", "tables", "mesa", "mesas", True),
+    ("dog", "dogs", "perro", "perros", False),
+    ("car", "cars", "coche", "coches", False),
+    ("window", "windows", "ventana", "ventanas", True),
+    ("apple", "apples", "manzana", "manzanas", True),
+    ("chair", "chairs", "silla", "sillas", True),
+    ("tree", "trees", "árbol", "árboles", False),
+    ("flower", "flowers", "flor", "flores", True),
+    ("letter", "letters", "carta", "cartas", True),
+]
 # (English, Spanish masculine singular, feminine singular); plurals add -s / -es by rule below
-_ADJECTIVES = [("red", "rojo", "roja"), ("white", "blanco", "blanca"), ("small", "pequeño", "pequeña"),
-               ("new", "nuevo", "nueva"), ("old", "viejo", "vieja"), ("big", "grande", "grande"),
-               ("green", "verde", "verde"), ("beautiful", "bonito", "bonita"), ("blue", "azul", "azul")]
-_SUBJECTS = [("I have", "Tengo"), ("We have", "Tenemos"), ("They sell", "Venden"), ("She buys", "Compra"),
-             ("You see", "Ves"), ("He wants", "Quiere"), ("We need", "Necesitamos"), ("They paint", "Pintan")]
+_ADJECTIVES = [
+    ("red", "rojo", "roja"),
+    ("white", "blanco", "blanca"),
+    ("small", "pequeño", "pequeña"),
+    ("new", "nuevo", "nueva"),
+    ("old", "viejo", "vieja"),
+    ("big", "grande", "grande"),
+    ("green", "verde", "verde"),
+    ("beautiful", "bonito", "bonita"),
+    ("blue", "azul", "azul"),
+]
+_SUBJECTS = [
+    ("I have", "Tengo"),
+    ("We have", "Tenemos"),
+    ("They sell", "Venden"),
+    ("She buys", "Compra"),
+    ("You see", "Ves"),
+    ("He wants", "Quiere"),
+    ("We need", "Necesitamos"),
+    ("They paint", "Pintan"),
+]
 
 
 def english_number(number):
@@ -227,8 +310,9 @@ def pair_examples(path, direction):
                     continue
                 fields = text.split("\t")
                 if len(fields) < 2:
-                    raise ValueError(f"'{path}' line {number} has one field ({text[:60]!r}); "
-                                     "expected source<TAB>target per line.")
+                    raise ValueError(
+                        f"'{path}' line {number} has one field ({text[:60]!r}); expected source<TAB>target per line."
+                    )
                 pairs += 1
                 if not fields[0].strip() or not fields[1].strip():
                     empty += 1
@@ -250,8 +334,13 @@ def pair_examples(path, direction):
         return (target, source) if swap else (source, target)
 
     offsets = np.frombuffer(offsets, dtype="int64").copy()
-    return examples.Examples(offsets, offsets, decode=text_files.record_step(str(path), read, fields=2),
-                             element_bytes=used // len(offsets) + 96, origin="text file")
+    return examples.Examples(
+        offsets,
+        offsets,
+        decode=text_files.record_step(str(path), read, fields=2),
+        element_bytes=used // len(offsets) + 96,
+        origin="text file",
+    )
 
 
 def _drop_empty(sources, targets, origin):
@@ -271,7 +360,9 @@ def detokenize(tokens):
     text = re.sub(r" ([.,!?;:%)\]}»”…])", r"\1", text)
     text = re.sub(r"([¿¡(\[{«“]) ", r"\1", text)
     letter = re.search(r"\w", text)
-    return text if letter is None else text[: letter.start()] + text[letter.start()].upper() + text[letter.start() + 1:]
+    return (
+        text if letter is None else text[: letter.start()] + text[letter.start()].upper() + text[letter.start() + 1 :]
+    )
 
 
 @register
@@ -287,8 +378,10 @@ class NlpTranslation(Task):
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     # width against depth of the Transformer
     candidates = (("default", {}), ("wide", {"embedding_dim": 256, "dense_dim": 1024}), ("deep", {"layers": 2}))
-    remedies = ("Likely causes: too few epochs or sentence pairs (translation needs thousands). Try more epochs, "
-                "more pairs, or --preset balanced.")
+    remedies = (
+        "Likely causes: too few epochs or sentence pairs (translation needs thousands). Try more epochs, "
+        "more pairs, or --preset balanced."
+    )
 
     def load_data(self, config):
         from shared.data.sources import parse_source
@@ -307,14 +400,22 @@ class NlpTranslation(Task):
             dataset_name = argument.split(":")[0]
             languages = dataset_name.split("/")[-1].split("_to_")
             if len(languages) != 2:
-                raise ValueError(f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
-                                 "use e.g. tfds:ted_hrlr_translate/pt_to_en.")
-            loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, tuple(languages),
-                                         alternatives="--data embedded or a TSV file of sentence pairs")
+                raise ValueError(
+                    f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
+                    "use e.g. tfds:ted_hrlr_translate/pt_to_en."
+                )
+            loaded, _ = tfds.load_arrays(
+                argument,
+                config.tfds_data_dir,
+                tuple(languages),
+                alternatives="--data embedded or a TSV file of sentence pairs",
+            )
             if config.direction == "reverse":
                 languages = languages[::-1]
-            splits = {split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
-                      for split, arrays in loaded.items()}
+            splits = {
+                split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
+                for split, arrays in loaded.items()
+            }
             pool = [split for split in splits if split not in ("test", "validation")] or list(splits)
             test = splits["test"] if "test" in splits and "test" not in pool else None
             validation = splits["validation"] if "validation" in splits and "validation" not in pool else None
@@ -327,14 +428,19 @@ class NlpTranslation(Task):
         else:
             raise ValueError(f"nlp_translation reads a TSV file of sentence pairs, not a {kind} ('{config.data}').")
         train, validation, test = carve(pool, config, validation=validation, test=test, stratify=False)
-        target_vocabulary = adapt_vocabulary(train, config.vocabulary_size - 2, "split",
-                                             config.vocabulary_sample, config.seed, part=1)
+        target_vocabulary = adapt_vocabulary(
+            train, config.vocabulary_size - 2, "split", config.vocabulary_sample, config.seed, part=1
+        )
         info = {
-            "source_vocabulary": adapt_vocabulary(train, config.vocabulary_size, "split",
-                                                  config.vocabulary_sample, config.seed),
+            "source_vocabulary": adapt_vocabulary(
+                train, config.vocabulary_size, "split", config.vocabulary_sample, config.seed
+            ),
             "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
-            "sequence_length": config.sequence_length, "languages": languages,
-            "decoding": config.decoding, "beam_width": config.beam_width, "length_penalty": config.length_penalty,
+            "sequence_length": config.sequence_length,
+            "languages": languages,
+            "decoding": config.decoding,
+            "beam_width": config.beam_width,
+            "length_penalty": config.length_penalty,
         }
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
@@ -362,8 +468,11 @@ class NlpTranslation(Task):
         else:
             y = keras.layers.Dense(len(info["target_vocabulary"]))(y)
         outputs = keras.layers.Activation("softmax", dtype="float32", name="next_token")(y)
-        return keras.Model({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}, outputs,
-                           name="transformer_translation")
+        return keras.Model(
+            {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
+            outputs,
+            name="transformer_translation",
+        )
 
     def loss(self, config, info):
         import keras
@@ -401,8 +510,10 @@ class NlpTranslation(Task):
             marked = tf.strings.join([START, standardize_text(targets, "split"), END], separator=" ")
             target_ids = target_layer(marked)[:, : length + 1]
             labels = target_ids[:, 1:]
-            features = {"encoder_inputs": source_layer(standardize_text(sources, "split"))[:, :length],
-                        "decoder_inputs": target_ids[:, :-1]}
+            features = {
+                "encoder_inputs": source_layer(standardize_text(sources, "split"))[:, :length],
+                "decoder_inputs": target_ids[:, :-1],
+            }
             return features, labels, tf.cast(labels != PADDING_ID, "float32")
 
         return encode
@@ -443,8 +554,11 @@ class NlpTranslation(Task):
         """Copying the source sentence: names, numbers and cognates score a few BLEU points for free."""
         from shared import baselines
 
-        return [baselines.Baseline("copy_source", **{role: _pairs(splits, role)[0] for role in ("validation", "test")},
-                                   trivial=True)]
+        return [
+            baselines.Baseline(
+                "copy_source", **{role: _pairs(splits, role)[0] for role in ("validation", "test")}, trivial=True
+            )
+        ]
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
@@ -464,8 +578,9 @@ class NlpTranslation(Task):
         for source, reference, hypothesis in zip(sources, references, hypotheses):
             cells = (text.replace("|", "\\|") for text in (source, reference, hypothesis))
             rows.append("| " + " | ".join(cells) + " |")
-        return evaluation.Evaluation(metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"},
-                                     outputs=(references, hypotheses))
+        return evaluation.Evaluation(
+            metrics=metrics, texts={"sample_translations.md": "\n".join(rows) + "\n"}, outputs=(references, hypotheses)
+        )
 
     def input_example(self, splits):
         from shared.data.text import strings
@@ -486,14 +601,15 @@ class NlpTranslation(Task):
         """
         from shared.data.text import tokenize_text
 
-        source_ids, truncated = tokenize_text(list(inputs), info["source_vocabulary"], info["sequence_length"],
-                                              "split", check=check)
+        source_ids, truncated = tokenize_text(
+            list(inputs), info["source_vocabulary"], info["sequence_length"], "split", check=check
+        )
         width = info["beam_width"] if info["decoding"] == "beam" else 1
         vocabulary = info["target_vocabulary"]
         answers = []
         chunk = max(1, 256 // width)  # rows per forward pass stay near 256 whatever the beam width
         for start in range(0, len(source_ids), chunk):
-            for tokens in beam_search(model, source_ids[start: start + chunk], width, info["length_penalty"]):
+            for tokens in beam_search(model, source_ids[start : start + chunk], width, info["length_penalty"]):
                 answers.append({"translation": detokenize([vocabulary[token] for token in tokens])})
         for answer, cut in zip(answers, truncated):
             if cut:
@@ -514,7 +630,7 @@ class NlpTranslation(Task):
             decoder_ids = np.zeros_like(source_ids)
             decoder_ids[:, 0] = START_ID
             for row, tokens in enumerate(beam_search(model, source_ids, 1, info["length_penalty"])):
-                decoder_ids[row, 1: len(tokens[: length - 1]) + 1] = tokens[: length - 1]
+                decoder_ids[row, 1 : len(tokens[: length - 1]) + 1] = tokens[: length - 1]
             return {"encoder_inputs": source_ids, "decoder_inputs": decoder_ids}
 
         contract = graphs.text_contract("source_vocabulary.txt", length, "split")
@@ -528,26 +644,41 @@ class NlpTranslation(Task):
             "marks or after opening ones, the first letter capitalised (detokenize in tasks/nlp_translation.py)",
         ]
         contract.pop("vocabulary_file")
-        contract.update(source_vocabulary_file="source_vocabulary.txt", target_vocabulary_file="target_vocabulary.txt",
-                        decoding=info["decoding"], beam_width=info["beam_width"], length_penalty=info["length_penalty"],
-                        meaning={"next_token": "(n, length, target vocabulary): the probability of each next token "
-                                               "at every decoder position"})
-        return ServingSignature(prepare=prepare, preprocessing=contract,
-                       files={"source_vocabulary.txt": info["source_vocabulary"],
-                              "target_vocabulary.txt": info["target_vocabulary"]})
+        contract.update(
+            source_vocabulary_file="source_vocabulary.txt",
+            target_vocabulary_file="target_vocabulary.txt",
+            decoding=info["decoding"],
+            beam_width=info["beam_width"],
+            length_penalty=info["length_penalty"],
+            meaning={
+                "next_token": "(n, length, target vocabulary): the probability of each next token "
+                "at every decoder position"
+            },
+        )
+        return ServingSignature(
+            prepare=prepare,
+            preprocessing=contract,
+            files={
+                "source_vocabulary.txt": info["source_vocabulary"],
+                "target_vocabulary.txt": info["target_vocabulary"],
+            },
+        )
 
 
 def _pairs(splits, role):
     """Returns:
-        tuple[list[str], list[str]]: the sources and references of a split, in order (validation: its first
-        `GATE_SENTENCES`, which suffice to tell a model from copying the source).
+    tuple[list[str], list[str]]: the sources and references of a split, in order (validation: its first
+    `GATE_SENTENCES`, which suffice to tell a model from copying the source).
     """
     from shared.data.text import strings
 
     sources, references = [], []
     elements = getattr(splits, role).elements()
-    for chunk_sources, chunk_references in (elements.take(GATE_SENTENCES) if role == "validation" else elements
-                                            ).batch(EVALUATION_CHUNK).as_numpy_iterator():
+    for chunk_sources, chunk_references in (
+        (elements.take(GATE_SENTENCES) if role == "validation" else elements)
+        .batch(EVALUATION_CHUNK)
+        .as_numpy_iterator()
+    ):
         sources += strings(chunk_sources)
         references += strings(chunk_references)
     return sources, references

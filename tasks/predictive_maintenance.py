@@ -55,8 +55,12 @@ from tasks.detection import BinaryDetectionTask, DetectionConfig
 
 MODES = ("regression", "classification")
 MODELS = ("cnn", "lstm", "gru")
-CMAPSS_COLUMNS = ["unit", "cycle", *(f"setting_{index}" for index in range(1, 4)),
-                  *(f"sensor_{index}" for index in range(1, 22))]
+CMAPSS_COLUMNS = [
+    "unit",
+    "cycle",
+    *(f"setting_{index}" for index in range(1, 4)),
+    *(f"sensor_{index}" for index in range(1, 22)),
+]
 MAX_ONE_HOT = 50  # more distinct text values than this is an identifier, not a sensor state
 
 
@@ -88,7 +92,8 @@ class PredictiveMaintenanceConfig(DetectionConfig):
     cost_false_negative: float = 10.0  # a missed failure means unplanned downtime: ~10 needless inspections
     cost_false_positive: float = 1.0  # a false alarm costs one inspection
     search_space: dict = search_space(  # 100 training engines: model size and dropout decide
-        dropout=["float", 0.0, 0.5], filters=["choice", 16, 32, 64])
+        dropout=["float", 0.0, 0.5], filters=["choice", 16, 32, 64]
+    )
 
 
 @register
@@ -106,10 +111,16 @@ class PredictiveMaintenance(BinaryDetectionTask):
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
     # convolutions against recurrent nets over the window, the recurrent ones with input noise
-    candidates = (("default", {}), ("lstm", {"model": "lstm", "noise": 0.2}), ("gru", {"model": "gru", "noise": 0.2}),
-                  ("wide_cnn", {"filters": 64}))
-    remedies = ("Likely causes: too few units or epochs, or sensors that do not drift with wear. Try model=lstm with "
-                "noise=0.2, another window, more epochs, or --preset balanced.")
+    candidates = (
+        ("default", {}),
+        ("lstm", {"model": "lstm", "noise": 0.2}),
+        ("gru", {"model": "gru", "noise": 0.2}),
+        ("wide_cnn", {"filters": 64}),
+    )
+    remedies = (
+        "Likely causes: too few units or epochs, or sensors that do not drift with wear. Try model=lstm with "
+        "noise=0.2, another window, more epochs, or --preset balanced."
+    )
 
     def load_data(self, config, fitted=None):
         """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its
@@ -122,19 +133,25 @@ class PredictiveMaintenance(BinaryDetectionTask):
             pool, name = _engines(80, config.seed), "synthetic_engines"
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
         elif kind == "tfds":
-            raise ValueError("predictive_maintenance has no TFDS dataset (TFDS holds no run-to-failure or machine "
-                             "failure data); use --data embedded, a C-MAPSS folder or a CSV of unit/time/sensor "
-                             "columns.")
+            raise ValueError(
+                "predictive_maintenance has no TFDS dataset (TFDS holds no run-to-failure or machine "
+                "failure data); use --data embedded, a C-MAPSS folder or a CSV of unit/time/sensor "
+                "columns."
+            )
         elif _cmapss_files(argument, config.subset):
             pool, test, truth, name = _read_cmapss(argument, config.subset)
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
         elif kind in ("file", "csv"):
-            pool = read_table(argument, [config.unit_column, config.time_column, config.target_column],
-                              hint="name the columns with --set unit_column=... time_column=... target_column=...")
+            pool = read_table(
+                argument,
+                [config.unit_column, config.time_column, config.target_column],
+                hint="name the columns with --set unit_column=... time_column=... target_column=...",
+            )
             name = f"table_{os.path.basename(argument)}"
         else:
-            raise ValueError(f"predictive_maintenance reads a C-MAPSS folder/file or a CSV/Parquet table, "
-                             f"got '{config.data}'.")
+            raise ValueError(
+                f"predictive_maintenance reads a C-MAPSS folder/file or a CSV/Parquet table, got '{config.data}'."
+            )
         splits = self._prepare(pool, test, truth, config, name, fitted)
         splits.source, splits.synthetic = config.data, kind == "embedded"
         return splits
@@ -150,16 +167,19 @@ class PredictiveMaintenance(BinaryDetectionTask):
         source = config.data
         unit, time = config.unit_column, config.time_column
         excluded = {unit, time, config.target_column, *config.drop_columns} - {""}
-        require_columns(pool, [*config.drop_columns, *config.sensor_columns], source,
-                        hint="fix drop_columns / sensor_columns")
+        require_columns(
+            pool, [*config.drop_columns, *config.sensor_columns], source, hint="fix drop_columns / sensor_columns"
+        )
         features = list(config.sensor_columns) or [column for column in pool.columns if column not in excluded]
         if not features:
             raise ValueError(f"{source}: no sensor columns left after excluding {sorted(excluded)}.")
         categorical = [column for column in features if not looks_numeric(pool[column])]
         for column in categorical:
             if pool[column].nunique() > MAX_ONE_HOT:
-                raise ValueError(f"{source}: text column '{column}' has {pool[column].nunique()} distinct values, "
-                                 "like an identifier; add it to drop_columns.")
+                raise ValueError(
+                    f"{source}: text column '{column}' has {pool[column].nunique()} distinct values, "
+                    "like an identifier; add it to drop_columns."
+                )
         if unit and not time:
             raise ValueError(f"{source}: set time_column to order each unit's rows (unit_column is '{unit}').")
         for column in features:  # check every row up front, so an error names the row of the file
@@ -176,8 +196,8 @@ class PredictiveMaintenance(BinaryDetectionTask):
             units = pool[unit].unique()
             try:
                 train_units, validation_units, test_units = split_indices(
-                    len(units), config.seed, config.validation_fraction,
-                    0 if test is not None else config.test_fraction)
+                    len(units), config.seed, config.validation_fraction, 0 if test is not None else config.test_fraction
+                )
             except ValueError as error:
                 raise ValueError(f"{source}: splitting its {len(units)} unit(s): {error}") from None
             train_rows = pool[pool[unit].isin(units[train_units])]
@@ -191,11 +211,17 @@ class PredictiveMaintenance(BinaryDetectionTask):
             window = info["window"]
         else:
             constant = _constant_columns(train_rows, numeric, source)
-            spec = fit_tabular(train_rows, [column for column in numeric if column not in constant],
-                               categorical, source)
+            spec = fit_tabular(
+                train_rows, [column for column in numeric if column not in constant], categorical, source
+            )
             info = {
-                "mode": config.mode, "preprocessing": spec, "constant_columns": constant, "unit_column": unit,
-                "time_column": time, "window": window, "rul_cap": config.rul_cap,
+                "mode": config.mode,
+                "preprocessing": spec,
+                "constant_columns": constant,
+                "unit_column": unit,
+                "time_column": time,
+                "window": window,
+                "rul_cap": config.rul_cap,
                 "failure_horizon": config.failure_horizon,
                 "ignored_columns": sorted(excluded | set(constant) | {"_target"}),
             }
@@ -209,13 +235,17 @@ class PredictiveMaintenance(BinaryDetectionTask):
         if config.mode == "classification":
             test_pair = (test_pair[0], np.asarray(test_pair[1]).astype("int64"))
         if len(train[1]) == 0 or len(validation[1]) == 0:
-            raise ValueError(f"{source}: no unit is at least window={window} rows long in the training or validation "
-                             "split; lower --set window=N.")
+            raise ValueError(
+                f"{source}: no unit is at least window={window} rows long in the training or validation "
+                "split; lower --set window=N."
+            )
         if config.mode == "classification" and not fitted:  # evaluation scores every example, of any class
             for split_name, labels in (("training", train[1]), ("test", test_pair[1])):
                 if len(np.unique(labels)) < 2:
-                    raise ValueError(f"{source}: the {split_name} split holds a single class; raise failure_horizon "
-                                     "or check target_column.")
+                    raise ValueError(
+                        f"{source}: the {split_name} split holds a single class; raise failure_horizon "
+                        "or check target_column."
+                    )
         info["life_unit"] = validation[2]
         train, validation = train[:2], validation[:2]
         if config.mode == "classification":
@@ -284,13 +314,19 @@ class PredictiveMaintenance(BinaryDetectionTask):
         from shared import baselines
 
         regression = splits.info["mode"] == "regression"
-        trivial = (baselines.Baseline("mean", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)
-                   if regression else super().baselines(splits, config)[0])
-        rows = np.random.default_rng(config.seed).permutation(len(splits.train))[:baselines.MAX_TRAINING_ROWS]
+        trivial = (
+            baselines.Baseline("mean", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)
+            if regression
+            else super().baselines(splits, config)[0]
+        )
+        rows = np.random.default_rng(config.seed).permutation(len(splits.train))[: baselines.MAX_TRAINING_ROWS]
         found = baselines.gradient_boosting(
-            _summary(splits.train.features[rows]), np.asarray(splits.train.targets)[rows],
+            _summary(splits.train.features[rows]),
+            np.asarray(splits.train.targets)[rows],
             {role: _summary(getattr(splits, role).features) for role in ("validation", "test")},
-            regression=regression, seed=config.seed)
+            regression=regression,
+            seed=config.seed,
+        )
         return [trivial, baselines.Baseline("hgb", **found)]
 
     def evaluate(self, model, splits, config):
@@ -308,16 +344,25 @@ class PredictiveMaintenance(BinaryDetectionTask):
         ranks = np.arange(1, len(order) + 1)
         result.figures["rul_per_unit"] = plots.curves(
             [("true RUL (capped)", ranks, capped[order]), ("predicted RUL", ranks, predicted[order])],
-            "test unit (sorted by true RUL)", "RUL (cycles)", "predicted vs true RUL per test unit")
+            "test unit (sorted by true RUL)",
+            "RUL (cycles)",
+            "predicted vs true RUL per test unit",
+        )
         start, count = splits.info["life_unit"]
         if count and len(splits.validation):  # a trained model on new data has no validation units beside it
-            life = model.predict(splits.validation.features[start:start + count], batch_size=1024,
-                                 verbose=0).reshape(-1)
+            life = model.predict(splits.validation.features[start : start + count], batch_size=1024, verbose=0).reshape(
+                -1
+            )
             steps = np.arange(count)
             result.figures["unit_life"] = plots.curves(
-                [("true RUL (capped)", steps, splits.validation.targets[start:start + count]),
-                 ("predicted RUL", steps, life)],
-                "window index over the unit's life", "RUL (cycles)", "one validation unit over its life")
+                [
+                    ("true RUL (capped)", steps, splits.validation.targets[start : start + count]),
+                    ("predicted RUL", steps, life),
+                ],
+                "window index over the unit's life",
+                "RUL (cycles)",
+                "one validation unit over its life",
+            )
         return result
 
     def input_example(self, splits):
@@ -348,8 +393,10 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def input_groups(self, info, inputs):
         """Loose rows of one unit form its history, so they go to the model together; histories stand alone."""
         unit = info.get("unit_column")
-        return [("unit", _group_key(raw.get(unit))) if unit and isinstance(raw, dict) else ("input", position)
-                for position, raw in enumerate(inputs)]
+        return [
+            ("unit", _group_key(raw.get(unit))) if unit and isinstance(raw, dict) else ("input", position)
+            for position, raw in enumerate(inputs)
+        ]
 
     def predict_raw(self, model, info, inputs):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""
@@ -364,8 +411,10 @@ class PredictiveMaintenance(BinaryDetectionTask):
             elif isinstance(parsed, (list, tuple)) and parsed:
                 batches.append((position, parsed))
             else:
-                raise ValueError(f"predict input {position + 1} must be a row (JSON object) or a unit's history "
-                                 f"(a non-empty list of rows), got {str(raw)[:80]}.")
+                raise ValueError(
+                    f"predict input {position + 1} must be a row (JSON object) or a unit's history "
+                    f"(a non-empty list of rows), got {str(raw)[:80]}."
+                )
         answers = [None] * len(inputs)
         for position, history in batches:
             frame = self._frame(history, info, keep, history=True)
@@ -390,8 +439,10 @@ class PredictiveMaintenance(BinaryDetectionTask):
         for column in keep:
             present = [record.get(column) for record in records]
             if column == info["unit_column"] and not history and any(value is None for value in present):
-                raise ValueError(f"predict rows lack the unit column '{column}'; add it, or send one unit's history "
-                                 "as a JSON list of rows.")
+                raise ValueError(
+                    f"predict rows lack the unit column '{column}'; add it, or send one unit's history "
+                    "as a JSON list of rows."
+                )
             unit = column == info["unit_column"]
             for value in present:  # units are grouped (NaN would vanish, lists cannot), times are sorted
                 finite = isinstance(value, (int, float)) and np.isfinite(value)
@@ -420,8 +471,11 @@ class PredictiveMaintenance(BinaryDetectionTask):
         for index, position in enumerate(frame["_position"].to_numpy()):
             answer = {"unit": _plain(frame[unit].iloc[index])} if unit != "_unit" else {}
             if info["mode"] == "classification":
-                answer.update(failure_probability=round(float(outputs[index]), 6),
-                              failure=bool(outputs[index] >= info["threshold"]), threshold=round(info["threshold"], 6))
+                answer.update(
+                    failure_probability=round(float(outputs[index]), 6),
+                    failure=bool(outputs[index] >= info["threshold"]),
+                    threshold=round(info["threshold"], 6),
+                )
             else:
                 answer.update(rul=round(float(max(outputs[index], 0.0)), 3), rows_seen=int(seen[index]))
             ordered[position] = answer
@@ -447,19 +501,28 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
         serving = super().serving_signature(model, info)
         order = f"sorted by {info['time_column']}" if info["time_column"] else "in order"
-        serving.preprocessing.update(graphs.tabular_contract(info["preprocessing"], [
-            "each row's features: the standardised numeric columns, then each categorical column one-hot over "
-            "its vocabulary + 1 slots (slot 0: unseen)",
-            f"the window: the last {info['window']} rows of one unit's history ({order}); a shorter history is "
-            "padded at the front with copies of its first row",
-            f"input `sensors` float32 (n, {info['window']}, {info['feature_count']})"]))
+        serving.preprocessing.update(
+            graphs.tabular_contract(
+                info["preprocessing"],
+                [
+                    "each row's features: the standardised numeric columns, then each categorical column one-hot over "
+                    "its vocabulary + 1 slots (slot 0: unseen)",
+                    f"the window: the last {info['window']} rows of one unit's history ({order}); a shorter history is "
+                    "padded at the front with copies of its first row",
+                    f"input `sensors` float32 (n, {info['window']}, {info['feature_count']})",
+                ],
+            )
+        )
         serving.preprocessing["dropped_constant_columns"] = info["constant_columns"]
         if info["mode"] == "classification":
-            serving.preprocessing.update(threshold=info["threshold"], meaning={
-                "failure_probability": f"failure within {info['failure_horizon']} cycles when >= threshold"})
+            serving.preprocessing.update(
+                threshold=info["threshold"],
+                meaning={"failure_probability": f"failure within {info['failure_horizon']} cycles when >= threshold"},
+            )
         else:
-            serving.preprocessing["meaning"] = {"rul": "remaining useful life in cycles at the window's last row "
-                                                       "(the predictor clips it at 0)"}
+            serving.preprocessing["meaning"] = {
+                "rul": "remaining useful life in cycles at the window's last row (the predictor clips it at 0)"
+            }
         return serving
 
 
@@ -487,8 +550,9 @@ def encode(frame, info, source):
 def _summary(windows):
     """Each window's features summarised for a tree model: last value, mean, standard deviation and change."""
     windows = np.asarray(windows, "float32")
-    return np.concatenate([windows[:, -1], windows.mean(axis=1), windows.std(axis=1), windows[:, -1] - windows[:, 0]],
-                          axis=1)
+    return np.concatenate(
+        [windows[:, -1], windows.mean(axis=1), windows.std(axis=1), windows[:, -1] - windows[:, 0]], axis=1
+    )
 
 
 def _windows(matrix, window, every_row=False):
@@ -510,8 +574,11 @@ def _windowed(rows, info, source, pad):
     if not unit:
         return encoded[:, None, :].astype("float32"), targets, [0, 0]
     pieces, labels, skipped, longest, start = [], [], [], [0, 0], 0
-    order = (np.lexsort((rows[time].to_numpy(), rows[unit].to_numpy())) if time
-             else np.argsort(rows[unit].to_numpy(), kind="stable"))
+    order = (
+        np.lexsort((rows[time].to_numpy(), rows[unit].to_numpy()))
+        if time
+        else np.argsort(rows[unit].to_numpy(), kind="stable")
+    )
     sorted_units = rows[unit].to_numpy()[order]
     for identifier in dict.fromkeys(sorted_units):
         group = order[sorted_units == identifier]
@@ -520,7 +587,7 @@ def _windowed(rows, info, source, pad):
             continue
         windows = _windows(encoded[group], window)
         pieces.append(windows)
-        labels.append(targets[group][-len(windows):])
+        labels.append(targets[group][-len(windows) :])
         if len(windows) > longest[1]:
             longest = [start, len(windows)]
         start += len(windows)
@@ -565,22 +632,29 @@ def _with_targets(pool, config, source):
         repeated = pool.duplicated([unit, time], keep="last")
         if repeated.any():  # a re-logged reading supersedes the earlier one, as a re-rating does in recommendation
             row = int(np.flatnonzero(repeated)[0])  # by column: a row of mixed types would be all floats
-            warnings.warn(f"{source}: {int(repeated.sum())} row(s) repeat a ({unit}, {time}) pair, e.g. {unit} "
-                          f"{pool[unit].iloc[row]} at {time} {pool[time].iloc[row]:g}; keeping the last row of each "
-                          "pair.", stacklevel=3)
+            warnings.warn(
+                f"{source}: {int(repeated.sum())} row(s) repeat a ({unit}, {time}) pair, e.g. {unit} "
+                f"{pool[unit].iloc[row]} at {time} {pool[time].iloc[row]:g}; keeping the last row of each "
+                "pair.",
+                stacklevel=3,
+            )
             pool = pool[~repeated]
     if config.target_column:
         if config.mode == "classification":
             pool["_target"] = binary_target(pool[config.target_column], config.target_column, source)
         else:
-            pool["_target"] = np.minimum(numeric_values(pool[config.target_column], config.target_column, source),
-                                         config.rul_cap)
+            pool["_target"] = np.minimum(
+                numeric_values(pool[config.target_column], config.target_column, source), config.rul_cap
+            )
         return pool
     if not unit or not time:
         raise ValueError(f"{source}: without unit and time columns set target_column (the label or RUL column).")
     remaining = pool.groupby(unit)[time].transform("max") - pool[time]
-    pool["_target"] = ((remaining <= config.failure_horizon).astype("int64") if config.mode == "classification"
-                       else np.minimum(remaining, config.rul_cap))
+    pool["_target"] = (
+        (remaining <= config.failure_horizon).astype("int64")
+        if config.mode == "classification"
+        else np.minimum(remaining, config.rul_cap)
+    )
     return pool
 
 
@@ -662,14 +736,17 @@ def _read_cmapss(path, subset):
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read C-MAPSS file '{file}': {error}.") from None
         if frame.shape[1] != len(CMAPSS_COLUMNS):
-            raise ValueError(f"C-MAPSS file '{file}' has {frame.shape[1]} columns per row; expected "
-                             f"{len(CMAPSS_COLUMNS)} (unit, cycle, 3 settings, 21 sensors).")
+            raise ValueError(
+                f"C-MAPSS file '{file}' has {frame.shape[1]} columns per row; expected "
+                f"{len(CMAPSS_COLUMNS)} (unit, cycle, 3 settings, 21 sensors)."
+            )
         frame.columns = CMAPSS_COLUMNS
         frames.append(frame)
     truth = np.loadtxt(rul_path, ndmin=1)
     if len(truth) != frames[1]["unit"].nunique():
-        raise ValueError(f"'{rul_path}' has {len(truth)} values but the test file has "
-                         f"{frames[1]['unit'].nunique()} units.")
+        raise ValueError(
+            f"'{rul_path}' has {len(truth)} values but the test file has {frames[1]['unit'].nunique()} units."
+        )
     return frames[0], frames[1], truth, f"cmapss_{os.path.basename(train_path)[6:11].lower()}"
 
 
@@ -693,8 +770,12 @@ def _engines(count, seed):
         health = (np.exp(rate * cycles / life) - 1) / (np.exp(rate) - 1)  # 0 when new, 1 at failure
         settings = generator.normal(0, 1, (life, 2)) * [0.002, 0.0003]
         offsets = generator.normal(0, 0.002, 8)
-        sensors = (baselines * (1 + offsets) + directions * baselines * 0.01 * health[:, None]
-                   + baselines * 0.0015 * generator.normal(0, 1, (life, 8)) + 3 * baselines * settings[:, :1])
+        sensors = (
+            baselines * (1 + offsets)
+            + directions * baselines * 0.01 * health[:, None]
+            + baselines * 0.0015 * generator.normal(0, 1, (life, 8))
+            + 3 * baselines * settings[:, :1]
+        )
         frame = pd.DataFrame(sensors.round(4), columns=[f"sensor_{index}" for index in range(1, 9)])
         frame.insert(0, "unit", unit)
         frame.insert(1, "cycle", cycles)

@@ -48,20 +48,23 @@ class VisionClassificationConfig(TaskConfig):
     cutmix: NonNegative = 0.0  # CutMix alpha (0 = off)
     top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # capacity against overfitting on small image sets
-        dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64])
+        dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64]
+    )
 
     def check(self):
         """Raises:
-            ValueError: also when the ResNet's feature maps at image_size would not fit in memory.
+        ValueError: also when the ResNet's feature maps at image_size would not fit in memory.
         """
         super().check()
         if self.image_size and self.backbone == "resnet":
             # a residual block keeps about 10 maps (two convolutions, normalisations and activations, the sum),
             # the stem 3 more
             constraints.fits_memory(
-                constraints.pyramid_bytes(self.batch_size, self.image_size, self.base_filters,
-                                          3 + 10 * self.blocks_per_stage, self.stages),
-                f"image_size={self.image_size} with batch_size={self.batch_size} and base_filters={self.base_filters}")
+                constraints.pyramid_bytes(
+                    self.batch_size, self.image_size, self.base_filters, 3 + 10 * self.blocks_per_stage, self.stages
+                ),
+                f"image_size={self.image_size} with batch_size={self.batch_size} and base_filters={self.base_filters}",
+            )
 
 
 def _array_examples(images, labels, config):
@@ -92,20 +95,27 @@ class VisionClassification(ClassificationTask):
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
     # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
-    candidates = (("default", {}), ("wide", {"base_filters": 64}), ("deep", {"blocks_per_stage": 2}),
-                  ("augmented", {"crop_padding": 2, "mixup": 0.2, "dropout": 0.3}))
-    remedies = ("Likely causes: too few epochs or images, images too large for a model trained from scratch on a "
-                "CPU, or labels that do not follow the images. Try more epochs (--set epochs=N), a smaller image_size "
-                "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "
-                "or --preset balanced.")
+    candidates = (
+        ("default", {}),
+        ("wide", {"base_filters": 64}),
+        ("deep", {"blocks_per_stage": 2}),
+        ("augmented", {"crop_padding": 2, "mixup": 0.2, "dropout": 0.3}),
+    )
+    remedies = (
+        "Likely causes: too few epochs or images, images too large for a model trained from scratch on a "
+        "CPU, or labels that do not follow the images. Try more epochs (--set epochs=N), a smaller image_size "
+        "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "
+        "or --preset balanced."
+    )
 
     def portfolio(self, config):
         """The candidates, and an ImageNet-pretrained EfficientNetV2B0 fine-tuned where its weights can be had."""
         found = super().portfolio(config)
         if _imagenet_weights_available():
             # fine-tuning every layer: a tenth of the from-scratch rate keeps the pretrained features
-            found.append(("pretrained", {"backbone": "efficientnetv2b0", "backbone_weights": "imagenet",
-                                         "learning_rate": 2e-4}))
+            found.append(
+                ("pretrained", {"backbone": "efficientnetv2b0", "backbone_weights": "imagenet", "learning_rate": 2e-4})
+            )
         return found
 
     def load_data(self, config):
@@ -126,8 +136,9 @@ class VisionClassification(ClassificationTask):
             from shared import images
 
             paths, labels, class_names = images.class_folders(argument)
-            pool, size, channels = images.file_examples(paths, labels.astype("int64"), config.image_size,
-                                                        config.channels)
+            pool, size, channels = images.file_examples(
+                paths, labels.astype("int64"), config.image_size, config.channels
+            )
             name = f"folder_{argument.rstrip('/').split('/')[-1]}"
         elif kind in ("idx", "npz"):
             if kind == "idx":
@@ -154,12 +165,15 @@ class VisionClassification(ClassificationTask):
             ValueError: the images decode to another size than the model takes (square sizes are resized).
         """
         height, width = info["image_size"]
-        config = dataclasses.replace(config, image_size=height if height == width else config.image_size,
-                                     channels=info["channels"])
+        config = dataclasses.replace(
+            config, image_size=height if height == width else config.image_size, channels=info["channels"]
+        )
         splits = super().load_fitted(config, info)
         if list(splits.info["image_size"]) != list(info["image_size"]):
-            raise ValueError(f"'{config.data}' holds {splits.info['image_size'][1]}x{splits.info['image_size'][0]} "
-                             f"images, but the model takes {width}x{height}; resize them to that size.")
+            raise ValueError(
+                f"'{config.data}' holds {splits.info['image_size'][1]}x{splits.info['image_size'][0]} "
+                f"images, but the model takes {width}x{height}; resize them to that size."
+            )
         return splits
 
     def _tfds(self, argument, config):
@@ -168,18 +182,28 @@ class VisionClassification(ClassificationTask):
         from shared.data import tfds
 
         name, _, chosen = argument.partition(":")
-        found = tfds.builder(name, config.tfds_data_dir,
-                             "--data embedded, a class-folder path, an IDX folder or an .npz file", ("image", "label"))
+        found = tfds.builder(
+            name,
+            config.tfds_data_dir,
+            "--data embedded, a class-folder path, an IDX folder or an .npz file",
+            ("image", "label"),
+        )
         height, width, stored = found.info.features["image"].shape
         if not config.image_size and (height is None or width is None):
-            raise ValueError(f"tfds:{name} has images of different sizes; set image_size to resize them, "
-                             "e.g. --set image_size=128.")
+            raise ValueError(
+                f"tfds:{name} has images of different sizes; set image_size to resize them, e.g. --set image_size=128."
+            )
         size = (config.image_size,) * 2 if config.image_size else (height, width)
         channels = config.channels or (1 if stored == 1 else 3)
-        train, validation, test = tfds.streams(found, chosen, ("image", "label"), config,
-                                               decode=images.decode_step(channels, size, encoded=True))
-        info = {"class_names": list(found.info.features["label"].names), "image_size": list(size),
-                "channels": channels, "top_k": config.top_k}
+        train, validation, test = tfds.streams(
+            found, chosen, ("image", "label"), config, decode=images.decode_step(channels, size, encoded=True)
+        )
+        info = {
+            "class_names": list(found.info.features["label"].names),
+            "image_size": list(size),
+            "channels": channels,
+            "top_k": config.top_k,
+        }
         return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
     def build_model(self, config, info):
@@ -199,8 +223,14 @@ class VisionClassification(ClassificationTask):
         from shared import augmentation
 
         augment = augmentation.image(
-            flip=config.flip, rotation=config.rotation, zoom=config.zoom, contrast=config.contrast,
-            crop_padding=config.crop_padding, mixup=config.mixup, cutmix=config.cutmix, seed=config.seed,
+            flip=config.flip,
+            rotation=config.rotation,
+            zoom=config.zoom,
+            contrast=config.contrast,
+            crop_padding=config.crop_padding,
+            mixup=config.mixup,
+            cutmix=config.cutmix,
+            seed=config.seed,
         )
         return augmentation.chain(self.eval_map(config, info), augment)
 
@@ -230,9 +260,11 @@ class VisionClassification(ClassificationTask):
         size, channels = tuple(info["image_size"]), info["channels"]
         serving = super().serving_signature(model, info)
         serving.preprocessing.update(graphs.image_contract(size, channels))
-        serving.preprocessing["raw_input"] = ("encoded PNG, JPEG, BMP or GIF bytes, one image per row (the graph "
-                                              "decodes no TIFF or WebP and ignores EXIF orientation: send "
-                                              "upright images)")
+        serving.preprocessing["raw_input"] = (
+            "encoded PNG, JPEG, BMP or GIF bytes, one image per row (the graph "
+            "decodes no TIFF or WebP and ignores EXIF orientation: send "
+            "upright images)"
+        )
         serving.raw_inputs = {"image": ((None,), "string")}
         serving.raw_graph = lambda raw: graphs.decode_images(raw["image"], channels, size)
         serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}
@@ -246,8 +278,9 @@ def _imagenet_weights_available():
 
     from shared import network
 
-    cached = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models",
-                          "efficientnetv2-b0_notop.h5")
+    cached = os.path.join(
+        os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models", "efficientnetv2-b0_notop.h5"
+    )
     return os.path.isfile(cached) or network.reachable("storage.googleapis.com")
 
 
@@ -261,8 +294,9 @@ def _resnet(inputs, config, regularizer):
         return keras.layers.BatchNormalization(momentum=0.9)
 
     def conv(filters, strides=1):
-        return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                                   kernel_regularizer=regularizer)
+        return keras.layers.Conv2D(
+            filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizer
+        )
 
     x = conv(config.base_filters)(inputs)
     x = keras.layers.Activation("relu")(norm()(x))
@@ -297,10 +331,13 @@ def _backbone(inputs, config):
     if inputs.shape[-1] == 1:
         x = keras.layers.Concatenate()([x, x, x])
     x = keras.layers.Rescaling(255.0)(x)  # the backbones' built-in preprocessing expects 0-255
-    constructor = {"efficientnetv2b0": keras.applications.EfficientNetV2B0,
-                   "mobilenetv3small": keras.applications.MobileNetV3Small}[config.backbone]
-    backbone = constructor(include_top=False, weights=weights, input_shape=(size, size, 3),
-                           include_preprocessing=True, pooling="avg")
+    constructor = {
+        "efficientnetv2b0": keras.applications.EfficientNetV2B0,
+        "mobilenetv3small": keras.applications.MobileNetV3Small,
+    }[config.backbone]
+    backbone = constructor(
+        include_top=False, weights=weights, input_shape=(size, size, 3), include_preprocessing=True, pooling="avg"
+    )
     if config.backbone_weights not in ("none", "imagenet"):
         try:
             backbone.load_weights(config.backbone_weights)

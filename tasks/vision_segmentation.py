@@ -81,12 +81,13 @@ class VisionSegmentationConfig(TaskConfig):
     tta: bool = False  # average predictions over flips (and transposes) of each input: less noise, 4-8x inference cost
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
     search_space: dict = search_space(  # bottleneck dropout against network width
-        dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32])
+        dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32]
+    )
 
     def check(self):
         """Raises:
-            ValueError: also when tile_size is no multiple of the model's stride, or when the U-Net's feature maps at
-                tile_size (else image_size) would not fit in memory, before any file is read.
+        ValueError: also when tile_size is no multiple of the model's stride, or when the U-Net's feature maps at
+            tile_size (else image_size) would not fit in memory, before any file is read.
         """
         super().check()
         side = self.tile_size or self.image_size
@@ -94,13 +95,16 @@ class VisionSegmentationConfig(TaskConfig):
             # a level keeps about 14 maps: two convolutions, normalisations and activations on the way down, as
             # many on the way up, and the skip concatenation
             needed = constraints.pyramid_bytes(self.batch_size, side, self.base_filters, 14, self.depth + 1)
-            constraints.fits_memory(needed, f"a {side} px side with batch_size={self.batch_size} and "
-                                            f"base_filters={self.base_filters}")
+            constraints.fits_memory(
+                needed, f"a {side} px side with batch_size={self.batch_size} and base_filters={self.base_filters}"
+            )
         stride = _stride({"encoder": self.encoder, "depth": self.depth})
         if self.tile_size % stride:
-            raise ValueError(f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
-                             f"stride; set tile_size to a multiple of {stride} (e.g. "
-                             f"{max(stride, self.tile_size // stride * stride)}) or lower depth.")
+            raise ValueError(
+                f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
+                f"stride; set tile_size to a multiple of {stride} (e.g. "
+                f"{max(stride, self.tile_size // stride * stride)}) or lower depth."
+            )
 
 
 def _natural_key(path):
@@ -133,8 +137,11 @@ def _scenes(count, size, seed):
                 region = (np.abs(rows - center_row) <= 0.8 * radius) & (np.abs(columns - center_column) <= 0.8 * radius)
             else:
                 top = center_row - radius
-                region = (rows >= top) & (rows <= center_row + radius) & (
-                    np.abs(columns - center_column) <= 0.6 * (rows - top))
+                region = (
+                    (rows >= top)
+                    & (rows <= center_row + radius)
+                    & (np.abs(columns - center_column) <= 0.6 * (rows - top))
+                )
             colour = np.clip(base + rng.choice([-1, 1], 3) * rng.uniform(0.2, 0.35, 3), 0, 1)
             image[region] = colour + rng.normal(0, 0.04, (int(region.sum()), 3))
             masks[index][region] = shape
@@ -150,8 +157,10 @@ def _mask_classes(mask, path, num_classes):
     """
     if mask.ndim == 3:
         if not np.all(mask == mask[..., :1]):
-            raise ValueError(f"mask '{path}' is a colour image; expected a single-channel mask of class indices "
-                             "or 0/255 (save it in grayscale or palette mode).")
+            raise ValueError(
+                f"mask '{path}' is a colour image; expected a single-channel mask of class indices "
+                "or 0/255 (save it in grayscale or palette mode)."
+            )
         mask = mask[..., 0]
     values = np.unique(mask)
     if pathlib.Path(path).suffix.lower() in (".jpg", ".jpeg") and values.max(initial=0) > MAX_CLASSES:
@@ -161,8 +170,10 @@ def _mask_classes(mask, path, num_classes):
     limit = num_classes or MAX_CLASSES
     unexpected = values[values >= limit]
     if unexpected.size:
-        raise ValueError(f"mask '{path}' has value {int(unexpected[0])}; expected class indices 0..{limit - 1} "
-                         "or a binary 0/255 mask (set num_classes if your masks have more classes).")
+        raise ValueError(
+            f"mask '{path}' has value {int(unexpected[0])}; expected class indices 0..{limit - 1} "
+            "or a binary 0/255 mask (set num_classes if your masks have more classes)."
+        )
     return mask.astype("uint8")
 
 
@@ -199,11 +210,15 @@ def _without_predicted_masks(image_paths, masks_by_stem):
         list[pathlib.Path]: the images to train on (a file with a mask of its own is kept, whatever its name).
     """
     stems = {path.stem for path in image_paths}
-    predicted = [path for path in image_paths if path.stem.endswith("_mask") and path.stem not in masks_by_stem
-                 and path.stem.removesuffix("_mask") in stems]
+    predicted = [
+        path
+        for path in image_paths
+        if path.stem.endswith("_mask") and path.stem not in masks_by_stem and path.stem.removesuffix("_mask") in stems
+    ]
     for path in predicted:
-        logging.getLogger(__name__).warning("skipping '%s': a mask written by predict beside its image, not a "
-                                            "training image", path)
+        logging.getLogger(__name__).warning(
+            "skipping '%s': a mask written by predict beside its image, not a training image", path
+        )
     return [path for path in image_paths if path not in predicted]
 
 
@@ -226,8 +241,10 @@ def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
     mask_paths = []
     for path in image_paths:
         if path.stem not in masks_by_stem:
-            raise ValueError(f"image '{path}' has no mask: expected '{mask_folder / path.stem}.png' "
-                             "(any image extension) in the masks folder.")
+            raise ValueError(
+                f"image '{path}' has no mask: expected '{mask_folder / path.stem}.png' "
+                "(any image extension) in the masks folder."
+            )
         mask_paths.append(str(masks_by_stem[path.stem]))
 
     def check(pair):
@@ -235,13 +252,16 @@ def _check_pairs(image_paths, masks_by_stem, mask_folder, num_classes):
         found = images.header(str(image_path))
         mask = _read_mask(mask_path, mask_path, num_classes)
         if mask.shape[:2] != (found.height, found.width):
-            raise ValueError(f"mask '{mask_path}' is {mask.shape[1]}x{mask.shape[0]} but its image "
-                             f"'{image_path}' is {found.width}x{found.height}; a mask must match its image's size.")
+            raise ValueError(
+                f"mask '{mask_path}' is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"'{image_path}' is {found.width}x{found.height}; a mask must match its image's size."
+            )
         return found, int(mask.max(initial=0))
 
     with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
-        checked = list(progress(pool.map(check, zip(image_paths, mask_paths)), "checking images and masks",
-                                total=len(mask_paths)))
+        checked = list(
+            progress(pool.map(check, zip(image_paths, mask_paths)), "checking images and masks", total=len(mask_paths))
+        )
     return mask_paths, [found for found, _ in checked], max(largest for _, largest in checked)
 
 
@@ -286,9 +306,10 @@ def _pair_step(channels, size, num_classes, tile_size=0, encoded=False):
         mask = tf.ensure_shape(tf.image.resize(mask[..., None], size, method="nearest")[..., 0], size)
         if tile_size:
             row, column = features["row"], features["column"]
-            picture = tf.ensure_shape(picture[row:row + tile_size, column:column + tile_size],
-                                      [tile_size, tile_size, channels])
-            mask = tf.ensure_shape(mask[row:row + tile_size, column:column + tile_size], [tile_size, tile_size])
+            picture = tf.ensure_shape(
+                picture[row : row + tile_size, column : column + tile_size], [tile_size, tile_size, channels]
+            )
+            mask = tf.ensure_shape(mask[row : row + tile_size, column : column + tile_size], [tile_size, tile_size])
         return picture, mask
 
     def step(dataset):
@@ -318,8 +339,10 @@ def _tiles(pair, tile_size):
     pictures, masks = pair
     height, width = pictures.shape[1:3]
     cut = [(row, column) for row in _tile_starts(height, tile_size) for column in _tile_starts(width, tile_size)]
-    return tuple(np.concatenate([array[:, row:row + tile_size, column:column + tile_size] for row, column in cut])
-                 for array in (pictures, masks))
+    return tuple(
+        np.concatenate([array[:, row : row + tile_size, column : column + tile_size] for row, column in cut])
+        for array in (pictures, masks)
+    )
 
 
 def _training_tile(size, config, stride):
@@ -341,21 +364,38 @@ def _training_tile(size, config, stride):
     height, width = size
     if config.tile_size and config.tile_size < max(height, width):
         if config.tile_size > min(height, width):
-            raise ValueError(f"tile_size {config.tile_size} is larger than the images ({width}x{height}); use a "
-                             "smaller tile_size or 0.")
+            raise ValueError(
+                f"tile_size {config.tile_size} is larger than the images ({width}x{height}); use a "
+                "smaller tile_size or 0."
+            )
         return config.tile_size
     side = min(AUTO_TILE_SIDE, min(height, width) // stride * stride)
-    if not (config.tile_size or config.image_size) and side and (height % stride or width % stride
-                                                                   or max(height, width) > MAX_WHOLE_SIDE):
+    if (
+        not (config.tile_size or config.image_size)
+        and side
+        and (height % stride or width % stride or max(height, width) > MAX_WHOLE_SIDE)
+    ):
         logging.getLogger(__name__).warning(
             "training on %dx%d tiles (tile_size=%d) of the %dx%d images: tile_size=0 tiles images that are no "
             "multiple of the %s model's stride %d or larger than %d px, with the largest multiple of %d that fits, "
-            "at most %d; set tile_size to choose.", side, side, side, width, height, config.encoder, stride,
-            MAX_WHOLE_SIDE, stride, AUTO_TILE_SIDE)
+            "at most %d; set tile_size to choose.",
+            side,
+            side,
+            side,
+            width,
+            height,
+            config.encoder,
+            stride,
+            MAX_WHOLE_SIDE,
+            stride,
+            AUTO_TILE_SIDE,
+        )
         return side
     if height % stride or width % stride:
-        raise ValueError(f"training images are {width}x{height} but the {config.encoder} model needs multiples of "
-                         f"{stride}; set image_size or tile_size to a multiple of {stride}, or lower depth.")
+        raise ValueError(
+            f"training images are {width}x{height} but the {config.encoder} model needs multiples of "
+            f"{stride}; set image_size or tile_size to a multiple of {stride}, or lower depth."
+        )
     return 0
 
 
@@ -405,13 +445,14 @@ def predict_masks(model, pictures, info, batch_size=4):
     mirror = max(max(pad) for pad in padding) < min(height, width)
     padded = np.pad(pictures, padding, mode="reflect" if mirror else "edge")
     starts = [(row, column) for row in _tile_starts(height, inner[0]) for column in _tile_starts(width, inner[1])]
-    windows = np.concatenate([padded[:, row:row + window[0], column:column + window[1]] for row, column in starts])
+    windows = np.concatenate([padded[:, row : row + window[0], column : column + window[1]] for row, column in starts])
     answers = _predict_views(model, windows, info.get("tta", False), batch_size)
     result = np.zeros((*pictures.shape[:3], answers.shape[-1]), "float32")
     for index, (row, column) in enumerate(starts):
-        part = answers[index * len(pictures):(index + 1) * len(pictures)]
-        result[:, row:row + inner[0], column:column + inner[1]] = part[:, context:context + inner[0],
-                                                                       context:context + inner[1]]
+        part = answers[index * len(pictures) : (index + 1) * len(pictures)]
+        result[:, row : row + inner[0], column : column + inner[1]] = part[
+            :, context : context + inner[0], context : context + inner[1]
+        ]
     return result
 
 
@@ -437,8 +478,10 @@ class VisionSegmentation(Task):
     quick_overrides = {"epochs": 2, "max_examples": 200}
     # the U-Net's width and depth
     candidates = (("default", {}), ("wide", {"base_filters": 32}), ("deep", {"depth": 4}))
-    remedies = ("Likely causes: too few epochs or images, or objects too small at this size. Try more epochs, a "
-                "larger image_size or tile_size, base_filters=32, or --preset balanced.")
+    remedies = (
+        "Likely causes: too few epochs or images, or objects too small at this size. Try more epochs, a "
+        "larger image_size or tile_size, base_filters=32, or --preset balanced."
+    )
 
     def load_data(self, config):
         """Whole test images; training and validation images whole or cut into tiles (see `_training_tile`)."""
@@ -457,8 +500,10 @@ class VisionSegmentation(Task):
         """
         splits, _ = self._whole_images(dataclasses.replace(config, tile_size=0))
         if splits.info["channels"] != info["channels"]:
-            raise ValueError(f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
-                             f"{info['channels']}; convert them.")
+            raise ValueError(
+                f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
+                f"{info['channels']}; convert them."
+            )
         return splits
 
     def _whole_images(self, config):
@@ -483,27 +528,43 @@ class VisionSegmentation(Task):
             pool, size, channels, largest = self._folder(argument, config)
             known, name, synthetic = None, f"folder_{argument.rstrip('/').split('/')[-1]}", False
         else:
-            raise ValueError(f"vision_segmentation cannot read '{config.data}'; give a folder with images/ and "
-                             "masks/, tfds:oxford_iiit_pet or embedded.")
+            raise ValueError(
+                f"vision_segmentation cannot read '{config.data}'; give a folder with images/ and "
+                "masks/, tfds:oxford_iiit_pet or embedded."
+            )
         class_names = self._class_names(config, known, largest)
         if len(pool) < 3:
-            raise ValueError(f"the splits of '{config.data}' would be empty: {len(pool)} image/mask pair(s), "
-                             "need at least 3 (train, validation and test).")
+            raise ValueError(
+                f"the splits of '{config.data}' would be empty: {len(pool)} image/mask pair(s), "
+                "need at least 3 (train, validation and test)."
+            )
         if config.split == "ordered":
             test_count = int(round(config.test_fraction * len(pool)))
             validation_count = int(round(config.validation_fraction * len(pool)))
             cut = len(pool) - test_count - validation_count
-            train, validation, test = (pool.subset(np.arange(start, end)) for start, end in
-                                       ((0, cut), (cut, cut + validation_count), (cut + validation_count, len(pool))))
+            train, validation, test = (
+                pool.subset(np.arange(start, end))
+                for start, end in ((0, cut), (cut, cut + validation_count), (cut + validation_count, len(pool)))
+            )
         else:
             train, validation, test = carve(pool, config, stratify=False)
         for split_name, split in (("train", train), ("validation", validation), ("test", test)):
             if not len(split):
-                raise ValueError(f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "
-                                 "add images or change validation_fraction / test_fraction.")
-        info = {"class_names": class_names, "channels": int(channels), "image_size": int(config.image_size),
-                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
-                "context": config.context, "tta": config.tta, "tile_size": 0}
+                raise ValueError(
+                    f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "
+                    "add images or change validation_fraction / test_fraction."
+                )
+        info = {
+            "class_names": class_names,
+            "channels": int(channels),
+            "image_size": int(config.image_size),
+            "encoder": config.encoder,
+            "depth": config.depth,
+            "overlay_count": config.overlay_count,
+            "context": config.context,
+            "tta": config.tta,
+            "tile_size": 0,
+        }
         return Splits(train, validation, test, info, config.data, name, synthetic), size
 
     @staticmethod
@@ -521,14 +582,19 @@ class VisionSegmentation(Task):
         image_folder = next((root / name for name in _IMAGE_FOLDERS if (root / name).is_dir()), None)
         mask_folder = next((root / name for name in _MASK_FOLDERS if (root / name).is_dir()), None)
         if image_folder is None or mask_folder is None:
-            raise ValueError(f"segmentation folder '{root}' must hold an images/ and a masks/ subfolder "
-                             "(masks named like their images).")
-        image_paths = sorted((path for path in image_folder.iterdir()
-                              if path.suffix.lower() in images.IMAGE_EXTENSIONS), key=_natural_key)
+            raise ValueError(
+                f"segmentation folder '{root}' must hold an images/ and a masks/ subfolder "
+                "(masks named like their images)."
+            )
+        image_paths = sorted(
+            (path for path in image_folder.iterdir() if path.suffix.lower() in images.IMAGE_EXTENSIONS),
+            key=_natural_key,
+        )
         if not image_paths:
             raise ValueError(f"'{image_folder}' has no image files ({', '.join(images.IMAGE_EXTENSIONS)}).")
-        masks_by_stem = {path.stem: path for path in mask_folder.iterdir()
-                         if path.suffix.lower() in images.IMAGE_EXTENSIONS}
+        masks_by_stem = {
+            path.stem: path for path in mask_folder.iterdir() if path.suffix.lower() in images.IMAGE_EXTENSIONS
+        }
         image_paths = _without_predicted_masks(image_paths, masks_by_stem)
         mask_paths, headers, largest = _check_pairs(image_paths, masks_by_stem, mask_folder, config.num_classes)
         channels = 1 if all(found.gray for found in headers) else 3
@@ -538,8 +604,12 @@ class VisionSegmentation(Task):
             size = tuple(int(np.median([getattr(found, side) for found in headers])) for side in ("height", "width"))
             if len({(found.height, found.width) for found in headers}) > 1:
                 images.announce_resize(image_folder, headers, size, "image_size=0 picks the median height and width")
-        pool = examples.Examples(np.array([str(path) for path in image_paths]), np.array(mask_paths),
-                                 decode=_pair_step(channels, size, config.num_classes), origin="files")
+        pool = examples.Examples(
+            np.array([str(path) for path in image_paths]),
+            np.array(mask_paths),
+            decode=_pair_step(channels, size, config.num_classes),
+            origin="files",
+        )
         return pool, size, channels, largest
 
     @staticmethod
@@ -551,8 +621,9 @@ class VisionSegmentation(Task):
             return split
         if split.decode is None:  # arrays in memory: cut them now
             return examples.Examples(*_tiles((split.features, split.targets), tile_size))
-        starts = [(row, column) for row in _tile_starts(size[0], tile_size)
-                  for column in _tile_starts(size[1], tile_size)]
+        starts = [
+            (row, column) for row in _tile_starts(size[0], tile_size) for column in _tile_starts(size[1], tile_size)
+        ]
         repeat = np.repeat(np.arange(len(split)), len(starts))
         rows, columns = (np.tile(np.array(part, "int32"), len(split)) for part in zip(*starts))
         features = {"image": split.features[repeat], "row": rows, "column": columns}
@@ -566,8 +637,9 @@ class VisionSegmentation(Task):
         if config.class_names:
             names = [part.strip() for part in config.class_names.split(",")]
             if len(names) != count:
-                raise ValueError(f"class_names lists {len(names)} names but the masks have {count} classes "
-                                 f"(values 0..{count - 1}).")
+                raise ValueError(
+                    f"class_names lists {len(names)} names but the masks have {count} classes (values 0..{count - 1})."
+                )
             return names
         if known:
             return list(known)
@@ -583,17 +655,32 @@ class VisionSegmentation(Task):
         from shared.data import tfds
 
         if config.tile_size:
-            raise ValueError("tile_size cuts large image files into tiles; TFDS photos are resized to image_size "
-                             "instead, so set tile_size=0.")
+            raise ValueError(
+                "tile_size cuts large image files into tiles; TFDS photos are resized to image_size "
+                "instead, so set tile_size=0."
+            )
         name, _, chosen = argument.partition(":")
-        found = tfds.builder(name, config.tfds_data_dir, "--data embedded or a folder with images/ and masks/",
-                             ("image", "segmentation_mask"))
+        found = tfds.builder(
+            name,
+            config.tfds_data_dir,
+            "--data embedded or a folder with images/ and masks/",
+            ("image", "segmentation_mask"),
+        )
         size = (config.image_size or 128,) * 2
-        train, validation, test = tfds.streams(found, chosen, ("image", "segmentation_mask"), config,
-                                               decode=_pair_step(3, size, 3, encoded=True))
-        info = {"class_names": ["pet", "background", "border"], "channels": 3, "image_size": size[0],
-                "encoder": config.encoder, "depth": config.depth, "overlay_count": config.overlay_count,
-                "context": config.context, "tta": config.tta, "tile_size": 0}
+        train, validation, test = tfds.streams(
+            found, chosen, ("image", "segmentation_mask"), config, decode=_pair_step(3, size, 3, encoded=True)
+        )
+        info = {
+            "class_names": ["pet", "background", "border"],
+            "channels": 3,
+            "image_size": size[0],
+            "encoder": config.encoder,
+            "depth": config.depth,
+            "overlay_count": config.overlay_count,
+            "context": config.context,
+            "tta": config.tta,
+            "tile_size": 0,
+        }
         return Splits(train, validation, test, info, config.data, f"tfds_{name}", False), size
 
     def build_model(self, config, info):
@@ -616,8 +703,9 @@ class VisionSegmentation(Task):
             x = _conv_block(x, skip.shape[-1])
         if config.encoder == "mobilenetv2":  # the first skip is at stride 2
             x = _conv_block(keras.layers.UpSampling2D(interpolation="bilinear")(x), config.base_filters)
-        outputs = keras.layers.Conv2D(len(info["class_names"]), 1, activation="softmax", dtype="float32",
-                                      name="class_probabilities")(x)
+        outputs = keras.layers.Conv2D(
+            len(info["class_names"]), 1, activation="softmax", dtype="float32", name="class_probabilities"
+        )(x)
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.encoder}")
 
     def loss(self, config, info):
@@ -627,8 +715,9 @@ class VisionSegmentation(Task):
 
         def cross_entropy_dice(masks, probabilities):
             """Per-image cross-entropy + dice_weight * (1 - mean soft Dice over classes)."""
-            cross_entropy = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(masks, probabilities),
-                                           axis=(1, 2))
+            cross_entropy = keras.ops.mean(
+                keras.losses.sparse_categorical_crossentropy(masks, probabilities), axis=(1, 2)
+            )
             one_hot = keras.ops.one_hot(keras.ops.cast(masks, "int32"), count)
             overlap = keras.ops.sum(one_hot * probabilities, axis=(1, 2))
             total = keras.ops.sum(one_hot + probabilities, axis=(1, 2))
@@ -642,20 +731,25 @@ class VisionSegmentation(Task):
 
         # Probabilities, not class indices, come out of the model: MeanIoU must argmax them
         # (sparse_y_pred=False), while the masks are already integer class indices.
-        return [keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-                keras.metrics.MeanIoU(len(info["class_names"]), sparse_y_true=True, sparse_y_pred=False,
-                                      name="mean_iou")]
+        return [
+            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+            keras.metrics.MeanIoU(len(info["class_names"]), sparse_y_true=True, sparse_y_pred=False, name="mean_iou"),
+        ]
 
     def train_map(self, config, info):
         from shared import augmentation
 
         crop = info.get("tile_size") and config.crops_per_image
         return augmentation.chain(
-            (augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed)
-             if crop else None),
+            (
+                augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed)
+                if crop
+                else None
+            ),
             augmentation.paired_elastic(config.elastic_sigma, config.elastic_grid, seed=config.seed),
-            augmentation.paired_geometric(flip=config.flip, rotate90=config.rotate90, crop_padding=config.shift,
-                                          seed=config.seed),
+            augmentation.paired_geometric(
+                flip=config.flip, rotate90=config.rotate90, crop_padding=config.shift, seed=config.seed
+            ),
             augmentation.photometric(brightness=config.brightness, contrast=config.contrast, seed=config.seed),
             augmentation.gaussian_noise(config.noise, seed=config.seed),
         )
@@ -730,8 +824,9 @@ class VisionSegmentation(Task):
                 raw, output = raw.split("=", 1)
             picture = images.decode(raw)
             original = picture.shape[:2]
-            picture = images.fit(picture, (info["image_size"],) * 2 if info["image_size"] else original,
-                                 info["channels"])
+            picture = images.fit(
+                picture, (info["image_size"],) * 2 if info["image_size"] else original, info["channels"]
+            )
             mask = predict_masks(model, picture[None], info)[0].argmax(axis=-1).astype("uint8")
             mask = _resize_mask(mask, original)
             if output is None:
@@ -740,9 +835,15 @@ class VisionSegmentation(Task):
             scale = 255 // max(1, len(info["class_names"]) - 1)
             images.save_png((mask * scale).astype("uint8")[..., None], output)
             fractions = np.bincount(mask.ravel(), minlength=len(info["class_names"])) / mask.size
-            answers.append({"mask_path": str(output), "size": list(original),
-                            "class_fractions": {name: round(float(share), 6)
-                                                for name, share in zip(info["class_names"], fractions)}})
+            answers.append(
+                {
+                    "mask_path": str(output),
+                    "size": list(original),
+                    "class_fractions": {
+                        name: round(float(share), 6) for name, share in zip(info["class_names"], fractions)
+                    },
+                }
+            )
         return answers
 
     def prepare_inputs(self, info, inputs):
@@ -771,15 +872,25 @@ class VisionSegmentation(Task):
             side = -(-info["image_size"] // stride) * stride
             serving.tensor_shapes = {"image": (None, side, side, info["channels"])}
         else:
-            serving.unsupported = ("this U-Net takes images of any size, which Keras' bilinear UpSampling2D cannot "
-                                   "trace into an exported graph; train with --set image_size=N to export it for "
-                                   "N x N images")
-        serving.preprocessing.update({"steps": [
-            *steps, f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
+            serving.unsupported = (
+                "this U-Net takes images of any size, which Keras' bilinear UpSampling2D cannot "
+                "trace into an exported graph; train with --set image_size=N to export it for "
+                "N x N images"
+            )
+        serving.preprocessing.update(
+            {
+                "steps": [
+                    *steps,
+                    f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
                     f"its edge when it is smaller than {stride}); one size per batch",
-        ], "class_names": info["class_names"], "meaning": {
-            "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over "
-                                   "the last axis is the mask of class indices"}})
+                ],
+                "class_names": info["class_names"],
+                "meaning": {
+                    "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over "
+                    "the last axis is the mask of class indices"
+                },
+            }
+        )
         return serving
 
 
@@ -802,14 +913,20 @@ def _mobilenet_encoder(inputs, config):
     x = inputs if inputs.shape[-1] == 3 else keras.layers.Concatenate()([inputs] * 3)
     x = keras.layers.Rescaling(2.0, offset=-1.0)(x)  # MobileNetV2 expects [-1, 1]
     try:
-        backbone = keras.applications.MobileNetV2(input_shape=(None, None, 3), include_top=False,
-                                                  weights=weights if weights in (None, "imagenet") else None)
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(None, None, 3), include_top=False, weights=weights if weights in (None, "imagenet") else None
+        )
         if weights not in (None, "imagenet"):
             backbone.load_weights(weights)
     except (OSError, ValueError) as error:
-        raise ValueError(f"encoder_weights '{config.encoder_weights}' could not be loaded into MobileNetV2: "
-                         f"{str(error).splitlines()[0]}") from None
-    extractor = keras.Model(backbone.input, [backbone.get_layer(name).output for name in _MOBILENET_SKIPS]
-                            + [backbone.output], name="mobilenetv2_encoder")
+        raise ValueError(
+            f"encoder_weights '{config.encoder_weights}' could not be loaded into MobileNetV2: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    extractor = keras.Model(
+        backbone.input,
+        [backbone.get_layer(name).output for name in _MOBILENET_SKIPS] + [backbone.output],
+        name="mobilenetv2_encoder",
+    )
     *skips, x = extractor(x)
     return skips, x

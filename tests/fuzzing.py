@@ -55,8 +55,9 @@ def strategy(rule, kind, base):
         return strategies.integers(low, max(low, high))
     # rates and strengths: up to 1, or 4x the default where that is more; the ends of a closed range included
     high = rule.high if rule.high is not None else max(1.0, 4 * (base or 0))
-    return strategies.floats(low, high, exclude_min=rule.low_open, exclude_max=rule.high_open,
-                             allow_nan=False, allow_infinity=False)
+    return strategies.floats(
+        low, high, exclude_min=rule.low_open, exclude_max=rule.high_open, allow_nan=False, allow_infinity=False
+    )
 
 
 def config_strategy(task, every_field=False):
@@ -88,8 +89,8 @@ def config_strategy(task, every_field=False):
     fixed = [f"{name}={value}" for name, value in FIXED.items()]
     chosen = strategies.fixed_dictionaries(drawn) if every_field else strategies.fixed_dictionaries({}, optional=drawn)
     return chosen.map(
-        lambda values: [f"{name}={_yaml(value)}" for name, value in sorted(values.items())] + fixed).filter(
-        lambda assignments: _accepted(task, assignments))
+        lambda values: [f"{name}={_yaml(value)}" for name, value in sorted(values.items())] + fixed
+    ).filter(lambda assignments: _accepted(task, assignments))
 
 
 def _accepted(task, assignments):
@@ -125,10 +126,22 @@ class Worker:
             with its exit status.
         """
         if self.process is None or self.process.poll() is not None:
-            env = {**os.environ, "MLFLOW_TRACKING_URI": self.store, "PYTHONPATH": str(ROOT),
-                   "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
-            self.process = subprocess.Popen([sys.executable, __file__], cwd=ROOT, env=env, text=True,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            env = {
+                **os.environ,
+                "MLFLOW_TRACKING_URI": self.store,
+                "PYTHONPATH": str(ROOT),
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+            }
+            self.process = subprocess.Popen(
+                [sys.executable, __file__],
+                cwd=ROOT,
+                env=env,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
         self.process.stdin.write(json.dumps(arguments) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
@@ -189,8 +202,19 @@ def _serve():
             failure = traceback.format_exc()
         after = runs()
         created = {run: state for run, state in after.items() if run not in before}
-        print(json.dumps({"code": code, "stderr": stderr.getvalue(), "traceback": failure, "runs": created,
-                          "seconds": time.perf_counter() - started}), file=channel, flush=True)
+        print(
+            json.dumps(
+                {
+                    "code": code,
+                    "stderr": stderr.getvalue(),
+                    "traceback": failure,
+                    "runs": created,
+                    "seconds": time.perf_counter() - started,
+                }
+            ),
+            file=channel,
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

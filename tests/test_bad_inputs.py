@@ -19,8 +19,11 @@ ERRORS, WARNINGS = TABLE.read_text().split("## Inputs that train with a warning"
 
 
 def rows(text):
-    return [tuple(cell.strip().strip("`") for cell in line.strip("|").split("|"))
-            for line in text.splitlines() if re.match(r"\| [a-z_ ]+ \| `", line)]
+    return [
+        tuple(cell.strip().strip("`") for cell in line.strip("|").split("|"))
+        for line in text.splitlines()
+        if re.match(r"\| [a-z_ ]+ \| `", line)
+    ]
 
 
 ROWS, WARNING_ROWS = rows(ERRORS), rows(WARNINGS)
@@ -45,8 +48,13 @@ def bad_files(tmp_path_factory):
         for index in range(4):
             images.save_png(np.zeros((8, 8, 1)), _parent(root / "unknown_class" / label / f"{index}.png"))
     digits = np.zeros((10, 8, 8), np.uint8)
-    np.savez(root / "no_validation.npz", train_images=digits, train_labels=np.zeros(10), test_images=digits,
-             test_labels=np.zeros(10))
+    np.savez(
+        root / "no_validation.npz",
+        train_images=digits,
+        train_labels=np.zeros(10),
+        test_images=digits,
+        test_labels=np.zeros(10),
+    )
     images.save_png(np.zeros((8, 8, 1)), _parent(root / "no_masks" / "images" / "0.png"))
     for index in range(6):
         images.save_png(np.zeros((20, 24, 1)), _parent(root / "segmentation" / "images" / f"{index}.png"))
@@ -60,19 +68,32 @@ def bad_files(tmp_path_factory):
         soundfile.write(_parent(root / clip / "0.wav"), np.sin(np.arange(8000) * 0.2).astype("float32"), 8000)
     write(root / "no_target.csv", "amount,merchant\n" + "".join(f"{index},shop\n" for index in range(20)))
     write(root / "legit_only.csv", "amount,label\n" + "".join(f"{index},0\n" for index in range(20)))
-    write(root / "text_sensor.csv", "unit,cycle,temperature\n1,1,20\n1,2,hot\n" + "".join(
-        f"{unit},{cycle},{20 + cycle}\n" for unit in range(2, 9) for cycle in range(1, 4)))
+    write(
+        root / "text_sensor.csv",
+        "unit,cycle,temperature\n1,1,20\n1,2,hot\n"
+        + "".join(f"{unit},{cycle},{20 + cycle}\n" for unit in range(2, 9) for cycle in range(1, 4)),
+    )
     write(root / "one_unit.csv", "unit,cycle,temperature\n" + "".join(f"1,{cycle},20\n" for cycle in range(1, 40)))
     write(root / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,1\n1,11,9.0,2\n2,10,3.0,3\n")
     images.save_png(np.zeros((8, 8, 1)), _parent(root / "one_class" / "cat" / "0.png"))
     write(root / "empty_texts.csv", "text,label\n" + "".join(f" ,{index % 2}\n" for index in range(20)))
     write(root / "rated_everything.csv", "userId,movieId,rating\n" + "".join(f"1,{item},4.0\n" for item in range(30)))
     generator = np.random.default_rng(0)
-    write(root / "repeated_column.csv", "amount,amount,Class\n" + "".join(
-        f"{amount:.2f},{generator.normal():.2f},{int(amount > 80)}\n" for amount in generator.uniform(0, 100, 300)))
-    write(root / "repeated_cycles.csv", "unit,cycle,temperature\n" + "".join(
-        f"{unit},{cycle},{20 + cycle + generator.normal():.2f}\n" for unit in range(1, 13) for cycle in range(1, 16))
-        + "2,3,99\n2,4,98\n")
+    write(
+        root / "repeated_column.csv",
+        "amount,amount,Class\n"
+        + "".join(
+            f"{amount:.2f},{generator.normal():.2f},{int(amount > 80)}\n" for amount in generator.uniform(0, 100, 300)
+        ),
+    )
+    write(
+        root / "repeated_cycles.csv",
+        "unit,cycle,temperature\n"
+        + "".join(
+            f"{unit},{cycle},{20 + cycle + generator.normal():.2f}\n" for unit in range(1, 13) for cycle in range(1, 16)
+        )
+        + "2,3,99\n2,4,98\n",
+    )
     return root
 
 
@@ -94,10 +115,14 @@ def store(tmp_path_factory):
 @pytest.mark.parametrize("task, command, expected", ROWS, ids=[row[1] for row in ROWS])
 def test_bad_input_gives_one_named_line_and_leaves_no_run(task, command, expected, bad_files, store, capsys):
     capsys.readouterr()
-    before = {run.info.run_id for run in store.search_runs(
-        [experiment.experiment_id for experiment in store.search_experiments()])}
-    arguments = [argument.replace("BAD", str(bad_files)).replace("MODEL", "models:/vision_classification/1")
-                 for argument in shlex.split(command)]
+    before = {
+        run.info.run_id
+        for run in store.search_runs([experiment.experiment_id for experiment in store.search_experiments()])
+    }
+    arguments = [
+        argument.replace("BAD", str(bad_files)).replace("MODEL", "models:/vision_classification/1")
+        for argument in shlex.split(command)
+    ]
     assert cli.main(arguments) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: "), error
@@ -113,8 +138,9 @@ def test_odd_input_trains_with_one_named_warning(task, command, expected, bad_fi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert cli.main(arguments) == 0
-    assert any(expected.replace("BAD", str(bad_files)) in str(warning.message) for warning in caught), \
-        [str(warning.message) for warning in caught]
+    assert any(expected.replace("BAD", str(bad_files)) in str(warning.message) for warning in caught), [
+        str(warning.message) for warning in caught
+    ]
     assert f"model models:/{task}/" in capsys.readouterr().err
 
 

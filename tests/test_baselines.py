@@ -69,12 +69,15 @@ def test_a_classical_baseline_that_wins_is_reported_but_does_not_block():
     labels = np.repeat([0, 1], 100)
     fair = np.where(np.arange(200) % 4 == 0, 1 - labels, labels)  # 75% right
     ours = np.eye(2)[fair] * 0.8 + 0.1
-    found = [baselines.Baseline("majority", answer=baselines.prior(labels, 2), trivial=True),
-             baselines.Baseline("trees", validation=np.eye(2)[labels], test=np.eye(2)[labels], serves="Blend it.")]
+    found = [
+        baselines.Baseline("majority", answer=baselines.prior(labels, 2), trivial=True),
+        baselines.Baseline("trees", validation=np.eye(2)[labels], test=np.eye(2)[labels], serves="Blend it."),
+    ]
     verdict = baselines.judge([baselines.BALANCED_ACCURACY], found, (labels, ours), (labels, ours))
     assert not verdict.refusal
-    assert verdict.warnings == ["the trees baseline beats the model on validation (balanced_accuracy 1.0000 vs "
-                                "0.7500). Blend it."]
+    assert verdict.warnings == [
+        "the trees baseline beats the model on validation (balanced_accuracy 1.0000 vs 0.7500). Blend it."
+    ]
     assert verdict.tags["baselines_better_than_model"] == "trees"
 
 

@@ -24,9 +24,11 @@ def test_benchmark_script_imports_and_follows_the_convention(path):
 
 def test_the_convention_check_fails_a_script_without_a_key(tmp_path):
     script = tmp_path / "broken.py"
-    script.write_text('import json\nDATA = "shared" + "data"\n\n\ndef main():\n'
-                      '    print(json.dumps({"task": 1, "data": 2, "metrics": 3, "train_seconds": 4}))\n')
-    with pytest.raises(AssertionError, match="does not print \"examples_per_second\""):
+    script.write_text(
+        'import json\nDATA = "shared" + "data"\n\n\ndef main():\n'
+        '    print(json.dumps({"task": 1, "data": 2, "metrics": 3, "train_seconds": 4}))\n'
+    )
+    with pytest.raises(AssertionError, match='does not print "examples_per_second"'):
         check_convention(script)
 
 
@@ -57,8 +59,12 @@ def test_seeds_flag_reports_mean_sd_and_each_seed(monkeypatch, capsys):
 
     monkeypatch.setattr(runner, "run", fake_run)
     monkeypatch.setattr(sys, "argv", ["fraud_detection.py", "--seeds", "0,1,2", "--set", "seed=7"])
-    common.run_protocols("fraud_detection", [common.Protocol("", common.ROOT, ["seed=5"], ("pr_auc",))], "test",
-                         derive=lambda metrics: {"above_one": metrics["pr_auc"] > 1})
+    common.run_protocols(
+        "fraud_detection",
+        [common.Protocol("", common.ROOT, ["seed=5"], ("pr_auc",))],
+        "test",
+        derive=lambda metrics: {"above_one": metrics["pr_auc"] > 1},
+    )
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["seeds"] == [0, 1, 2]  # --seeds wins over a seed in the settings and in --set
     assert line["metrics"] == {"pr_auc": 1.0, "above_one": False}
@@ -72,8 +78,11 @@ def test_several_seeds_keep_each_seeds_curve():
     from benchmarks import common
 
     def one(seed):
-        return {"metrics": {"accuracy": float(seed)}, "train_seconds": 1.0,
-                "curve": [{"minutes": 2.0, "dev_accuracy": 0.5 + seed}]}
+        return {
+            "metrics": {"accuracy": float(seed)},
+            "train_seconds": 1.0,
+            "curve": [{"minutes": 2.0, "dev_accuracy": 0.5 + seed}],
+        }
 
     line = common.over_seeds([0, 1], one)
     assert line["metrics"] == {"accuracy": 0.5} and line["curve"] == one(0)["curve"]
@@ -111,8 +120,14 @@ def test_sentiment_benchmark_vectors_choice(tmp_path, monkeypatch):
 
 def test_a_benchmark_runs_as_a_module_from_the_root_without_path_edits():
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.fraud_detection", "--help"], cwd=ROOT,
-                               env=environment, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fraud_detection", "--help"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "--seeds" in completed.stdout
 
@@ -121,7 +136,10 @@ def test_only_benchmarks_import_benchmarks():
     """Layering: a benchmark imports the packages, never the other way round, and the tests share their helpers
     through the packages or tests/ (this module, whose subject is the benchmarks, is the one exception)."""
     importing = re.compile(r"^\s*(from benchmarks\b|import benchmarks\b)", re.MULTILINE)
-    offenders = [str(path.relative_to(ROOT)) for folder in ("pipelines", "tasks", "shared", "tests")
-                 for path in sorted((ROOT / folder).rglob("*.py"))
-                 if path.name != "test_benchmarks.py" and importing.search(path.read_text(encoding="utf-8"))]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("pipelines", "tasks", "shared", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path.name != "test_benchmarks.py" and importing.search(path.read_text(encoding="utf-8"))
+    ]
     assert offenders == []

@@ -29,8 +29,9 @@ sys.exit(code)
 
 def run_cli(*arguments):
     """Runs `python -m pipelines ARGUMENTS`; returns the process and the heavy libraries it imported."""
-    completed = subprocess.run([sys.executable, "-c", _REPORT_IMPORTS, *arguments], cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", _REPORT_IMPORTS, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     return completed, completed.stderr.strip().splitlines()[-1].split()[1:]
 
 
@@ -65,8 +66,15 @@ def test_unknown_set_key_lists_valid_keys(capsys):
     assert "unknown config key(s) epochz" in error and "valid keys:" in error and "epochs" in error
 
 
-@pytest.mark.parametrize("assignment, expected", [("epochs=abc", "expects int"), ("dropout=high", "expects float"),
-                                                  ("mixed_precision=3", "expects bool"), ("epochs", "key=value")])
+@pytest.mark.parametrize(
+    "assignment, expected",
+    [
+        ("epochs=abc", "expects int"),
+        ("dropout=high", "expects float"),
+        ("mixed_precision=3", "expects bool"),
+        ("epochs", "key=value"),
+    ],
+)
 def test_bad_set_values_are_rejected(assignment, expected, capsys):
     assert cli.main(["run", "vision_classification", "--set", assignment]) == 2
     assert expected in capsys.readouterr().err
@@ -131,8 +139,9 @@ def test_tfds_offline_fails_fast_naming_alternatives(tracking_store, tmp_path, m
 
     monkeypatch.setattr(tfds, "network_available", lambda timeout=3.0: False)
     started = time.perf_counter()
-    code = cli.main(["run", "vision_classification", "--data", "tfds:mnist", "--quick",
-                     "--set", f"tfds_data_dir={tmp_path}"])
+    code = cli.main(
+        ["run", "vision_classification", "--data", "tfds:mnist", "--quick", "--set", f"tfds_data_dir={tmp_path}"]
+    )
     error = capsys.readouterr().err
     assert code == 2 and time.perf_counter() - started < 60
     assert "tfds:mnist is not downloaded" in error and "--data embedded" in error

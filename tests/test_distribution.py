@@ -50,11 +50,14 @@ def test_data_parallel_batch_must_split_across_devices():
 
 
 def test_each_process_reads_an_equal_share_before_decoding():
-    first, second = (distribution.Placement("data_parallel", replicas=2, process_id=index, num_processes=2)
-                     for index in (0, 1))
+    first, second = (
+        distribution.Placement("data_parallel", replicas=2, process_id=index, num_processes=2) for index in (0, 1)
+    )
     split = examples.Examples(np.arange(11), np.arange(11))
-    shares = [np.concatenate([rows for rows, _ in examples.make_dataset(split, **placement.feed(4, 11))])
-              for placement in (first, second)]
+    shares = [
+        np.concatenate([rows for rows, _ in examples.make_dataset(split, **placement.feed(4, 11))])
+        for placement in (first, second)
+    ]
     assert [len(share) for share in shares] == [4, 4]  # 2 steps of 2 per process: they step together
     assert not set(shares[0]) & set(shares[1])  # disjoint shares of the index
 
@@ -90,8 +93,14 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(name, tmp_path):
 
         sys.exit(cli.main(["run", sys.argv[1], "--quick", "--strategy", "mirrored"]))
     """)
-    completed = subprocess.run([sys.executable, "-c", script, name], cwd=ROOT, capture_output=True, text=True,
-                               timeout=900, env=dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path)))
+    completed = subprocess.run(
+        [sys.executable, "-c", script, name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path)),
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     _, run = only_run(tmp_path, name)
     assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
@@ -101,14 +110,38 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(name, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", tasks.names())
 def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(name, tmp_path):
-    environment = dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-                       JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    environment = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=store(tmp_path),
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    )
     port = free_port()
     processes = [
-        subprocess.Popen([sys.executable, "-m", "pipelines", "run", name, "--quick",
-                          "--strategy", "data_parallel", "--coordinator", f"127.0.0.1:{port}",
-                          "--num-processes", "2", "--process-id", str(index)],
-                         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipelines",
+                "run",
+                name,
+                "--quick",
+                "--strategy",
+                "data_parallel",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(index),
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for index in range(2)
     ]
     try:
@@ -124,8 +157,7 @@ def test_two_jax_processes_train_identical_weights_and_only_process_0_logs(name,
     assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
     assert run.data.tags["weights_sha256"] == worker.group(1)  # both replicas ended with the same weights
     assert run.data.tags["strategy"] == "data_parallel" and run.data.tags["num_processes"] == "2"
-    assert [version.run_id for version in client.search_model_versions(f"name='{name}'")] == [
-        run.info.run_id]
+    assert [version.run_id for version in client.search_model_versions(f"name='{name}'")] == [run.info.run_id]
 
 
 @pytest.mark.slow
@@ -136,8 +168,9 @@ def test_two_jax_processes_each_decode_about_half_of_the_training_files(tmp_path
     for label in ("dark", "bright"):
         (folder / label).mkdir(parents=True)
         for index in range(40):
-            images.save_png(np.full((8, 8, 1), 0.2 if label == "dark" else 0.8) + index / 400,
-                            folder / label / f"{index}.png")
+            images.save_png(
+                np.full((8, 8, 1), 0.2 if label == "dark" else 0.8) + index / 400, folder / label / f"{index}.png"
+            )
     script = textwrap.dedent("""
         import sys
 
@@ -159,12 +192,25 @@ def test_two_jax_processes_each_decode_about_half_of_the_training_files(tmp_path
         print(f"decoded {len(decoded)} files", file=sys.stderr)
         sys.exit(code)
     """)
-    environment = dict(os.environ, MLFLOW_TRACKING_URI=store(tmp_path), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-                       JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    environment = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=store(tmp_path),
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    )
     address = f"127.0.0.1:{free_port()}"
-    processes = [subprocess.Popen([sys.executable, "-c", script, str(folder), address, str(index)], cwd=ROOT,
-                                  env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for index in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(folder), address, str(index)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
     try:
         errors = [process.communicate(timeout=900)[1] for process in processes]
     finally:

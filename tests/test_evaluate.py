@@ -27,10 +27,10 @@ def _evaluate(capsys, *arguments):
     return code, json.loads(out) if code == 0 else None
 
 
-@pytest.mark.parametrize("task_name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
-                                       for name in tasks.names()])
-def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alone(task_name, tracking_store,
-                                                                                   capsys):
+@pytest.mark.parametrize(
+    "task_name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in tasks.names()]
+)
+def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alone(task_name, tracking_store, capsys):
     task = tasks.get(task_name)
     trained = runner.run(task, config_module.resolve(task, quick=True))
     client = mlflow.MlflowClient()
@@ -67,10 +67,13 @@ def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_stor
     before = {found.info.run_id for found in client.search_runs([experiment_id])}
     capsys.readouterr()
     for arguments, expected in (
-            (["--model", "models:/vision_classification/1", "--data", str(tmp_path / "missing")], "does not exist"),
-            (["--model", "models:/vision_classification/9", "--data", "embedded"], "no model at"),
-            (["--model", "models:/vision_classification/1", "--data", "embedded", "--split", "holdout"],
-             "unknown --split 'holdout'")):
+        (["--model", "models:/vision_classification/1", "--data", str(tmp_path / "missing")], "does not exist"),
+        (["--model", "models:/vision_classification/9", "--data", "embedded"], "no model at"),
+        (
+            ["--model", "models:/vision_classification/1", "--data", "embedded", "--split", "holdout"],
+            "unknown --split 'holdout'",
+        ),
+    ):
         assert cli.main(["evaluate", "vision_classification", *arguments]) == 2
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].startswith("error: ") and expected in error[0], error

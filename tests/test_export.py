@@ -51,14 +51,15 @@ def test_saved_model_takes_encoded_images_and_answers_like_the_logged_model(digi
     images.save_png(picture, tmp_path / "digit.png")
     serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
     probabilities = serve(image=tf.constant([(tmp_path / "digit.png").read_bytes()]))["probabilities"].numpy()
-    answer, = mlflow.pyfunc.load_model(digits_model).predict(pd.DataFrame({"image": [str(tmp_path / "digit.png")]}))
+    (answer,) = mlflow.pyfunc.load_model(digits_model).predict(pd.DataFrame({"image": [str(tmp_path / "digit.png")]}))
     assert str(probabilities.argmax()) == answer["label"]
     assert probabilities.max() == pytest.approx(answer["probability"], abs=1e-5)
     version = mlflow.MlflowClient().get_model_version("vision_classification", "1")
     assert version.tags["export.saved_model"] == result["logged_as"] == f"runs:/{version.run_id}/exports/saved_model"
     mlflow.artifacts.download_artifacts(result["logged_as"], dst_path=str(tmp_path / "logged"))
-    assert {"saved_model.pb", "preprocessing.json", "variables"} <= {path.name for path in
-                                                                     (tmp_path / "logged").rglob("*")}
+    assert {"saved_model.pb", "preprocessing.json", "variables"} <= {
+        path.name for path in (tmp_path / "logged").rglob("*")
+    }
 
 
 def test_tflite_runs_on_the_litert_interpreter_with_the_stated_preprocessing(digits_model, tmp_path):
@@ -73,7 +74,7 @@ def test_tflite_runs_on_the_litert_interpreter_with_the_stated_preprocessing(dig
     runner = Interpreter(model_path=result["path"]).get_signature_runner()
     picture = np.random.default_rng(1).random((1, 8, 8, 1)).astype("float32")
     probabilities = runner(image=picture)["probabilities"]
-    answer, = mlflow.pyfunc.load_model(digits_model).predict({"image": [picture[0].tolist()]})
+    (answer,) = mlflow.pyfunc.load_model(digits_model).predict({"image": [picture[0].tolist()]})
     assert str(probabilities.argmax()) == answer["label"] and result["task"] == "vision_classification"
     assert mlflow.MlflowClient().get_model_version("vision_classification", "1").tags["export.tflite"]
 
@@ -86,10 +87,13 @@ def test_a_parity_failure_exits_2_with_a_named_error_and_logs_nothing(digits_mod
     assert "export.onnx" not in mlflow.MlflowClient().get_model_version("vision_classification", "1").tags
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["vision_classification", "--format", "coreml"], "unknown --format 'coreml'; use one of saved_model, tflite"),
-    (["nlp_sentiment", "--format", "tflite"], "is a vision_classification model, not nlp_sentiment"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["vision_classification", "--format", "coreml"], "unknown --format 'coreml'; use one of saved_model, tflite"),
+        (["nlp_sentiment", "--format", "tflite"], "is a vision_classification model, not nlp_sentiment"),
+    ],
+)
 def test_bad_requests_are_one_line_errors(digits_model, tmp_path, arguments, message, capsys):
     task, *options = arguments
     assert cli.main(["export", task, "--model", digits_model, *options, "--output", str(tmp_path / "out")]) == 2
@@ -99,8 +103,21 @@ def test_bad_requests_are_one_line_errors(digits_model, tmp_path, arguments, mes
 
 def test_a_non_empty_output_folder_is_refused(digits_model, tmp_path, capsys):
     (tmp_path / "taken.txt").write_text("mine")
-    assert cli.main(["export", "vision_classification", "--model", digits_model, "--format", "tflite",
-                     "--output", str(tmp_path)]) == 2
+    assert (
+        cli.main(
+            [
+                "export",
+                "vision_classification",
+                "--model",
+                digits_model,
+                "--format",
+                "tflite",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "exists and is not an empty folder" in capsys.readouterr().err
 
 
@@ -138,8 +155,12 @@ def test_every_task_exports_in_every_format_or_says_why(name, module_store, tmp_
         else:
             assert err.startswith(f"error: {name}: ") and err.count("\n") == 1, err
     capsys.readouterr()
-    must = {"saved_model", "tflite"} if name in ("vision_classification", "medical_imaging", "nlp_sentiment", "speech",
-                                                 "fraud_detection") else set()
+    must = (
+        {"saved_model", "tflite"}
+        if name in ("vision_classification", "medical_imaging", "nlp_sentiment", "speech", "fraud_detection")
+        else set()
+    )
     assert must <= set(produced), (name, sorted(produced))
     assert produced.get("saved_model", {}).get("preprocessing_in_graph", False) == (
-        name in ("vision_classification", "medical_imaging", "nlp_sentiment", "fraud_detection"))
+        name in ("vision_classification", "medical_imaging", "nlp_sentiment", "fraud_detection")
+    )

@@ -78,8 +78,14 @@ def test_the_logged_model_serves_the_blend_that_validation_chose(trained):
     served = np.array([answer["fraud_probability"] for answer in model.predict(pd.DataFrame({"row": rows}))])
     features = task.prepare_inputs(info, rows)
     alone = keras_model.predict(features, verbose=0).reshape(-1)
-    expected = alone if not blend else ((1 - blend["weight"]) * alone + blend["weight"] * trees.predict_proba(
-        blend["trees"], task.baseline_table(features)))
+    expected = (
+        alone
+        if not blend
+        else (
+            (1 - blend["weight"]) * alone
+            + blend["weight"] * trees.predict_proba(blend["trees"], task.baseline_table(features))
+        )
+    )
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
@@ -104,8 +110,20 @@ def test_predict_csv_of_rows_writes_one_row_each_with_errors_in_their_rows(train
     frame.loc[2, "amount"] = "lots"
     path = _table(tmp_path, frame)
     output = tmp_path / "scores.csv"
-    assert cli.main(["predict", "fraud_detection", "--model", "models:/fraud_detection@champion", "--output",
-                     str(output), str(path)]) == 1
+    assert (
+        cli.main(
+            [
+                "predict",
+                "fraud_detection",
+                "--model",
+                "models:/fraud_detection@champion",
+                "--output",
+                str(output),
+                str(path),
+            ]
+        )
+        == 1
+    )
     assert "5 rows, 1 errors" in capsys.readouterr().err
     rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")
     assert [row["input"] for row in rows] == [f"{path}:{row}" for row in range(1, 6)]
@@ -143,7 +161,7 @@ def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
     cfg = _config(task, _table(tmp_path, frame), "time_column=timestamp")
     splits = task.load_data(cfg)
     assert "timestamp" in splits.info["ignored_columns"]
-    expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test.targets):]
+    expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test.targets) :]
     np.testing.assert_array_equal(splits.test.targets, expected)
 
 
@@ -157,7 +175,6 @@ def test_oversampling_raises_the_training_fraud_ratio(tmp_path):
 def test_tfds_source_reads_a_features_label_table(monkeypatch):
     import tensorflow_datasets as tfds
 
-
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     task = tasks.get("fraud_detection")
     with tfds.testing.mock_data(num_examples=200):
@@ -166,17 +183,29 @@ def test_tfds_source_reads_a_features_label_table(monkeypatch):
     assert set(np.unique(splits.train.targets)) == {0, 1}
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda frame: frame.drop(columns="Class"), r"missing column\(s\) \['Class'\]; found columns: timestamp, amount"),
-    (lambda frame: frame.assign(Class=0), "has only class 0"),
-    (lambda frame: frame.assign(Class=frame["Class"].replace(1, 2)), "must be binary"),
-    (lambda frame: frame.assign(amount=frame["amount"].astype(object).where(frame.index != 9, "12,5")),
-     r"column 'amount' must be numeric, but data row 10 holds '12,5'"),
-    (lambda frame: frame.assign(hour=frame["hour"].astype(float).where(frame.index != 4, np.inf)),
-     "column 'hour' holds an infinite value at data row 5"),
-    (lambda frame: frame.assign(Class=frame["Class"].astype(float).where(frame.index != 3, np.nan)),
-     "target column 'Class' is empty at data row 4"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda frame: frame.drop(columns="Class"),
+            r"missing column\(s\) \['Class'\]; found columns: timestamp, amount",
+        ),
+        (lambda frame: frame.assign(Class=0), "has only class 0"),
+        (lambda frame: frame.assign(Class=frame["Class"].replace(1, 2)), "must be binary"),
+        (
+            lambda frame: frame.assign(amount=frame["amount"].astype(object).where(frame.index != 9, "12,5")),
+            r"column 'amount' must be numeric, but data row 10 holds '12,5'",
+        ),
+        (
+            lambda frame: frame.assign(hour=frame["hour"].astype(float).where(frame.index != 4, np.inf)),
+            "column 'hour' holds an infinite value at data row 5",
+        ),
+        (
+            lambda frame: frame.assign(Class=frame["Class"].astype(float).where(frame.index != 3, np.nan)),
+            "target column 'Class' is empty at data row 4",
+        ),
+    ],
+)
 def test_bad_tables_fail_with_one_line_errors(tmp_path, change, message):
     task = tasks.get("fraud_detection")
     path = _table(tmp_path, change(_transactions(2000, seed=4)))

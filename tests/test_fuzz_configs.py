@@ -33,8 +33,15 @@ def fuzz(examples, derandomize, every_field):
     @pytest.mark.parametrize("task_name", tasks.names())
     def test(task_name, worker):
         # no shrinking: each step would be another training; the failing command is printed as drawn
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize, print_blob=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=derandomize,
+            print_blob=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(fuzzing.config_strategy(tasks.get(task_name), every_field))
         def drawn(assignments):
             arguments = ["run", task_name, "--quick", *[part for pair in assignments for part in ("--set", pair)]]
@@ -50,5 +57,6 @@ def fuzz(examples, derandomize, every_field):
 
 # the default suite: every field at once, the first example each at its lower bound; slow: subsets at random
 test_drawn_configs_train_or_stop_cleanly = fuzz(DEFAULT_EXAMPLES, derandomize=True, every_field=True)
-test_many_drawn_configs_train_or_stop_cleanly = pytest.mark.slow(fuzz(SLOW_EXAMPLES, derandomize=False,
-                                                                      every_field=False))
+test_many_drawn_configs_train_or_stop_cleanly = pytest.mark.slow(
+    fuzz(SLOW_EXAMPLES, derandomize=False, every_field=False)
+)

@@ -29,8 +29,9 @@ DEFECTS = ("good", "good", "good", "empty", "truncated", "garbage")
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".webp": "WEBP"}
 IMAGE_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I", "F", "CMYK")
 ENCODINGS = ("utf-8", "utf-8-sig", "latin-1", "utf-16")
-NAMES = strategies.text(strategies.characters(codec="utf-8", exclude_characters="/\\\x00:"), min_size=1,
-                        max_size=8).filter(lambda name: name.strip(" .") == name and name not in (".", ".."))
+NAMES = strategies.text(
+    strategies.characters(codec="utf-8", exclude_characters="/\\\x00:"), min_size=1, max_size=8
+).filter(lambda name: name.strip(" .") == name and name not in (".", ".."))
 
 
 def defective(content, defect, draw):
@@ -115,15 +116,31 @@ def segmentation_folder(draw):
         tree[f"images/{index}.png"] = draw(image_bytes(".png", size, defects=DEFECTS if hit == "image" else ("good",)))
         if hit != "missing_mask":
             extension = draw(strategies.sampled_from((".png", ".bmp", ".gif")))
-            tree[f"masks/{index}{extension}"] = draw(image_bytes(
-                extension, (size[0] + 1, size[1]) if hit == "mask_size" else size,
-                values=draw(strategies.integers(1, 4)), defects=DEFECTS if hit == "mask" else ("good",)))
+            tree[f"masks/{index}{extension}"] = draw(
+                image_bytes(
+                    extension,
+                    (size[0] + 1, size[1]) if hit == "mask_size" else size,
+                    values=draw(strategies.integers(1, 4)),
+                    defects=DEFECTS if hit == "mask" else ("good",),
+                )
+            )
     return tree
 
 
 # One defect per table at most, so that each reader path is reached with the others intact.
-TABLE_DEFECTS = ("none", "none", "none", "cell", "cells", "repeated_column", "missing_column", "encoding",
-                 "blank_lines", "unquoted", "no_rows")
+TABLE_DEFECTS = (
+    "none",
+    "none",
+    "none",
+    "cell",
+    "cells",
+    "repeated_column",
+    "missing_column",
+    "encoding",
+    "blank_lines",
+    "unquoted",
+    "no_rows",
+)
 BAD_CELLS = strategies.sampled_from(("", " ", "nan", "inf", "-inf", "-", "1e400", "3,5", "NA", "é", '"', "a\nb", "x"))
 WORDS = strategies.text(strategies.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=30)
 NUMBERS = strategies.floats(-1000, 1000).map(lambda value: f"{value:.3f}")
@@ -171,18 +188,38 @@ KINDS = {
     "image_class_folder": ("vision_classification", "", class_folder(image_file()), ()),
     "audio_class_folder": ("speech", "", class_folder(audio_file()), ("duration=0.25", "augment_copies=0")),
     "segmentation_folder": ("vision_segmentation", "", segmentation_folder(), ("depth=1",)),
-    "review_csv": ("nlp_sentiment", "reviews.csv",
-                   table({"text": WORDS, "label": strategies.sampled_from(("pos", "neg"))}), ()),
+    "review_csv": (
+        "nlp_sentiment",
+        "reviews.csv",
+        table({"text": WORDS, "label": strategies.sampled_from(("pos", "neg"))}),
+        (),
+    ),
     "pair_tsv": ("nlp_translation", "pairs.tsv", table({"source": WORDS, "target": WORDS}, "\t", header=False), ()),
-    "transaction_csv": ("fraud_detection", "transactions.csv",
-                        table({"amount": NUMBERS, "merchant": WORDS, "Class": strategies.sampled_from(("0", "1"))}),
-                        ()),
-    "cycle_csv": ("predictive_maintenance", "cycles.csv",
-                  table({"unit": IDS, "cycle": strategies.integers(1, 30).map(str), "temperature": NUMBERS}),
-                  ("window=3",)),
-    "ratings_csv": ("recommendation", "ratings.csv",
-                    table({"userId": IDS, "movieId": strategies.integers(1, 30).map(str),
-                           "rating": strategies.sampled_from(("1", "2.5", "4", "5")), "timestamp": IDS}), ("top_k=2",)),
+    "transaction_csv": (
+        "fraud_detection",
+        "transactions.csv",
+        table({"amount": NUMBERS, "merchant": WORDS, "Class": strategies.sampled_from(("0", "1"))}),
+        (),
+    ),
+    "cycle_csv": (
+        "predictive_maintenance",
+        "cycles.csv",
+        table({"unit": IDS, "cycle": strategies.integers(1, 30).map(str), "temperature": NUMBERS}),
+        ("window=3",),
+    ),
+    "ratings_csv": (
+        "recommendation",
+        "ratings.csv",
+        table(
+            {
+                "userId": IDS,
+                "movieId": strategies.integers(1, 30).map(str),
+                "rating": strategies.sampled_from(("1", "2.5", "4", "5")),
+                "timestamp": IDS,
+            }
+        ),
+        ("top_k=2",),
+    ),
 }
 
 
@@ -226,8 +263,14 @@ def fuzz(examples, derandomize):
 
     @pytest.mark.parametrize("kind", sorted(KINDS))
     def test(kind):
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize, print_blob=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=derandomize,
+            print_blob=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(KINDS[kind][2])
         def drawn(content):
             check_reader(kind, content)

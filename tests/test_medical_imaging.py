@@ -40,8 +40,17 @@ def write_npz(path, **changes):
 
 def test_run_beats_chance_and_logs_everything(trained):
     assert trained.metrics["roc_auc"] > 0.75  # chance is 0.5
-    for name in ("pr_auc", "sensitivity", "specificity", "balanced_accuracy", "f1", "accuracy", "threshold",
-                 "expected_calibration_error", "brier_score"):
+    for name in (
+        "pr_auc",
+        "sensitivity",
+        "specificity",
+        "balanced_accuracy",
+        "f1",
+        "accuracy",
+        "threshold",
+        "expected_calibration_error",
+        "brier_score",
+    ):
         assert name in trained.metrics
     assert 0 < trained.metrics["threshold"] < 1
     run = mlflow.get_run(trained.run_id)
@@ -51,8 +60,13 @@ def test_run_beats_chance_and_logs_everything(trained):
     client = mlflow.MlflowClient()
     assert "threshold.txt" in {item.path for item in client.list_artifacts(trained.run_id)}
     plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
-    assert {"plots/calibration_curve.png", "plots/grad_cam.png", "plots/roc_curve.png", "plots/pr_curve.png",
-            "plots/confusion_matrix.png"} <= plots
+    assert {
+        "plots/calibration_curve.png",
+        "plots/grad_cam.png",
+        "plots/roc_curve.png",
+        "plots/pr_curve.png",
+        "plots/confusion_matrix.png",
+    } <= plots
 
 
 def test_predict_uses_the_logged_threshold_and_writes_grad_cam(trained, tmp_path, capsys):
@@ -61,8 +75,7 @@ def test_predict_uses_the_logged_threshold_and_writes_grad_cam(trained, tmp_path
     for index, picture in enumerate(pictures):
         paths.append(tmp_path / f"xray_{index}.png")
         images.save_png(picture, paths[-1])
-    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(paths[0]),
-                     f"gradcam:{paths[1]}"]) == 0
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(paths[0]), f"gradcam:{paths[1]}"]) == 0
     first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
     assert first["threshold"] == round(trained.metrics["threshold"], 6)
     assert first["label"] == ("lesion" if first["positive_probability"] >= first["threshold"] else "normal")
@@ -86,13 +99,18 @@ def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
     assert splits.train.sample(2)[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"val_labels": None}, "missing key.*val_labels"),
-    ({"train_labels": np.zeros((40, 14), np.uint8)}, "train_labels has shape \\(40, 14\\)"),
-    ({"test_labels": np.zeros(7, np.uint8)}, "test_labels has shape \\(7,\\)"),
-    ({"test_images": np.zeros((0, 28, 28), np.uint8), "test_labels": np.zeros((0, 1), np.uint8)},
-     "test_images is empty"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"val_labels": None}, "missing key.*val_labels"),
+        ({"train_labels": np.zeros((40, 14), np.uint8)}, "train_labels has shape \\(40, 14\\)"),
+        ({"test_labels": np.zeros(7, np.uint8)}, "test_labels has shape \\(7,\\)"),
+        (
+            {"test_images": np.zeros((0, 28, 28), np.uint8), "test_labels": np.zeros((0, 1), np.uint8)},
+            "test_images is empty",
+        ),
+    ],
+)
 def test_bad_npz_names_the_key(tmp_path, changes, message):
     task, resolved = resolve(data_source=str(write_npz(tmp_path / "bad.npz", **changes)))
     with pytest.raises(ValueError, match=message):

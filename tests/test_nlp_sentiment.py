@@ -32,7 +32,7 @@ def reviews_csv(tmp_path):
     words = {"bad": ["awful", "dull"], "ok": ["fine", "average"], "good": ["great", "superb"]}
     for index in range(90):
         label = ["bad", "ok", "good"][index % 3]
-        rows.append(f"\"the film was {rng.choice(words[label])}, i think\",{label}")
+        rows.append(f'"the film was {rng.choice(words[label])}, i think",{label}')
     return _write(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
 
 
@@ -47,7 +47,8 @@ def test_embedded_reviews_need_word_order():
 
 def test_csv_with_named_columns_is_multiclass(reviews_csv):
     splits = tasks.get("nlp_sentiment").load_data(
-        _config(f"data={reviews_csv}", "text_column=review", "label_column=stars"))
+        _config(f"data={reviews_csv}", "text_column=review", "label_column=stars")
+    )
     assert splits.info["class_names"] == ["bad", "good", "ok"]
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 90
     model = tasks.get("nlp_sentiment").build_model(_config(), splits.info)
@@ -145,8 +146,12 @@ def test_token_dropout_only_touches_real_tokens():
 
 def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path, capsys):
     task = tasks.get("nlp_sentiment")
-    result = runner.run(task, _config("epochs=1", "embedded_examples=600", "max_examples=400",
-                                      "architecture=transformer", "embedding_dim=32"))
+    result = runner.run(
+        task,
+        _config(
+            "epochs=1", "embedded_examples=600", "max_examples=400", "architecture=transformer", "embedding_dim=32"
+        ),
+    )
     for metric in ("accuracy", "f1", "macro_f1", "roc_auc"):
         assert 0 <= result.metrics[metric] <= 1
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
@@ -157,11 +162,25 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path
     answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", "The music was truly wonderful!"]}))
     assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
     json.dumps(answers)
-    sentences = _write(tmp_path / "sentences.csv", 'id,review\n1,"The acting was not very good."\n2,\n'
-                                                   "3,The music was truly wonderful!\n")
+    sentences = _write(
+        tmp_path / "sentences.csv",
+        'id,review\n1,"The acting was not very good."\n2,\n3,The music was truly wonderful!\n',
+    )
     output = tmp_path / "labels.csv"
-    assert cli.main(["predict", "nlp_sentiment", "--model", "models:/nlp_sentiment/latest", "--output", str(output),
-                     f"{sentences}:review"]) == 1
+    assert (
+        cli.main(
+            [
+                "predict",
+                "nlp_sentiment",
+                "--model",
+                "models:/nlp_sentiment/latest",
+                "--output",
+                str(output),
+                f"{sentences}:review",
+            ]
+        )
+        == 1
+    )
     assert "3 rows, 1 errors" in capsys.readouterr().err
     rows = pd.read_csv(output, keep_default_na=False, dtype=str).to_dict("records")
     assert [row["input"] for row in rows] == ["The acting was not very good.", "", "The music was truly wonderful!"]
@@ -171,8 +190,7 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path
 
 @pytest.mark.slow
 def test_bilstm_learns_negation_and_contrast(tracking_store):
-    result = runner.run(tasks.get("nlp_sentiment"),
-                        _config("epochs=8", "max_examples=0", quick=False))
+    result = runner.run(tasks.get("nlp_sentiment"), _config("epochs=8", "max_examples=0", quick=False))
     assert result.metrics["accuracy"] > 0.8
 
 
@@ -188,19 +206,57 @@ def tiny_preset(tmp_path_factory):
     import keras_hub
 
     folder = tmp_path_factory.mktemp("tiny_bert")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "plot", "acting", "music", "was", "not", "very",
-             "good", "bad", "great", "dull", "but", "although", "i", "did", "think", "##s", "."]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "the",
+        "plot",
+        "acting",
+        "music",
+        "was",
+        "not",
+        "very",
+        "good",
+        "bad",
+        "great",
+        "dull",
+        "but",
+        "although",
+        "i",
+        "did",
+        "think",
+        "##s",
+        ".",
+    ]
     keras_hub.models.BertTokenizer(vocabulary=words, lowercase=True).save_to_preset(str(folder))
-    keras_hub.models.BertBackbone(vocabulary_size=len(words), num_layers=1, num_heads=2, hidden_dim=16,
-                                  intermediate_dim=32, max_sequence_length=32).save_to_preset(str(folder))
+    keras_hub.models.BertBackbone(
+        vocabulary_size=len(words),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    ).save_to_preset(str(folder))
     return folder
 
 
 @pytest.mark.slow  # fine-tunes a keras-hub encoder (20 s); the offline refusal below stays in the default suite
 def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_strings(tracking_store, tiny_preset):
     task = tasks.get("nlp_sentiment")
-    result = runner.run(task, _config(f"backbone={tiny_preset}", "epochs=1", "embedded_examples=300",
-                                      "max_examples=200", "sequence_length=16", "learning_rate=5e-5"))
+    result = runner.run(
+        task,
+        _config(
+            f"backbone={tiny_preset}",
+            "epochs=1",
+            "embedded_examples=300",
+            "max_examples=200",
+            "sequence_length=16",
+            "learning_rate=5e-5",
+        ),
+    )
     assert 0 <= result.metrics["accuracy"] <= 1
     model = tracking.load("models:/nlp_sentiment/latest")
     with pytest.warns(UserWarning, match="longer than the model's 16 tokens were truncated"):
@@ -239,9 +295,15 @@ def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example(
     task = tasks.get("nlp_sentiment")
     resolved = _config("embedded_examples=400", "batch_size=16")
     splits = task.load_data(resolved)
-    dataset = examples.make_dataset(splits.train, 16, shuffle=True, seed=0, cache="memory",
-                                    batch_map=task.train_map(resolved, splits.info),
-                                    buckets=task.length_buckets(resolved, splits.info))
+    dataset = examples.make_dataset(
+        splits.train,
+        16,
+        shuffle=True,
+        seed=0,
+        cache="memory",
+        batch_map=task.train_map(resolved, splits.info),
+        buckets=task.length_buckets(resolved, splits.info),
+    )
     batches = list(dataset.as_numpy_iterator())
     assert len(batches) == int(dataset.cardinality())  # Keras knows the epoch length
     assert sum(len(labels) for _, labels in batches) == len(splits.train)
@@ -256,8 +318,9 @@ def _in_memory_splits(path, resolved):
     from tasks import nlp_sentiment
 
     table = read_text_columns(path, {"text": resolved.text_column, "label": resolved.label_column})
-    encoded, names = nlp_sentiment._encode_labels({"train": nlp_sentiment._clean(table["text"], table["label"], path)},
-                                                  path)
+    encoded, names = nlp_sentiment._encode_labels(
+        {"train": nlp_sentiment._clean(table["text"], table["label"], path)}, path
+    )
     return carve(encoded["train"], resolved), names
 
 
@@ -270,7 +333,7 @@ def test_thousands_of_rows_stream_as_offsets_and_carve_the_same_split(tmp_path, 
     for index in range(3000):
         label = ["neg", "pos"][int(rng.integers(2))]
         text = f"review {index}: the film was {rng.choice(words[label])}"
-        text = f"\"{text}, i think\"" if extension == "csv" else f"{text}, i \"think\""  # TSV quotes are literal
+        text = f'"{text}, i think"' if extension == "csv" else f'{text}, i "think"'  # TSV quotes are literal
         rows.append(f"{text}{separator}{label}" if index % 500 else f"  {separator}{label}")  # some empty texts
     path = _write(tmp_path / f"reviews.{extension}", "\n".join(rows) + "\n")
     resolved = _config(f"data={path}")
@@ -289,11 +352,14 @@ def test_thousands_of_rows_stream_as_offsets_and_carve_the_same_split(tmp_path, 
 
 
 def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
-    rows = ["text,label"] + [f"\"the film was {'great' if index % 2 else 'awful'}, number {index}\",{index % 2}"
-                             for index in range(2000)]
+    rows = ["text,label"] + [
+        f'"the film was {"great" if index % 2 else "awful"}, number {index}",{index % 2}' for index in range(2000)
+    ]
     path = _write(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
-    result = runner.run(tasks.get("nlp_sentiment"), _config(f"data={path}", "epochs=1", "max_examples=600",
-                                                            "architecture=cnn", "embedding_dim=16", "filters=8"))
+    result = runner.run(
+        tasks.get("nlp_sentiment"),
+        _config(f"data={path}", "epochs=1", "max_examples=600", "architecture=cnn", "embedding_dim=16", "filters=8"),
+    )
     assert 0 <= result.metrics["accuracy"] <= 1
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
     assert "confident_mistakes.md" in artifacts
@@ -304,7 +370,7 @@ def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
     folder = tmp_path / "files"  # train / dev / test files: three indexes, each decoded from its own file
     folder.mkdir()
     for name, start in (("train", 0), ("dev", 100), ("test", 150)):
-        _write(folder / f"{name}.csv", "\n".join(rows[:1] + rows[1 + start: 51 + start]) + "\n")
+        _write(folder / f"{name}.csv", "\n".join(rows[:1] + rows[1 + start : 51 + start]) + "\n")
     scored = evaluate.evaluate(tasks.get("nlp_sentiment"), result.model_uri, str(folder))
     assert scored["examples"] == 150 and 0 <= scored["metrics"]["accuracy"] <= 1
 
@@ -312,11 +378,13 @@ def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
 def test_multi_line_quoted_fields_decode_whole(tmp_path):
     quoted = ['"first line\nsecond line, with a comma"', '"she said ""wow"" twice"', '"ends with a break\r\n"']
     expected = ["first line\nsecond line, with a comma", 'she said "wow" twice', "ends with a break\r\n"]
-    rows = ["text,label"] + [f"{quoted[index % 3] if index < 3 else f'plain text {index}'},{index % 2}"
-                             for index in range(60)]
+    rows = ["text,label"] + [
+        f"{quoted[index % 3] if index < 3 else f'plain text {index}'},{index % 2}" for index in range(60)
+    ]
     path = _write(tmp_path / "multi.csv", "\ufeff" + "\r\n".join(rows) + "\r\n")  # a BOM and Windows line ends
-    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={path}", "validation_fraction=0.1",
-                                                          "test_fraction=0.1"))
+    splits = tasks.get("nlp_sentiment").load_data(
+        _config(f"data={path}", "validation_fraction=0.1", "test_fraction=0.1")
+    )
     every = examples.join([splits.train, splits.validation, splits.test])
     texts = {text.decode() for text in every.sample(len(every))[0]}
     assert set(expected) <= texts and len(texts) == 60
@@ -384,8 +452,9 @@ def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
     model = task.build_model(resolved, splits.info)
     embedding = next(layer for layer in model.layers if type(layer).__name__ == "ExtendedEmbedding")
     assert [weight.name for weight in embedding.trainable_weights] == ["trained"]
-    np.testing.assert_allclose(embedding(np.array([[vocabulary.index("masterpiece"), vocabulary.index("good")]])),
-                               [[[4, 5, 6], [1, 2, 3]]])
+    np.testing.assert_allclose(
+        embedding(np.array([[vocabulary.index("masterpiece"), vocabulary.index("good")]])), [[[4, 5, 6], [1, 2, 3]]]
+    )
     token_ids = task.prepare_inputs(splits.info, ["a masterpiece"])
     assert vocabulary.index("masterpiece") in token_ids[0]
     model.save(tmp_path / "model.keras")
@@ -393,12 +462,15 @@ def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
     np.testing.assert_allclose(loaded.predict(token_ids, verbose=0), model.predict(token_ids, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("assignments, message", [
-    (["embeddings=/no/such.txt"], "does not exist"),
-    (["embeddings={glove}"], "holds 3-d vectors but embedding_dim is 128; set --set embedding_dim=3"),
-    (["embeddings={glove}", "embedding_dim=3", "architecture=transformer", "heads=1"], "architecture cnn, bilstm"),
-    (["embeddings={binary}", "embedding_dim=3"], "the first line is not"),
-])
+@pytest.mark.parametrize(
+    "assignments, message",
+    [
+        (["embeddings=/no/such.txt"], "does not exist"),
+        (["embeddings={glove}"], "holds 3-d vectors but embedding_dim is 128; set --set embedding_dim=3"),
+        (["embeddings={glove}", "embedding_dim=3", "architecture=transformer", "heads=1"], "architecture cnn, bilstm"),
+        (["embeddings={binary}", "embedding_dim=3"], "the first line is not"),
+    ],
+)
 def test_bad_word_vectors_stop_before_training(tmp_path, assignments, message):
     glove = _write(tmp_path / "vectors.txt", "good 1 2 3\n")
     binary = _write(tmp_path / "vectors.bin", b"\x00\x01 binary")
@@ -409,11 +481,15 @@ def test_bad_word_vectors_stop_before_training(tmp_path, assignments, message):
 def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(tracking_store, tmp_path):
     rng = np.random.default_rng(0)
     words = [["awful", "dull", "boring"], ["great", "superb", "moving"]]
-    rows = [f"the {rng.choice(['film', 'plot', 'cast'])} was {rng.choice(words[index % 2])},{index % 2}"
-            for index in range(600)]
+    rows = [
+        f"the {rng.choice(['film', 'plot', 'cast'])} was {rng.choice(words[index % 2])},{index % 2}"
+        for index in range(600)
+    ]
     reviews = _write(tmp_path / "reviews.csv", "text,label\n" + "\n".join(rows) + "\n")
-    result = runner.run(tasks.get("nlp_sentiment"),
-                        _config(f"data={reviews}", "architecture=cnn", "ensemble=3", "epochs=4", "filters=16"))
+    result = runner.run(
+        tasks.get("nlp_sentiment"),
+        _config(f"data={reviews}", "architecture=cnn", "ensemble=3", "epochs=4", "filters=16"),
+    )
     assert result.metrics["accuracy"] > 0.9  # one word in six decides: chance is 0.5
     model = tracking.load("models:/nlp_sentiment/latest")
     answers = model.predict(pd.DataFrame({"text": ["The film was awful.", "The cast was superb!"]}))
@@ -424,8 +500,11 @@ def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(t
     assert len(logits) == 3 and len({id(layer.kernel) for layer in logits}) == 3
     token_ids = np.array([[2, 3, 4, 0], [5, 6, 0, 0]], dtype="int64")
     members = keras.Model(network.inputs, [layer.output for layer in logits]).predict(token_ids, verbose=0)
-    np.testing.assert_allclose(network.predict(token_ids, verbose=0),
-                               keras.ops.convert_to_numpy(keras.ops.softmax(np.mean(members, axis=0))), atol=1e-6)
+    np.testing.assert_allclose(
+        network.predict(token_ids, verbose=0),
+        keras.ops.convert_to_numpy(keras.ops.softmax(np.mean(members, axis=0))),
+        atol=1e-6,
+    )
 
 
 def test_ensemble_of_a_pretrained_backbone_stops_before_training():

@@ -20,11 +20,20 @@ def _config(*assignments, quick=True):
     return config.resolve(tasks.get("nlp_translation"), quick=quick, assignments=list(assignments))
 
 
-@pytest.mark.parametrize("number, feminine, expected", [
-    (1, True, "una"), (21, False, "veintiún"), (31, True, "treinta y una"), (100, False, "cien"),
-    (101, False, "ciento un"), (200, True, "doscientas"), (511, False, "quinientos once"),
-    (999, True, "novecientas noventa y nueve"), (16, False, "dieciséis"),
-])
+@pytest.mark.parametrize(
+    "number, feminine, expected",
+    [
+        (1, True, "una"),
+        (21, False, "veintiún"),
+        (31, True, "treinta y una"),
+        (100, False, "cien"),
+        (101, False, "ciento un"),
+        (200, True, "doscientas"),
+        (511, False, "quinientos once"),
+        (999, True, "novecientas noventa y nueve"),
+        (16, False, "dieciséis"),
+    ],
+)
 def test_spanish_numbers_agree_with_the_noun(number, feminine, expected):
     assert nlp_translation.spanish_number(number, feminine) == expected
 
@@ -93,8 +102,10 @@ def test_detokenize_restores_spanish_punctuation():
 
 
 def test_sacrebleu_scores_raw_and_normalised():
-    scores = evaluation.translation(["Hola, mundo entero y feliz.", "Tengo dos gatos muy negros."],
-                                    ["hola mundo entero y feliz", "Tengo dos gatos muy negros."])
+    scores = evaluation.translation(
+        ["Hola, mundo entero y feliz.", "Tengo dos gatos muy negros."],
+        ["hola mundo entero y feliz", "Tengo dos gatos muy negros."],
+    )
     assert scores["bleu_normalized"] == pytest.approx(100.0)
     assert scores["bleu"] < 100.0 and 0 < scores["chrf"] <= 100
 
@@ -118,8 +129,19 @@ def test_beam_search_and_predictor_on_an_untrained_model():
 
 def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
     task = tasks.get("nlp_translation")
-    result = runner.run(task, _config("epochs=1", "embedded_examples=500", "max_examples=300", "sequence_length=12",
-                                      "embedding_dim=32", "dense_dim=64", "decoding=beam", "beam_width=2"))
+    result = runner.run(
+        task,
+        _config(
+            "epochs=1",
+            "embedded_examples=500",
+            "max_examples=300",
+            "sequence_length=12",
+            "embedding_dim=32",
+            "dense_dim=64",
+            "decoding=beam",
+            "beam_width=2",
+        ),
+    )
     assert {"bleu", "chrf", "bleu_normalized", "chrf_normalized"} <= set(result.metrics)
     client = mlflow.MlflowClient()
     assert "sample_translations.md" in {item.path for item in client.list_artifacts(result.run_id)}
@@ -140,28 +162,33 @@ def test_tsv_of_pairs_streams_and_decodes_the_pairs_of_the_file(tmp_path):
     from shared.data.splits import carve
 
     lines = [f"I have {i} books.\tTengo {i} libros.\tCC-BY #{i}" if i % 400 else f"Empty {i}.\t " for i in range(2500)]
-    lines[7] = "A \"quoted\" one, and a\u2028line separator.\tUna \"citada\"."  # splitlines() breaks at U+2028
+    lines[7] = 'A "quoted" one, and a\u2028line separator.\tUna "citada".'  # splitlines() breaks at U+2028
     path = tmp_path / "pairs.tsv"
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")  # a BOM and Windows line ends
     resolved = _config(f"data={path}", "max_examples=0")
-    for load in (lambda: tasks.get("nlp_translation").load_data(resolved),
-                 lambda: nlp_translation.read_pairs(str(path), "forward")):  # the scan counts lines as read_pairs
+    for load in (
+        lambda: tasks.get("nlp_translation").load_data(resolved),
+        lambda: nlp_translation.read_pairs(str(path), "forward"),
+    ):  # the scan counts lines as read_pairs
         with pytest.raises(ValueError, match=r"pairs.tsv' line 8 has one field \('A \"quoted\" one, and a'\)"):
             load()
-    lines[7] = "A \"quoted\" one.\tUna \"citada\"."
+    lines[7] = 'A "quoted" one.\tUna "citada".'
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
     with pytest.warns(UserWarning, match="dropped 7 pair"):
         splits = tasks.get("nlp_translation").load_data(resolved)
     assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
     with pytest.warns(UserWarning, match="dropped 7 pair"):
-        held = carve(nlp_translation._drop_empty(*nlp_translation.read_pairs(str(path), "forward"), "file"), resolved,
-                     stratify=False)
+        held = carve(
+            nlp_translation._drop_empty(*nlp_translation.read_pairs(str(path), "forward"), "file"),
+            resolved,
+            stratify=False,
+        )
     for streamed, in_memory in zip((splits.train, splits.validation, splits.test), held):
         sources, targets = streamed.sample(len(streamed))
         assert [text.decode() for text in sources] == list(in_memory.features)  # same seed, same split
         assert [text.decode() for text in targets] == list(in_memory.targets)
     every = examples.join([splits.train, splits.validation, splits.test])
-    assert ("A \"quoted\" one.", "Una \"citada\".") in {(s.decode(), t.decode()) for s, t in zip(*every.sample(3000))}
+    assert ('A "quoted" one.', 'Una "citada".') in {(s.decode(), t.decode()) for s, t in zip(*every.sample(3000))}
     with pytest.warns(UserWarning, match="dropped 7 pair"):
         reference = tasks.get("nlp_translation").load_data(_config(f"data={path}", "direction=reverse"))
     first_source, first_target = reference.train.sample(1)

@@ -48,16 +48,19 @@ def _run(*arguments):
 
 
 def _children(parent):
-    return mlflow.search_runs(experiment_ids=[mlflow.get_run(parent).info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    return mlflow.search_runs(
+        experiment_ids=[mlflow.get_run(parent).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+    )
 
 
 def test_a_two_candidate_portfolio_logs_nested_runs_a_leaderboard_and_registers_one_model(tracking_store, monkeypatch):
     task_class = type(tasks.get("vision_classification"))
     monkeypatch.setattr(task_class, "candidates", (("default", {}), ("narrow", {"base_filters": 8})))
     printed = _run("vision_classification", "--preset", "balanced", "--set", "epochs=2", "--set", "batch_size=16")
-    parent = mlflow.search_runs(experiment_names=["vision_classification"],
-                                filter_string="tags.portfolio = 'true'").iloc[0]
+    parent = mlflow.search_runs(
+        experiment_names=["vision_classification"], filter_string="tags.portfolio = 'true'"
+    ).iloc[0]
     children = _children(parent["run_id"])
     assert sorted(children["tags.portfolio_candidate"]) == ["0", "1"] and set(children["status"]) == {"FINISHED"}
     board = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/leaderboard.csv")))
@@ -86,10 +89,20 @@ def test_cross_validation_scores_a_config_on_each_fold_of_small_data(tracking_st
 def test_small_data_is_cross_validated_and_the_best_two_are_averaged(tracking_store, monkeypatch):
     task_class = type(tasks.get("vision_classification"))
     monkeypatch.setattr(task_class, "candidates", (("default", {}), ("narrow", {"base_filters": 8})))
-    printed = _run("vision_classification", "--preset", "best", "--set", "max_examples=150", "--set", "epochs=2",
-                   "--set", "batch_size=16")
-    parent = mlflow.search_runs(experiment_names=["vision_classification"],
-                                filter_string="tags.portfolio = 'true'").iloc[0]
+    printed = _run(
+        "vision_classification",
+        "--preset",
+        "best",
+        "--set",
+        "max_examples=150",
+        "--set",
+        "epochs=2",
+        "--set",
+        "batch_size=16",
+    )
+    parent = mlflow.search_runs(
+        experiment_names=["vision_classification"], filter_string="tags.portfolio = 'true'"
+    ).iloc[0]
     board = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/leaderboard.csv")))
     assert list(board["candidate"]) == ["default", "narrow", "average"]
     assert board["validation_sd"].iloc[:2].notna().all()  # 150 training examples: scored over folds

@@ -49,9 +49,12 @@ def model_folder(tmp_path_factory):
     inputs = keras.Input((1,))
     keras.Model(inputs, keras.layers.Rescaling(2.0)(inputs)).save(folder / "doubler.keras")
     (folder / "info.json").write_text(json.dumps({"task": TOY}))
-    mlflow.pyfunc.save_model(str(folder / "model"), python_model=serving_model.ServingModel(), pip_requirements=[],
-                             artifacts={"keras_model": str(folder / "doubler.keras"),
-                                        "info": str(folder / "info.json")})
+    mlflow.pyfunc.save_model(
+        str(folder / "model"),
+        python_model=serving_model.ServingModel(),
+        pip_requirements=[],
+        artifacts={"keras_model": str(folder / "doubler.keras"), "info": str(folder / "info.json")},
+    )
     return str(folder / "model")
 
 
@@ -78,7 +81,9 @@ def test_without_output_one_json_line_per_input_and_a_summary(doubler, tmp_path,
     assert doubler("1", "2.5", "--batch-size", "1") == 0
     captured = capsys.readouterr()
     assert [json.loads(line) for line in captured.out.splitlines()] == [
-        {"input": "1", "double": 2.0, "parts": [1.0, 1.0]}, {"input": "2.5", "double": 5.0, "parts": [2.5, 2.5]}]
+        {"input": "1", "double": 2.0, "parts": [1.0, 1.0]},
+        {"input": "2.5", "double": 5.0, "parts": [2.5, 2.5]},
+    ]
     assert captured.err.startswith(f"predict {TOY}: 2 rows, 0 errors, ") and captured.err.endswith(" rows/s\n")
 
 
@@ -101,9 +106,11 @@ def test_failed_inputs_get_error_rows_and_exit_code_1(doubler, tmp_path, capsys)
     rows = read_csv(tmp_path / "out.csv")
     assert [row["input"] for row in rows] == ["1", "x", "3", "4", "", "6", "7", "oops"]
     errors = {row["input"]: row["error"] for row in rows if row["error"]}
-    assert errors == {"x": "input 1 'x' is not a number; give digits like 12.5.",
-                      "": "input 1 '' is not a number; give digits like 12.5.",
-                      "oops": "input 1 'oops' is not a number; give digits like 12.5."}
+    assert errors == {
+        "x": "input 1 'x' is not a number; give digits like 12.5.",
+        "": "input 1 '' is not a number; give digits like 12.5.",
+        "oops": "input 1 'oops' is not a number; give digits like 12.5.",
+    }
     assert all(row["double"] == "" for row in rows if row["error"]) and rows[2]["double"] == "6.0"
     assert "8 rows, 3 errors" in capsys.readouterr().err
 
@@ -123,11 +130,14 @@ def test_a_single_bad_input_is_the_command_error(doubler, tmp_path, capsys):
     assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob(".predict-*"))
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--output", "out.txt", "1"], "--output 'out.txt' must end in .csv or .jsonl"),
-    (["--output", "missing/out.csv", "1"], "--output 'missing/out.csv': folder"),
-    (["--batch-size", "0", "1"], "--batch-size must be at least 1, got 0."),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--output", "out.txt", "1"], "--output 'out.txt' must end in .csv or .jsonl"),
+        (["--output", "missing/out.csv", "1"], "--output 'missing/out.csv': folder"),
+        (["--batch-size", "0", "1"], "--batch-size must be at least 1, got 0."),
+    ],
+)
 def test_bad_options_fail_before_predicting(doubler, arguments, message, capsys):
     assert doubler(*arguments) == 2
     error = capsys.readouterr().err
@@ -135,8 +145,9 @@ def test_bad_options_fail_before_predicting(doubler, arguments, message, capsys)
 
 
 def test_dependent_inputs_share_a_batch_and_answers_keep_input_order(doubler, model_folder, monkeypatch):
-    monkeypatch.setattr(Doubler, "input_groups", lambda self, info, inputs: [int(raw) % 2 for raw in inputs],
-                        raising=False)
+    monkeypatch.setattr(
+        Doubler, "input_groups", lambda self, info, inputs: [int(raw) % 2 for raw in inputs], raising=False
+    )
     pairs = [(str(value), str(value)) for value in range(7)]
     rows = list(predict.answers(tracking.load(model_folder), tasks.get(TOY), pairs, batch_size=2))
     assert Doubler.calls == [4, 3]  # the even inputs together, then the odd ones
@@ -161,9 +172,13 @@ def test_a_failing_call_is_retried_on_halves_that_keep_input_groups_together(dou
 
 # How each input kind expands its INPUT arguments (no model needed).
 
+
 def toy(kind, **attributes):
-    return type("Toy", (Task,), {"name": "toy", "input_column": "image" if kind == "file" else "text",
-                                 "input_kind": kind, **attributes})()
+    return type(
+        "Toy",
+        (Task,),
+        {"name": "toy", "input_column": "image" if kind == "file" else "text", "input_kind": kind, **attributes},
+    )()
 
 
 def test_a_model_pickled_before_the_serving_model_moved_still_unpickles():
@@ -191,8 +206,10 @@ def test_a_table_column_of_paths_is_read_from_the_table_folder(tmp_path):
     (tmp_path / "pictures" / "one.png").write_bytes(b"x")
     manifest = tmp_path / "list.csv"
     manifest.write_text("path,label\npictures/one.png,cat\n/elsewhere/two.png,dog\n")
-    assert toy("file").cli_inputs([str(manifest)]) == [(str(tmp_path / "pictures/one.png"),) * 2,
-                                                       ("/elsewhere/two.png",) * 2]
+    assert toy("file").cli_inputs([str(manifest)]) == [
+        (str(tmp_path / "pictures/one.png"),) * 2,
+        ("/elsewhere/two.png",) * 2,
+    ]
     assert toy("file").cli_inputs([f"{manifest}:label"]) == [("cat", "cat"), ("dog", "dog")]
 
 
@@ -202,10 +219,21 @@ def test_text_from_csv_jsonl_and_text_files(tmp_path):
     (tmp_path / "lines.txt").write_text("one\n\ntwo\n")
     task = toy("text", table_columns="text,sentence")
     arguments = [str(tmp_path / "texts.jsonl"), str(tmp_path / "texts.csv"), str(tmp_path / "lines.txt"), "as is"]
-    assert [raw for _, raw in task.cli_inputs(arguments)] == ["first", "2", "", "hello there", "NA", "one", "two",
-                                                              "as is"]
-    with pytest.raises(ValueError, match=r"has no input column 'id2'; its columns are \['id', 'sentence'\]\. "
-                                         r"Name the column as .*texts.csv:COLUMN"):
+    assert [raw for _, raw in task.cli_inputs(arguments)] == [
+        "first",
+        "2",
+        "",
+        "hello there",
+        "NA",
+        "one",
+        "two",
+        "as is",
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"has no input column 'id2'; its columns are \['id', 'sentence'\]\. "
+        r"Name the column as .*texts.csv:COLUMN",
+    ):
         task.cli_inputs([f"{tmp_path / 'texts.csv'}:id2"])
     no_text = tmp_path / "no_text.jsonl"
     no_text.write_text('{"other": 1}\n')
@@ -218,13 +246,18 @@ def test_records_from_csv_jsonl_json_files_and_inline_objects(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"amount": 1}\n{"amount": 2}\n')
     (tmp_path / "many.json").write_text('[{"amount": 3}, {"amount": 4}]')
     task = toy("record")
-    pairs = task.cli_inputs([str(tmp_path / "rows.csv"), str(tmp_path / "rows.jsonl"), str(tmp_path / "many.json"),
-                             '{"amount": 5}'])
-    assert pairs == [(f"{tmp_path / 'rows.csv'}:1", {"amount": 12.5, "shop": "a"}),
-                     (f"{tmp_path / 'rows.csv'}:2", {"amount": None, "shop": "b"}),
-                     (f"{tmp_path / 'rows.jsonl'}:1", {"amount": 1}), (f"{tmp_path / 'rows.jsonl'}:2", {"amount": 2}),
-                     (f"{tmp_path / 'many.json'}:1", {"amount": 3}), (f"{tmp_path / 'many.json'}:2", {"amount": 4}),
-                     ('{"amount": 5}', {"amount": 5})]
+    pairs = task.cli_inputs(
+        [str(tmp_path / "rows.csv"), str(tmp_path / "rows.jsonl"), str(tmp_path / "many.json"), '{"amount": 5}']
+    )
+    assert pairs == [
+        (f"{tmp_path / 'rows.csv'}:1", {"amount": 12.5, "shop": "a"}),
+        (f"{tmp_path / 'rows.csv'}:2", {"amount": None, "shop": "b"}),
+        (f"{tmp_path / 'rows.jsonl'}:1", {"amount": 1}),
+        (f"{tmp_path / 'rows.jsonl'}:2", {"amount": 2}),
+        (f"{tmp_path / 'many.json'}:1", {"amount": 3}),
+        (f"{tmp_path / 'many.json'}:2", {"amount": 4}),
+        ('{"amount": 5}', {"amount": 5}),
+    ]
     assert len(task.cli_inputs([str(tmp_path)])) == 4  # a folder: its tables (the .json file is no table)
     with pytest.raises(ValueError, match="toy reads whole rows from .*rows.csv'; drop ':amount' from the INPUT"):
         task.cli_inputs([f"{tmp_path / 'rows.csv'}:amount"])

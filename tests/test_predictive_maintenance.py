@@ -19,8 +19,9 @@ from tests.conftest import shared_data
 def trained(module_store):
     """One quick embedded run (CNN) shared by the tests that need a logged model."""
     task = tasks.get("predictive_maintenance")
-    result = runner.run(task, config.resolve(task, quick=True,
-                                             assignments=["epochs=3", "max_examples=2000", "window=20"]))
+    result = runner.run(
+        task, config.resolve(task, quick=True, assignments=["epochs=3", "max_examples=2000", "window=20"])
+    )
     return task, result
 
 
@@ -33,7 +34,8 @@ def _write_cmapss(folder, units=12, seed=0):
     engines = _engines(units * 2, seed)
     table = pd.DataFrame(0.0, index=engines.index, columns=CMAPSS_COLUMNS)
     table[["unit", "cycle", "setting_1", "setting_2", "setting_3"]] = engines[
-        ["unit", "cycle", "setting_1", "setting_2", "setting_3"]]
+        ["unit", "cycle", "setting_1", "setting_2", "setting_3"]
+    ]
     for index in range(1, 11):
         table[f"sensor_{index}"] = engines[f"sensor_{index}"]
     table[[f"sensor_{index}" for index in range(11, 22)]] = 7.5  # constant sensors, as in FD001
@@ -68,18 +70,33 @@ def test_latest_model_predicts_rul_from_a_history_and_from_rows(trained, tmp_pat
     assert answers[0]["rul"] > answers[1]["rul"]  # the end of life is nearer after the whole history
     path = tmp_path / "engines.csv"
     engines[engines["unit"] <= 2].to_csv(path, index=False)
-    assert cli.main(["predict", "predictive_maintenance", "--model", "models:/predictive_maintenance/latest",
-                     str(path)]) == 0
+    assert (
+        cli.main(["predict", "predictive_maintenance", "--model", "models:/predictive_maintenance/latest", str(path)])
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == (engines["unit"] <= 2).sum()
     assert lines[0]["unit"] == 1 and lines[0]["rows_seen"] == 1
     # batches never split a unit's history: small batches answer as one call on every row does
-    assert cli.main(["predict", "predictive_maintenance", "--model", "models:/predictive_maintenance/latest",
-                     "--batch-size", "5", str(path)]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "predictive_maintenance",
+                "--model",
+                "models:/predictive_maintenance/latest",
+                "--batch-size",
+                "5",
+                str(path),
+            ]
+        )
+        == 0
+    )
     assert [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()] == lines
     rows = json.loads(engines[engines["unit"] <= 2].to_json(orient="records"))
-    assert [dict(answer, input=line["input"]) for answer, line in
-            zip(model.predict(pd.DataFrame({"history": rows})), lines)] == lines
+    assert [
+        dict(answer, input=line["input"]) for answer, line in zip(model.predict(pd.DataFrame({"history": rows})), lines)
+    ] == lines
 
 
 def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
@@ -94,14 +111,37 @@ def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
 def test_hostile_rows_get_their_own_errors_and_the_others_are_answered(trained):
     model = tracking.load("models:/predictive_maintenance/latest")
     row = json.loads(_engines(1, seed=2).head(1).to_json(orient="records"))[0]
-    rows = [row, dict(row, sensor_1=float("inf")), dict(row, sensor_1=10**400), dict(row, sensor_1=[1, 2]),
-            dict(row, unit=[1]), dict(row, unit=float("nan")), dict(row, cycle="abc"), [1, 2], "{", "[" * 100_000,
-            None, dict(row, sensor_1=float("nan"))]
+    rows = [
+        row,
+        dict(row, sensor_1=float("inf")),
+        dict(row, sensor_1=10**400),
+        dict(row, sensor_1=[1, 2]),
+        dict(row, unit=[1]),
+        dict(row, unit=float("nan")),
+        dict(row, cycle="abc"),
+        [1, 2],
+        "{",
+        "[" * 100_000,
+        None,
+        dict(row, sensor_1=float("nan")),
+    ]
     answers = model.predict(pd.DataFrame({"history": rows}))
     assert [index for index, answer in enumerate(answers) if "rul" in answer] == [0, 11]  # NaN: a missing value
-    for answer, message in zip(answers[1:11], ["infinite", "infinite", "must be numeric", "'unit' must be",
-                                               "'unit' must be", "'cycle' must be a finite number", "must be a row",
-                                               "not valid JSON", "not valid JSON", "must be a row"]):
+    for answer, message in zip(
+        answers[1:11],
+        [
+            "infinite",
+            "infinite",
+            "must be numeric",
+            "'unit' must be",
+            "'unit' must be",
+            "'cycle' must be a finite number",
+            "must be a row",
+            "not valid JSON",
+            "not valid JSON",
+            "must be a row",
+        ],
+    ):
         assert message in answer["error"] and "\n" not in answer["error"]
 
 
@@ -130,8 +170,17 @@ def test_generic_csv_classification_labels_failure_within_horizon(tmp_path):
     path = tmp_path / "machines.csv"
     frame.to_csv(path, index=False)
     task = tasks.get("predictive_maintenance")
-    splits = task.load_data(_config(task, path, "mode=classification", "unit_column=machine", "time_column=hour",
-                                    "failure_horizon=25", "window=10"))
+    splits = task.load_data(
+        _config(
+            task,
+            path,
+            "mode=classification",
+            "unit_column=machine",
+            "time_column=hour",
+            "failure_horizon=25",
+            "window=10",
+        )
+    )
     assert set(np.unique(splits.train.targets)) == {0, 1}
     assert splits.train.targets.mean() == pytest.approx(26 / frame.groupby("machine").size().mean(), rel=0.2)
 
@@ -139,9 +188,17 @@ def test_generic_csv_classification_labels_failure_within_horizon(tmp_path):
 def test_ai4i_rows_are_independent_observations():
     path = shared_data("ai4i2020/ai4i2020.csv")
     task = tasks.get("predictive_maintenance")
-    splits = task.load_data(_config(task, path, "mode=classification", "unit_column=", "time_column=",
-                                    "target_column=Machine failure",
-                                    "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]"))
+    splits = task.load_data(
+        _config(
+            task,
+            path,
+            "mode=classification",
+            "unit_column=",
+            "time_column=",
+            "target_column=Machine failure",
+            "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
+        )
+    )
     assert splits.train.features.shape[1:] == (1, 5 + 4)  # five readings and Type one-hot (L, M, H + unseen)
     assert 0.02 < splits.test.targets.mean() < 0.05  # 339 failures in 10,000 rows, stratified
 
@@ -151,16 +208,29 @@ def test_nasa_score_punishes_late_predictions_more():
     assert nasa_score([50, 20], [50, 20]) == 0
 
 
-@pytest.mark.parametrize("change, assignments, message", [
-    (lambda frame: frame.drop(columns="unit"), [], r"missing column\(s\) \['unit'\]; found columns: cycle, setting_1"),
-    (lambda frame: frame.assign(sensor_2=frame["sensor_2"].astype(object).where(frame.index != 6, "broken")), [],
-     r"column 'sensor_2' must be numeric, but data row 7 holds 'broken'"),
-    (lambda frame: frame.assign(sensor_3=frame["sensor_3"].where(frame.index != 2, np.inf)), [],
-     "column 'sensor_3' holds an infinite value at data row 3"),
-    (lambda frame: frame, ["mode=classification", "target_column=setting_3"], "must be binary"),
-    (lambda frame: frame.assign(failed=0), ["mode=classification", "target_column=failed"], "has only class 0"),
-    (lambda frame: frame, ["window=400"], "no unit is at least window=400 rows long"),
-])
+@pytest.mark.parametrize(
+    "change, assignments, message",
+    [
+        (
+            lambda frame: frame.drop(columns="unit"),
+            [],
+            r"missing column\(s\) \['unit'\]; found columns: cycle, setting_1",
+        ),
+        (
+            lambda frame: frame.assign(sensor_2=frame["sensor_2"].astype(object).where(frame.index != 6, "broken")),
+            [],
+            r"column 'sensor_2' must be numeric, but data row 7 holds 'broken'",
+        ),
+        (
+            lambda frame: frame.assign(sensor_3=frame["sensor_3"].where(frame.index != 2, np.inf)),
+            [],
+            "column 'sensor_3' holds an infinite value at data row 3",
+        ),
+        (lambda frame: frame, ["mode=classification", "target_column=setting_3"], "must be binary"),
+        (lambda frame: frame.assign(failed=0), ["mode=classification", "target_column=failed"], "has only class 0"),
+        (lambda frame: frame, ["window=400"], "no unit is at least window=400 rows long"),
+    ],
+)
 def test_bad_tables_fail_with_one_line_errors(tmp_path, change, assignments, message):
     path = tmp_path / "engines.csv"
     change(_engines(8, seed=5)).to_csv(path, index=False)
@@ -193,9 +263,19 @@ def test_tfds_source_explains_there_is_none():
 def test_ai4i_classification_runs_end_to_end_and_predicts_rows(tracking_store, tmp_path, capsys):
     path = shared_data("ai4i2020/ai4i2020.csv")
     task = tasks.get("predictive_maintenance")
-    result = runner.run(task, _config(task, path, "mode=classification", "unit_column=", "time_column=",
-                                      "target_column=Machine failure", "epochs=5",
-                                      "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]"))
+    result = runner.run(
+        task,
+        _config(
+            task,
+            path,
+            "mode=classification",
+            "unit_column=",
+            "time_column=",
+            "target_column=Machine failure",
+            "epochs=5",
+            "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
+        ),
+    )
     assert result.metrics["pr_auc"] > 0.1  # chance is the 3.4% failure rate
     rows = tmp_path / "rows.csv"
     pd.read_csv(path).head(3).to_csv(rows, index=False)

@@ -40,8 +40,11 @@ def write_ratings(path, rows, header="userId,movieId,rating,timestamp"):
 def dense_rows(users=12, items=15, seed=0):
     """Every user rates 8 random items (1-5 stars) at increasing times."""
     rng = np.random.default_rng(seed)
-    return [(f"{user}", f"{item}", int(rng.integers(1, 6)), 1000 * user + step)
-            for user in range(users) for step, item in enumerate(rng.choice(items, 8, replace=False))]
+    return [
+        (f"{user}", f"{item}", int(rng.integers(1, 6)), 1000 * user + step)
+        for user in range(users)
+        for step, item in enumerate(rng.choice(items, 8, replace=False))
+    ]
 
 
 def test_embedded_run_beats_popularity_and_logs_everything(trained):
@@ -52,9 +55,19 @@ def test_embedded_run_beats_popularity_and_logs_everything(trained):
     assert 0 < metrics["coverage_at_k"] <= 1 and 0 < metrics["map_at_k"] <= 1
     run = mlflow.get_run(trained.run_id)
     assert run.data.tags["synthetic"] == "true"
-    for name in ("rmse", "mae", "hit_rate_at_k", "ndcg_at_k", "map_at_k", "coverage_at_k",
-                 "baseline_item_means_rmse", "baseline_popularity_hit_rate_at_k", "baseline_popularity_ndcg_at_k",
-                 "baseline_popularity_map_at_k", "baseline_popularity_coverage_at_k"):
+    for name in (
+        "rmse",
+        "mae",
+        "hit_rate_at_k",
+        "ndcg_at_k",
+        "map_at_k",
+        "coverage_at_k",
+        "baseline_item_means_rmse",
+        "baseline_popularity_hit_rate_at_k",
+        "baseline_popularity_ndcg_at_k",
+        "baseline_popularity_map_at_k",
+        "baseline_popularity_coverage_at_k",
+    ):
         assert f"test_{name}" in run.data.metrics
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(trained.run_id)}
     assert {"sample_recommendations.md", "config.yaml", "plots"} <= artifacts
@@ -67,8 +80,11 @@ def test_predict_from_registry_for_raw_ids(trained):
     info = model.unwrap_python_model().info
     known_user = info["users"][0]
     seen = {info["items"][int(index) - 1] for index in info["seen"][1].split()}
-    answers = model.predict(pd.DataFrame({"query": [known_user, "nobody", f"{known_user},{info['items'][0]}",
-                                                    f"{known_user},no-such-item"]}))
+    answers = model.predict(
+        pd.DataFrame(
+            {"query": [known_user, "nobody", f"{known_user},{info['items'][0]}", f"{known_user},no-such-item"]}
+        )
+    )
     mine, stranger, pair, unknown_item = answers
     assert mine["known_user"] and mine["fallback"] is None and len(mine["recommendations"]) == 10
     recommended = [entry["item"] for entry in mine["recommendations"]]
@@ -99,8 +115,16 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
     ratings = write_ratings(tmp_path / "log.csv", rows, header="who,what,stars,when")
     items = tmp_path / "catalogue.csv"
     items.write_text("what,name\n" + "\n".join(f"m{item},Film {item}" for item in range(15)) + "\n")
-    splits = load("user_column=who", "item_column=what", "rating_column=stars", "timestamp_column=when",
-                  f"items_file={items}", "title_column=name", "top_k=3", data_source=str(ratings))
+    splits = load(
+        "user_column=who",
+        "item_column=what",
+        "rating_column=stars",
+        "timestamp_column=when",
+        f"items_file={items}",
+        "title_column=name",
+        "top_k=3",
+        data_source=str(ratings),
+    )
     assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == len(rows)
     assert splits.info["items"][0].startswith("m") and splits.info["titles"][0].startswith("Film ")
     assert splits.info["model"] == "mf" and splits.info["outputs"] == ["rating", "items"]
@@ -111,8 +135,9 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
 def test_movielens_u_data_with_u_item_titles(tmp_path):
     lines = [f"{user}\t{item}\t{rating}\t{time}" for user, item, rating, time in dense_rows()]
     (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
-    (tmp_path / "u.item").write_bytes(b"\n".join(f"{item}|Caf\xe9 {item} (1995)|01-Jan-1995".encode("latin-1")
-                                                for item in range(15)) + b"\n")
+    (tmp_path / "u.item").write_bytes(
+        b"\n".join(f"{item}|Caf\xe9 {item} (1995)|01-Jan-1995".encode("latin-1") for item in range(15)) + b"\n"
+    )
     splits = load("top_k=3", "split=leave_last_out", data_source=str(tmp_path))  # a folder holding u.data
     assert splits.info["titles"][0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
     assert len(splits.test.targets) == 12 and len(splits.validation.targets) == 12  # one each per user
@@ -148,8 +173,10 @@ def test_splits_leave_last_out_and_time(tmp_path):
     last = frame.sort_values("time").groupby("user").tail(1)
     last = last[last.user != "lonely"]
     users, items = splits.info["users"], splits.info["items"]
-    held = {(users[user - 1], items[item - 1])
-            for user, item in zip(splits.test.features["user"], splits.test.features["item"])}
+    held = {
+        (users[user - 1], items[item - 1])
+        for user, item in zip(splits.test.features["user"], splits.test.features["item"])
+    }
     assert held == set(zip(last.user, last.item))
     # each test row sees the user's 7 earlier items
     assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()
@@ -159,14 +186,17 @@ def test_splits_leave_last_out_and_time(tmp_path):
     assert "history" not in alone.test.features and len(alone.test) == len(last)  # the user id alone (was a KeyError)
 
 
-@pytest.mark.parametrize("assignments, header, match", [
-    ((), "user,movieId,rating,timestamp", r"missing column\(s\) \['userId'\]; found columns: user, movieId"),
-    (("rating_max=4",), "userId,movieId,rating,timestamp", r"outside the configured scale \[0.5, 4.0\]"),
-    (("split=leave_last_out", "timestamp_column=ts"), "userId,movieId,rating,timestamp", "needs a timestamp"),
-    (("top_k=0",), "userId,movieId,rating,timestamp", "top_k"),
-    (("top_k=20",), "userId,movieId,rating,timestamp", "training items"),
-    (("model=svd",), "userId,movieId,rating,timestamp", "model='svd' is not allowed; it must be one of auto, mf"),
-])
+@pytest.mark.parametrize(
+    "assignments, header, match",
+    [
+        ((), "user,movieId,rating,timestamp", r"missing column\(s\) \['userId'\]; found columns: user, movieId"),
+        (("rating_max=4",), "userId,movieId,rating,timestamp", r"outside the configured scale \[0.5, 4.0\]"),
+        (("split=leave_last_out", "timestamp_column=ts"), "userId,movieId,rating,timestamp", "needs a timestamp"),
+        (("top_k=0",), "userId,movieId,rating,timestamp", "top_k"),
+        (("top_k=20",), "userId,movieId,rating,timestamp", "training items"),
+        (("model=svd",), "userId,movieId,rating,timestamp", "model='svd' is not allowed; it must be one of auto, mf"),
+    ],
+)
 def test_bad_input_is_one_line_value_error(tmp_path, assignments, header, match):
     ratings = write_ratings(tmp_path / "ratings.csv", dense_rows(), header=header)
     with pytest.raises(ValueError, match=match) as error:
@@ -186,8 +216,9 @@ def test_duplicate_pairs_policy(tmp_path):
     with pytest.raises(ValueError, match="repeat a \\(user, item\\) pair, e.g. user '0' and item '99'"):
         load("duplicates=error", "top_k=3", data_source=str(ratings))
     task = tasks.get(TASK)
-    frame = pd.DataFrame({"user": ["0"] * 3, "item": ["99"] * 3, "rating": [1.0, 5.0, 3.0],
-                          "timestamp": [10.0, 20.0, 15.0]})
+    frame = pd.DataFrame(
+        {"user": ["0"] * 3, "item": ["99"] * 3, "rating": [1.0, 5.0, 3.0], "timestamp": [10.0, 20.0, 15.0]}
+    )
     kept = interactions.clean_interactions(frame, resolve("duplicates=last"), "x")
     assert kept["rating"].tolist() == [5.0]  # the latest rating supersedes
     averaged = interactions.clean_interactions(frame, resolve("duplicates=mean"), "x")
@@ -213,15 +244,18 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
 
     rows = [(user, item, time) for user, item, _, time in dense_rows(users=40, items=30)]
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
-    result = runner.run(tasks.get(TASK), resolve("rating_column=", "top_k=5", "split=leave_last_out",
-                                                 data_source=str(ratings)))
+    result = runner.run(
+        tasks.get(TASK), resolve("rating_column=", "top_k=5", "split=leave_last_out", data_source=str(ratings))
+    )
     assert "rmse" not in result.metrics and result.metrics["evaluated_users"] == 40
     answer = tracking.load(result.model_uri).predict(pd.DataFrame({"query": ["3", "3,4"]}))
     assert len(answer[0]["recommendations"]) == 5 and answer[1]["rating"] is None and answer[1]["score"] is not None
     monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=200):
-        result = runner.run(tasks.get(TASK), resolve("rating_min=0", "rating_max=1", "top_k=3",
-                                                     data_source="tfds:movielens/latest-small-ratings"))
+        result = runner.run(
+            tasks.get(TASK),
+            resolve("rating_min=0", "rating_max=1", "top_k=3", data_source="tfds:movielens/latest-small-ratings"),
+        )
     assert np.isfinite(result.metrics["rmse"])
 
 

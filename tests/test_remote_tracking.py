@@ -22,9 +22,22 @@ def server(tmp_path_factory):
     """Yields the URL of an `mlflow server` and the folder holding its database and artifacts."""
     folder = tmp_path_factory.mktemp("server")
     url = f"http://127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-               "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-               "--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'server.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        url.rsplit(":", 1)[1],
+        "--workers",
+        "1",
+    ]
     with background_server(command, f"{url}/health", folder / "server.log", cwd=folder):
         yield url, folder
 
@@ -39,7 +52,7 @@ def test_every_task_trains_against_a_tracking_server_and_loads_back_from_it(name
     task = tasks.get(name)
     uri = f"models:/{name}/latest"
     model = tracking.load(uri)
-    answer, = model.predict(pd.DataFrame({task.input_column: [raw_input(task, tmp_path, uri)]}))
+    (answer,) = model.predict(pd.DataFrame({task.input_column: [raw_input(task, tmp_path, uri)]}))
     assert answer[task.answer_key] not in (None, "", [])
     # The server keeps the run's artifacts (the model, the plots) in its own folder.
     experiment = mlflow.MlflowClient(tracking_uri=url).get_experiment_by_name(name).experiment_id

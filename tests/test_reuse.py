@@ -39,8 +39,15 @@ def toy(module_store, monkeypatch, request):
     name = "toy_" + re.sub(r"\W+", "_", request.node.name)[5:60]
 
     def make(higher_is_better=True):
-        task_class = type("Toy", (Task,), {"name": name, "primary_metric": "accuracy" if higher_is_better else "rmse",
-                                           "higher_is_better": higher_is_better})
+        task_class = type(
+            "Toy",
+            (Task,),
+            {
+                "name": name,
+                "primary_metric": "accuracy" if higher_is_better else "rmse",
+                "higher_is_better": higher_is_better,
+            },
+        )
         monkeypatch.setitem(tasks.TASKS, name, task_class)
         return tasks.get(name)
 
@@ -144,8 +151,9 @@ def test_unknown_policy_is_a_one_line_error_before_training(tmp_path, monkeypatc
     started = time.perf_counter()
     assert cli.main(["run", "vision_classification", "--quick", "--promote", "sometimes"]) == 2
     error = capsys.readouterr().err
-    assert error == ("error: unknown --promote value 'sometimes'; use one of if-better, always, never "
-                     "(default if-better).\n")
+    assert error == (
+        "error: unknown --promote value 'sometimes'; use one of if-better, always, never (default if-better).\n"
+    )
     assert time.perf_counter() - started < 10 and not (tmp_path / "mlflow.db").exists()
 
 
@@ -157,8 +165,10 @@ def history(toy):
         tuple[str, list[str]]: the task name and the run ids, oldest first.
     """
     task = toy()
-    return task.name, [promote(task, value, source)[0]
-                       for value, source in ((0.9, "embedded"), (0.8, "embedded"), (0.95, "tfds:mnist"))]
+    return task.name, [
+        promote(task, value, source)[0]
+        for value, source in ((0.9, "embedded"), (0.8, "embedded"), (0.95, "tfds:mnist"))
+    ]
 
 
 def test_compare_text_shows_the_champion_and_runs_sorted_by_metric(history, capsys):
@@ -168,9 +178,21 @@ def test_compare_text_shows_the_champion_and_runs_sorted_by_metric(history, caps
     assert f"champion: version 1, run {champion[:12]}, test_accuracy=0.9000, data embedded" in out
     lines = out.splitlines()
     header = next(index for index, line in enumerate(lines) if line.startswith("run "))
-    assert lines[header].split() == ["run", "experiment", "version", "champion", "status", "data", "test_accuracy",
-                                     "duration", "started", "epochs", "batch_size", "learning_rate"]
-    rows = [line.split() for line in lines[header + 2:]]
+    assert lines[header].split() == [
+        "run",
+        "experiment",
+        "version",
+        "champion",
+        "status",
+        "data",
+        "test_accuracy",
+        "duration",
+        "started",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+    ]
+    rows = [line.split() for line in lines[header + 2 :]]
     assert [row[0] for row in rows] == [newest[:12], champion[:12], worse[:12]]
     assert rows[1][1:8] == [name, "1", "*", "FINISHED", "embedded", "0.9000", "0s"]
     assert rows[1][-3:] == ["3", "64", "0.002"] and rows[0][2:4] == ["3", "FINISHED"]  # no champion mark
@@ -230,7 +252,10 @@ def test_compare_finds_the_task_runs_in_every_experiment(two_experiments, capsys
     rows, _ = compare_csv(capsys, name)
     assert list(rows) == [runs["champion"], runs["worse"], runs["own"]]  # best first
     assert {run_id: row["experiment"] for run_id, row in rows.items()} == {
-        runs["champion"]: other, runs["worse"]: other, runs["own"]: name}
+        runs["champion"]: other,
+        runs["worse"]: other,
+        runs["own"]: name,
+    }
     assert rows[runs["champion"]]["champion"] == "True"
     assert cli.main(["compare", name]) == 0
     out = capsys.readouterr().out
@@ -264,8 +289,13 @@ def test_compare_unknown_experiment_is_a_one_line_error(two_experiments, capsys)
     assert error.startswith("error: no experiment 'no_such_experiment' in store") and error.count("\n") == 1
 
 
-@pytest.mark.parametrize("arguments, message", [(["--format", "html"], "unknown --format 'html'; use one of text"),
-                                                (["--limit", "0"], "--limit must be at least 1")])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--format", "html"], "unknown --format 'html'; use one of text"),
+        (["--limit", "0"], "--limit must be at least 1"),
+    ],
+)
 def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
     assert cli.main(["compare", "vision_classification", *arguments]) == 2
     error = capsys.readouterr().err
@@ -280,8 +310,21 @@ def served(name, store, log_path):
         str: the server's base URL, once /ping answers.
     """
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{name}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     url = f"http://127.0.0.1:{port}"
     with background_server(command, f"{url}/ping", log_path, env=dict(os.environ, MLFLOW_TRACKING_URI=store)):
         yield url
@@ -305,7 +348,7 @@ def serve_and_check(name, store, folder):
     with served(name, store, folder / "serve.log") as url:
         status, body = invoke(url, task.input_column, raw)
     assert status == 200
-    answer, = body["predictions"]
+    (answer,) = body["predictions"]
     assert answer[task.answer_key] not in (None, "", [])
     return answer
 
@@ -316,8 +359,22 @@ def digits_run(module_store):
     digits: a model no better than the majority class would not be promoted); returns what it printed on stderr."""
     printed = io.StringIO()
     with contextlib.redirect_stderr(printed):
-        assert cli.main(["run", "vision_classification", "--quick", "--set", "max_examples=200", "--set", "epochs=3",
-                         "--set", "batch_size=16"]) == 0
+        assert (
+            cli.main(
+                [
+                    "run",
+                    "vision_classification",
+                    "--quick",
+                    "--set",
+                    "max_examples=200",
+                    "--set",
+                    "epochs=3",
+                    "--set",
+                    "batch_size=16",
+                ]
+            )
+            == 0
+        )
     return printed.getvalue()
 
 
@@ -337,8 +394,13 @@ def test_champion_serves_a_raw_image_over_http(digits_run, module_store, tmp_pat
 
 def test_examples_compile(tmp_path):
     scripts = sorted(EXAMPLES.glob("*.py"))
-    assert {path.stem for path in scripts} >= {"classify_image", "sentiment", "recognise_speech", "score_transaction",
-                                                "recommend"}
+    assert {path.stem for path in scripts} >= {
+        "classify_image",
+        "sentiment",
+        "recognise_speech",
+        "score_transaction",
+        "recommend",
+    }
     for path in scripts:
         py_compile.compile(str(path), doraise=True, cfile=str(tmp_path / f"{path.stem}.pyc"))
 
@@ -350,7 +412,7 @@ def test_image_example_predicts_with_the_champion(digits_run, tmp_path, monkeypa
     path = tmp_path / "digit.png"
     images.save_png(np.zeros((8, 8, 1)), path)
     answers = classify_image.main([str(path)])
-    line, = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line) == {"input": str(path), **answers[0]} and answers[0]["label"] in "0123456789"
 
 
@@ -366,4 +428,5 @@ def test_every_task_champion_serves_raw_input_over_http_and_compares(name, modul
     row = rows[champion.run_id]
     assert row["champion"] == "True" and row["primary_metric"] == f"test_{tasks.get(name).primary_metric}"
     assert row["data_source"] == "embedded" and float(row["value"]) == pytest.approx(
-        mlflow.get_run(champion.run_id).data.metrics[row["primary_metric"]])
+        mlflow.get_run(champion.run_id).data.metrics[row["primary_metric"]]
+    )

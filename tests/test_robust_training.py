@@ -134,8 +134,9 @@ def wait_for(path_pattern, folder, process, timeout=300):
 @pytest.mark.parametrize("name", tasks.names())
 def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(name, tmp_path):
     command = [*RUN, name, "--quick", "--set", "epochs=6", "--set", "early_stopping_patience=50"]
-    first = subprocess.Popen(command, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         metadata = wait_for(f"backups/{name}-*/keras/training_metadata.json", tmp_path, first)
     finally:
@@ -147,8 +148,9 @@ def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(name, tmp
     before = {metric.step for metric in client.get_metric_history(run_id, "loss")}
     assert before and 5 not in before
 
-    resumed = subprocess.run([*command, "--resume"], cwd=ROOT, env=environment(tmp_path),
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*command, "--resume"], cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run {run_id}" in resumed.stderr
     assert "Epoch 1/6" not in resumed.stderr  # started after the last completed epoch
@@ -164,7 +166,11 @@ def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(name, tmp
 def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_values(name, tmp_path):
     completed = subprocess.run(
         [*RUN, name, "--quick", "--set", "mixed_precision=true", "--set", "jit_compile=true"],
-        cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "mixed_precision=true needs a GPU or TPU" in completed.stderr
@@ -178,9 +184,17 @@ def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_valu
 
 @pytest.mark.slow
 def test_four_simultaneous_runs_on_one_sqlite_store_all_finish_and_register(tmp_path):
-    processes = [subprocess.Popen([*RUN, "fraud_detection", "--quick", "--seed", str(seed)], cwd=ROOT,
-                                  env=environment(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True) for seed in range(4)]
+    processes = [
+        subprocess.Popen(
+            [*RUN, "fraud_detection", "--quick", "--seed", str(seed)],
+            cwd=ROOT,
+            env=environment(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(4)
+    ]
     errors = [process.communicate(timeout=900)[1] for process in processes]
     for process, error in zip(processes, errors):
         assert process.returncode == 0, error[-3000:]
@@ -200,16 +214,25 @@ def test_four_simultaneous_runs_on_one_sqlite_store_all_finish_and_register(tmp_
 @pytest.mark.slow
 def test_every_task_at_once_on_one_sqlite_store_all_finish_and_register(tmp_path):
     names = tasks.names()
-    processes = [subprocess.Popen([*RUN, name, "--quick"], cwd=ROOT, env=environment(tmp_path),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in names]
+    processes = [
+        subprocess.Popen(
+            [*RUN, name, "--quick"],
+            cwd=ROOT,
+            env=environment(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
     errors = [process.communicate(timeout=1800)[1] for process in processes]
     for name, process, error in zip(names, processes, errors):
         assert process.returncode == 0, f"{name}: {error[-3000:]}"
     client = client_for(tmp_path)
     for name in names:
-        run, = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        (run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
         assert run.info.status == "FINISHED" and f"test_{tasks.get(name).primary_metric}" in run.data.metrics
         assert client.get_metric_history(run.info.run_id, "val_loss")
-        version, = client.search_model_versions(f"name='{name}'")
+        (version,) = client.search_model_versions(f"name='{name}'")
         assert version.run_id == run.info.run_id
         assert client.get_model_version_by_alias(name, "champion").version == version.version

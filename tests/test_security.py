@@ -52,8 +52,12 @@ def saved(tmp_path, monkeypatch):
         model.save(keras_path)
         info_path.write_text(json.dumps({"task": TOY}))
         folder = tmp_path / f"{layer.name}-model"
-        mlflow.pyfunc.save_model(str(folder), python_model=serving_model.ServingModel(), pip_requirements=[],
-                                 artifacts={"keras_model": str(keras_path), "info": str(info_path)})
+        mlflow.pyfunc.save_model(
+            str(folder),
+            python_model=serving_model.ServingModel(),
+            pip_requirements=[],
+            artifacts={"keras_model": str(keras_path), "info": str(info_path)},
+        )
         return str(folder)
 
     return save
@@ -83,7 +87,7 @@ def test_the_environment_variable_trusts_the_code_in_plain_python(saved, monkeyp
     with pytest.raises(ValueError, match="PIPELINES_TRUST_MODEL_CODE=1"):
         tracking.load(folder)
     monkeypatch.setenv(tracking.TRUST_CODE_ENV, "1")
-    answer, = tracking.load(folder).predict({"numbers": ["1,0,-1"]})
+    (answer,) = tracking.load(folder).predict({"numbers": ["1,0,-1"]})
     assert answer == {"output": [2.0, 0.0, -2.0]}
 
 
@@ -91,6 +95,8 @@ def test_an_unknown_custom_object_is_refused_even_when_trusted(saved, monkeypatc
     folder = saved(Unregistered(name="unregistered"))
     for trust in ("0", "1"):  # the file names a class; Keras never imports code it names
         monkeypatch.setenv(tracking.TRUST_CODE_ENV, trust)
-        with pytest.raises(ValueError, match=f"needs 'Unregistered', which is neither a Keras built-in nor one of "
-                                             f"the {TOY} task's layers"):
+        with pytest.raises(
+            ValueError,
+            match=f"needs 'Unregistered', which is neither a Keras built-in nor one of the {TOY} task's layers",
+        ):
             tracking.load(folder)

@@ -20,6 +20,7 @@ trained = set()
 @pytest.fixture
 def champion(module_store):
     """Trains a quick model of a task into the module's store once; returns the store."""
+
     def train(name):
         if name not in trained:
             assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
@@ -33,8 +34,9 @@ def champion(module_store):
 @pytest.mark.parametrize("name", serving_fuzz.TASKS)
 def test_the_served_champion_answers_every_hostile_request(name, champion, tmp_path):
     store = champion(name)
-    result = serving_fuzz.fuzz_one(name, store, tmp_path, REQUESTS, seed=0,
-                                   log=lambda message: print(message, file=sys.stderr))
+    result = serving_fuzz.fuzz_one(
+        name, store, tmp_path, REQUESTS, seed=0, log=lambda message: print(message, file=sys.stderr)
+    )
     assert result["requests"] == REQUESTS
     assert result["answered"] == REQUESTS, result["examples"]
     assert result["good_still_correct"]

@@ -75,10 +75,12 @@ def test_small_data_waits_longer_before_stopping_early():
     features = np.zeros((8, 1), "float32")
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")  # zero inputs and targets: val_loss never improves after epoch 1
-    early = regularization.callbacks(TaskConfig(early_stopping_patience=1, epochs=30, schedule="constant"),
-                                     steps_per_epoch=40)[1]
-    history = model.fit(features, features, epochs=30, validation_data=(features, features), callbacks=[early],
-                        verbose=0)
+    early = regularization.callbacks(
+        TaskConfig(early_stopping_patience=1, epochs=30, schedule="constant"), steps_per_epoch=40
+    )[1]
+    history = model.fit(
+        features, features, epochs=30, validation_data=(features, features), callbacks=[early], verbose=0
+    )
     assert len(history.epoch) == 5  # patience 3 epochs (100 steps of 40 per epoch), yet no stop before 200 steps
 
 
@@ -93,8 +95,9 @@ def test_weight_averaging_validates_and_keeps_the_averaged_weights():
     callbacks = regularization.callbacks(config)
     assert model.optimizer.use_ema and isinstance(callbacks[0], keras.callbacks.SwapEMAWeights)
     assert model.optimizer.ema_momentum == pytest.approx(1 - 1 / 8)  # 2 epochs of 4 steps
-    history = model.fit(features, targets, batch_size=16, epochs=4, validation_data=(features, targets),
-                        callbacks=callbacks, verbose=0)
+    history = model.fit(
+        features, targets, batch_size=16, epochs=4, validation_data=(features, targets), callbacks=callbacks, verbose=0
+    )
     # the kept weights are the best epoch's averaged ones, the very weights its validation loss was read on
     assert model.evaluate(features, targets, verbose=0) == pytest.approx(min(history.history["val_loss"]), rel=1e-5)
     assert not regularization.optimizer(TaskConfig(), steps_per_epoch=4).use_ema
@@ -102,8 +105,9 @@ def test_weight_averaging_validates_and_keeps_the_averaged_weights():
 
 def test_classification_evaluation_matches_sklearn_and_draws_figures():
     labels = np.array([0, 0, 1, 1, 2, 2])
-    probabilities = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1],
-                              [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]])
+    probabilities = np.array(
+        [[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]
+    )
     result = evaluation.classification(labels, probabilities, ["a", "b", "c"])
     assert result.metrics["accuracy"] == pytest.approx(5 / 6)
     assert 0.5 < result.metrics["roc_auc"] <= 1 and 0.5 < result.metrics["pr_auc"] <= 1
@@ -112,7 +116,7 @@ def test_classification_evaluation_matches_sklearn_and_draws_figures():
 
 
 def test_top_k_answers():
-    answer, = evaluation.top_k(np.array([[0.1, 0.7, 0.2]]), ["a", "b", "c"], k=2)
+    (answer,) = evaluation.top_k(np.array([[0.1, 0.7, 0.2]]), ["a", "b", "c"], k=2)
     assert answer["label"] == "b" and answer["probability"] == pytest.approx(0.7)
     assert [item["label"] for item in answer["top_k"]] == ["b", "c"]
 
@@ -131,8 +135,9 @@ def test_split_indices_stratified_and_grouped():
 
 def test_make_dataset_batches_and_maps():
     features, targets = np.arange(10, dtype="float32"), np.arange(10)
-    dataset = examples.make_dataset(examples.Examples(features, targets), 4, shuffle=True, seed=0,
-                                    batch_map=lambda x, y: (x * 2, y))
+    dataset = examples.make_dataset(
+        examples.Examples(features, targets), 4, shuffle=True, seed=0, batch_map=lambda x, y: (x * 2, y)
+    )
     batches = list(dataset.as_numpy_iterator())
     assert [len(y) for _, y in batches] == [4, 4, 2]
     assert sorted(np.concatenate([x for x, _ in batches])) == list(range(0, 20, 2))

@@ -40,8 +40,17 @@ def words(repeats=2, rate=16000, seed=0, speakers=3):
 def trained(module_store):
     """One short training on the generated words, shared by the tests that inspect its run and model."""
     task = tasks.get(TASK)
-    result = runner.run(task, resolve("epochs=12", "max_examples=0", "embedded_repeats=5", "learning_rate=0.005",
-                                      "sample_rate=8000", "duration=0.8"))
+    result = runner.run(
+        task,
+        resolve(
+            "epochs=12",
+            "max_examples=0",
+            "embedded_repeats=5",
+            "learning_rate=0.005",
+            "sample_rate=8000",
+            "duration=0.8",
+        ),
+    )
     return result
 
 
@@ -75,14 +84,17 @@ def test_predict_wav_at_any_rate_mono_or_stereo(trained, tmp_path, capsys):
         assert answer["label"] in generated.WORDS and len(answer["top_k"]) == 3
         assert 0 <= answer["probability"] <= 1
     model = tracking.load(f"runs:/{trained.run_id}/model")  # bytes and sample lists work too
-    from_bytes, = model.predict(pd.DataFrame({"audio": [stereo.read_bytes()]}))
+    (from_bytes,) = model.predict(pd.DataFrame({"audio": [stereo.read_bytes()]}))
     assert from_bytes["label"] == answers[0]["label"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty"),
-    (b"just some text, not audio", "is not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"just some text, not audio", "is not a readable audio file"),
+    ],
+)
 def test_predict_rejects_empty_and_non_audio_files(trained, tmp_path, capsys, content, message):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
@@ -98,12 +110,15 @@ def wav_with_rate_zero(path):
     path.write_bytes(bytes(content))
 
 
-@pytest.mark.parametrize("case, message", [
-    ("silent", "is silent"),
-    ("short", "shorter than one 25 ms analysis window"),
-    ("rate0", "sample rate of 0"),
-    ("missing", "no such audio file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("silent", "is silent"),
+        ("short", "shorter than one 25 ms analysis window"),
+        ("rate0", "sample rate of 0"),
+        ("missing", "no such audio file"),
+    ],
+)
 def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
     path = tmp_path / f"{case}.wav"
     if case == "silent":
@@ -126,13 +141,26 @@ def test_hostile_audio_rows_get_their_own_errors_and_long_audio_is_read_in_a_win
     waveforms, _, _ = words(repeats=1, rate=8000, seed=3, speakers=1)
     good = serving_fuzz.wav(waveforms[0], 8000)
     hour = np.tile(np.asarray(waveforms[0], "float32"), 10)  # a long recording: only its centre window is read
-    rows = [serving_fuzz.b64(good), serving_fuzz.b64(serving_fuzz.lying_wav(good, rate=2_000_000_000)),
-            list(waveforms[0]) + [float("nan")], [list(waveforms[0])], 12, serving_fuzz.b64(good[:40]),
-            serving_fuzz.b64(serving_fuzz.wav(hour, 8000)), [0.0] * 8000]
+    rows = [
+        serving_fuzz.b64(good),
+        serving_fuzz.b64(serving_fuzz.lying_wav(good, rate=2_000_000_000)),
+        list(waveforms[0]) + [float("nan")],
+        [list(waveforms[0])],
+        12,
+        serving_fuzz.b64(good[:40]),
+        serving_fuzz.b64(serving_fuzz.wav(hour, 8000)),
+        [0.0] * 8000,
+    ]
     answers = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"audio": rows}))
     assert [index for index, answer in enumerate(answers) if "label" in answer] == [0, 6]
-    for index, message in ((1, "declares 2000000000 Hz"), (2, "NaN or infinite"), (3, "expected a list of samples"),
-                           (4, "expected a file path"), (5, "not a readable audio file"), (7, "is silent")):
+    for index, message in (
+        (1, "declares 2000000000 Hz"),
+        (2, "NaN or infinite"),
+        (3, "expected a list of samples"),
+        (4, "expected a file path"),
+        (5, "not a readable audio file"),
+        (7, "is silent"),
+    ):
         assert message in answers[index]["error"] and "\n" not in answers[index]["error"]
 
 
@@ -180,8 +208,15 @@ def write_flat(root, repeats=2, speakers=3):
 def test_filename_pattern_with_named_test_and_validation_speakers(tmp_path):
     names, groups = write_flat(tmp_path)
     pattern = r"(?P<label>[a-z_]+)_(?P<speaker>speaker\d)_\d+\.wav"
-    splits = tasks.get(TASK).load_data(resolve(*SMALL, f"filename_pattern={pattern}", "test_groups=speaker2",
-                                               "validation_groups=speaker1", data_source=str(tmp_path)))
+    splits = tasks.get(TASK).load_data(
+        resolve(
+            *SMALL,
+            f"filename_pattern={pattern}",
+            "test_groups=speaker2",
+            "validation_groups=speaker1",
+            data_source=str(tmp_path),
+        )
+    )
     speakers = np.array(groups)
     assert len(splits.test.targets) == (speakers == "speaker2").sum()
     assert len(splits.validation.targets) == (speakers == "speaker1").sum()
@@ -231,8 +266,9 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
                 clip = samples[: 8000 + 250 * (index % 32)]
                 yield {"audio": (clip * 20000).astype("int16"), "label": index % 12}
 
-        return tf.data.Dataset.from_generator(examples, output_signature={
-            "audio": tf.TensorSpec([None], tf.int16), "label": tf.TensorSpec([], tf.int64)})
+        return tf.data.Dataset.from_generator(
+            examples, output_signature={"audio": tf.TensorSpec([None], tf.int16), "label": tf.TensorSpec([], tf.int64)}
+        )
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
@@ -260,12 +296,13 @@ def test_augmentation_copies_and_spectrogram_masks():
     perturb = augmentation.audio_waveform(speed=0.2, snr_db=(10.0, 10.0), seed=0)
     tone = np.sin(np.arange(8000) * 0.3).astype("float32")
     lengths = {len(perturb(tone, 8000, key)) for key in range(5)}
-    assert np.array_equal(perturb(tone, 8000, 'a'), perturb(tone, 8000, 'a'))  # reproducible per clip
+    assert np.array_equal(perturb(tone, 8000, "a"), perturb(tone, 8000, "a"))  # reproducible per clip
     assert len(lengths) > 1 and all(6000 < length < 10500 for length in lengths)
     noisy = augmentation.add_noise(tone, 10.0, np.random.default_rng(0))
     assert abs(10 * np.log10(np.mean(tone**2) / np.mean((noisy - tone) ** 2)) - 10) < 0.5
-    augment = augmentation.audio_spectrogram(time_shift=3, time_masks=1, time_mask_width=5, frequency_masks=1,
-                                             frequency_mask_width=4)
+    augment = augmentation.audio_spectrogram(
+        time_shift=3, time_masks=1, time_mask_width=5, frequency_masks=1, frequency_mask_width=4
+    )
     features = np.random.default_rng(0).normal(size=(8, 30, 12, 1)).astype("float32") + 5
     augmented, targets = augment(features, np.arange(8))
     augmented = np.asarray(augmented)
@@ -277,8 +314,13 @@ def test_augmentation_copies_and_spectrogram_masks():
 @pytest.mark.slow
 def test_jax_backend_quick_run(tmp_path):
     environment = dict(os.environ, KERAS_BACKEND="jax", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    completed = subprocess.run([sys.executable, "-m", "pipelines", "run", TASK, "--quick"], env=environment,
-                               capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", TASK, "--quick"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "test_accuracy=" in completed.stderr
 
@@ -292,7 +334,14 @@ def test_default_run_learns_the_generated_words(tracking_store):
 @pytest.mark.slow
 def test_fsdd_speaker_split_loads(tracking_store):
     folder = shared_data("fsdd/recordings")
-    splits = tasks.get(TASK).load_data(resolve(
-        *SMALL, r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav", "test_groups=theo",
-        "validation_groups=lucas", data_source=str(folder), quick=False))
+    splits = tasks.get(TASK).load_data(
+        resolve(
+            *SMALL,
+            r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+            "test_groups=theo",
+            "validation_groups=lucas",
+            data_source=str(folder),
+            quick=False,
+        )
+    )
     assert (len(splits.train.targets), len(splits.validation.targets), len(splits.test.targets)) == (2000, 500, 500)

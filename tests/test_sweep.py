@@ -17,20 +17,23 @@ def test_every_default_search_space_names_real_fields(name):
     assert {"learning_rate"} <= {dimension.name for dimension in dimensions}
 
 
-@pytest.mark.parametrize("space, expected", [
-    ({"dropuot": ["float", 0, 1]}, "'dropuot' is not a searchable config field; searchable fields:"),
-    ({"seed": ["int", 0, 9]}, "'seed' is not a searchable"),
-    ({"search_space": ["choice", {}]}, "'search_space' is not a searchable"),
-    ({"dropout": ["exp", 0, 1]}, "search_space['dropout'] (float field) must be [log, LOW, HIGH]"),
-    ({"dropout": "0.3"}, "search_space['dropout'] (float field) must be"),
-    ({"learning_rate": ["log", 0, 1e-2]}, "search_space['learning_rate']"),
-    ({"dropout": ["float", 0.5, 0.1]}, "search_space['dropout']"),
-    ({"base_filters": ["int", 8.5, 64]}, "search_space['base_filters'] (int field)"),
-    ({"flip": ["float", 0, 1]}, "search_space['flip'] (str field) must be [choice, VALUE, ...]; got"),
-    ({"mixed_precision": ["choice", True, "maybe"]}, "search_space['mixed_precision'] (bool field)"),
-    ({"dropout": ["choice"]}, "search_space['dropout']"),
-    ({}, "search_space is empty"),
-])
+@pytest.mark.parametrize(
+    "space, expected",
+    [
+        ({"dropuot": ["float", 0, 1]}, "'dropuot' is not a searchable config field; searchable fields:"),
+        ({"seed": ["int", 0, 9]}, "'seed' is not a searchable"),
+        ({"search_space": ["choice", {}]}, "'search_space' is not a searchable"),
+        ({"dropout": ["exp", 0, 1]}, "search_space['dropout'] (float field) must be [log, LOW, HIGH]"),
+        ({"dropout": "0.3"}, "search_space['dropout'] (float field) must be"),
+        ({"learning_rate": ["log", 0, 1e-2]}, "search_space['learning_rate']"),
+        ({"dropout": ["float", 0.5, 0.1]}, "search_space['dropout']"),
+        ({"base_filters": ["int", 8.5, 64]}, "search_space['base_filters'] (int field)"),
+        ({"flip": ["float", 0, 1]}, "search_space['flip'] (str field) must be [choice, VALUE, ...]; got"),
+        ({"mixed_precision": ["choice", True, "maybe"]}, "search_space['mixed_precision'] (bool field)"),
+        ({"dropout": ["choice"]}, "search_space['dropout']"),
+        ({}, "search_space is empty"),
+    ],
+)
 def test_bad_search_space_names_the_field_and_the_form(space, expected):
     with pytest.raises(ValueError) as raised:
         sweep.parse_space(tasks.get(TASK).config_class, space)
@@ -40,8 +43,12 @@ def test_bad_search_space_names_the_field_and_the_form(space, expected):
 def test_specs_draw_values_of_the_field_type():
     import optuna
 
-    space = {"learning_rate": ["log", 1e-4, 1e-2], "base_filters": ["log", 8, 64], "dropout": ["int", 0, 1],
-             "flip": ["choice", "none", "horizontal"]}
+    space = {
+        "learning_rate": ["log", 1e-4, 1e-2],
+        "base_filters": ["log", 8, 64],
+        "dropout": ["int", 0, 1],
+        "flip": ["choice", "none", "horizontal"],
+    }
     dimensions = sweep.parse_space(tasks.get(TASK).config_class, space)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     drawn = {dimension.name: dimension.suggest(trial) for dimension in dimensions}
@@ -160,10 +167,10 @@ def test_every_task_sweeps_its_own_search_space(name, tracking_store, capsys):
 
     assert cli.main(["sweep", name, "--quick", "--trials", "2"]) == 0
     runs = mlflow.search_runs(experiment_names=[name])
-    parent, = runs[runs["tags.sweep"] == "true"].itertuples()
+    (parent,) = runs[runs["tags.sweep"] == "true"].itertuples()
     children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
     assert len(children) == 2 and set(runs["status"]) == {"FINISHED"}
     assert f"metrics.test_{tasks.get(name).primary_metric}" in runs.columns
-    version, = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    (version,) = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
     assert version.run_id == mlflow.get_run(parent.run_id).data.tags["best_run_id"]
     assert f"{name}: version 1 promoted to @champion" in capsys.readouterr().err

@@ -51,7 +51,13 @@ def test_every_config_default_says_why(name):
 @pytest.mark.parametrize("name", tasks.names())
 def test_quick_run_on_jax_backend(name, tmp_path):
     environment = dict(os.environ, KERAS_BACKEND="jax", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'm.db'}")
-    completed = subprocess.run([sys.executable, "-m", "pipelines", "run", name, "--quick"], cwd=ROOT,
-                               env=environment, capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run", name, "--quick"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"test_{tasks.get(name).primary_metric}=" in completed.stderr

@@ -87,8 +87,9 @@ def toy_task(tmp_path, monkeypatch):
     sys.modules.pop("toy_domains", None)
 
 
-def test_a_toy_task_in_one_file_trains_predicts_compares_evaluates_and_keeps_the_contract(toy_task, tracking_store,
-                                                                                          capsys):
+def test_a_toy_task_in_one_file_trains_predicts_compares_evaluates_and_keeps_the_contract(
+    toy_task, tracking_store, capsys
+):
     test_tasks_contract.test_task_declares_name_metric_and_valid_quick_budget(toy_task)
     test_tasks_contract.test_every_config_default_says_why(toy_task)
     test_tasks_contract.test_task_declares_how_predict_reads_inputs_and_compare_shows_runs(toy_task)

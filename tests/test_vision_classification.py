@@ -62,10 +62,17 @@ def test_run_beats_chance_and_logs_everything(trained):
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
     assert {"config.yaml", "model_summary.txt", "classification_report.txt", "plots"} <= artifacts
     plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
-    assert {"plots/training_curves.png", "plots/confusion_matrix.png", "plots/roc_curve.png",
-            "plots/pr_curve.png", "plots/sample_predictions.png"} <= plots
-    assert [item.dataset.name for item in run.inputs.dataset_inputs] == ["sklearn_digits-training",
-                                                                        "sklearn_digits-testing"]
+    assert {
+        "plots/training_curves.png",
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/pr_curve.png",
+        "plots/sample_predictions.png",
+    } <= plots
+    assert [item.dataset.name for item in run.inputs.dataset_inputs] == [
+        "sklearn_digits-training",
+        "sklearn_digits-testing",
+    ]
     version = mlflow.MlflowClient().get_registered_model(TASK).latest_versions[0]
     assert result.model_uri == f"models:/{TASK}/{version.version}"
     info = mlflow.models.get_model_info(f"models:/{TASK}/latest")
@@ -85,7 +92,7 @@ def test_predict_png_from_registry_and_run_uri(trained, tmp_path):
 
 
 def test_predict_accepts_decoded_arrays_and_bytes(trained, tmp_path):
-    (path, truth), = digit_pngs(tmp_path, count=1)
+    ((path, truth),) = digit_pngs(tmp_path, count=1)
     model = tracking.load(f"models:/{TASK}/latest")
     pixels = images.decode(str(path))
     answers = model.predict(pd.DataFrame({"image": [pixels, path.read_bytes(), (pixels * 255).astype("uint8")]}))
@@ -141,7 +148,7 @@ def test_a_png_bomb_is_a_one_line_error_in_the_cli_and_an_error_row_in_a_batch(t
     error = capsys.readouterr().err
     assert error.startswith(f"error: {bomb}: the image declares more pixels than the limit of 40,000,000")
     assert error.count("\n") == 1
-    (path, truth), = digit_pngs(tmp_path, count=1)
+    ((path, truth),) = digit_pngs(tmp_path, count=1)
     answers = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(bomb), str(path)]}))
     assert "more pixels than the limit" in answers[0]["error"] and answers[1]["label"] == truth
 
@@ -151,7 +158,7 @@ def test_a_served_model_reads_paths_only_inside_its_input_folder(trained, tmp_pa
 
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    (path, truth), = digit_pngs(incoming, count=1)
+    ((path, truth),) = digit_pngs(incoming, count=1)
     outside = tmp_path / "outside.png"
     outside.write_bytes(path.read_bytes())
     model = tracking.load(f"models:/{TASK}/latest")
@@ -258,28 +265,37 @@ def test_odd_image_files_decode_to_the_configured_channels(tmp_path):
     assert abs(float(images.decode(str(gray16)).mean()) - 0.5) < 0.01  # 16 bits scaled, not clipped at 255
     assert images.decode(str(rgba)).shape == (6, 4, 3)  # transparency dropped
     assert images.decode(str(rotated)).shape == (4, 6, 3) and images.header(str(rotated)).height == 4
-    split, size, channels = images.file_examples([str(gray16), str(rgba), str(rotated)], np.zeros(3, "int64"),
-                                                 image_size=8, channels=1)
+    split, size, channels = images.file_examples(
+        [str(gray16), str(rgba), str(rotated)], np.zeros(3, "int64"), image_size=8, channels=1
+    )
     pictures, _ = split.sample(3)
     assert pictures.shape == (3, 8, 8, 1) and size == (8, 8) and channels == 1
 
 
-@pytest.mark.parametrize("sizes, expected, message", [
-    ([(150, 200), (300, 180), (140, 160), (400, 300)], (128, 128),  # (height, width); median shorter side 165
-     "differ in size (160x140 to 300x400); resizing to 128x128 (image_size=0 picks the median shorter side, "
-     "capped at 128; set image_size to choose)"),
-    ([(20, 30), (40, 24), (30, 30), (50, 36)], (27, 27), "differ in size (30x20 to 36x50); resizing to 27x27"),
-    ([(150, 200)] * 4, (128, 128), "are 200x150; resizing to 128x128"),  # one size, but above the cap
-    ([(12, 10)] * 4, (12, 10), None),  # one small size (MNIST-style scans) is kept
-], ids=["mixed", "mixed_small", "uniform_large", "uniform_small"])
+@pytest.mark.parametrize(
+    "sizes, expected, message",
+    [
+        (
+            [(150, 200), (300, 180), (140, 160), (400, 300)],
+            (128, 128),  # (height, width); median shorter side 165
+            "differ in size (160x140 to 300x400); resizing to 128x128 (image_size=0 picks the median shorter side, "
+            "capped at 128; set image_size to choose)",
+        ),
+        ([(20, 30), (40, 24), (30, 30), (50, 36)], (27, 27), "differ in size (30x20 to 36x50); resizing to 27x27"),
+        ([(150, 200)] * 4, (128, 128), "are 200x150; resizing to 128x128"),  # one size, but above the cap
+        ([(12, 10)] * 4, (12, 10), None),  # one small size (MNIST-style scans) is kept
+    ],
+    ids=["mixed", "mixed_small", "uniform_large", "uniform_small"],
+)
 def test_a_folder_of_mixed_or_large_images_gets_one_size_and_says_which(tmp_path, caplog, sizes, expected, message):
     rng = np.random.default_rng(0)
     for index, size in enumerate(sizes):
         (tmp_path / f"class_{index % 2}").mkdir(exist_ok=True)
         images.save_png(rng.random((*size, 3)), tmp_path / f"class_{index % 2}" / f"{index}.png")
     task = tasks.get(TASK)
-    splits = task.load_data(config.resolve(task, data=str(tmp_path), assignments=["test_fraction=0.25",
-                                                                                   "validation_fraction=0.25"]))
+    splits = task.load_data(
+        config.resolve(task, data=str(tmp_path), assignments=["test_fraction=0.25", "validation_fraction=0.25"])
+    )
     assert splits.info["image_size"] == list(expected) and splits.train.sample(1)[0].shape[1:3] == expected
     assert task.prepare_inputs(splits.info, [str(tmp_path / "class_0" / "0.png")]).shape == (1, *expected, 3)
     if message:
@@ -338,7 +354,7 @@ def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_pat
     result = quick_run("epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data_source=str(folder))
     assert "broken.png" in caplog.text
     model = tracking.load(result.model_uri)
-    answer, = model.predict(pd.DataFrame({"image": [str(folder / "bright" / "0.png")]}))
+    (answer,) = model.predict(pd.DataFrame({"image": [str(folder / "bright" / "0.png")]}))
     assert {item["label"] for item in answer["top_k"]} == {"dark", "bright"}
 
 
@@ -396,8 +412,9 @@ def test_applications_backbones_take_small_grayscale_images_and_local_weights(ba
     reloaded_inner = next(layer for layer in reloaded.layers if layer.name.lower().startswith(backbone[:8]))
     np.testing.assert_allclose(reloaded_inner.get_weights()[0], inner.get_weights()[0])
     with pytest.raises(ValueError, match="could not be loaded"):
-        task.build_model(config.resolve(task, assignments=[f"backbone={backbone}",
-                                                           f"backbone_weights={tmp_path / 'nope.h5'}"]), info)
+        task.build_model(
+            config.resolve(task, assignments=[f"backbone={backbone}", f"backbone_weights={tmp_path / 'nope.h5'}"]), info
+        )
 
 
 ONEDNN_CRASH = """
@@ -422,6 +439,11 @@ def test_the_resnet_trains_at_widths_where_onednn_crashed():
     import subprocess
     import sys
 
-    completed = subprocess.run([sys.executable, "-c", ONEDNN_CRASH], cwd=pathlib.Path(__file__).resolve().parents[1],
-                               capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", ONEDNN_CRASH],
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0 and "trained" in completed.stdout, (completed.returncode, completed.stderr[-2000:])

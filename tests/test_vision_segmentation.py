@@ -15,8 +15,15 @@ from tasks.vision_segmentation import _scenes
 from tests.conftest import resolver, shared_data
 
 TASK = "vision_segmentation"
-SMALL = ["image_size=32", "depth=3", "base_filters=8", "max_examples=240", "epochs=10", "batch_size=8",
-         "learning_rate=0.005"]
+SMALL = [
+    "image_size=32",
+    "depth=3",
+    "base_filters=8",
+    "max_examples=240",
+    "epochs=10",
+    "batch_size=8",
+    "learning_rate=0.005",
+]
 
 
 resolve = resolver(TASK)
@@ -40,7 +47,7 @@ def write_pairs(folder, count=6, size=(24, 20), mask_values=(0, 255), mask_suffi
     for index, shape in enumerate(size if isinstance(size, list) else [size] * count):
         mask = np.zeros(shape, np.uint8)
         row, column = rng.integers(0, 10, 2)
-        mask[row:row + 8, column:column + 8] = 1
+        mask[row : row + 8, column : column + 8] = 1
         picture = (0.2 + 0.6 * mask + rng.normal(0, 0.03, shape)).clip(0, 1)
         images.save_png(picture[..., None], folder / "images" / f"{index}.png")
         Image.fromarray(np.array(mask_values, np.uint8)[mask]).save(folder / "masks" / f"{index}{mask_suffix}")
@@ -54,8 +61,15 @@ def test_run_beats_chance_and_logs_everything(trained):
     assert trained.metrics["mean_iou"] > background_share / 4 + 0.05
     run = mlflow.get_run(trained.run_id)
     assert run.data.tags["synthetic"] == "true" and run.data.tags["dataset"] == "generated_shapes"
-    for name in ("test_mean_iou", "test_mean_dice", "test_pixel_accuracy", "test_iou_circle", "test_dice_triangle",
-                 "val_mean_iou", "val_pixel_accuracy"):
+    for name in (
+        "test_mean_iou",
+        "test_mean_dice",
+        "test_pixel_accuracy",
+        "test_iou_circle",
+        "test_dice_triangle",
+        "val_mean_iou",
+        "val_pixel_accuracy",
+    ):
         assert name in run.data.metrics
     client = mlflow.MlflowClient()
     assert "per_class_iou.csv" in {item.path for item in client.list_artifacts(trained.run_id)}
@@ -69,8 +83,10 @@ def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
     pictures, masks = _scenes(1, 40, seed=99)  # not the training size: the model is fully convolutional
     path = tmp_path / "scene.png"
     images.save_png(pictures[0], path)
-    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(path),
-                     f"{path}={tmp_path / 'chosen.png'}"]) == 0
+    assert (
+        cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(path), f"{path}={tmp_path / 'chosen.png'}"])
+        == 0
+    )
     first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
     assert first["mask_path"] == str(tmp_path / "scene_mask.png")
     assert second["mask_path"] == str(tmp_path / "chosen.png")
@@ -85,13 +101,19 @@ def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
 def test_predict_converts_grayscale_input_for_an_rgb_model(trained, tmp_path):
     gray = tmp_path / "gray.png"
     images.save_png(_scenes(1, 32, seed=5)[0][0].mean(-1, keepdims=True), gray)
-    answer, = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(gray)]}))
+    (answer,) = tracking.load(f"models:/{TASK}/latest").predict(pd.DataFrame({"image": [str(gray)]}))
     assert answer["size"] == [32, 32]
 
 
 def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
-    task, resolved = resolve("tile_size=8", "depth=2", "split=ordered", "test_fraction=0.2",
-                             "validation_fraction=0.2", data_source=str(write_pairs(tmp_path, count=10)))
+    task, resolved = resolve(
+        "tile_size=8",
+        "depth=2",
+        "split=ordered",
+        "test_fraction=0.2",
+        "validation_fraction=0.2",
+        data_source=str(write_pairs(tmp_path, count=10)),
+    )
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["background", "foreground"] and splits.info["channels"] == 1
     pictures, masks = splits.train.sample(len(splits.train))
@@ -101,14 +123,26 @@ def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
 
 
 def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp_path):
-    task, resolved = resolve("tile_size=8", "crops_per_image=3", "depth=2", "split=ordered", "test_fraction=0.2",
-                             "validation_fraction=0.2", "elastic_sigma=1", "context=4", "tta=true",
-                             data_source=str(write_pairs(tmp_path, count=10)))
+    task, resolved = resolve(
+        "tile_size=8",
+        "crops_per_image=3",
+        "depth=2",
+        "split=ordered",
+        "test_fraction=0.2",
+        "validation_fraction=0.2",
+        "elastic_sigma=1",
+        "context=4",
+        "tta=true",
+        data_source=str(write_pairs(tmp_path, count=10)),
+    )
     splits = task.load_data(resolved)
     assert splits.train.sample(2)[0].shape == (2, 24, 20, 1)  # whole images: crops are cut per batch
     assert splits.validation.sample(9)[0].shape == (9, 8, 8, 1)  # validation keeps its fixed tiles
-    assert {key: splits.info[key] for key in ("tile_size", "context", "tta")} == {"tile_size": 8, "context": 4,
-                                                                                 "tta": True}
+    assert {key: splits.info[key] for key in ("tile_size", "context", "tta")} == {
+        "tile_size": 8,
+        "context": 4,
+        "tta": True,
+    }
     import tensorflow as tf
 
     pictures, masks = splits.train.sample(2)
@@ -120,8 +154,12 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
     from pipelines import evaluate
 
     # 45x58 images, which no U-Net stride divides: training picks tiles, evaluation and prediction whole images.
-    task, resolved = resolve("epochs=1", "base_filters=4", "batch_size=4",
-                             data_source=str(write_pairs(tmp_path / "train", count=8, size=(58, 45))))
+    task, resolved = resolve(
+        "epochs=1",
+        "base_filters=4",
+        "batch_size=4",
+        data_source=str(write_pairs(tmp_path / "train", count=8, size=(58, 45))),
+    )
     result = runner.run(task, resolved)
     assert "training on 40x40 tiles (tile_size=40) of the 45x58 images" in caplog.text
     assert tracking.logged_model(result.model_uri, task).info["tile_size"] == 40
@@ -133,18 +171,21 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
         assert written.size == (45, 58) and set(np.unique(np.asarray(written))) <= {0, 255}
 
 
-@pytest.mark.parametrize("size, settings, expected", [
-    ((32, 32), {}, 0),  # the embedded scenes train whole
-    ((512, 512), {}, 0),  # ISBI's slices too
-    ((58, 45), {}, 40),  # the largest multiple of the stride (8) that fits
-    ((584, 565), {}, 256),  # ... at most AUTO_TILE_SIDE
-    ((2000, 2000), {}, 256),  # a stride multiple, but too large to train whole
-    ((512, 512), {"tile_size": 128}, 128),  # the benchmark's tiles
-    ((2000, 2000), {"image_size": 2000, "batch_size": 1}, 0),  # an explicit size is kept (where it fits in memory)
-    ((58, 45), {"image_size": 45}, "needs multiples of 8"),
-    ((58, 45), {"tile_size": 48}, "tile_size 48 is larger than the images"),
-    ((6, 7), {}, "needs multiples of 8"),  # smaller than the stride: no tile fits
-])
+@pytest.mark.parametrize(
+    "size, settings, expected",
+    [
+        ((32, 32), {}, 0),  # the embedded scenes train whole
+        ((512, 512), {}, 0),  # ISBI's slices too
+        ((58, 45), {}, 40),  # the largest multiple of the stride (8) that fits
+        ((584, 565), {}, 256),  # ... at most AUTO_TILE_SIDE
+        ((2000, 2000), {}, 256),  # a stride multiple, but too large to train whole
+        ((512, 512), {"tile_size": 128}, 128),  # the benchmark's tiles
+        ((2000, 2000), {"image_size": 2000, "batch_size": 1}, 0),  # an explicit size is kept (where it fits in memory)
+        ((58, 45), {"image_size": 45}, "needs multiples of 8"),
+        ((58, 45), {"tile_size": 48}, "tile_size 48 is larger than the images"),
+        ((6, 7), {}, "needs multiples of 8"),  # smaller than the stride: no tile fits
+    ],
+)
 def test_training_examples_are_whole_images_or_tiles_that_fit_the_stride(size, settings, expected):
     from tasks.vision_segmentation import _training_tile
 
@@ -167,19 +208,31 @@ def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
 
 
 def test_class_index_masks_with_names(tmp_path):
-    task, resolved = resolve("depth=2", "image_size=16", "class_names=sky,square",
-                             data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))))
+    task, resolved = resolve(
+        "depth=2",
+        "image_size=16",
+        "class_names=sky,square",
+        data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))),
+    )
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["sky", "square"] and splits.train.sample(1)[0].shape[1:] == (16, 16, 1)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda root: (root / "masks" / "3.png").unlink(), "3.png' has no mask"),
-    (lambda root: Image.fromarray(np.full((24, 20), 128, np.uint8)).save(root / "masks" / "2.png"), "has value 128"),
-    (lambda root: Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "1.png"),
-     "must match its image's size"),
-    (lambda root: (root / "masks").rename(root / "other"), "must hold an images/ and a masks/"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: (root / "masks" / "3.png").unlink(), "3.png' has no mask"),
+        (
+            lambda root: Image.fromarray(np.full((24, 20), 128, np.uint8)).save(root / "masks" / "2.png"),
+            "has value 128",
+        ),
+        (
+            lambda root: Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "1.png"),
+            "must match its image's size",
+        ),
+        (lambda root: (root / "masks").rename(root / "other"), "must hold an images/ and a masks/"),
+    ],
+)
 def test_bad_folders_name_the_file(tmp_path, damage, message):
     root = write_pairs(tmp_path)
     damage(root)
@@ -228,8 +281,7 @@ def test_mobilenetv2_encoder_variant_predicts_whole_images():
     from tasks.vision_segmentation import predict_masks
 
     task, resolved = resolve("encoder=mobilenetv2", "base_filters=8")
-    info = {"class_names": ["background", "cell"], "channels": 1, "image_size": 0, "encoder": "mobilenetv2",
-            "depth": 3}
+    info = {"class_names": ["background", "cell"], "channels": 1, "image_size": 0, "encoder": "mobilenetv2", "depth": 3}
     model = task.build_model(resolved, info)
     probabilities = predict_masks(model, np.random.default_rng(0).random((1, 40, 50, 1), dtype="float32"), info)
     assert probabilities.shape == (1, 40, 50, 2) and np.allclose(probabilities.sum(-1), 1, atol=1e-4)
@@ -253,8 +305,11 @@ def test_random_crops_and_elastic_warps_keep_image_and_mask_aligned():
     crops, crop_masks = augmentation.paired_random_crop(20, crops=3, seed=1)(pictures, tf.constant(blocks))
     assert crops.shape == (12, 20, 20, 1) and np.array_equal(crops.numpy()[..., 0], crop_masks.numpy())
     first = crop_masks.numpy()[0]
-    assert any(np.array_equal(blocks[0, row:row + 20, column:column + 20], first)
-               for row in range(17) for column in range(17))  # a window of the first image
+    assert any(
+        np.array_equal(blocks[0, row : row + 20, column : column + 20], first)
+        for row in range(17)
+        for column in range(17)
+    )  # a window of the first image
     warped, warped_masks = augmentation.paired_elastic(3.0, grid=3, seed=2)(pictures, tf.constant(blocks))
     warped, warped_masks = warped.numpy()[..., 0], warped_masks.numpy()
     inside = np.abs(warped - np.round(warped)) < 1e-4  # away from class edges, bilinear = nearest
@@ -272,8 +327,13 @@ def test_overlap_tile_prediction_matches_whole_image_prediction_of_a_pointwise_m
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
     pictures = np.random.default_rng(0).random((3, 37, 50, 1), dtype="float32")
     expected = model.predict(pictures, verbose=0)
-    for settings in ({}, {"tile_size": 16, "context": 5}, {"tile_size": 16, "tta": True}, {"context": 7, "tta": True},
-                     {"tile_size": 8, "context": 40}):
+    for settings in (
+        {},
+        {"tile_size": 16, "context": 5},
+        {"tile_size": 16, "tta": True},
+        {"context": 7, "tta": True},
+        {"tile_size": 8, "context": 40},
+    ):
         info = {"encoder": "unet", "depth": 2, **settings}
         assert np.allclose(predict_masks(model, pictures, info), expected, atol=1e-6), settings
 
@@ -291,8 +351,14 @@ def test_segmentation_metrics_on_a_known_case():
 @pytest.mark.slow
 def test_real_isbi_membranes_load_with_the_benchmark_split():
     root = shared_data("isbi2012_membrane/train")
-    task, resolved = resolve("split=ordered", "test_fraction=0.2", "validation_fraction=0.1", "tile_size=128",
-                             "depth=4", data_source=str(root))
+    task, resolved = resolve(
+        "split=ordered",
+        "test_fraction=0.2",
+        "validation_fraction=0.1",
+        "tile_size=128",
+        "depth=4",
+        data_source=str(root),
+    )
     splits = task.load_data(resolved)
     pictures, masks = splits.train.sample(len(splits.train))
     assert splits.test.sample(6)[0].shape == (6, 512, 512, 1) and pictures.shape == (21 * 16, 128, 128, 1)

@@ -40,8 +40,8 @@ class Split:
 
     def index(self, shard=None):
         """Returns:
-            tf.data.Dataset: undecoded `(feature, target)` rows, in order; with `shard=(count, position)`,
-            every count-th row from position, so that each training process decodes only its share.
+        tf.data.Dataset: undecoded `(feature, target)` rows, in order; with `shard=(count, position)`,
+        every count-th row from position, so that each training process decodes only its share.
         """
         raise NotImplementedError
 
@@ -56,13 +56,13 @@ class Split:
 
     def elements(self, shard=None):
         """Returns:
-            tf.data.Dataset: decoded `(feature, target)` examples in index order.
+        tf.data.Dataset: decoded `(feature, target)` examples in index order.
         """
         return self.decoded(self.index(shard))
 
     def decoded_bytes(self):
         """Returns:
-            int: the estimated size of the whole decoded split in memory (0 when unknown).
+        int: the estimated size of the whole decoded split in memory (0 when unknown).
         """
         if self.element_bytes:
             return self.element_bytes * len(self)
@@ -144,12 +144,12 @@ class Examples(Split):
 
     def describe(self):
         """Returns:
-            dict: what the split is, JSON-friendly: origin, examples and a digest of the index (for files,
-            of the path list), so two runs on the same examples log the same digest.
+        dict: what the split is, JSON-friendly: origin, examples and a digest of the index (for files,
+        of the path list), so two runs on the same examples log the same digest.
         """
         digest = hashlib.sha256()
         for part in (self.features, self.targets):
-            for array in (part.values() if isinstance(part, dict) else [part]):
+            for array in part.values() if isinstance(part, dict) else [part]:
                 array = np.asarray(array)
                 if array.dtype == object or array.dtype.kind in "US":
                     digest.update(json.dumps([str(value) for value in array.reshape(-1).tolist()]).encode())
@@ -182,8 +182,9 @@ def stack(pairs):
     if not pairs:
         return np.zeros((0,), "float32"), np.zeros((0,), "int64")
     columns = list(zip(*pairs))
-    return tuple(np.stack(column) if len({np.shape(item) for item in column}) == 1 else list(column)
-                 for column in columns)
+    return tuple(
+        np.stack(column) if len({np.shape(item) for item in column}) == 1 else list(column) for column in columns
+    )
 
 
 def cache_plan(mode, splits, budget_mb):
@@ -214,8 +215,18 @@ def cache_plan(mode, splits, budget_mb):
     return plan
 
 
-def make_dataset(examples, batch_size, shuffle=False, seed=0, batch_map=None, cache="none", cache_file=None,
-                 shard=None, drop_remainder=False, buckets=None):
+def make_dataset(
+    examples,
+    batch_size,
+    shuffle=False,
+    seed=0,
+    batch_map=None,
+    cache="none",
+    cache_file=None,
+    shard=None,
+    drop_remainder=False,
+    buckets=None,
+):
     """Builds the batched tf.data pipeline of a split.
 
     The index is shuffled before decoding (a full-size buffer of paths or rows costs little); a split
@@ -264,8 +275,9 @@ def make_dataset(examples, batch_size, shuffle=False, seed=0, batch_map=None, ca
         # Each band flushes its last partial batch: counting them tells Keras the epoch length.
         lengths = np.concatenate(list(dataset.map(length).batch(8192).as_numpy_iterator()))
         counts = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
-        dataset = dataset.bucket_by_sequence_length(length, boundaries, [batch_size] * (len(boundaries) + 1),
-                                                    drop_remainder=drop_remainder)
+        dataset = dataset.bucket_by_sequence_length(
+            length, boundaries, [batch_size] * (len(boundaries) + 1), drop_remainder=drop_remainder
+        )
         batches = counts // batch_size if drop_remainder else -(-counts // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(batches.sum())))
     if batch_map is not None:
@@ -316,15 +328,18 @@ def join(parts):
         return kept[0]
     if all(isinstance(part, Examples) and part.decode is kept[0].decode for part in kept):
         first = kept[0].features
-        features = ({key: np.concatenate([part.features[key] for part in kept]) for key in first}
-                    if isinstance(first, dict) else np.concatenate([part.features for part in kept]))
+        features = (
+            {key: np.concatenate([part.features[key] for part in kept]) for key in first}
+            if isinstance(first, dict)
+            else np.concatenate([part.features for part in kept])
+        )
         return dataclasses.replace(kept[0], features=features, targets=np.concatenate([part.targets for part in kept]))
     return Joined(kept)
 
 
 def empty_like(split):
     """Returns:
-        Split: no examples, of `split`'s kind where it has an index (features of the same keys), else of arrays.
+    Split: no examples, of `split`'s kind where it has an index (features of the same keys), else of arrays.
     """
     if isinstance(split, Examples):
         return split.subset(np.arange(0))
@@ -362,8 +377,11 @@ class Joined(Split):
 
     def describe(self):
         """Returns:
-            dict: origin, examples and a digest of the parts' digests.
+        dict: origin, examples and a digest of the parts' digests.
         """
         digests = [part.describe()["digest"] for part in self.parts]
-        return {"origin": self.origin, "examples": len(self),
-                "digest": hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]}
+        return {
+            "origin": self.origin,
+            "examples": len(self),
+            "digest": hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16],
+        }

@@ -58,7 +58,6 @@ def parse_source(source):
     return "file", path
 
 
-
 def read_idx(path):
     """Reads an IDX file (the MNIST format), gzipped or not.
 
@@ -71,7 +70,7 @@ def read_idx(path):
     if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] != 0x08:
         raise ValueError(f"'{path}' is not an unsigned-byte IDX file (bad magic number).")
     dimensions = content[3]
-    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(dimensions))
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
     data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * dimensions)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"'{path}' is truncated: header says {shape}, found {data.size} values.")
@@ -101,8 +100,11 @@ def read_idx_pair(folder):
 # Key pairs of the npz layouts people have: Keras' mnist.npz and MedMNIST.
 _NPZ_LAYOUTS = (
     {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")},
-    {"train": ("train_images", "train_labels"), "validation": ("val_images", "val_labels"),
-     "test": ("test_images", "test_labels")},
+    {
+        "train": ("train_images", "train_labels"),
+        "validation": ("val_images", "val_labels"),
+        "test": ("test_images", "test_labels"),
+    },
 )
 
 
@@ -131,10 +133,12 @@ def read_npz(path):
 
 def not_utf8(path, line, byte):
     """Returns:
-        ValueError: the one-line error for bytes that are not UTF-8, naming the file, the line and the byte.
+    ValueError: the one-line error for bytes that are not UTF-8, naming the file, the line and the byte.
     """
-    return ValueError(f"'{path}' line {line} is not valid UTF-8 (byte 0x{byte:02x}); "
-                      "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).")
+    return ValueError(
+        f"'{path}' line {line} is not valid UTF-8 (byte 0x{byte:02x}); "
+        "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+    )
 
 
 def is_tab(path):
@@ -161,8 +165,11 @@ def first_columns(header, path):
         first.setdefault(name, position)
     repeated = sorted({str(name) for position, name in enumerate(header) if first[name] != position})
     if repeated:
-        warnings.warn(f"'{path}' repeats column(s) {', '.join(map(repr, repeated))} in its header; keeping the first "
-                      "of each and ignoring the repeats.", stacklevel=3)
+        warnings.warn(
+            f"'{path}' repeats column(s) {', '.join(map(repr, repeated))} in its header; keeping the first "
+            "of each and ignoring the repeats.",
+            stacklevel=3,
+        )
     return sorted(first.values())
 
 
@@ -257,13 +264,20 @@ def read_text_columns(path, columns, hint=None):
     text = read_text(path)
     tab = is_tab(path)
     try:
-        frame = read_csv(io.StringIO(text), path, sep="\t" if tab else ",", dtype=str, keep_default_na=False,
-                         quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+        frame = read_csv(
+            io.StringIO(text),
+            path,
+            sep="\t" if tab else ",",
+            dtype=str,
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL,
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: {str(error).strip()}.") from None
-    return {role: frame[find_column(list(frame.columns), role, accepted, path, hint)].to_numpy(dtype=object)
-            for role, accepted in columns.items()}
-
+    return {
+        role: frame[find_column(list(frame.columns), role, accepted, path, hint)].to_numpy(dtype=object)
+        for role, accepted in columns.items()
+    }
 
 
 def read_table(path, required=(), hint=""):
@@ -316,11 +330,14 @@ def read_jsonl(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per "
-                             "line.") from None
+            raise ValueError(
+                f"'{path}' line {number} is not valid JSON ({error.msg}); write one object per line."
+            ) from None
         if not isinstance(record, dict):
-            raise ValueError(f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
-                             "write one object per line, e.g. {\"text\": \"...\"}.")
+            raise ValueError(
+                f"'{path}' line {number} holds a {type(record).__name__}, not a JSON object; "
+                'write one object per line, e.g. {"text": "..."}.'
+            )
         records.append(record)
     if not records:
         raise ValueError(f"'{path}' holds no JSON objects; write one object per line.")

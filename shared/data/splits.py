@@ -24,8 +24,10 @@ def split_indices(count, seed, validation_fraction, test_fraction, stratify=None
 
     held = sum(int(np.ceil(fraction * count)) for fraction in (validation_fraction, test_fraction))
     if count - held < 1 or (validation_fraction and count < 2) or (test_fraction and count < 2):
-        raise ValueError(f"{count} example(s) are too few to carve validation_fraction {validation_fraction} and "
-                         f"test_fraction {test_fraction} and keep some for training; add data or lower the fractions.")
+        raise ValueError(
+            f"{count} example(s) are too few to carve validation_fraction {validation_fraction} and "
+            f"test_fraction {test_fraction} and keep some for training; add data or lower the fractions."
+        )
     indices = np.arange(count)
 
     def cut(pool, fraction, labels):
@@ -67,14 +69,20 @@ def carve(pool, config, validation=None, test=None, stratify=True, groups=None):
     validation_fraction = 0 if validation is not None else config.validation_fraction
     try:
         train_index, validation_index, test_index = split_indices(
-            len(pool), config.seed, validation_fraction, test_fraction,
-            stratify=pool.targets if stratify else None, groups=groups,
+            len(pool),
+            config.seed,
+            validation_fraction,
+            test_fraction,
+            stratify=pool.targets if stratify else None,
+            groups=groups,
         )
     except ValueError as error:
         raise ValueError(f"'{config.data}': {error}") from None
-    return (pool.subset(train_index), validation if validation is not None else pool.subset(validation_index),
-            test if test is not None else pool.subset(test_index))
-
+    return (
+        pool.subset(train_index),
+        validation if validation is not None else pool.subset(validation_index),
+        test if test is not None else pool.subset(test_index),
+    )
 
 
 def folds(train, validation, count, seed, stratify=True):

@@ -25,6 +25,7 @@ def numeric_values(values, column, source):
     try:
         converted = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
     except OverflowError:  # an integer beyond float64, which JSON allows: it counts as infinite
+
         def bounded(value):
             return value if not isinstance(value, int) or abs(value) < 2**1024 else np.inf if value > 0 else -np.inf
 
@@ -33,12 +34,16 @@ def numeric_values(values, column, source):
     bad = np.isnan(converted) & values.notna().to_numpy() & (text != "") & (np.char.lower(text.astype(str)) != "nan")
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{source}: column '{column}' must be numeric, but data row {row + 1} holds "
-                         f"{values.iloc[row]!r}; fix the value or list the column as categorical.")
+        raise ValueError(
+            f"{source}: column '{column}' must be numeric, but data row {row + 1} holds "
+            f"{values.iloc[row]!r}; fix the value or list the column as categorical."
+        )
     if np.isinf(converted).any():
         row = int(np.flatnonzero(np.isinf(converted))[0])
-        raise ValueError(f"{source}: column '{column}' holds an infinite value at data row {row + 1}; "
-                         "replace it with a finite number or leave it empty (missing values are imputed).")
+        raise ValueError(
+            f"{source}: column '{column}' holds an infinite value at data row {row + 1}; "
+            "replace it with a finite number or leave it empty (missing values are imputed)."
+        )
     return converted
 
 
@@ -88,8 +93,9 @@ def fit_tabular(frame, numeric, categorical, source, max_categories=1000):
         finite = values[~np.isnan(values)]
         median = float(np.median(finite)) if finite.size else 0.0
         filled = np.where(np.isnan(values), median, values)
-        spec["numeric"].append({"name": column, "median": median, "mean": float(filled.mean()),
-                                "std": float(filled.std()) or 1.0})
+        spec["numeric"].append(
+            {"name": column, "median": median, "mean": float(filled.mean()), "std": float(filled.std()) or 1.0}
+        )
     for column in categorical:
         counts = frame[column].map(category_text).value_counts()
         spec["categorical"].append({"name": column, "vocabulary": counts.index[:max_categories].tolist()})
@@ -115,8 +121,10 @@ def apply_tabular(frame, spec, source):
             numeric[:, index] = (np.where(np.isnan(values), item["median"], values) - item["mean"]) / item["std"]
         if not np.isfinite(numeric[:, index]).all():  # finite in float64, beyond float32 once standardised
             row = int(np.flatnonzero(~np.isfinite(numeric[:, index]))[0])
-            raise ValueError(f"{source}: column '{item['name']}' holds {values[row]:g} at data row {row + 1}, beyond "
-                             "what the model computes with; give a value within the training data's scale.")
+            raise ValueError(
+                f"{source}: column '{item['name']}' holds {values[row]:g} at data row {row + 1}, beyond "
+                "what the model computes with; give a value within the training data's scale."
+            )
     result = {"numeric": numeric}
     if spec["categorical"]:
         categorical = np.zeros((len(frame), len(spec["categorical"])), dtype="int32")
@@ -145,6 +153,8 @@ def binary_target(values, column, source):
         found = sorted(set(values.astype(str).tolist()))[:10]
         raise ValueError(f"{source}: target column '{column}' must be binary 0/1 (or true/false); found {found}.")
     if len(classes) < 2:
-        raise ValueError(f"{source}: target column '{column}' has only class {int(classes[0])}; "
-                         "a detector needs examples of both classes (0 and 1).")
+        raise ValueError(
+            f"{source}: target column '{column}' has only class {int(classes[0])}; "
+            "a detector needs examples of both classes (0 and 1)."
+        )
     return numbers.to_numpy(dtype="int64")

@@ -36,7 +36,6 @@ def standardize_text(texts, punctuation="strip"):
     return tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
 
 
-
 # Texts are cut to this many characters per token the model reads before they are tokenised: words,
 # numbers and URLs with their spacing stay far below it, so a text the model would read whole is never
 # cut, while the work per input is bounded (a 64-token model reads at most 6,400 characters).
@@ -55,8 +54,9 @@ def text_vectorizer(vocabulary, sequence_length):
     """
     import keras
 
-    return keras.layers.TextVectorization(standardize=None, split="whitespace", vocabulary=vocabulary[2:],
-                                          output_sequence_length=sequence_length)
+    return keras.layers.TextVectorization(
+        standardize=None, split="whitespace", vocabulary=vocabulary[2:], output_sequence_length=sequence_length
+    )
 
 
 def adapt_vocabulary(texts, size, punctuation, sample, seed=0, part=0):
@@ -88,8 +88,9 @@ def adapt_vocabulary(texts, size, punctuation, sample, seed=0, part=0):
         dataset = texts.cap(sample, seed).elements().map(lambda *element: element[part]).batch(1024)
     else:
         if len(texts) > sample:
-            texts = np.asarray(texts, dtype=object)[np.sort(np.random.default_rng(seed).choice(len(texts), sample,
-                                                                                                 replace=False))]
+            texts = np.asarray(texts, dtype=object)[
+                np.sort(np.random.default_rng(seed).choice(len(texts), sample, replace=False))
+            ]
         dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024)
     layer = keras.layers.TextVectorization(max_tokens=size, standardize=None, split="whitespace")
     layer.adapt(dataset.map(lambda batch: standardize_text(batch, punctuation)))
@@ -141,7 +142,9 @@ def tokenize_text(texts, vocabulary, sequence_length, punctuation, check=False):
     if check and truncated.any():
         warnings.warn(
             f"{int(truncated.sum())} input(s) longer than the model's {sequence_length} tokens were truncated "
-            f"(inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).", stacklevel=2)
+            f"(inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).",
+            stacklevel=2,
+        )
     ids = text_vectorizer(vocabulary, sequence_length)(standardized)
     return np.asarray(ids).astype("int64"), truncated
 
@@ -155,8 +158,10 @@ def word_vector_size(path):
     import os
 
     if not os.path.isfile(path):
-        raise ValueError(f"embeddings file '{path}' does not exist; give a GloVe .txt or word2vec/fastText .vec "
-                         "file (optionally .gz), or --set embeddings=none to learn embeddings from scratch.")
+        raise ValueError(
+            f"embeddings file '{path}' does not exist; give a GloVe .txt or word2vec/fastText .vec "
+            "file (optionally .gz), or --set embeddings=none to learn embeddings from scratch."
+        )
     with _open_vectors(path) as lines:
         fields = next(lines, "").split()
     try:
@@ -166,8 +171,10 @@ def word_vector_size(path):
     if _is_header(" ".join(fields)):
         return int(fields[1])
     if not values:
-        raise ValueError(f"embeddings file '{path}': the first line is not 'word v1 v2 ...' (GloVe) or "
-                         "'count dimension' (word2vec/fastText text format); binary vector files are not read.")
+        raise ValueError(
+            f"embeddings file '{path}': the first line is not 'word v1 v2 ...' (GloVe) or "
+            "'count dimension' (word2vec/fastText text format); binary vector files are not read."
+        )
     return len(values)
 
 

@@ -39,7 +39,7 @@ class Lines:
             raise StopIteration
         if self.number == 0 and raw.startswith(BOM):
             self.offset += len(BOM)
-            raw = raw[len(BOM):]
+            raw = raw[len(BOM) :]
         self.number += 1
         self.offset += len(raw)
         try:
@@ -102,11 +102,14 @@ def scan_table(path, columns, keep=(), hint=None):
         try:
             header = next(reader, None)
             if header is None:
-                raise ValueError(f"'{path}' is empty; expected a header row naming the columns, then one row "
-                                 "per example.")
+                raise ValueError(
+                    f"'{path}' is empty; expected a header row naming the columns, then one row per example."
+                )
             first_columns(header, path)  # warns of repeated names; `index` below takes the first of each
-            positions = {role: header.index(find_column(header, role, accepted, path, hint))
-                         for role, accepted in columns.items()}
+            positions = {
+                role: header.index(find_column(header, role, accepted, path, hint))
+                for role, accepted in columns.items()
+            }
             while True:
                 start = lines.offset
                 record = next(reader, None)
@@ -117,9 +120,12 @@ def scan_table(path, columns, keep=(), hint=None):
                 if len(record) > len(header):
                     raise ValueError(
                         f"'{path}' line {lines.number} has {len(record)} fields, the header {len(header)}; "
-                        f"{'a text holds a tab' if tab else 'quote texts that hold commas'}.")
-                fields = {role: record[position].strip() if position < len(record) else ""
-                          for role, position in positions.items()}
+                        f"{'a text holds a tab' if tab else 'quote texts that hold commas'}."
+                    )
+                fields = {
+                    role: record[position].strip() if position < len(record) else ""
+                    for role, position in positions.items()
+                }
                 if not all(fields[role] for role in texts):
                     dropped += 1
                     continue
@@ -128,11 +134,17 @@ def scan_table(path, columns, keep=(), hint=None):
                 for role in keep:
                     values[role].append(shared[role].setdefault(fields[role], fields[role]))
         except csv.Error as error:
-            raise ValueError(f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: line {lines.number}: "
-                             f"{error}.") from None
-    return TableIndex(str(path), positions, np.frombuffer(offsets, dtype="int64").copy(),
-                      {role: np.asarray(items, dtype=object) for role, items in values.items()},
-                      dropped, used // max(1, len(offsets)))
+            raise ValueError(
+                f"cannot parse '{path}' as {'TSV' if tab else 'CSV'}: line {lines.number}: {error}."
+            ) from None
+    return TableIndex(
+        str(path),
+        positions,
+        np.frombuffer(offsets, dtype="int64").copy(),
+        {role: np.asarray(items, dtype=object) for role, items in values.items()},
+        dropped,
+        used // max(1, len(offsets)),
+    )
 
 
 def table_reader(path, position):

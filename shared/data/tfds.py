@@ -22,7 +22,7 @@ HOSTS = (("storage.googleapis.com", 443), ("huggingface.co", 443))
 
 def network_available(timeout=3.0):
     """Returns:
-        bool: one of the TFDS download hosts answers.
+    bool: one of the TFDS download hosts answers.
     """
     return any(network.reachable(host, port, timeout) for host, port in HOSTS)
 
@@ -88,8 +88,11 @@ def _decoders(found, keys, skip_images=True):
     import tensorflow_datasets
     from tensorflow_datasets.core import features as features_lib
 
-    skipped = {key: tensorflow_datasets.decode.SkipDecoding() for key in keys
-               if skip_images and isinstance(found.info.features[key], features_lib.Image)}
+    skipped = {
+        key: tensorflow_datasets.decode.SkipDecoding()
+        for key in keys
+        if skip_images and isinstance(found.info.features[key], features_lib.Image)
+    }
     return tensorflow_datasets.decode.PartialDecoding({key: True for key in keys}, decoders=skipped)
 
 
@@ -139,8 +142,11 @@ class Stream(examples_module.Split):
         import tensorflow_datasets
 
         dataset = self.found.as_dataset(
-            split=self.split, shuffle_files=False, decoders=_decoders(self.found, self.keys, self.skip_decoding),
-            read_config=tensorflow_datasets.ReadConfig(try_autocache=False))
+            split=self.split,
+            shuffle_files=False,
+            decoders=_decoders(self.found, self.keys, self.skip_decoding),
+            read_config=tensorflow_datasets.ReadConfig(try_autocache=False),
+        )
         feature, target = self.keys
         if self.window != (0, self.total):
             low, high = self.window
@@ -161,11 +167,15 @@ class Stream(examples_module.Split):
 
     def describe(self):
         """Returns:
-            dict: origin, examples and a digest of what the window selects (dataset, version, split, seed).
+        dict: origin, examples and a digest of what the window selects (dataset, version, split, seed).
         """
         name = f"{self.found.info.full_name}:{self.split}:{self.window}:{self.seed}"
-        return {"origin": self.origin, "examples": len(self), "digest": hashlib.sha256(name.encode()).hexdigest()[:16],
-                "tfds": name}
+        return {
+            "origin": self.origin,
+            "examples": len(self),
+            "digest": hashlib.sha256(name.encode()).hexdigest()[:16],
+            "tfds": name,
+        }
 
 
 def streams(found, chosen, keys, config, decode=None, element_bytes=0):
@@ -199,14 +209,19 @@ def streams(found, chosen, keys, config, decode=None, element_bytes=0):
     fractions = {role: 0.0 if role in fixed else getattr(config, f"{role}_fraction") for role in ("test", "validation")}
     counts = {role: int(round(fraction * total)) for role, fraction in fractions.items()}
     if counts["test"] + counts["validation"] >= total:
-        raise ValueError(f"tfds:{name} split '{pool}' has {total} examples, too few for validation_fraction "
-                         f"{fractions['validation']} and test_fraction {fractions['test']}.")
+        raise ValueError(
+            f"tfds:{name} split '{pool}' has {total} examples, too few for validation_fraction "
+            f"{fractions['validation']} and test_fraction {fractions['test']}."
+        )
 
     def stream(split, window, count):
         return Stream(found, split, tuple(keys), decode, count, window, config.seed, element_bytes)
 
-    carved = {"test": (0, counts["test"]), "validation": (counts["test"], counts["test"] + counts["validation"]),
-              "train": (counts["test"] + counts["validation"], total)}
+    carved = {
+        "test": (0, counts["test"]),
+        "validation": (counts["test"], counts["test"] + counts["validation"]),
+        "train": (counts["test"] + counts["validation"], total),
+    }
     result = [stream(pool, carved["train"], total)]
     for role in ("validation", "test"):
         if role in fixed:

@@ -81,12 +81,15 @@ class RecommendationConfig(TaskConfig):
     rating_max: float = 5.0  # top of that scale (u.data's 1-5 stars fit inside it)
     duplicates: Choice(*DUPLICATES) = "last"  # last | mean | error: what a repeated (user, item) row means
     search_space: dict = search_space(  # embeddings want high rates and no decay (see weight_decay)
-        weight_decay=None, learning_rate=["log", 1e-3, 3e-2], embedding_dim=["choice", 16, 32, 64],
-        dropout=["float", 0.0, 0.3])
+        weight_decay=None,
+        learning_rate=["log", 1e-3, 3e-2],
+        embedding_dim=["choice", 16, 32, 64],
+        dropout=["float", 0.0, 0.3],
+    )
 
     def check(self):
         """Raises:
-            ValueError: also when the rating scale is empty (rating_min must be below rating_max).
+        ValueError: also when the rating scale is empty (rating_min must be below rating_max).
         """
         super().check()
         if self.rating_min >= self.rating_max:
@@ -106,8 +109,10 @@ class Recommendation(Task):
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
     # factorisation against an MLP over the embeddings, and the size of the latent space
     candidates = (("default", {}), ("neural", {"model": "neural"}), ("wide", {"embedding_dim": 64}))
-    remedies = ("Likely causes: too few interactions per user, where popularity is hard to beat. Try "
-                "history_length, another embedding_dim or model, more epochs, or --preset balanced.")
+    remedies = (
+        "Likely causes: too few interactions per user, where popularity is hard to beat. Try "
+        "history_length, another embedding_dim or model, more epochs, or --preset balanced."
+    )
 
     def load_data(self, config, fitted=None):
         """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id
@@ -128,8 +133,10 @@ class Recommendation(Task):
             frame, titles = readers.read_ratings(path, config), readers.read_titles(path, config)
             name, synthetic = f"ratings_{os.path.basename(os.path.abspath(argument))}", False
         else:
-            raise ValueError(f"recommendation cannot read '{config.data}'; give a ratings CSV, u.data, "
-                             "ratings.dat or a folder holding one.")
+            raise ValueError(
+                f"recommendation cannot read '{config.data}'; give a ratings CSV, u.data, "
+                "ratings.dat or a folder holding one."
+            )
         source = config.data
         frame = clean_interactions(frame.reset_index(drop=True), config, source).reset_index(drop=True)
         train, validation, test = split_interactions(frame, config, source)
@@ -145,8 +152,10 @@ class Recommendation(Task):
     def loss(self, config, info):
         import keras
 
-        losses = {"rating": keras.losses.MeanSquaredError(),
-                  "items": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        losses = {
+            "rating": keras.losses.MeanSquaredError(),
+            "items": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        }
         return {name: losses[name] for name in info["outputs"]}
 
     def metrics(self, config, info):
@@ -189,8 +198,10 @@ class Recommendation(Task):
         """The most popular training items each user has not rated (trivial: the same ranking for everyone)."""
         from shared import baselines
 
-        lists = {role: scoring.popular_lists(splits.info, ranking.held_out(splits, role)[2], config.top_k)
-                 for role in ("validation", "test")}
+        lists = {
+            role: scoring.popular_lists(splits.info, ranking.held_out(splits, role)[2], config.top_k)
+            for role in ("validation", "test")
+        }
         return [baselines.Baseline("popularity", **lists, trivial=True)]
 
     def input_example(self, splits):
@@ -225,11 +236,16 @@ class Recommendation(Task):
             chosen, scores = scoring.recommend(model, info, users, histories, seen, info["top_k"])
             for position, user, items, values in zip(singles, users, chosen, scores):
                 answers[position] = {
-                    "user": queries[position][0], "known_user": bool(user),
+                    "user": queries[position][0],
+                    "known_user": bool(user),
                     "fallback": None if user else "popularity",
                     "recommendations": [
-                        {"item": info["items"][item - 1], "title": info["titles"][item - 1] if info["titles"] else "",
-                         "score": round(float(value), 5)} for item, value in zip(items, values)
+                        {
+                            "item": info["items"][item - 1],
+                            "title": info["titles"][item - 1] if info["titles"] else "",
+                            "score": round(float(value), 5),
+                        }
+                        for item, value in zip(items, values)
                     ],
                 }
         pairs = [position for position, parts in enumerate(queries) if len(parts) == 2]
@@ -245,8 +261,11 @@ class Recommendation(Task):
                 ratings = [round(float(value), 4) for value in scores]
             for position, user, item, score, rating in zip(pairs, users, items, scores, ratings):
                 answers[position] = {
-                    "user": queries[position][0], "item": queries[position][1], "known_user": bool(user),
-                    "known_item": bool(item), "score": round(float(score), 5) if np.isfinite(score) else None,
+                    "user": queries[position][0],
+                    "item": queries[position][1],
+                    "known_user": bool(user),
+                    "known_item": bool(item),
+                    "score": round(float(score), 5) if np.isfinite(score) else None,
                     "rating": rating,
                 }
         return answers
@@ -267,16 +286,27 @@ class Recommendation(Task):
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
-        serving.files = {"users.txt": info["users"], "items.txt": info["items"], "recent.txt": info["recent"],
-                         "seen.txt": info["seen"], "popular.txt": info["popular"].split()}
-        steps = ["user: its line number + 1 in users.txt, 0 for a user unseen in training",
-                 "item (rating models): its line number + 1 in items.txt, 0 for an unknown item"]
+        serving.files = {
+            "users.txt": info["users"],
+            "items.txt": info["items"],
+            "recent.txt": info["recent"],
+            "seen.txt": info["seen"],
+            "popular.txt": info["popular"].split(),
+        }
+        steps = [
+            "user: its line number + 1 in users.txt, 0 for a user unseen in training",
+            "item (rating models): its line number + 1 in items.txt, 0 for an unknown item",
+        ]
         if info["history_length"]:
-            steps.append(f"history: the user's latest {info['history_length']} item indices, latest last, "
-                         "left-padded with 0; recent.txt holds them per user index (line 0: the unknown user)")
-        meaning = {"rating": f"the predicted rating on the scale {info['rating_scale']}",
-                   "items": "a score per item index (index 0: unknown); rank them, after removing the user's seen "
-                            "items (seen.txt, per user index); unknown users get popular.txt (most rated first)"}
+            steps.append(
+                f"history: the user's latest {info['history_length']} item indices, latest last, "
+                "left-padded with 0; recent.txt holds them per user index (line 0: the unknown user)"
+            )
+        meaning = {
+            "rating": f"the predicted rating on the scale {info['rating_scale']}",
+            "items": "a score per item index (index 0: unknown); rank them, after removing the user's seen "
+            "items (seen.txt, per user index); unknown users get popular.txt (most rated first)",
+        }
         serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info["outputs"]}})
         return serving
 

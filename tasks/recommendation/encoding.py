@@ -16,8 +16,10 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
     users = fitted["users"] if fitted else sorted(train_rows["user"].unique())
     items = fitted["items"] if fitted else sorted(train_rows["item"].unique())
     if not fitted and len(items) <= config.top_k:
-        raise ValueError(f"top_k={config.top_k} needs more than {config.top_k} training items, found "
-                         f"{len(items)}; lower top_k or use more data.")
+        raise ValueError(
+            f"top_k={config.top_k} needs more than {config.top_k} training items, found "
+            f"{len(items)}; lower top_k or use more data."
+        )
     user_index = {user: index + 1 for index, user in enumerate(users)}  # 0: unknown user
     item_index = {item: index + 1 for index, item in enumerate(items)}  # 0: unknown item
     encoded_users = frame["user"].map(user_index).fillna(0).to_numpy("int32")
@@ -46,22 +48,30 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
     short = np.flatnonzero(unrated < config.top_k)
     if not fitted and short.size:  # their evaluation and predict lists would hold fewer than top_k items
         user = short[np.argmin(unrated[short])]
-        raise ValueError(f"{config.data}: {short.size} user(s) leave fewer than top_k={config.top_k} of the "
-                         f"{len(items)} training items unrated to recommend, e.g. user '{users[user]}' "
-                         f"({unrated[user]} left); lower top_k or remove those users' rows.")
+        raise ValueError(
+            f"{config.data}: {short.size} user(s) leave fewer than top_k={config.top_k} of the "
+            f"{len(items)} training items unrated to recommend, e.g. user '{users[user]}' "
+            f"({unrated[user]} left); lower top_k or remove those users' rows."
+        )
     model = config.model
     if model == "auto":
         model = "mf" if explicit else "two_tower"
     if model in ("mf", "neural") and not explicit:
-        raise ValueError(f"model '{model}' predicts ratings, but the data is implicit (rating_column is empty); "
-                         "use model=two_tower or auto.")
+        raise ValueError(
+            f"model '{model}' predicts ratings, but the data is implicit (rating_column is empty); "
+            "use model=two_tower or auto."
+        )
     outputs = ["items"] if model == "two_tower" else ["rating", "items"] if config.retrieval else ["rating"]
     single = np.setdiff1d(frame["user"].unique(), frame["user"].iloc[np.r_[indices[1], indices[2]]].unique())
     info = {
-        "model": model, "outputs": outputs, "explicit": explicit, "top_k": config.top_k,
+        "model": model,
+        "outputs": outputs,
+        "explicit": explicit,
+        "top_k": config.top_k,
         "rating_scale": [config.rating_min, config.rating_max],
         "global_mean": float(splits[0][1].mean()),
-        "users": users, "items": items,
+        "users": users,
+        "items": items,
         "titles": [titles.get(item, "") for item in items] if titles else [],
         # JSON stays compact: each user's seen items as one space-separated string of indices
         "seen": [" ".join(map(str, sorted(set(row)))) for row in seen],
@@ -71,15 +81,17 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
         "train_only_users": int(len(single)) if config.split == "leave_last_out" else 0,
     }
     if info["train_only_users"]:
-        logger.warning("%d user(s) have a single interaction: under leave_last_out they stay in training "
-                       "and are not evaluated.", info["train_only_users"])
+        logger.warning(
+            "%d user(s) have a single interaction: under leave_last_out they stay in training and are not evaluated.",
+            info["train_only_users"],
+        )
     return Splits(*splits, info=info, source=config.data, name=name, synthetic=synthetic)
 
 
 def history_length(config):
     """Returns:
-        int: the latest items per user the retrieval tower reads: `history_length` on chronological splits, none on
-        a random one (see the config field).
+    int: the latest items per user the retrieval tower reads: `history_length` on chronological splits, none on
+    a random one (see the config field).
     """
     return config.history_length if config.split != "random" else 0
 
@@ -103,7 +115,7 @@ def histories(frame, users, items, test_rows, length):
             continue
         so_far = known.setdefault(user, [])
         past = so_far[-length:] if length else []
-        history[row, length - len(past):] = past
+        history[row, length - len(past) :] = past
         if item:
             everything.setdefault(user, []).append(item)
             if not is_test[row]:

@@ -31,6 +31,7 @@ def synthetic_ratings(seed, users=300, items=200, factors=4):
         times = np.sort(rng.integers(0, 10**6, count))
         rows.extend(zip([f"u{user}"] * count, [f"i{item}" for item in chosen], stars, times))
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
-    titles = {f"i{item}": f"item {item} ({GENRES[int(np.argmax(traits[item])) % len(GENRES)]})"
-              for item in range(items)}
+    titles = {
+        f"i{item}": f"item {item} ({GENRES[int(np.argmax(traits[item])) % len(GENRES)]})" for item in range(items)
+    }
     return frame, titles

@@ -31,8 +31,9 @@ def clean_interactions(frame, config, source):
     if config.duplicates == "last":
         order = frame.sort_values("timestamp", kind="stable") if "timestamp" in frame else frame
         return order.drop_duplicates(["user", "item"], keep="last").sort_index()
-    aggregations = {column: "mean" if column == "rating" else "last"
-                    for column in frame if column not in ("user", "item")}
+    aggregations = {
+        column: "mean" if column == "rating" else "last" for column in frame if column not in ("user", "item")
+    }
     return frame.groupby(["user", "item"], as_index=False, sort=False).agg(aggregations)
 
 
@@ -43,13 +44,16 @@ def split_interactions(frame, config, source):
     if config.split == "random":
         return split_indices(len(frame), config.seed, config.validation_fraction, config.test_fraction)
     if "timestamp" not in frame:
-        raise ValueError(f"{source}: split '{config.split}' needs a timestamp column ('{config.timestamp_column}' "
-                         "is absent); set timestamp_column=NAME or use split=random.")
+        raise ValueError(
+            f"{source}: split '{config.split}' needs a timestamp column ('{config.timestamp_column}' "
+            "is absent); set timestamp_column=NAME or use split=random."
+        )
     if config.split == "time":
-        return time_split_indices(frame["timestamp"].to_numpy(), config.validation_fraction,
-                                  config.test_fraction)
+        return time_split_indices(frame["timestamp"].to_numpy(), config.validation_fraction, config.test_fraction)
     train, validation, test = leave_last_out_indices(frame["user"].to_numpy(), frame["timestamp"].to_numpy())
     if len(test) == 0:
-        raise ValueError(f"{source}: leave_last_out needs users with at least two interactions, and every "
-                         "user has one; use split=random or split=time.")
+        raise ValueError(
+            f"{source}: leave_last_out needs users with at least two interactions, and every "
+            "user has one; use split=random or split=time."
+        )
     return train, validation, test

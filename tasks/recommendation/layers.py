@@ -18,7 +18,8 @@ def layers():
 
         def build(self, input_shape):
             self.item_vectors = self.add_weight(
-                name="item_vectors", shape=(self.items, self.dimension),
+                name="item_vectors",
+                shape=(self.items, self.dimension),
                 initializer=keras.initializers.RandomNormal(stddev=0.05),
             )
             self.item_bias = self.add_weight(name="item_bias", shape=(self.items,), initializer="zeros")

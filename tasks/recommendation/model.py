@@ -21,8 +21,13 @@ def build(config, info):
     initializer = "he_normal"
 
     def embed(ids, count, name):
-        return keras.layers.Embedding(count, config.embedding_dim, embeddings_initializer=initializer,
-                                      embeddings_regularizer=regularization.l2(config.l2), name=name)(ids)
+        return keras.layers.Embedding(
+            count,
+            config.embedding_dim,
+            embeddings_initializer=initializer,
+            embeddings_regularizer=regularization.l2(config.l2),
+            name=name,
+        )(ids)
 
     outputs = {}
     if "items" in info["outputs"]:
@@ -30,14 +35,14 @@ def build(config, info):
         tower = embed(user, users, "retrieval_user_embedding")
         if info["history_length"]:
             # mean of the recent items' embeddings; the padding index 0 has its own learned vector
-            recent_items = keras.layers.Embedding(items, config.embedding_dim, embeddings_initializer=initializer,
-                                                  name="history_embedding")(history)
+            recent_items = keras.layers.Embedding(
+                items, config.embedding_dim, embeddings_initializer=initializer, name="history_embedding"
+            )(history)
             tower = keras.layers.Concatenate()([tower, keras.layers.GlobalAveragePooling1D()(recent_items)])
         tower = keras.layers.Dropout(config.dropout)(tower)
         tower = keras.layers.Dense(config.embedding_dim, name="user_tower")(tower)
         # float32 logits under mixed precision: a softmax over thousands of items overflows float16
-        outputs["items"] = layers()["ItemScores"](items, config.embedding_dim, dtype="float32",
-                                                   name="items")(tower)
+        outputs["items"] = layers()["ItemScores"](items, config.embedding_dim, dtype="float32", name="items")(tower)
     if info["model"] == "two_tower":
         return keras.Model({"user": user, **extra}, outputs, name="recommendation_two_tower")
     item = keras.Input((), dtype="int32", name="item")

@@ -62,8 +62,9 @@ def held_out(splits, role):
         excluded = {user: seen_then[user] - held for user, held in relevant.items() if user < len(seen_then)}
     else:
         earlier = [splits.train.features] + ([splits.validation.features] if role == "test" else [])
-        excluded = group(np.concatenate([part["user"] for part in earlier]),
-                         np.concatenate([part["item"] for part in earlier]))
+        excluded = group(
+            np.concatenate([part["user"] for part in earlier]), np.concatenate([part["item"] for part in earlier])
+        )
     users = np.array(sorted(relevant), dtype="int32")
     latest = dict(zip(split["user"].tolist(), split.get("history", np.zeros((len(split["user"]), 0), "int32"))))
     histories = np.array([latest[user] for user in users.tolist()], "int32")

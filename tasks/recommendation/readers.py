@@ -14,7 +14,6 @@ def id_text(value):
     return str(value).strip()
 
 
-
 def ratings_file(path):
     """The ratings file inside a MovieLens-style folder, or `path` itself."""
     if not os.path.isdir(path):
@@ -43,20 +42,33 @@ def read_ratings(path, config):
     fixed = name.endswith((".data", ".dat"))
     try:
         if fixed:
-            frame = pd.read_csv(path, sep="\t" if name.endswith(".data") else "::", engine="python", header=None,
-                                names=["user", "item", "rating", "timestamp"], dtype=str)
+            frame = pd.read_csv(
+                path,
+                sep="\t" if name.endswith(".data") else "::",
+                engine="python",
+                header=None,
+                names=["user", "item", "rating", "timestamp"],
+                dtype=str,
+            )
         else:
             frame = read_csv(path, path, sep="\t" if name.endswith(".tsv") else ",", dtype=str)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"cannot read ratings file '{path}': {first_line[:200]}.") from None
     if not fixed:
-        require_columns(frame, [config.user_column, config.item_column, config.rating_column],
-                        f"ratings file '{path}'",
-                        "Set them with --set user_column=NAME item_column=NAME rating_column=NAME "
-                        "(rating_column= for implicit feedback).")
-        chosen = {"user": config.user_column, "item": config.item_column, "rating": config.rating_column,
-                  "timestamp": config.timestamp_column if config.timestamp_column in frame else ""}
+        require_columns(
+            frame,
+            [config.user_column, config.item_column, config.rating_column],
+            f"ratings file '{path}'",
+            "Set them with --set user_column=NAME item_column=NAME rating_column=NAME "
+            "(rating_column= for implicit feedback).",
+        )
+        chosen = {
+            "user": config.user_column,
+            "item": config.item_column,
+            "rating": config.rating_column,
+            "timestamp": config.timestamp_column if config.timestamp_column in frame else "",
+        }
         frame = pd.DataFrame({role: frame[column] for role, column in chosen.items() if column})
     elif not config.rating_column:
         frame = frame.drop(columns="rating")
@@ -66,8 +78,7 @@ def read_ratings(path, config):
     if config.rating_column:
         result["rating"] = numeric_values(frame["rating"], config.rating_column, f"ratings file '{path}'")
     if "timestamp" in frame:
-        result["timestamp"] = numeric_values(frame["timestamp"], config.timestamp_column,
-                                             f"ratings file '{path}'")
+        result["timestamp"] = numeric_values(frame["timestamp"], config.timestamp_column, f"ratings file '{path}'")
     return result
 
 
@@ -85,12 +96,22 @@ def read_titles(path, config):
     candidate = config.items_file or os.path.join(os.path.dirname(path), companion)
     if os.path.isfile(candidate):
         if candidate.endswith((".item", ".dat")):  # MovieLens fixed formats: id, title, then other fields
-            frame = pd.read_csv(candidate, sep="|" if candidate.endswith(".item") else "::", engine="python",
-                                header=None, encoding="latin-1", dtype=str)
+            frame = pd.read_csv(
+                candidate,
+                sep="|" if candidate.endswith(".item") else "::",
+                engine="python",
+                header=None,
+                encoding="latin-1",
+                dtype=str,
+            )
             return dict(zip(frame[0].map(id_text), frame[1]))
         frame = pd.read_csv(candidate, dtype=str)
-        require_columns(frame, [config.item_column, config.title_column], f"items file '{candidate}'",
-                        "Set item_column / title_column, or items_file to the right file.")
+        require_columns(
+            frame,
+            [config.item_column, config.title_column],
+            f"items file '{candidate}'",
+            "Set item_column / title_column, or items_file to the right file.",
+        )
         titles = frame[config.title_column].fillna("")
         if "genres" in frame:
             titles = titles + " [" + frame["genres"].fillna("").str.replace("|", ", ") + "]"
@@ -108,12 +129,17 @@ def tfds_ratings(argument, config):
 
     keys = ("user_id", "movie_id", "user_rating", "timestamp", "movie_title")
     # load_arrays keeps only `keys` before batching: MovieLens' variable-length genres cannot batch
-    loaded, _ = tfds.load_arrays(argument, config.tfds_data_dir, keys,
-                                 alternatives="--data embedded or a ratings.csv / u.data file")
+    loaded, _ = tfds.load_arrays(
+        argument, config.tfds_data_dir, keys, alternatives="--data embedded or a ratings.csv / u.data file"
+    )
     columns = {key: np.concatenate([split[key] for split in loaded.values()]) for key in keys}
-    frame = pd.DataFrame({"user": [id_text(value) for value in columns["user_id"]],
-                          "item": [id_text(value) for value in columns["movie_id"]],
-                          "timestamp": columns["timestamp"].astype("float64")})
+    frame = pd.DataFrame(
+        {
+            "user": [id_text(value) for value in columns["user_id"]],
+            "item": [id_text(value) for value in columns["movie_id"]],
+            "timestamp": columns["timestamp"].astype("float64"),
+        }
+    )
     if config.rating_column:
         frame["rating"] = columns["user_rating"].astype("float64")
     titles = dict(zip(frame["item"], (title.decode("utf-8", "replace") for title in columns["movie_title"])))

@@ -9,8 +9,10 @@ def sample_table(info, users, ours, popular, wanted, seen):
         title = info["titles"][item - 1] if info["titles"] and item else ""
         return f"{identifier} {title}".strip().replace("|", "/")  # a pipe would break the table
 
-    lines = ["| user | rated in training | recommended (* = held-out hit) | popularity baseline | held out |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| user | rated in training | recommended (* = held-out hit) | popularity baseline | held out |",
+        "|---|---|---|---|---|",
+    ]
     for row, user in enumerate(users):
         history = "; ".join(show(item) for item in sorted(seen[row])[:3])
         mine = "; ".join(("*" if item in wanted[row] else "") + show(item) for item in ours[row][:5])

@@ -8,6 +8,7 @@ def rate(model, info, users, items):
     predicted = model.predict(model_inputs(info, users, items), batch_size=8192, verbose=0)["rating"]
     return np.clip(np.asarray(predicted).reshape(-1), *info["rating_scale"])
 
+
 def score_all(model, info, users, histories):
     """Scores of every item (index 0, the unknown item, scores -inf) for each user index.
 
@@ -26,6 +27,7 @@ def score_all(model, info, users, histories):
     scores[:, 0] = -np.inf
     return scores
 
+
 def recommend(model, info, users, histories, seen, k):
     """Top-k unseen items per user index (unknown users, index 0, get the popular items).
 
@@ -34,8 +36,8 @@ def recommend(model, info, users, histories, seen, k):
     """
     chosen, chosen_scores = np.zeros((len(users), k), "int64"), np.zeros((len(users), k))
     for start in range(0, len(users), 256):  # bounds memory: 256 users x all items at a time
-        block = np.asarray(users[start: start + 256])
-        scores = score_all(model, info, block, histories[start: start + 256])
+        block = np.asarray(users[start : start + 256])
+        scores = score_all(model, info, block, histories[start : start + 256])
         for row, user in enumerate(block):
             scores[row, list(seen[start + row])] = -np.inf
             if user == 0:  # popularity fallback: the score is the inverse popularity rank
@@ -43,8 +45,8 @@ def recommend(model, info, users, histories, seen, k):
                 scores[row, popular_lists(info, [seen[start + row]], k)[0]] = 1.0 / np.arange(1, k + 1)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
-        chosen[start: start + len(block)] = top
-        chosen_scores[start: start + len(block)] = np.take_along_axis(scores, top, 1)
+        chosen[start : start + len(block)] = top
+        chosen_scores[start : start + len(block)] = np.take_along_axis(scores, top, 1)
     return chosen, chosen_scores
 
 
@@ -64,7 +66,6 @@ def padded(recent, length):
     """Left-pads a space-separated item index string to a history row (latest item last)."""
     row = [int(item) for item in recent.split()][-length:] if length else []
     return [0] * (length - len(row)) + row
-
 
 
 def popular_lists(info, seen, k):

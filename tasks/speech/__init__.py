@@ -89,23 +89,28 @@ class SpeechConfig(TaskConfig):
     embedded_repeats: Count = 8  # utterances per word and speaker in the generated set (8 x 6 x 8 = 384)
     top_k: Count = 3  # classes returned per prediction
     search_space: dict = search_space(  # speaker overfitting against network width
-        dropout=["float", 0.1, 0.5], base_filters=["choice", 8, 16, 32])
+        dropout=["float", 0.1, 0.5], base_filters=["choice", 8, 16, 32]
+    )
 
     def check(self):
         """Raises:
-            ValueError: also for a frequency range outside the sample rate's, an analysis window under 8 samples or
-                longer than the clip, a bad noise range or filename pattern.
+        ValueError: also for a frequency range outside the sample rate's, an analysis window under 8 samples or
+            longer than the clip, a bad noise range or filename pattern.
         """
         super().check()
         # 8 samples give a 5-bin spectrum, the least a mel filterbank spreads over; a clip needs one whole window
         if self.sample_rate * self.window_ms / 1000 < 8 or self.window_ms > 1000 * self.duration:
-            raise ValueError(f"window_ms={self.window_ms:g} must span at least 8 samples at sample_rate="
-                             f"{self.sample_rate} ({8000 / self.sample_rate:g} ms) and at most duration="
-                             f"{self.duration:g} s.")
+            raise ValueError(
+                f"window_ms={self.window_ms:g} must span at least 8 samples at sample_rate="
+                f"{self.sample_rate} ({8000 / self.sample_rate:g} ms) and at most duration="
+                f"{self.duration:g} s."
+            )
         fmax = self.fmax or self.sample_rate / 2
         if not self.fmin < fmax <= self.sample_rate / 2:
-            raise ValueError(f"need fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2:g} Hz; got "
-                             f"fmin={self.fmin}, fmax={self.fmax} (0 means sample_rate / 2).")
+            raise ValueError(
+                f"need fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2:g} Hz; got "
+                f"fmin={self.fmin}, fmax={self.fmax} (0 means sample_rate / 2)."
+            )
         snr = tuple(self.noise_snr_db)
         if snr and (len(snr) != 2 or snr[0] > snr[1]):
             raise ValueError(f"noise_snr_db must be [low_db, high_db] with low <= high, or [] for no noise; got {snr}.")
@@ -113,11 +118,15 @@ class SpeechConfig(TaskConfig):
             try:
                 compiled = re.compile(self.filename_pattern)
             except re.error as error:
-                raise ValueError(f"filename_pattern '{self.filename_pattern}' is not a valid regular expression: "
-                                 f"{error}.") from None
+                raise ValueError(
+                    f"filename_pattern '{self.filename_pattern}' is not a valid regular expression: {error}."
+                ) from None
             if "label" not in compiled.groupindex:
-                raise ValueError(f"filename_pattern '{self.filename_pattern}' has no named group `label`; write it "
-                                 r"like '(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+                raise ValueError(
+                    f"filename_pattern '{self.filename_pattern}' has no named group `label`; write it "
+                    r"like '(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'."
+                )
+
 
 @register
 class Speech(ClassificationTask):
@@ -132,8 +141,10 @@ class Speech(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
     # the feature family and the network's width
     candidates = (("default", {}), ("mfcc", {"features": "mfcc", "deltas": True}), ("wide", {"base_filters": 32}))
-    remedies = ("Likely causes: too few epochs or clips per word, or labels that do not follow the audio. Try more "
-                "epochs, more augment_copies, features=mfcc, or --preset balanced.")
+    remedies = (
+        "Likely causes: too few epochs or clips per word, or labels that do not follow the audio. Try more "
+        "epochs, more augment_copies, features=mfcc, or --preset balanced."
+    )
 
     def load_data(self, config):
         from shared import augmentation
@@ -142,11 +153,17 @@ class Speech(ClassificationTask):
 
         settings = feature_settings(config)
         copies = max(0, config.augment_copies)
-        perturbation = {"copies": copies, "speed": config.speed, "semitones": config.pitch_semitones,
-                        "snr_db": list(config.noise_snr_db), "seed": config.seed}
+        perturbation = {
+            "copies": copies,
+            "speed": config.speed,
+            "semitones": config.pitch_semitones,
+            "snr_db": list(config.noise_snr_db),
+            "seed": config.seed,
+        }
         folder = feature_folder(settings, perturbation)
-        perturb = augmentation.audio_waveform(speed=config.speed, semitones=config.pitch_semitones,
-                                              snr_db=tuple(config.noise_snr_db), seed=config.seed)
+        perturb = augmentation.audio_waveform(
+            speed=config.speed, semitones=config.pitch_semitones, snr_db=tuple(config.noise_snr_db), seed=config.seed
+        )
         kind, argument = parse_source(config.data)
         if kind == "tfds":
             roles, class_names, name, synthetic = sources.tfds_clips(argument, config, copies)
@@ -154,17 +171,24 @@ class Speech(ClassificationTask):
             makers, labels, groups, preset, class_names, name, synthetic = sources.clip_sources(config)
             train, validation, test = self._split(config, labels, groups, preset)
             train = train.cap(-(-config.max_examples // (1 + copies)), config.seed)
-            roles = {role: ([makers[index](copies if role == "train" else 0, role == "test")
-                             for index in split.features], split.targets, len(split))
-                     for role, split in (("train", train), ("validation", validation), ("test", test))}
+            roles = {
+                role: (
+                    [makers[index](copies if role == "train" else 0, role == "test") for index in split.features],
+                    split.targets,
+                    len(split),
+                )
+                for role, split in (("train", train), ("validation", validation), ("test", test))
+            }
         found, failures = {}, []
         for role, (clips, labels, count) in roles.items():
             results = extract(clips, settings, folder, perturb, f"audio features ({role})", count)
             failures += [result for result in results if isinstance(result, ValueError)]
             labels = np.asarray(labels, "int64")  # a stream's labels are complete once its clips are read
             usable = [index for index, result in enumerate(results) if not isinstance(result, ValueError)]
-            found[role] = ([path for index in usable for path in results[index]],
-                           np.repeat(labels[usable], copies + 1 if role == "train" else 1))
+            found[role] = (
+                [path for index in usable for path in results[index]],
+                np.repeat(labels[usable], copies + 1 if role == "train" else 1),
+            )
         for failure in failures:
             logger.warning("skipping %s", failure)
         if not len(found["train"][0]):
@@ -173,12 +197,19 @@ class Speech(ClassificationTask):
         if not len(found["test"][0]):
             raise ValueError(f"the test split of '{config.data}' is empty; raise test_fraction or name test_groups.")
         mean, std = band_statistics(found["train"][0][:: copies + 1])  # the clips themselves, not their copies
-        info = {"class_names": class_names, "top_k": config.top_k, "features": settings,
-                "mean": mean.tolist(), "std": np.maximum(std, 1e-3).tolist(),
-                "input_shape": list(np.load(found["train"][0][0]).shape)}
+        info = {
+            "class_names": class_names,
+            "top_k": config.top_k,
+            "features": settings,
+            "mean": mean.tolist(),
+            "std": np.maximum(std, 1e-3).tolist(),
+            "input_shape": list(np.load(found["train"][0][0]).shape),
+        }
         step = feature_step(info)
-        splits = [examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
-                  for role in ("train", "validation", "test")]
+        splits = [
+            examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
+            for role in ("train", "validation", "test")
+        ]
         return Splits(*splits, info, config.data, name, synthetic)
 
     def load_fitted(self, config, info):
@@ -202,21 +233,32 @@ class Speech(ClassificationTask):
             if not wanted:
                 continue
             if groups is None:
-                raise ValueError(f"{role}_groups needs speaker/group ids: add a group column to the CSV manifest "
-                                 "or a (?P<speaker>...) group to filename_pattern.")
+                raise ValueError(
+                    f"{role}_groups needs speaker/group ids: add a group column to the CSV manifest "
+                    "or a (?P<speaker>...) group to filename_pattern."
+                )
             unknown = sorted(set(wanted) - set(groups))
             if unknown:
                 raise ValueError(f"{role}_groups {unknown} not found; the data has groups {sorted(set(groups))}.")
             preset[np.isin(groups, wanted)] = role
         if config.split == "group" and groups is None:
-            raise ValueError("split=group needs speaker/group ids: use a CSV manifest with a group column or a "
-                             "filename_pattern with a (?P<speaker>...) group.")
+            raise ValueError(
+                "split=group needs speaker/group ids: use a CSV manifest with a group column or a "
+                "filename_pattern with a (?P<speaker>...) group."
+            )
         everything = examples.Examples(np.arange(len(labels)), np.asarray(labels))
-        fixed = {role: everything.subset(np.flatnonzero(preset == role)) if (preset == role).any() else None
-                 for role in ("validation", "test")}
+        fixed = {
+            role: everything.subset(np.flatnonzero(preset == role)) if (preset == role).any() else None
+            for role in ("validation", "test")
+        }
         pool = preset == ""
-        return carve(everything.subset(np.flatnonzero(pool)), config, validation=fixed["validation"],
-                     test=fixed["test"], groups=groups[pool] if config.split == "group" else None)
+        return carve(
+            everything.subset(np.flatnonzero(pool)),
+            config,
+            validation=fixed["validation"],
+            test=fixed["test"],
+            groups=groups[pool] if config.split == "group" else None,
+        )
 
     def build_model(self, config, info):
         import keras
@@ -244,9 +286,12 @@ class Speech(ClassificationTask):
 
         frames_per_ms = 1 / (1000 * info["features"]["hop"] / info["features"]["sample_rate"])
         augment = augmentation.audio_spectrogram(
-            time_shift=int(config.time_shift_ms * frames_per_ms), time_masks=config.time_masks,
-            time_mask_width=int(config.time_mask_ms * frames_per_ms), frequency_masks=config.frequency_masks,
-            frequency_mask_width=config.frequency_mask_bins, seed=config.seed,
+            time_shift=int(config.time_shift_ms * frames_per_ms),
+            time_masks=config.time_masks,
+            time_mask_width=int(config.time_mask_ms * frames_per_ms),
+            frequency_masks=config.frequency_masks,
+            frequency_mask_width=config.frequency_mask_bins,
+            seed=config.seed,
         )
         return augmentation.chain(augment, self.eval_map(config, info))
 
@@ -259,13 +304,19 @@ class Speech(ClassificationTask):
         from shared import baselines
 
         rows = {role: getattr(splits, role).features for role in ("train", "validation", "test")}
-        train = np.random.default_rng(config.seed).permutation(len(rows["train"]))[:baselines.MAX_TRAINING_ROWS]
-        table = {role: mfcc_statistics(paths[train] if role == "train" else paths, splits.info["features"])
-                 for role, paths in rows.items()}
+        train = np.random.default_rng(config.seed).permutation(len(rows["train"]))[: baselines.MAX_TRAINING_ROWS]
+        table = {
+            role: mfcc_statistics(paths[train] if role == "train" else paths, splits.info["features"])
+            for role, paths in rows.items()
+        }
         mean, std = table["train"].mean(axis=0), table["train"].std(axis=0) + 1e-6
-        found = baselines.logistic((table["train"] - mean) / std, splits.train.targets[train],
-                                   {role: (table[role] - mean) / std for role in ("validation", "test")},
-                                   splits.validation.targets, len(splits.info["class_names"]))
+        found = baselines.logistic(
+            (table["train"] - mean) / std,
+            splits.train.targets[train],
+            {role: (table[role] - mean) / std for role in ("validation", "test")},
+            splits.validation.targets,
+            len(splits.info["class_names"]),
+        )
         return super().baselines(splits, config) + [baselines.Baseline("mfcc_logreg", **found)]
 
     def evaluate(self, model, splits, config):
@@ -279,8 +330,7 @@ class Speech(ClassificationTask):
         result = evaluation.classification(labels, probabilities, names)
         result.outputs = labels, probabilities
         predicted = probabilities.argmax(axis=1)
-        recalls = metrics.recall_score(labels, predicted, labels=list(range(len(names))), average=None,
-                                       zero_division=0)
+        recalls = metrics.recall_score(labels, predicted, labels=list(range(len(names))), average=None, zero_division=0)
         for index, (name, recall) in enumerate(zip(names, recalls)):
             if (labels == index).any():  # the recall of a class absent from the test split is undefined
                 result.metrics[f"recall_{re.sub(r'[^0-9A-Za-z_.-]', '_', name)}"] = float(recall)
@@ -312,25 +362,45 @@ class Speech(ClassificationTask):
         """Exports take standardised features: resampling, trimming and the log-mel are librosa, not TensorFlow."""
         settings = info["features"]
         serving = super().serving_signature(model, info)
-        serving.preprocessing.update({"steps": [
-            "read the audio as float32 samples; average the channels of stereo audio",
-            f"resample to {settings['sample_rate']} Hz (librosa.resample, res_type='soxr_hq')",
-            *([f"trim leading and trailing audio quieter than {settings['trim_db']:g} dB below the peak "
-               f"(librosa.effects.trim, frame_length={settings['n_fft']}, hop_length={settings['hop']})"]
-              if settings["trim_db"] else []),
-            f"centre-crop or centre-pad with zeros to {settings['samples']} samples",
-            f"power spectrogram |librosa.stft(n_fft={settings['n_fft']}, hop_length={settings['hop']}, "
-            f"win_length={settings['window']})|**2; mel power = "
-            f"librosa.filters.mel(sr={settings['sample_rate']}, n_fft={settings['n_fft']}, "
-            f"n_mels={settings['n_mels']}, fmin={settings['fmin']:g}, "
-            f"fmax={settings['fmax']:g}) @ power",
-            "librosa.power_to_db(mel, ref=np.max, top_db=80.0)",
-            *([f"librosa.feature.mfcc(S=that, n_mfcc={settings['n_mfcc']})"] if settings["kind"] == "mfcc" else []),
-            *(["channels: the features, librosa.feature.delta(order=1) and delta(order=2)"] if settings["deltas"]
-              else ["one channel: the features"]),
-            "transpose to (frames, bins, channels), then standardise: (features - mean) / std with the arrays "
-            "below",
-        ], "features": settings, "mean": info["mean"], "std": info["std"], "input_shape": info["input_shape"],
-            "code": "tasks/speech/audio.py prepare() then tasks/speech/features.py clip_features(), the same "
-                    "functions the logged model runs"})
+        serving.preprocessing.update(
+            {
+                "steps": [
+                    "read the audio as float32 samples; average the channels of stereo audio",
+                    f"resample to {settings['sample_rate']} Hz (librosa.resample, res_type='soxr_hq')",
+                    *(
+                        [
+                            f"trim leading and trailing audio quieter than {settings['trim_db']:g} dB below the peak "
+                            f"(librosa.effects.trim, frame_length={settings['n_fft']}, hop_length={settings['hop']})"
+                        ]
+                        if settings["trim_db"]
+                        else []
+                    ),
+                    f"centre-crop or centre-pad with zeros to {settings['samples']} samples",
+                    f"power spectrogram |librosa.stft(n_fft={settings['n_fft']}, hop_length={settings['hop']}, "
+                    f"win_length={settings['window']})|**2; mel power = "
+                    f"librosa.filters.mel(sr={settings['sample_rate']}, n_fft={settings['n_fft']}, "
+                    f"n_mels={settings['n_mels']}, fmin={settings['fmin']:g}, "
+                    f"fmax={settings['fmax']:g}) @ power",
+                    "librosa.power_to_db(mel, ref=np.max, top_db=80.0)",
+                    *(
+                        [f"librosa.feature.mfcc(S=that, n_mfcc={settings['n_mfcc']})"]
+                        if settings["kind"] == "mfcc"
+                        else []
+                    ),
+                    *(
+                        ["channels: the features, librosa.feature.delta(order=1) and delta(order=2)"]
+                        if settings["deltas"]
+                        else ["one channel: the features"]
+                    ),
+                    "transpose to (frames, bins, channels), then standardise: (features - mean) / std with the arrays "
+                    "below",
+                ],
+                "features": settings,
+                "mean": info["mean"],
+                "std": info["std"],
+                "input_shape": info["input_shape"],
+                "code": "tasks/speech/audio.py prepare() then tasks/speech/features.py clip_features(), the same "
+                "functions the logged model runs",
+            }
+        )
         return serving

@@ -21,13 +21,13 @@ def _wav_header_rate(head):
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     position = head.find(b"fmt ")
-    return int.from_bytes(head[position + 12: position + 16], "little") if position >= 0 else None
+    return int.from_bytes(head[position + 12 : position + 16], "little") if position >= 0 else None
 
 
 def read_seconds(settings):
     """Returns:
-        float: how many seconds of a file or a sample list are read: the clip's duration and the trim
-        margin on both sides, taken around the recording's centre (where centre-cropping looks too).
+    float: how many seconds of a file or a sample list are read: the clip's duration and the trim
+    margin on both sides, taken around the recording's centre (where centre-cropping looks too).
     """
     return settings["samples"] / settings["sample_rate"] + 2 * TRIM_MARGIN_SECONDS
 
@@ -67,8 +67,10 @@ def read_audio(source, seconds=None):
         with soundfile.SoundFile(opened) as audio:
             rate, channels, frames = audio.samplerate, audio.channels, audio.frames
             if not 0 < rate <= MAX_SAMPLE_RATE or not 0 < channels <= MAX_CHANNELS:
-                raise ValueError(f"{name} declares {rate} Hz and {channels} channel(s); readable audio has 1 to "
-                                 f"{MAX_SAMPLE_RATE:,} Hz and 1 to {MAX_CHANNELS} channels.")
+                raise ValueError(
+                    f"{name} declares {rate} Hz and {channels} channel(s); readable audio has 1 to "
+                    f"{MAX_SAMPLE_RATE:,} Hz and 1 to {MAX_CHANNELS} channels."
+                )
             wanted = -1 if seconds is None else int(seconds * rate)
             if 0 <= wanted < frames and audio.seekable():
                 audio.seek((frames - wanted) // 2)
@@ -85,11 +87,13 @@ def sample_window(raw, name, settings):
 
     shape = inputs.outline(raw, 1)
     if len(shape) != 1:
-        raise ValueError(f"{name}: expected a list of samples at {settings['sample_rate']} Hz, got an array of "
-                         f"{len(shape) if len(shape) <= 1 else 'several'} dimensions.")
+        raise ValueError(
+            f"{name}: expected a list of samples at {settings['sample_rate']} Hz, got an array of "
+            f"{len(shape) if len(shape) <= 1 else 'several'} dimensions."
+        )
     size = int(read_seconds(settings) * settings["sample_rate"])
     start = max(0, (shape[0] - size) // 2)
-    return inputs.numbers(raw[start: start + size], name)
+    return inputs.numbers(raw[start : start + size], name)
 
 
 def prepare(samples, rate, settings, name="audio"):
@@ -122,11 +126,14 @@ def prepare(samples, rate, settings, name="audio"):
     if rate != settings["sample_rate"]:
         samples = librosa.resample(samples, orig_sr=rate, target_sr=settings["sample_rate"], res_type="soxr_hq")
     if len(samples) < settings["window"]:
-        raise ValueError(f"{name} is {1000 * len(samples) / settings['sample_rate']:.1f} ms long, shorter than "
-                         f"one {settings['window_ms']:g} ms analysis window.")
+        raise ValueError(
+            f"{name} is {1000 * len(samples) / settings['sample_rate']:.1f} ms long, shorter than "
+            f"one {settings['window_ms']:g} ms analysis window."
+        )
     if settings["trim_db"]:
-        samples, _ = librosa.effects.trim(samples, top_db=settings["trim_db"], frame_length=settings["n_fft"],
-                                          hop_length=settings["hop"])
+        samples, _ = librosa.effects.trim(
+            samples, top_db=settings["trim_db"], frame_length=settings["n_fft"], hop_length=settings["hop"]
+        )
     return samples.astype("float32")
 
 
@@ -134,6 +141,6 @@ def fix_length(samples, size):
     """Centre-crops or centre-pads (with silence) a waveform to `size` samples, keeping the word in the middle."""
     if len(samples) >= size:
         start = (len(samples) - size) // 2
-        return samples[start: start + size]
+        return samples[start : start + size]
     before = (size - len(samples)) // 2
     return np.pad(samples, (before, size - len(samples) - before))

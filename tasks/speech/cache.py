@@ -36,8 +36,12 @@ class Clip:
 def file_clip(path, copies=0, keep_clip=False, seconds=None):
     """A `Clip` of an audio file (at most `seconds` of it, see `read_audio`); its key changes when the file does."""
     stat = os.stat(path)
-    return Clip(f"file:{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}",
-                lambda: (*read_audio(path, seconds), f"'{path}'"), copies, keep_clip)
+    return Clip(
+        f"file:{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}",
+        lambda: (*read_audio(path, seconds), f"'{path}'"),
+        copies,
+        keep_clip,
+    )
 
 
 def memory_clip(key, samples, rate, name):
@@ -52,8 +56,9 @@ def feature_folder(settings, perturbation):
 
     from shared import tracking
 
-    key = json.dumps({"version": FEATURE_CACHE_VERSION, "features": settings, "perturbation": perturbation},
-                     sort_keys=True)
+    key = json.dumps(
+        {"version": FEATURE_CACHE_VERSION, "features": settings, "perturbation": perturbation}, sort_keys=True
+    )
     folder = tracking.store_folder() / "cache" / "speech" / hashlib.sha256(key.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -109,8 +114,10 @@ def extract(clips, settings, folder, perturb, description, total):
         return [str(path) for path in paths]
 
     clips, results = iter(clips), []
-    with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool, \
-            progress(None, description, total=total) as bar:
+    with (
+        concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool,
+        progress(None, description, total=total) as bar,
+    ):
         while chunk := list(itertools.islice(clips, 256)):  # a stream is read 256 clips at a time
             results += pool.map(one, chunk)
             bar.update(len(chunk))

@@ -14,13 +14,20 @@ def feature_settings(config):
     fmax = config.fmax or config.sample_rate / 2
     window = int(round(config.sample_rate * config.window_ms / 1000))
     return {
-        "sample_rate": config.sample_rate, "samples": int(round(config.duration * config.sample_rate)),
-        "kind": config.features, "n_mels": config.n_mels, "n_mfcc": config.n_mfcc, "deltas": config.deltas,
-        "window": window, "n_fft": 1 << max(0, window - 1).bit_length(),
+        "sample_rate": config.sample_rate,
+        "samples": int(round(config.duration * config.sample_rate)),
+        "kind": config.features,
+        "n_mels": config.n_mels,
+        "n_mfcc": config.n_mfcc,
+        "deltas": config.deltas,
+        "window": window,
+        "n_fft": 1 << max(0, window - 1).bit_length(),
         "hop": max(1, int(round(config.sample_rate * config.hop_ms / 1000))),
-        "fmin": config.fmin, "fmax": fmax, "trim_db": config.trim_db, "window_ms": config.window_ms,
+        "fmin": config.fmin,
+        "fmax": fmax,
+        "trim_db": config.trim_db,
+        "window_ms": config.window_ms,
     }
-
 
 
 @functools.lru_cache(maxsize=4)
@@ -40,10 +47,15 @@ def clip_features(samples, settings):
     import librosa
 
     samples = fix_length(samples, settings["samples"])
-    power = np.abs(librosa.stft(samples, n_fft=settings["n_fft"], hop_length=settings["hop"],
-                                win_length=settings["window"])) ** 2
-    basis = _mel_basis(settings["sample_rate"], settings["n_fft"], settings["n_mels"], settings["fmin"],
-                       settings["fmax"])
+    power = (
+        np.abs(
+            librosa.stft(samples, n_fft=settings["n_fft"], hop_length=settings["hop"], win_length=settings["window"])
+        )
+        ** 2
+    )
+    basis = _mel_basis(
+        settings["sample_rate"], settings["n_fft"], settings["n_mels"], settings["fmin"], settings["fmax"]
+    )
     mel = np.einsum("mf,ft->mt", basis, power)  # not BLAS `@`: its threads thrash on tiny products on a busy CPU
     features = librosa.power_to_db(mel, ref=np.max, top_db=80.0)  # relative to the clip's peak: loudness-free
     if settings["kind"] == "mfcc":
@@ -52,7 +64,6 @@ def clip_features(samples, settings):
     if settings["deltas"]:
         channels += [librosa.feature.delta(features, order=1), librosa.feature.delta(features, order=2)]
     return np.stack(channels, axis=-1).transpose(1, 0, 2).astype("float32")
-
 
 
 def band_statistics(paths):

@@ -12,8 +12,11 @@ WORDS = {
     "rise": [("voiced", 0.4, 0.85, 1.35, 600, 600, 1500, 1500)],
     "fall": [("voiced", 0.4, 1.35, 0.8, 600, 600, 1500, 1500)],
     "sa": [("hiss", 0.15), ("voiced", 0.3, 1.0, 0.9, 750, 750, 1200, 1200)],
-    "ah_ee": [("voiced", 0.2, 1.0, 1.0, 750, 750, 1200, 1200), ("gap", 0.08),
-              ("voiced", 0.2, 1.1, 0.9, 300, 300, 2300, 2300)],
+    "ah_ee": [
+        ("voiced", 0.2, 1.0, 1.0, 750, 750, 1200, 1200),
+        ("gap", 0.08),
+        ("voiced", 0.2, 1.1, 0.9, 300, 300, 2300, 2300),
+    ],
 }
 
 
@@ -31,14 +34,18 @@ def _syllable(part, rate, pitch, formant_scale, speed, generator):
         return np.fft.irfft(spectrum, count) * envelope
     _, _, pitch_start, pitch_end, f1_start, f1_end, f2_start, f2_end = part
     f0 = pitch * (pitch_start + (pitch_end - pitch_start) * position)
-    formants = [(formant_scale * (f1_start + (f1_end - f1_start) * position), 90.0, 1.0),
-                (formant_scale * (f2_start + (f2_end - f2_start) * position), 120.0, 0.7),
-                (np.full(count, formant_scale * 2600), 160.0, 0.3)]
+    formants = [
+        (formant_scale * (f1_start + (f1_end - f1_start) * position), 90.0, 1.0),
+        (formant_scale * (f2_start + (f2_end - f2_start) * position), 120.0, 0.7),
+        (np.full(count, formant_scale * 2600), 160.0, 0.3),
+    ]
     harmonics = np.arange(1, int(min(rate / 2, 4000) / f0.max()))[:, None]  # formants lie below 4 kHz
     phase = 2 * np.pi * np.cumsum(f0) / rate
     coarse = np.linspace(0, count - 1, 64).astype(int)  # harmonic gains change slowly: compute 64 and interpolate
-    gains = sum(gain * np.exp(-0.5 * ((harmonics * f0[coarse] - centre[coarse]) / width) ** 2)
-                for centre, width, gain in formants)
+    gains = sum(
+        gain * np.exp(-0.5 * ((harmonics * f0[coarse] - centre[coarse]) / width) ** 2)
+        for centre, width, gain in formants
+    )
     amplitude = np.stack([np.interp(np.arange(count), coarse, row) for row in gains])
     return (amplitude * np.sin(harmonics * phase)).sum(axis=0) * envelope
 
@@ -70,12 +77,13 @@ def generated_words(repeats, rate, seed, speakers=6):
             for _ in range(repeats):
                 speed = generator.uniform(0.85, 1.15)
                 utterance_pitch = pitch * generator.uniform(0.93, 1.07)
-                sound = np.concatenate([_syllable(part, rate, utterance_pitch, formant_scale, speed, generator)
-                                        for part in WORDS[word]])
+                sound = np.concatenate(
+                    [_syllable(part, rate, utterance_pitch, formant_scale, speed, generator) for part in WORDS[word]]
+                )
                 sound = generator.uniform(0.1, 0.9) * sound / np.abs(sound).max()
                 clip = np.zeros(rate)
                 start = generator.integers(0, max(1, rate - len(sound)))
-                clip[start: start + len(sound)] = sound[: rate - start]
+                clip[start : start + len(sound)] = sound[: rate - start]
                 waveforms.append(augmentation.add_noise(clip, generator.uniform(15, 35), generator))
                 labels.append(label)
                 names.append(f"speaker{speaker}")

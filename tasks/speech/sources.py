@@ -28,19 +28,24 @@ def clip_sources(config):
     kind, argument = parse_source(config.data)
     groups, preset, synthetic = None, None, False
     if kind == "embedded":
-        waveforms, labels, groups, class_names = generated_words(config.embedded_repeats, config.sample_rate,
-                                                                 config.seed)
+        waveforms, labels, groups, class_names = generated_words(
+            config.embedded_repeats, config.sample_rate, config.seed
+        )
         generator = f"embedded:{config.embedded_repeats}:{config.sample_rate}:{config.seed}"
-        sources = [memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
-                   for index, samples in enumerate(waveforms)]
+        sources = [
+            memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
+            for index, samples in enumerate(waveforms)
+        ]
         return sources, labels, groups, preset, class_names, "generated_words", True
     if kind == "folder" and config.filename_pattern:
         paths, names, groups = pattern_files(argument, config.filename_pattern)
     elif kind == "folder":
         root = pathlib.Path(argument)
         if not any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir()):
-            raise ValueError(f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
-                             r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'.")
+            raise ValueError(
+                f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
+                r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'."
+            )
         from shared import images
 
         paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
@@ -48,8 +53,10 @@ def clip_sources(config):
     elif kind in ("file", "csv") and argument.lower().endswith((".csv", ".tsv")):
         paths, names, groups = manifest(argument)
     else:
-        raise ValueError(f"speech cannot read '{config.data}'; give a class folder, a flat folder with "
-                         "filename_pattern, a CSV manifest (path,label[,group]) or tfds:speech_commands.")
+        raise ValueError(
+            f"speech cannot read '{config.data}'; give a class folder, a flat folder with "
+            "filename_pattern, a CSV manifest (path,label[,group]) or tfds:speech_commands."
+        )
     class_names = sorted(set(names))
     lookup = {class_name: index for index, class_name in enumerate(class_names)}
     labels = np.array([lookup[label] for label in names])
@@ -70,8 +77,12 @@ def tfds_clips(argument, config, copies):
     from shared.data import tfds
 
     name, _, chosen = argument.partition(":")
-    found = tfds.builder(name, config.tfds_data_dir, "--data embedded, a class folder, a flat folder with "
-                         "filename_pattern or a CSV manifest", ("audio", "label"))
+    found = tfds.builder(
+        name,
+        config.tfds_data_dir,
+        "--data embedded, a class folder, a flat folder with filename_pattern or a CSV manifest",
+        ("audio", "label"),
+    )
     rate = int(found.info.features["audio"].sample_rate)
     size = int(round(config.duration * rate))  # keyword sets hold one word per clip: keep its centre
     streams = dict(zip(("train", "validation", "test"), tfds.streams(found, chosen, ("audio", "label"), config)))
@@ -83,9 +94,12 @@ def tfds_clips(argument, config, copies):
         for position, (samples, label) in enumerate(stream.index().as_numpy_iterator()):
             labels.append(label)
             scale = 32768.0 if samples.dtype == np.int16 else 1.0
-            yield memory_clip(f"tfds:{identity}:{position}", fix_length(samples / scale, size), rate,
-                              f"tfds:{name} {stream.split} #{position}")(copies if role == "train" else 0,
-                                                                         role == "test")
+            yield memory_clip(
+                f"tfds:{identity}:{position}",
+                fix_length(samples / scale, size),
+                rate,
+                f"tfds:{name} {stream.split} #{position}",
+            )(copies if role == "train" else 0, role == "test")
 
     roles = {}
     for role in streams:
@@ -111,11 +125,15 @@ def pattern_files(folder, pattern):
         labels.append(match.group("label"))
         groups.append(match.group(group_key) if group_key else None)
     if skipped:
-        logger.warning("skipping %d audio file(s) whose names do not match filename_pattern, e.g. %s",
-                       len(skipped), ", ".join(skipped[:3]))
+        logger.warning(
+            "skipping %d audio file(s) whose names do not match filename_pattern, e.g. %s",
+            len(skipped),
+            ", ".join(skipped[:3]),
+        )
     if not paths:
-        raise ValueError(f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in '{folder}' matches filename_pattern "
-                         f"'{pattern}'.")
+        raise ValueError(
+            f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in '{folder}' matches filename_pattern '{pattern}'."
+        )
     return paths, labels, groups if group_key else None
 
 
@@ -134,8 +152,9 @@ def manifest(path):
     for row, relative in enumerate(columns["path"], start=2):
         resolved = base / str(relative).strip()
         if not resolved.is_file():
-            raise ValueError(f"'{path}' line {row}: audio file '{relative}' does not exist (relative paths are "
-                             f"read from {base}).")
+            raise ValueError(
+                f"'{path}' line {row}: audio file '{relative}' does not exist (relative paths are read from {base})."
+            )
         paths.append(str(resolved))
     if not paths:
         raise ValueError(f"'{path}' lists no audio files; expected rows of path,label[,group].")
