@@ -56,7 +56,9 @@ _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val"),
 @dataclasses.dataclass
 class NlpSentimentConfig(TaskConfig):
     epochs: int = 15  # text models overfit in a few epochs; early stopping picks the best one
-    learning_rate: float = 1e-3  # recurrent nets and Transformers diverge above ~3e-3 with AdamW
+    # 3e-3, not 1e-3: from scratch on 2,000 SST-2 sentences 1e-3 stayed near chance within 15 epochs (validation
+    # 0.677 / 0.536 at seeds 0 / 1 against 0.729 / 0.720); a tie on 10,000 (0.786 / 0.778) and the embedded reviews
+    learning_rate: float = 3e-3  # the edge: recurrent nets and Transformers diverge above ~3e-3 with AdamW
     weight_decay: float = 1e-2  # embeddings of rare words overfit; stronger decay than for images
     architecture: Choice(*ARCHITECTURES) = "bilstm"  # BiLSTM reads word order (negation, "but")
     backbone: str = "none"  # none trains `architecture` from scratch; a keras-hub preset or preset folder fine-tunes it
@@ -364,10 +366,10 @@ class NlpSentiment(ClassificationTask):
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
-    candidates = (
+    candidates = (  # the CNNs and GloVe at the rate they were measured with on SST-2
         ("default", {}),
-        ("cnn", {"architecture": "cnn"}),
-        ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4}),
+        ("cnn", {"architecture": "cnn", "learning_rate": 1e-3}),
+        ("cnn_ensemble", {"architecture": "cnn", "ensemble": 4, "learning_rate": 1e-3}),
     )
     remedies = (
         "Likely causes: too few epochs or texts for a model trained from scratch. Try more epochs, the cnn "
@@ -379,7 +381,16 @@ class NlpSentiment(ClassificationTask):
         found = super().portfolio(config)
         if WORD_VECTORS.is_file():
             found.append(
-                ("glove", {"embeddings": str(WORD_VECTORS), "embedding_dim": 100, "dropout": 0.1, "units": 128})
+                (
+                    "glove",
+                    {
+                        "embeddings": str(WORD_VECTORS),
+                        "embedding_dim": 100,
+                        "dropout": 0.1,
+                        "units": 128,
+                        "learning_rate": 1e-3,
+                    },
+                )
             )
         return found
 
