@@ -1,5 +1,6 @@
 """Entry point of `python -m pipelines` and of the `keras-pipelines` command (pyproject.toml's console script)."""
 
+import os
 import sys
 
 from pipelines import quiet
@@ -14,7 +15,11 @@ def main(argv=None):
     quiet.install()  # before TensorFlow is imported: its start-up chatter stays off the terminal
     from pipelines import cli
 
-    return cli.main(argv)
+    try:
+        return cli.main(argv)
+    except BrokenPipeError:  # `keras-pipelines list | head`: the reader left; Python's documented way out
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

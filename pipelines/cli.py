@@ -176,7 +176,8 @@ def _promote_option(command):
 
 def parser():
     top = argparse.ArgumentParser(
-        prog="python -m pipelines",
+        # usage lines name the command the user typed: the console script or the module
+        prog="keras-pipelines" if os.path.basename(sys.argv[0]) == "keras-pipelines" else "python -m pipelines",
         description="Train, evaluate, log and reuse Keras pipelines for every task of `list`, tracked in MLflow.",
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
