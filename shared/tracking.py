@@ -938,13 +938,3 @@ def model_versions(name):
         version.run_id: str(version.version)
         for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")
     }
-
-
-def __getattr__(name):
-    """Models logged before their Python model moved to `pipelines.serving_model` were pickled as
-    `shared.tracking.TaskModel`; this resolves that name so they still load (nothing else uses it)."""
-    if name == "TaskModel":
-        from pipelines.serving_model import ServingModel
-
-        return ServingModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
