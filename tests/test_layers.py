@@ -1,9 +1,12 @@
-"""Layers that point one way: `pipelines/` uses `tasks/`, which uses `shared/`, and never the reverse."""
+"""Layers that point one way: `pipelines/` uses `tasks/`, which uses `shared/`, and never the reverse; and domains
+share base classes (`tasks/detection.py`, `tasks/image_classification.py`) instead of subclassing each other."""
 
 import ast
 import pathlib
 
 import pytest
+
+import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_MODULES = sorted((ROOT / "shared").rglob("*.py"))
@@ -44,3 +47,16 @@ def test_shared_imports_neither_tasks_nor_pipelines(path):
     assert not imported_packages(path) & {"tasks", "pipelines"}, (
         f"{path.relative_to(ROOT)} imports tasks/ or pipelines/; pass what it needs in from the caller instead"
     )
+
+
+def test_no_registered_task_or_its_config_subclasses_another_registered_one():
+    registered = [tasks.TASKS[name] for name in tasks.names()]
+    configs = {task_class.config_class for task_class in registered}
+    for task_class in registered:
+        assert not set(task_class.__mro__[1:]) & set(registered), (
+            f"{task_class.__name__} subclasses another registered task; move what they share into an unregistered "
+            "base class (as tasks/image_classification.py does)"
+        )
+        assert not set(task_class.config_class.__mro__[1:]) & configs, (
+            f"{task_class.config_class.__name__} subclasses another registered task's config; share a base instead"
+        )

@@ -420,7 +420,7 @@ def test_applications_backbones_take_small_grayscale_images_and_local_weights(ba
 ONEDNN_CRASH = """
 import keras, numpy as np
 from types import SimpleNamespace
-from tasks.vision_classification import _resnet
+from tasks.image_classification import _resnet
 inputs = keras.Input((64, 64, 3))
 features = _resnet(inputs, SimpleNamespace(base_filters=8, stages=3, blocks_per_stage=1), None)
 model = keras.Model(inputs, keras.layers.Dense(4)(features))
