@@ -9,18 +9,17 @@ import sys
 import pytest
 
 import tasks
-from pipelines import config
 from tasks.base import INPUT_KINDS, TaskConfig
+from tests.conftest import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_task_declares_name_metric_and_valid_quick_budget(name):
-    task = tasks.get(name)
+    task, resolved = resolve(name)
     assert task.name == name and task.primary_metric and task.input_column
     assert isinstance(task.tfds_name, str)  # empty only where TFDS has no dataset for the domain
-    resolved = config.resolve(task, quick=True)
     assert resolved.epochs <= 3
     assert issubclass(task.config_class, TaskConfig)
 
