@@ -1,6 +1,7 @@
 """What image classifiers share (vision classification, medical imaging): the config of the image models and
-augmentation, the readers of class folders, IDX pairs, .npz arrays and TFDS sets, the ResNet and keras.applications
-models, and the image predictor and its SavedModel signature.
+augmentation, the readers of class folders, IDX pairs, .npz arrays and TFDS sets (registered as `image_folder`,
+`idx_images`, `npz_images` and `tfds_images`), the ResNet and keras.applications models, and the image predictor
+and its SavedModel signature.
 
 A domain subclasses `ImageClassificationTask` (its config `ImageClassificationConfig`) and declares only what
 differs: its name, its `embedded` data, and the settings, metrics and evaluation it adds. This module registers no
@@ -13,6 +14,7 @@ import numpy as np
 
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
+from shared.data.sources import reader
 from shared.images import IMAGE_EXTENSIONS
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 
@@ -87,6 +89,7 @@ class ImageClassificationTask(ClassificationTask):
     input_extensions = IMAGE_EXTENSIONS
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
+    readers = ("embedded", "tfds_images", "image_folder", "idx_images", "npz_images")
     # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
     candidates = (
         ("default", {}),
@@ -110,43 +113,6 @@ class ImageClassificationTask(ClassificationTask):
                 ("pretrained", {"backbone": "efficientnetv2b0", "backbone_weights": "imagenet", "learning_rate": 2e-4})
             )
         return found
-
-    def embedded(self, config):
-        """Returns the `Splits` of `--data embedded`, the domain's own offline set."""
-        raise NotImplementedError
-
-    def load_data(self, config):
-        from shared.data.sources import parse_source, read_idx_pair, read_npz
-
-        kind, argument = parse_source(config.data)
-        if kind == "embedded":
-            return self.embedded(config)
-        if kind == "tfds":
-            return self._tfds(argument, config)
-        validation = test = None
-        if kind == "folder":
-            from shared import images
-
-            paths, labels, class_names = images.class_folders(argument)
-            pool, size, channels = images.file_examples(
-                paths, labels.astype("int64"), config.image_size, config.channels
-            )
-            name = f"folder_{argument.rstrip('/').split('/')[-1]}"
-        elif kind in ("idx", "npz"):
-            if kind == "idx":
-                features, labels = read_idx_pair(argument)
-            else:
-                arrays = read_npz(argument)
-                features, labels = arrays["train"]
-                test = array_examples(*arrays["test"], config)[0]
-                if "validation" in arrays:
-                    validation = array_examples(*arrays["validation"], config)[0]
-            pool, size, channels = array_examples(features, labels, config)
-            class_names = [str(label) for label in range(int(pool.targets.max()) + 1)]
-            name = f"{kind}_{argument.rstrip('/').split('/')[-1]}"
-        else:
-            raise ValueError(f"{self.name} cannot read '{config.data}'; give a folder, IDX folder or .npz.")
-        return self.image_splits(config, pool, size, channels, class_names, name, validation=validation, test=test)
 
     def image_splits(
         self, config, pool, size, channels, class_names, name, synthetic=False, validation=None, test=None
@@ -190,36 +156,6 @@ class ImageClassificationTask(ClassificationTask):
                 f"images, but the model takes {width}x{height}; resize them to that size."
             )
         return splits
-
-    def _tfds(self, argument, config):
-        """Streams a TFDS image/label set, decoding and resizing each example before batching."""
-        from shared import images
-        from shared.data import tfds
-
-        name, _, chosen = argument.partition(":")
-        found = tfds.builder(
-            name,
-            config.tfds_data_dir,
-            "--data embedded, a class-folder path, an IDX folder or an .npz file",
-            ("image", "label"),
-        )
-        height, width, stored = found.info.features["image"].shape
-        if not config.image_size and (height is None or width is None):
-            raise ValueError(
-                f"tfds:{name} has images of different sizes; set image_size to resize them, e.g. --set image_size=128."
-            )
-        size = (config.image_size,) * 2 if config.image_size else (height, width)
-        channels = config.channels or (1 if stored == 1 else 3)
-        train, validation, test = tfds.streams(
-            found, chosen, ("image", "label"), config, decode=images.decode_step(channels, size, encoded=True)
-        )
-        info = {
-            "class_names": list(found.info.features["label"].names),
-            "image_size": list(size),
-            "channels": channels,
-            "top_k": config.top_k,
-        }
-        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
     def build_model(self, config, info):
         import keras
@@ -274,6 +210,79 @@ class ImageClassificationTask(ClassificationTask):
         serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}
         serving.examples = graphs.image_variants
         return serving
+
+
+@reader("tfds_images", ("tfds",), "tfds:NAME[:SPLIT], an image/label dataset")
+def read_tfds_images(task, argument, config):
+    """Streams a TFDS image/label set, decoding and resizing each example before batching."""
+    from shared import images
+    from shared.data import tfds
+
+    name, _, chosen = argument.partition(":")
+    found = tfds.builder(
+        name,
+        config.tfds_data_dir,
+        "--data embedded, a class-folder path, an IDX folder or an .npz file",
+        ("image", "label"),
+    )
+    height, width, stored = found.info.features["image"].shape
+    if not config.image_size and (height is None or width is None):
+        raise ValueError(
+            f"tfds:{name} has images of different sizes; set image_size to resize them, e.g. --set image_size=128."
+        )
+    size = (config.image_size,) * 2 if config.image_size else (height, width)
+    channels = config.channels or (1 if stored == 1 else 3)
+    train, validation, test = tfds.streams(
+        found, chosen, ("image", "label"), config, decode=images.decode_step(channels, size, encoded=True)
+    )
+    info = {
+        "class_names": list(found.info.features["label"].names),
+        "image_size": list(size),
+        "channels": channels,
+        "top_k": config.top_k,
+    }
+    return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
+
+
+@reader("image_folder", ("folder",), "a folder with one subfolder of images per class")
+def read_image_folder(task, argument, config):
+    """Decodes a class folder's images in tf.data (`shared.images.file_examples`)."""
+    from shared import images
+
+    paths, labels, class_names = images.class_folders(argument)
+    pool, size, channels = images.file_examples(paths, labels.astype("int64"), config.image_size, config.channels)
+    return task.image_splits(config, pool, size, channels, class_names, f"folder_{_folder_name(argument)}")
+
+
+@reader("idx_images", ("idx",), "a folder holding an IDX images/labels pair (MNIST's format)")
+def read_idx_images(task, argument, config):
+    from shared.data.sources import read_idx_pair
+
+    return _array_splits(task, config, *read_idx_pair(argument), f"idx_{_folder_name(argument)}")
+
+
+@reader("npz_images", ("npz",), "an .npz of x_train/y_train/x_test/y_test arrays (or MedMNIST's keys)")
+def read_npz_images(task, argument, config):
+    """An .npz's arrays, its test split (and validation split, if it holds one) kept as they are."""
+    from shared.data.sources import read_npz
+
+    arrays = read_npz(argument)
+    test = array_examples(*arrays["test"], config)[0]
+    validation = array_examples(*arrays["validation"], config)[0] if "validation" in arrays else None
+    return _array_splits(
+        task, config, *arrays["train"], f"npz_{_folder_name(argument)}", validation=validation, test=test
+    )
+
+
+def _array_splits(task, config, features, labels, name, validation=None, test=None):
+    """Splits of images held in memory, their classes named by their labels."""
+    pool, size, channels = array_examples(features, labels, config)
+    class_names = [str(label) for label in range(int(pool.targets.max()) + 1)]
+    return task.image_splits(config, pool, size, channels, class_names, name, validation=validation, test=test)
+
+
+def _folder_name(path):
+    return path.rstrip("/").split("/")[-1]
 
 
 def _imagenet_weights_available():

@@ -27,8 +27,9 @@ import pathlib
 import numpy as np
 
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
+from shared.data.sources import reader
 from tasks import register
-from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask
+from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask, read_npz_images
 
 IMBALANCE = ("class_weight", "focal", "none")
 THRESHOLD_METHODS = ("youden", "sensitivity")
@@ -121,6 +122,15 @@ def _check_medmnist(path):
                 )
 
 
+@reader(
+    "medmnist_npz", ("npz",), "an .npz in MedMNIST's layout (train_images to test_labels) or Keras' (x_train to y_test)"
+)
+def _read_medmnist(task, argument, config):
+    """The image classifiers' npz reader, after checking a MedMNIST layout key by key."""
+    _check_medmnist(argument)
+    return read_npz_images(task, argument, config)
+
+
 @register
 class MedicalImaging(ImageClassificationTask):
     name = "medical_imaging"
@@ -129,6 +139,7 @@ class MedicalImaging(ImageClassificationTask):
     tfds_name = "patch_camelyon"
     quick_overrides = {"epochs": 2, "max_examples": 400}
     monitor = "val_auc"  # threshold-free: the threshold is chosen after training, and losses swing with calibration
+    readers = ("embedded", "tfds_images", "image_folder", "idx_images", "medmnist_npz")
 
     def embedded(self, config):
         """Generated radiograph-like images, one in five with a lesion."""
@@ -146,11 +157,6 @@ class MedicalImaging(ImageClassificationTask):
         )
 
     def load_data(self, config):
-        from shared.data.sources import parse_source
-
-        kind, argument = parse_source(config.data)
-        if kind == "npz":
-            _check_medmnist(argument)
         splits = super().load_data(config)
         for split_name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
             if not len(split):

@@ -33,6 +33,14 @@ def test_task_declares_how_predict_reads_inputs_and_compare_shows_runs(name):
 
 
 @pytest.mark.parametrize("name", tasks.names())
+def test_task_names_only_registered_readers(name):
+    from shared.data.sources import READERS
+
+    task = tasks.get(name)
+    assert task.readers and set(task.readers) <= set(READERS), set(task.readers) - set(READERS)
+
+
+@pytest.mark.parametrize("name", tasks.names())
 def test_every_config_default_says_why(name):
     config_class = tasks.get(name).config_class
     own = {field.name for field in dataclasses.fields(config_class)}
