@@ -81,6 +81,7 @@ def _batches(count, size, groups):
 
 def command(arguments):
     """Runs `predict` for parsed command-line arguments; returns the exit code (see the module docstring)."""
+    from pipelines import serving_model  # noqa: F401 (sets the name models logged before its move load by)
     from shared import tracking
     from shared.data.sources import progress
 

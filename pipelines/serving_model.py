@@ -107,6 +107,13 @@ class ServingModel(tracking.PythonModel):
         return answers
 
 
+# Models logged before this class moved here from `shared/` were pickled as `shared.tracking.TaskModel`. A fresh
+# process (`mlflow models serve`) imports the model's own logged copy of `shared/`, which still defines it; a
+# process that imported today's `shared.tracking` first (`python -m pipelines predict`) looks the old name up
+# there, so it is set from here, where the class lives, as `shared/` imports nothing of `pipelines/`.
+tracking.TaskModel = ServingModel
+
+
 class BatchPredictor:
     """A Keras model whose `predict` runs `predict_on_batch` batch by batch; everything else is the model's.
 

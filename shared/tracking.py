@@ -26,6 +26,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from shared.data.sources import split_source
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A source checkout has these beside the packages; an installed copy (site-packages) has neither.
 CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "requirements.txt").is_file()
@@ -206,13 +208,12 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
 
 def short_source(source):
     """A data source's short name: `embedded`, the TFDS dataset, or the file or folder name (`u.data`)."""
-    if not source or source == "embedded":
+    kind, argument = split_source(source or "embedded")
+    if kind == "embedded":
         return "embedded"
-    if source.startswith("tfds:"):
-        return source.removeprefix("tfds:").split(":")[0].replace("/", "_")
-    kind, separator, rest = source.partition(":")
-    path = rest if separator and len(kind) > 1 else source  # `csv:PATH` names the path's kind
-    return pathlib.PurePath(path.rstrip("/")).name or source
+    if kind == "tfds":
+        return argument.split(":")[0].replace("/", "_")
+    return pathlib.PurePath(argument.rstrip("/")).name or source
 
 
 def default_run_name(task, params, info=None):
@@ -287,15 +288,14 @@ def _dataset(splits, context, described):
 
 def _source(source):
     """An MLflow dataset source: code for embedded data, the TFDS catalogue page, or the file URI."""
-    if source == "embedded":
+    kind, argument = split_source(source)
+    if kind == "embedded":
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
         return CodeDatasetSource(tags={"generator": "embedded"})
-    if source.startswith("tfds:"):
-        name = source.removeprefix("tfds:").split(":")[0]
-        return f"https://www.tensorflow.org/datasets/catalog/{name.split('/')[0]}"
-    kind, separator, rest = source.partition(":")
-    return pathlib.Path(rest if separator and len(kind) > 1 else source).resolve().as_uri()
+    if kind == "tfds":
+        return f"https://www.tensorflow.org/datasets/catalog/{argument.split(':')[0].split('/')[0]}"
+    return pathlib.Path(argument).resolve().as_uri()
 
 
 def epoch_logger():
@@ -938,13 +938,3 @@ def model_versions(name):
         version.run_id: str(version.version)
         for version in mlflow.MlflowClient().search_model_versions(f"name='{name}'")
     }
-
-
-def __getattr__(name):
-    """Models logged before their Python model moved to `pipelines.serving_model` were pickled as
-    `shared.tracking.TaskModel`; this resolves that name so they still load (nothing else uses it)."""
-    if name == "TaskModel":
-        from pipelines.serving_model import ServingModel
-
-        return ServingModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """Task registry: the domain modules and packages of this package register their tasks with `@register`
-(`base` and `detection` hold base classes and register none).
+(`base`, `detection` and `image_classification` hold base classes and register none).
 
 Task modules import only light libraries at top level (TensorFlow and Keras are
 imported inside the methods that need them) so that `python -m pipelines list`

@@ -14,6 +14,7 @@ import numpy as np
 
 from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Share, Size
 from shared.data.examples import CACHE_MODES
+from shared.data.sources import reader
 from shared.regularization import JIT_COMPILE, SCHEDULES
 
 # Knobs every task has, searched by `python -m pipelines sweep`; specs are documented in pipelines/sweep.py.
@@ -26,6 +27,11 @@ SHARED_SEARCH_SPACE = {
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
 INPUT_KINDS = ("text", "file", "record")  # what one raw input is: see `Task.input_kind`
 EVALUATION_SPLITS = ("all", "train", "validation", "test")  # what `evaluate --split` may name
+
+
+@reader("embedded", ("embedded",), "embedded (the task's own offline data)")
+def _embedded(task, argument, config):
+    return task.embedded(config)
 
 
 def search_space(**knobs):
@@ -196,6 +202,8 @@ class Task:
         predict_chunk (int): inputs per `predict_raw` call, for inputs that decode into large arrays
             (images, audio): a request of many rows then holds one chunk's decoded inputs at a time;
             0 passes them all at once (each Keras `predict` call costs a few tenths of a second).
+        readers (tuple[str, ...]): the registered readers (`shared.data.sources.READERS`) `read` tries on
+            `--data`, in order; `embedded` reads the task's own offline data (`embedded`).
     """
 
     name = ""
@@ -212,6 +220,7 @@ class Task:
     monitor = "val_loss"  # what early stopping and ReduceLROnPlateau watch; e.g. "val_pr_auc" for detectors
     answer_key = "label"
     predict_chunk = 0
+    readers = ("embedded",)
     # The configurations `--preset balanced|best` tries in order, the defaults first (see `portfolio`).
     candidates = (("default", {}),)
     # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).
@@ -243,7 +252,22 @@ class Task:
         return str(params.get(self.key_setting, "")) if self.key_setting else ""
 
     def load_data(self, config):
-        """Returns a `Splits` for `config.data`."""
+        """Returns a `Splits` for `config.data`: by default what `read` returns, for tasks whose readers return
+        `Splits`; a task whose readers return raw data prepares it here."""
+        return self.read(config)
+
+    def read(self, config):
+        """Reads `config.data` with the first of the task's `readers` that takes its kind (what the readers return).
+
+        Raises:
+            ValueError: the source does not exist, no reader of the task takes it, or the reader refuses it.
+        """
+        from shared.data.sources import read_source
+
+        return read_source(self, config, self.readers)
+
+    def embedded(self, config):
+        """Returns the task's own offline data, `--data embedded`, as its other readers return theirs."""
         raise NotImplementedError
 
     def load_fitted(self, config, info):

@@ -35,12 +35,12 @@ columns, anything else) are ignored, with a warning naming unexpected ones.
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
 from shared import inputs as raw_inputs
 from shared.constraints import Count, Fraction, Width, Widths
+from shared.data.sources import Table, reader
 from tasks import register
 from tasks.base import Splits, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
@@ -89,6 +89,24 @@ class FraudDetectionConfig(DetectionConfig):
             raise ValueError("blend=true blends in the baseline's trees; set baseline=true, or blend=false.")
 
 
+@reader("tfds_features", ("tfds",), "tfds:NAME, a features/label dataset (e.g. tfds:german_credit_numeric)")
+def _read_tfds_features(task, argument, config):
+    """A TFDS features/label set as one table: `feature_0...` columns and the target column."""
+    import pandas as pd
+
+    from shared.data import tfds
+
+    loaded, _ = tfds.load_arrays(
+        argument, config.tfds_data_dir, ("features", "label"), alternatives="--data embedded or a CSV/Parquet file"
+    )
+    features = np.concatenate([split["features"] for split in loaded.values()]).reshape(
+        sum(len(split["label"]) for split in loaded.values()), -1
+    )
+    frame = pd.DataFrame(features, columns=[f"feature_{index}" for index in range(features.shape[1])])
+    frame[config.target] = np.concatenate([split["label"] for split in loaded.values()])
+    return Table(frame, f"tfds_{argument.split(':')[0]}")
+
+
 @register
 class FraudDetection(BinaryDetectionTask):
     name = "fraud_detection"
@@ -98,6 +116,7 @@ class FraudDetection(BinaryDetectionTask):
     input_column = "row"
     input_kind = "record"
     quick_overrides = {"epochs": 2, "max_examples": 6000}
+    readers = ("embedded", "tfds_features", "table")
     # rare positives are memorised: stronger regularisation, or a smaller net
     candidates = (
         ("default", {}),
@@ -112,36 +131,14 @@ class FraudDetection(BinaryDetectionTask):
 
     def load_data(self, config, fitted=None):
         """Reads the table and encodes it; with `fitted` (a trained model's info), with the model's preprocessing."""
-        from shared.data.sources import parse_source, read_table
-
-        kind, argument = parse_source(config.data)
-        synthetic = kind == "embedded"
-        if kind == "embedded":
-            frame, name = _transactions(40_000, config.seed), "synthetic_transactions"
-        elif kind == "tfds":
-            frame, name = self._tfds_frame(argument, config), f"tfds_{argument.split(':')[0]}"
-        elif kind in ("file", "csv"):
-            frame, name = read_table(argument), f"table_{os.path.basename(argument)}"
-        else:
-            raise ValueError(f"fraud_detection reads a CSV or Parquet file, got the {kind} '{argument}'.")
+        table = self.read(config)
         # the embedded timestamp only serves `time_column=timestamp` demos; as a feature it is noise
-        extra_drop = ["timestamp"] if synthetic and config.time_column != "timestamp" else []
-        return self._prepare(frame, config, config.data, name, synthetic, extra_drop, fitted)
+        extra_drop = ["timestamp"] if table.synthetic and config.time_column != "timestamp" else []
+        return self._prepare(table.frame, config, config.data, table.name, table.synthetic, extra_drop, fitted)
 
-    def _tfds_frame(self, argument, config):
-        import pandas as pd
-
-        from shared.data import tfds
-
-        loaded, _ = tfds.load_arrays(
-            argument, config.tfds_data_dir, ("features", "label"), alternatives="--data embedded or a CSV/Parquet file"
-        )
-        features = np.concatenate([split["features"] for split in loaded.values()]).reshape(
-            sum(len(split["label"]) for split in loaded.values()), -1
-        )
-        frame = pd.DataFrame(features, columns=[f"feature_{index}" for index in range(features.shape[1])])
-        frame[config.target] = np.concatenate([split["label"] for split in loaded.values()])
-        return frame
+    def embedded(self, config):
+        """Generated card transactions, about 2% of them fraud."""
+        return Table(_transactions(40_000, config.seed), "synthetic_transactions", synthetic=True)
 
     def _prepare(self, frame, config, source, name, synthetic, extra_drop=(), fitted=None):
         """Splits the rows, fits preprocessing on the training rows (or takes `fitted`'s) and encodes every split."""

@@ -1,9 +1,9 @@
 """Medical imaging: an imbalance-aware image classifier with a validated decision threshold.
 
-Builds on vision_classification (same ResNet / keras.applications models, folders, TFDS and npz
-readers) and adds what clinical use needs: class weights or focal loss for rare findings, a binary
-decision threshold chosen on the validation split (Youden's J or a target sensitivity), sensitivity,
-specificity, calibration, and Grad-CAM heatmaps.
+Builds on the image classifier that vision_classification is too (`tasks/image_classification.py`: the
+same ResNet / keras.applications models, folders, TFDS and npz readers) and adds what clinical use needs:
+class weights or focal loss for rare findings, a binary decision threshold chosen on the validation split
+(Youden's J or a target sensitivity), sensitivity, specificity, calibration, and Grad-CAM heatmaps.
 
 Data sources:
     embedded              generated radiograph-like images (lungs, ribs, noise); about one in five has a
@@ -27,9 +27,9 @@ import pathlib
 import numpy as np
 
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
+from shared.data.sources import reader
 from tasks import register
-from tasks.base import Splits
-from tasks.vision_classification import VisionClassification, VisionClassificationConfig
+from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask, read_npz_images
 
 IMBALANCE = ("class_weight", "focal", "none")
 THRESHOLD_METHODS = ("youden", "sensitivity")
@@ -38,7 +38,7 @@ _MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "t
 
 
 @dataclasses.dataclass
-class MedicalImagingConfig(VisionClassificationConfig):
+class MedicalImagingConfig(ImageClassificationConfig):
     epochs: Count = 20  # an upper bound: early stopping on val_auc usually ends sooner on small scan sets
     base_filters: BaseWidth = 16  # 28-64 px grayscale scans need little width; raise it for larger images
     crop_padding: Size = 2  # pad-and-crop shifts: patients are not centred alike on the detector
@@ -122,36 +122,42 @@ def _check_medmnist(path):
                 )
 
 
+@reader(
+    "medmnist_npz", ("npz",), "an .npz in MedMNIST's layout (train_images to test_labels) or Keras' (x_train to y_test)"
+)
+def _read_medmnist(task, argument, config):
+    """The image classifiers' npz reader, after checking a MedMNIST layout key by key."""
+    _check_medmnist(argument)
+    return read_npz_images(task, argument, config)
+
+
 @register
-class MedicalImaging(VisionClassification):
+class MedicalImaging(ImageClassificationTask):
     name = "medical_imaging"
     config_class = MedicalImagingConfig
     primary_metric = "roc_auc"
     tfds_name = "patch_camelyon"
     quick_overrides = {"epochs": 2, "max_examples": 400}
     monitor = "val_auc"  # threshold-free: the threshold is chosen after training, and losses swing with calibration
+    readers = ("embedded", "tfds_images", "image_folder", "idx_images", "medmnist_npz")
+
+    def embedded(self, config):
+        """Generated radiograph-like images, one in five with a lesion."""
+        from shared.data import examples
+
+        pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
+        return self.image_splits(
+            config,
+            examples.Examples(pictures, labels),
+            pictures.shape[1:3],
+            1,
+            ["normal", "lesion"],
+            "generated_radiographs",
+            synthetic=True,
+        )
 
     def load_data(self, config):
-        from shared.data.sources import parse_source
-        from shared.data.splits import carve
-
-        kind, argument = parse_source(config.data)
-        if kind == "embedded":
-            from shared.data import examples
-
-            pictures, labels = _radiographs(1500, config.image_size or 32, 0.2, config.seed)
-            train, validation, test = carve(examples.Examples(pictures, labels), config)
-            info = {
-                "class_names": ["normal", "lesion"],
-                "image_size": list(pictures.shape[1:3]),
-                "channels": 1,
-                "top_k": config.top_k,
-            }
-            splits = Splits(train, validation, test, info, config.data, "generated_radiographs", True)
-        else:
-            if kind == "npz":
-                _check_medmnist(argument)
-            splits = super().load_data(config)
+        splits = super().load_data(config)
         for split_name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
             if not len(split):
                 raise ValueError(

@@ -41,6 +41,7 @@ import numpy as np
 
 from shared import network
 from shared.constraints import Choice, Count, Fraction, Length, Size, Width
+from shared.data.sources import reader
 from shared.data.text import check_sentences, extend_vocabulary, strings
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
@@ -356,6 +357,78 @@ def _class_folders(folder):
     return pool, list(class_names)
 
 
+@dataclasses.dataclass
+class LabelledTexts:
+    """What every reader of this task returns: texts and labels to carve, and the splits the source holds.
+
+    Attributes:
+        pool (tuple | Examples): texts and integer labels (arrays, or an index of lines decoded in tf.data).
+        class_names (list[str]): names in label order.
+        name (str): the dataset's short name for MLflow.
+        synthetic (bool): True for generated reviews.
+        validation (tuple | Examples | None): a validation split the source holds.
+        test (tuple | Examples | None): a test split the source holds.
+    """
+
+    pool: object
+    class_names: list
+    name: str
+    synthetic: bool = False
+    validation: object = None
+    test: object = None
+
+
+@reader("tfds_texts", ("tfds",), "tfds:NAME[:SPLIT], a text/label dataset (imdb_reviews, glue/sst2)")
+def _read_tfds_texts(task, argument, config):
+    """A TFDS text set's labelled splits; its test and validation splits are kept where it has other ones."""
+    from shared.data import tfds
+
+    dataset_name = argument.split(":")[0]
+    text_key = _TFDS_TEXT_KEYS.get(dataset_name.split("/")[0], "text")
+    loaded, info = tfds.load_arrays(
+        argument,
+        config.tfds_data_dir,
+        (text_key, "label"),
+        alternatives="--data embedded or a CSV/TSV file of your own",
+    )
+    labelled = {}
+    for split, arrays in loaded.items():
+        keep = arrays["label"] >= 0  # glue/sst2 test and imdb unsupervised carry label -1
+        if keep.any():
+            labelled[split] = _clean(
+                arrays[text_key][keep], arrays["label"][keep].astype("int64"), f"tfds:{dataset_name}"
+            )
+    parts = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
+    pool = tuple(np.concatenate([labelled[split][column] for split in parts]) for column in (0, 1))
+    return LabelledTexts(
+        pool,
+        list(info.features["label"].names),
+        f"tfds_{dataset_name.replace('/', '_')}",
+        validation=labelled["validation"] if "validation" in labelled and "validation" not in parts else None,
+        test=labelled["test"] if "test" in labelled and "test" not in parts else None,
+    )
+
+
+@reader("text_table", ("file", "csv"), "a CSV/TSV file of text and label columns")
+def _read_text_table(task, argument, config):
+    found, class_names = _table_examples({"train": argument}, _columns(config), argument)
+    return LabelledTexts(found["train"], class_names, f"file_{os.path.basename(argument)}")
+
+
+@reader("text_folder", ("folder",), "a folder of train/dev/test CSV/TSV files, or of one subfolder of .txt per class")
+def _read_text_folder(task, argument, config):
+    name = f"folder_{os.path.basename(argument.rstrip('/'))}"
+    files = _split_files(argument)
+    if not files:
+        return LabelledTexts(*_class_folders(argument), name)
+    found, class_names = _table_examples(files, _columns(config), argument)
+    return LabelledTexts(found["train"], class_names, name, validation=found.get("validation"), test=found.get("test"))
+
+
+def _columns(config):
+    return {"text": config.text_column, "label": config.label_column}
+
+
 @register
 class NlpSentiment(ClassificationTask):
     name = "nlp_sentiment"
@@ -365,6 +438,7 @@ class NlpSentiment(ClassificationTask):
     table_columns = NlpSentimentConfig.text_column
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+    readers = ("embedded", "tfds_texts", "text_table", "text_folder")
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
     candidates = (  # the CNNs and GloVe at the rate they were measured with on SST-2
         ("default", {}),
@@ -395,7 +469,6 @@ class NlpSentiment(ClassificationTask):
         return found
 
     def load_data(self, config):
-        from shared.data.sources import parse_source
         from shared.data.splits import carve
         from shared.data.text import adapt_vocabulary
 
@@ -408,52 +481,8 @@ class NlpSentiment(ClassificationTask):
                     "(--set learning_rate=5e-5).",
                     stacklevel=2,
                 )
-        kind, argument = parse_source(config.data)
-        columns = {"text": config.text_column, "label": config.label_column}
-        validation = test = None
-        synthetic = False
-        if kind == "embedded":
-            pool = _generated_reviews(config.embedded_examples, config.seed)
-            class_names, name, synthetic = ["negative", "positive"], "generated_reviews", True
-        elif kind == "tfds":
-            from shared.data import tfds
-
-            dataset_name = argument.split(":")[0]
-            text_key = _TFDS_TEXT_KEYS.get(dataset_name.split("/")[0], "text")
-            loaded, info = tfds.load_arrays(
-                argument,
-                config.tfds_data_dir,
-                (text_key, "label"),
-                alternatives="--data embedded or a CSV/TSV file of your own",
-            )
-            labelled = {}
-            for split, arrays in loaded.items():
-                keep = arrays["label"] >= 0  # glue/sst2 test and imdb unsupervised carry label -1
-                if keep.any():
-                    labelled[split] = _clean(
-                        arrays[text_key][keep], arrays["label"][keep].astype("int64"), f"tfds:{dataset_name}"
-                    )
-            parts = [split for split in labelled if split not in ("test", "validation")] or list(labelled)
-            pool = tuple(np.concatenate([labelled[split][column] for split in parts]) for column in (0, 1))
-            if "test" in labelled and "test" not in parts:
-                test = labelled["test"]
-            if "validation" in labelled and "validation" not in parts:
-                validation = labelled["validation"]
-            class_names, name = list(info.features["label"].names), f"tfds_{dataset_name.replace('/', '_')}"
-        elif kind in ("file", "csv"):
-            pool, class_names = _table_examples({"train": argument}, columns, argument)
-            pool = pool["train"]
-            name = f"file_{os.path.basename(argument)}"
-        elif kind == "folder":
-            files = _split_files(argument)
-            if files:
-                found, class_names = _table_examples(files, columns, argument)
-                pool, validation, test = found["train"], found.get("validation"), found.get("test")
-            else:
-                pool, class_names = _class_folders(argument)
-            name = f"folder_{os.path.basename(argument.rstrip('/'))}"
-        else:
-            raise ValueError(f"nlp_sentiment cannot read '{config.data}' ({kind}); give a CSV/TSV file or a folder.")
+        texts = self.read(config)
+        pool, class_names, validation, test = texts.pool, texts.class_names, texts.validation, texts.test
         train, validation, test = carve(pool, config, validation=validation, test=test)
         info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
         if config.backbone == "none":
@@ -468,7 +497,12 @@ class NlpSentiment(ClassificationTask):
                 info["added_words"] = len(info["vocabulary"]) - trained
         else:  # the preset's own tokenizer and vocabulary travel inside the saved model
             info["backbone"] = config.backbone
-        return Splits(train, validation, test, info, config.data, name, synthetic)
+        return Splits(train, validation, test, info, config.data, texts.name, texts.synthetic)
+
+    def embedded(self, config):
+        """Generated movie reviews with negation and contrast."""
+        pool = _generated_reviews(config.embedded_examples, config.seed)
+        return LabelledTexts(pool, ["negative", "positive"], "generated_reviews", synthetic=True)
 
     def build_model(self, config, info):
         import keras

@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 
 from shared.constraints import Choice, Count, Fraction, Length, NonNegative, Size, Width
+from shared.data.sources import reader
 from tasks import register
 from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
@@ -366,6 +367,67 @@ def detokenize(tokens):
     )
 
 
+@dataclasses.dataclass
+class SentencePairs:
+    """What every reader of this task returns: sentence pairs to carve, and the splits the source holds.
+
+    Attributes:
+        pool (tuple | Examples): source and target sentences (arrays, or an index of lines decoded in tf.data).
+        languages (list[str]): the source and target languages, as `info` records them.
+        name (str): the dataset's short name for MLflow.
+        synthetic (bool): True for generated pairs.
+        validation (tuple | None): a validation split the source holds.
+        test (tuple | None): a test split the source holds.
+    """
+
+    pool: object
+    languages: list
+    name: str
+    synthetic: bool = False
+    validation: object = None
+    test: object = None
+
+
+@reader("tfds_pairs", ("tfds",), "tfds:NAME/X_to_Y, a translation dataset (e.g. tfds:ted_hrlr_translate/pt_to_en)")
+def _read_tfds_pairs(task, argument, config):
+    """A TFDS translation set, X_to_Y in its name telling the languages; `direction=reverse` swaps them."""
+    from shared.data import tfds
+
+    dataset_name = argument.split(":")[0]
+    languages = dataset_name.split("/")[-1].split("_to_")
+    if len(languages) != 2:
+        raise ValueError(
+            f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
+            "use e.g. tfds:ted_hrlr_translate/pt_to_en."
+        )
+    loaded, _ = tfds.load_arrays(
+        argument,
+        config.tfds_data_dir,
+        tuple(languages),
+        alternatives="--data embedded or a TSV file of sentence pairs",
+    )
+    if config.direction == "reverse":
+        languages = languages[::-1]
+    splits = {
+        split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
+        for split, arrays in loaded.items()
+    }
+    pool = [split for split in splits if split not in ("test", "validation")] or list(splits)
+    return SentencePairs(
+        tuple(np.concatenate([splits[split][side] for split in pool]) for side in (0, 1)),
+        languages,
+        f"tfds_{dataset_name.replace('/', '_')}",
+        validation=splits["validation"] if "validation" in splits and "validation" not in pool else None,
+        test=splits["test"] if "test" in splits and "test" not in pool else None,
+    )
+
+
+@reader("pair_file", ("file", "csv"), "a TSV file of sentence pairs (source, tab, target per line)")
+def _read_pair_file(task, argument, config):
+    pool = pair_examples(argument, config.direction)  # streams: an index of line offsets
+    return SentencePairs(pool, ["source", "target"], f"file_{argument.rstrip('/').split('/')[-1]}")
+
+
 @register
 class NlpTranslation(Task):
     name = "nlp_translation"
@@ -377,6 +439,7 @@ class NlpTranslation(Task):
     table_columns = "text,source,sentence"
     key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
+    readers = ("embedded", "tfds_pairs", "pair_file")
     # width against depth of the Transformer
     candidates = (("default", {}), ("wide", {"embedding_dim": 256, "dense_dim": 1024}), ("deep", {"layers": 2}))
     remedies = (
@@ -385,50 +448,13 @@ class NlpTranslation(Task):
     )
 
     def load_data(self, config):
-        from shared.data.sources import parse_source
         from shared.data.splits import carve
         from shared.data.text import adapt_vocabulary
 
-        kind, argument = parse_source(config.data)
-        validation = test = None
-        synthetic = False
-        if kind == "embedded":
-            pool = _drop_empty(*generated_pairs(config.embedded_examples, config.seed), config.data)
-            name, synthetic, languages = "generated_numbers_en_es", True, ["en", "es"]
-        elif kind == "tfds":
-            from shared.data import tfds
-
-            dataset_name = argument.split(":")[0]
-            languages = dataset_name.split("/")[-1].split("_to_")
-            if len(languages) != 2:
-                raise ValueError(
-                    f"tfds:{dataset_name} is not named X_to_Y, so the languages are unknown; "
-                    "use e.g. tfds:ted_hrlr_translate/pt_to_en."
-                )
-            loaded, _ = tfds.load_arrays(
-                argument,
-                config.tfds_data_dir,
-                tuple(languages),
-                alternatives="--data embedded or a TSV file of sentence pairs",
-            )
-            if config.direction == "reverse":
-                languages = languages[::-1]
-            splits = {
-                split: _drop_empty(arrays[languages[0]], arrays[languages[1]], f"tfds:{dataset_name}")
-                for split, arrays in loaded.items()
-            }
-            pool = [split for split in splits if split not in ("test", "validation")] or list(splits)
-            test = splits["test"] if "test" in splits and "test" not in pool else None
-            validation = splits["validation"] if "validation" in splits and "validation" not in pool else None
-            pool = tuple(np.concatenate([splits[split][side] for split in pool]) for side in (0, 1))
-            name = f"tfds_{dataset_name.replace('/', '_')}"
-        elif kind in ("file", "csv"):
-            pool = pair_examples(argument, config.direction)  # streams: an index of line offsets
-            name = f"file_{argument.rstrip('/').split('/')[-1]}"
-            languages = ["source", "target"]
-        else:
-            raise ValueError(f"nlp_translation reads a TSV file of sentence pairs, not a {kind} ('{config.data}').")
-        train, validation, test = carve(pool, config, validation=validation, test=test, stratify=False)
+        pairs = self.read(config)
+        train, validation, test = carve(
+            pairs.pool, config, validation=pairs.validation, test=pairs.test, stratify=False
+        )
         target_vocabulary = adapt_vocabulary(
             train, config.vocabulary_size - 2, "split", config.vocabulary_sample, config.seed, part=1
         )
@@ -438,12 +464,17 @@ class NlpTranslation(Task):
             ),
             "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
             "sequence_length": config.sequence_length,
-            "languages": languages,
+            "languages": pairs.languages,
             "decoding": config.decoding,
             "beam_width": config.beam_width,
             "length_penalty": config.length_penalty,
         }
-        return Splits(train, validation, test, info, config.data, name, synthetic)
+        return Splits(train, validation, test, info, config.data, pairs.name, pairs.synthetic)
+
+    def embedded(self, config):
+        """Generated English number phrases and their Spanish translations."""
+        pool = _drop_empty(*generated_pairs(config.embedded_examples, config.seed), config.data)
+        return SentencePairs(pool, ["en", "es"], "generated_numbers_en_es", synthetic=True)
 
     def build_model(self, config, info):
         import keras

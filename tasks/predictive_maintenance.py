@@ -49,6 +49,7 @@ import numpy as np
 
 from shared import inputs as raw_inputs
 from shared.constraints import Choice, Count, Fraction, Size, Width
+from shared.data.sources import reader
 from tasks import register
 from tasks.base import Splits, Task, search_space
 from tasks.detection import BinaryDetectionTask, DetectionConfig
@@ -96,6 +97,50 @@ class PredictiveMaintenanceConfig(DetectionConfig):
     )
 
 
+@dataclasses.dataclass
+class Histories:
+    """What every reader of this task returns.
+
+    Attributes:
+        pool (pandas.DataFrame): unit histories to split into train, validation and test units.
+        name (str): the dataset's short name for MLflow.
+        test (pandas.DataFrame | None): held-out histories cut short, scored on their last window (C-MAPSS).
+        truth (np.ndarray | None): the true remaining life of each `test` unit.
+        cmapss_columns (bool): units are in `unit` and time in `cycle`, whatever unit_column and time_column say.
+        synthetic (bool): True for generated engines.
+    """
+
+    pool: object
+    name: str
+    test: object = None
+    truth: object = None
+    cmapss_columns: bool = False
+    synthetic: bool = False
+
+
+@reader(
+    "cmapss",
+    ("folder", "file", "csv"),
+    "a C-MAPSS folder or train_FDxxx.txt file (train_, test_ and RUL_ files)",
+    accepts=lambda argument, config: bool(_cmapss_files(argument, config.subset)),
+)
+def _read_cmapss_histories(task, argument, config):
+    pool, test, truth, name = _read_cmapss(argument, config.subset)
+    return Histories(pool, name, test, truth, cmapss_columns=True)
+
+
+@reader("unit_table", ("file", "csv"), "a CSV/Parquet table of unit, time, sensor and target columns")
+def _read_unit_table(task, argument, config):
+    from shared.data.sources import read_table
+
+    pool = read_table(
+        argument,
+        [config.unit_column, config.time_column, config.target_column],
+        hint="name the columns with --set unit_column=... time_column=... target_column=...",
+    )
+    return Histories(pool, f"table_{os.path.basename(argument)}")
+
+
 @register
 class PredictiveMaintenance(BinaryDetectionTask):
     """Remaining useful life by regression, or failure soon as a binary detector (`mode=classification`)."""
@@ -110,6 +155,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     input_kind = "record"
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
+    readers = ("embedded", "cmapss", "unit_table")
     # convolutions against recurrent nets over the window, the recurrent ones with input noise
     candidates = (
         ("default", {}),
@@ -125,36 +171,16 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def load_data(self, config, fitted=None):
         """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its
         preprocessing."""
-        from shared.data.sources import parse_source, read_table
-
-        kind, argument = parse_source(config.data)
-        test, truth = None, None
-        if kind == "embedded":
-            pool, name = _engines(80, config.seed), "synthetic_engines"
+        found = self.read(config)
+        if found.cmapss_columns:
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
-        elif kind == "tfds":
-            raise ValueError(
-                "predictive_maintenance has no TFDS dataset (TFDS holds no run-to-failure or machine "
-                "failure data); use --data embedded, a C-MAPSS folder or a CSV of unit/time/sensor "
-                "columns."
-            )
-        elif _cmapss_files(argument, config.subset):
-            pool, test, truth, name = _read_cmapss(argument, config.subset)
-            config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
-        elif kind in ("file", "csv"):
-            pool = read_table(
-                argument,
-                [config.unit_column, config.time_column, config.target_column],
-                hint="name the columns with --set unit_column=... time_column=... target_column=...",
-            )
-            name = f"table_{os.path.basename(argument)}"
-        else:
-            raise ValueError(
-                f"predictive_maintenance reads a C-MAPSS folder/file or a CSV/Parquet table, got '{config.data}'."
-            )
-        splits = self._prepare(pool, test, truth, config, name, fitted)
-        splits.source, splits.synthetic = config.data, kind == "embedded"
+        splits = self._prepare(found.pool, found.test, found.truth, config, found.name, fitted)
+        splits.source, splits.synthetic = config.data, found.synthetic
         return splits
+
+    def embedded(self, config):
+        """Generated run-to-failure engines, in C-MAPSS' columns."""
+        return Histories(_engines(80, config.seed), "synthetic_engines", cmapss_columns=True, synthetic=True)
 
     def _prepare(self, pool, test, truth, config, name, fitted=None):
         """Splits units, fits preprocessing on training units (or takes `fitted`'s) and cuts every split into

@@ -1,5 +1,8 @@
 """Vision classification: a small ResNet (or a keras.applications backbone) on labelled images.
 
+The models, readers and predictor are those of every image classifier (`tasks/image_classification.py`);
+this task adds its embedded digits and a figure of sample predictions.
+
 Data sources:
     embedded            scikit-learn's bundled 8x8 digits (1,797 real scans), offline in seconds.
     tfds:NAME[:SPLIT]   e.g. tfds:mnist, tfds:fashion_mnist, tfds:cifar10 (needs internet once).
@@ -16,223 +19,28 @@ same size.
 
 import dataclasses
 
-import numpy as np
-
-from shared import constraints
-from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
-from shared.images import IMAGE_EXTENSIONS
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
-
-BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
-FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask, array_examples
 
 
 @dataclasses.dataclass
-class VisionClassificationConfig(TaskConfig):
-    image_size: Side = 0  # 0 keeps the source's size; a folder of mixed or large photos gets a median side, up to 128
-    channels: Choice(0, 1, 3) = 0  # 0 follows the data (1 for grayscale sources, else 3)
-    backbone: Choice(*BACKBONES) = "resnet"  # resnet trains from scratch on a CPU; the others transfer
-    backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
-    base_filters: BaseWidth = 32  # width of the first stage; doubles at every later stage
-    stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
-    blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
-    dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data
-    l2: NonNegative = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
-    flip: Choice(*FLIPS) = "none"  # digits and text must not be mirrored; use horizontal for natural photos
-    rotation: NonNegative = 0.04  # fraction of a full turn (about 15 degrees): handwriting slant
-    zoom: Fraction = 0.1  # scale jitter for stroke width and framing
-    contrast: NonNegative = 0.0  # photometric jitter; useful for photos, not for clean scans
-    crop_padding: Size = 0  # pad-and-random-crop pixels, the classic CIFAR shift augmentation
-    mixup: NonNegative = 0.0  # MixUp alpha (0 = off)
-    cutmix: NonNegative = 0.0  # CutMix alpha (0 = off)
-    top_k: Count = 3  # classes returned per prediction
-    search_space: dict = search_space(  # capacity against overfitting on small image sets
-        dropout=["float", 0.0, 0.5], base_filters=["choice", 16, 32, 64]
-    )
-
-    def check(self):
-        """Raises:
-        ValueError: also when the ResNet's feature maps at image_size would not fit in memory.
-        """
-        super().check()
-        if self.image_size and self.backbone == "resnet":
-            # a residual block keeps about 10 maps (two convolutions, normalisations and activations, the sum),
-            # the stem 3 more
-            constraints.fits_memory(
-                constraints.pyramid_bytes(
-                    self.batch_size, self.image_size, self.base_filters, 3 + 10 * self.blocks_per_stage, self.stages
-                ),
-                f"image_size={self.image_size} with batch_size={self.batch_size} and base_filters={self.base_filters}",
-            )
-
-
-def _array_examples(images, labels, config):
-    """Images held in memory (uint8 or float, (n, h, w[, c])) as examples converted in tf.data.
-
-    Returns:
-        tuple[Examples, tuple[int, int], int]: the examples, their decoded (height, width) and channels.
-    """
-    from shared import images as images_module
-    from shared.data import examples
-
-    images = np.asarray(images)
-    channels = config.channels or (1 if images.ndim == 3 or images.shape[-1] == 1 else 3)
-    size = (config.image_size,) * 2 if config.image_size else tuple(images.shape[1:3])
-    scale = 255.0 if images.dtype == np.uint8 or images.max(initial=0) > 1.0 else 1.0
-    step = images_module.array_step(channels, size, scale)
-    return examples.Examples(images, np.asarray(labels).reshape(-1).astype("int64"), decode=step), size, channels
+class VisionClassificationConfig(ImageClassificationConfig):
+    """The shared image settings as they are: their defaults were chosen on this task's digits and small photos."""
 
 
 @register
-class VisionClassification(ClassificationTask):
+class VisionClassification(ImageClassificationTask):
     name = "vision_classification"
     config_class = VisionClassificationConfig
     tfds_name = "mnist"
-    input_column = "image"
-    input_kind = "file"
-    input_extensions = IMAGE_EXTENSIONS
-    key_params = ClassificationTask.key_params + ("backbone",)
-    predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
-    # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
-    candidates = (
-        ("default", {}),
-        ("wide", {"base_filters": 64}),
-        ("deep", {"blocks_per_stage": 2}),
-        ("augmented", {"crop_padding": 2, "mixup": 0.2, "dropout": 0.3}),
-    )
-    remedies = (
-        "Likely causes: too few epochs or images, images too large for a model trained from scratch on a "
-        "CPU, or labels that do not follow the images. Try more epochs (--set epochs=N), a smaller image_size "
-        "(e.g. 64), a pretrained backbone (--set backbone=efficientnetv2b0 --set backbone_weights=imagenet), "
-        "or --preset balanced."
-    )
 
-    def portfolio(self, config):
-        """The candidates, and an ImageNet-pretrained EfficientNetV2B0 fine-tuned where its weights can be had."""
-        found = super().portfolio(config)
-        if _imagenet_weights_available():
-            # fine-tuning every layer: a tenth of the from-scratch rate keeps the pretrained features
-            found.append(
-                ("pretrained", {"backbone": "efficientnetv2b0", "backbone_weights": "imagenet", "learning_rate": 2e-4})
-            )
-        return found
+    def embedded(self, config):
+        """scikit-learn's bundled 8x8 digits: 1,797 real scans, offline."""
+        from sklearn import datasets
 
-    def load_data(self, config):
-        from shared.data.sources import parse_source, read_idx_pair, read_npz
-        from shared.data.splits import carve
-
-        kind, argument = parse_source(config.data)
-        validation = test = None
-        if kind == "embedded":
-            from sklearn import datasets
-
-            digits = datasets.load_digits()
-            pool, size, channels = _array_examples(digits.images / 16.0, digits.target, config)
-            class_names, name = [str(digit) for digit in range(10)], "sklearn_digits"
-        elif kind == "tfds":
-            return self._tfds(argument, config)
-        elif kind == "folder":
-            from shared import images
-
-            paths, labels, class_names = images.class_folders(argument)
-            pool, size, channels = images.file_examples(
-                paths, labels.astype("int64"), config.image_size, config.channels
-            )
-            name = f"folder_{argument.rstrip('/').split('/')[-1]}"
-        elif kind in ("idx", "npz"):
-            if kind == "idx":
-                features, labels = read_idx_pair(argument)
-            else:
-                arrays = read_npz(argument)
-                features, labels = arrays["train"]
-                test = _array_examples(*arrays["test"], config)[0]
-                if "validation" in arrays:
-                    validation = _array_examples(*arrays["validation"], config)[0]
-            pool, size, channels = _array_examples(features, labels, config)
-            class_names = [str(label) for label in range(int(pool.targets.max()) + 1)]
-            name = f"{kind}_{argument.rstrip('/').split('/')[-1]}"
-        else:
-            raise ValueError(f"vision_classification cannot read '{config.data}'; give a folder, IDX folder or .npz.")
-        train, validation, test = carve(pool, config, validation=validation, test=test)
-        info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
-        return Splits(train, validation, test, info, config.data, name, False)
-
-    def load_fitted(self, config, info):
-        """`load_data` at the model's image size and channels, class indices renumbered to its class names.
-
-        Raises:
-            ValueError: the images decode to another size than the model takes (square sizes are resized).
-        """
-        height, width = info["image_size"]
-        config = dataclasses.replace(
-            config, image_size=height if height == width else config.image_size, channels=info["channels"]
-        )
-        splits = super().load_fitted(config, info)
-        if list(splits.info["image_size"]) != list(info["image_size"]):
-            raise ValueError(
-                f"'{config.data}' holds {splits.info['image_size'][1]}x{splits.info['image_size'][0]} "
-                f"images, but the model takes {width}x{height}; resize them to that size."
-            )
-        return splits
-
-    def _tfds(self, argument, config):
-        """Streams a TFDS image/label set, decoding and resizing each example before batching."""
-        from shared import images
-        from shared.data import tfds
-
-        name, _, chosen = argument.partition(":")
-        found = tfds.builder(
-            name,
-            config.tfds_data_dir,
-            "--data embedded, a class-folder path, an IDX folder or an .npz file",
-            ("image", "label"),
-        )
-        height, width, stored = found.info.features["image"].shape
-        if not config.image_size and (height is None or width is None):
-            raise ValueError(
-                f"tfds:{name} has images of different sizes; set image_size to resize them, e.g. --set image_size=128."
-            )
-        size = (config.image_size,) * 2 if config.image_size else (height, width)
-        channels = config.channels or (1 if stored == 1 else 3)
-        train, validation, test = tfds.streams(
-            found, chosen, ("image", "label"), config, decode=images.decode_step(channels, size, encoded=True)
-        )
-        info = {
-            "class_names": list(found.info.features["label"].names),
-            "image_size": list(size),
-            "channels": channels,
-            "top_k": config.top_k,
-        }
-        return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
-
-    def build_model(self, config, info):
-        import keras
-
-        from shared import regularization
-
-        inputs = keras.Input((*info["image_size"], info["channels"]), name="image")
-        if config.backbone == "resnet":
-            features = _resnet(inputs, config, regularization.l2(config.l2))
-        else:
-            features = _backbone(inputs, config)
-        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
-        return keras.Model(inputs, outputs, name=f"{self.name}_{config.backbone}")
-
-    def train_map(self, config, info):
-        from shared import augmentation
-
-        augment = augmentation.image(
-            flip=config.flip,
-            rotation=config.rotation,
-            zoom=config.zoom,
-            contrast=config.contrast,
-            crop_padding=config.crop_padding,
-            mixup=config.mixup,
-            cutmix=config.cutmix,
-            seed=config.seed,
-        )
-        return augmentation.chain(self.eval_map(config, info), augment)
+        digits = datasets.load_digits()
+        pool, size, channels = array_examples(digits.images / 16.0, digits.target, config)
+        return self.image_splits(config, pool, size, channels, [str(digit) for digit in range(10)], "sklearn_digits")
 
     def evaluate(self, model, splits, config):
         from shared import plots
@@ -244,105 +52,3 @@ class VisionClassification(ClassificationTask):
         titles = [f"true {names[t]} / pred {names[p]}" for t, p in zip(labels, predicted)]
         evaluation.figures["sample_predictions"] = plots.image_grid(images, titles)
         return evaluation
-
-    def input_example(self, splits):
-        return [splits.test.sample(1)[0][0].tolist()]
-
-    def prepare_inputs(self, info, inputs):
-        from shared import images
-
-        return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
-
-    def serving_signature(self, model, info):
-        """The SavedModel takes encoded image bytes and decodes, converts and resizes them in its graph."""
-        from shared import serving as graphs
-
-        size, channels = tuple(info["image_size"]), info["channels"]
-        serving = super().serving_signature(model, info)
-        serving.preprocessing.update(graphs.image_contract(size, channels))
-        serving.preprocessing["raw_input"] = (
-            "encoded PNG, JPEG, BMP or GIF bytes, one image per row (the graph "
-            "decodes no TIFF or WebP and ignores EXIF orientation: send "
-            "upright images)"
-        )
-        serving.raw_inputs = {"image": ((None,), "string")}
-        serving.raw_graph = lambda raw: graphs.decode_images(raw["image"], channels, size)
-        serving.raw_feed = lambda inputs: {"image": np.array(graphs.encoded_images(inputs), dtype=object)}
-        serving.examples = graphs.image_variants
-        return serving
-
-
-def _imagenet_weights_available():
-    """Whether Keras has EfficientNetV2B0's ImageNet weights in its cache, or can download them."""
-    import os
-
-    from shared import network
-
-    cached = os.path.join(
-        os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models", "efficientnetv2-b0_notop.h5"
-    )
-    return os.path.isfile(cached) or network.reachable("storage.googleapis.com")
-
-
-def _resnet(inputs, config, regularizer):
-    """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""
-    import keras
-
-    def norm():
-        # momentum 0.9, not Keras' 0.99: small datasets give few steps, and slow moving averages
-        # leave inference statistics far from training ones for many epochs.
-        return keras.layers.BatchNormalization(momentum=0.9)
-
-    def conv(filters, strides=1):
-        return keras.layers.Conv2D(
-            filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizer
-        )
-
-    x = conv(config.base_filters)(inputs)
-    x = keras.layers.Activation("relu")(norm()(x))
-    for stage in range(config.stages):
-        filters = config.base_filters * 2**stage
-        for block in range(config.blocks_per_stage):
-            strides = 2 if stage > 0 and block == 0 else 1
-            shortcut = x
-            x = keras.layers.Activation("relu")(norm()(conv(filters, strides)(x)))
-            x = norm()(conv(filters)(x))
-            if strides != 1 or shortcut.shape[-1] != filters:
-                if strides != 1:
-                    # Subsampling, then a unit-stride 1x1 convolution: the function of a strided 1x1 convolution,
-                    # whose weight gradient in TensorFlow's oneDNN CPU kernels writes past its buffer for fewer
-                    # than 16 input channels (base_filters=8 on 64 px images: a segfault; oneDNN issue 6035).
-                    shortcut = keras.layers.MaxPooling2D(1, strides=strides)(shortcut)
-                shortcut = keras.layers.Conv2D(filters, 1, use_bias=False)(shortcut)
-                shortcut = norm()(shortcut)
-            x = keras.layers.Activation("relu")(keras.layers.Add()([x, shortcut]))
-    return keras.layers.GlobalAveragePooling2D()(x)
-
-
-def _backbone(inputs, config):
-    """A keras.applications backbone on [0, 1] images of any size and channel count."""
-    import keras
-
-    weights = {"none": None, "imagenet": "imagenet"}.get(config.backbone_weights, None)
-    x = inputs
-    size = max(32, inputs.shape[1], inputs.shape[2])  # keras.applications needs at least 32x32
-    if inputs.shape[1] < 32 or inputs.shape[2] < 32:
-        x = keras.layers.Resizing(size, size)(x)
-    if inputs.shape[-1] == 1:
-        x = keras.layers.Concatenate()([x, x, x])
-    x = keras.layers.Rescaling(255.0)(x)  # the backbones' built-in preprocessing expects 0-255
-    constructor = {
-        "efficientnetv2b0": keras.applications.EfficientNetV2B0,
-        "mobilenetv3small": keras.applications.MobileNetV3Small,
-    }[config.backbone]
-    backbone = constructor(
-        include_top=False, weights=weights, input_shape=(size, size, 3), include_preprocessing=True, pooling="avg"
-    )
-    if config.backbone_weights not in ("none", "imagenet"):
-        try:
-            backbone.load_weights(config.backbone_weights)
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"backbone_weights '{config.backbone_weights}' could not be loaded into {config.backbone}: {error}"
-            ) from None
-    return backbone(x)

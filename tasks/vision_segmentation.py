@@ -31,6 +31,7 @@ import numpy as np
 
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
+from shared.data.sources import reader
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from tasks.base import Splits, Task, TaskConfig, search_space
@@ -464,6 +465,19 @@ def _pad_to_stride(pictures, info):
     return np.pad(pictures, padding, mode="reflect" if min(height, width) > stride else "edge")
 
 
+@reader("tfds_masks", ("tfds",), "tfds:oxford_iiit_pet (or another image/segmentation_mask dataset)")
+def _read_tfds_masks(task, argument, config):
+    return task._tfds(argument, config)
+
+
+@reader("mask_folder", ("folder",), "a folder with images/ and masks/ (pairs matched by file stem)")
+def _read_mask_folder(task, argument, config):
+    pool, size, channels, largest = task._folder(argument, config)
+    return task._carved(
+        config, pool, size, channels, largest, None, f"folder_{argument.rstrip('/').split('/')[-1]}", False
+    )
+
+
 @register
 class VisionSegmentation(Task):
     name = "vision_segmentation"
@@ -476,6 +490,7 @@ class VisionSegmentation(Task):
     input_extensions = IMAGE_EXTENSIONS
     key_params = Task.key_params + ("encoder",)
     quick_overrides = {"epochs": 2, "max_examples": 200}
+    readers = ("embedded", "tfds_masks", "mask_folder")
     # the U-Net's width and depth
     candidates = (("default", {}), ("wide", {"base_filters": 32}), ("deep", {"depth": 4}))
     remedies = (
@@ -485,7 +500,7 @@ class VisionSegmentation(Task):
 
     def load_data(self, config):
         """Whole test images; training and validation images whole or cut into tiles (see `_training_tile`)."""
-        splits, size = self._whole_images(config)
+        splits, size = self.read(config)
         tile_size = splits.info["tile_size"] = _training_tile(size, config, _stride(splits.info))
         if not (tile_size and config.crops_per_image):  # random crops are cut from whole images per batch
             splits.train = self._tiled(splits.train, size, tile_size, splits.info["channels"], config)
@@ -498,7 +513,7 @@ class VisionSegmentation(Task):
         Raises:
             ValueError: the images have other channels than the model's (grayscale against colour).
         """
-        splits, _ = self._whole_images(dataclasses.replace(config, tile_size=0))
+        splits, _ = self.read(dataclasses.replace(config, tile_size=0))
         if splits.info["channels"] != info["channels"]:
             raise ValueError(
                 f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
@@ -506,32 +521,36 @@ class VisionSegmentation(Task):
             )
         return splits
 
-    def _whole_images(self, config):
-        """Reads and splits the source into whole images.
+    def embedded(self, config):
+        """Generated scenes of circles, squares and triangles, split by `_carved`."""
+        from shared.data import examples
+
+        pictures, masks = _scenes(600, config.image_size or 32, config.seed)
+        pool, known = examples.Examples(pictures, masks), ["background", "circle", "square", "triangle"]
+        return self._carved(config, pool, pictures.shape[1:3], 3, int(masks.max()), known, "generated_shapes", True)
+
+    def _carved(self, config, pool, size, channels, largest, known, name, synthetic):
+        """Whole image/mask pairs split by `config.split`: what every reader of this task returns.
+
+        Args:
+            config (VisionSegmentationConfig): the split rule, fractions and model settings `info` records.
+            pool (shared.data.examples.Examples): the pairs.
+            size (tuple[int, int]): their decoded (height, width).
+            channels (int): their decoded channels.
+            largest (int): the largest class index in the masks.
+            known (list[str] | None): the source's class names, if it has them.
+            name (str): the dataset's short name for MLflow.
+            synthetic (bool): True for generated scenes.
 
         Returns:
             tuple[Splits, tuple[int, int]]: the splits (info with `tile_size` 0) and the (height, width)
             their images decode to.
+
+        Raises:
+            ValueError: too few pairs for three splits, or a split left empty.
         """
-        from shared.data import examples
-        from shared.data.sources import parse_source
         from shared.data.splits import carve
 
-        kind, argument = parse_source(config.data)
-        if kind == "tfds":
-            return self._tfds(argument, config)
-        if kind == "embedded":
-            pictures, masks = _scenes(600, config.image_size or 32, config.seed)
-            pool, size, channels, largest = examples.Examples(pictures, masks), pictures.shape[1:3], 3, int(masks.max())
-            known, name, synthetic = ["background", "circle", "square", "triangle"], "generated_shapes", True
-        elif kind == "folder":
-            pool, size, channels, largest = self._folder(argument, config)
-            known, name, synthetic = None, f"folder_{argument.rstrip('/').split('/')[-1]}", False
-        else:
-            raise ValueError(
-                f"vision_segmentation cannot read '{config.data}'; give a folder with images/ and "
-                "masks/, tfds:oxford_iiit_pet or embedded."
-            )
         class_names = self._class_names(config, known, largest)
         if len(pool) < 3:
             raise ValueError(

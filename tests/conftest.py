@@ -22,16 +22,26 @@ def tracking_store(tmp_path, monkeypatch):
     return uri
 
 
-def resolver(task_name):
-    """Returns `resolve(*assignments, data_source=None) -> (task, config)` for one task's tests."""
+def resolve(task_name, *assignments, data=None, quick=True):
+    """Resolves a task's config as `python -m pipelines run TASK [--quick] [--data DATA] --set KEY=VALUE...` does.
+
+    Every task's tests resolve their configs here, and run them with `runner.run(*resolve(...))`.
+
+    Args:
+        task_name (str): a registered task.
+        *assignments (str): `KEY=VALUE` settings, applied last.
+        data (str | os.PathLike | None): the `--data` source; None keeps the config's (`embedded` unless set).
+        quick (bool): apply the task's `--quick` budget first (few epochs and examples), as most tests want.
+
+    Returns:
+        tuple[tasks.base.Task, tasks.base.TaskConfig]: the task and its resolved config.
+    """
     import tasks
     from pipelines import config
 
-    def resolve(*assignments, data_source=None):
-        task = tasks.get(task_name)
-        return task, config.resolve(task, assignments=list(assignments), data=data_source)
-
-    return resolve
+    task = tasks.get(task_name)
+    source = None if data is None else str(data)
+    return task, config.resolve(task, quick=quick, assignments=list(assignments), data=source)
 
 
 def shared_data(relative):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import tasks
-from pipelines import cli, config as config_module, runner
+from pipelines import cli, runner
 from shared import tracking
 from shared.data import examples
+from tests.conftest import resolve
 
 FAST = ("vision_classification",)  # in the default suite (under 30 s); the others are slow-marked
 
@@ -31,8 +32,8 @@ def _evaluate(capsys, *arguments):
     "task_name", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in tasks.names()]
 )
 def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alone(task_name, tracking_store, capsys):
-    task = tasks.get(task_name)
-    trained = runner.run(task, config_module.resolve(task, quick=True))
+    task, resolved = resolve(task_name)
+    trained = runner.run(task, resolved)
     client = mlflow.MlflowClient()
     champion = str(client.get_model_version_by_alias(task.name, tracking.CHAMPION).version)
     uri = f"models:/{task.name}@{tracking.CHAMPION}"
@@ -60,8 +61,8 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
 
 def test_a_bad_source_or_model_is_one_named_line_and_leaves_no_run(tracking_store, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as `python -m pipelines` sets it (quiet.py)
-    task = tasks.get("vision_classification")
-    runner.run(task, config_module.resolve(task, quick=True, assignments=["max_examples=200"]))
+    task, resolved = resolve("vision_classification", "max_examples=200")
+    runner.run(task, resolved)
     client = mlflow.MlflowClient()
     experiment_id = client.get_experiment_by_name(task.name).experiment_id
     before = {found.info.run_id for found in client.search_runs([experiment_id])}

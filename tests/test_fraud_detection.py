@@ -8,25 +8,21 @@ import pandas as pd
 import pytest
 
 import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import tracking, trees
 from shared.data import tfds as tfds_source
 from tasks.fraud_detection import _transactions
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
 
+TASK = "fraud_detection"
 FEATURES = ["amount", "merchant_category", "hour", "distance_km", "card_present", "customer_age", "transactions_24h"]
 
 
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One quick embedded run shared by the tests that need a logged model."""
-    task = tasks.get("fraud_detection")
-    result = runner.run(task, config.resolve(task, quick=True, assignments=["epochs=3"]))
-    return task, result
-
-
-def _config(task, data, *assignments):
-    return config.resolve(task, data=str(data), assignments=list(assignments))
+    task, resolved = resolve(TASK, "epochs=3")
+    return task, runner.run(task, resolved)
 
 
 def _rows(frame):
@@ -90,10 +86,10 @@ def test_the_logged_model_serves_the_blend_that_validation_chose(trained):
 
 
 def test_blend_without_its_baseline_is_refused_before_training():
-    task = tasks.get("fraud_detection")
     with pytest.raises(ValueError, match="set baseline=true, or blend=false"):
-        config.resolve(task, assignments=["baseline=false"])
-    assert config.resolve(task, assignments=["baseline=false", "blend=false"]).blend is False
+        resolve(TASK, "baseline=false", quick=False)
+    _, resolved = resolve(TASK, "baseline=false", "blend=false", quick=False)
+    assert resolved.blend is False
 
 
 def test_predict_cli_reads_csv_rows_and_json_objects(trained, tmp_path, capsys):
@@ -133,7 +129,7 @@ def test_predict_csv_of_rows_writes_one_row_each_with_errors_in_their_rows(train
 
 
 def test_predict_row_with_missing_column_fails_and_extra_column_warns(trained):
-    task = tasks.get("fraud_detection")
+    task = tasks.get(TASK)
     model = tracking.load("models:/fraud_detection/latest")
     row = _rows(_transactions(200, seed=3)[FEATURES])[0]
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['amount'\]"):
@@ -146,8 +142,8 @@ def test_csv_source_detects_columns_imputes_and_drops(tmp_path):
     frame = _transactions(3000, seed=1).drop(columns="timestamp")
     frame["transaction_id"] = np.arange(len(frame))
     frame.loc[5, "amount"] = np.nan  # missing numbers are imputed with the training median
-    task = tasks.get("fraud_detection")
-    splits = task.load_data(_config(task, _table(tmp_path, frame), "drop_columns=[transaction_id]"))
+    task, resolved = resolve(TASK, "drop_columns=[transaction_id]", data=_table(tmp_path, frame), quick=False)
+    splits = task.load_data(resolved)
     spec = splits.info["preprocessing"]
     assert [item["name"] for item in spec["categorical"]] == ["merchant_category"]
     assert "transaction_id" not in [item["name"] for item in spec["numeric"]]
@@ -157,17 +153,16 @@ def test_csv_source_detects_columns_imputes_and_drops(tmp_path):
 
 def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
     frame = _transactions(3000, seed=2)
-    task = tasks.get("fraud_detection")
-    cfg = _config(task, _table(tmp_path, frame), "time_column=timestamp")
-    splits = task.load_data(cfg)
+    task, resolved = resolve(TASK, "time_column=timestamp", data=_table(tmp_path, frame), quick=False)
+    splits = task.load_data(resolved)
     assert "timestamp" in splits.info["ignored_columns"]
     expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test.targets) :]
     np.testing.assert_array_equal(splits.test.targets, expected)
 
 
 def test_oversampling_raises_the_training_fraud_ratio(tmp_path):
-    task = tasks.get("fraud_detection")
-    splits = task.load_data(config.resolve(task, assignments=["oversample=0.2"]))
+    task, resolved = resolve(TASK, "oversample=0.2", quick=False)
+    splits = task.load_data(resolved)
     labels = splits.train.targets
     assert labels.sum() / (labels == 0).sum() == pytest.approx(0.2, abs=0.01)
 
@@ -176,9 +171,9 @@ def test_tfds_source_reads_a_features_label_table(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
-    task = tasks.get("fraud_detection")
+    task, resolved = resolve(TASK, data="tfds:german_credit_numeric", quick=False)
     with tfds.testing.mock_data(num_examples=200):
-        splits = task.load_data(config.resolve(task, data="tfds:german_credit_numeric"))
+        splits = task.load_data(resolved)
     assert splits.train.features["numeric"].shape[1] == 24
     assert set(np.unique(splits.train.targets)) == {0, 1}
 
@@ -207,24 +202,24 @@ def test_tfds_source_reads_a_features_label_table(monkeypatch):
     ],
 )
 def test_bad_tables_fail_with_one_line_errors(tmp_path, change, message):
-    task = tasks.get("fraud_detection")
-    path = _table(tmp_path, change(_transactions(2000, seed=4)))
+    task, resolved = resolve(TASK, data=_table(tmp_path, change(_transactions(2000, seed=4))), quick=False)
     with pytest.raises(ValueError, match=message) as error:
-        task.load_data(_config(task, path))
+        task.load_data(resolved)
     assert "\n" not in str(error.value)
 
 
 def test_bad_predict_arguments_and_unknown_columns_fail(tmp_path):
-    task = tasks.get("fraud_detection")
+    task, resolved = resolve(
+        TASK, "drop_columns=[nope]", data=_table(tmp_path, _transactions(2000, seed=4)), quick=False
+    )
     with pytest.raises(ValueError, match="is not a CSV/JSONL/Parquet file, a .json file or a JSON object"):
         task.cli_inputs(["not json"])
     with pytest.raises(ValueError, match=r"missing column\(s\) \['nope'\]"):
-        task.load_data(_config(task, _table(tmp_path, _transactions(2000, seed=4)), "drop_columns=[nope]"))
+        task.load_data(resolved)
 
 
 @pytest.mark.slow
 def test_real_credit_card_subset_beats_chance_by_far(tracking_store):
     path = shared_data("creditcard_fraud/creditcard_4000normal_492fraud.csv")
-    task = tasks.get("fraud_detection")
-    result = runner.run(task, _config(task, path, "drop_columns=[Time]", "epochs=10"))
+    result = runner.run(*resolve(TASK, "drop_columns=[Time]", "epochs=10", data=path, quick=False))
     assert result.metrics["pr_auc"] > 0.9 and result.metrics["baseline_hgb_pr_auc"] > 0.9

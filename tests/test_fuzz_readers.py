@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies
 
 from pipelines import cli
-from tests.conftest import resolver
+from tests.conftest import resolve
 
 DEFAULT_EXAMPLES = 4  # per input kind: loading takes well under a second, TensorFlow's import is shared
 SLOW_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
@@ -243,7 +243,7 @@ def check_reader(kind, drawn):
         else:
             path = folder
             write_tree(folder, drawn)
-        task, config = resolver(task_name)(*assignments, data_source=path)
+        task, config = resolve(task_name, *assignments, data=path, quick=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

@@ -10,19 +10,16 @@ from pipelines import cli, runner
 from shared import evaluation, images, tracking
 from shared.data import tfds as tfds_source
 from tasks.medical_imaging import _radiographs
-from tests.conftest import resolver, shared_data
+from tests.conftest import resolve, shared_data
 
 TASK = "medical_imaging"
 SMALL = ["base_filters=8", "stages=2", "epochs=6", "max_examples=700", "batch_size=32", "gradcam_count=4"]
 
 
-resolve = resolver(TASK)
-
-
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One short training on generated radiographs, shared by the tests that inspect its run and model."""
-    task, resolved = resolve(*SMALL)
+    task, resolved = resolve(TASK, *SMALL, quick=False)
     return runner.run(task, resolved)
 
 
@@ -93,7 +90,9 @@ def test_predict_converts_rgb_input_and_accepts_arrays(trained, tmp_path):
 
 
 def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
-    task, resolved = resolve("class_names=normal,pneumonia", data_source=str(write_npz(tmp_path / "set.npz")))
+    task, resolved = resolve(
+        TASK, "class_names=normal,pneumonia", data=str(write_npz(tmp_path / "set.npz")), quick=False
+    )
     splits = task.load_data(resolved)
     assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [40, 10, 10]
     assert splits.train.sample(2)[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
@@ -112,7 +111,7 @@ def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
     ],
 )
 def test_bad_npz_names_the_key(tmp_path, changes, message):
-    task, resolved = resolve(data_source=str(write_npz(tmp_path / "bad.npz", **changes)))
+    task, resolved = resolve(TASK, data=str(write_npz(tmp_path / "bad.npz", **changes)), quick=False)
     with pytest.raises(ValueError, match=message):
         task.load_data(resolved)
 
@@ -123,18 +122,18 @@ def test_class_folders_and_bad_options(tmp_path):
         folder = tmp_path / ("pneumonia" if label else "normal")
         folder.mkdir(exist_ok=True)
         images.save_png(picture, folder / f"{index}.png")
-    task, resolved = resolve("validation_fraction=0.2", "test_fraction=0.2", data_source=str(tmp_path))
+    task, resolved = resolve(TASK, "validation_fraction=0.2", "test_fraction=0.2", data=str(tmp_path), quick=False)
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train.sample(2)[0].shape[1:] == (24, 24, 1)
     with pytest.raises(ValueError, match="threshold_method='f1' is not allowed; it must be one of youden, sensitivity"):
-        resolve("threshold_method=f1", data_source=str(tmp_path))
+        resolve(TASK, "threshold_method=f1", data=str(tmp_path), quick=False)
 
 
 def test_tfds_patch_camelyon_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
-    task, resolved = resolve(data_source="tfds:patch_camelyon")
+    task, resolved = resolve(TASK, data="tfds:patch_camelyon", quick=False)
     with tfds.testing.mock_data(num_examples=20):  # streams read the (mocked) files when iterated
         splits = task.load_data(resolved)
         assert splits.train.sample(2)[0].shape[1:] == (96, 96, 3) and len(splits.info["class_names"]) == 2
@@ -151,7 +150,9 @@ def test_calibration_of_a_perfectly_calibrated_model():
 
 @pytest.mark.slow
 def test_focal_loss_and_target_sensitivity(tracking_store):
-    task, resolved = resolve(*SMALL, "imbalance=focal", "threshold_method=sensitivity", "target_sensitivity=0.95")
+    task, resolved = resolve(
+        TASK, *SMALL, "imbalance=focal", "threshold_method=sensitivity", "target_sensitivity=0.95", quick=False
+    )
     result = runner.run(task, resolved)
     assert result.metrics["roc_auc"] > 0.7
     assert "sensitivity >= 0.95" in mlflow.artifacts.load_text(f"runs:/{result.run_id}/threshold.txt")
@@ -160,6 +161,6 @@ def test_focal_loss_and_target_sensitivity(tracking_store):
 @pytest.mark.slow
 def test_real_pneumoniamnist_loads_with_official_splits():
     path = shared_data("pneumoniamnist/pneumoniamnist.npz")
-    task, resolved = resolve(data_source=str(path))
+    task, resolved = resolve(TASK, data=str(path), quick=False)
     splits = task.load_data(resolved)
     assert [len(part[1]) for part in (splits.train, splits.validation, splits.test)] == [4708, 524, 624]

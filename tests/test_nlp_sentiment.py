@@ -10,14 +10,12 @@ import pandas as pd
 import pytest
 
 import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import tracking
 from shared.data import examples, tfds as tfds_source
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
 
-
-def _config(*assignments, quick=True):
-    return config.resolve(tasks.get("nlp_sentiment"), quick=quick, assignments=list(assignments))
+TASK = "nlp_sentiment"
 
 
 def _write(path, text, encoding="utf-8"):
@@ -37,7 +35,8 @@ def reviews_csv(tmp_path):
 
 
 def test_embedded_reviews_need_word_order():
-    splits = tasks.get("nlp_sentiment").load_data(_config("embedded_examples=400"))
+    task, resolved = resolve(TASK, "embedded_examples=400")
+    splits = task.load_data(resolved)
     texts = list(splits.train.features) + list(splits.test.features)
     assert splits.synthetic and splits.info["class_names"] == ["negative", "positive"]
     assert any(" not " in text or "n't" in text for text in texts) and any(" but " in text for text in texts)
@@ -46,31 +45,34 @@ def test_embedded_reviews_need_word_order():
 
 
 def test_csv_with_named_columns_is_multiclass(reviews_csv):
-    splits = tasks.get("nlp_sentiment").load_data(
-        _config(f"data={reviews_csv}", "text_column=review", "label_column=stars")
-    )
+    task, resolved = resolve(TASK, f"data={reviews_csv}", "text_column=review", "label_column=stars")
+    splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["bad", "good", "ok"]
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 90
-    model = tasks.get("nlp_sentiment").build_model(_config(), splits.info)
+    _, defaults = resolve(TASK)
+    model = task.build_model(defaults, splits.info)
     assert model.output_shape == (None, 3)
 
 
 def test_missing_column_names_the_columns_found(reviews_csv):
     with pytest.raises(ValueError, match=r"no text column 'body'.*\['review', 'stars'\]"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={reviews_csv}", "text_column=body"))
+        task, resolved = resolve(TASK, f"data={reviews_csv}", "text_column=body")
+        task.load_data(resolved)
 
 
 def test_non_utf8_file_names_the_line(tmp_path):
     path = _write(tmp_path / "latin.csv", "text,label\ngood film,1\nmauvais caf\xe9,0\n", encoding="latin-1")
     with pytest.raises(ValueError, match=r"latin.csv' line 3 is not valid UTF-8"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+        task, resolved = resolve(TASK, f"data={path}")
+        task.load_data(resolved)
 
 
 def test_empty_texts_are_dropped_with_a_warning(tmp_path):
     lines = ["text,label"] + [f"sentence number {i},{i % 2}" for i in range(40)] + ['"   ",1', ",0"]
     path = _write(tmp_path / "with_empty.csv", "\n".join(lines) + "\n")
     with pytest.warns(UserWarning, match="dropped 2 row"):
-        splits = tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+        task, resolved = resolve(TASK, f"data={path}")
+        splits = task.load_data(resolved)
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 40
 
 
@@ -79,12 +81,14 @@ def test_split_files_folder_accepts_column_aliases_and_rejects_unseen_labels(tmp
     _write(tmp_path / "train.tsv", train)
     _write(tmp_path / "dev.tsv", "label\tcontent\n0\tsome dev sentence\n1\tanother one\n")
     _write(tmp_path / "test.tsv", "label\tcontent\n1\ta test sentence\n")
-    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+    task, resolved = resolve(TASK, f"data={tmp_path}")
+    splits = task.load_data(resolved)
     assert len(splits.validation.targets) == 2 and len(splits.test.targets) == 1
     assert len(splits.train.targets) == 40
     _write(tmp_path / "test.tsv", "label\tcontent\n7\ta test sentence\n")
     with pytest.raises(ValueError, match=r"test labels \['7'\] are not in the training labels \['0', '1'\]"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+        task, resolved = resolve(TASK, f"data={tmp_path}")
+        task.load_data(resolved)
 
 
 def test_class_folders_of_txt_files(tmp_path):
@@ -92,14 +96,16 @@ def test_class_folders_of_txt_files(tmp_path):
         (tmp_path / label).mkdir()
         for index in range(12):
             _write(tmp_path / label / f"{index}.txt", f"a {word} movie number {index}")
-    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+    task, resolved = resolve(TASK, f"data={tmp_path}")
+    splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["neg", "pos"]
     assert all(path.endswith(".txt") for path in splits.train.features)  # an index of files, read in tf.data
     texts, labels = splits.train.sample(len(splits.train))
     assert all((b"lovely" if label == 1 else b"awful") in text for text, label in zip(texts, labels))
     _write(tmp_path / "pos" / "bad.txt", b"caf\xe9")
     with pytest.raises(ValueError, match=r"bad.txt' is not valid UTF-8"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path}"))
+        task, resolved = resolve(TASK, f"data={tmp_path}")
+        task.load_data(resolved)
 
 
 @pytest.mark.parametrize("name", ["imdb_reviews", "glue/sst2"])
@@ -108,7 +114,8 @@ def test_tfds_under_mock_data(name, monkeypatch):
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=30):
-        splits = tasks.get("nlp_sentiment").load_data(_config(f"data=tfds:{name}"))
+        task, resolved = resolve(TASK, f"data=tfds:{name}")
+        splits = task.load_data(resolved)
     assert len(splits.info["class_names"]) == 2
     assert all(isinstance(text, str) for text in splits.train.features)
     assert len(splits.test.targets) > 0
@@ -116,14 +123,13 @@ def test_tfds_under_mock_data(name, monkeypatch):
 
 def test_cli_inputs_from_sentences_text_file_and_csv_column(tmp_path, reviews_csv):
     lines = _write(tmp_path / "lines.txt", "first line\n\nsecond line\n")
-    pairs = tasks.get("nlp_sentiment").cli_inputs(["a sentence", str(lines), f"{reviews_csv}:review"])
+    pairs = tasks.get(TASK).cli_inputs(["a sentence", str(lines), f"{reviews_csv}:review"])
     texts = [text for _, text in pairs]
     assert texts[:3] == ["a sentence", "first line", "second line"] and len(texts) == 93
 
 
 def test_predictor_rejects_empty_and_truncates_long_sentences():
-    task = tasks.get("nlp_sentiment")
-    resolved = _config("embedded_examples=200", "sequence_length=8")
+    task, resolved = resolve(TASK, "embedded_examples=200", "sequence_length=8")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     with pytest.raises(ValueError, match="input 2 is ''"):
@@ -145,12 +151,15 @@ def test_token_dropout_only_touches_real_tokens():
 
 
 def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path, capsys):
-    task = tasks.get("nlp_sentiment")
     result = runner.run(
-        task,
-        _config(
-            "epochs=1", "embedded_examples=600", "max_examples=400", "architecture=transformer", "embedding_dim=32"
-        ),
+        *resolve(
+            TASK,
+            "epochs=1",
+            "embedded_examples=600",
+            "max_examples=400",
+            "architecture=transformer",
+            "embedding_dim=32",
+        )
     )
     for metric in ("accuracy", "f1", "macro_f1", "roc_auc"):
         assert 0 <= result.metrics[metric] <= 1
@@ -190,13 +199,14 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path
 
 @pytest.mark.slow
 def test_bilstm_learns_negation_and_contrast(tracking_store):
-    result = runner.run(tasks.get("nlp_sentiment"), _config("epochs=8", "max_examples=0", quick=False))
+    result = runner.run(*resolve(TASK, "epochs=8", "max_examples=0", quick=False))
     assert result.metrics["accuracy"] > 0.8
 
 
 @pytest.mark.slow
 def test_sst2_dev_file_loads_with_its_content_column():
-    splits = tasks.get("nlp_sentiment").load_data(_config(f"data={shared_data('sst2')}"))
+    task, resolved = resolve(TASK, f"data={shared_data('sst2')}")
+    splits = task.load_data(resolved)
     assert len(splits.validation.targets) == 872 and len(splits.test.targets) == 1821
 
 
@@ -245,17 +255,16 @@ def tiny_preset(tmp_path_factory):
 
 @pytest.mark.slow  # fine-tunes a keras-hub encoder (20 s); the offline refusal below stays in the default suite
 def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_strings(tracking_store, tiny_preset):
-    task = tasks.get("nlp_sentiment")
     result = runner.run(
-        task,
-        _config(
+        *resolve(
+            TASK,
             f"backbone={tiny_preset}",
             "epochs=1",
             "embedded_examples=300",
             "max_examples=200",
             "sequence_length=16",
             "learning_rate=5e-5",
-        ),
+        )
     )
     assert 0 <= result.metrics["accuracy"] <= 1
     model = tracking.load("models:/nlp_sentiment/latest")
@@ -273,17 +282,19 @@ def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monk
     monkeypatch.setattr(network, "reachable", lambda host, port=443, timeout=3.0: False)
     monkeypatch.setattr(nlp_sentiment, "_preset_cached", lambda handle: False)
     with pytest.raises(ValueError, match=r"cannot reach www.kaggle.com.*local keras-hub preset folder.*backbone=none"):
-        tasks.get("nlp_sentiment").load_data(_config("backbone=bert_tiny_en_uncased"))
+        task, resolved = resolve(TASK, "backbone=bert_tiny_en_uncased")
+        task.load_data(resolved)
     with pytest.raises(ValueError, match="neither a folder nor a keras-hub text preset"):
-        tasks.get("nlp_sentiment").load_data(_config("backbone=no_such_model"))
+        task, resolved = resolve(TASK, "backbone=no_such_model")
+        task.load_data(resolved)
     with pytest.raises(ValueError, match="holds no keras-hub preset"):
-        tasks.get("nlp_sentiment").load_data(_config(f"backbone={tmp_path}"))
+        task, resolved = resolve(TASK, f"backbone={tmp_path}")
+        task.load_data(resolved)
 
 
 @pytest.mark.parametrize("architecture", ["cnn", "bilstm"])
 def test_features_ignore_padding(architecture):
-    task = tasks.get("nlp_sentiment")
-    resolved = _config(f"architecture={architecture}", "embedded_examples=200")
+    task, resolved = resolve(TASK, f"architecture={architecture}", "embedded_examples=200")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     ids = np.array([[5, 6, 7, 8, 0, 0]], dtype="int64")
@@ -292,8 +303,7 @@ def test_features_ignore_padding(architecture):
 
 
 def test_length_buckets_pad_each_batch_to_its_own_length_and_keep_every_example():
-    task = tasks.get("nlp_sentiment")
-    resolved = _config("embedded_examples=400", "batch_size=16")
+    task, resolved = resolve(TASK, "embedded_examples=400", "batch_size=16")
     splits = task.load_data(resolved)
     dataset = examples.make_dataset(
         splits.train,
@@ -336,9 +346,9 @@ def test_thousands_of_rows_stream_as_offsets_and_carve_the_same_split(tmp_path, 
         text = f'"{text}, i think"' if extension == "csv" else f'{text}, i "think"'  # TSV quotes are literal
         rows.append(f"{text}{separator}{label}" if index % 500 else f"  {separator}{label}")  # some empty texts
     path = _write(tmp_path / f"reviews.{extension}", "\n".join(rows) + "\n")
-    resolved = _config(f"data={path}")
+    task, resolved = resolve(TASK, f"data={path}")
     with pytest.warns(UserWarning, match="dropped 6 row"):
-        splits = tasks.get("nlp_sentiment").load_data(resolved)
+        splits = task.load_data(resolved)
     assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
     with pytest.warns(UserWarning, match="dropped 6 row"):
         (train, validation, test), names = _in_memory_splits(str(path), resolved)
@@ -357,8 +367,9 @@ def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
     ]
     path = _write(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
     result = runner.run(
-        tasks.get("nlp_sentiment"),
-        _config(f"data={path}", "epochs=1", "max_examples=600", "architecture=cnn", "embedding_dim=16", "filters=8"),
+        *resolve(
+            TASK, f"data={path}", "epochs=1", "max_examples=600", "architecture=cnn", "embedding_dim=16", "filters=8"
+        ),
     )
     assert 0 <= result.metrics["accuracy"] <= 1
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id)}
@@ -371,7 +382,7 @@ def test_streamed_csv_trains_and_evaluates(tmp_path, tracking_store):
     folder.mkdir()
     for name, start in (("train", 0), ("dev", 100), ("test", 150)):
         _write(folder / f"{name}.csv", "\n".join(rows[:1] + rows[1 + start : 51 + start]) + "\n")
-    scored = evaluate.evaluate(tasks.get("nlp_sentiment"), result.model_uri, str(folder))
+    scored = evaluate.evaluate(tasks.get(TASK), result.model_uri, str(folder))
     assert scored["examples"] == 150 and 0 <= scored["metrics"]["accuracy"] <= 1
 
 
@@ -382,9 +393,8 @@ def test_multi_line_quoted_fields_decode_whole(tmp_path):
         f"{quoted[index % 3] if index < 3 else f'plain text {index}'},{index % 2}" for index in range(60)
     ]
     path = _write(tmp_path / "multi.csv", "\ufeff" + "\r\n".join(rows) + "\r\n")  # a BOM and Windows line ends
-    splits = tasks.get("nlp_sentiment").load_data(
-        _config(f"data={path}", "validation_fraction=0.1", "test_fraction=0.1")
-    )
+    task, resolved = resolve(TASK, f"data={path}", "validation_fraction=0.1", "test_fraction=0.1")
+    splits = task.load_data(resolved)
     every = examples.join([splits.train, splits.validation, splits.test])
     texts = {text.decode() for text in every.sample(len(every))[0]}
     assert set(expected) <= texts and len(texts) == 60
@@ -396,17 +406,20 @@ def test_bad_text_files_name_the_file_and_line_before_training(tmp_path):
     latin[2500] = "caf\xe9 cr\xe8me,1"
     path = _write(tmp_path / "latin.csv", "\n".join(latin) + "\n", encoding="latin-1")
     with pytest.raises(ValueError, match=r"latin.csv' line 2501 is not valid UTF-8 \(byte 0xe9\)"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+        task, resolved = resolve(TASK, f"data={path}")
+        task.load_data(resolved)
     extra = list(rows)
     extra[40] = "a sentence, with a comma,1"
     path = _write(tmp_path / "extra.csv", "\n".join(extra) + "\n")
     with pytest.raises(ValueError, match=r"extra.csv' line 41 has 3 fields, the header 2; quote texts"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={path}"))
+        task, resolved = resolve(TASK, f"data={path}")
+        task.load_data(resolved)
     (tmp_path / "split").mkdir()
     _write(tmp_path / "split" / "train.csv", "\n".join(rows) + "\n")
     _write(tmp_path / "split" / "dev.csv", "text,label\n ,1\n")
     with pytest.raises(ValueError, match=r"dev.csv' has no row with a text, so the validation split would be empty"):
-        tasks.get("nlp_sentiment").load_data(_config(f"data={tmp_path / 'split'}"))
+        task, resolved = resolve(TASK, f"data={tmp_path / 'split'}")
+        task.load_data(resolved)
 
 
 def test_word_vectors_start_the_embedding(tmp_path):
@@ -427,8 +440,9 @@ def test_word_vectors_start_the_embedding(tmp_path):
         np.testing.assert_array_equal(matrix[[0, 2, 4]], [[0, 0, 0], [1, 2, 3], [-1, -2, -3]])
         assert np.abs(matrix[3]).sum() > 0  # an unknown word starts random, not at the padding's zero
 
-    task = tasks.get("nlp_sentiment")
-    resolved = _config("architecture=cnn", f"embeddings={glove}", "embedding_dim=3", "embedded_examples=300")
+    task, resolved = resolve(
+        TASK, "architecture=cnn", f"embeddings={glove}", "embedding_dim=3", "embedded_examples=300"
+    )
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     embedding = next(layer for layer in model.layers if layer.name.startswith("embedding"))
@@ -444,8 +458,9 @@ def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
     assert extend_vocabulary(vocabulary, str(vectors), 5, "strip") == vocabulary + ["masterpiece", "mess"]
     assert extend_vocabulary(vocabulary, str(vectors), 1, "strip") == vocabulary + ["masterpiece"]
 
-    task = tasks.get("nlp_sentiment")
-    resolved = _config("architecture=bilstm", f"embeddings={vectors}", "embedding_dim=3", "embedded_examples=300")
+    task, resolved = resolve(
+        TASK, "architecture=bilstm", f"embeddings={vectors}", "embedding_dim=3", "embedded_examples=300"
+    )
     splits = task.load_data(resolved)
     vocabulary = splits.info["vocabulary"]
     assert vocabulary[-2:] == ["masterpiece", "mess"] and splits.info["added_words"] == 2
@@ -475,7 +490,7 @@ def test_bad_word_vectors_stop_before_training(tmp_path, assignments, message):
     glove = _write(tmp_path / "vectors.txt", "good 1 2 3\n")
     binary = _write(tmp_path / "vectors.bin", b"\x00\x01 binary")
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        _config(*[item.format(glove=glove, binary=binary) for item in assignments])
+        resolve(TASK, *[item.format(glove=glove, binary=binary) for item in assignments])
 
 
 def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(tracking_store, tmp_path):
@@ -487,8 +502,7 @@ def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(t
     ]
     reviews = _write(tmp_path / "reviews.csv", "text,label\n" + "\n".join(rows) + "\n")
     result = runner.run(
-        tasks.get("nlp_sentiment"),
-        _config(f"data={reviews}", "architecture=cnn", "ensemble=3", "epochs=4", "filters=16"),
+        *resolve(TASK, f"data={reviews}", "architecture=cnn", "ensemble=3", "epochs=4", "filters=16"),
     )
     assert result.metrics["accuracy"] > 0.9  # one word in six decides: chance is 0.5
     model = tracking.load("models:/nlp_sentiment/latest")
@@ -509,4 +523,4 @@ def test_ensemble_members_average_their_logits_train_and_predict_raw_sentences(t
 
 def test_ensemble_of_a_pretrained_backbone_stops_before_training():
     with pytest.raises(ValueError, match="ensemble=2 averages from-scratch models"):
-        _config("backbone=bert_tiny_en_uncased", "ensemble=2")
+        resolve(TASK, "backbone=bert_tiny_en_uncased", "ensemble=2")

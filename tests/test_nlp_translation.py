@@ -8,16 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tasks
-from pipelines import config, runner
+from pipelines import runner
 from shared import evaluation, tracking
 from shared.data import tfds as tfds_source
 from shared.data.text import tokenize_text
 from tasks import nlp_translation
+from tests.conftest import resolve
 
-
-def _config(*assignments, quick=True):
-    return config.resolve(tasks.get("nlp_translation"), quick=quick, assignments=list(assignments))
+TASK = "nlp_translation"
 
 
 @pytest.mark.parametrize(
@@ -42,7 +40,8 @@ def test_generated_pairs_reorder_adjectives_and_punctuate():
     sources, targets = nlp_translation.generated_pairs(300, seed=0)
     assert all(source.endswith(".") and target.endswith(".") for source, target in zip(sources, targets))
     assert any(" red " in source and "roj" in target for source, target in zip(sources, targets))
-    splits = tasks.get("nlp_translation").load_data(_config("embedded_examples=300"))
+    task, resolved = resolve(TASK, "embedded_examples=300")
+    splits = task.load_data(resolved)
     assert splits.synthetic and splits.info["target_vocabulary"][:4] == ["", "[UNK]", "[start]", "[end]"]
     json.dumps(splits.info)
 
@@ -50,7 +49,8 @@ def test_generated_pairs_reorder_adjectives_and_punctuate():
 def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
     lines = [f"Sentence {i}.\tFrase {i}.\tCC-BY attribution #{i}" for i in range(40)]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    splits = tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}", "direction=reverse"))
+    task, resolved = resolve(TASK, f"data={tmp_path / 'pairs.tsv'}", "direction=reverse")
+    splits = task.load_data(resolved)
     assert splits.train.features.dtype == np.int64  # byte offsets of the lines, decoded in tf.data
     sources, targets = splits.train.sample(len(splits.train))
     assert all(source.startswith(b"Frase") for source in sources)
@@ -61,20 +61,23 @@ def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
 def test_tsv_line_with_one_field_names_the_line(tmp_path):
     (tmp_path / "broken.tsv").write_text("Go.\tVe.\nHello.\tHola.\nno tab here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"broken.tsv' line 3 has one field"):
-        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'broken.tsv'}"))
+        task, resolved = resolve(TASK, f"data={tmp_path / 'broken.tsv'}")
+        task.load_data(resolved)
 
 
 def test_non_utf8_pairs_name_the_line(tmp_path):
     (tmp_path / "latin.tsv").write_bytes("Go.\tVe.\nCoffee.\tCaf\xe9.\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.tsv' line 2 is not valid UTF-8"):
-        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'latin.tsv'}"))
+        task, resolved = resolve(TASK, f"data={tmp_path / 'latin.tsv'}")
+        task.load_data(resolved)
 
 
 def test_empty_sentences_are_dropped_with_a_warning(tmp_path):
     lines = [f"Sentence {i}.\tFrase {i}." for i in range(30)] + ["Lonely.\t ", " \tSola."]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.warns(UserWarning, match="dropped 2 pair"):
-        tasks.get("nlp_translation").load_data(_config(f"data={tmp_path / 'pairs.tsv'}"))
+        task, resolved = resolve(TASK, f"data={tmp_path / 'pairs.tsv'}")
+        task.load_data(resolved)
 
 
 def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
@@ -82,18 +85,19 @@ def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=30):
-        splits = tasks.get("nlp_translation").load_data(_config("data=tfds:ted_hrlr_translate/pt_to_en"))
+        task, resolved = resolve(TASK, "data=tfds:ted_hrlr_translate/pt_to_en")
+        splits = task.load_data(resolved)
     assert splits.info["languages"] == ["pt", "en"]
     assert len(splits.test.targets) > 0 and all(isinstance(text, str) for text in splits.train.features)
 
 
 def test_bad_config_values_are_one_line_errors():
     with pytest.raises(ValueError, match="decoding='sampling' is not allowed; it must be one of greedy, beam"):
-        _config("decoding=sampling")
+        resolve(TASK, "decoding=sampling")
     with pytest.raises(ValueError, match="direction='sideways' is not allowed"):
-        _config("direction=sideways")
+        resolve(TASK, "direction=sideways")
     with pytest.raises(ValueError, match="embedding_dim \\(30\\) must be divisible by heads \\(4\\)"):
-        _config("embedding_dim=30")
+        resolve(TASK, "embedding_dim=30")
 
 
 def test_detokenize_restores_spanish_punctuation():
@@ -111,8 +115,7 @@ def test_sacrebleu_scores_raw_and_normalised():
 
 
 def test_beam_search_and_predictor_on_an_untrained_model():
-    task = tasks.get("nlp_translation")
-    resolved = _config("embedded_examples=200", "sequence_length=8", "embedding_dim=16", "dense_dim=32")
+    task, resolved = resolve(TASK, "embedded_examples=200", "sequence_length=8", "embedding_dim=16", "dense_dim=32")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     source_ids, _ = tokenize_text(["I have one red book."], splits.info["source_vocabulary"], 8, "split")
@@ -128,10 +131,9 @@ def test_beam_search_and_predictor_on_an_untrained_model():
 
 
 def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
-    task = tasks.get("nlp_translation")
     result = runner.run(
-        task,
-        _config(
+        *resolve(
+            TASK,
             "epochs=1",
             "embedded_examples=500",
             "max_examples=300",
@@ -140,7 +142,7 @@ def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
             "dense_dim=64",
             "decoding=beam",
             "beam_width=2",
-        ),
+        )
     )
     assert {"bleu", "chrf", "bleu_normalized", "chrf_normalized"} <= set(result.metrics)
     client = mlflow.MlflowClient()
@@ -153,7 +155,7 @@ def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
 
 @pytest.mark.slow
 def test_transformer_learns_the_number_grammar(tracking_store):
-    result = runner.run(tasks.get("nlp_translation"), _config("epochs=15", "max_examples=0", quick=False))
+    result = runner.run(*resolve(TASK, "epochs=15", "max_examples=0", quick=False))
     assert result.metrics["bleu"] > 40
 
 
@@ -165,9 +167,9 @@ def test_tsv_of_pairs_streams_and_decodes_the_pairs_of_the_file(tmp_path):
     lines[7] = 'A "quoted" one, and a\u2028line separator.\tUna "citada".'  # splitlines() breaks at U+2028
     path = tmp_path / "pairs.tsv"
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")  # a BOM and Windows line ends
-    resolved = _config(f"data={path}", "max_examples=0")
+    task, resolved = resolve(TASK, f"data={path}", "max_examples=0")
     for load in (
-        lambda: tasks.get("nlp_translation").load_data(resolved),
+        lambda: task.load_data(resolved),
         lambda: nlp_translation.read_pairs(str(path), "forward"),
     ):  # the scan counts lines as read_pairs
         with pytest.raises(ValueError, match=r"pairs.tsv' line 8 has one field \('A \"quoted\" one, and a'\)"):
@@ -175,7 +177,7 @@ def test_tsv_of_pairs_streams_and_decodes_the_pairs_of_the_file(tmp_path):
     lines[7] = 'A "quoted" one.\tUna "citada".'
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
     with pytest.warns(UserWarning, match="dropped 7 pair"):
-        splits = tasks.get("nlp_translation").load_data(resolved)
+        splits = task.load_data(resolved)
     assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
     with pytest.warns(UserWarning, match="dropped 7 pair"):
         held = carve(
@@ -190,6 +192,7 @@ def test_tsv_of_pairs_streams_and_decodes_the_pairs_of_the_file(tmp_path):
     every = examples.join([splits.train, splits.validation, splits.test])
     assert ('A "quoted" one.', 'Una "citada".') in {(s.decode(), t.decode()) for s, t in zip(*every.sample(3000))}
     with pytest.warns(UserWarning, match="dropped 7 pair"):
-        reference = tasks.get("nlp_translation").load_data(_config(f"data={path}", "direction=reverse"))
+        task, resolved = resolve(TASK, f"data={path}", "direction=reverse")
+        reference = task.load_data(resolved)
     first_source, first_target = reference.train.sample(1)
     assert first_source[0].startswith(b"Tengo") and first_target[0].startswith(b"I have")

@@ -8,25 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import tracking
 from tasks.predictive_maintenance import CMAPSS_COLUMNS, _engines, nasa_score
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
+
+TASK = "predictive_maintenance"
 
 
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One quick embedded run (CNN) shared by the tests that need a logged model."""
-    task = tasks.get("predictive_maintenance")
-    result = runner.run(
-        task, config.resolve(task, quick=True, assignments=["epochs=3", "max_examples=2000", "window=20"])
-    )
+    task, resolved = resolve(TASK, "epochs=3", "max_examples=2000", "window=20")
+    result = runner.run(task, resolved)
     return task, result
-
-
-def _config(task, data, *assignments):
-    return config.resolve(task, data=str(data), assignments=list(assignments))
 
 
 def _write_cmapss(folder, units=12, seed=0):
@@ -147,8 +142,8 @@ def test_hostile_rows_get_their_own_errors_and_the_others_are_answered(trained):
 
 def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):
     truth = _write_cmapss(tmp_path)
-    task = tasks.get("predictive_maintenance")
-    splits = task.load_data(_config(task, tmp_path, "window=20"))
+    task, resolved = resolve(TASK, "window=20", data=tmp_path, quick=False)
+    splits = task.load_data(resolved)
     assert splits.test.features.shape == (len(truth), 20, splits.info["feature_count"])
     np.testing.assert_array_equal(splits.test.targets, truth)
     assert "sensor_11" in splits.info["constant_columns"]
@@ -158,8 +153,8 @@ def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):
 
 def test_real_cmapss_fd001_prepares_like_the_literature():
     folder = shared_data("cmapss_fd001")
-    task = tasks.get("predictive_maintenance")
-    splits = task.load_data(_config(task, folder))
+    task, resolved = resolve(TASK, data=folder, quick=False)
+    splits = task.load_data(resolved)
     assert splits.test.features.shape[:2] == (100, 30)
     kept = {item["name"] for item in splits.info["preprocessing"]["numeric"]}
     assert {"sensor_1", "sensor_5", "sensor_10", "sensor_16", "sensor_18", "sensor_19", "setting_3"}.isdisjoint(kept)
@@ -169,36 +164,34 @@ def test_generic_csv_classification_labels_failure_within_horizon(tmp_path):
     frame = _engines(30, seed=3).rename(columns={"unit": "machine", "cycle": "hour"})
     path = tmp_path / "machines.csv"
     frame.to_csv(path, index=False)
-    task = tasks.get("predictive_maintenance")
-    splits = task.load_data(
-        _config(
-            task,
-            path,
-            "mode=classification",
-            "unit_column=machine",
-            "time_column=hour",
-            "failure_horizon=25",
-            "window=10",
-        )
+    task, resolved = resolve(
+        TASK,
+        "mode=classification",
+        "unit_column=machine",
+        "time_column=hour",
+        "failure_horizon=25",
+        "window=10",
+        data=path,
+        quick=False,
     )
+    splits = task.load_data(resolved)
     assert set(np.unique(splits.train.targets)) == {0, 1}
     assert splits.train.targets.mean() == pytest.approx(26 / frame.groupby("machine").size().mean(), rel=0.2)
 
 
 def test_ai4i_rows_are_independent_observations():
     path = shared_data("ai4i2020/ai4i2020.csv")
-    task = tasks.get("predictive_maintenance")
-    splits = task.load_data(
-        _config(
-            task,
-            path,
-            "mode=classification",
-            "unit_column=",
-            "time_column=",
-            "target_column=Machine failure",
-            "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
-        )
+    task, resolved = resolve(
+        TASK,
+        "mode=classification",
+        "unit_column=",
+        "time_column=",
+        "target_column=Machine failure",
+        "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
+        data=path,
+        quick=False,
     )
+    splits = task.load_data(resolved)
     assert splits.train.features.shape[1:] == (1, 5 + 4)  # five readings and Type one-hot (L, M, H + unseen)
     assert 0.02 < splits.test.targets.mean() < 0.05  # 339 failures in 10,000 rows, stratified
 
@@ -234,9 +227,9 @@ def test_nasa_score_punishes_late_predictions_more():
 def test_bad_tables_fail_with_one_line_errors(tmp_path, change, assignments, message):
     path = tmp_path / "engines.csv"
     change(_engines(8, seed=5)).to_csv(path, index=False)
-    task = tasks.get("predictive_maintenance")
+    task, resolved = resolve(TASK, *assignments, data=path, quick=False)
     with pytest.raises(ValueError, match=message) as error:
-        task.load_data(_config(task, path, *assignments))
+        task.load_data(resolved)
     assert "\n" not in str(error.value)
 
 
@@ -247,34 +240,35 @@ def test_missing_sensor_values_are_imputed_and_short_units_skipped_or_padded(tmp
     frame = pd.concat([frame[frame["unit"] != 10], short])
     path = tmp_path / "engines.csv"
     frame.to_csv(path, index=False)
-    task = tasks.get("predictive_maintenance")
+    task, resolved = resolve(TASK, "validation_fraction=0.2", "test_fraction=0.2", data=path, quick=False)
     with pytest.warns(UserWarning, match="shorter than window=30"):
-        splits = task.load_data(_config(task, path, "validation_fraction=0.2", "test_fraction=0.2"))
+        splits = task.load_data(resolved)
     assert np.isfinite(splits.train.features).all() and np.isfinite(splits.test.features).all()
 
 
 def test_tfds_source_explains_there_is_none():
-    task = tasks.get("predictive_maintenance")
+    task, resolved = resolve(TASK, data="tfds:anything", quick=False)
     with pytest.raises(ValueError, match="no TFDS dataset"):
-        task.load_data(config.resolve(task, data="tfds:anything"))
+        task.load_data(resolved)
 
 
 @pytest.mark.slow
 def test_ai4i_classification_runs_end_to_end_and_predicts_rows(tracking_store, tmp_path, capsys):
     path = shared_data("ai4i2020/ai4i2020.csv")
-    task = tasks.get("predictive_maintenance")
+    task, resolved = resolve(
+        TASK,
+        "mode=classification",
+        "unit_column=",
+        "time_column=",
+        "target_column=Machine failure",
+        "epochs=5",
+        "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
+        data=path,
+        quick=False,
+    )
     result = runner.run(
         task,
-        _config(
-            task,
-            path,
-            "mode=classification",
-            "unit_column=",
-            "time_column=",
-            "target_column=Machine failure",
-            "epochs=5",
-            "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]",
-        ),
+        resolved,
     )
     assert result.metrics["pr_auc"] > 0.1  # chance is the 3.4% failure rate
     rows = tmp_path / "rows.csv"
@@ -285,7 +279,7 @@ def test_ai4i_classification_runs_end_to_end_and_predicts_rows(tracking_store, t
 
 
 def test_embedded_classification_mode_flags_the_end_of_life(tmp_path):
-    task = tasks.get("predictive_maintenance")
-    splits = task.load_data(config.resolve(task, assignments=["mode=classification", "failure_horizon=20"]))
+    task, resolved = resolve(TASK, "mode=classification", "failure_horizon=20", quick=False)
+    splits = task.load_data(resolved)
     assert set(np.unique(splits.test.targets)) == {0, 1}
     assert splits.train.targets.dtype == np.int64

@@ -7,28 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import evaluation, tracking
 from shared.data import tfds as tfds_source
 from tasks.recommendation import interactions
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
 
 TASK = "recommendation"
-
-
-def resolve(*assignments, data_source=None, quick=True):
-    return config.resolve(tasks.get(TASK), quick=quick, assignments=list(assignments), data=data_source)
-
-
-def load(*assignments, data_source=None):
-    return tasks.get(TASK).load_data(resolve(*assignments, data_source=data_source))
 
 
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One short training on the embedded ratings, shared by the tests that inspect its run and model."""
-    result = runner.run(tasks.get(TASK), resolve())
+    result = runner.run(*resolve(TASK))
     return result
 
 
@@ -115,7 +106,8 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
     ratings = write_ratings(tmp_path / "log.csv", rows, header="who,what,stars,when")
     items = tmp_path / "catalogue.csv"
     items.write_text("what,name\n" + "\n".join(f"m{item},Film {item}" for item in range(15)) + "\n")
-    splits = load(
+    task, resolved = resolve(
+        TASK,
         "user_column=who",
         "item_column=what",
         "rating_column=stars",
@@ -123,8 +115,9 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
         f"items_file={items}",
         "title_column=name",
         "top_k=3",
-        data_source=str(ratings),
+        data=str(ratings),
     )
+    splits = task.load_data(resolved)
     assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == len(rows)
     assert splits.info["items"][0].startswith("m") and splits.info["titles"][0].startswith("Film ")
     assert splits.info["model"] == "mf" and splits.info["outputs"] == ["rating", "items"]
@@ -138,7 +131,8 @@ def test_movielens_u_data_with_u_item_titles(tmp_path):
     (tmp_path / "u.item").write_bytes(
         b"\n".join(f"{item}|Caf\xe9 {item} (1995)|01-Jan-1995".encode("latin-1") for item in range(15)) + b"\n"
     )
-    splits = load("top_k=3", "split=leave_last_out", data_source=str(tmp_path))  # a folder holding u.data
+    task, resolved = resolve(TASK, "top_k=3", "split=leave_last_out", data=str(tmp_path))
+    splits = task.load_data(resolved)  # a folder holding u.data
     assert splits.info["titles"][0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
     assert len(splits.test.targets) == 12 and len(splits.validation.targets) == 12  # one each per user
 
@@ -146,11 +140,13 @@ def test_movielens_u_data_with_u_item_titles(tmp_path):
 def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
     rows = [(user, item, time) for user, item, _, time in dense_rows()]
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
-    splits = load("rating_column=", "top_k=3", data_source=str(ratings))
+    task, resolved = resolve(TASK, "rating_column=", "top_k=3", data=str(ratings))
+    splits = task.load_data(resolved)
     assert splits.info["model"] == "two_tower" and not splits.info["explicit"]
     assert (splits.train.targets == 1).all()
     with pytest.raises(ValueError, match="implicit"):
-        load("rating_column=", "model=mf", "top_k=3", data_source=str(ratings))
+        task, resolved = resolve(TASK, "rating_column=", "model=mf", "top_k=3", data=str(ratings))
+        task.load_data(resolved)
 
 
 def test_tfds_movielens_under_mock_data(monkeypatch):
@@ -159,7 +155,8 @@ def test_tfds_movielens_under_mock_data(monkeypatch):
     monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=80):
         # mock ratings are uniform in [0, 1): the configured scale must say so
-        splits = load("rating_min=0", "rating_max=1", "top_k=3", data_source="tfds:movielens/100k-ratings")
+        task, resolved = resolve(TASK, "rating_min=0", "rating_max=1", "top_k=3", data="tfds:movielens/100k-ratings")
+        splits = task.load_data(resolved)
         assert splits.name == "tfds_movielens_100k-ratings" and len(splits.info["titles"]) == len(splits.info["items"])
         assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 80
 
@@ -167,7 +164,8 @@ def test_tfds_movielens_under_mock_data(monkeypatch):
 def test_splits_leave_last_out_and_time(tmp_path):
     rows = dense_rows() + [("lonely", "3", 4, 5)]
     ratings = write_ratings(tmp_path / "ratings.csv", rows)
-    splits = load("split=leave_last_out", "top_k=3", data_source=str(ratings))
+    task, resolved = resolve(TASK, "split=leave_last_out", "top_k=3", data=str(ratings))
+    splits = task.load_data(resolved)
     assert splits.info["train_only_users"] == 1  # documented: a single interaction stays in training
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "time"])
     last = frame.sort_values("time").groupby("user").tail(1)
@@ -180,9 +178,11 @@ def test_splits_leave_last_out_and_time(tmp_path):
     assert held == set(zip(last.user, last.item))
     # each test row sees the user's 7 earlier items
     assert ((splits.test.features["history"] > 0).sum(axis=1) == 7).all()
-    timed = load("split=time", "top_k=3", data_source=str(ratings))
+    task, resolved = resolve(TASK, "split=time", "top_k=3", data=str(ratings))
+    timed = task.load_data(resolved)
     assert len(timed.test) == round(0.15 * len(rows))
-    alone = load("split=leave_last_out", "top_k=3", "history_length=0", data_source=str(ratings))
+    task, resolved = resolve(TASK, "split=leave_last_out", "top_k=3", "history_length=0", data=str(ratings))
+    alone = task.load_data(resolved)
     assert "history" not in alone.test.features and len(alone.test) == len(last)  # the user id alone (was a KeyError)
 
 
@@ -200,30 +200,35 @@ def test_splits_leave_last_out_and_time(tmp_path):
 def test_bad_input_is_one_line_value_error(tmp_path, assignments, header, match):
     ratings = write_ratings(tmp_path / "ratings.csv", dense_rows(), header=header)
     with pytest.raises(ValueError, match=match) as error:
-        load(*assignments, data_source=str(ratings))
+        task, resolved = resolve(TASK, *assignments, data=str(ratings))
+        task.load_data(resolved)
     assert "\n" not in str(error.value)
 
 
 def test_every_user_with_one_interaction_cannot_leave_last_out(tmp_path):
     ratings = write_ratings(tmp_path / "ratings.csv", [(user, user % 5, 3, user) for user in range(30)])
     with pytest.raises(ValueError, match="at least two interactions"):
-        load("split=leave_last_out", "top_k=2", data_source=str(ratings))
+        task, resolved = resolve(TASK, "split=leave_last_out", "top_k=2", data=str(ratings))
+        task.load_data(resolved)
 
 
 def test_duplicate_pairs_policy(tmp_path):
     rows = dense_rows() + [("0", "99", 1, 10), ("0", "99", 5, 20), ("0", "99", 3, 15)]
     ratings = write_ratings(tmp_path / "ratings.csv", rows)
     with pytest.raises(ValueError, match="repeat a \\(user, item\\) pair, e.g. user '0' and item '99'"):
-        load("duplicates=error", "top_k=3", data_source=str(ratings))
-    task = tasks.get(TASK)
+        task, resolved = resolve(TASK, "duplicates=error", "top_k=3", data=str(ratings))
+        task.load_data(resolved)
     frame = pd.DataFrame(
         {"user": ["0"] * 3, "item": ["99"] * 3, "rating": [1.0, 5.0, 3.0], "timestamp": [10.0, 20.0, 15.0]}
     )
-    kept = interactions.clean_interactions(frame, resolve("duplicates=last"), "x")
+    _, latest = resolve(TASK, "duplicates=last")
+    kept = interactions.clean_interactions(frame, latest, "x")
     assert kept["rating"].tolist() == [5.0]  # the latest rating supersedes
-    averaged = interactions.clean_interactions(frame, resolve("duplicates=mean"), "x")
+    _, mean = resolve(TASK, "duplicates=mean")
+    averaged = interactions.clean_interactions(frame, mean, "x")
     assert averaged["rating"].tolist() == [3.0]
-    splits = task.load_data(resolve("top_k=3", data_source=str(ratings)))
+    task, resolved = resolve(TASK, "top_k=3", data=ratings)
+    splits = task.load_data(resolved)
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == len(rows) - 2
 
 
@@ -244,17 +249,14 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
 
     rows = [(user, item, time) for user, item, _, time in dense_rows(users=40, items=30)]
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
-    result = runner.run(
-        tasks.get(TASK), resolve("rating_column=", "top_k=5", "split=leave_last_out", data_source=str(ratings))
-    )
+    result = runner.run(*resolve(TASK, "rating_column=", "top_k=5", "split=leave_last_out", data=str(ratings)))
     assert "rmse" not in result.metrics and result.metrics["evaluated_users"] == 40
     answer = tracking.load(result.model_uri).predict(pd.DataFrame({"query": ["3", "3,4"]}))
     assert len(answer[0]["recommendations"]) == 5 and answer[1]["rating"] is None and answer[1]["score"] is not None
     monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=200):
         result = runner.run(
-            tasks.get(TASK),
-            resolve("rating_min=0", "rating_max=1", "top_k=3", data_source="tfds:movielens/latest-small-ratings"),
+            *resolve(TASK, "rating_min=0", "rating_max=1", "top_k=3", data="tfds:movielens/latest-small-ratings"),
         )
     assert np.isfinite(result.metrics["rmse"])
 
@@ -262,5 +264,6 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
 @pytest.mark.slow
 def test_real_movielens_small_loads_with_titles():
     folder = shared_data("movielens_latest_small")
-    splits = load("split=leave_last_out", data_source=str(folder))
+    task, resolved = resolve(TASK, "split=leave_last_out", data=str(folder))
+    splits = task.load_data(resolved)
     assert len(splits.test.targets) == 610 and "Toy Story (1995)" in splits.info["titles"][0]

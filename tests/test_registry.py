@@ -14,8 +14,9 @@ import mlflow
 import pytest
 
 import tasks
-from pipelines import config, runner
+from pipelines import runner
 from shared import tracking
+from tests.conftest import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["max_examples=200", "epochs=3", "batch_size=16"]  # enough steps to learn: a useless model is not promoted
@@ -58,8 +59,7 @@ def first_run(module_store):
 
 def run_also(*assignments):
     """Trains vision_classification in this process with the first run's settings plus `assignments`."""
-    task = tasks.get("vision_classification")
-    return runner.run(task, config.resolve(task, quick=True, assignments=[*QUICK, *assignments]))
+    return runner.run(*resolve("vision_classification", *QUICK, *assignments))
 
 
 def test_a_run_prints_progress_and_result_without_library_noise(first_run):

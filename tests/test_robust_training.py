@@ -15,6 +15,7 @@ import tasks
 from pipelines import config
 from shared import regularization, resume, tracking
 from tests import test_speech
+from tests.conftest import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = [sys.executable, "-m", "pipelines", "run"]
@@ -108,8 +109,7 @@ SMALL_DATA = {"speech": [*test_speech.SMALL, "embedded_repeats=2"]}
 def test_every_model_outputs_float32_under_mixed_precision(name, mixed_float16, tracking_store):
     import keras
 
-    task = tasks.get(name)
-    settings = config.resolve(task, quick=True, assignments=SMALL_DATA.get(name, []))
+    task, settings = resolve(name, *SMALL_DATA.get(name, []))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = task.load_data(settings).info

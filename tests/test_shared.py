@@ -1,11 +1,13 @@
 """Shared utilities: augmentation, regularization, evaluation, data helpers. No training here."""
 
+import types
+
 import numpy as np
 import pytest
 
 from shared import augmentation, evaluation, images, regularization
-from shared.data import examples
-from shared.data.sources import parse_source, read_idx, read_npz
+from shared.data import examples, sources
+from shared.data.sources import parse_source, read_idx, read_npz, split_source
 from shared.data.splits import split_indices
 from shared.data.text import adapt_vocabulary
 from tasks.base import TaskConfig
@@ -153,6 +155,73 @@ def test_parse_source(tmp_path):
     assert parse_source(str(npz)) == ("npz", str(npz))
     with pytest.raises(ValueError, match="does not exist"):
         parse_source(str(tmp_path / "missing"))
+    assert parse_source(f"csv:{npz}") == ("csv", str(npz))  # a named kind skips detection
+
+
+def test_split_source_reads_the_written_kind_without_the_disk_and_tracking_names_sources_by_it():
+    from shared import tracking
+
+    assert split_source("embedded") == ("embedded", "")
+    assert split_source("tfds:movielens/100k-ratings:train") == ("tfds", "movielens/100k-ratings:train")
+    assert split_source("csv:/data/ratings.csv") == ("csv", "/data/ratings.csv")
+    assert split_source("C:/data/digits") == ("", "C:/data/digits")  # a drive letter is no kind
+    assert tracking.short_source("csv:/data/ratings.csv") == "ratings.csv"
+    assert tracking.short_source("tfds:movielens/100k-ratings:train") == "movielens_100k-ratings"
+    assert tracking.short_source("/data/ml-100k/") == "ml-100k" and tracking.short_source("") == "embedded"
+
+
+@pytest.fixture
+def readers(monkeypatch):
+    """The reader table, restored after the test; returns a task-like owner and a config-like object."""
+    monkeypatch.setattr(sources, "READERS", dict(sources.READERS))
+    return types.SimpleNamespace(name="toy"), types.SimpleNamespace(data="embedded", wanted=True)
+
+
+def test_the_first_named_reader_that_takes_the_kind_reads_it(tmp_path, readers):
+    task, config = readers
+
+    @sources.reader("toy_fussy", ("folder",), "a folder the config wants", accepts=lambda path, config: config.wanted)
+    def fussy(task, argument, config):
+        return "fussy", argument
+
+    @sources.reader("toy_folder", ("folder",), "any folder")
+    def folder(task, argument, config):
+        return "folder", argument
+
+    config.data = str(tmp_path)
+    assert sources.read_source(task, config, ("toy_fussy", "toy_folder")) == ("fussy", str(tmp_path))
+    config.wanted = False
+    assert sources.read_source(task, config, ("toy_fussy", "toy_folder")) == ("folder", str(tmp_path))
+    config.data = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="does not exist"):
+        sources.read_source(task, config, ("toy_folder",))
+
+
+def test_a_source_no_named_reader_takes_lists_what_they_read(tmp_path, readers):
+    task, config = readers
+    sources.reader("toy_folder", ("folder",), "a folder of toys")(lambda task, argument, config: None)
+    (tmp_path / "notes.txt").write_text("hello")
+    config.data = str(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match=r"^toy cannot read '.*notes.txt' \(a file\); give a folder of toys\.$"):
+        sources.read_source(task, config, ("toy_folder",))
+    config.data = "tfds:mnist"
+    with pytest.raises(ValueError, match="^toy has no TFDS dataset; give a folder of toys"):
+        sources.read_source(task, config, ("toy_folder",))
+    with pytest.raises(ValueError, match=r"toy names unregistered reader\(s\) \['toy_missing'\]; register them"):
+        sources.read_source(task, config, ("toy_folder", "toy_missing"))
+
+
+def test_a_reader_name_is_taken_once(readers):
+    def first(task, argument, config):
+        return 1
+
+    def second(task, argument, config):
+        return 2
+
+    sources.reader("toy_once", ("file",), "a file")(first)
+    sources.reader("toy_once", ("file",), "a file")(first)  # the same function again: a module imported twice
+    with pytest.raises(ValueError, match="reader 'toy_once' is already .*first; rename one"):
+        sources.reader("toy_once", ("file",), "a file")(second)
 
 
 def test_bad_idx_and_npz_files_are_named(tmp_path):

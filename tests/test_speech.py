@@ -14,20 +14,16 @@ import pytest
 import soundfile
 
 import tasks
-from pipelines import cli, config, runner
+from pipelines import cli, runner
 from shared import augmentation, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
 from tasks.speech import cache, features as speech_features, generated
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
 
 TASK = "speech"
 # Tiny, fast feature and training settings for data-path tests (no copies, short clips).
 SMALL = ["augment_copies=0", "sample_rate=8000", "duration=0.6"]
-
-
-def resolve(*assignments, data_source=None, quick=True):
-    return config.resolve(tasks.get(TASK), quick=quick, assignments=list(assignments), data=data_source)
 
 
 def words(repeats=2, rate=16000, seed=0, speakers=3):
@@ -39,10 +35,9 @@ def words(repeats=2, rate=16000, seed=0, speakers=3):
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One short training on the generated words, shared by the tests that inspect its run and model."""
-    task = tasks.get(TASK)
     result = runner.run(
-        task,
-        resolve(
+        *resolve(
+            TASK,
             "epochs=12",
             "max_examples=0",
             "embedded_repeats=5",
@@ -127,8 +122,8 @@ def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
         soundfile.write(path, np.full(80, 0.5, "float32"), 8000)  # 10 ms
     elif case == "rate0":
         wav_with_rate_zero(path)
-    task = tasks.get(TASK)
-    settings = speech_features.feature_settings(resolve(*SMALL))
+    task, resolved = resolve(TASK, *SMALL)
+    settings = speech_features.feature_settings(resolved)
     info = {"features": settings, "mean": 0.0, "std": 1.0}
     with pytest.raises(ValueError, match=message) as error:
         task.prepare_inputs(info, [str(path)])
@@ -180,7 +175,8 @@ def test_class_folders_skip_bad_files_with_a_warning(tmp_path, caplog):
     (tmp_path / "ah" / "notes.wav").write_text("not audio")
     soundfile.write(tmp_path / "ee" / "quiet.wav", np.zeros(4000, "float32"), 8000)
     with caplog.at_level(logging.WARNING):
-        splits = tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(tmp_path)))
+        task, resolved = resolve(TASK, *SMALL, data=str(tmp_path))
+        splits = task.load_data(resolved)
     assert "notes.wav" in caplog.text and "quiet.wav" in caplog.text
     assert splits.info["class_names"] == sorted(generated.WORDS)
     features = splits.train.sample(len(splits.train))[0]
@@ -194,7 +190,8 @@ def test_class_folder_without_audio_is_an_error(tmp_path):
     (tmp_path / "empty_class").mkdir()
     (tmp_path / "empty_class" / "readme.txt").write_text("no audio here")
     with pytest.raises(ValueError, match="empty_class' has no files with extensions .wav"):
-        tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(tmp_path)))
+        task, resolved = resolve(TASK, *SMALL, data=str(tmp_path))
+        task.load_data(resolved)
 
 
 def write_flat(root, repeats=2, speakers=3):
@@ -208,15 +205,15 @@ def write_flat(root, repeats=2, speakers=3):
 def test_filename_pattern_with_named_test_and_validation_speakers(tmp_path):
     names, groups = write_flat(tmp_path)
     pattern = r"(?P<label>[a-z_]+)_(?P<speaker>speaker\d)_\d+\.wav"
-    splits = tasks.get(TASK).load_data(
-        resolve(
-            *SMALL,
-            f"filename_pattern={pattern}",
-            "test_groups=speaker2",
-            "validation_groups=speaker1",
-            data_source=str(tmp_path),
-        )
+    task, resolved = resolve(
+        TASK,
+        *SMALL,
+        f"filename_pattern={pattern}",
+        "test_groups=speaker2",
+        "validation_groups=speaker1",
+        data=str(tmp_path),
     )
+    splits = task.load_data(resolved)
     speakers = np.array(groups)
     assert len(splits.test.targets) == (speakers == "speaker2").sum()
     assert len(splits.validation.targets) == (speakers == "speaker1").sum()
@@ -226,9 +223,11 @@ def test_filename_pattern_with_named_test_and_validation_speakers(tmp_path):
 def test_filename_pattern_needs_a_label_group(tmp_path):
     write_flat(tmp_path, repeats=1, speakers=1)
     with pytest.raises(ValueError, match="has no named group `label`"):
-        tasks.get(TASK).load_data(resolve(*SMALL, r"filename_pattern=(?P<word>\w+)\.wav", data_source=str(tmp_path)))
+        task, resolved = resolve(TASK, *SMALL, r"filename_pattern=(?P<word>\w+)\.wav", data=str(tmp_path))
+        task.load_data(resolved)
     with pytest.raises(ValueError, match="no class subfolders; for flat files set filename_pattern"):
-        tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(tmp_path)))
+        task, resolved = resolve(TASK, *SMALL, data=str(tmp_path))
+        task.load_data(resolved)
 
 
 def test_csv_manifest_and_group_split_keep_speakers_apart(tmp_path):
@@ -236,9 +235,10 @@ def test_csv_manifest_and_group_split_keep_speakers_apart(tmp_path):
     rows = [f"{name}_{group}_{index}.wav,{name},{group}" for index, (name, group) in enumerate(zip(names, groups))]
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path,label,group\n" + "\n".join(rows) + "\n")
-    splits = tasks.get(TASK).load_data(resolve(*SMALL, "split=group", data_source=str(manifest)))
+    task, resolved = resolve(TASK, *SMALL, "split=group", data=str(manifest))
+    splits = task.load_data(resolved)
     assert sum(len(split) for split in (splits.train, splits.validation, splits.test)) == len(rows)
-    task_config = resolve("split=group", "validation_fraction=0.2", "test_fraction=0.2")
+    _, task_config = resolve(TASK, "split=group", "validation_fraction=0.2", "test_fraction=0.2")
     labels = np.array([sorted(set(names)).index(name) for name in names])
     train, validation, test = speech.Speech._split(task_config, labels, np.array(groups), None)
     speakers = [set(np.array(groups)[split.features]) for split in (train, validation, test)]
@@ -247,11 +247,13 @@ def test_csv_manifest_and_group_split_keep_speakers_apart(tmp_path):
     broken = tmp_path / "broken.csv"
     broken.write_text("path,label\nmissing.wav,ah\n")
     with pytest.raises(ValueError, match="line 2: audio file 'missing.wav' does not exist"):
-        tasks.get(TASK).load_data(resolve(*SMALL, data_source=str(broken)))
+        task, resolved = resolve(TASK, *SMALL, data=str(broken))
+        task.load_data(resolved)
     ungrouped = tmp_path / "ungrouped.csv"
     ungrouped.write_text("path,label\n" + "\n".join(row.rsplit(",", 1)[0] for row in rows) + "\n")
     with pytest.raises(ValueError, match="test_groups needs speaker/group ids"):
-        tasks.get(TASK).load_data(resolve(*SMALL, "test_groups=x", data_source=str(ungrouped)))
+        task, resolved = resolve(TASK, *SMALL, "test_groups=x", data=str(ungrouped))
+        task.load_data(resolved)
 
 
 def test_tfds_speech_commands_under_mock_data(monkeypatch):
@@ -272,7 +274,8 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-        splits = tasks.get(TASK).load_data(resolve("augment_copies=0", data_source="tfds:speech_commands"))
+        task, resolved = resolve(TASK, "augment_copies=0", data="tfds:speech_commands")
+        splits = task.load_data(resolved)
     assert splits.info["class_names"][:3] == ["down", "go", "left"] and len(splits.info["class_names"]) == 12
     assert splits.train.sample(1)[0].shape[1:] == (101, 40, 1)
     assert len(splits.test.targets) == len(waveforms)  # the dataset's own test split is kept as test
@@ -281,14 +284,15 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
 def test_features_are_cached_by_settings_so_a_second_run_skips_extraction(tracking_store, tmp_path, monkeypatch):
     (tmp_path / "clips").mkdir()
     write_class_folders(tmp_path / "clips")
-    settings = resolve(*SMALL, "augment_copies=1", data_source=str(tmp_path / "clips"))
+    _, settings = resolve(TASK, *SMALL, "augment_copies=1", data=str(tmp_path / "clips"))
     first = tasks.get(TASK).load_data(settings)
     monkeypatch.setattr(cache, "clip_features", lambda *args: pytest.fail("features were computed again"))
     second = tasks.get(TASK).load_data(settings)
     assert np.array_equal(first.train.sample(4)[0], second.train.sample(4)[0])
     assert len(second.train) == 2 * (len(second.train) // 2)  # each training clip and its perturbed copy
     monkeypatch.undo()
-    other = tasks.get(TASK).load_data(resolve(*SMALL, "n_mels=32", data_source=str(tmp_path / "clips")))
+    task, resolved = resolve(TASK, *SMALL, "n_mels=32", data=str(tmp_path / "clips"))
+    other = task.load_data(resolved)
     assert other.info["input_shape"][1] == 32  # other settings, other cache entries
 
 
@@ -327,21 +331,21 @@ def test_jax_backend_quick_run(tmp_path):
 
 @pytest.mark.slow
 def test_default_run_learns_the_generated_words(tracking_store):
-    result = runner.run(tasks.get(TASK), resolve(quick=False))
+    result = runner.run(*resolve(TASK, quick=False))
     assert result.metrics["accuracy"] >= 0.9
 
 
 @pytest.mark.slow
 def test_fsdd_speaker_split_loads(tracking_store):
     folder = shared_data("fsdd/recordings")
-    splits = tasks.get(TASK).load_data(
-        resolve(
-            *SMALL,
-            r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
-            "test_groups=theo",
-            "validation_groups=lucas",
-            data_source=str(folder),
-            quick=False,
-        )
+    task, resolved = resolve(
+        TASK,
+        *SMALL,
+        r"filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+        "test_groups=theo",
+        "validation_groups=lucas",
+        data=str(folder),
+        quick=False,
     )
+    splits = task.load_data(resolved)
     assert (len(splits.train.targets), len(splits.validation.targets), len(splits.test.targets)) == (2000, 500, 500)

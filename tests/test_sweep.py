@@ -6,6 +6,7 @@ import pytest
 
 import tasks
 from pipelines import cli, config, sweep
+from tests.conftest import resolve
 
 TASK = "vision_classification"
 
@@ -98,9 +99,8 @@ def quick_sweep(module_store):
     """One quick two-trial sweep of the digits task, shared by the layout tests."""
     import mlflow
 
-    task = tasks.get(TASK)
     space = "search_space={learning_rate: [log, 1e-3, 1e-2], dropout: [float, 0.0, 0.5]}"
-    result = sweep.sweep(task, config.resolve(task, quick=True, assignments=[*TINY, space]), trials=2)
+    result = sweep.sweep(*resolve(TASK, *TINY, space), trials=2)
     mlflow.set_tracking_uri(module_store)
     return result, mlflow.search_runs(experiment_names=[TASK]), mlflow.MlflowClient()
 

@@ -9,18 +9,17 @@ import sys
 import pytest
 
 import tasks
-from pipelines import config
 from tasks.base import INPUT_KINDS, TaskConfig
+from tests.conftest import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_task_declares_name_metric_and_valid_quick_budget(name):
-    task = tasks.get(name)
+    task, resolved = resolve(name)
     assert task.name == name and task.primary_metric and task.input_column
     assert isinstance(task.tfds_name, str)  # empty only where TFDS has no dataset for the domain
-    resolved = config.resolve(task, quick=True)
     assert resolved.epochs <= 3
     assert issubclass(task.config_class, TaskConfig)
 
@@ -31,6 +30,14 @@ def test_task_declares_how_predict_reads_inputs_and_compare_shows_runs(name):
     assert task.input_kind in INPUT_KINDS and task.input_extensions
     assert all(extension.startswith(".") and extension == extension.lower() for extension in task.input_extensions)
     assert set(task.key_params) <= {field.name for field in dataclasses.fields(task.config_class)}
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_task_names_only_registered_readers(name):
+    from shared.data.sources import READERS
+
+    task = tasks.get(name)
+    assert task.readers and set(task.readers) <= set(READERS), set(task.readers) - set(READERS)
 
 
 @pytest.mark.parametrize("name", tasks.names())

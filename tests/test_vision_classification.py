@@ -14,21 +14,15 @@ from pipelines import cli, config, runner
 from shared import images, tracking
 from shared.data import tfds as tfds_source
 from shared.data.sources import read_idx_pair
-from tests.conftest import shared_data
+from tests.conftest import resolve, shared_data
 
 TASK = "vision_classification"
-
-
-def quick_run(*assignments, data_source=None):
-    task = tasks.get(TASK)
-    resolved = config.resolve(task, quick=True, assignments=list(assignments), data=data_source)
-    return runner.run(task, resolved)
 
 
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One short training on the embedded digits, shared by the tests that inspect its run and model."""
-    result = quick_run("epochs=8", "max_examples=0")
+    result = runner.run(*resolve(TASK, "epochs=8", "max_examples=0"))
     return result
 
 
@@ -190,15 +184,15 @@ def test_exception_marks_run_failed(tracking_store, monkeypatch):
 
     monkeypatch.setattr(type(task), "evaluate", broken)
     with pytest.raises(RuntimeError):
-        runner.run(task, config.resolve(task, quick=True, assignments=["max_examples=200"]))
+        runner.run(*resolve(TASK, "max_examples=200"))
     runs = mlflow.search_runs(experiment_names=[TASK], output_format="list")
     assert [run.info.status for run in runs] == ["FAILED"]
 
 
 @pytest.mark.slow  # two trainings: 40 s of the default suite's 10-minute budget
 def test_same_seed_gives_same_test_metric(tracking_store):
-    first = quick_run("max_examples=300", "seed=3")
-    second = quick_run("max_examples=300", "seed=3")
+    first = runner.run(*resolve(TASK, "max_examples=300", "seed=3"))
+    second = runner.run(*resolve(TASK, "max_examples=300", "seed=3"))
     assert first.metrics == second.metrics
 
 
@@ -208,7 +202,7 @@ def test_tfds_source_under_mock_data(tracking_store, monkeypatch):
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=40):
-        result = quick_run(data_source="tfds:fashion_mnist")
+        result = runner.run(*resolve(TASK, data="tfds:fashion_mnist"))
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["data_source"] == "tfds:fashion_mnist" and run.data.tags["dataset"] == "tfds_fashion_mnist"
     assert 0 <= result.metrics["accuracy"] <= 1
@@ -219,9 +213,9 @@ def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
-    task = tasks.get(TASK)
+    task, resolved = resolve(TASK, data=f"tfds:{name}", quick=False)
     with tfds.testing.mock_data(num_examples=30):
-        splits = task.load_data(config.resolve(task, data=f"tfds:{name}"))
+        splits = task.load_data(resolved)
         pictures = splits.train.sample(4)[0]  # streams read the (mocked) files when iterated
     assert pictures.shape[1:] == shape and pictures.max() <= 1
     assert len(splits.test) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
@@ -234,7 +228,7 @@ def test_mixed_size_tfds_photo_sets_train_when_resized(name, tracking_store, mon
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=40):  # mocked photos of random sizes, as the real sets have
-        result = quick_run("image_size=64", data_source=f"tfds:{name}")
+        result = runner.run(*resolve(TASK, "image_size=64", data=f"tfds:{name}"))
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["dataset"] == f"tfds_{name}" and 0 <= result.metrics["accuracy"] <= 1
     assert int(run.data.tags["examples.training"]) > 0 and run.data.tags["effective.cache"] == "memory,memory"
@@ -292,10 +286,8 @@ def test_a_folder_of_mixed_or_large_images_gets_one_size_and_says_which(tmp_path
     for index, size in enumerate(sizes):
         (tmp_path / f"class_{index % 2}").mkdir(exist_ok=True)
         images.save_png(rng.random((*size, 3)), tmp_path / f"class_{index % 2}" / f"{index}.png")
-    task = tasks.get(TASK)
-    splits = task.load_data(
-        config.resolve(task, data=str(tmp_path), assignments=["test_fraction=0.25", "validation_fraction=0.25"])
-    )
+    task, resolved = resolve(TASK, "test_fraction=0.25", "validation_fraction=0.25", data=tmp_path, quick=False)
+    splits = task.load_data(resolved)
     assert splits.info["image_size"] == list(expected) and splits.train.sample(1)[0].shape[1:3] == expected
     assert task.prepare_inputs(splits.info, [str(tmp_path / "class_0" / "0.png")]).shape == (1, *expected, 3)
     if message:
@@ -336,7 +328,7 @@ def test_disk_cache_trains_and_leaves_no_files(tracking_store, tmp_path):
         (folder / name).mkdir(parents=True)
         for index in range(10):
             images.save_png(np.full((8, 8, 1), value), folder / name / f"{index}.png")
-    result = quick_run("epochs=2", "cache=disk", data_source=str(folder))
+    result = runner.run(*resolve(TASK, "epochs=2", "cache=disk", data=str(folder)))
     assert mlflow.get_run(result.run_id).data.tags["effective.cache"] == "disk,disk"
     assert not any((tmp_path / "cache").glob("*/*")), "the run's disk cache is deleted when it ends"
 
@@ -351,7 +343,7 @@ def test_image_folder_skips_corrupt_files_with_a_warning(tracking_store, tmp_pat
             pixels = np.clip(value + rng.normal(0, 0.05, (12, 10, 3)), 0, 1)
             images.save_png(pixels, folder / name / f"{index}.png")
     (folder / "dark" / "broken.png").write_bytes(b"\x89PNG broken")
-    result = quick_run("epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data_source=str(folder))
+    result = runner.run(*resolve(TASK, "epochs=3", "validation_fraction=0.25", "test_fraction=0.25", data=str(folder)))
     assert "broken.png" in caplog.text
     model = tracking.load(result.model_uri)
     (answer,) = model.predict(pd.DataFrame({"image": [str(folder / "bright" / "0.png")]}))
@@ -371,21 +363,20 @@ def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
         handle.write(bytes([0, 0, 8, 1]) + (60).to_bytes(4, "big") + labels.tobytes())
     features, targets = read_idx_pair(idx_folder)
     assert features.shape == (60, 9, 9) and (targets == labels).all()
-    task = tasks.get(TASK)
-    splits = task.load_data(config.resolve(task, data=str(idx_folder)))
+    task, resolved = resolve(TASK, data=idx_folder, quick=False)
+    splits = task.load_data(resolved)
     assert splits.train.sample(2)[0].shape[1:] == (9, 9, 1) and splits.info["class_names"] == ["0", "1", "2"]
     assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 60
     npz = tmp_path / "digits.npz"
     np.savez(npz, x_train=pixels[:40], y_train=labels[:40], x_test=pixels[40:], y_test=labels[40:])
-    result = quick_run("epochs=1", data_source=str(npz))
+    result = runner.run(*resolve(TASK, "epochs=1", data=str(npz)))
     assert mlflow.get_run(result.run_id).data.tags["data_source"] == str(npz)
     assert 0 <= result.metrics["accuracy"] <= 1
 
 
 @pytest.mark.slow
 def test_default_run_reaches_target_on_embedded_digits(tracking_store):
-    task = tasks.get(TASK)
-    result = runner.run(task, config.resolve(task))
+    result = runner.run(*resolve(TASK, quick=False))
     assert result.metrics["accuracy"] >= 0.97
 
 
@@ -399,28 +390,26 @@ def test_real_mnist_idx_files_load(tracking_store):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["efficientnetv2b0", "mobilenetv3small"])
 def test_applications_backbones_take_small_grayscale_images_and_local_weights(backbone, tmp_path):
-    task = tasks.get(TASK)
+    task, resolved = resolve(TASK, f"backbone={backbone}", quick=False)
     info = {"class_names": ["a", "b", "c"], "image_size": [8, 8], "channels": 1}
-    model = task.build_model(config.resolve(task, assignments=[f"backbone={backbone}"]), info)
+    model = task.build_model(resolved, info)
     assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 3)
     inner = next(layer for layer in model.layers if layer.name.lower().startswith(backbone[:8]))
     weights = tmp_path / "backbone.weights.h5"
     inner.save_weights(weights)
-    reloaded = task.build_model(
-        config.resolve(task, assignments=[f"backbone={backbone}", f"backbone_weights={weights}"]), info
-    )
+    _, with_weights = resolve(TASK, f"backbone={backbone}", f"backbone_weights={weights}", quick=False)
+    reloaded = task.build_model(with_weights, info)
     reloaded_inner = next(layer for layer in reloaded.layers if layer.name.lower().startswith(backbone[:8]))
     np.testing.assert_allclose(reloaded_inner.get_weights()[0], inner.get_weights()[0])
     with pytest.raises(ValueError, match="could not be loaded"):
-        task.build_model(
-            config.resolve(task, assignments=[f"backbone={backbone}", f"backbone_weights={tmp_path / 'nope.h5'}"]), info
-        )
+        _, missing = resolve(TASK, f"backbone={backbone}", f"backbone_weights={tmp_path / 'nope.h5'}", quick=False)
+        task.build_model(missing, info)
 
 
 ONEDNN_CRASH = """
 import keras, numpy as np
 from types import SimpleNamespace
-from tasks.vision_classification import _resnet
+from tasks.image_classification import _resnet
 inputs = keras.Input((64, 64, 3))
 features = _resnet(inputs, SimpleNamespace(base_filters=8, stages=3, blocks_per_stage=1), None)
 model = keras.Model(inputs, keras.layers.Dense(4)(features))

@@ -12,7 +12,7 @@ from pipelines import cli, runner
 from shared import augmentation, evaluation, images, tracking
 from shared.data import tfds as tfds_source
 from tasks.vision_segmentation import _scenes
-from tests.conftest import resolver, shared_data
+from tests.conftest import resolve, shared_data
 
 TASK = "vision_segmentation"
 SMALL = [
@@ -26,13 +26,10 @@ SMALL = [
 ]
 
 
-resolve = resolver(TASK)
-
-
 @pytest.fixture(scope="module")
 def trained(module_store):
     """One short training on generated scenes, shared by the tests that inspect its run and model."""
-    task, resolved = resolve(*SMALL)
+    task, resolved = resolve(TASK, *SMALL, quick=False)
     return runner.run(task, resolved)
 
 
@@ -107,12 +104,14 @@ def test_predict_converts_grayscale_input_for_an_rgb_model(trained, tmp_path):
 
 def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
     task, resolved = resolve(
+        TASK,
         "tile_size=8",
         "depth=2",
         "split=ordered",
         "test_fraction=0.2",
         "validation_fraction=0.2",
-        data_source=str(write_pairs(tmp_path, count=10)),
+        data=str(write_pairs(tmp_path, count=10)),
+        quick=False,
     )
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["background", "foreground"] and splits.info["channels"] == 1
@@ -124,6 +123,7 @@ def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
 
 def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp_path):
     task, resolved = resolve(
+        TASK,
         "tile_size=8",
         "crops_per_image=3",
         "depth=2",
@@ -133,7 +133,8 @@ def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp
         "elastic_sigma=1",
         "context=4",
         "tta=true",
-        data_source=str(write_pairs(tmp_path, count=10)),
+        data=str(write_pairs(tmp_path, count=10)),
+        quick=False,
     )
     splits = task.load_data(resolved)
     assert splits.train.sample(2)[0].shape == (2, 24, 20, 1)  # whole images: crops are cut per batch
@@ -155,10 +156,12 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
 
     # 45x58 images, which no U-Net stride divides: training picks tiles, evaluation and prediction whole images.
     task, resolved = resolve(
+        TASK,
         "epochs=1",
         "base_filters=4",
         "batch_size=4",
-        data_source=str(write_pairs(tmp_path / "train", count=8, size=(58, 45))),
+        data=str(write_pairs(tmp_path / "train", count=8, size=(58, 45))),
+        quick=False,
     )
     result = runner.run(task, resolved)
     assert "training on 40x40 tiles (tile_size=40) of the 45x58 images" in caplog.text
@@ -189,7 +192,7 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
 def test_training_examples_are_whole_images_or_tiles_that_fit_the_stride(size, settings, expected):
     from tasks.vision_segmentation import _training_tile
 
-    _, resolved = resolve(*[f"{key}={value}" for key, value in settings.items()])
+    _, resolved = resolve(TASK, *[f"{key}={value}" for key, value in settings.items()], quick=False)
     if isinstance(expected, str):
         with pytest.raises(ValueError, match=expected):
             _training_tile(size, resolved, 8)
@@ -199,7 +202,7 @@ def test_training_examples_are_whole_images_or_tiles_that_fit_the_stride(size, s
 
 def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
     sizes = [(24, 20), (40, 30), (32, 36), (48, 44), (30, 26)]  # (height, width): medians 32 and 30
-    task, resolved = resolve(data_source=str(write_pairs(tmp_path, size=sizes)))
+    task, resolved = resolve(TASK, data=str(write_pairs(tmp_path, size=sizes)), quick=False)
     splits = task.load_data(resolved)
     assert "differ in size (20x24 to 44x48); resizing to 30x32 (image_size=0 picks the median" in caplog.text
     pictures, masks = splits.test.sample(1)
@@ -209,10 +212,12 @@ def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
 
 def test_class_index_masks_with_names(tmp_path):
     task, resolved = resolve(
+        TASK,
         "depth=2",
         "image_size=16",
         "class_names=sky,square",
-        data_source=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))),
+        data=str(write_pairs(tmp_path, count=8, mask_values=(0, 1))),
+        quick=False,
     )
     splits = task.load_data(resolved)
     assert splits.info["class_names"] == ["sky", "square"] and splits.train.sample(1)[0].shape[1:] == (16, 16, 1)
@@ -236,7 +241,7 @@ def test_class_index_masks_with_names(tmp_path):
 def test_bad_folders_name_the_file(tmp_path, damage, message):
     root = write_pairs(tmp_path)
     damage(root)
-    task, resolved = resolve(data_source=str(root))
+    task, resolved = resolve(TASK, data=str(root), quick=False)
     with pytest.raises(ValueError, match=message):
         task.load_data(resolved)
 
@@ -244,14 +249,14 @@ def test_bad_folders_name_the_file(tmp_path, damage, message):
 def test_masks_predict_wrote_beside_the_images_are_skipped_by_name(tmp_path, caplog):
     root = write_pairs(tmp_path, count=6)
     (root / "images" / "5_mask.png").write_bytes((root / "masks" / "5.png").read_bytes())
-    task, resolved = resolve("depth=2", data_source=str(root))
+    task, resolved = resolve(TASK, "depth=2", data=str(root), quick=False)
     splits = task.load_data(resolved)
     assert len(splits.train) + len(splits.validation) + len(splits.test) == 6
     assert "5_mask.png': a mask written by predict" in caplog.text
 
 
 def test_too_few_pairs_is_an_empty_split_error(tmp_path):
-    task, resolved = resolve("depth=2", data_source=str(write_pairs(tmp_path, count=2)))
+    task, resolved = resolve(TASK, "depth=2", data=str(write_pairs(tmp_path, count=2)), quick=False)
     with pytest.raises(ValueError, match="would be empty"):
         task.load_data(resolved)
 
@@ -268,7 +273,7 @@ def test_tfds_oxford_pets_under_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(tfds_source, "network_available", lambda timeout=3.0: True)
-    task, resolved = resolve("image_size=32", "depth=2", data_source="tfds:oxford_iiit_pet")
+    task, resolved = resolve(TASK, "image_size=32", "depth=2", data="tfds:oxford_iiit_pet", quick=False)
     with tfds.testing.mock_data(num_examples=12):
         splits = task.load_data(resolved)
         pictures, masks = splits.train.sample(4)  # streams read the (mocked) files when iterated
@@ -280,7 +285,7 @@ def test_tfds_oxford_pets_under_mock_data(monkeypatch):
 def test_mobilenetv2_encoder_variant_predicts_whole_images():
     from tasks.vision_segmentation import predict_masks
 
-    task, resolved = resolve("encoder=mobilenetv2", "base_filters=8")
+    task, resolved = resolve(TASK, "encoder=mobilenetv2", "base_filters=8", quick=False)
     info = {"class_names": ["background", "cell"], "channels": 1, "image_size": 0, "encoder": "mobilenetv2", "depth": 3}
     model = task.build_model(resolved, info)
     probabilities = predict_masks(model, np.random.default_rng(0).random((1, 40, 50, 1), dtype="float32"), info)
@@ -352,12 +357,14 @@ def test_segmentation_metrics_on_a_known_case():
 def test_real_isbi_membranes_load_with_the_benchmark_split():
     root = shared_data("isbi2012_membrane/train")
     task, resolved = resolve(
+        TASK,
         "split=ordered",
         "test_fraction=0.2",
         "validation_fraction=0.1",
         "tile_size=128",
         "depth=4",
-        data_source=str(root),
+        data=str(root),
+        quick=False,
     )
     splits = task.load_data(resolved)
     pictures, masks = splits.train.sample(len(splits.train))

@@ -1,6 +1,8 @@
-"""Reading what users give as data: the `--data` value, IDX and npz files, UTF-8 text, CSV/TSV/Parquet tables,
-JSON Lines, and the progress bar of long reads."""
+"""Reading what users give as data: the `--data` value, the table of readers every task reads it with
+(`READERS`, filled by `@reader`), IDX and npz files, UTF-8 text, CSV/TSV/Parquet tables, JSON Lines, and the
+progress bar of long reads."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -20,12 +22,34 @@ def progress(iterable, description, total=None):
     )
 
 
+# `KIND:PATH` names a path's kind instead of detecting it from what is on disk (`tfds:NAME` is no path).
+PREFIXES = ("tfds", "folder", "npz", "idx", "file", "csv")
+
+
+def split_source(source):
+    """Splits a `--data` value into the kind it names and its argument, without looking at the disk.
+
+    Args:
+        source (str): `embedded`, `tfds:NAME[:SPLIT]`, `KIND:PATH` with a kind of `PREFIXES`, or a path.
+
+    Returns:
+        tuple[str, str]: `("embedded", "")`, `("tfds", "NAME[:SPLIT]")`, `(KIND, PATH)`, or `("", PATH)` for a
+        bare path (a Windows drive letter is no kind).
+    """
+    if source == "embedded":
+        return "embedded", ""
+    kind, separator, rest = source.partition(":")
+    if separator and kind in PREFIXES:
+        return kind, rest
+    return "", source
+
+
 def parse_source(source):
-    """Splits a `--data` value into its kind and argument.
+    """Splits a `--data` value into its kind and argument (`split_source`), detecting a bare path's kind.
 
     Args:
         source (str): `embedded`, `tfds:NAME[:SPLIT]`, or a path (optionally prefixed `folder:`,
-            `npz:` or `idx:` to skip auto-detection).
+            `npz:`, `idx:`, `file:` or `csv:` to skip auto-detection).
 
     Returns:
         tuple[str, str]: `("embedded", "")`, `("tfds", "NAME[:SPLIT]")` or `(kind, path)` with kind
@@ -34,28 +58,95 @@ def parse_source(source):
     Raises:
         ValueError: the path does not exist.
     """
-    if source == "embedded":
-        return "embedded", ""
-    kind, separator, rest = source.partition(":")
-    if separator and kind in ("tfds", "folder", "npz", "idx", "file", "csv"):
-        if kind == "tfds":
-            return kind, rest
-        path = rest
-    else:
-        kind, path = "", source
-    if not os.path.exists(path):
+    kind, argument = split_source(source)
+    if kind in ("embedded", "tfds"):
+        return kind, argument
+    if not os.path.exists(argument):
         raise ValueError(
             f"data source '{source}' does not exist. Use 'embedded', 'tfds:NAME', or a path to your files."
         )
     if kind:
-        return kind, path
-    if os.path.isdir(path):
-        if any("idx" in name and "ubyte" in name for name in os.listdir(path)):
-            return "idx", path
-        return "folder", path
-    if path.endswith(".npz"):
-        return "npz", path
-    return "file", path
+        return kind, argument
+    if os.path.isdir(argument):
+        if any("idx" in name and "ubyte" in name for name in os.listdir(argument)):
+            return "idx", argument
+        return "folder", argument
+    if argument.endswith(".npz"):
+        return "npz", argument
+    return "file", argument
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """One input format's reader, as `reader` registers it.
+
+    Attributes:
+        name (str): what tasks name it by in their `readers`.
+        kinds (tuple[str, ...]): the `parse_source` kinds it reads.
+        read (Callable): `read(task, argument, config)`, returning what the tasks naming it load from.
+        describe (str): what it reads, listed when no reader of a task takes a source.
+        accepts (Callable | None): `accepts(argument, config)`, where the kind alone does not tell (a C-MAPSS
+            folder among folders); None takes every argument of its kinds.
+    """
+
+    name: str
+    kinds: tuple
+    read: object
+    describe: str
+    accepts: object = None
+
+
+READERS = {}  # every registered reader by name: one table, whichever module registers into it
+
+
+def reader(name, kinds, describe, accepts=None):
+    """Registers the decorated function as the reader `name` (see `Reader`): a new input format is one reader
+    and this line, and tasks that read it add its name to their `readers`.
+
+    Raises:
+        ValueError: another function already holds `name`.
+    """
+
+    def register(read):
+        held = READERS.get(name)
+        if held and (held.read.__module__, held.read.__qualname__) != (read.__module__, read.__qualname__):
+            raise ValueError(f"reader '{name}' is already {held.read.__module__}.{held.read.__qualname__}; rename one.")
+        READERS[name] = Reader(name, tuple(kinds), read, describe, accepts)
+        return read
+
+    return register
+
+
+def read_source(task, config, names):
+    """Reads `config.data` with the first reader of `names`, in order, that takes its kind.
+
+    Args:
+        task (tasks.base.Task): passed to the reader, and named in the error.
+        config (TaskConfig): its `data`, and whatever else the reader reads (columns, sizes).
+        names (Iterable[str]): registered reader names (`READERS`).
+
+    Returns:
+        object: what the reader returns.
+
+    Raises:
+        ValueError: a name no reader is registered under, the source does not exist, or none of the readers
+            takes it (the message lists what they read).
+    """
+    unknown = [name for name in names if name not in READERS]
+    if unknown:
+        raise ValueError(
+            f"{task.name} names unregistered reader(s) {unknown}; register them with @reader or fix the names."
+        )
+    kind, argument = parse_source(config.data)
+    chosen = [READERS[name] for name in names]
+    for found in chosen:
+        if kind in found.kinds and (found.accepts is None or found.accepts(argument, config)):
+            return found.read(task, argument, config)
+    if kind == "tfds" and not any("tfds" in found.kinds for found in chosen):
+        refusal = f"{task.name} has no TFDS dataset"
+    else:
+        refusal = f"{task.name} cannot read '{config.data}' (a {kind})"
+    raise ValueError(f"{refusal}; give {'; '.join(found.describe for found in chosen)}.")
 
 
 def read_idx(path):
@@ -358,3 +449,23 @@ def require_columns(frame, columns, source, hint=""):
         found = [str(column) for column in frame.columns]
         shown = ", ".join(found[:40]) + (" ..." if len(found) > 40 else "")
         raise ValueError(f"{source}: missing column(s) {missing}; found columns: {shown}.{' ' + hint if hint else ''}")
+
+
+@dataclasses.dataclass
+class Table:
+    """What readers of tables return.
+
+    Attributes:
+        frame (pandas.DataFrame): the rows.
+        name (str): the dataset's short name for MLflow.
+        synthetic (bool): True for generated rows.
+    """
+
+    frame: object
+    name: str
+    synthetic: bool = False
+
+
+@reader("table", ("file", "csv"), "a CSV/TSV/Parquet table")
+def _read_table(task, argument, config):
+    return Table(read_table(argument), f"table_{os.path.basename(argument)}")

@@ -34,7 +34,6 @@ logged model takes raw user and item ids and the Keras model itself stays backen
 """
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -107,6 +106,7 @@ class Recommendation(Task):
     table_columns = "query,user,user_id"
     key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
+    readers = ("embedded", "tfds_ratings", "ratings")
     # factorisation against an MLP over the embeddings, and the size of the latent space
     candidates = (("default", {}), ("neural", {"model": "neural"}), ("wide", {"embedding_dim": 64}))
     remedies = (
@@ -117,30 +117,20 @@ class Recommendation(Task):
     def load_data(self, config, fitted=None):
         """Reads and splits the interactions; with `fitted` (a trained model's info), encoded with its id
         vocabularies."""
-        from shared.data.sources import parse_source
-
-        kind, argument = parse_source(config.data)
-        if kind == "embedded":
-            frame, titles = synthetic_ratings(config.seed)
-            if not config.rating_column:
-                frame = frame.drop(columns="rating")
-            name, synthetic = "synthetic_ratings", True
-        elif kind == "tfds":
-            frame, titles = readers.tfds_ratings(argument, config)
-            name, synthetic = f"tfds_{argument.split(':')[0].replace('/', '_')}", False
-        elif kind in ("file", "csv", "folder"):
-            path = readers.ratings_file(argument)
-            frame, titles = readers.read_ratings(path, config), readers.read_titles(path, config)
-            name, synthetic = f"ratings_{os.path.basename(os.path.abspath(argument))}", False
-        else:
-            raise ValueError(
-                f"recommendation cannot read '{config.data}'; give a ratings CSV, u.data, "
-                "ratings.dat or a folder holding one."
-            )
+        found = self.read(config)
         source = config.data
-        frame = clean_interactions(frame.reset_index(drop=True), config, source).reset_index(drop=True)
+        frame = clean_interactions(found.frame.reset_index(drop=True), config, source).reset_index(drop=True)
         train, validation, test = split_interactions(frame, config, source)
-        return encoding.encode(frame, titles, (train, validation, test), config, name, synthetic, fitted)
+        return encoding.encode(
+            frame, found.titles, (train, validation, test), config, found.name, found.synthetic, fitted
+        )
+
+    def embedded(self, config):
+        """Generated ratings with latent tastes and popularity skew (implicit when rating_column is empty)."""
+        frame, titles = synthetic_ratings(config.seed)
+        if not config.rating_column:
+            frame = frame.drop(columns="rating")
+        return readers.Ratings(frame, titles, "synthetic_ratings", synthetic=True)
 
     def load_fitted(self, config, info):
         """`load_data`, ids encoded with the model's vocabularies (ids it never saw are its unknown user or item)."""

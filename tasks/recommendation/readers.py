@@ -1,8 +1,28 @@
 """Reading interactions: ratings files (MovieLens CSV, u.data, ratings.dat, any CSV), item titles, TFDS MovieLens."""
 
+import dataclasses
 import os
 
 import numpy as np
+
+from shared.data.sources import reader
+
+
+@dataclasses.dataclass
+class Ratings:
+    """What every reader of recommendation returns.
+
+    Attributes:
+        frame (pandas.DataFrame): interactions in columns user, item, rating (NaN when implicit), timestamp.
+        titles (dict): item titles by item id (empty when the source has none).
+        name (str): the dataset's short name for MLflow.
+        synthetic (bool): True for generated ratings.
+    """
+
+    frame: object
+    titles: dict
+    name: str
+    synthetic: bool = False
 
 
 def id_text(value):
@@ -144,3 +164,16 @@ def tfds_ratings(argument, config):
         frame["rating"] = columns["user_rating"].astype("float64")
     titles = dict(zip(frame["item"], (title.decode("utf-8", "replace") for title in columns["movie_title"])))
     return frame, titles
+
+
+@reader("tfds_ratings", ("tfds",), "tfds:movielens/*-ratings")
+def _read_tfds_ratings(task, argument, config):
+    return Ratings(*tfds_ratings(argument, config), f"tfds_{argument.split(':')[0].replace('/', '_')}")
+
+
+@reader("ratings", ("file", "csv", "folder"), "a ratings CSV, u.data, ratings.dat or a folder holding one")
+def _read_ratings_file(task, argument, config):
+    path = ratings_file(argument)
+    return Ratings(
+        read_ratings(path, config), read_titles(path, config), f"ratings_{os.path.basename(os.path.abspath(argument))}"
+    )

@@ -36,7 +36,7 @@ from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
 from tasks.speech import sources
 from tasks.speech.audio import AUDIO_EXTENSIONS, prepare, read_audio, read_seconds, sample_window
-from tasks.speech.cache import extract, feature_folder
+from tasks.speech.cache import extract, feature_folder, memory_clip
 from tasks.speech.features import (
     FEATURES,
     band_statistics,
@@ -46,6 +46,7 @@ from tasks.speech.features import (
     mfcc_statistics,
     standardize,
 )
+from tasks.speech.generated import generated_words
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Speech(ClassificationTask):
     key_params = ClassificationTask.key_params + ("features",)
     predict_chunk = 256  # features of 10,000 one-second clips are 160 MB, of 256 clips 4 MB
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
+    readers = ("embedded", "tfds_audio", "audio_pattern_folder", "audio_folder", "audio_manifest")
     # the feature family and the network's width
     candidates = (("default", {}), ("mfcc", {"features": "mfcc", "deltas": True}), ("wide", {"base_filters": 32}))
     remedies = (
@@ -149,7 +151,6 @@ class Speech(ClassificationTask):
     def load_data(self, config):
         from shared import augmentation
         from shared.data import examples
-        from shared.data.sources import parse_source
 
         settings = feature_settings(config)
         copies = max(0, config.augment_copies)
@@ -164,23 +165,9 @@ class Speech(ClassificationTask):
         perturb = augmentation.audio_waveform(
             speed=config.speed, semitones=config.pitch_semitones, snr_db=tuple(config.noise_snr_db), seed=config.seed
         )
-        kind, argument = parse_source(config.data)
-        if kind == "tfds":
-            roles, class_names, name, synthetic = sources.tfds_clips(argument, config, copies)
-        else:
-            makers, labels, groups, preset, class_names, name, synthetic = sources.clip_sources(config)
-            train, validation, test = self._split(config, labels, groups, preset)
-            train = train.cap(-(-config.max_examples // (1 + copies)), config.seed)
-            roles = {
-                role: (
-                    [makers[index](copies if role == "train" else 0, role == "test") for index in split.features],
-                    split.targets,
-                    len(split),
-                )
-                for role, split in (("train", train), ("validation", validation), ("test", test))
-            }
+        listed = self.read(config)
         found, failures = {}, []
-        for role, (clips, labels, count) in roles.items():
+        for role, (clips, labels, count) in listed.roles.items():
             results = extract(clips, settings, folder, perturb, f"audio features ({role})", count)
             failures += [result for result in results if isinstance(result, ValueError)]
             labels = np.asarray(labels, "int64")  # a stream's labels are complete once its clips are read
@@ -198,7 +185,7 @@ class Speech(ClassificationTask):
             raise ValueError(f"the test split of '{config.data}' is empty; raise test_fraction or name test_groups.")
         mean, std = band_statistics(found["train"][0][:: copies + 1])  # the clips themselves, not their copies
         info = {
-            "class_names": class_names,
+            "class_names": listed.class_names,
             "top_k": config.top_k,
             "features": settings,
             "mean": mean.tolist(),
@@ -210,7 +197,19 @@ class Speech(ClassificationTask):
             examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
             for role in ("train", "validation", "test")
         ]
-        return Splits(*splits, info, config.data, name, synthetic)
+        return Splits(*splits, info, config.data, listed.name, listed.synthetic)
+
+    def embedded(self, config):
+        """Generated spoken words, split by speaker as configured."""
+        waveforms, labels, groups, class_names = generated_words(
+            config.embedded_repeats, config.sample_rate, config.seed
+        )
+        generator = f"embedded:{config.embedded_repeats}:{config.sample_rate}:{config.seed}"
+        makers = [
+            memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
+            for index, samples in enumerate(waveforms)
+        ]
+        return sources.listed_clips(self, config, makers, labels, groups, class_names, "generated_words", True)
 
     def load_fitted(self, config, info):
         """`load_data` without perturbed copies (training's augmentation), with the model's class order and its

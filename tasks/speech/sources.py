@@ -1,6 +1,7 @@
-"""Where speech clips come from: class folders, flat folders named by a pattern, CSV manifests, TFDS and the
-generated words."""
+"""Where speech clips come from, as registered readers: class folders, flat folders named by a pattern, CSV
+manifests and TFDS; `listed_clips` splits the clips listed up front (files and the generated words)."""
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -8,63 +9,111 @@ import re
 
 import numpy as np
 
+from shared.data.sources import reader
 from tasks.speech.audio import AUDIO_EXTENSIONS, fix_length, read_seconds
 from tasks.speech.cache import file_clip, memory_clip
 from tasks.speech.features import feature_settings
-from tasks.speech.generated import generated_words
 
 logger = logging.getLogger(__name__)
 
 
-def clip_sources(config):
-    """Lists the clips of a folder, a manifest or the generated words.
+@dataclasses.dataclass
+class Clips:
+    """What every reader of speech returns.
 
-    Returns:
-        tuple: clip makers (`(copies, keep_clip) -> Clip`), integer labels, groups (or None), preset
-        split names per clip ("" = to carve), class names, dataset name, synthetic flag.
+    Attributes:
+        roles (dict): role (train, validation, test) -> (clips, labels, count): the clips (a generator for
+            streams, which fills labels as it is read), their integer labels and how many there are.
+        class_names (list[str]): names in label order.
+        name (str): the dataset's short name for MLflow.
+        synthetic (bool): True for the generated words.
     """
-    from shared.data.sources import parse_source
 
-    kind, argument = parse_source(config.data)
-    groups, preset, synthetic = None, None, False
-    if kind == "embedded":
-        waveforms, labels, groups, class_names = generated_words(
-            config.embedded_repeats, config.sample_rate, config.seed
-        )
-        generator = f"embedded:{config.embedded_repeats}:{config.sample_rate}:{config.seed}"
-        sources = [
-            memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
-            for index, samples in enumerate(waveforms)
-        ]
-        return sources, labels, groups, preset, class_names, "generated_words", True
-    if kind == "folder" and config.filename_pattern:
-        paths, names, groups = pattern_files(argument, config.filename_pattern)
-    elif kind == "folder":
-        root = pathlib.Path(argument)
-        if not any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir()):
-            raise ValueError(
-                f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
-                r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'."
-            )
-        from shared import images
+    roles: dict
+    class_names: list
+    name: str
+    synthetic: bool = False
 
-        paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
-        names = [class_names[label] for label in labels]
-    elif kind in ("file", "csv") and argument.lower().endswith((".csv", ".tsv")):
-        paths, names, groups = manifest(argument)
-    else:
-        raise ValueError(
-            f"speech cannot read '{config.data}'; give a class folder, a flat folder with "
-            "filename_pattern, a CSV manifest (path,label[,group]) or tfds:speech_commands."
+
+def listed_clips(task, config, makers, labels, groups, class_names, name, synthetic=False):
+    """Clips listed up front (files, generated words), split by the task's rule (`Speech._split`).
+
+    Args:
+        task (tasks.speech.Speech): whose `_split` splits them.
+        config (SpeechConfig): the split settings, `max_examples` and `augment_copies`.
+        makers (list): one clip maker (`(copies, keep_clip) -> Clip`) per clip.
+        labels (np.ndarray): integer labels.
+        groups (np.ndarray | None): speaker or group ids, for group splits.
+        class_names (list[str]): names in label order.
+        name (str): the dataset's short name.
+        synthetic (bool): True for generated clips.
+    """
+    copies = max(0, config.augment_copies)
+    train, validation, test = task._split(config, labels, groups, None)
+    train = train.cap(-(-config.max_examples // (1 + copies)), config.seed)
+    roles = {
+        role: (
+            [makers[index](copies if role == "train" else 0, role == "test") for index in split.features],
+            split.targets,
+            len(split),
         )
+        for role, split in (("train", train), ("validation", validation), ("test", test))
+    }
+    return Clips(roles, class_names, name, synthetic)
+
+
+def _file_clips(task, config, paths, names, groups, name):
+    """Audio files named by their labels (and groups), as `listed_clips`; each is read for as long as prediction
+    reads it."""
     class_names = sorted(set(names))
     lookup = {class_name: index for index, class_name in enumerate(class_names)}
     labels = np.array([lookup[label] for label in names])
     groups = None if groups is None else np.array([str(group) for group in groups])
-    folder_name = pathlib.Path(argument).stem if kind != "folder" else pathlib.Path(argument).name
     seconds = read_seconds(feature_settings(config))  # as much of each file as prediction reads
-    sources = [functools.partial(file_clip, path, seconds=seconds) for path in paths]
-    return sources, labels, groups, preset, class_names, f"{kind}_{folder_name}", synthetic
+    makers = [functools.partial(file_clip, path, seconds=seconds) for path in paths]
+    return listed_clips(task, config, makers, labels, groups, class_names, name)
+
+
+@reader(
+    "audio_pattern_folder",
+    ("folder",),
+    "a flat folder of audio files named by filename_pattern",
+    accepts=lambda argument, config: bool(config.filename_pattern),
+)
+def _read_pattern_folder(task, argument, config):
+    paths, names, groups = pattern_files(argument, config.filename_pattern)
+    return _file_clips(task, config, paths, names, groups, f"folder_{pathlib.Path(argument).name}")
+
+
+@reader("audio_folder", ("folder",), "a folder with one subfolder of audio files per class")
+def _read_audio_folder(task, argument, config):
+    from shared import images
+
+    root = pathlib.Path(argument)
+    if not any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir()):
+        raise ValueError(
+            f"'{argument}' has no class subfolders; for flat files set filename_pattern, e.g. "
+            r"--set 'filename_pattern=(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav'."
+        )
+    paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
+    names = [class_names[label] for label in labels]
+    return _file_clips(task, config, paths, names, None, f"folder_{root.name}")
+
+
+@reader(
+    "audio_manifest",
+    ("file", "csv"),
+    "a CSV manifest of path,label[,group]",
+    accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
+)
+def _read_audio_manifest(task, argument, config):
+    paths, names, groups = manifest(argument)
+    return _file_clips(task, config, paths, names, groups, f"file_{pathlib.Path(argument).stem}")
+
+
+@reader("tfds_audio", ("tfds",), "tfds:speech_commands (or another audio/label dataset)")
+def _read_tfds_audio(task, argument, config):
+    return Clips(*tfds_clips(argument, config, max(0, config.augment_copies)))
 
 
 def tfds_clips(argument, config, copies):
