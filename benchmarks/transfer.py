@@ -124,7 +124,7 @@ VARIANTS = (
         "anki_8000",
         DATA / "anki_spa_eng" / "spa-eng" / "spa.txt",
         ANKI,
-        "8k en->vi pairs, defaults of 2026-12-01: normalised BLEU 14.8",
+        "the defaults of 2026-12-01 on the same split: BLEU 9.26 (8k en->vi pairs: normalised 14.8)",
     ),
     Variant(
         "nlp_translation",
