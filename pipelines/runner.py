@@ -300,7 +300,8 @@ def run(
             verdict = judge(task, predictor, splits, config, evaluation)
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
-            tracking.log_results(metrics=verdict.validation, tags=verdict.tags)
+            # train_seconds after log_evaluation: its training curves plot every metric the run logged so far
+            tracking.log_results(metrics={**verdict.validation, "train_seconds": train_seconds}, tags=verdict.tags)
             logged = tracking.log_model(
                 task,
                 model,

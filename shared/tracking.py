@@ -123,6 +123,14 @@ def _git_commit():
         return "unknown"
 
 
+def _hardware():
+    """The machine a run trains on, as tags: CPUs this process may use, GPUs TensorFlow sees, the architecture."""
+    import tensorflow as tf
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpus": str(cpus), "gpus": str(len(tf.config.list_physical_devices("GPU"))), "machine": platform.machine()}
+
+
 def _versions():
     import keras
     import sklearn
@@ -200,6 +208,7 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
                 "key_setting": setting,
                 "primary_metric": f"test_{task.primary_metric}",
                 **{f"version.{name}": value for name, value in _versions().items()},
+                **{f"hardware.{name}": value for name, value in _hardware().items()},
                 **(tags or {}),
             }
         )
