@@ -559,6 +559,72 @@ def describe_version(name, version, run_id):
         client.set_model_version_tag(name, str(version), key, text)
 
 
+def logged_run(run_id):
+    """What a run logged, as plain values for `shared.model_card.render`.
+
+    Returns:
+        dict: `run_id`, `run_name`, `params`, `metrics` (latest values), `tags`, `datasets` (`context`, `name`,
+        `digest`, `examples` of each dataset input), `artifacts` (path -> `runs:/` URI of every file) and `epochs`
+        (steps of the training `loss` logged: epochs trained, resumed ones included).
+    """
+    _connect()
+    client = mlflow.MlflowClient()
+    found = client.get_run(run_id)
+    datasets = []
+    for item in found.inputs.dataset_inputs if found.inputs else []:
+        described = {tag.key: tag.value for tag in item.tags}
+        datasets.append(
+            {
+                "context": described.get("mlflow.data.context", ""),
+                "name": item.dataset.name,
+                "digest": item.dataset.digest,
+                "examples": described.get("examples", "?"),
+            }
+        )
+    return {
+        "run_id": run_id,
+        "run_name": found.info.run_name,
+        "params": dict(found.data.params),
+        "metrics": dict(found.data.metrics),
+        "tags": dict(found.data.tags),
+        "datasets": datasets,
+        "artifacts": {path: f"runs:/{run_id}/{path}" for path in _artifact_paths(client, run_id)},
+        "epochs": len(client.get_metric_history(run_id, "loss")),
+    }
+
+
+def _artifact_paths(client, run_id, folder=None):
+    """Every file's path among a run's artifacts, folders walked."""
+    paths = []
+    for item in client.list_artifacts(run_id, folder):
+        paths += _artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return paths
+
+
+def log_card(run_id, text, name=None, version=None):
+    """Logs a model card as the run's `model_card.md` and, given a registered version, ends its description with
+    the card's URI, so the registry leads to it.
+
+    Args:
+        run_id (str): the run the card describes.
+        text (str): the card (`shared.model_card.render`).
+        name (str | None): the registered model.
+        version (str | int | None): its version that the run's model became.
+
+    Returns:
+        str: the card's URI, `runs:/RUN_ID/model_card.md`.
+    """
+    from shared import model_card
+
+    client = mlflow.MlflowClient()
+    client.log_text(run_id, text, model_card.FILE)
+    uri = f"runs:/{run_id}/{model_card.FILE}"
+    if version is not None:
+        description = client.get_model_version(name, str(version)).description or ""
+        client.update_model_version(name, str(version), description=f"{description} Model card: {uri}".strip())
+    return uri
+
+
 def load(uri, task=None):
     """Loads a logged model by `models:/NAME/VERSION|latest`, `models:/NAME@ALIAS` or `runs:/ID/model`.
 

@@ -1,7 +1,12 @@
 """Model cards: `shared.model_card.render` on hand-made logged values (every section from a figure, optional sections
-only with their figures)."""
+only with their figures), then quick runs of three tasks whose `model_card.md` must state what the run logged."""
 
+import mlflow
+import pytest
+
+from pipelines import runner
 from shared import model_card
+from tests.conftest import resolve
 
 FACTS = model_card.TaskFacts("sentiment", "Sentiment: a classifier.", "accuracy", True, "text", "text")
 
@@ -119,3 +124,42 @@ def test_a_chosen_run_lends_its_data_and_training_to_its_parents_card():
     assert "Built from what run `parent1` logged." in card
     assert "Chosen by the portfolio: `bigru` (run `abc123`)." in card
     assert "Split sizes: 1400 training, 100 validation, 300 test examples." in card
+
+
+# Quick runs on embedded data; nlp_sentiment's validation split is made small (about 100 examples) on purpose.
+RUNS = {
+    "fraud_detection": (),
+    "nlp_sentiment": ("validation_fraction=0.05",),
+    "recommendation": (),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_quick_run_logs_a_card_stating_its_task_data_figures_and_baselines(name, tracking_store):
+    task, config = resolve(name, *RUNS[name])
+    result = runner.run(task, config)
+    client = mlflow.MlflowClient()
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/{model_card.FILE}")
+    run = client.get_run(result.run_id)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert f"Task `{name}`: {task.description}" in card
+    assert f"Source: `{tags['data_source']}`, dataset `{tags['dataset']}`." in card
+    sizes = f"{tags['examples.training']} training, {tags['examples.validation']} validation"
+    assert f"Split sizes: {sizes}, {tags['examples.testing']} test examples." in card
+    primary = f"test_{task.primary_metric}"
+    assert f"| `{primary}` (primary) | {model_card.number(metrics[primary])} |" in card
+    baselines = [key for key in metrics if key.startswith("test_baseline_")]
+    assert baselines
+    for key in baselines:
+        assert f"| {model_card.number(metrics[key])} | " in card, key
+    small = int(tags["examples.validation"]) < runner.SMALL_VALIDATION
+    assert (f"Small validation split: {tags['examples.validation']} examples" in card) == small
+    assert small == (name == "nlp_sentiment")
+    version = client.get_model_version(name, result.model_uri.rsplit("/", 1)[1])
+    assert version.description.endswith(f"Model card: runs:/{result.run_id}/{model_card.FILE}")
+
+
+def test_a_card_that_cannot_be_built_is_a_warning_not_a_failed_run(tracking_store):
+    task, _ = resolve("fraud_detection")
+    with pytest.warns(UserWarning, match="no model card for run missing"):
+        runner.log_card(task, "missing")
