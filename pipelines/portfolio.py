@@ -107,6 +107,7 @@ def run(task, config, experiment=None, promote="if-better"):
     import keras
     import pandas as pd
 
+    from pipelines import runner
     from shared import tracking
 
     tracking.check_policy(promote)
@@ -182,6 +183,7 @@ def run(task, config, experiment=None, promote="if-better"):
             },
             texts={"leaderboard.csv": pd.DataFrame(rows).to_csv(index=False)},
         )
+        runner.log_card(task, active.info.run_id, version)
     return PortfolioResult(
         run_id=active.info.run_id,
         chosen=best["candidate"],

@@ -211,6 +211,33 @@ def average(models):
     return keras.Model(inputs, mean, name=f"{models[0].name}_average")
 
 
+def log_card(task, run_id, version=None):
+    """Logs the run's model card (`shared.model_card`) and links it from its registered version's description.
+
+    A run that chose another run's model (a portfolio's or a sweep's, tagged `best_run_id`) describes that
+    run's data and training, under its own figures and tags. The card only describes the run: should building
+    or logging it fail, the run goes on with a warning.
+
+    Args:
+        task (tasks.base.Task): the run's task.
+        run_id (str): the run.
+        version (str | int | None): the registered version of the run's model (None: not registered).
+    """
+    from shared import model_card, tracking
+
+    facts = model_card.TaskFacts(
+        task.name, task.description, task.primary_metric, task.higher_is_better, task.input_kind, task.input_column
+    )
+    try:
+        logged = tracking.logged_run(run_id)
+        chosen = logged["tags"].get("best_run_id")
+        if chosen:
+            logged = model_card.merge(tracking.logged_run(chosen), logged)
+        tracking.log_card(run_id, model_card.render(facts, logged, SMALL_VALIDATION), task.name, version)
+    except Exception as error:  # whatever fails here, the trained and logged run must stand
+        warnings.warn(f"no model card for run {run_id}: {type(error).__name__}: {error}", stacklevel=2)
+
+
 def run(
     task,
     config,
@@ -300,7 +327,8 @@ def run(
             verdict = judge(task, predictor, splits, config, evaluation)
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
-            tracking.log_results(metrics=verdict.validation, tags=verdict.tags)
+            # train_seconds after log_evaluation: its training curves plot every metric the run logged so far
+            tracking.log_results(metrics={**verdict.validation, "train_seconds": train_seconds}, tags=verdict.tags)
             logged = tracking.log_model(
                 task,
                 model,
@@ -322,6 +350,7 @@ def run(
                 if trial is None
                 else None
             )
+            log_card(task, active.info.run_id, logged.registered_model_version if trial is None else None)
     backup.clear()
     epochs = history.history if history else {}
     result = RunResult(

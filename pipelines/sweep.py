@@ -269,6 +269,7 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
             },
             tags={"best_trial": trained, "best_run_id": result.run_id, "registered_version": version},
         )
+        runner.log_card(task, active.info.run_id, version)
     return SweepResult(
         run_id=active.info.run_id,
         best_trial=trained,

@@ -200,7 +200,10 @@ class Verdict:
     Attributes:
         metrics (dict[str, float]): test figures of each baseline, `baseline_<name>_<metric>` (logged with the
             `test_` prefix beside the model's).
-        validation (dict[str, float]): the validation figures the decision used, logged as they are.
+        validation (dict[str, float]): the validation figures the decision used, logged as they are: the model's
+            `validation_<metric>`, each baseline's `baseline_<name>_validation_<metric>` and the model's gain over
+            it, `..._gain`, with its bootstrap bounds `..._gain_lower` and `..._gain_upper` (5th and 95th
+            percentiles).
         refusal (str): why the model must not become champion (empty when it may).
         warnings (list[str]): lines for the user: a useless model, a classical baseline that beats it.
         summary (str): one line: the model's test figure against each baseline's.
@@ -277,6 +280,15 @@ def judge(scorers, baselines, validation, test, remedies="", seed=0, resamples=R
             )
             comparisons.append(found)
             figures[f"baseline_{baseline.name}_validation_{gate.name}"] = found.theirs
+            bounds = {"": found.gain, "_lower": found.lower, "_upper": found.upper}
+            # the gate's evidence as figures, for the model card; bounds are NaN when nothing was resampled
+            figures.update(
+                {
+                    f"baseline_{baseline.name}_validation_{gate.name}_gain{suffix}": value
+                    for suffix, value in bounds.items()
+                    if np.isfinite(value)
+                }
+            )
     verdict = Verdict(metrics=metrics, validation=figures, scorers=list(scorers), comparisons=comparisons)
     if summary:
         verdict.summary = f"test {gate.name} {ours:.4f} against baselines {', '.join(summary)}"

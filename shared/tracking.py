@@ -123,6 +123,14 @@ def _git_commit():
         return "unknown"
 
 
+def _hardware():
+    """The machine a run trains on, as tags: CPUs this process may use, GPUs TensorFlow sees, the architecture."""
+    import tensorflow as tf
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpus": str(cpus), "gpus": str(len(tf.config.list_physical_devices("GPU"))), "machine": platform.machine()}
+
+
 def _versions():
     import keras
     import sklearn
@@ -200,6 +208,7 @@ def run(task, params, experiment=None, run_id=None, enabled=True, run_name=None,
                 "key_setting": setting,
                 "primary_metric": f"test_{task.primary_metric}",
                 **{f"version.{name}": value for name, value in _versions().items()},
+                **{f"hardware.{name}": value for name, value in _hardware().items()},
                 **(tags or {}),
             }
         )
@@ -548,6 +557,72 @@ def describe_version(name, version, run_id):
         version_tags[metric] = f"{value:.6g}"
     for key, text in version_tags.items():
         client.set_model_version_tag(name, str(version), key, text)
+
+
+def logged_run(run_id):
+    """What a run logged, as plain values for `shared.model_card.render`.
+
+    Returns:
+        dict: `run_id`, `run_name`, `params`, `metrics` (latest values), `tags`, `datasets` (`context`, `name`,
+        `digest`, `examples` of each dataset input), `artifacts` (path -> `runs:/` URI of every file) and `epochs`
+        (steps of the training `loss` logged: epochs trained, resumed ones included).
+    """
+    _connect()
+    client = mlflow.MlflowClient()
+    found = client.get_run(run_id)
+    datasets = []
+    for item in found.inputs.dataset_inputs if found.inputs else []:
+        described = {tag.key: tag.value for tag in item.tags}
+        datasets.append(
+            {
+                "context": described.get("mlflow.data.context", ""),
+                "name": item.dataset.name,
+                "digest": item.dataset.digest,
+                "examples": described.get("examples", "?"),
+            }
+        )
+    return {
+        "run_id": run_id,
+        "run_name": found.info.run_name,
+        "params": dict(found.data.params),
+        "metrics": dict(found.data.metrics),
+        "tags": dict(found.data.tags),
+        "datasets": datasets,
+        "artifacts": {path: f"runs:/{run_id}/{path}" for path in _artifact_paths(client, run_id)},
+        "epochs": len(client.get_metric_history(run_id, "loss")),
+    }
+
+
+def _artifact_paths(client, run_id, folder=None):
+    """Every file's path among a run's artifacts, folders walked."""
+    paths = []
+    for item in client.list_artifacts(run_id, folder):
+        paths += _artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return paths
+
+
+def log_card(run_id, text, name=None, version=None):
+    """Logs a model card as the run's `model_card.md` and, given a registered version, ends its description with
+    the card's URI, so the registry leads to it.
+
+    Args:
+        run_id (str): the run the card describes.
+        text (str): the card (`shared.model_card.render`).
+        name (str | None): the registered model.
+        version (str | int | None): its version that the run's model became.
+
+    Returns:
+        str: the card's URI, `runs:/RUN_ID/model_card.md`.
+    """
+    from shared import model_card
+
+    client = mlflow.MlflowClient()
+    client.log_text(run_id, text, model_card.FILE)
+    uri = f"runs:/{run_id}/{model_card.FILE}"
+    if version is not None:
+        description = client.get_model_version(name, str(version)).description or ""
+        client.update_model_version(name, str(version), description=f"{description} Model card: {uri}".strip())
+    return uri
 
 
 def load(uri, task=None):

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 
 import numpy as np
 
@@ -235,6 +236,13 @@ class Task:
         `monitor` when set, else the task's.
         """
         return config.monitor or self.monitor
+
+    @property
+    def description(self):
+        """str: the task's one-line description: the first paragraph of its module's docstring, which every task
+        module opens with (e.g. "Fraud detection: a tabular MLP ... for rare positives.")."""
+        text = sys.modules[type(self).__module__].__doc__ or ""
+        return " ".join(text.strip().split("\n\n")[0].split())
 
     @property
     def key_setting(self):

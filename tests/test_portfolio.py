@@ -70,6 +70,9 @@ def test_a_two_candidate_portfolio_logs_nested_runs_a_leaderboard_and_registers_
     assert parent["metrics.validation_accuracy"] == pytest.approx(chosen["validation"])
     versions = mlflow.MlflowClient().search_model_versions("name='vision_classification'")
     assert [version.run_id for version in versions] == [chosen["run_id"]]
+    card = mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/model_card.md")
+    assert f"Chosen by the portfolio: `{chosen['candidate']}` (run `{chosen['run_id']}`)." in card
+    assert versions[0].description.endswith(f"Model card: runs:/{parent['run_id']}/model_card.md")
     assert "vision_classification: version 1 promoted to @champion: no champion yet" in printed
     assert f"chose {chosen['candidate']} (validation_accuracy=" in printed and "candidate narrow: " in printed
 

@@ -140,6 +140,17 @@ def test_only_the_best_trial_model_is_registered(quick_sweep):
     assert versions[0].run_id == client.get_run(result.run_id).data.tags["best_run_id"]
 
 
+def test_the_parent_and_every_trial_log_a_model_card_and_the_version_links_the_parents(quick_sweep):
+    result, runs, client = quick_sweep
+    for run_id in runs["run_id"]:
+        assert [item.path for item in client.list_artifacts(run_id) if item.path == "model_card.md"], run_id
+    card = client.download_artifacts(result.run_id, "model_card.md")
+    with open(card, encoding="utf-8") as handle:
+        assert f"(run `{client.get_run(result.run_id).data.tags['best_run_id']}`)" in handle.read()
+    version = client.get_model_version(TASK, result.model_uri.rsplit("/", 1)[1])
+    assert version.description.endswith(f"Model card: runs:/{result.run_id}/model_card.md")
+
+
 def test_failed_trials_are_marked_failed_and_the_sweep_goes_on(quick_sweep, monkeypatch, capsys):
     import mlflow
 
