@@ -33,8 +33,8 @@ def main():
             "balanced_accuracy",
             "f1",
             "threshold",
-            "expected_calibration_error",
-            "brier_score",
+            "ece",
+            "brier",
         ),
         description=__doc__.splitlines()[0],
     )

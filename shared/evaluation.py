@@ -417,39 +417,55 @@ def segmentation(matrix, class_names):
     )
 
 
-def calibration(labels, scores, bins=10):
-    """Reliability diagram and expected calibration error of positive-class probabilities.
+CALIBRATION_BINS = 15  # equal-width confidence bins: the usual choice since Guo et al. (2017), so ECEs compare
+
+
+def calibration(labels, probabilities, bins=CALIBRATION_BINS):
+    """Expected calibration error, Brier score and a reliability diagram of predicted class probabilities.
+
+    Conventions: with two classes (one positive-class score per example, or two probability columns) the positive
+    class's (label 1) probability is binned against the observed positive fraction, as a detection threshold reads
+    it; with more classes the top-class confidence is binned against the accuracy of those predictions (Guo et al.
+    2017). ECE is the example-weighted mean of |observed - mean probability| over `bins` equal-width bins of
+    [0, 1], so 0 is perfect and 1 the worst. The Brier score is the mean squared error of the positive-class
+    probability (binary, in [0, 1]) or of the whole probability vector against the one-hot label (multi-class,
+    summed over classes: in [0, 2]).
 
     Args:
-        labels (np.ndarray): true 0/1 labels.
-        scores (np.ndarray): predicted positive-class probabilities.
+        labels (np.ndarray): true class indices (0/1 when binary), shape (n,).
+        probabilities (np.ndarray): positive-class probabilities, shape (n,) or (n, 1), or class probabilities,
+            shape (n, k).
         bins (int): equal-width probability bins.
 
     Returns:
-        Evaluation: metrics `expected_calibration_error` and `brier_score`; a `calibration_curve` figure.
+        Evaluation: metrics `ece` and `brier`; a `reliability` figure (observed against predicted per non-empty
+        bin, the diagonal being perfect calibration).
     """
-    from sklearn import calibration as sklearn_calibration, metrics
-
-    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype="float64")
-    observed, predicted = sklearn_calibration.calibration_curve(labels, scores, n_bins=bins, strategy="uniform")
-    which = np.minimum((scores * bins).astype(int), bins - 1)
-    error = sum(
-        abs(scores[which == b].mean() - labels[which == b].mean()) * np.mean(which == b) for b in np.unique(which)
-    )
+    labels = np.asarray(labels).reshape(-1).astype("int64")
+    probabilities = np.asarray(probabilities, dtype="float64")
+    if probabilities.ndim == 1 or probabilities.shape[1] <= 2:
+        confidence = probabilities.reshape(len(labels), -1)[:, -1]  # the last column is the positive class's
+        observed = labels.astype("float64")
+        brier = np.mean((confidence - observed) ** 2)
+        axes = ("mean positive-class probability", "observed positive fraction")
+    else:
+        confidence = probabilities.max(axis=1)
+        observed = (probabilities.argmax(axis=1) == labels).astype("float64")
+        brier = np.mean(np.sum((probabilities - np.eye(probabilities.shape[1])[labels]) ** 2, axis=1))
+        axes = ("mean top-class confidence", "accuracy")
+    which = np.minimum((confidence * bins).astype("int64"), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    filled = counts > 0
+    mean_confidence = np.bincount(which, confidence, bins)[filled] / counts[filled]
+    mean_observed = np.bincount(which, observed, bins)[filled] / counts[filled]
+    error = np.sum(counts[filled] * np.abs(mean_observed - mean_confidence)) / len(labels)
     figure = plots.curves(
-        [("model", predicted, observed)],
-        "mean predicted probability",
-        "observed positive fraction",
-        "calibration (reliability diagram)",
+        [(f"model (ECE {error:.3f})", mean_confidence, mean_observed)],
+        *axes,
+        f"reliability diagram ({bins} bins)",
         diagonal=True,
     )
-    return Evaluation(
-        metrics={
-            "expected_calibration_error": float(error),
-            "brier_score": float(metrics.brier_score_loss(labels, scores)),
-        },
-        figures={"calibration_curve": figure},
-    )
+    return Evaluation(metrics={"ece": float(error), "brier": float(brier)}, figures={"reliability": figure})
 
 
 def grad_cam(model, images, class_indices):

@@ -9,7 +9,7 @@ Sections that later work fills appear only when a run logged their figures, by n
 - Slices: metrics `test_slice_<slice>_<metric>`, with `test_slice_<slice>_examples` counting each slice's examples
   (a slice under `SMALL_SLICE` examples is named under Limitations) and `test_slice_gap_<metric>` the gap between
   the best and worst slice.
-- Calibration: metrics `test_ece`, `test_brier` or `test_calibration_*`, plots `plots/calibration*`.
+- Calibration: metrics `test_ece`, `test_brier` or `test_calibration_*`, plot `plots/reliability.png`.
 - Robustness: metrics `test_robust_*`.
 - Explanations: artifacts under `plots/explain/`.
 
@@ -26,7 +26,7 @@ IMBALANCE = 0.1  # a class with at most this share of the test examples is named
 # (title, metric prefixes, artifact prefixes) of the sections that appear only when a run logged their figures
 OPTIONAL_SECTIONS = (
     ("Slices", ("test_slice_",), ()),
-    ("Calibration", ("test_ece", "test_brier", "test_calibration_"), ("plots/calibration",)),
+    ("Calibration", ("test_ece", "test_brier", "test_calibration_"), ("plots/reliability",)),
     ("Robustness", ("test_robust_",), ()),
     ("Explanations", (), ("plots/explain/",)),
 )

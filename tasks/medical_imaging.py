@@ -50,7 +50,6 @@ class MedicalImagingConfig(ImageClassificationConfig):
     focal_gamma: NonNegative = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
     threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden: max sensitivity + specificity; or a target
     target_sensitivity: Fraction = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
-    calibration_bins: Count = 10  # equal-width probability bins of the reliability diagram
     gradcam_count: Size = 8  # test images explained with Grad-CAM (true/false positives and negatives)
 
 
@@ -232,13 +231,10 @@ class MedicalImaging(ImageClassificationTask):
             result.metrics["balanced_accuracy"] = (result.metrics["sensitivity"] + result.metrics["specificity"]) / 2
             result.serving["threshold"] = threshold  # saved with the model, so predict uses it
             result.texts["threshold.txt"] = f"threshold {threshold:.6f}: {how}, chosen on the validation split\n"
-            calibration = evaluation.calibration(labels, scores, config.calibration_bins)
         else:
             predicted = probabilities.argmax(axis=1)
             result = evaluation.classification(labels, probabilities, names)
-            calibration = evaluation.calibration(
-                predicted == labels, probabilities.max(axis=1), config.calibration_bins
-            )  # confidence calibration
+        calibration = evaluation.calibration(labels, probabilities)
         result.metrics.update(calibration.metrics)
         result.figures.update(calibration.figures)
         if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling

@@ -1,0 +1,53 @@
+"""Calibration: `shared.evaluation.calibration` on synthetic probabilities (its binary and multi-class conventions)."""
+
+import numpy as np
+import pytest
+
+from shared import evaluation
+
+
+def calibrated_binary(count, seed=0):
+    """Positive-class probabilities and labels drawn from them: calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    scores = rng.random(count)
+    return (rng.random(count) < scores).astype(int), scores
+
+
+def calibrated_classes(count, classes=5, seed=0):
+    """Class probabilities and labels drawn from them: calibrated by construction, the top class included."""
+    rng = np.random.default_rng(seed)
+    probabilities = rng.dirichlet(np.full(classes, 0.5), count)
+    cumulative = probabilities.cumsum(axis=1)
+    labels = np.minimum((rng.random((count, 1)) > cumulative).sum(axis=1), classes - 1)
+    return labels, probabilities
+
+
+def test_calibrated_probabilities_have_an_ece_near_zero():
+    for labels, probabilities in (calibrated_binary(20000), calibrated_classes(20000)):
+        result = evaluation.calibration(labels, probabilities)
+        assert result.metrics["ece"] < 0.02 and set(result.figures) == {"reliability"}
+
+
+def test_overconfident_probabilities_have_a_large_ece():
+    labels, scores = calibrated_binary(20000)
+    pushed = np.where(scores > 0.5, 0.99, 0.01)  # the right side, stated as near certainty
+    assert evaluation.calibration(labels, pushed).metrics["ece"] > 0.2
+    labels, probabilities = calibrated_classes(20000)
+    sharpened = probabilities**6 / (probabilities**6).sum(axis=1, keepdims=True)
+    assert evaluation.calibration(labels, sharpened).metrics["ece"] > 0.1
+
+
+def test_binary_reads_the_positive_class_probability_however_it_is_shaped():
+    labels, scores = np.array([0, 1, 1, 1]), np.array([0.1, 0.1, 0.9, 0.9])
+    # bins 1 (0.1) and 13 (0.9) of 15: half the examples each, observed 0.5 and 1.0
+    expected = {"ece": 0.5 * 0.4 + 0.5 * 0.1, "brier": (0.01 + 0.81 + 0.01 + 0.01) / 4}
+    for shaped in (scores, scores[:, None], np.stack([1 - scores, scores], axis=1)):
+        assert evaluation.calibration(labels, shaped).metrics == pytest.approx(expected)
+
+
+def test_multi_class_reads_the_top_class_confidence_and_the_whole_vector_for_brier():
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    # the first is right at confidence 0.6, the second wrong at 0.7
+    result = evaluation.calibration(np.array([0, 2]), probabilities)
+    squared = (0.16 + 0.09 + 0.01) + (0.04 + 0.49 + 0.81)
+    assert result.metrics == pytest.approx({"ece": 0.5 * 0.4 + 0.5 * 0.7, "brier": squared / 2})
