@@ -62,7 +62,7 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         ValueError: a bad model URI, a model of another task, a bad setting or source; raised before the
             evaluation run starts, so none is left behind.
     """
-    from pipelines import serving_model  # imports mlflow: the CLI's --help must not wait for it
+    from pipelines import runner, serving_model  # imports mlflow: the CLI's --help must not wait for it
     from shared import tracking
 
     if trust_model_code:
@@ -81,7 +81,9 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         ["evaluate", task.name, f"v{registered[1]}" if registered else logged.run_id[:8], tracking.short_source(source)]
     )
     with tracking.run(task, config_module.flatten(config), experiment, run_name=run_name, tags=tags) as active:
-        evaluation = task.evaluate(serving_model.BatchPredictor(logged.model), splits, config)
+        predictor = serving_model.BatchPredictor(logged.model)
+        evaluation = task.evaluate(predictor, splits, config)
+        runner.calibrate(task, predictor, splits, config, evaluation)
         tracking.log_model_evaluation(evaluation, splits, logged.model_id)
     return {
         "task": task.name,

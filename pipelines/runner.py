@@ -74,6 +74,28 @@ def judge(task, model, splits, config, evaluation):
     return baselines.judge(scorers, splits.baselines, validation, test, task.remedies, seed=config.seed)
 
 
+def calibrate(task, model, splits, config, evaluation):
+    """Adds the calibration of the model's test probabilities to `evaluation` (metrics `ece` and `brier`, figure
+    `reliability`; see `shared.evaluation.calibration`), when the task's outputs are class probabilities
+    (`Task.probabilistic`); other tasks' evaluations are left as they are.
+
+    Args:
+        task (tasks.base.Task): the task.
+        model (keras.Model | BatchPredictor): the trained model.
+        splits (tasks.base.Splits): the evaluated data.
+        config (tasks.base.TaskConfig): the run's config.
+        evaluation (shared.evaluation.Evaluation): the test evaluation, whose `outputs` are reused when present.
+    """
+    from shared import evaluation as evaluating
+
+    if not task.probabilistic(splits.info):
+        return
+    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
+    calibration = evaluating.calibration(*(evaluation.outputs or task.outputs(model, served, "test", config)))
+    evaluation.metrics.update(calibration.metrics)
+    evaluation.figures.update(calibration.figures)
+
+
 @contextlib.contextmanager
 def _cache_folder(store, cache):
     """A folder for this run's disk caches (`cache=disk`), deleted when the run ends; None otherwise."""
@@ -324,6 +346,7 @@ def run(
             predictor = serving_model.BatchPredictor(model)
             splits.baselines = task.baselines(splits, config)
             evaluation = task.evaluate(predictor, splits, config)
+            calibrate(task, predictor, splits, config, evaluation)
             verdict = judge(task, predictor, splits, config, evaluation)
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))

@@ -383,6 +383,16 @@ class Task:
         row per example, in the form `scorers` read (`splits.info` holds what the served model uses)."""
         raise NotImplementedError(f"{self.name} does not say how its model's outputs are scored (outputs).")
 
+    def probabilistic(self, info):
+        """Whether the model's test outputs (`Evaluation.outputs`) are class probabilities, whose calibration the
+        runner then measures (`shared.evaluation.calibration`): one positive-class probability per example, or one
+        probability per class. Default: False (scores, regressions, rankings, texts, pixel counts).
+
+        Args:
+            info (dict): `Splits.info` (a task of several modes says which one the model was trained in).
+        """
+        return False
+
     def baselines(self, splits, config):
         """Returns the baselines (`shared.baselines.Baseline`) fitted on `splits.train`, answering its validation
         and test examples: a trivial one (which uses no input) and, where one exists, a classical one."""
@@ -641,6 +651,10 @@ class ClassificationTask(Task):
 
         probabilities, labels = examples.predict(model, getattr(splits, role), config.batch_size)
         return labels, probabilities
+
+    def probabilistic(self, info):
+        """True: the softmax head's class probabilities."""
+        return True
 
     def baselines(self, splits, config):
         """The majority class, answering the training class frequencies (ROC-AUC 0.5)."""

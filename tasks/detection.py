@@ -101,6 +101,11 @@ class BinaryDetectionTask(Task):
         split = getattr(splits, role)
         return np.asarray(split.targets).reshape(-1), self.scores(model, splits.info, split.features)
 
+    def probabilistic(self, info):
+        """True for a detector's sigmoid probability (the served one, blend included); False for a regression
+        mode (`info["mode"]`, predictive maintenance's RUL)."""
+        return info.get("mode", "classification") == "classification"
+
     def baselines(self, splits, config):
         """The positive rate as every score (trivial), and the task's trees (`baseline`) when it has them."""
         from shared import baselines, trees

@@ -234,9 +234,6 @@ class MedicalImaging(ImageClassificationTask):
         else:
             predicted = probabilities.argmax(axis=1)
             result = evaluation.classification(labels, probabilities, names)
-        calibration = evaluation.calibration(labels, probabilities)
-        result.metrics.update(calibration.metrics)
-        result.figures.update(calibration.figures)
         if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling
             chosen, titles = self._gradcam_examples(labels, probabilities, predicted, names, config.gradcam_count)
             explained = predicted[chosen] if len(names) > 2 else np.ones(len(chosen), int)

@@ -1,9 +1,25 @@
-"""Calibration: `shared.evaluation.calibration` on synthetic probabilities (its binary and multi-class conventions)."""
+"""Calibration: `shared.evaluation.calibration` on synthetic probabilities (its binary and multi-class conventions),
+which tasks output probabilities, and quick runs of three classifiers that must log `test_ece`, `test_brier` and the
+reliability diagram."""
 
+import mlflow
 import numpy as np
 import pytest
 
-from shared import evaluation
+import tasks
+from pipelines import runner
+from shared import evaluation, model_card
+from tests.conftest import resolve
+
+# The tasks whose test outputs are class probabilities (predictive_maintenance in its classification mode).
+PROBABILISTIC = {
+    "fraud_detection",
+    "medical_imaging",
+    "nlp_sentiment",
+    "predictive_maintenance",
+    "speech",
+    "vision_classification",
+}
 
 
 def calibrated_binary(count, seed=0):
@@ -51,3 +67,32 @@ def test_multi_class_reads_the_top_class_confidence_and_the_whole_vector_for_bri
     result = evaluation.calibration(np.array([0, 2]), probabilities)
     squared = (0.16 + 0.09 + 0.01) + (0.04 + 0.49 + 0.81)
     assert result.metrics == pytest.approx({"ece": 0.5 * 0.4 + 0.5 * 0.7, "brier": squared / 2})
+
+
+def test_the_classifiers_and_only_they_declare_probabilities():
+    for name in tasks.names():
+        assert tasks.get(name).probabilistic({}) == (name in PROBABILISTIC), name
+    maintenance = tasks.get("predictive_maintenance")
+    assert not maintenance.probabilistic({"mode": "regression"})
+
+
+# Quick runs on embedded data: a detector (one sigmoid score), softmax classifiers of two classes and of more, and
+# the detector of a task with a regression mode.
+RUNS = {
+    "fraud_detection": (),
+    "nlp_sentiment": (),
+    "speech": (),
+    "predictive_maintenance": ("mode=classification",),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_quick_run_logs_its_calibration_and_its_card_shows_it(name, tracking_store):
+    result = runner.run(*resolve(name, *RUNS[name]))
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert 0 <= run.data.metrics["test_ece"] <= 1 and 0 <= run.data.metrics["test_brier"] <= 2
+    plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert "plots/reliability.png" in plots
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/{model_card.FILE}")
+    calibration = card.split("## Calibration")[1].split("## ")[0]
+    assert "| `test_ece` |" in calibration and f"[plots/reliability.png](runs:/{result.run_id}/" in calibration

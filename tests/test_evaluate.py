@@ -44,6 +44,9 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
     assert (result["task"], result["model"], result["data"]) == (task.name, uri, "embedded")
     metric = task.primary_metric
     assert result["metrics"][metric] == pytest.approx(trained.metrics[metric], abs=1e-4)  # parity with training
+    assert ("ece" in result["metrics"]) == ("ece" in trained.metrics)  # a classifier's calibration too
+    if "ece" in trained.metrics:
+        assert result["metrics"]["ece"] == pytest.approx(trained.metrics["ece"], abs=1e-4)
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id

@@ -50,6 +50,7 @@ def test_embedded_run_beats_the_mean_and_logs_rul_plots(trained):
     assert result.metrics["r2"] > 0.0  # better than predicting the test mean
     assert result.metrics["rmse"] < 125
     assert {"mae", "nasa_score", "rmse_uncapped"} <= set(result.metrics)
+    assert "ece" not in result.metrics  # RUL is no probability to calibrate
     plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
     assert {"plots/rul_per_unit.png", "plots/unit_life.png"} <= plots
     info = tracking.load("models:/predictive_maintenance/latest").unwrap_python_model().info
