@@ -1,0 +1,79 @@
+"""Robustness figures: FGSM lowers a trained classifier's accuracy as its budget grows (on TensorFlow and on JAX),
+character noise is seeded and touches only letters and digits."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+from shared import robustness
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BUDGETS = [f"robust_accuracy_{budget:g}" for budget in robustness.FGSM_BUDGETS]
+
+
+def separable(count, seed):
+    """Points in 16 dimensions labelled by the side of a hyperplane they fall on, many of them near it."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(count, 16)).astype("float32")
+    return features, (features.sum(axis=1) > 0).astype("int64")
+
+
+def check_fgsm_lowers_accuracy():
+    """Trains a small softmax classifier on separable points (a few seconds) and checks FGSM's figures fall."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features, labels = separable(2000, 0)
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    model.fit(features, labels, epochs=5, batch_size=64, verbose=0)
+    test, truth = separable(256, 1)
+    found = robustness.fgsm(model, test, truth, lambda inputs: model.predict(inputs, verbose=0))
+    clean, small, large = found["robust_accuracy_0"], found[BUDGETS[0]], found[BUDGETS[1]]
+    assert clean >= 0.9, found  # the model learned the hyperplane
+    assert clean >= small >= large and large < clean, found
+    return found
+
+
+def test_fgsm_lowers_a_trained_classifiers_accuracy_as_the_budget_grows():
+    check_fgsm_lowers_accuracy()
+
+
+def test_fgsm_takes_input_gradients_on_jax():
+    environment = dict(os.environ, KERAS_BACKEND="jax")
+    completed = subprocess.run(
+        [sys.executable, "-c", "from tests.test_robustness import check_fgsm_lowers_accuracy as c; print(c())"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def test_character_noise_is_seeded_and_replaces_only_letters_and_digits():
+    texts = ["A good film, 10/10!", "bad. very bad..."]
+    assert robustness.character_noise(texts, 0.0, 0) == texts
+    noisy = robustness.character_noise(texts, 1.0, 0)
+    assert noisy == robustness.character_noise(texts, 1.0, 0) != robustness.character_noise(texts, 1.0, 1)
+    for text, changed in zip(texts, noisy):
+        assert len(changed) == len(text)
+        assert all(new == old if not old.isalnum() else new.islower() for old, new in zip(text, changed))
+
+
+def test_text_noise_lowers_a_keyword_classifiers_accuracy_as_the_rate_grows():
+    texts = [f"{'a good' if label else 'a bad'} film" for label in (0, 1) * 100]
+    labels = np.array([0, 1] * 100)
+
+    def keywords(batch):  # "good" says positive, anything else negative
+        return np.array([[0.0, 1.0] if "good" in text else [1.0, 0.0] for text in batch])
+
+    found = robustness.text_noise(texts, labels, keywords, rates=(0.05, 0.5), seed=0)
+    assert found["robust_accuracy_0"] == 1.0
+    assert 1.0 > found["robust_accuracy_chars0.05"] > found["robust_accuracy_chars0.5"]
