@@ -84,6 +84,7 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         predictor = serving_model.BatchPredictor(logged.model)
         evaluation = task.evaluate(predictor, splits, config)
         runner.calibrate(task, predictor, splits, config, evaluation)
+        runner.robustness(task, predictor, splits, config, evaluation)
         tracking.log_model_evaluation(evaluation, splits, logged.model_id)
     return {
         "task": task.name,

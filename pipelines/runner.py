@@ -96,6 +96,49 @@ def calibrate(task, model, splits, config, evaluation):
     evaluation.figures.update(calibration.figures)
 
 
+def robustness(task, model, splits, config, evaluation):
+    """Adds the model's accuracy under perturbation to `evaluation`, by the task's `robustness_kind`, on a seeded
+    sample of the test split (`shared.robustness.SAMPLE` examples) scored by the task's own `outputs` and decided
+    as served (a two-class model's `threshold` when its evaluation chose one, else the top class): FGSM on
+    float model inputs ("fgsm", metrics `robust_accuracy_0`, `robust_accuracy_0.01`, `robust_accuracy_0.04`), or
+    character noise on raw texts ("text", `robust_accuracy_0`, `robust_accuracy_chars0.05`,
+    `robust_accuracy_chars0.2`). Tasks without a kind, and FGSM tasks whose decoded features are not the model's
+    one float input (a dict, varying shapes), are left as they are.
+
+    Args:
+        task (tasks.base.Task): the task.
+        model (keras.Model | BatchPredictor): the trained model.
+        splits (tasks.base.Splits): the evaluated data.
+        config (tasks.base.TaskConfig): the run's config.
+        evaluation (shared.evaluation.Evaluation): the test evaluation.
+    """
+    import numpy as np
+
+    from shared import robustness as robust
+    from shared.data import examples
+
+    if task.robustness_kind is None:
+        return
+    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
+    sample = splits.test.cap(robust.SAMPLE, config.seed)
+    features, labels = sample.sample(len(sample))
+
+    def score(perturbed):
+        """The probabilities the task's `outputs` gives the perturbed sample (texts as a string array)."""
+        rows = perturbed if isinstance(perturbed, np.ndarray) else np.array(perturbed, dtype=object)
+        split = examples.Examples(rows, labels)
+        return task.outputs(model, dataclasses.replace(served, test=split), "test", config)[1]
+
+    threshold = evaluation.serving.get("threshold")  # a detector's decisions are the served ones
+    if task.robustness_kind == "text":
+        texts = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in features]
+        evaluation.metrics.update(robust.text_noise(texts, labels, score, seed=config.seed, threshold=threshold))
+    elif isinstance(features, np.ndarray) and features.dtype.kind == "f" and not isinstance(model.input, (dict, list)):
+        evaluation.metrics.update(
+            robust.fgsm(model, features, labels, score, batch_size=config.batch_size, threshold=threshold)
+        )
+
+
 @contextlib.contextmanager
 def _cache_folder(store, cache):
     """A folder for this run's disk caches (`cache=disk`), deleted when the run ends; None otherwise."""
@@ -347,6 +390,7 @@ def run(
             splits.baselines = task.baselines(splits, config)
             evaluation = task.evaluate(predictor, splits, config)
             calibrate(task, predictor, splits, config, evaluation)
+            robustness(task, predictor, splits, config, evaluation)
             verdict = judge(task, predictor, splits, config, evaluation)
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))

@@ -205,6 +205,9 @@ class Task:
             0 passes them all at once (each Keras `predict` call costs a few tenths of a second).
         readers (tuple[str, ...]): the registered readers (`shared.data.sources.READERS`) `read` tries on
             `--data`, in order; `embedded` reads the task's own offline data (`embedded`).
+        robustness_kind (str | None): the robustness figure the runner adds to its test metrics
+            (`pipelines.runner.robustness`): "fgsm" for a softmax classifier whose decoded test features are its
+            one float input, "text" for one whose decoded test features are raw strings, None for none.
     """
 
     name = ""
@@ -222,6 +225,7 @@ class Task:
     answer_key = "label"
     predict_chunk = 0
     readers = ("embedded",)
+    robustness_kind = None  # most tasks' inputs (tables, ids, pairs) have no perturbation of a stated size
     # The configurations `--preset balanced|best` tries in order, the defaults first (see `portfolio`).
     candidates = (("default", {}),)
     # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).

@@ -90,6 +90,7 @@ class ImageClassificationTask(ClassificationTask):
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
     readers = ("embedded", "tfds_images", "image_folder", "idx_images", "npz_images")
+    robustness_kind = "fgsm"  # decoded images are the model's one float input
     # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
     candidates = (
         ("default", {}),

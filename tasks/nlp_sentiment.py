@@ -439,6 +439,7 @@ class NlpSentiment(ClassificationTask):
     key_params = ClassificationTask.key_params + ("architecture",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     readers = ("embedded", "tfds_texts", "text_table", "text_folder")
+    robustness_kind = "text"  # decoded test features are the raw reviews, which `outputs` scores
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
     candidates = (  # the CNNs and GloVe at the rate they were measured with on SST-2
         ("default", {}),

@@ -47,6 +47,10 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
     assert ("ece" in result["metrics"]) == ("ece" in trained.metrics)  # a classifier's calibration too
     if "ece" in trained.metrics:
         assert result["metrics"]["ece"] == pytest.approx(trained.metrics["ece"], abs=1e-4)
+    robust = [name for name in trained.metrics if name.startswith("robust_accuracy_")]
+    assert sorted(robust) == sorted(name for name in result["metrics"] if name.startswith("robust_accuracy_"))
+    for name in robust:  # the same seeded sample and perturbations
+        assert result["metrics"][name] == pytest.approx(trained.metrics[name], abs=1e-4), name
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id

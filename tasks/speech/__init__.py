@@ -141,6 +141,7 @@ class Speech(ClassificationTask):
     predict_chunk = 256  # features of 10,000 one-second clips are 160 MB, of 256 clips 4 MB
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
     readers = ("embedded", "tfds_audio", "audio_pattern_folder", "audio_folder", "audio_manifest")
+    robustness_kind = "fgsm"  # decoded standardised spectrograms are the model's one float input
     # the feature family and the network's width
     candidates = (("default", {}), ("mfcc", {"features": "mfcc", "deltas": True}), ("wide", {"base_filters": 32}))
     remedies = (
