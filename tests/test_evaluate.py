@@ -102,4 +102,8 @@ def test_join_concatenates_an_index_decoded_alike_and_chains_parts_decoded_apart
     features, targets = chained.sample(10)
     assert features.tolist() == [0, 2, 4, 0, 1] and targets.tolist() == [0, 0, 0, 1, 1]
     assert len(chained) == 5 and chained.targets.tolist() == targets.tolist()
+    capped = chained.cap(3, seed=0)  # a seeded choice across the parts, each decoded its own way
+    assert len(capped) == 3 and capped.cap(3, seed=0) is capped and chained.cap(0, seed=0) is chained
+    assert set(capped.sample(3)[0].tolist()) <= {0, 2, 4, 1}
+    assert capped.targets.tolist() == sorted(capped.targets.tolist())  # kept in order
     assert len(examples.empty_like(first)) == 0

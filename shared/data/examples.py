@@ -364,6 +364,17 @@ class Joined(Split):
     def __len__(self):
         return sum(len(part) for part in self.parts)
 
+    def cap(self, count, seed):
+        """Returns at most `count` examples, a seeded random choice kept in order (0 keeps all): each part
+        capped to as many examples as a seeded choice over the whole split draws from it (parts it draws none
+        from are left out)."""
+        if not count or len(self) <= count:
+            return self
+        chosen = np.random.default_rng(seed).choice(len(self), count, replace=False)
+        ends = np.cumsum([len(part) for part in self.parts])
+        shares = np.bincount(np.searchsorted(ends, chosen, side="right"), minlength=len(self.parts))
+        return Joined([part.cap(int(share), seed) for part, share in zip(self.parts, shares) if share])
+
     def index(self, shard=None):
         dataset = self.parts[0].elements()
         for part in self.parts[1:]:
