@@ -257,12 +257,7 @@ def table(rows):
         cells = {}
         for preset in PRESETS:
             entry = presets.get(preset)
-            cells[preset] = (
-                ""
-                if entry is None or entry["mean"] is None
-                else f"{entry['mean']:.3f} +- {entry['sd']:.3f} (gate {entry['promoted_by_gate']}/"
-                f"{len(entry['seeds'])})"
-            )
+            cells[preset] = "" if entry is None or entry["mean"] is None else _cell(entry)
         chosen = presets.get("balanced", {}).get("chosen", [])
         baselines = {key: value for key, value in first.items() if key.startswith("baseline_")}
         trivial = [
@@ -284,6 +279,14 @@ def table(rows):
             f"{', '.join(classical)} | {times} | {anchors.get((task, variant), '')} |"
         )
     return "\n".join(lines)
+
+
+def _cell(entry):
+    """One preset's table cell: mean +- sd over seeds, or the one seed's figure named (an sd of one is no sd)."""
+    seeds, gate = entry["seeds"], f"gate {entry['promoted_by_gate']}/{len(entry['seeds'])}"
+    if len(seeds) == 1:
+        return f"{entry['mean']:.3f} (seed {seeds[0]}, {gate})"
+    return f"{entry['mean']:.3f} +- {entry['sd']:.3f} ({gate})"
 
 
 TRIVIAL = ("majority", "prior", "mean", "popularity", "background", "copy_source")
