@@ -68,6 +68,23 @@ def run_and_report(task_name, data, settings, keys, description, backend=None):
     run_protocols(task_name, [Protocol("", data, settings, keys)], description, backend=backend)
 
 
+def parser(description):
+    """Returns:
+    argparse.ArgumentParser: a benchmark's command line with the options every task script takes, `--set` and
+        `--seeds`; a script adds its own.
+    """
+    found = argparse.ArgumentParser(description=description)
+    found.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    found.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0],
+        metavar="S,S,...",
+        help="train once per seed and report mean and sd over them (default: 0)",
+    )
+    return found
+
+
 def parse_seeds(text):
     """Returns:
         list[int]: the seeds of a `--seeds` value such as `0,1,2`.
@@ -116,16 +133,7 @@ def run_protocols(task_name, protocols, description, derive=None, backend=None):
             applied to each seed's metrics and to the means.
         backend (str | None): the Keras backend the figures were measured with, unless KERAS_BACKEND is set.
     """
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    parser.add_argument(
-        "--seeds",
-        type=parse_seeds,
-        default=[0],
-        metavar="S,S,...",
-        help="train once per seed and report mean and sd over them (default: 0)",
-    )
-    arguments = parser.parse_args()
+    arguments = parser(description).parse_args()
     for protocol in protocols:
         if not protocol.data.exists():
             sys.exit(

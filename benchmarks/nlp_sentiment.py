@@ -21,7 +21,6 @@ Usage: python -m benchmarks.nlp_sentiment [--seeds 0,1,2] [--minutes 2,5,10] [--
 Prints progress on stderr and one JSON line on stdout.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -93,15 +92,7 @@ def accuracy_on(model, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument(
-        "--seeds",
-        type=common.parse_seeds,
-        default=[0],
-        metavar="S,S,...",
-        help="train once per seed and report mean and sd over them (default: 0)",
-    )
+    parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--minutes", default="2,5,10", help="training-time checkpoints; training stops at the last")
     parser.add_argument(
         "--vectors",

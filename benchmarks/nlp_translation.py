@@ -16,7 +16,6 @@ Usage: python -m benchmarks.nlp_translation [--seeds 0,1,2] [--minutes 5,10,20,3
 Prints progress on stderr and one JSON line on stdout.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -60,15 +59,7 @@ SETTINGS = [
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument(
-        "--seeds",
-        type=common.parse_seeds,
-        default=[0],
-        metavar="S,S,...",
-        help="train once per seed and report mean and sd over them (default: 0)",
-    )
+    parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--minutes", default="5,10,20,30", help="training-time checkpoints; training stops at the last")
     arguments = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the backend the figures above were measured with

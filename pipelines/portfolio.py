@@ -161,16 +161,7 @@ def run(task, config, experiment=None, promote="if-better"):
                 if scorer.gain(averaged[1]["validation"], best["validation"]) > 0:
                     best = averaged[1]
         result = results[best["candidate"]]
-        version = tracking.register(result.model_uri, task.name)
-        promotion = tracking.promote(
-            task,
-            result.run_id,
-            version,
-            result.metrics.get(task.primary_metric),
-            config.data,
-            promote,
-            refusal=result.verdict.refusal,
-        )
+        version, promotion = runner.register_chosen(task, result, config, promote)
         metric = f"validation_{scorer.name}"
         tracking.log_results(
             params={"portfolio_candidates": len(tried), "portfolio_metric": metric},

@@ -276,6 +276,28 @@ def average(models):
     return keras.Model(inputs, mean, name=f"{models[0].name}_average")
 
 
+def register_chosen(task, result, config, policy):
+    """Registers the model a sweep or portfolio chose (a nested run's) as one new version and promotes it as a
+    run's own model would be, baselines gate included.
+
+    Returns:
+        tuple: the registered version and the `shared.tracking.Promotion`.
+    """
+    from shared import tracking
+
+    version = tracking.register(result.model_uri, task.name)
+    promotion = tracking.promote(
+        task,
+        result.run_id,
+        version,
+        result.metrics.get(task.primary_metric),
+        config.data,
+        policy,
+        refusal=result.verdict.refusal,
+    )
+    return version, promotion
+
+
 def log_card(task, run_id, version=None):
     """Logs the run's model card (`shared.model_card`) and links it from its registered version's description.
 

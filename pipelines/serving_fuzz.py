@@ -606,8 +606,9 @@ def background(command, probe_url, log_path, env=None, cwd=None, timeout=300):
 
 
 @contextlib.contextmanager
-def serve(name, store, log_path, input_root):
-    """Runs `mlflow models serve` on the task's champion, reading paths under `input_root`, until the block ends.
+def serve(name, store, log_path, input_root=None):
+    """Runs `mlflow models serve` on the task's champion until the block ends; with `input_root`, the server
+    reads file inputs only under it.
 
     Yields:
         tuple[str, int]: the base URL, once /ping answers, and the server's process id.
@@ -631,10 +632,11 @@ def serve(name, store, log_path, input_root):
     env = dict(
         os.environ,
         MLFLOW_TRACKING_URI=store,
-        PIPELINES_INPUT_ROOT=str(input_root),
         # the server execs `uvicorn` from PATH: this interpreter's scripts folder, even when not activated
         PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
     )
+    if input_root is not None:
+        env["PIPELINES_INPUT_ROOT"] = str(input_root)
     url = f"http://127.0.0.1:{port}"
     with background(command, f"{url}/ping", log_path, env=env) as pid:
         yield url, pid

@@ -246,16 +246,7 @@ def sweep(task, config, trials, experiment=None, promote="if-better"):
         best = study.best_trial
         trained = best.user_attrs.get("same_as", best.number)  # the trial that trained the best config
         result = results[trained]
-        version = tracking.register(result.model_uri, task.name)
-        promotion = tracking.promote(
-            task,
-            result.run_id,
-            version,
-            result.metrics.get(task.primary_metric),
-            config.data,
-            promote,
-            refusal=result.verdict.refusal,
-        )
+        version, promotion = runner.register_chosen(task, result, config, promote)
         tracking.log_results(
             params={
                 "sweep_trials": trials,

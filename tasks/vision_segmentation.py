@@ -465,6 +465,23 @@ def _pad_to_stride(pictures, info):
     return np.pad(pictures, padding, mode="reflect" if min(height, width) > stride else "edge")
 
 
+def _fitted(config, class_names, channels, image_size):
+    """Returns:
+    dict: the fitted state every source of image/mask pairs records (tile_size 0 until tiling chooses one).
+    """
+    return {
+        "class_names": class_names,
+        "channels": channels,
+        "image_size": image_size,
+        "encoder": config.encoder,
+        "depth": config.depth,
+        "overlay_count": config.overlay_count,
+        "context": config.context,
+        "tta": config.tta,
+        "tile_size": 0,
+    }
+
+
 @reader("tfds_masks", ("tfds",), "tfds:oxford_iiit_pet (or another image/segmentation_mask dataset)")
 def _read_tfds_masks(task, argument, config):
     return task._tfds(argument, config)
@@ -573,17 +590,7 @@ class VisionSegmentation(Task):
                     f"the {split_name} split of '{config.data}' is empty ({len(pool)} image/mask pairs); "
                     "add images or change validation_fraction / test_fraction."
                 )
-        info = {
-            "class_names": class_names,
-            "channels": int(channels),
-            "image_size": int(config.image_size),
-            "encoder": config.encoder,
-            "depth": config.depth,
-            "overlay_count": config.overlay_count,
-            "context": config.context,
-            "tta": config.tta,
-            "tile_size": 0,
-        }
+        info = _fitted(config, class_names, int(channels), int(config.image_size))
         return Splits(train, validation, test, info, config.data, name, synthetic), size
 
     @staticmethod
@@ -689,17 +696,7 @@ class VisionSegmentation(Task):
         train, validation, test = tfds.streams(
             found, chosen, ("image", "segmentation_mask"), config, decode=_pair_step(3, size, 3, encoded=True)
         )
-        info = {
-            "class_names": ["pet", "background", "border"],
-            "channels": 3,
-            "image_size": size[0],
-            "encoder": config.encoder,
-            "depth": config.depth,
-            "overlay_count": config.overlay_count,
-            "context": config.context,
-            "tta": config.tta,
-            "tile_size": 0,
-        }
+        info = _fitted(config, ["pet", "background", "border"], 3, size[0])
         return Splits(train, validation, test, info, config.data, f"tfds_{name}", False), size
 
     def build_model(self, config, info):

@@ -10,11 +10,9 @@ import contextlib
 import csv
 import io
 import json
-import os
 import pathlib
 import py_compile
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,10 +23,9 @@ import pytest
 
 import tasks
 from pipelines import cli
-from pipelines.serving_fuzz import free_port, raw_input
+from pipelines.serving_fuzz import raw_input, serve
 from shared import images, tracking
 from tasks.base import Task
-from tests.conftest import background_server
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
@@ -302,34 +299,6 @@ def test_compare_rejects_bad_options_in_one_line(arguments, message, capsys):
     assert error.startswith(f"error: {message}") and error.count("\n") == 1
 
 
-@contextlib.contextmanager
-def served(name, store, log_path):
-    """Runs `mlflow models serve` on the task's champion until the block ends.
-
-    Yields:
-        str: the server's base URL, once /ping answers.
-    """
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        f"models:/{name}@champion",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with background_server(command, f"{url}/ping", log_path, env=dict(os.environ, MLFLOW_TRACKING_URI=store)):
-        yield url
-
-
 def invoke(url, column, raw):
     """Posts one raw input as `dataframe_split` JSON; returns the HTTP status and the decoded answer."""
     body = json.dumps({"dataframe_split": {"columns": [column], "data": [[raw]]}}).encode()
@@ -345,7 +314,7 @@ def serve_and_check(name, store, folder):
     """Serves the task's champion, posts one raw input and checks the answer carries a prediction."""
     task = tasks.get(name)
     raw = raw_input(task, folder)
-    with served(name, store, folder / "serve.log") as url:
+    with serve(name, store, folder / "serve.log") as (url, _):
         status, body = invoke(url, task.input_column, raw)
     assert status == 200
     (answer,) = body["predictions"]
