@@ -191,6 +191,8 @@ def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
         **placement.feed(config.batch_size, len(splits.validation)),
     )
     steps_per_epoch = -(-len(splits.train) // config.batch_size)
+    policy = regularization.set_precision(config.precision, task.cpu_bfloat16)
+    tracking.set_tags({"effective.precision_policy": policy})
     with placement.scope():
         model = task.build_model(config, splits.info)
         model.compile(
@@ -212,7 +214,11 @@ def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
                 shuffle=False,  # make_dataset already reshuffles every epoch, with the run's seed
             )
         seconds = time.perf_counter() - started
-    return placement.local(model, lambda: task.build_model(config, splits.info)), history, seconds
+
+    def build():
+        return task.build_model(config, splits.info)
+
+    return regularization.in_float32(placement.local(model, build), build), history, seconds
 
 
 def cross_validate(task, config, folds, below, seconds):
@@ -233,7 +239,6 @@ def cross_validate(task, config, folds, below, seconds):
     from shared import baselines, distribution, regularization
 
     set_seed(config.seed)
-    regularization.set_precision(config.mixed_precision)
     splits = task.load_data(config)
     splits.train = splits.train.cap(config.max_examples, config.seed)
     if len(splits.train) + len(splits.validation) >= below:
@@ -358,12 +363,11 @@ def run(
         alone evaluates, logs and registers.
     """
     from pipelines import serving_model
-    from shared import distribution, regularization, resume as resuming, tracking
+    from shared import distribution, resume as resuming, tracking
 
     tracking.check_policy(promote)  # fail before training, not after
     placement = placement or distribution.Placement()
     set_seed(config.seed)
-    effective = {"effective.precision_policy": regularization.set_precision(config.mixed_precision)}
     params = config_module.flatten(config)
     backup = resuming.Backup(
         tracking.store_folder() / "backups",
@@ -390,7 +394,6 @@ def run(
     ):
         backup.record(active.info.run_id if active else None)
         tracking.log_dataset(splits)
-        tracking.set_tags(effective)
         if members:
             model, history, train_seconds = average(members), None, 0.0
             tracking.set_tags({"ensemble_members": str(len(members))})

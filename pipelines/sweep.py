@@ -22,6 +22,7 @@ import dataclasses
 import math
 
 from pipelines import config as config_module
+from shared import constraints
 
 KINDS = ("log", "float", "int", "choice")
 FORMS = {  # the specs a field of each type takes; bool and str fields take choices only
@@ -96,13 +97,20 @@ def parse_space(config_class, space):
         )
     types = config_module.field_types(config_class)
     searchable = sorted(name for name, kind in types.items() if kind in (int, float, bool, str) and name not in FIXED)
+    rules = constraints.declared(config_class)
     dimensions = []
     for name, spec in space.items():
         if name not in searchable:
             raise ValueError(
                 f"search_space: '{name}' is not a searchable config field; searchable fields: {', '.join(searchable)}."
             )
-        dimensions.append(_dimension(name, spec, types[name]))
+        dimension = _dimension(name, spec, types[name])
+        # a range's ends (and every choice) must be values the field accepts, or trials would fail one by one
+        for value in dimension.values:
+            for rule in rules.get(name, ()):
+                if not rule.allows(value):
+                    raise ValueError(f"search_space['{name}']: {value!r} is not allowed; it must be {rule.describe()}.")
+        dimensions.append(dimension)
     return dimensions
 
 

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import pathlib
 from collections.abc import Callable
 
 import numpy as np
@@ -197,6 +198,57 @@ def accelerator():
         if tf.config.list_physical_devices(kind):
             return kind.lower()
     return None
+
+
+def native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """Whether the device training runs on computes bfloat16 natively, so that mixed bfloat16 pays.
+
+    TPUs do; NVIDIA GPUs from Ampere on (compute capability 8.0). On a CPU, oneDNN (TensorFlow) and XLA
+    (JAX) only emit bfloat16 dot products and convolutions with the AVX512_BF16 or AMX_BF16 instructions
+    (x86) or the BF16 extension (Arm); elsewhere they convert to float32 and back, which is slower than
+    float32 alone. Linux lists these as flags in `/proc/cpuinfo`; where it is missing (macOS, Windows)
+    the answer is False, so those machines keep float32.
+
+    Args:
+        cpuinfo (str): the file listing the CPU's flags (a test points it at a fake one).
+
+    Returns:
+        bool: True where bfloat16 compute is native.
+    """
+    device = accelerator()
+    if device == "tpu":
+        return True
+    if device == "gpu":
+        return gpu_compute_capability() >= (8, 0)
+    try:
+        text = pathlib.Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86 and Arm name the line differently
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def gpu_compute_capability():
+    """Returns:
+    tuple[int, int]: the first GPU's CUDA compute capability, (0, 0) when unknown.
+    """
+    import keras
+
+    try:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            return tuple(int(part) for part in jax.devices("gpu")[0].compute_capability.split("."))
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return tuple(details.get("compute_capability", (0, 0)))
+    except (AttributeError, IndexError, RuntimeError, ValueError):
+        return (0, 0)
 
 
 def weights_digest(model):

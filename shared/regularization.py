@@ -4,6 +4,7 @@ import warnings
 
 SCHEDULES = ("cosine", "plateau", "constant")
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 def optimizer(config, steps_per_epoch):
@@ -128,15 +129,20 @@ def time_limit(seconds):
     return TimeLimit()
 
 
-def set_precision(enabled):
-    """Switches Keras to mixed precision where the device computes it fast, otherwise to float32.
+def set_precision(requested, cpu_bfloat16=True):
+    """Sets Keras's dtype policy for building and training a model, and returns the policy in effect.
 
-    Mixed precision computes in float16 (bfloat16 on TPUs) and keeps float32 variables; every task's
-    output layer stays float32 so that losses and probabilities keep full precision. A CPU computes
-    float16 more slowly than float32, so there the request is declined with a warning.
+    A mixed policy computes in 16 bits and keeps float32 variables; every task's output layer stays
+    float32, so losses, metrics and probabilities keep full precision, and `in_float32` hands evaluation
+    and the logged model a float32 copy.
 
     Args:
-        enabled (bool): the config's `mixed_precision`.
+        requested (str): the config's `precision`. `auto` chooses mixed bfloat16 where the device computes
+            it natively (`shared.distribution.native_bfloat16`: TPUs, Ampere and later GPUs, CPUs with
+            AVX512_BF16/AMX/Arm BF16), mixed float16 on older GPUs, float32 elsewhere. `mixed_float16` on a
+            CPU is declined with a warning: CPUs compute float16 more slowly than float32.
+        cpu_bfloat16 (bool): the task's `cpu_bfloat16`: False keeps `auto` at float32 on CPUs, for tasks where
+            bfloat16 was not measured to pay with the metric held (benchmarks/precision.py).
 
     Returns:
         str: the Keras dtype policy in effect.
@@ -145,19 +151,43 @@ def set_precision(enabled):
 
     from shared import distribution
 
-    policy = "float32"
-    if enabled:
-        device = distribution.accelerator()
-        if device is None:
-            warnings.warn(
-                "mixed_precision=true needs a GPU or TPU and this machine has neither; training in float32.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    device = distribution.accelerator()
+    policy = requested
+    if requested == "auto":
+        if not distribution.native_bfloat16():
+            policy = "mixed_float16" if device == "gpu" else "float32"
         else:
-            policy = "mixed_bfloat16" if device == "tpu" else "mixed_float16"
+            policy = "mixed_bfloat16" if device or cpu_bfloat16 else "float32"
+    elif requested == "mixed_float16" and device is None:
+        warnings.warn(
+            "precision=mixed_float16 needs a GPU or TPU (a CPU computes float16 more slowly than float32); "
+            "training in float32.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        policy = "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def in_float32(model, build):
+    """Returns `model`, or a float32 copy of it when it was built under a mixed policy.
+
+    Mixed policies keep float32 variables, so the copy holds the same weights and predicts in full
+    precision: evaluation, the logged model and exports then agree to float32 tolerances.
+
+    Args:
+        model (keras.Model): the trained model.
+        build (Callable[[], keras.Model]): builds the same architecture under the global policy.
+    """
+    import keras
+
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def jit_compile(config):

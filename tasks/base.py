@@ -16,7 +16,7 @@ import numpy as np
 from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Share, Size
 from shared.data.examples import CACHE_MODES
 from shared.data.sources import reader
-from shared.regularization import JIT_COMPILE, SCHEDULES
+from shared.regularization import JIT_COMPILE, PRECISIONS, SCHEDULES
 
 # Knobs every task has, searched by `python -m pipelines sweep`; specs are documented in pipelines/sweep.py.
 SHARED_SEARCH_SPACE = {
@@ -74,7 +74,7 @@ class TaskConfig:
     test_fraction: Share = 0.15  # carved from the pool when the source has no test split
     max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
-    mixed_precision: bool = False  # float16 compute; worth it on GPUs, so CPU-only machines decline it
+    precision: Choice(*PRECISIONS) = "auto"  # 16-bit compute only where the device has it natively: faster, same model
     jit_compile: Choice(*JIT_COMPILE) = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX)
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
     cache: Choice(*CACHE_MODES) = "auto"  # auto: in memory while decoded splits fit the budget, else decoded anew
@@ -205,6 +205,8 @@ class Task:
             0 passes them all at once (each Keras `predict` call costs a few tenths of a second).
         readers (tuple[str, ...]): the registered readers (`shared.data.sources.READERS`) `read` tries on
             `--data`, in order; `embedded` reads the task's own offline data (`embedded`).
+        cpu_bfloat16 (bool): whether `precision=auto` trains in mixed bfloat16 on a CPU with native bfloat16
+            (`shared.regularization.set_precision`); measured per task in docs/benchmarks.md.
         robustness_kind (str | None): the robustness figure the runner adds to its test metrics
             (`pipelines.runner.robustness`): "fgsm" for a softmax classifier whose decoded test features are its
             one float input, "text" for one whose decoded test features are raw strings, None for none.
@@ -226,6 +228,9 @@ class Task:
     predict_chunk = 0
     readers = ("embedded",)
     robustness_kind = None  # most tasks' inputs (tables, ids, pairs) have no perturbation of a stated size
+    # precision=auto trains in bfloat16 on CPUs that compute it natively only where benchmarks/precision.py
+    # measured that it pays and the metric holds (docs/benchmarks.md); GPUs and TPUs choose regardless
+    cpu_bfloat16 = False
     # The configurations `--preset balanced|best` tries in order, the defaults first (see `portfolio`).
     candidates = (("default", {}),)
     # What a user can try when a run learns no more than a trivial baseline (the CLI's warning line).

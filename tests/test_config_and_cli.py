@@ -71,7 +71,7 @@ def test_unknown_set_key_lists_valid_keys(capsys):
     [
         ("epochs=abc", "expects int"),
         ("dropout=high", "expects float"),
-        ("mixed_precision=3", "expects bool"),
+        ("precision=float8", "precision='float8' is not allowed; it must be one of auto, float32"),
         ("epochs", "key=value"),
     ],
 )

@@ -78,12 +78,6 @@ def test_disabled_tracking_logs_nothing(tracking_store, tmp_path):
     assert mlflow.active_run() is None and not (tmp_path / "mlflow.db").exists()
 
 
-def test_mixed_precision_on_a_cpu_warns_and_stays_float32():
-    with pytest.warns(RuntimeWarning, match="needs a GPU or TPU"):
-        assert regularization.set_precision(True) == "float32"
-    assert regularization.set_precision(False) == "float32"
-
-
 def test_jit_compile_values():
     task = tasks.get("vision_classification")
     assert regularization.jit_compile(config.resolve(task, assignments=["jit_compile=true"])) is True
@@ -165,7 +159,7 @@ def test_killed_run_resumes_from_its_last_epoch_in_the_same_mlflow_run(name, tmp
 @pytest.mark.parametrize("name", tasks.names())
 def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_values(name, tmp_path):
     completed = subprocess.run(
-        [*RUN, name, "--quick", "--set", "mixed_precision=true", "--set", "jit_compile=true"],
+        [*RUN, name, "--quick", "--set", "precision=mixed_float16", "--set", "jit_compile=true"],
         cwd=ROOT,
         env=environment(tmp_path),
         capture_output=True,
@@ -173,9 +167,9 @@ def test_mixed_precision_and_jit_compile_run_on_cpu_and_log_their_effective_valu
         timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "mixed_precision=true needs a GPU or TPU" in completed.stderr
+    assert "precision=mixed_float16 needs a GPU or TPU" in completed.stderr
     run = client_for(tmp_path).search_runs([client_for(tmp_path).get_experiment_by_name(name).experiment_id])[0]
-    assert run.data.params["mixed_precision"] == "True" and run.data.params["jit_compile"] == "true"
+    assert run.data.params["precision"] == "mixed_float16" and run.data.params["jit_compile"] == "true"
     assert run.data.tags["effective.precision_policy"] == "float32"
     # Keras declines XLA on TensorFlow while deterministic ops are on (the runner turns them on for --seed)
     assert run.data.tags["effective.jit_compile"] == "false"

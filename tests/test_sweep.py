@@ -30,7 +30,8 @@ def test_every_default_search_space_names_real_fields(name):
         ({"dropout": ["float", 0.5, 0.1]}, "search_space['dropout']"),
         ({"base_filters": ["int", 8.5, 64]}, "search_space['base_filters'] (int field)"),
         ({"flip": ["float", 0, 1]}, "search_space['flip'] (str field) must be [choice, VALUE, ...]; got"),
-        ({"mixed_precision": ["choice", True, "maybe"]}, "search_space['mixed_precision'] (bool field)"),
+        ({"precision": ["choice", "auto", "float8"]}, "search_space['precision']: 'float8' is not allowed"),
+        ({"dropout": ["float", 0.1, 1.5]}, "search_space['dropout']: 1.5 is not allowed"),
         ({"dropout": ["choice"]}, "search_space['dropout']"),
         ({}, "search_space is empty"),
     ],
@@ -47,7 +48,7 @@ def test_specs_draw_values_of_the_field_type():
     space = {
         "learning_rate": ["log", 1e-4, 1e-2],
         "base_filters": ["log", 8, 64],
-        "dropout": ["int", 0, 1],
+        "weight_decay": ["int", 0, 1],
         "flip": ["choice", "none", "horizontal"],
     }
     dimensions = sweep.parse_space(tasks.get(TASK).config_class, space)
@@ -55,7 +56,7 @@ def test_specs_draw_values_of_the_field_type():
     drawn = {dimension.name: dimension.suggest(trial) for dimension in dimensions}
     assert 1e-4 <= drawn["learning_rate"] <= 1e-2
     assert isinstance(drawn["base_filters"], int) and 8 <= drawn["base_filters"] <= 64
-    assert isinstance(drawn["dropout"], float)
+    assert isinstance(drawn["weight_decay"], float)
     assert drawn["flip"] in ("none", "horizontal")
 
 
