@@ -20,6 +20,10 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, sof
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+STEM_STRIDES = (0, 1, 2, 4)
+# The input side from which the ResNet's stem downsamples by 2, and by 4: below 24 px (CIFAR-like and smaller)
+# every pixel of the first stage still carries detail; a 28 px digit or scan keeps it at 14 px, a 96 px photo at 24.
+STEM_SIDES = {2: 24, 4: 96}
 
 
 @dataclasses.dataclass
@@ -32,6 +36,7 @@ class ImageClassificationConfig(TaskConfig):
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
     base_filters: BaseWidth = 32  # width of the first stage; doubles at every later stage
     stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
+    stem_stride: Choice(*STEM_STRIDES) = 1  # 1 keeps full resolution; 0 follows the input side (`stem_stride`)
     blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
     dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data
     l2: NonNegative = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
@@ -298,6 +303,24 @@ def _imagenet_weights_available():
     return os.path.isfile(cached) or network.reachable("storage.googleapis.com")
 
 
+def stem_stride(config, side):
+    """The ResNet stem's stride: the config's `stem_stride`, or when 0 the largest of `STEM_SIDES` that `side` reaches.
+
+    The first stage runs at the stem's resolution and costs most of the ResNet's time on small images, so
+    downsampling there buys most of the speed; inputs below 24 px keep full resolution.
+
+    Args:
+        config (ImageClassificationConfig): the config.
+        side (int): the input's shorter side in pixels.
+
+    Returns:
+        int: 1, 2 or 4.
+    """
+    if config.stem_stride:
+        return config.stem_stride
+    return max([1, *(stride for stride, least in STEM_SIDES.items() if side >= least)])
+
+
 def _resnet(inputs, config, regularizer):
     """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""
     import keras
@@ -312,8 +335,11 @@ def _resnet(inputs, config, regularizer):
             filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizer
         )
 
-    x = conv(config.base_filters)(inputs)
+    stride = stem_stride(config, min(inputs.shape[1], inputs.shape[2]))
+    x = conv(config.base_filters, min(stride, 2))(inputs)
     x = keras.layers.Activation("relu")(norm()(x))
+    if stride == 4:  # the ImageNet ResNet's stem: a strided convolution, then a strided max pool
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage in range(config.stages):
         filters = config.base_filters * 2**stage
         for block in range(config.blocks_per_stage):
