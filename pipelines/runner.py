@@ -74,6 +74,42 @@ def judge(task, model, splits, config, evaluation):
     return baselines.judge(scorers, splits.baselines, validation, test, task.remedies, seed=config.seed)
 
 
+def temper(task, model, splits, config):
+    """Fits a temperature on the validation split and folds it into the model's output layer (`shared.temperature`)
+    when the config asks for it (`temperature_scaling`: `auto` keeps it only where it lowers the validation ECE).
+
+    Args:
+        task (tasks.base.Task): the task; only probabilistic ones (`Task.probabilistic`) are scaled.
+        model (keras.Model): the trained model, changed in place.
+        splits (tasks.base.Splits): the run's data.
+        config (tasks.base.TaskConfig): the run's config.
+
+    Returns:
+        dict[str, float]: `temperature` (1 when none was kept) and the validation ECE before and after, as metrics;
+        empty when nothing was fitted (another kind of task, no validation split, a head it cannot fold into).
+    """
+    from pipelines import serving_model
+    from shared import evaluation as evaluating, temperature
+
+    layers = temperature.output_layers(model)
+    if config.temperature_scaling == "false" or not layers or not len(splits.validation):
+        return {}
+    if not task.probabilistic(splits.info):
+        return {}
+    labels, probabilities = task.outputs(serving_model.BatchPredictor(model), splits, "validation", config)
+    fitted = temperature.fit(labels, probabilities)
+    before = evaluating.calibration(labels, probabilities).metrics["ece"]
+    after = evaluating.calibration(labels, temperature.apply(probabilities, fitted)).metrics["ece"]
+    kept = config.temperature_scaling == "true" or after < before
+    if kept:
+        temperature.fold(layers, fitted)
+    return {
+        "temperature": fitted if kept else 1.0,
+        "validation_ece_unscaled": before,
+        "validation_ece": after if kept else before,
+    }
+
+
 def calibrate(task, model, splits, config, evaluation):
     """Adds the calibration of the model's test probabilities to `evaluation` (metrics `ece` and `brier`, figure
     `reliability`; see `shared.evaluation.calibration`), when the task's outputs are class probabilities
@@ -411,16 +447,21 @@ def run(
         tracking.set_tags({"weights_sha256": weights_sha256})
         if placement.is_chief:  # the other processes of a data-parallel run only train
             # predict_on_batch batch by batch: tasks predict a few examples per call while evaluating
+            tempered = temper(task, model, splits, config)  # before test: what is evaluated is what is served
             predictor = serving_model.BatchPredictor(model)
             splits.baselines = task.baselines(splits, config)
             evaluation = task.evaluate(predictor, splits, config)
+            if "temperature" in tempered:
+                evaluation.serving["temperature"] = tempered["temperature"]
             calibrate(task, predictor, splits, config, evaluation)
             robustness(task, predictor, splits, config, evaluation)
             verdict = judge(task, predictor, splits, config, evaluation)
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             # train_seconds after log_evaluation: its training curves plot every metric the run logged so far
-            tracking.log_results(metrics={**verdict.validation, "train_seconds": train_seconds}, tags=verdict.tags)
+            tracking.log_results(
+                metrics={**verdict.validation, **tempered, "train_seconds": train_seconds}, tags=verdict.tags
+            )
             logged = tracking.log_model(
                 task,
                 model,

@@ -74,6 +74,8 @@ class TaskConfig:
     test_fraction: Share = 0.15  # carved from the pool when the source has no test split
     max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
+    # auto: a validation-fitted temperature is kept where it lowers validation ECE (probabilistic classifiers only)
+    temperature_scaling: Choice("auto", "true", "false") = "auto"  # overconfident nets are common; it costs one pass
     precision: Choice(*PRECISIONS) = "auto"  # 16-bit compute only where the device has it natively: faster, same model
     jit_compile: Choice(*JIT_COMPILE) = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX)
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
@@ -542,7 +544,13 @@ class Task:
         The default is the model on its tensor inputs, prepared by `prepare_inputs`; a task overrides it
         to put TensorFlow-expressible preprocessing into the graph or to describe its tensor contract.
         """
-        return ServingSignature(prepare=lambda inputs: self.prepare_inputs(info, inputs))
+        serving = ServingSignature(prepare=lambda inputs: self.prepare_inputs(info, inputs))
+        if "temperature" in info:
+            serving.preprocessing["temperature"] = {
+                "value": info["temperature"],
+                "meaning": "fitted on validation and folded into the output layer: serve the outputs as they are",
+            }
+        return serving
 
 
 def softmax_head(features, dropout, classes):
