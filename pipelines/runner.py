@@ -76,7 +76,8 @@ def judge(task, model, splits, config, evaluation):
 
 def temper(task, model, splits, config):
     """Fits a temperature on the validation split and folds it into the model's output layer (`shared.temperature`)
-    when the config asks for it (`temperature_scaling`: `auto` keeps it only where it lowers the validation ECE).
+    when the config asks for it: `temperature_scaling=true` always; `auto` where the validation split holds at least
+    `SMALL_VALIDATION` examples and the temperature lowers the cross-fitted validation ECE.
 
     Args:
         task (tasks.base.Task): the task; only probabilistic ones (`Task.probabilistic`) are scaled.
@@ -85,29 +86,23 @@ def temper(task, model, splits, config):
         config (tasks.base.TaskConfig): the run's config.
 
     Returns:
-        dict[str, float]: `temperature` (1 when none was kept) and the validation ECE before and after, as metrics;
-        empty when nothing was fitted (another kind of task, no validation split, a head it cannot fold into).
+        dict[str, float]: `temperature` (1 when none was kept), the validation ECE unscaled and scaled (cross-fitted),
+        as metrics; empty when nothing was fitted (another kind of task, no validation split, a head it cannot
+        fold into, `false`, or `auto` on a small validation split).
     """
     from pipelines import serving_model
-    from shared import evaluation as evaluating, temperature
+    from shared import temperature
 
     layers = temperature.output_layers(model)
-    if config.temperature_scaling == "false" or not layers or not len(splits.validation):
-        return {}
-    if not task.probabilistic(splits.info):
+    least = {"auto": SMALL_VALIDATION, "true": 2}.get(config.temperature_scaling)
+    if least is None or not layers or len(splits.validation) < least or not task.probabilistic(splits.info):
         return {}
     labels, probabilities = task.outputs(serving_model.BatchPredictor(model), splits, "validation", config)
-    fitted = temperature.fit(labels, probabilities)
-    before = evaluating.calibration(labels, probabilities).metrics["ece"]
-    after = evaluating.calibration(labels, temperature.apply(probabilities, fitted)).metrics["ece"]
+    fitted, before, after = temperature.cross_fitted(labels, probabilities, config.seed)
     kept = config.temperature_scaling == "true" or after < before
     if kept:
         temperature.fold(layers, fitted)
-    return {
-        "temperature": fitted if kept else 1.0,
-        "validation_ece_unscaled": before,
-        "validation_ece": after if kept else before,
-    }
+    return {"temperature": fitted if kept else 1.0, "validation_ece_unscaled": before, "validation_ece_scaled": after}
 
 
 def calibrate(task, model, splits, config, evaluation):
