@@ -3,6 +3,7 @@ each one importable and checks it points at the team's real data and prints the 
 The only test module that imports benchmarks: they are its subject."""
 
 import importlib.util
+import json
 import os
 import pathlib
 import re
@@ -10,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import shared_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "benchmarks"
@@ -143,3 +146,35 @@ def test_only_benchmarks_import_benchmarks():
         if path.name != "test_benchmarks.py" and importing.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+@pytest.mark.slow
+def test_time_to_quality_quick_run_reports_the_recipe_ours_and_the_throughput(tracking_store):
+    """A `--quick` run of the cheapest recipe (the credit-card MLP) and our pipeline on the team's data prints the
+    agreed JSON line with every figure of the task; seconds, not minutes: each side trains an epoch or two."""
+    shared_data("creditcard_fraud/creditcard_4000normal_492fraud.csv")
+    command = [sys.executable, "-m", "benchmarks.time_to_quality", "--quick", "--tasks", "fraud_detection"]
+    # without the trees our run fits beside its MLP (and the blend that serves them), which took most of a minute
+    # of this test on the shared 2-core machine
+    command += ["--set", "baseline=false", "--set", "blend=false"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert line["task"] == "time_to_quality" and line["quick"] is True and line["seeds"] == [0]
+    assert line["data"] == "shared/data/creditcard_fraud/creditcard_4000normal_492fraud.csv"
+    assert line["train_seconds"] > 0 and line["examples_per_second"] > 0 and line["cpu"]
+    figures = line["metrics"]["fraud_detection"]
+    assert figures["metric"] == "pr_auc"
+    assert 0 <= figures["recipe_pr_auc"] <= 1 and 0 <= figures["ours_pr_auc"] <= 1
+    for key in (
+        "recipe_train_seconds",
+        "ours_train_seconds",
+        "examples_per_second",
+        "plain_fit_examples_per_second",
+        "throughput_ratio",
+    ):
+        assert figures[key] > 0, key
+    for key in ("validation_seconds", "callback_seconds", "steady_ratio", "precision", "run_id"):
+        assert key in figures, key
+    # our seconds to the recipe's figure, and their ratio to its time, are both there or both None (never reached)
+    assert (figures["ours_seconds_to_recipe"] is None) == (figures["time_ratio"] is None)
