@@ -71,7 +71,9 @@ def judge(task, model, splits, config, evaluation):
     served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
     test = evaluation.outputs or task.outputs(model, served, "test", config)
     validation = task.outputs(model, served, "validation", config) if len(splits.validation) else ([], [])
-    return baselines.judge(scorers, splits.baselines, validation, test, task.remedies, seed=config.seed)
+    return baselines.judge(
+        scorers, splits.baselines, validation, test, task.remedies, seed=config.seed, primary=task.primary_metric
+    )
 
 
 def temper(task, model, splits, config):

@@ -182,7 +182,9 @@ def _test_metrics(task, metrics):
     primary = f"test_{task.primary_metric}"
     names = sorted(name for name in metrics if name.startswith("test_") and not _claimed(name))
     ordered = [*([primary] if primary in names else []), *(name for name in names if name != primary)]
-    return _section("Test metrics", [], _table(metrics, ordered, primary))
+    bounded = any(f"{name}_lower" in metrics for name in ordered)
+    notes = ["In parentheses: a 95% percentile-bootstrap interval over the test examples."] if bounded else []
+    return _section("Test metrics", notes, _table(metrics, ordered, primary))
 
 
 def _baseline_rows(metrics):

@@ -50,6 +50,18 @@ def shuffled(task_class):
     return load_shuffled
 
 
+def test_the_test_figures_interval_holds_it_and_narrows_with_more_examples():
+    generator = np.random.default_rng(0)
+    widths = []
+    for count in (200, 5000):
+        labels = generator.integers(0, 2, count)
+        answers = np.where(generator.random(count) < 0.8, labels, 1 - labels)  # 80% right
+        lower, upper = baselines.interval(baselines.ACCURACY, labels, np.eye(2)[answers], seed=1)
+        assert lower < baselines.ACCURACY(labels, np.eye(2)[answers]) < upper
+        widths.append(upper - lower)
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(25) as wide
+
+
 def test_a_constant_answer_never_clears_the_gate_and_a_real_one_does():
     labels = np.repeat([0, 1, 2], 60)
     trivial = baselines.Baseline("majority", answer=baselines.prior(labels[:100], 3), trivial=True)

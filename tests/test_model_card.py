@@ -147,7 +147,8 @@ def test_a_quick_run_logs_a_card_stating_its_task_data_figures_and_baselines(nam
     sizes = f"{tags['examples.training']} training, {tags['examples.validation']} validation"
     assert f"Split sizes: {sizes}, {tags['examples.testing']} test examples." in card
     primary = f"test_{task.primary_metric}"
-    assert f"| `{primary}` (primary) | {model_card.number(metrics[primary])} |" in card
+    assert f"| `{primary}` (primary) | {model_card._with_interval(metrics, primary)} |" in card
+    assert f"{primary}_lower" in metrics  # a 95% bootstrap interval beside the test figure
     baselines = [key for key in metrics if key.startswith("test_baseline_")]
     assert baselines
     for key in baselines:
