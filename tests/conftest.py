@@ -6,10 +6,18 @@ import os
 import pathlib
 
 import pytest
+import threadpoolctl
 
 from pipelines import serving_fuzz
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# xdist's workers share the cores: each takes its share for OpenMP and BLAS (the CLI subprocesses it starts inherit
+# it), since scikit-learn's OpenMP threads spin-wait on cores another training keeps busy (a HistGradientBoosting
+# fit of 8,000 rows: 0.6 s on one thread, 3.5-5.5 s on two with a training beside it)
+SHARE = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(variable, str(SHARE))
+threadpoolctl.threadpool_limits(SHARE)
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
