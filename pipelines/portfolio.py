@@ -2,11 +2,13 @@
 
 `--set budget_minutes=N` (or a `--preset`) turns `run` into this: each candidate of `Task.portfolio` (3-6
 diverse configurations, the task's defaults first) trains in order on the training split as a nested MLflow
-run, stopped when its share of the remaining budget is spent, and is scored on the validation split by the
+run, and is scored on the validation split by the
 task's primary metric (`shared.baselines.chooser`; classification's balanced accuracy where the primary metric
 has no scorer). On small data one validation split is too noisy
 to choose on, so each candidate is scored by k-fold cross-validation over training + validation instead and
-the chosen one retrained on the training split. With `portfolio_average` the best few are also averaged into
+the chosen one retrained on the training split. The defaults train in full, as a run without a budget would, so
+that a preset never ends below them; each later candidate is stopped when its share of what is left of the budget
+is spent, and skipped when nothing is left. With `portfolio_average` the best few are also averaged into
 one model, kept when validation prefers it. The parent run holds the leaderboard (`leaderboard.csv`) and the
 winner's figures, and registers the winner's model: one registered version, promoted as any run's.
 
@@ -218,6 +220,10 @@ def _row(task, name, result, score, spread, settings):
 def _score(task, candidate, experiment, index, seconds):
     """Trains one candidate as a nested run and scores it on validation (cross-validated on small data).
 
+    The candidate's training stops when its `seconds` are spent, except the defaults' (index 0), which train in
+    full as `fast` would, so that a preset never ends below them (translation's defaults alone need about 10
+    minutes); on small data the folds that score the defaults still share their seconds, as every candidate's do.
+
     Returns:
         tuple[RunResult, float, float]: the run, its validation figure and the spread over folds (NaN: one split).
     """
@@ -226,13 +232,9 @@ def _score(task, candidate, experiment, index, seconds):
 
     # k folds and the final training share the candidate's time on small data
     folds = runner.cross_validate(task, candidate, FOLDS, CROSS_VALIDATE_BELOW, seconds / (FOLDS + 1))
+    limit = math.inf if index == 0 else seconds / (FOLDS + 1) if folds else seconds
     result = runner.run(
-        task,
-        candidate,
-        experiment,
-        trial=index,
-        naming="candidate",
-        callbacks=[regularization.time_limit(seconds / (FOLDS + 1) if folds else seconds)],
+        task, candidate, experiment, trial=index, naming="candidate", callbacks=[regularization.time_limit(limit)]
     )
     if folds:
         return result, float(np.mean(folds)), float(np.std(folds))

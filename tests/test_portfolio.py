@@ -77,6 +77,21 @@ def test_a_two_candidate_portfolio_logs_nested_runs_a_leaderboard_and_registers_
     assert f"chose {chosen['candidate']} (validation_accuracy=" in printed and "candidate narrow: " in printed
 
 
+def test_the_defaults_train_in_full_whatever_the_budget_and_later_candidates_share_what_is_left(
+    tracking_store, monkeypatch
+):
+    task_class = type(tasks.get("vision_classification"))
+    monkeypatch.setattr(task_class, "candidates", (("default", {}), ("narrow", {"base_filters": 8})))
+    _run("vision_classification", "--quick", "--set", "budget_minutes=0.001", "--set", "epochs=2")
+    parent = mlflow.search_runs(
+        experiment_names=["vision_classification"], filter_string="tags.portfolio = 'true'"
+    ).iloc[0]
+    board = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/leaderboard.csv")))
+    assert list(board["state"]) == ["complete", "skipped: budget spent"]
+    epochs = mlflow.MlflowClient().get_metric_history(board["run_id"][0], "loss")
+    assert len(epochs) == 2  # not stopped by a budget of 0.06 s
+
+
 def test_cross_validation_scores_a_config_on_each_fold_of_small_data(tracking_store):
     task = tasks.get("vision_classification")
     small = config.resolve(task, assignments=["max_examples=150", "epochs=2", "batch_size=16"])
