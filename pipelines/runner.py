@@ -129,6 +129,41 @@ def calibrate(task, model, splits, config, evaluation):
     evaluation.figures.update(calibration.figures)
 
 
+def slice_metrics(task, model, splits, config, evaluation):
+    """Adds the primary metric per slice of the test split to `evaluation` (`shared.slices.report`) when the task
+    gave its test examples slice keys (`--set slice_by=COLUMN`), and returns why promotion is refused when the gap
+    between slices exceeds `max_slice_gap`.
+
+    Args:
+        task (tasks.base.Task): the task.
+        model (keras.Model | BatchPredictor): the trained model.
+        splits (tasks.base.Splits): the evaluated data.
+        config (tasks.base.TaskConfig): the run's config.
+        evaluation (shared.evaluation.Evaluation): the test evaluation, whose `outputs` are reused when present.
+
+    Returns:
+        str: the refusal, or empty.
+    """
+    from shared import baselines, slices
+
+    groups = getattr(splits.test, "groups", None)
+    scorers = task.scorers(config, splits.info)
+    if groups is None or not scorers:
+        return ""
+    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
+    scorer = baselines.chooser(scorers, task.primary_metric)
+    found = slices.report(scorer, *(evaluation.outputs or task.outputs(model, served, "test", config)), groups)
+    for part in ("metrics", "figures", "texts"):
+        getattr(evaluation, part).update(getattr(found, part))
+    gap = found.metrics.get(f"slice_gap_{scorer.name}")
+    if config.max_slice_gap and gap is not None and gap > config.max_slice_gap:
+        return (
+            f"the {scorer.name} gap between {config.slice_by} slices, {gap:.4f}, exceeds max_slice_gap "
+            f"{config.max_slice_gap}"
+        )
+    return ""
+
+
 def robustness(task, model, splits, config, evaluation):
     """Adds the model's accuracy under perturbation to `evaluation`, by the task's `robustness_kind`, on a seeded
     sample of the test split (`shared.robustness.SAMPLE` examples) scored by the task's own `outputs` and decided
@@ -414,6 +449,11 @@ def run(
     splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
     splits.train = splits.train.cap(config.max_examples, config.seed)
     task.check_splits(splits, config)
+    if config.slice_by and getattr(splits.test, "groups", None) is None:
+        raise ValueError(
+            f"{task.name} does not slice its test examples by a column yet (slice_by={config.slice_by!r}); "
+            "slice_by works for fraud_detection; drop the setting."
+        )
     if trial is None and len(splits.validation) < SMALL_VALIDATION:
         warnings.warn(
             f"the validation split holds {len(splits.validation)} examples, too few to choose settings or "
@@ -452,7 +492,11 @@ def run(
                 evaluation.serving["temperature"] = tempered["temperature"]
             calibrate(task, predictor, splits, config, evaluation)
             robustness(task, predictor, splits, config, evaluation)
+            unfair = slice_metrics(task, predictor, splits, config, evaluation)
             verdict = judge(task, predictor, splits, config, evaluation)
+            if unfair and not verdict.refusal:
+                verdict.refusal = unfair
+                verdict.warnings.append(f"{unfair}; it is registered but not promoted.")
             evaluation.metrics.update(verdict.metrics)
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             # train_seconds after log_evaluation: its training curves plot every metric the run logged so far

@@ -71,6 +71,24 @@ def curves(lines, x_label, y_label, title, diagonal=False):
     return figure
 
 
+def intervals(bars, x_label, title):
+    """One horizontal bar per group with its interval; groups too small to count are drawn in grey.
+
+    Args:
+        bars (list[tuple[str, float, float, float, bool]]): (label, value, lower, upper, counted) per group.
+    """
+    figure, axis = plt.subplots(figsize=(5.5, 1.2 + 0.3 * len(bars)))
+    positions = np.arange(len(bars))[::-1]
+    for position, (_, value, lower, upper, counted) in zip(positions, bars):
+        error = [[max(value - lower, 0)], [max(upper - value, 0)]] if np.isfinite([lower, upper]).all() else None
+        axis.barh(position, value, xerr=error, color="tab:blue" if counted else "lightgrey", capsize=3)
+    axis.set_yticks(positions, [label[:30] for label, *_ in bars], fontsize=7)
+    axis.set_xlabel(x_label)
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
 def image_grid(images, titles, columns=8):
     """Images in a grid with a title each (sample predictions)."""
     rows = int(np.ceil(len(images) / columns))

@@ -207,7 +207,14 @@ class FraudDetection(BinaryDetectionTask):
             "train_prevalence": float(labels[indices[0]].mean()),
             "example_rows": json.loads(examples.to_json(orient="records")),
         }
-        return Splits(train, validation, test, info, source, name, synthetic)
+        splits = Splits(train, validation, test, info, source, name, synthetic)
+        if config.slice_by:
+            from shared import slices
+
+            for role, part in zip(("train", "validation", "test"), indices):
+                if len(getattr(splits, role)) == len(part):  # oversampled training rows carry no keys
+                    getattr(splits, role).groups = slices.values(frame.iloc[part], config.slice_by, source)
+        return splits
 
     def build_model(self, config, info):
         import keras

@@ -116,6 +116,7 @@ class Examples(Split):
         element_bytes (int): decoded bytes of one example, for the cache budget; 0 measures the decoded
             element's static shape (give it when decoded shapes vary).
         origin (str): what the index holds, for the logged dataset description (`arrays`, `files`...).
+        groups (np.ndarray | None): one slice key per example (`--set slice_by`, `shared.slices`), or None.
     """
 
     features: object
@@ -123,13 +124,17 @@ class Examples(Split):
     decode: Callable | None = None
     element_bytes: int = 0
     origin: str = "arrays"
+    groups: np.ndarray | None = None
 
     def __len__(self):
         return len(self.targets)
 
     def subset(self, indices):
         """Returns the examples at `indices`, in that order, decoded the same way."""
-        return dataclasses.replace(self, features=take(self.features, indices), targets=take(self.targets, indices))
+        groups = None if self.groups is None else self.groups[indices]
+        return dataclasses.replace(
+            self, features=take(self.features, indices), targets=take(self.targets, indices), groups=groups
+        )
 
     def cap(self, count, seed):
         """Returns at most `count` examples, a seeded random choice kept in order (0 keeps all)."""
@@ -333,7 +338,9 @@ def join(parts):
             if isinstance(first, dict)
             else np.concatenate([part.features for part in kept])
         )
-        return dataclasses.replace(kept[0], features=features, targets=np.concatenate([part.targets for part in kept]))
+        groups = None if any(part.groups is None for part in kept) else np.concatenate([part.groups for part in kept])
+        targets = np.concatenate([part.targets for part in kept])
+        return dataclasses.replace(kept[0], features=features, targets=targets, groups=groups)
     return Joined(kept)
 
 
