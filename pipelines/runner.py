@@ -452,7 +452,7 @@ def run(
     if config.slice_by and getattr(splits.test, "groups", None) is None:
         raise ValueError(
             f"{task.name} does not slice its test examples by a column yet (slice_by={config.slice_by!r}); "
-            "slice_by works for fraud_detection; drop the setting."
+            "slice_by works for fraud_detection and predictive_maintenance's independent rows; drop the setting."
         )
     if trial is None and len(splits.validation) < SMALL_VALIDATION:
         warnings.warn(

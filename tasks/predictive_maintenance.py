@@ -281,7 +281,10 @@ class PredictiveMaintenance(BinaryDetectionTask):
         example = test_rows if test is None else test
         example = example[example[unit] == example[unit].iloc[0]] if unit else example
         info["example_history"] = json.loads(example[history_columns].tail(max(window, 1)).to_json(orient="records"))
-        return Splits(train, validation, test_pair, info, config.data, name, False)
+        splits = Splits(train, validation, test_pair, info, config.data, name, False)
+        if config.slice_by:
+            _slice(splits, config, source, unit, (train_rows, validation_rows, test_rows))
+        return splits
 
     def build_model(self, config, info):
         import keras
@@ -811,3 +814,20 @@ def _engines(count, seed):
         frame["sensor_9"], frame["sensor_10"] = 518.67, 1.3  # constant, like several C-MAPSS sensors
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _slice(splits, config, source, unit, frames):
+    """Gives each split of independent rows its slice keys (`--set slice_by=COLUMN`, `shared.slices`).
+
+    Raises:
+        ValueError: the rows are windows of units, whose slice would be a unit's, not an example's.
+    """
+    from shared import slices
+
+    if unit:
+        raise ValueError(
+            f"{source}: slice_by needs independent rows; windows of units ({unit}) are not sliced yet: drop slice_by."
+        )
+    for role, frame in zip(("train", "validation", "test"), frames):
+        if len(getattr(splits, role)) == len(frame):  # oversampled training rows carry no keys
+            getattr(splits, role).groups = slices.values(frame, config.slice_by, source)

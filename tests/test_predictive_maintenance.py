@@ -1,6 +1,7 @@
 """predictive_maintenance: embedded run end to end, C-MAPSS / CSV / AI4I paths, prediction from histories, bad
 inputs."""
 
+import dataclasses
 import json
 
 import mlflow
@@ -195,6 +196,17 @@ def test_ai4i_rows_are_independent_observations():
     splits = task.load_data(resolved)
     assert splits.train.features.shape[1:] == (1, 5 + 4)  # five readings and Type one-hot (L, M, H + unseen)
     assert 0.02 < splits.test.targets.mean() < 0.05  # 339 failures in 10,000 rows, stratified
+
+
+def test_independent_rows_carry_slice_keys_and_windows_of_units_refuse_them():
+    path = shared_data("ai4i2020/ai4i2020.csv")
+    settings = ["mode=classification", "unit_column=", "time_column=", "target_column=Machine failure"]
+    task, resolved = resolve(TASK, *settings, "drop_columns=[UDI, Product ID, TWF, HDF, PWF, OSF, RNF]", data=path)
+    splits = task.load_data(dataclasses.replace(resolved, slice_by="Type"))
+    assert len(splits.test.groups) == len(splits.test) and set(splits.test.groups) == {"L", "M", "H"}
+    task, resolved = resolve(TASK, "slice_by=unit")
+    with pytest.raises(ValueError, match="slice_by needs independent rows"):
+        task.load_data(resolved)
 
 
 def test_nasa_score_punishes_late_predictions_more():
