@@ -99,7 +99,7 @@ def output_layers(model):
     is not a softmax or sigmoid of Dense logits (then the temperature cannot be folded in).
 
     Two heads are recognised: a Dense layer with a softmax or sigmoid activation, and a softmax or sigmoid
-    `Activation` of the `Average` of Dense logits (`tasks.base.softmax_head`'s coupled ensemble).
+    `Activation` of the `Average` of Dense logits (`shared.heads.softmax_head`'s coupled ensemble).
     """
     import keras
 

@@ -15,8 +15,9 @@ import numpy as np
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
 from shared.data.sources import reader
+from shared.heads import softmax_head
 from shared.images import IMAGE_EXTENSIONS
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")

@@ -43,8 +43,9 @@ from shared import network
 from shared.constraints import Choice, Count, Fraction, Length, Size, Width
 from shared.data.sources import reader
 from shared.data.text import check_sentences, extend_vocabulary, strings
+from shared.heads import softmax_head
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 
 ARCHITECTURES = ("cnn", "bilstm", "bigru", "transformer")
 _TFDS_TEXT_KEYS = {"imdb_reviews": "text", "glue": "sentence"}  # TFDS names the text feature per dataset

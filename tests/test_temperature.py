@@ -52,7 +52,7 @@ def test_the_held_out_ece_falls_for_an_overconfident_model_only():
 def test_folding_into_the_output_layer_scales_the_models_probabilities(head):
     import keras
 
-    from tasks.base import softmax_head
+    from shared.heads import softmax_head
 
     inputs = keras.Input((6,))
     if head == "sigmoid":

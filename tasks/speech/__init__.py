@@ -32,8 +32,9 @@ from typing import Annotated
 import numpy as np
 
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Positive, Range, Size
+from shared.heads import softmax_head
 from tasks import register
-from tasks.base import ClassificationTask, Splits, TaskConfig, search_space, softmax_head
+from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 from tasks.speech import sources
 from tasks.speech.audio import AUDIO_EXTENSIONS, prepare, read_audio, read_seconds, sample_window
 from tasks.speech.cache import extract, feature_folder, memory_clip
