@@ -117,15 +117,26 @@ def command_sweep(arguments):
 
     task = tasks.get(arguments.task)
     config = _resolve(task, arguments)
-    result = sweep.sweep(task, config, arguments.trials, experiment=arguments.experiment, promote=arguments.promote)
+    result = sweep.sweep(
+        task,
+        config,
+        arguments.trials,
+        experiment=arguments.experiment,
+        promote=arguments.promote,
+        storage=arguments.storage,
+        study_name=arguments.study,
+        heartbeat=arguments.heartbeat,
+    )
     metrics = ", ".join(f"test_{name}={value:.4f}" for name, value in sorted(result.metrics.items()))
     print(
         f"{task.name}: sweep run {result.run_id} | best trial {result.best_trial} "
         f"({task.watched(config)}={result.best_value:.4f}, {result.failed} failed) "
         f"{json.dumps(result.best_params)} | "
-        f"{metrics} | model {result.model_uri}",
+        f"{metrics} | model {result.model_uri or 'registered by worker ' + result.registrar}",
         file=sys.stderr,
     )
+    if result.promotion is None:  # another worker of the shared study registers (or registered) the best model
+        return
     print(f"{task.name}: {result.promotion.message}", file=sys.stderr)
     report_verdict(task, result.verdict)
 
@@ -225,7 +236,23 @@ def parser():
         "under one sweep run), pick the best validation value, and register that trial's model.",
     )
     sweeping.add_argument("task", metavar="TASK", help="a task name from `list`")
-    sweeping.add_argument("--trials", type=int, default=20, help="configs to train (default 20)")
+    sweeping.add_argument(
+        "--trials", type=int, help="configs to train (default 20; a worker joining a study may leave it out)"
+    )
+    sweeping.add_argument(
+        "--storage",
+        metavar="PATH|URL",
+        help="share the study with every process started with the same --storage and --study: a journal file on "
+        "a shared file system, or a postgresql:// or mysql:// URL (see docs/sweeps_and_scaling.md)",
+    )
+    sweeping.add_argument("--study", metavar="NAME", help="the shared study's name, with --storage")
+    sweeping.add_argument(
+        "--heartbeat",
+        type=int,
+        metavar="SECONDS",
+        help="with --storage: a running trial records it is alive this often (default 60); one silent for twice "
+        "as long is failed and its config retried",
+    )
     _config_options(sweeping)
     _promote_option(sweeping)
     sweeping.set_defaults(handler=command_sweep)

@@ -795,6 +795,23 @@ def log_export(run_id, folder, export_format):
     return uri
 
 
+def kill_nested(parent_run_id, tags):
+    """Marks KILLED the runs nested under `parent_run_id` that carry `tags` and are still RUNNING: their process
+    died without ending them (a sweep trial whose worker was killed).
+
+    Args:
+        parent_run_id (str): the parent run.
+        tags (dict): tag -> value the runs carry, e.g. {"sweep_trial": 3}.
+    """
+    _connect()
+    client = mlflow.MlflowClient()
+    filters = [f"tags.mlflow.parentRunId = '{parent_run_id}'", "attributes.status = 'RUNNING'"]
+    filters += [f"tags.{name} = '{value}'" for name, value in tags.items()]
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    for found in client.search_runs([experiment_id], " AND ".join(filters)):
+        client.set_terminated(found.info.run_id, "KILLED")
+
+
 def runs(task_name=None, experiment=None, limit=None, run_ids=None):
     """Searches training runs across every experiment of the store, newest first (`evaluate` runs are left out).
 

@@ -1,4 +1,5 @@
-"""Sweeps: search-space validation, one-line CLI errors, and a quick sweep's MLflow layout."""
+"""Sweeps: search-space validation, one-line CLI errors, a quick sweep's MLflow layout, and workers joining its
+study once it is done (tests/test_distributed_sweep.py runs workers side by side)."""
 
 import math
 
@@ -93,15 +94,25 @@ def test_bad_spec_through_the_cli_is_one_line_before_any_run(tracking_store, cap
 
 
 TINY = ["stages=1", "base_filters=8", "max_examples=300"]  # a smaller net than --quick's: traces and logs faster
+SPACE = "search_space={learning_rate: [log, 1e-3, 1e-2], dropout: [float, 0.0, 0.5]}"
 
 
 @pytest.fixture(scope="module")
-def quick_sweep(module_store):
-    """One quick two-trial sweep of the digits task, shared by the layout tests."""
+def study_journal(tmp_path_factory):
+    """The journal file of the quick sweep's study."""
+    return str(tmp_path_factory.mktemp("study") / "digits.journal")
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(module_store, study_journal):
+    """One quick two-trial sweep of the digits task, shared by the layout tests: the one worker of a study in a
+    journal file (a sweep in memory, as `test_failed_trials...` runs, goes through the same steps)."""
     import mlflow
 
-    space = "search_space={learning_rate: [log, 1e-3, 1e-2], dropout: [float, 0.0, 0.5]}"
-    result = sweep.sweep(*resolve(TASK, *TINY, space), trials=2)
+    # heartbeat=1: a worker looks at the study once more a heartbeat after finding it done, before it ends
+    result = sweep.sweep(
+        *resolve(TASK, *TINY, SPACE), trials=2, storage=study_journal, study_name="digits", heartbeat=1
+    )
     mlflow.set_tracking_uri(module_store)
     return result, mlflow.search_runs(experiment_names=[TASK]), mlflow.MlflowClient()
 
@@ -170,6 +181,33 @@ def test_failed_trials_are_marked_failed_and_the_sweep_goes_on(quick_sweep, monk
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
     assert list(parent["status"]) == ["FAILED"] and list(children["status"]) == ["FAILED", "FAILED"]
     assert len(quick_sweep[2].search_model_versions(f"name='{TASK}'")) == 1  # still only the good sweep's
+
+
+def test_a_worker_started_on_the_finished_study_reports_it_and_neither_trains_nor_registers(
+    quick_sweep, study_journal, monkeypatch
+):
+    import mlflow
+
+    from pipelines import runner
+
+    result, runs, client = quick_sweep
+    monkeypatch.setattr(runner, "run", lambda *arguments, **options: pytest.fail("a trial trained"))
+    again = sweep.sweep(*resolve(TASK, *TINY, SPACE), storage=study_journal, study_name="digits", heartbeat=1)
+    assert (again.run_id, again.best_trial, again.model_uri) == (result.run_id, result.best_trial, result.model_uri)
+    assert again.promotion is None and again.registrar == result.registrar
+    assert len(mlflow.search_runs(experiment_names=[TASK])) == len(runs)  # no second sweep run
+    assert len(client.search_model_versions(f"name='{TASK}'")) == 1
+
+
+@pytest.mark.parametrize(
+    "assignments, trials, differing",
+    [(["epochs=7"], None, "epochs"), ([], 5, "--trials"), (["seed=3"], 2, "seed")],
+)
+def test_a_worker_with_other_settings_is_refused_before_it_trains(
+    quick_sweep, study_journal, assignments, trials, differing
+):
+    with pytest.raises(ValueError, match=rf"differ from study 'digits' in: {differing}; start every worker"):
+        sweep.sweep(*resolve(TASK, *TINY, SPACE, *assignments), trials, storage=study_journal, study_name="digits")
 
 
 @pytest.mark.slow
