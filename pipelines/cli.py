@@ -295,6 +295,22 @@ def parser():
     _model_option(exporting)
     exporting.add_argument("--format", required=True, metavar="FORMAT", help="saved_model, tflite or onnx")
     exporting.add_argument("--output", required=True, metavar="DIR", help="a new or empty folder for the export")
+    exporting.add_argument(
+        "--quantize",
+        metavar="MODE",
+        help="tflite only: float16 (float16 weights), int8 (weights and activations, calibrated on the model's "
+        "training examples; int8 inputs and outputs where they are float; falls back to dynamic with a warning "
+        "when an operator has no integer kernel) or dynamic (int8 weights, float activations); judged by the "
+        "primary test metric on the model's own test split instead of the parity tolerance",
+    )
+    exporting.add_argument(
+        "--max-metric-drop",
+        type=float,
+        metavar="FRACTION",
+        help="with --quantize: the largest loss of the primary test metric, as a fraction of the Keras model's, "
+        f"that the export may show (default {export.quantize.MAX_METRIC_DROP:g}); a larger loss fails the export "
+        "and keeps nothing",
+    )
     exporting.set_defaults(handler=export.command)
 
     evaluating = commands.add_parser(

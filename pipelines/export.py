@@ -3,7 +3,8 @@
 What each task puts in the graph comes from its `serving_signature` method (a `tasks.base.ServingSignature`);
 this module is the same for every task. Every export is checked before it is logged: the exported artifact and the
 logged Keras model run on the model's logged input example, and their outputs must agree within
-`TOLERANCE`.
+`TOLERANCE`. A quantized TFLite export (`--quantize`, `pipelines.quantize`) is judged by its primary test metric
+instead, which may lose at most `--max-metric-drop` of the Keras model's.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ import time
 import numpy as np
 
 import tasks
+from pipelines import quantize
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TOLERANCE = 1e-3  # largest absolute difference of float outputs that passes the parity check
@@ -32,11 +35,13 @@ class ParityError(ValueError):
 def command(arguments):
     import keras
 
+    from pipelines import config as config_module
     from shared import tracking
 
     task = tasks.get(arguments.task)
     if arguments.format not in FORMATS:
         raise ValueError(f"unknown --format '{arguments.format}'; use one of {', '.join(FORMATS)}.")
+    quantize.check_options(arguments.format, arguments.quantize, arguments.max_metric_drop)
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"export needs the TensorFlow backend (this process runs {keras.backend.backend()}); run it "
@@ -46,7 +51,29 @@ def command(arguments):
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"--output '{output}' exists and is not an empty folder; name a new folder.")
     logged = tracking.logged_model(arguments.model, task)
-    result = export(task, logged, arguments.format, output)
+    asked = None
+    if arguments.quantize:  # read before anything is written: a source that is gone stops the export here
+        config = config_module.resolve(task, base=tracking.run_config(logged.run_id))
+        asked = quantize.request(task, logged.info, config, arguments.quantize, arguments.max_metric_drop)
+    with _removed_on_failure(output, asked is not None):
+        result = export(task, logged, arguments.format, output, asked)
+        if result.get("fallback_reason"):
+            print(
+                f"{task.name}: warning: full-integer int8 conversion failed ({result['fallback_reason']}); the "
+                f"export holds {quantize.FALLBACK}-range quantization instead (int8 weights; float activations, "
+                "inputs and outputs)",
+                file=sys.stderr,
+            )
+        if asked and not result["parity"]:
+            print(json.dumps(result))
+            held = result["quantized_as"]
+            raise ParityError(
+                f"metric check failed: the {task.name} tflite {held} export's test {result['metric']} is "
+                f"{result['metric_export']:.4g} against the Keras model's {result['metric_keras']:.4g}, a loss of "
+                f"{result['metric_drop']:.2%} of it (> --max-metric-drop {asked.max_metric_drop:g}); nothing was "
+                "kept or logged: allow more with --max-metric-drop, or "
+                + ("export without --quantize" if held == "float16" else "try --quantize float16")
+            )
     if not result["parity"]:
         print(json.dumps(result))
         raise ParityError(
@@ -54,7 +81,8 @@ def command(arguments):
             f"logged model's by up to {result['max_abs_diff']:.3g} (> {TOLERANCE:g}) on "
             f"{result['examples']} inputs; it stays in {output} and was not logged"
         )
-    result["logged_as"] = tracking.log_export(logged.run_id, output, arguments.format)
+    logged_format = f"{arguments.format}_{result['quantized_as']}" if asked else arguments.format
+    result["logged_as"] = tracking.log_export(logged.run_id, output, logged_format)
     blend = logged.info.get("blend")
     result["blend_weight_not_exported"] = blend["weight"] if blend else 0.0
     print(json.dumps(result))
@@ -73,7 +101,7 @@ def command(arguments):
         )
 
 
-def export(task, logged, export_format, output):
+def export(task, logged, export_format, output, asked=None):
     """Writes the export into `output`, checks its parity with the Keras model and describes it.
 
     Args:
@@ -81,11 +109,15 @@ def export(task, logged, export_format, output):
         logged (shared.tracking.LoggedModel): the model, its info and input example.
         export_format (str): one of `FORMATS`.
         output (pathlib.Path): a new or empty folder.
+        asked (pipelines.quantize.Request | None): a quantized TFLite export, its data read.
 
     Returns:
         dict: `task`, `format`, `path`, `size_bytes`, `max_abs_diff`, `top_label_agreement`, `parity` (True when
-        `max_abs_diff` is within `TOLERANCE`), `latency_ms_per_example`, `examples` (how many inputs the check
-        ran) and `preprocessing_in_graph`.
+        `max_abs_diff` is within `TOLERANCE`; for a quantized export, when its test metric loses at most
+        `max_metric_drop`), `latency_ms_per_example`, `examples` (how many inputs the check ran) and
+        `preprocessing_in_graph`; a quantized export adds `quantize` (the mode asked), `quantized_as` (the mode
+        the file holds), `fallback_reason` (why int8 fell back, else empty) and `pipelines.quantize.compare`'s
+        metric figures.
 
     Raises:
         ValueError: the model cannot be expressed in the format (the message names the task and why).
@@ -97,14 +129,21 @@ def export(task, logged, export_format, output):
     tensors = _as_dict(logged.model, serving.prepare(raw))
     expected = _outputs(logged.model, logged.model(_model_call_input(logged.model, tensors), training=False))
     in_graph = export_format == "saved_model" and serving.raw_inputs is not None
+    specs = _tensor_specs(logged.model, serving.tensor_shapes)
+    samples = None
+    if asked and asked.mode == "int8":
+        dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in specs.items()}
+        samples = quantize.representative(task, logged.model, asked, dtypes)
     output.mkdir(parents=True, exist_ok=True)
     path = output / FILES[export_format]
-    specs = _tensor_specs(logged.model, serving.tensor_shapes)
+    quantized = {}
     try:
         if export_format == "saved_model":
             run = _saved_model(logged.model, serving, specs, in_graph, path)
         elif export_format == "tflite":
-            run = _tflite(logged.model, specs, path)
+            run, held, fallback = _tflite(logged.model, specs, path, asked and asked.mode, samples)
+            if asked:
+                quantized = {"quantize": asked.mode, "quantized_as": held, "fallback_reason": fallback}
         else:
             run = _onnx(logged.model, specs, path)
     except (ValueError, TypeError, RuntimeError, NotImplementedError, ImportError) as error:
@@ -112,7 +151,10 @@ def export(task, logged, export_format, output):
     feed = serving.raw_feed(raw) if in_graph else tensors
     answered, latency = _timed(run, feed, len(raw))
     difference, agreement = _compare(expected, answered, task.name, export_format)
-    _describe(output, task, serving, specs, expected, export_format, in_graph)
+    if asked:
+        quantized.update(quantize.compare(task, logged.model, run, asked))
+    stated = {"mode": quantized["quantized_as"], **run.interface()} if asked else None
+    _describe(output, task, serving, specs, expected, export_format, in_graph, stated)
     return {
         "task": task.name,
         "format": export_format,
@@ -120,11 +162,28 @@ def export(task, logged, export_format, output):
         "size_bytes": _size(path),
         "max_abs_diff": difference,
         "top_label_agreement": agreement,
-        "parity": difference <= TOLERANCE,
+        # a quantized file's outputs move by design (int8 steps): its test metric decides instead
+        "parity": quantized["metric_drop"] <= asked.max_metric_drop if asked else difference <= TOLERANCE,
         "latency_ms_per_example": round(latency, 4),
         "examples": len(raw),
         "preprocessing_in_graph": in_graph,
+        **quantized,
     }
+
+
+@contextlib.contextmanager
+def _removed_on_failure(output, remove):
+    """Deletes what the block wrote into `output` when it raises (with `remove`), so no half-checked export stays:
+    the folder itself when the export created it, else its contents."""
+    existed = output.exists()
+    try:
+        yield
+    except BaseException:
+        if remove:
+            shutil.rmtree(output, ignore_errors=True)
+            if existed:
+                output.mkdir()
+        raise
 
 
 def _as_dict(model, prepared):
@@ -211,26 +270,46 @@ def _saved_model(model, serving, specs, in_graph, path):
     }
 
 
-def _tflite(model, specs, path):
+def _tflite(model, specs, path, mode=None, samples=None):
     """Converts the tensor-input graph with LiteRT's built-in operators only, so the file runs on the plain
-    LiteRT runtime (phones, microcontrollers), without TensorFlow's op library."""
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
+    LiteRT runtime (phones, microcontrollers), without TensorFlow's op library.
 
+    Args:
+        model (keras.Model): the Keras model.
+        specs (dict[str, tf.TensorSpec]): its tensor inputs.
+        path (pathlib.Path): the file to write.
+        mode (str | None): a `pipelines.quantize.MODES` quantization, or None for float32.
+        samples (list[dict] | None): int8's representative feeds.
+
+    Returns:
+        tuple[pipelines.quantize.LiteRunner, str, str]: the file's runner, the quantization it holds (empty for
+        none) and why int8 fell back to `quantize.FALLBACK` (empty when it did not).
+    """
+    import tensorflow as tf
+
+    modes, fallback = quantize.attempts(mode) if mode else ("",), ""
     with tempfile.TemporaryDirectory() as folder:
         graph = _unrolled(model, specs)
         _write_saved_model(graph, _tensor_function(graph, specs), specs, [], folder)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        try:
-            with _converter_silenced():
-                path.write_bytes(converter.convert())
-        except Exception as error:  # the converter raises its own ConverterError, not a ValueError
-            raise ValueError(_reason(error)) from None
-    runner = Interpreter(model_path=str(path)).get_signature_runner()
-    return lambda feed: runner(
-        **{name: np.asarray(value, dtype=specs[name].dtype.as_numpy_dtype) for name, value in feed.items()}
-    )
+        for held in modes:
+            converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            if held:
+                quantize.configure(converter, held, samples)
+            try:
+                with _converter_silenced():
+                    content = converter.convert()
+                floating = quantize.float_operators(content) if held == "int8" else []
+                if floating:
+                    raise ValueError(f"operator(s) {', '.join(floating)} have no integer kernel")
+            except Exception as error:  # the converter raises its own ConverterError, not a ValueError
+                if held == modes[-1]:
+                    raise ValueError(_reason(error)) from None
+                fallback = _reason(error)
+                continue
+            path.write_bytes(content)
+            break
+    return quantize.LiteRunner(path), held, fallback
 
 
 def _unrolled(model, specs):
@@ -362,8 +441,12 @@ def _compare(expected, answered, name, export_format):
     return difference, min(agreements) if agreements else None
 
 
-def _describe(output, task, serving, specs, expected, export_format, in_graph):
-    """Writes `preprocessing.json` (inputs, outputs, the preprocessing contract) and the task's files."""
+def _describe(output, task, serving, specs, expected, export_format, in_graph, quantized=None):
+    """Writes `preprocessing.json` (inputs, outputs, the preprocessing contract) and the task's files.
+
+    `quantized` states a quantized file's mode and, from `pipelines.quantize.LiteRunner.interface`, its integer
+    inputs and outputs with their scale and zero point.
+    """
 
     def spec(shape, dtype):
         return {"shape": [None if size is None else int(size) for size in shape], "dtype": str(dtype)}
@@ -380,6 +463,11 @@ def _describe(output, task, serving, specs, expected, export_format, in_graph):
         "preprocessing_in_graph": in_graph,
         **serving.preprocessing,
     }
+    if quantized:
+        for role in ("inputs", "outputs"):
+            for name, item in quantized.get(role, {}).items():
+                contract[role][name]["dtype"] = item["dtype"]
+        contract["quantization"] = quantized
     if in_graph:
         contract["steps"] = [
             "none: the graph takes raw_input and does the steps below itself",

@@ -1,12 +1,13 @@
 """`python -m pipelines export`: SavedModel, TFLite and ONNX artifacts that answer like the logged model.
 
-The default tests share one cheap vision_classification training; the slow test exports every task's
-`--quick` model in every format.
+The default tests share one cheap vision_classification training; the slow tests export every task's
+`--quick` model in every format, and quantize every task's TFLite export.
 """
 
 import contextlib
 import io
 import json
+import math
 
 import mlflow
 import numpy as np
@@ -14,9 +15,10 @@ import pandas as pd
 import pytest
 
 import tasks
-from pipelines import cli, export
+from pipelines import cli, export, quantize
 from shared import images, tracking
-from tasks.base import Task
+from shared.data import examples
+from tasks.base import ClassificationTask, Splits, Task, TaskConfig
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,13 @@ def digits_model(module_store):
     return "models:/vision_classification/1"
 
 
-def exported(task, model, export_format, folder):
-    """Runs the export command; returns its exit code, its JSON line (or None) and its stderr."""
+def exported(task, model, export_format, folder, *options):
+    """Runs the export command with `options`; returns its exit code, its JSON line (or None) and its stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["export", task, "--model", model, "--format", export_format, "--output", str(folder)])
+        code = cli.main(
+            ["export", task, "--model", model, "--format", export_format, "--output", str(folder), *options]
+        )
     lines = out.getvalue().splitlines()
     assert len(lines) <= 1, lines
     return code, json.loads(lines[0]) if lines else None, err.getvalue()
@@ -87,11 +91,126 @@ def test_a_parity_failure_exits_2_with_a_named_error_and_logs_nothing(digits_mod
     assert "export.onnx" not in mlflow.MlflowClient().get_model_version("vision_classification", "1").tags
 
 
+@pytest.mark.parametrize("mode", ["float16", "int8"])
+def test_a_quantized_tflite_runs_on_litert_and_reports_both_test_metrics(digits_model, tmp_path, mode):
+    from ai_edge_litert.interpreter import Interpreter
+
+    # the quick model is barely trained, so int8 may lose more than the default: this test is about the report
+    code, result, _ = exported(
+        "vision_classification", digits_model, "tflite", tmp_path / mode, "--quantize", mode, "--max-metric-drop", "1"
+    )
+    assert code == 0 and result["parity"] and result["quantize"] == result["quantized_as"] == mode
+    assert result["metric"] == "accuracy" and result["test_examples"] == 270 and result["max_metric_drop"] == 1
+    assert result["metric_difference"] == pytest.approx(result["metric_export"] - result["metric_keras"])
+    assert result["metric_drop"] == pytest.approx(-result["metric_difference"] / result["metric_keras"])
+    version = mlflow.MlflowClient().get_model_version("vision_classification", "1")
+    assert version.tags[f"export.tflite_{mode}"] == result["logged_as"] and result["logged_as"].endswith(mode)
+    runner = Interpreter(model_path=result["path"]).get_signature_runner()
+    contract = json.loads((tmp_path / mode / "preprocessing.json").read_text())
+    assert contract["quantization"]["mode"] == mode
+    picture = np.random.default_rng(2).random((3, 8, 8, 1)).astype("float32")
+    if mode == "float16":
+        assert runner.get_input_details()["image"]["dtype"] == np.float32
+        assert contract["inputs"]["image"]["dtype"] == "float32"
+        assert abs(result["metric_difference"]) <= 1 / 270  # float16 weights change at most one test answer
+        probabilities = runner(image=picture)["probabilities"]
+    else:  # int8 in and out, with the scale and zero point preprocessing.json states
+        stated = contract["quantization"]
+        assert contract["inputs"]["image"]["dtype"] == contract["outputs"]["probabilities"]["dtype"] == "int8"
+        assert runner.get_input_details()["image"]["dtype"] == np.int8
+        scale, zero_point = stated["inputs"]["image"]["scale"], stated["inputs"]["image"]["zero_point"]
+        answer = runner(image=np.clip(np.round(picture / scale) + zero_point, -128, 127).astype("int8"))
+        out = stated["outputs"]["probabilities"]
+        probabilities = (answer["probabilities"].astype("float32") - out["zero_point"]) * out["scale"]
+    assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=0.05)
+
+
+def test_a_quantized_export_losing_more_than_max_metric_drop_fails_and_keeps_nothing(
+    digits_model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as the command line sets it
+
+    def figure(task, predictor, asked):
+        """The export scores 0.3 where the Keras model scores 0.6: half of it lost."""
+        return 0.3 if isinstance(predictor, quantize.LitePredictor) else 0.6
+
+    monkeypatch.setattr(quantize, "_metric", figure)
+    tags = mlflow.MlflowClient().get_model_version("vision_classification", "1").tags
+    code, result, err = exported(
+        "vision_classification", digits_model, "tflite", tmp_path / "lost", "--quantize", "float16"
+    )
+    assert code == 2 and not result["parity"] and result["metric_drop"] == pytest.approx(0.5)
+    assert err == (
+        "error: metric check failed: the vision_classification tflite float16 export's test accuracy is 0.3 against "
+        "the Keras model's 0.6, a loss of 50.00% of it (> --max-metric-drop 0.01); nothing was kept or logged: "
+        "allow more with --max-metric-drop, or export without --quantize\n"
+    )
+    assert not (tmp_path / "lost").exists()
+    assert mlflow.MlflowClient().get_model_version("vision_classification", "1").tags == tags
+
+
+def test_a_quantized_export_whose_data_is_gone_stops_before_writing(digits_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as the command line sets it
+
+    def gone(self, config, info, split="all"):
+        raise FileNotFoundError("[Errno 2] No such file or directory: 'digits/'")
+
+    monkeypatch.setattr(type(tasks.get("vision_classification")), "evaluation_data", gone)
+    code, result, err = exported("vision_classification", digits_model, "tflite", tmp_path / "q", "--quantize", "int8")
+    assert code == 2 and result is None and not (tmp_path / "q").exists()
+    assert err == (
+        "error: vision_classification: a quantized export is checked on the model's test split and int8 calibrated "
+        "on its training split, but its data 'embedded' cannot be read ([Errno 2] No such file or directory: "
+        "'digits/'); make that source readable again, or export without --quantize.\n"
+    )
+
+
+def test_a_failed_quantized_export_empties_the_folder_it_was_given(tmp_path):
+    (tmp_path / "given").mkdir()
+    with pytest.raises(ValueError, match="half-written"):
+        with export._removed_on_failure(tmp_path / "given", remove=True):
+            (tmp_path / "given" / "model.tflite").write_bytes(b"partial")
+            raise ValueError("half-written")
+    assert (tmp_path / "given").is_dir() and not any((tmp_path / "given").iterdir())
+
+
+def test_int8_falls_back_to_dynamic_when_an_operator_has_no_integer_kernel(tmp_path):
+    import keras
+
+    class Waves(ClassificationTask):  # cos has a float kernel in LiteRT and no integer one
+        name = "toy_waves"
+
+        def prepare_inputs(self, info, inputs):
+            return np.asarray(inputs, "float32")
+
+    inputs = keras.Input((3,), name="row")
+    hidden = keras.layers.Activation(keras.ops.cos)(keras.layers.Dense(4)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probabilities")(hidden))
+    rows = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    split = examples.Examples(rows, (rows[:, 0] > 0).astype("int64"))
+    info = {"class_names": ["low", "high"]}
+    splits = Splits(split, split, split, info, "toy", "toy", True, fitted=True)
+    asked = quantize.Request("int8", quantize.MAX_METRIC_DROP, TaskConfig(), test=splits, train=splits)
+    logged = tracking.LoggedModel(model, info, rows[:2].tolist(), run_id="")
+    result = export.export(Waves(), logged, "tflite", tmp_path, asked)
+    assert result["quantize"] == "int8" and result["quantized_as"] == "dynamic"
+    assert result["fallback_reason"] == "operator(s) COS have no integer kernel"
+    assert json.loads((tmp_path / "preprocessing.json").read_text())["quantization"] == {"mode": "dynamic"}
+    assert math.isfinite(result["metric_export"]) and result["test_examples"] == 40
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
         (["vision_classification", "--format", "coreml"], "unknown --format 'coreml'; use one of saved_model, tflite"),
         (["nlp_sentiment", "--format", "tflite"], "is a vision_classification model, not nlp_sentiment"),
+        (["vision_classification", "--format", "onnx", "--quantize", "int8"], "--quantize applies to --format tflite"),
+        (["vision_classification", "--format", "tflite", "--quantize", "int4"], "use one of float16, int8, dynamic"),
+        (["vision_classification", "--format", "tflite", "--max-metric-drop", "0.1"], "add --quantize"),
+        (
+            ["vision_classification", "--format", "tflite", "--quantize", "int8", "--max-metric-drop", "-0.1"],
+            "--max-metric-drop -0.1 must be 0 or more",
+        ),
     ],
 )
 def test_bad_requests_are_one_line_errors(digits_model, tmp_path, arguments, message, capsys):
@@ -164,3 +283,39 @@ def test_every_task_exports_in_every_format_or_says_why(name, module_store, tmp_
     assert produced.get("saved_model", {}).get("preprocessing_in_graph", False) == (
         name in ("vision_classification", "medical_imaging", "nlp_sentiment", "fraud_detection")
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_task_quantizes_its_tflite_export_and_checks_its_test_metric(name, module_store, tmp_path, capsys):
+    from pipelines import evaluate
+
+    sized = ["--set", "image_size=32"] if name == "vision_segmentation" else []  # its U-Net exports at a fixed size
+    assert cli.main(["run", name, "--quick", *sized]) == 0
+    task, model = tasks.get(name), f"models:/{name}/latest"
+    reports, contracts = {}, {}
+    for mode in ("float16", "int8"):
+        options = ("--quantize", mode, "--max-metric-drop", "1000")  # a quick model may lose much: see the next check
+        code, result, err = exported(name, model, "tflite", tmp_path / mode, *options)
+        assert code == 0 and result["parity"] and result["quantize"] == mode, err
+        assert result["metric"] == task.primary_metric and math.isfinite(result["metric_export"])
+        assert result["metric_difference"] == pytest.approx(result["metric_export"] - result["metric_keras"])
+        assert (result["quantized_as"] == "dynamic") == ("warning: full-integer int8 conversion failed" in err)
+        quantize.LiteRunner(result["path"])  # the file loads in the LiteRT interpreter
+        reports[mode] = result
+        contracts[mode] = json.loads((tmp_path / mode / "preprocessing.json").read_text())
+    integer = reports["int8"]["quantized_as"] == "int8"
+    for input_name, spec in contracts["float16"]["inputs"].items():  # float inputs become int8, ids stay as they are
+        wanted = "int8" if integer and spec["dtype"] == "float32" else spec["dtype"]
+        assert contracts["int8"]["inputs"][input_name]["dtype"] == wanted, (input_name, contracts["int8"]["inputs"])
+    # the Keras model's figure is the one `evaluate --split test` computes on the model's own data
+    scored = evaluate.evaluate(task, model, "embedded", split="test")
+    assert scored["metrics"][task.primary_metric] == pytest.approx(reports["int8"]["metric_keras"])
+    # with no loss allowed, int8 passes exactly when it lost nothing, and a failure keeps nothing
+    strict = ("--quantize", "int8", "--max-metric-drop", "0")
+    code, result, err = exported(name, model, "tflite", tmp_path / "strict", *strict)
+    lost = reports["int8"]["metric_drop"] > 0
+    assert code == (2 if lost else 0) and result["metric_drop"] == pytest.approx(reports["int8"]["metric_drop"])
+    assert (tmp_path / "strict").exists() != lost
+    assert not lost or err.splitlines()[-1].startswith(f"error: metric check failed: the {name} tflite ")
+    capsys.readouterr()
