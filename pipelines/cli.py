@@ -274,6 +274,17 @@ def parser():
     predicting.add_argument(
         "--batch-size", type=int, default=64, metavar="N", help="inputs per model call (default 64)"
     )
+    predicting.add_argument(
+        "--explain",
+        action="store_true",
+        help="add an `explanation` to each answer: feature weights (tables), top sensors and time steps "
+        "(sequences), a heatmap PNG (images, spectrograms); see docs/evaluation.md#explanations",
+    )
+    predicting.add_argument(
+        "--explain-dir",
+        metavar="FOLDER",
+        help="where --explain writes its PNGs (default: beside --output as OUTPUT-explanations/, else explanations/)",
+    )
     _trust_option(predicting)
     predicting.add_argument(
         "inputs",

@@ -85,6 +85,7 @@ def evaluate(task, model_uri, source, split="all", assignments=(), experiment=No
         evaluation = task.evaluate(predictor, splits, config)
         runner.calibrate(task, predictor, splits, config, evaluation)
         runner.robustness(task, predictor, splits, config, evaluation)
+        runner.explain(task, predictor, splits, config, evaluation)
         runner.slice_metrics(task, predictor, splits, config, evaluation)  # a gap only reports here: nothing to promote
         tracking.log_model_evaluation(evaluation, splits, logged.model_id)
     return {

@@ -3,7 +3,10 @@
 The task's `cli_inputs` expands the INPUT arguments (folders, CSV/JSONL tables, files, literals); the
 logged model answers them `--batch-size` at a time, so 10,000 images cost about 160 model calls, not
 10,000. An input that fails gets a row with an `error` instead of its answer, and the others go on.
-Answers go to stdout as one JSON object per line, or to `--output FILE.csv|FILE.jsonl`.
+Answers go to stdout as one JSON object per line, or to `--output FILE.csv|FILE.jsonl`. With `--explain`
+each answer also holds an `explanation` (`Task.explained`); heatmap PNGs of images and spectrograms go to
+`--explain-dir`, by default a folder beside `--output` (`answers.jsonl` -> `answers-explanations/`) or
+`explanations/` in the working directory.
 
 Exit codes: 0 every input was answered; 1 every input has its row but some rows hold an `error`;
 2 nothing was predicted (a bad option, model or INPUT argument, or the only input failed, which
@@ -24,7 +27,7 @@ OUTPUT_FORMATS = (".csv", ".jsonl")
 EXIT_ROW_ERRORS = 1
 
 
-def answers(model, task, pairs, batch_size):
+def answers(model, task, pairs, batch_size, explain=None):
     """Answers every input with one model call per batch, in input order.
 
     Inputs the task says depend on each other (`Task.input_groups`: the rows of one machine, say) share
@@ -35,6 +38,8 @@ def answers(model, task, pairs, batch_size):
         task (tasks.base.Task): its task.
         pairs (list[tuple[str, object]]): (echo, raw input) pairs from `task.cli_inputs`.
         batch_size (int): inputs per model call.
+        explain (str | None): explain each answer, writing maps to this folder (see `explanation_folder`); None:
+            answers alone.
 
     Yields:
         dict: `{"input": echo, **answer}`, or `{"input": echo, "error": message}` for an input that failed.
@@ -45,11 +50,14 @@ def answers(model, task, pairs, batch_size):
     import pandas as pd
 
     raws = [raw for _, raw in pairs]
-    groups = task.input_groups(getattr(model.unwrap_python_model(), "info", {}), raws)
+    served = model.unwrap_python_model()
+    groups = task.input_groups(getattr(served, "info", {}), raws)
+    # the logged signature declares no params, which the pyfunc wrapper would drop: ask the serving model itself
+    predict = model.predict if explain is None else lambda frame: served.predict(None, frame, {"explain": explain})
     ready, next_index = {}, 0
     for batch in _batches(len(raws), batch_size, groups):
         try:
-            results = model.predict(pd.DataFrame({task.input_column: [raws[index] for index in batch]}))
+            results = predict(pd.DataFrame({task.input_column: [raws[index] for index in batch]}))
         except ValueError as error:
             # the model answers the bad inputs of a larger call itself; a one-input batch raises
             if len(batch) > 1 or len(raws) == 1:
@@ -90,6 +98,11 @@ def command(arguments):
         raise ValueError(f"--batch-size must be at least 1, got {arguments.batch_size}.")
     if arguments.output:
         _check_output(arguments.output)
+    if arguments.explain_dir and not arguments.explain:
+        raise ValueError("--explain-dir says where --explain writes its maps; add --explain.")
+    if arguments.explain and task.explain_kind is None:
+        raise ValueError(f"{task.name} gives no explanations yet; drop --explain.")
+    explain = explanation_folder(arguments.output, arguments.explain_dir) if arguments.explain else None
     pairs = task.cli_inputs(arguments.inputs)
     if not pairs:
         raise ValueError(f"the INPUT arguments hold no {task.name} inputs (empty files or tables).")
@@ -97,7 +110,7 @@ def command(arguments):
         os.environ[tracking.TRUST_CODE_ENV] = "1"
     model = tracking.load(arguments.model, task)
     started = time.perf_counter()
-    rows = answers(model, task, pairs, arguments.batch_size)
+    rows = answers(model, task, pairs, arguments.batch_size, explain)
     if arguments.output or not sys.stdout.isatty():  # a bar between answers printed on a terminal garbles both
         rows = progress(rows, f"predict {task.name}", total=len(pairs))
     counted = _Count(rows)
@@ -127,6 +140,18 @@ class _Count:
             self.rows += 1
             self.errors += "error" in row
             yield row
+
+
+def explanation_folder(output, chosen):
+    """Where `--explain` writes image and spectrogram maps: `chosen` (`--explain-dir`), else a folder beside
+    `output` named after it (`answers.jsonl` -> `answers-explanations`), else `explanations` here. It is created
+    when the first map is written.
+    """
+    if chosen:
+        return chosen
+    if output:
+        return f"{os.path.splitext(output)[0]}-explanations"
+    return "explanations"
 
 
 def _check_output(path):

@@ -5,6 +5,7 @@ It lives here, not in `shared/`, because it looks the task up in the registry (`
 code, so a fresh process (`mlflow models serve`) finds this class where it was pickled from.
 """
 
+import functools
 import json
 
 import numpy as np
@@ -35,13 +36,23 @@ class ServingModel(tracking.PythonModel):
 
         Inputs go to the task's predictor `predict_chunk` at a time; image and audio inputs are first
         checked by `shared.inputs.file_input` (encoded bytes, arrays, and the paths this process may read).
+        `params={"explain": FOLDER}` adds an `explanation` to each answer (`Task.explained`, maps written to
+        FOLDER); the logged signature declares no params, so only a caller holding this object (`predict
+        --explain`) passes it, and a served model never writes them.
 
         Raises:
-            ValueError: the only input is bad (a one-line message naming it).
+            ValueError: the only input is bad (a one-line message naming it), or an explanation asked of a task
+                that gives none.
         """
+        explain = (params or {}).get("explain")
+        if explain is not None and self.task.explain_kind is None:
+            raise ValueError(f"{self.task.name} gives no explanations yet; drop --explain.")
+        predict = functools.partial(
+            self.task.predict_raw, self.model, self.info, **({} if explain is None else {"explain": explain})
+        )
         rows = tracking.raw_inputs(model_input, self.task.input_column)
         if len(rows) == 1:
-            return self.task.predict_raw(self.model, self.info, [self._admit(rows[0], "input")])
+            return predict([self._admit(rows[0], "input")])
         admitted = []
         for position, raw in enumerate(rows):
             try:
@@ -50,33 +61,36 @@ class ServingModel(tracking.PythonModel):
                 admitted.append(error)
         size = self.task.predict_chunk or max(1, len(admitted))
         return [
-            answer for start in range(0, len(admitted), size) for answer in self._chunk(admitted[start : start + size])
+            answer
+            for start in range(0, len(admitted), size)
+            for answer in self._chunk(predict, admitted[start : start + size])
         ]
 
     def _admit(self, raw, name):
         return inputs.file_input(raw, name) if self.task.input_kind == "file" else raw
 
-    def _chunk(self, admitted):
-        """Answers admitted inputs (refused ones are their ValueError), one predictor call when all are good."""
+    def _chunk(self, predict, admitted):
+        """Answers admitted inputs (refused ones are their ValueError), one `predict` call (the task's predictor on
+        a list of raw inputs) when all are good."""
         answers = [{"error": str(item)} if isinstance(item, ValueError) else None for item in admitted]
         good = [index for index, item in enumerate(admitted) if not isinstance(item, ValueError)]
-        for index, answer in zip(good, self._answers([admitted[index] for index in good])):
+        for index, answer in zip(good, self._answers(predict, [admitted[index] for index in good])):
             answers[index] = answer
         return answers
 
-    def _answers(self, raws):
+    def _answers(self, predict, raws):
         """The predictor's answers, or each bad input's error: a failing call is retried on each half, so
         that a few bad inputs among many cost a few calls each, not one call per input. Halves split
         between the task's input groups (`Task.input_groups`: the rows of one machine stay together)."""
         if not raws:
             return []
         try:
-            return self.task.predict_raw(self.model, self.info, raws)
+            return predict(raws)
         except ValueError as error:
             keys = self.task.input_groups(self.info, raws) or list(range(len(raws)))
             groups = list(dict.fromkeys(keys))
             if len(groups) == 1:
-                return self._group_answers(raws, error)
+                return self._group_answers(predict, raws, error)
         first = set(groups[: len(groups) // 2])
         halves = (
             [index for index, key in enumerate(keys) if key in first],
@@ -84,11 +98,11 @@ class ServingModel(tracking.PythonModel):
         )
         answers = [None] * len(raws)
         for half in halves:
-            for index, answer in zip(half, self._answers([raws[index] for index in half])):
+            for index, answer in zip(half, self._answers(predict, [raws[index] for index in half])):
                 answers[index] = answer
         return answers
 
-    def _group_answers(self, raws, error):
+    def _group_answers(self, predict, raws, error):
         """Answers one failing group of dependent inputs: each member is tried alone to find the bad ones,
         which get their own error; the others are answered together, as the group they form."""
         if len(raws) == 1:
@@ -96,13 +110,13 @@ class ServingModel(tracking.PythonModel):
         answers = [None] * len(raws)
         for index, raw in enumerate(raws):
             try:
-                self.task.predict_raw(self.model, self.info, [raw])
+                predict([raw])
             except ValueError as alone:
                 answers[index] = {"error": str(alone)}
         good = [index for index, answer in enumerate(answers) if answer is None]
         if len(good) == len(raws):  # no member fails alone: the group itself is the problem
             return [{"error": str(error)}] * len(raws)
-        for index, answer in zip(good, self._answers([raws[index] for index in good])):
+        for index, answer in zip(good, self._answers(predict, [raws[index] for index in good])):
             answers[index] = answer
         return answers
 

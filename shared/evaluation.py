@@ -468,54 +468,6 @@ def calibration(labels, probabilities, bins=CALIBRATION_BINS):
     return Evaluation(metrics={"ece": float(error), "brier": float(brier)}, figures={"reliability": figure})
 
 
-def grad_cam(model, images, class_indices):
-    """Grad-CAM heatmaps: where the last convolutional feature map drives each chosen class.
-
-    The feature map is the input of the model's last global-pooling layer, so any CNN that ends
-    with global pooling and a dense classifier works, on the TensorFlow or JAX backend.
-
-    Args:
-        model (keras.Model): a trained classifier with a GlobalAveragePooling2D / GlobalMaxPooling2D head.
-        images (np.ndarray): a batch (n, h, w, c) in the model's input format.
-        class_indices (np.ndarray): the class to explain per image, shape (n,).
-
-    Returns:
-        np.ndarray: heatmaps (n, h, w) in [0, 1], resized to the image size.
-
-    Raises:
-        ValueError: the model has no global pooling layer, or the backend is neither TensorFlow nor JAX.
-    """
-    import keras
-    import tensorflow as tf
-
-    pooling = [
-        layer
-        for layer in model._flatten_layers()
-        if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
-    ]
-    if not pooling:
-        raise ValueError(f"Grad-CAM needs a model ending in global pooling; '{model.name}' has none.")
-    feature_map = pooling[-1].input
-    features = keras.Model(model.inputs[0], feature_map)(np.asarray(images, dtype="float32"), training=False)
-    head = keras.Model(feature_map, model.outputs[0])
-    selector = np.eye(model.outputs[0].shape[-1], dtype="float32")[np.asarray(class_indices)]
-    if keras.backend.backend() == "jax":
-        import jax
-
-        gradients = jax.grad(lambda mapped: (head(mapped, training=False) * selector).sum())(features)
-    elif keras.backend.backend() == "tensorflow":
-        with tf.GradientTape() as tape:
-            tape.watch(features)
-            selected = tf.reduce_sum(head(features, training=False) * selector)
-        gradients = tape.gradient(selected, features)
-    else:
-        raise ValueError(f"Grad-CAM supports the tensorflow and jax backends, not '{keras.backend.backend()}'.")
-    features, gradients = np.asarray(features), np.asarray(gradients)
-    heatmaps = np.maximum((gradients.mean(axis=(1, 2), keepdims=True) * features).sum(axis=-1), 0)
-    heatmaps = heatmaps / np.maximum(heatmaps.max(axis=(1, 2), keepdims=True), 1e-8)
-    return tf.image.resize(heatmaps[..., None], np.shape(images)[1:3]).numpy()[..., 0]
-
-
 def ranking(recommended, relevant, k, catalogue_size):
     """Top-K ranking quality: HitRate@K, NDCG@K, MAP@K (binary relevance) and catalogue coverage.
 

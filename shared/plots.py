@@ -138,16 +138,80 @@ def segmentation_overlays(images, true_masks, predicted_masks, class_names):
     return figure
 
 
-def heatmap_overlays(images, heatmaps, titles, columns=4):
-    """Images with a heatmap (Grad-CAM, saliency) blended over each, titled."""
+def heatmap_overlays(images, heatmaps, titles, columns=4, title=""):
+    """Images with a heatmap (Grad-CAM, saliency) blended over each, titled (`title` above them all)."""
     rows = int(np.ceil(len(images) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, image, heatmap, title in zip(axes.flat, images, heatmaps, titles):
+    for axis, image, heatmap, name in zip(axes.flat, images, heatmaps, titles):
         axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
         axis.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        axis.set_title(title, fontsize=7)
+        axis.set_title(name, fontsize=7)
+    return _titled(figure, title)
+
+
+def attribution_bars(weights, names, titles, columns=4, top=10, title=""):
+    """One panel per example: its `top` features by |weight| as horizontal bars, red for, blue against.
+
+    Args:
+        weights (np.ndarray): (n, features) signed attributions.
+        names (list[str]): the features' names.
+        titles (list[str]): one title per example.
+        columns (int): panels per row.
+        top (int): features drawn per panel (more are unreadable at this size).
+        title (str): above them all (empty: none).
+    """
+    columns = min(columns, len(weights))
+    rows = int(np.ceil(len(weights) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 0.9 + 0.22 * top * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, row, name in zip(axes.flat, weights, titles):
+        axis.axis("on")
+        order = np.argsort(-np.abs(row), kind="stable")[:top][::-1]
+        axis.barh(np.arange(len(order)), row[order], color=np.where(row[order] >= 0, "tab:red", "tab:blue"))
+        axis.set_yticks(np.arange(len(order)), [str(names[index])[:24] for index in order], fontsize=6)
+        axis.axvline(0, color="grey", linewidth=0.5)
+        axis.tick_params(axis="x", labelsize=6)
+        axis.set_title(name, fontsize=7)
+    return _titled(figure, title)
+
+
+def attribution_maps(maps, titles, x_label, y_label, row_names=None, columns=4, title=""):
+    """One signed map per example (red for, blue against, white neutral; each on its own symmetric scale).
+
+    Args:
+        maps (np.ndarray): (n, rows, columns): sensors x time steps, frequency bins x frames...
+        titles (list[str]): one title per example.
+        x_label (str): what the columns are.
+        y_label (str): what the rows are (drawn bottom-up).
+        row_names (list[str] | None): tick labels of the rows; None leaves them numbered.
+        columns (int): panels per row.
+        title (str): above them all (empty: none).
+    """
+    columns = min(columns, len(maps))
+    rows = int(np.ceil(len(maps) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, values, name in zip(axes.flat, maps, titles):
+        axis.axis("on")
+        scale = max(float(np.abs(values).max()), 1e-12)
+        axis.imshow(values, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-scale, vmax=scale)
+        if row_names is not None:
+            axis.set_yticks(np.arange(len(row_names)), [str(name)[:16] for name in row_names], fontsize=5)
+        axis.set_xlabel(x_label, fontsize=7)
+        axis.set_ylabel(y_label, fontsize=7)
+        axis.tick_params(labelsize=6)
+        axis.set_title(name, fontsize=7)
+    return _titled(figure, title)
+
+
+def _titled(figure, title):
+    """Lays the figure out, with `title` above its panels when given."""
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     return figure
 

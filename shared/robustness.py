@@ -76,24 +76,13 @@ def input_gradient(model, features, labels):
     """
     import keras
 
+    from shared import explain
+
     def loss(inputs):
         probabilities = model(inputs, training=False)
         return keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        inputs = tf.convert_to_tensor(features)
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            value = loss(inputs)
-        return np.asarray(tape.gradient(value, inputs))
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(loss)(features))
-    raise ValueError(f"FGSM needs input gradients, taken here on tensorflow or jax, not {backend}.")
+    return explain.gradient(loss, features)
 
 
 def character_noise(texts, rate, seed):

@@ -78,6 +78,7 @@ class TaskConfig:
     max_slice_gap: NonNegative = 0.0  # >0 refuses promotion when the test slices' gap exceeds it; 0 only reports it
     # auto: a validation-fitted temperature is kept where it lowers validation ECE (probabilistic classifiers only)
     temperature_scaling: Choice("auto", "true", "false") = "auto"  # overconfident nets are common; it costs one pass
+    explain_count: Size = 8  # test examples explained in plots/explain/ (0: none): a figure's worth, about a second
     precision: Choice(*PRECISIONS) = "auto"  # 16-bit compute only where the device has it natively: faster, same model
     jit_compile: Choice(*JIT_COMPILE) = "auto"  # auto: Keras uses XLA where it pays (GPU/TPU, JAX)
     tfds_data_dir: str = ""  # where TFDS keeps datasets; empty means TFDS's default (~/tensorflow_datasets)
@@ -214,6 +215,11 @@ class Task:
         robustness_kind (str | None): the robustness figure the runner adds to its test metrics
             (`pipelines.runner.robustness`): "fgsm" for a softmax classifier whose decoded test features are its
             one float input, "text" for one whose decoded test features are raw strings, None for none.
+        explain_kind (str | None): how the model's answers are explained (`shared.explain.KINDS`: "image",
+            "table", "sequence", "spectrogram"), in `plots/explain/KIND.png` of every run
+            (`pipelines.runner.explain`) and in each answer of `predict --explain`; None: not explained yet.
+        explain_input (str | None): the dict key of the float model input explained, when the model takes a
+            dict (the others are held as they are); None: the model's one input.
     """
 
     name = ""
@@ -232,6 +238,8 @@ class Task:
     predict_chunk = 0
     readers = ("embedded",)
     robustness_kind = None  # most tasks' inputs (tables, ids, pairs) have no perturbation of a stated size
+    explain_kind = None  # token ids, item ids and pixel-wise outputs need methods of their own, not written yet
+    explain_input = None  # a model of one float input
     # precision=auto trains in bfloat16 on CPUs that compute it natively only where benchmarks/precision.py
     # measured that it pays and the metric holds (docs/benchmarks.md); GPUs and TPUs choose regardless
     cpu_bfloat16 = False
@@ -526,6 +534,9 @@ class Task:
     def predict_raw(self, model, info, inputs):
         """Runs the model on raw inputs.
 
+        A task with an `explain_kind` takes a keyword `explain` too: None, or the folder of `predict --explain`,
+        which adds an `explanation` field to each answer (`explained`).
+
         Args:
             model (keras.Model): the trained model.
             info (dict): `Splits.info` saved at training time.
@@ -535,6 +546,73 @@ class Task:
             list[dict]: one JSON-friendly answer per input.
         """
         raise NotImplementedError
+
+    def output_names(self, info):
+        """Returns:
+        list[str]: the model's output columns by name: its class names, or the answer's key for one output.
+        """
+        return list(info.get("class_names") or [self.answer_key])
+
+    def explanation_names(self, info):
+        """Returns the names of an explained input's features (tables) or sensors (sequences), or None (images,
+        spectrograms, and features known by position)."""
+        return None
+
+    def explained_examples(self, info, targets, outputs, count, seed):
+        """Chooses the test examples a run explains (`pipelines.runner.explain`) and titles them.
+
+        Args:
+            info (dict): the served `Splits.info`.
+            targets (np.ndarray): the test split's targets, as `outputs` returns them.
+            outputs (np.ndarray): the model's test outputs, as `outputs` returns them.
+            count (int): how many.
+            seed (int): the run's seed.
+
+        Returns:
+            tuple[np.ndarray, list[str]]: positions in the test split (a seeded random choice, in order) and a
+            title per example: its truth, the explained output and the model's value of it.
+        """
+        from shared import explain
+
+        targets, outputs = np.asarray(targets), np.asarray(outputs)
+        rng = np.random.default_rng(seed)
+        positions = np.sort(rng.choice(len(targets), min(count, len(targets)), replace=False))
+        names = self.output_names(info)
+        titles = []
+        for position, column in zip(positions, explain.explained_outputs(outputs[positions])):
+            value = outputs[position].reshape(-1)[column]
+            truth = names[int(targets[position])] if "class_names" in info else f"{float(targets[position]):g}"
+            titles.append(f"true {truth}\n{names[column]}: {value:.2f}")
+        return positions, titles
+
+    def explained(self, answers, model, info, batch, outputs, explain, sources):
+        """Adds to each answer its `explanation` field when `predict --explain` asks for one (`shared.explain.answers`).
+
+        Args:
+            answers (list[dict]): the answers of the batch, in order.
+            model (keras.Model): the trained model.
+            info (dict): `Splits.info` saved at training time.
+            batch (np.ndarray | dict): their model inputs (`prepare_inputs`).
+            outputs (np.ndarray): the model's outputs for them.
+            explain (str | None): the folder image and spectrogram maps are written to; None: no explanation.
+            sources (list): the raw inputs (their file names name the maps).
+
+        Returns:
+            list[dict]: the answers.
+        """
+        if explain is None:
+            return answers
+        from shared import explain as explaining
+
+        found = explaining.explain(
+            self.explain_kind, model, batch, explaining.explained_outputs(outputs), key=self.explain_input
+        )
+        fields = explaining.answers(
+            found, batch, self.output_names(info), explain, sources, self.explanation_names(info)
+        )
+        for answer, field in zip(answers, fields):
+            answer["explanation"] = field
+        return answers
 
     def prepare_inputs(self, info, inputs):
         """Returns the model-ready batch for a list of raw inputs: the preprocessing half of `predict_raw`."""
@@ -671,11 +749,13 @@ class ClassificationTask(Task):
         result.outputs = labels, probabilities
         return result
 
-    def predict_raw(self, model, info, inputs):
+    def predict_raw(self, model, info, inputs, explain=None):
         from shared import evaluation
 
-        probabilities = model.predict(self.prepare_inputs(info, inputs), verbose=0)
-        return evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
+        batch = self.prepare_inputs(info, inputs)
+        probabilities = model.predict(batch, verbose=0)
+        answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
+        return self.explained(answers, model, info, batch, probabilities, explain, inputs)
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)

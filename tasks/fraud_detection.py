@@ -128,6 +128,9 @@ class FraudDetection(BinaryDetectionTask):
         "drop_columns, try more epochs or noise, or --preset balanced."
     )
     noisy_input = "numeric"
+    explain_kind = "table"  # a signed weight per numeric column: what pushed the model's score up or down
+    # categories are held as they are: an embedding index has no straight path from a baseline to integrate along
+    explain_input = "numeric"
 
     def load_data(self, config, fitted=None):
         """Reads the table and encodes it; with `fitted` (a trained model's info), with the model's preprocessing."""
@@ -276,9 +279,14 @@ class FraudDetection(BinaryDetectionTask):
     def input_example(self, splits):
         return splits.info["example_rows"][:1]
 
-    def predict_raw(self, model, info, inputs):
-        scores = self.scores(model, info, self.prepare_inputs(info, inputs))
-        return [
+    def explanation_names(self, info):
+        """The numeric columns, in the model's order."""
+        return [item["name"] for item in info["preprocessing"]["numeric"]]
+
+    def predict_raw(self, model, info, inputs, explain=None):
+        batch = self.prepare_inputs(info, inputs)
+        scores = self.scores(model, info, batch)
+        answers = [
             {
                 "fraud_probability": round(float(score), 6),
                 "fraud": bool(score >= info["threshold"]),
@@ -286,6 +294,7 @@ class FraudDetection(BinaryDetectionTask):
             }
             for score in scores
         ]
+        return self.explained(answers, model, info, batch, scores, explain, inputs)
 
     def prepare_inputs(self, info, inputs):
         import pandas as pd

@@ -97,6 +97,7 @@ class ImageClassificationTask(ClassificationTask):
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
     readers = ("embedded", "tfds_images", "image_folder", "idx_images", "npz_images")
     robustness_kind = "fgsm"  # decoded images are the model's one float input
+    explain_kind = "image"  # Grad-CAM on the ResNet's own pooling; integrated gradients through other backbones
     # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
     candidates = (
         ("default", {}),

@@ -3,7 +3,9 @@
 Builds on the image classifier that vision_classification is too (`tasks/image_classification.py`: the
 same ResNet / keras.applications models, folders, TFDS and npz readers) and adds what clinical use needs:
 class weights or focal loss for rare findings, a binary decision threshold chosen on the validation split
-(Youden's J or a target sensitivity), sensitivity, specificity, calibration, and Grad-CAM heatmaps.
+(Youden's J or a target sensitivity), sensitivity, specificity, calibration, and explanations of its most
+confident hits and misses (`plots/explain/image.png`: Grad-CAM for the ResNet, integrated gradients through
+keras.applications backbones).
 
 Data sources:
     embedded              generated radiograph-like images (lungs, ribs, noise); about one in five has a
@@ -18,11 +20,11 @@ threshold is logged as the metric `test_threshold` (the runner logs params befor
 saved with the model and used by `predict`.
 
 Predict: an image file, encoded bytes or a pixel array -> label, probability, positive_probability
-and the threshold. `gradcam:IMAGE` also writes a Grad-CAM overlay beside the file as `<name>_gradcam.png`.
+and the threshold; `predict --explain` adds the evidence for the positive class (or the predicted one of
+more) as a heatmap PNG, its path in the answer's `explanation` (it replaces the former `gradcam:IMAGE` prefix).
 """
 
 import dataclasses
-import pathlib
 
 import numpy as np
 
@@ -33,7 +35,6 @@ from tasks.image_classification import ImageClassificationConfig, ImageClassific
 
 IMBALANCE = ("class_weight", "focal", "none")
 THRESHOLD_METHODS = ("youden", "sensitivity")
-GRADCAM_PREFIX = "gradcam:"
 _MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_images", "test_labels")
 
 
@@ -50,7 +51,6 @@ class MedicalImagingConfig(ImageClassificationConfig):
     focal_gamma: NonNegative = 2.0  # focal loss focusing strength; 2 is the value of the paper (Lin et al. 2017)
     threshold_method: Choice(*THRESHOLD_METHODS) = "youden"  # youden: max sensitivity + specificity; or a target
     target_sensitivity: Fraction = 0.9  # for threshold_method=sensitivity: screening rarely accepts more misses
-    gradcam_count: Size = 8  # test images explained with Grad-CAM (true/false positives and negatives)
 
 
 def _radiographs(count, size, positive_share, seed):
@@ -211,7 +211,7 @@ class MedicalImaging(ImageClassificationTask):
             require_both_classes(splits)
 
     def evaluate(self, model, splits, config):
-        from shared import evaluation, plots
+        from shared import evaluation
 
         names = splits.info["class_names"]
         labels, probabilities = self.outputs(model, splits, "test", config)
@@ -232,14 +232,7 @@ class MedicalImaging(ImageClassificationTask):
             result.serving["threshold"] = threshold  # saved with the model, so predict uses it
             result.texts["threshold.txt"] = f"threshold {threshold:.6f}: {how}, chosen on the validation split\n"
         else:
-            predicted = probabilities.argmax(axis=1)
             result = evaluation.classification(labels, probabilities, names)
-        if config.gradcam_count and config.backbone == "resnet":  # keras.applications nest their pooling
-            chosen, titles = self._gradcam_examples(labels, probabilities, predicted, names, config.gradcam_count)
-            explained = predicted[chosen] if len(names) > 2 else np.ones(len(chosen), int)
-            pictures = splits.test.pick(chosen)[0]
-            heatmaps = evaluation.grad_cam(model, pictures, explained)
-            result.figures["grad_cam"] = plots.heatmap_overlays(pictures, heatmaps, titles)
         result.outputs = labels, probabilities
         return result
 
@@ -265,11 +258,14 @@ class MedicalImaging(ImageClassificationTask):
         )
         return threshold, "maximum Youden's J (sensitivity + specificity - 1)"
 
-    @staticmethod
-    def _gradcam_examples(labels, probabilities, predicted, names, count):
-        """Picks the most confident true/false positives and negatives (binary), or hits and misses."""
+    def explained_examples(self, info, labels, probabilities, count, seed):
+        """The most confident true/false positives and negatives (two classes, decided by the model's threshold),
+        or hits and misses (more), a share of `count` each."""
+        names = info["class_names"]
+        labels, probabilities = np.asarray(labels), np.asarray(probabilities)
         confidence = probabilities.max(axis=1)
         if len(names) == 2:
+            predicted = (probabilities[:, 1] >= info.get("threshold", 0.5)).astype(int)
             groups = {
                 "TP": (labels == 1) & (predicted == 1),
                 "FP": (labels == 0) & (predicted == 1),
@@ -277,6 +273,7 @@ class MedicalImaging(ImageClassificationTask):
                 "FN": (labels == 1) & (predicted == 0),
             }
         else:
+            predicted = probabilities.argmax(axis=1)
             groups = {"correct": predicted == labels, "wrong": predicted != labels}
         chosen, titles = [], []
         for outcome, members in groups.items():
@@ -289,11 +286,9 @@ class MedicalImaging(ImageClassificationTask):
                 )
         return np.array(chosen, int), titles
 
-    def predict_raw(self, model, info, inputs):
+    def predict_raw(self, model, info, inputs, explain=None):
         from shared import evaluation
 
-        explain = [isinstance(raw, str) and raw.startswith(GRADCAM_PREFIX) for raw in inputs]
-        inputs = [raw[len(GRADCAM_PREFIX) :] if flag else raw for raw, flag in zip(inputs, explain)]
         batch = self.prepare_inputs(info, inputs)
         probabilities = model.predict(batch, verbose=0)
         names = info["class_names"]
@@ -315,13 +310,7 @@ class MedicalImaging(ImageClassificationTask):
                 dict(answer, threshold=None)
                 for answer in evaluation.top_k(probabilities, names, k=info.get("top_k", 3))
             ]
-        if any(explain):
-            chosen = np.flatnonzero(explain)
-            classes = np.ones(len(chosen), int) if len(names) == 2 else probabilities[chosen].argmax(axis=1)
-            heatmaps = evaluation.grad_cam(model, batch[chosen], classes)
-            for index, heatmap in zip(chosen, heatmaps):
-                answers[index]["heatmap_path"] = _write_heatmap(batch[index], heatmap, inputs[index])
-        return answers
+        return self.explained(answers, model, info, batch, probabilities, explain, inputs)
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
@@ -331,16 +320,3 @@ class MedicalImaging(ImageClassificationTask):
                 f"{info['class_names'][1]} when probabilities[:, 1] >= threshold, else {info['class_names'][0]}"
             )
         return serving
-
-
-def _write_heatmap(picture, heatmap, path):
-    """Writes the image with its Grad-CAM heatmap blended over it, beside `path`; returns the file name."""
-    import matplotlib
-
-    from shared import images
-
-    colored = matplotlib.colormaps["jet"](heatmap)[..., :3]
-    base = np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture
-    output = pathlib.Path(path).with_name(f"{pathlib.Path(path).stem}_gradcam.png")
-    images.save_png(0.6 * base + 0.4 * colored, output)
-    return str(output)

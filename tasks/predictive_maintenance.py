@@ -156,6 +156,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     key_params = Task.key_params + ("model", "mode")
     quick_overrides = {"epochs": 2, "max_examples": 3000}
     readers = ("embedded", "cmapss", "unit_table")
+    explain_kind = "sequence"  # which sensors, and how long before the window's end, the estimate rests on
     # convolutions against recurrent nets over the window, the recurrent ones with input noise
     candidates = (
         ("default", {}),
@@ -427,8 +428,20 @@ class PredictiveMaintenance(BinaryDetectionTask):
             for position, raw in enumerate(inputs)
         ]
 
-    def predict_raw(self, model, info, inputs):
-        """Answers every row (dict) or history (list of rows); rows of one unit form its history in order."""
+    def output_names(self, info):
+        """The failure probability or the RUL, by the model's mode."""
+        return ["failure_probability" if info["mode"] == "classification" else "rul"]
+
+    def explanation_names(self, info):
+        """The encoded features: the numeric columns, then one per category of each text column (`=?` unseen)."""
+        spec = info["preprocessing"]
+        return [item["name"] for item in spec["numeric"]] + [
+            f"{item['name']}={value}" for item in spec["categorical"] for value in ["?", *item["vocabulary"]]
+        ]
+
+    def predict_raw(self, model, info, inputs, explain=None):
+        """Answers every row (dict) or history (list of rows); rows of one unit form its history in order. With
+        `explain`, each answer explains the window it was estimated from."""
         unit, time = info["unit_column"], info["time_column"]
         keep = [column for column in (unit, time) if column]
         batches, rows, owners = [], [], []  # histories first (one answer each), then loose rows
@@ -449,12 +462,12 @@ class PredictiveMaintenance(BinaryDetectionTask):
             frame = self._frame(history, info, keep, history=True)
             key = unit if unit and history[0].get(unit) is not None else "_unit"
             frame[key] = frame[key].iloc[0] if key in frame else 0  # a list is one unit, whatever ids it carries
-            answers[position] = self._answer(model, info, frame, key)[-1]
+            answers[position] = self._answer(model, info, frame, key, explain, explained=[len(frame) - 1])[-1]
         if rows:
             frame = self._frame(rows, info, keep, history=False)
             if not unit:
                 frame["_unit"] = np.arange(len(frame))  # independent observations
-            for owner, answer in zip(owners, self._answer(model, info, frame, unit or "_unit")):
+            for owner, answer in zip(owners, self._answer(model, info, frame, unit or "_unit", explain)):
                 answers[owner] = answer
         return answers
 
@@ -481,8 +494,9 @@ class PredictiveMaintenance(BinaryDetectionTask):
             frame[column] = np.arange(len(frame)) if any(value is None for value in present) else present
         return frame
 
-    def _answer(self, model, info, frame, unit):
-        """One answer per row, from the window ending at that row (shorter histories padded with the first row)."""
+    def _answer(self, model, info, frame, unit, explain=None, explained=None):
+        """One answer per row, from the window ending at that row (shorter histories padded with the first row);
+        with `explain` (see `Task.explained`), the rows at positions `explained` (None: every row) explain it."""
         time = info["time_column"]
         frame = frame.assign(_position=np.arange(len(frame)))
         frame = frame.sort_values([unit, time] if time else [unit], kind="stable")
@@ -494,10 +508,12 @@ class PredictiveMaintenance(BinaryDetectionTask):
             seen.append(np.arange(1, len(group) + 1))
         if frame.groupby(unit).size().min() < window and window > 1:
             warnings.warn(f"a unit has fewer than window={window} rows; its first rows are padded", stacklevel=2)
-        outputs = model.predict(np.concatenate(pieces), batch_size=1024, verbose=0).reshape(-1)
+        windows = np.concatenate(pieces)
+        outputs = model.predict(windows, batch_size=1024, verbose=0).reshape(-1)
         seen = np.concatenate(seen)
         ordered = [None] * len(frame)
-        for index, position in enumerate(frame["_position"].to_numpy()):
+        positions = frame["_position"].to_numpy()
+        for index, position in enumerate(positions):
             answer = {"unit": _plain(frame[unit].iloc[index])} if unit != "_unit" else {}
             if info["mode"] == "classification":
                 answer.update(
@@ -508,6 +524,10 @@ class PredictiveMaintenance(BinaryDetectionTask):
             else:
                 answer.update(rul=round(float(max(outputs[index], 0.0)), 3), rows_seen=int(seen[index]))
             ordered[position] = answer
+        if explain is not None:
+            rows = np.arange(len(frame)) if explained is None else np.flatnonzero(np.isin(positions, explained))
+            chosen = [ordered[positions[row]] for row in rows]
+            self.explained(chosen, model, info, windows[rows], outputs[rows], explain, [None] * len(rows))
         return ordered
 
     def run_setting(self, params, info):

@@ -53,6 +53,8 @@ def test_evaluate_matches_training_on_its_test_split_and_leaves_the_registry_alo
         assert result["metrics"][name] == pytest.approx(trained.metrics[name], abs=1e-4), name
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
+    explained = [item.path for item in client.list_artifacts(result["run_id"], "plots/explain")]
+    assert explained == ([f"plots/explain/{task.explain_kind}.png"] if task.explain_kind else [])
     assert run.info.experiment_id == client.get_experiment_by_name(task.name).experiment_id
     assert run.data.tags["evaluation_of"] == uri and run.data.tags["evaluated_model_version"] == champion
     assert run.data.tags["data_source"] == "embedded"

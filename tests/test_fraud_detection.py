@@ -101,6 +101,22 @@ def test_predict_cli_reads_csv_rows_and_json_objects(trained, tmp_path, capsys):
     assert len(lines) == 4 and all(isinstance(line["fraud"], bool) for line in lines)
 
 
+def test_runs_and_predict_explain_explain_the_numeric_columns(trained, tmp_path, capsys):
+    task, result = trained
+    logged = mlflow.MlflowClient().list_artifacts(result.run_id, "plots/explain")
+    assert [item.path for item in logged] == ["plots/explain/table.png"]
+    path = _table(tmp_path, _transactions(200, seed=3).head(2))
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", "--explain", str(path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    numeric = set(FEATURES) - {"merchant_category"}
+    for line in lines:
+        explanation = line["explanation"]
+        assert explanation["method"] == "integrated_gradients" and explanation["output"] == "fraud_probability"
+        weights = list(explanation["weights"].values())
+        assert set(explanation["weights"]) == numeric and weights == sorted(weights, key=abs, reverse=True)
+    assert not (tmp_path / "explanations").exists()  # a table's explanation writes no file
+
+
 def test_predict_csv_of_rows_writes_one_row_each_with_errors_in_their_rows(trained, tmp_path, capsys):
     frame = _transactions(200, seed=3)[FEATURES].head(5).astype({"amount": object})
     frame.loc[2, "amount"] = "lots"

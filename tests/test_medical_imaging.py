@@ -1,6 +1,8 @@
-"""Medical imaging end to end: imbalance handling, validation-chosen threshold, calibration, Grad-CAM, data paths."""
+"""Medical imaging end to end: imbalance handling, validation-chosen threshold, calibration, Grad-CAM explanations
+(logged and on predict --explain), data paths."""
 
 import json
+import pathlib
 
 import mlflow
 import numpy as np
@@ -13,7 +15,7 @@ from tasks.medical_imaging import _radiographs
 from tests.conftest import resolve, shared_data
 
 TASK = "medical_imaging"
-SMALL = ["base_filters=8", "stages=2", "epochs=6", "max_examples=700", "batch_size=32", "gradcam_count=4"]
+SMALL = ["base_filters=8", "stages=2", "epochs=6", "max_examples=700", "batch_size=32", "explain_count=4"]
 
 
 @pytest.fixture(scope="module")
@@ -59,25 +61,33 @@ def test_run_beats_chance_and_logs_everything(trained):
     plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
     assert {
         "plots/reliability.png",
-        "plots/grad_cam.png",
         "plots/roc_curve.png",
         "plots/pr_curve.png",
         "plots/confusion_matrix.png",
     } <= plots
+    assert [item.path for item in client.list_artifacts(trained.run_id, "plots/explain")] == ["plots/explain/image.png"]
 
 
-def test_predict_uses_the_logged_threshold_and_writes_grad_cam(trained, tmp_path, capsys):
+def test_predict_uses_the_logged_threshold_and_explains_with_grad_cam(trained, tmp_path, capsys):
     pictures, labels = _radiographs(4, 32, 0.5, seed=7)
     paths = []
     for index, picture in enumerate(pictures):
         paths.append(tmp_path / f"xray_{index}.png")
         images.save_png(picture, paths[-1])
-    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", str(paths[0]), f"gradcam:{paths[1]}"]) == 0
-    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
-    assert first["threshold"] == round(trained.metrics["threshold"], 6)
-    assert first["label"] == ("lesion" if first["positive_probability"] >= first["threshold"] else "normal")
-    assert "heatmap_path" not in first and second["heatmap_path"] == str(tmp_path / "xray_1_gradcam.png")
-    assert (tmp_path / "xray_1_gradcam.png").stat().st_size > 0
+    model = f"models:/{TASK}/latest"
+    assert cli.main(["predict", TASK, "--model", model, str(paths[0])]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["threshold"] == round(trained.metrics["threshold"], 6) and "explanation" not in plain
+    assert plain["label"] == ("lesion" if plain["positive_probability"] >= plain["threshold"] else "normal")
+    maps = tmp_path / "maps"
+    assert cli.main(["predict", TASK, "--model", model, "--explain", "--explain-dir", str(maps), *map(str, paths)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert {key: answers[0][key] for key in plain} == plain  # explaining changes no answer
+    for path, answer in zip(paths, answers):
+        explanation = answer["explanation"]
+        assert explanation["method"] == "grad_cam" and explanation["output"] == "lesion"  # the positive class
+        heatmap = pathlib.Path(explanation["heatmap_path"])
+        assert heatmap.parent == maps and heatmap.name.startswith(f"{path.stem}-") and heatmap.stat().st_size > 0
 
 
 def test_predict_converts_rgb_input_and_accepts_arrays(trained, tmp_path):

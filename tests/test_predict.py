@@ -136,12 +136,33 @@ def test_a_single_bad_input_is_the_command_error(doubler, tmp_path, capsys):
         (["--output", "out.txt", "1"], "--output 'out.txt' must end in .csv or .jsonl"),
         (["--output", "missing/out.csv", "1"], "--output 'missing/out.csv': folder"),
         (["--batch-size", "0", "1"], "--batch-size must be at least 1, got 0."),
+        (["--explain", "1"], "toy_predict gives no explanations yet; drop --explain."),
+        (["--explain-dir", "maps", "1"], "--explain-dir says where --explain writes its maps; add --explain."),
     ],
 )
 def test_bad_options_fail_before_predicting(doubler, arguments, message, capsys):
     assert doubler(*arguments) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {message}") and error.count("\n") == 1 and Doubler.calls == []
+
+
+def test_explain_reaches_the_predictor_of_every_batch_and_half_with_its_folder(doubler, tmp_path, monkeypatch):
+    folders, answer = [], Doubler.predict_raw
+
+    def explaining(self, model, info, inputs, explain=None):
+        folders.append(explain)
+        return [dict(found, explanation={"folder": explain}) for found in answer(self, model, info, inputs)]
+
+    monkeypatch.setattr(Doubler, "explain_kind", "table", raising=False)
+    monkeypatch.setattr(Doubler, "predict_raw", explaining)
+    output = tmp_path / "out.jsonl"
+    assert doubler("--explain", "--output", str(output), "1", "x", "2") == 1
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    expected = str(tmp_path / "out-explanations")
+    folder = {"folder": expected}
+    assert [row.get("explanation") for row in rows] == [folder, None, folder]  # the bad row holds its error
+    assert folders == [expected] * 5  # the batch, its halves [1] and [x, 2], then [x] and [2]
+    assert not (tmp_path / "out-explanations").exists()  # made only when a map is written
 
 
 def test_dependent_inputs_share_a_batch_and_answers_keep_input_order(doubler, model_folder, monkeypatch):

@@ -96,6 +96,25 @@ def test_latest_model_predicts_rul_from_a_history_and_from_rows(trained, tmp_pat
     ] == lines
 
 
+def test_runs_and_predict_explain_name_the_sensors_and_time_steps_of_each_window(trained, tmp_path):
+    task, result = trained
+    logged = mlflow.MlflowClient().list_artifacts(result.run_id, "plots/explain")
+    assert [item.path for item in logged] == ["plots/explain/sequence.png"]
+    engines = _engines(2, seed=11)
+    history = json.loads(engines[engines["unit"] == 1].to_json(orient="records"))
+    served = tracking.load("models:/predictive_maintenance/latest").unwrap_python_model()
+    plain = served.predict(None, pd.DataFrame({"history": [history, history[:5]]}))
+    explained = served.predict(None, pd.DataFrame({"history": [history, *history[:5]]}), {"explain": str(tmp_path)})
+    assert {key: explained[0][key] for key in plain[0]} == plain[0]  # explaining changes no answer
+    assert explained[5]["rul"] == plain[1]["rul"]  # a loose row is explained from the window ending at it
+    names = set(task.explanation_names(served.info))
+    for answer in explained:
+        explanation = answer["explanation"]
+        assert explanation["method"] == "integrated_gradients" and explanation["output"] == "rul"
+        assert set(explanation["sensors"]) <= names and len(explanation["sensors"]) == 5
+        assert {int(step[2:]) for step in explanation["time_steps"]} <= set(range(20))  # t-0 ... t-19
+
+
 def test_predict_rejects_missing_columns_and_rows_without_unit(trained):
     model = tracking.load("models:/predictive_maintenance/latest")
     row = json.loads(_engines(1, seed=2).head(1).to_json(orient="records"))[0]

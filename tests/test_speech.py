@@ -15,7 +15,7 @@ import soundfile
 
 import tasks
 from pipelines import cli, runner
-from shared import augmentation, tracking
+from shared import augmentation, images, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
 from tasks.speech import cache, features as speech_features, generated
@@ -81,6 +81,23 @@ def test_predict_wav_at_any_rate_mono_or_stereo(trained, tmp_path, capsys):
     model = tracking.load(f"runs:/{trained.run_id}/model")  # bytes and sample lists work too
     (from_bytes,) = model.predict(pd.DataFrame({"audio": [stereo.read_bytes()]}))
     assert from_bytes["label"] == answers[0]["label"]
+
+
+def test_runs_log_and_predict_explain_maps_frames_and_bins(trained, tmp_path):
+    logged = mlflow.MlflowClient().list_artifacts(trained.run_id, "plots/explain")
+    assert [item.path for item in logged] == ["plots/explain/spectrogram.png"]
+    waveforms, _, _ = words(repeats=1, rate=8000, seed=7, speakers=1)
+    served = tracking.load(f"models:/{TASK}/latest").unwrap_python_model()
+    clips = [np.round(waveform, 4).tolist() for waveform in waveforms[:2]]
+    plain = served.predict(None, pd.DataFrame({"audio": clips}))
+    explained = served.predict(None, pd.DataFrame({"audio": clips}), {"explain": str(tmp_path)})
+    frames, bins = served.info["input_shape"][:2]
+    for before, answer in zip(plain, explained):
+        explanation = answer.pop("explanation")
+        assert answer == before and explanation["output"] == answer["label"]
+        assert {int(name.split("_")[1]) for name in explanation["frames"]} <= set(range(frames))
+        assert {int(name.split("_")[1]) for name in explanation["bins"]} <= set(range(bins))
+        assert images.decode(explanation["map_path"]).shape == (2 * bins, frames, 3)  # spectrogram above its map
 
 
 @pytest.mark.parametrize(

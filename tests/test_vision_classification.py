@@ -11,7 +11,7 @@ import pytest
 
 import tasks
 from pipelines import cli, config, runner
-from shared import images, tracking
+from shared import images, model_card, tracking
 from shared.data import tfds as tfds_source
 from shared.data.sources import read_idx_pair
 from tests.conftest import resolve, shared_data
@@ -100,6 +100,24 @@ def test_predict_cli_prints_one_json_object_per_input(trained, tmp_path, capsys)
     assert code == 0 and len(lines) == 2
     answers = [json.loads(line) for line in lines]
     assert [answer["input"] for answer in answers] == [str(path) for path, _ in samples]
+
+
+def test_runs_log_and_predict_explain_writes_grad_cam_heatmaps_beside_the_output(trained, tmp_path):
+    logged = mlflow.MlflowClient().list_artifacts(trained.run_id, "plots/explain")
+    assert [item.path for item in logged] == ["plots/explain/image.png"]
+    card = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/{model_card.FILE}")
+    assert "plots/explain/image.png" in card.split("## Explanations")[1]  # the card links the figure
+    samples = digit_pngs(tmp_path, count=2)
+    output = tmp_path / "answers.jsonl"
+    arguments = ["predict", TASK, "--model", f"models:/{TASK}/latest", "--output", str(output), "--explain"]
+    assert cli.main([*arguments, *[str(path) for path, _ in samples]]) == 0
+    answers = [json.loads(line) for line in output.read_text().splitlines()]
+    for answer, (path, _) in zip(answers, samples):
+        explanation = answer["explanation"]
+        assert explanation["method"] == "grad_cam" and explanation["output"] == answer["label"]  # the predicted class
+        heatmap = explanation["heatmap_path"]
+        assert heatmap.startswith(str(tmp_path / "answers-explanations" / f"{path.stem}-")) and heatmap.endswith(".png")
+        assert images.decode(heatmap).shape == (8, 8, 3)
 
 
 def test_predict_rejects_a_file_that_is_not_an_image(trained, tmp_path, capsys):

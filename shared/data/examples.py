@@ -183,13 +183,18 @@ def shard_rows(dataset, shard, count):
 
 
 def stack(pairs):
-    """Stacks decoded `(feature, target)` pairs into two arrays (lists where shapes differ)."""
+    """Stacks decoded `(feature, target)` pairs into two arrays (lists where shapes differ; a dict of arrays where
+    each example is a dict of inputs, as a table's are)."""
     if not pairs:
         return np.zeros((0,), "float32"), np.zeros((0,), "int64")
-    columns = list(zip(*pairs))
-    return tuple(
-        np.stack(column) if len({np.shape(item) for item in column}) == 1 else list(column) for column in columns
-    )
+    return tuple(_stacked(list(column)) for column in zip(*pairs))
+
+
+def _stacked(items):
+    """One column of decoded examples stacked: an array, a list where shapes differ, or a dict of either by key."""
+    if isinstance(items[0], dict):
+        return {key: _stacked([item[key] for item in items]) for key in items[0]}
+    return np.stack(items) if len({np.shape(item) for item in items}) == 1 else items
 
 
 def cache_plan(mode, splits, budget_mb):

@@ -143,6 +143,7 @@ class Speech(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 400, "augment_copies": 0, "embedded_repeats": 6}
     readers = ("embedded", "tfds_audio", "audio_pattern_folder", "audio_folder", "audio_manifest")
     robustness_kind = "fgsm"  # decoded standardised spectrograms are the model's one float input
+    explain_kind = "spectrogram"  # which frames and bins of the standardised features the word rests on
     # the feature family and the network's width
     candidates = (("default", {}), ("mfcc", {"features": "mfcc", "deltas": True}), ("wide", {"base_filters": 32}))
     remedies = (

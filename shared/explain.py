@@ -1,0 +1,352 @@
+"""Explanations: which parts of an input one of a model's outputs rests on, on the TensorFlow or the JAX backend.
+
+Two methods, one per situation:
+    integrated gradients (Sundararajan et al. 2017): the input minus a baseline (zeros: a black image, the
+        training mean of standardised numbers and spectrograms), times the gradient of the explained output
+        averaged along the straight path from the baseline to the input. The attributions of an example sum
+        to its output minus the baseline's (completeness), so a weight reads in the output's own unit:
+        probability, score or cycles of RUL.
+    Grad-CAM (Selvaraju et al. 2017): for an image model whose last convolutional feature map is the input
+        of a global pooling layer of its own (not one nested inside a keras.applications backbone), the
+        feature map weighted by the gradient of the class, positive part, scaled to the image.
+
+Summaries per kind of input (`KINDS`): "image" a heatmap in [0, 1] (the sum over channels of |attribution|,
+or Grad-CAM's), "table" a signed weight per feature, "sequence" signed weights per sensor x time step,
+"spectrogram" signed weights per time frame x frequency bin (channels summed). `explain` computes them,
+`figure` draws a few for a run (`plots/explain/KIND.png`), `answers` turns them into each predict answer's
+`explanation` field (image and spectrogram maps written as PNG files).
+"""
+
+import dataclasses
+import hashlib
+import pathlib
+
+import numpy as np
+
+KINDS = ("image", "table", "sequence", "spectrogram")
+# Riemann midpoints along the path: the paper finds 20-300 enough for completeness within 5%; 32 puts 8 examples
+# in one gradient call of 256 rows, a few tenths of a second on a CPU for this project's models.
+STEPS = 32
+BATCH_ROWS = 256  # path points per gradient call: 8 examples x 32 steps, small enough for 224 px images' memory
+TOP = 5  # sensors, time steps, frames and bins a predict answer names: what a reader takes in at a glance
+
+
+@dataclasses.dataclass
+class Explanation:
+    """What `explain` found for a batch of inputs.
+
+    Attributes:
+        kind (str): one of `KINDS`.
+        method (str): "integrated_gradients" or "grad_cam".
+        summaries (np.ndarray): per example: image (h, w) heatmaps in [0, 1]; table (features,); sequence
+            (sensors, time steps); spectrogram (frames, bins).
+        outputs (np.ndarray): the explained output column of each example.
+    """
+
+    kind: str
+    method: str
+    summaries: np.ndarray
+    outputs: np.ndarray
+
+
+def gradient(function, inputs):
+    """The gradient of a scalar `function(inputs)` with respect to `inputs`, on the TensorFlow or the JAX backend.
+
+    Args:
+        function (Callable): a float array -> a scalar tensor, in Keras or backend ops.
+        inputs (np.ndarray): where the gradient is taken.
+
+    Returns:
+        np.ndarray: the gradient, shaped like `inputs`.
+
+    Raises:
+        ValueError: another backend.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        watched = tf.convert_to_tensor(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            value = function(watched)
+        return np.asarray(tape.gradient(value, watched))
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(function)(inputs))
+    raise ValueError(f"input gradients are taken on the tensorflow or jax backend, not {backend}.")
+
+
+def explained_outputs(outputs):
+    """The output column each example's explanation is of: for more than two classes the predicted one, for two
+    the second (positive) class, whose evidence a reader looks for; 0 for one sigmoid score or regression.
+
+    Args:
+        outputs (np.ndarray): the model's (or the task's served) outputs, (n,) or (n, columns).
+    """
+    outputs = np.asarray(outputs)
+    if outputs.ndim < 2 or outputs.shape[1] == 1:
+        return np.zeros(len(outputs), "int64")
+    if outputs.shape[1] == 2:
+        return np.ones(len(outputs), "int64")
+    return outputs.argmax(axis=1)
+
+
+def _selected(predicted, columns):
+    """The sum over the batch of each row's output `columns[row]` (summed over any axes between, e.g. pixels)."""
+    import keras
+
+    predicted = keras.ops.cast(predicted, "float32")
+    mask = keras.ops.one_hot(columns, predicted.shape[-1])
+    mask = keras.ops.reshape(mask, (mask.shape[0],) + (1,) * (len(predicted.shape) - 2) + (predicted.shape[-1],))
+    return keras.ops.sum(predicted * mask)
+
+
+def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=STEPS, batch_rows=BATCH_ROWS):
+    """Integrated gradients of output `columns[i]` of `model` for each example `i` of `inputs`.
+
+    Args:
+        model (keras.Model): any callable Keras model (a `BatchPredictor` too) answering (n, ..., columns).
+        inputs (np.ndarray | dict[str, np.ndarray]): the examples: the model's one float input, or its dict of
+            inputs, of which `key` names the float one attributed (the others are held as they are).
+        columns (np.ndarray): the output column explained per example (`explained_outputs`).
+        key (str | None): the attributed input of a dict; None when `inputs` is one array.
+        baseline (np.ndarray | None): the reference input, broadcast to one example (e.g. a mean image);
+            None: zeros.
+        steps (int): Riemann midpoints along the path.
+        batch_rows (int): path points per gradient call (whole examples at a time).
+
+    Returns:
+        np.ndarray: float32 attributions shaped like the attributed input.
+
+    Raises:
+        ValueError: `key` names no input of the dict, or fewer than one step.
+    """
+    import keras
+
+    if steps < 1:
+        raise ValueError(f"integrated gradients need at least one step, got {steps}.")
+    if key is not None and key not in inputs:
+        raise ValueError(f"the model's inputs {sorted(inputs)} hold no '{key}' to explain.")
+    attributed = np.asarray(inputs if key is None else inputs[key], "float32")
+    reference = np.zeros(attributed.shape[1:], "float32") if baseline is None else np.asarray(baseline, "float32")
+    reference = np.broadcast_to(reference, attributed.shape[1:])
+    alphas = ((np.arange(steps, dtype="float32") + 0.5) / steps).reshape((1, steps) + (1,) * reference.ndim)
+    columns = np.asarray(columns, "int64")
+    attributions = np.zeros_like(attributed)
+    chunk = max(1, batch_rows // steps)
+    for start in range(0, len(attributed), chunk):
+        part = slice(start, start + chunk)
+        difference = attributed[part] - reference
+        path = (reference + alphas * difference[:, None]).reshape((-1,) + reference.shape)
+        held = {}
+        if key is not None:  # tensors, as the attributed input is: Keras refuses a dict mixing tensors and arrays
+            held = {
+                name: keras.ops.convert_to_tensor(np.repeat(value[part], steps, axis=0))
+                for name, value in inputs.items()
+                if name != key
+            }
+        chosen = np.repeat(columns[part], steps)
+
+        def score(points, held=held, chosen=chosen):
+            return _selected(model(points if key is None else {**held, key: points}, training=False), chosen)
+
+        gradients = gradient(score, path).reshape((len(difference), steps) + reference.shape)
+        attributions[part] = gradients.mean(axis=1) * difference
+    return attributions
+
+
+def grad_cam_layer(model):
+    """The model's own last global-pooling layer over a 2D feature map (a layer of the model itself, not of a
+    nested backbone), or None."""
+    import keras
+
+    pooling = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
+    ]
+    return pooling[-1] if pooling else None
+
+
+def grad_cam(model, images, columns):
+    """Grad-CAM heatmaps: where the last convolutional feature map drives each chosen class.
+
+    Args:
+        model (keras.Model): a classifier with a global-pooling layer of its own (`grad_cam_layer`) before its head.
+        images (np.ndarray): a batch (n, h, w, c) in the model's input format.
+        columns (np.ndarray): the class explained per image, shape (n,).
+
+    Returns:
+        np.ndarray: heatmaps (n, h, w) in [0, 1], resized to the image size.
+
+    Raises:
+        ValueError: the model has no such layer, or the backend is neither TensorFlow nor JAX.
+    """
+    import keras
+
+    pooling = grad_cam_layer(model)
+    if pooling is None:
+        raise ValueError(f"Grad-CAM needs a global pooling layer of the model's own; '{model.name}' has none.")
+    images = np.asarray(images, dtype="float32")
+    features = np.asarray(keras.Model(model.inputs[0], pooling.input)(images, training=False))
+    head = keras.Model(pooling.input, model.outputs[0])
+    chosen = np.asarray(columns, "int64")
+    gradients = gradient(lambda mapped: _selected(head(mapped, training=False), chosen), features)
+    heatmaps = np.maximum((gradients.mean(axis=(1, 2), keepdims=True) * features).sum(axis=-1), 0)
+    heatmaps = heatmaps / np.maximum(heatmaps.max(axis=(1, 2), keepdims=True), 1e-8)
+    resized = keras.ops.image.resize(heatmaps[..., None], images.shape[1:3], data_format="channels_last")
+    return np.clip(np.asarray(resized)[..., 0], 0, 1)
+
+
+def explain(kind, model, inputs, columns, key=None):
+    """Explains output `columns[i]` of each example and summarises it by the kind of input.
+
+    Images are explained with Grad-CAM where the model has a global-pooling layer of its own
+    (`grad_cam_layer`), else with integrated gradients; every other kind with integrated gradients from a
+    zero baseline (the training mean of standardised inputs).
+
+    Args:
+        kind (str): one of `KINDS`; "image" inputs are (n, h, w, c), "table" (n, features), "sequence"
+            (n, time steps, sensors), "spectrogram" (n, frames, bins[, channels]).
+        model (keras.Model): the model.
+        inputs (np.ndarray | dict[str, np.ndarray]): the examples (a dict when `key` names the attributed one).
+        columns (np.ndarray): the output column explained per example.
+        key (str | None): see `integrated_gradients`.
+
+    Returns:
+        Explanation: the method and the summaries.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS)}.")
+    columns = np.asarray(columns, "int64")
+    if kind == "image" and key is None and grad_cam_layer(model) is not None:
+        return Explanation(kind, "grad_cam", grad_cam(model, inputs, columns), columns)
+    attributions = integrated_gradients(model, inputs, columns, key=key)
+    if kind == "image":
+        heatmaps = np.abs(attributions).sum(axis=-1)
+        summaries = heatmaps / np.maximum(heatmaps.max(axis=(1, 2), keepdims=True), 1e-12)
+    elif kind == "sequence":
+        summaries = attributions.transpose(0, 2, 1)
+    elif kind == "spectrogram" and attributions.ndim == 4:
+        summaries = attributions.sum(axis=-1)
+    else:
+        summaries = attributions
+    return Explanation(kind, "integrated_gradients", summaries, columns)
+
+
+def figure(explanation, inputs, titles, names=None):
+    """A figure of the explained examples (`shared.plots`): heatmaps over the images, the top features' weights,
+    sensor x time or frame x bin maps.
+
+    Args:
+        explanation (Explanation): from `explain`.
+        inputs (np.ndarray | dict): the explained examples as `explain` took them (images drawn under their heatmaps).
+        titles (list[str]): one per example.
+        names (list[str] | None): the features' or sensors' names (tables, sequences); None numbers them.
+    """
+    from shared import plots
+
+    title = f"{explanation.method.replace('_', ' ')} ({explanation.kind})"
+    if explanation.kind == "image":
+        return plots.heatmap_overlays(np.asarray(inputs), explanation.summaries, titles, title=title)
+    if explanation.kind == "table":
+        count = explanation.summaries.shape[-1]
+        return plots.attribution_bars(explanation.summaries, _names(names, count), titles, title=title)
+    if explanation.kind == "sequence":
+        count = explanation.summaries.shape[1]
+        return plots.attribution_maps(
+            explanation.summaries, titles, "time step", "sensor", _names(names, count), title=title
+        )
+    bins_by_frames = explanation.summaries.transpose(0, 2, 1)
+    return plots.attribution_maps(bins_by_frames, titles, "frame", "frequency bin", title=title)
+
+
+def _names(names, count):
+    return list(names) if names is not None else [f"feature_{index}" for index in range(count)]
+
+
+def _top(weights, labels):
+    """The `TOP` labels of largest |weight|, with their signed weights rounded, largest first."""
+    order = np.argsort(-np.abs(weights), kind="stable")[:TOP]
+    return {str(labels[index]): round(float(weights[index]), 6) for index in order}
+
+
+def answers(explanation, inputs, output_names, folder, sources, names=None):
+    """Each example's `explanation` field for a predict answer.
+
+    Every field holds `method` and `output` (the explained class or output). Tables add `weights` (every
+    feature's signed weight, largest |weight| first); sequences the `TOP` `sensors` (summed over time) and
+    `time_steps` (`t-0` the window's last, summed over sensors); spectrograms the `TOP` `frames` and `bins`
+    and `map_path`, a PNG of the map over the spectrogram; images `heatmap_path`, a PNG of the heatmap over
+    the image. PNG files go to `folder` (created when needed), named after each source.
+
+    Args:
+        explanation (Explanation): from `explain`.
+        inputs (np.ndarray | dict): the examples as `explain` took them.
+        output_names (list[str]): the model's output columns by name (class names, or the answer's key).
+        folder (str): where PNG files go.
+        sources (list): the raw inputs (paths name their PNG file; others a digest of their content).
+        names (list[str] | None): the features' or sensors' names.
+
+    Returns:
+        list[dict]: one field per example.
+    """
+    fields = []
+    for index, (summary, column) in enumerate(zip(explanation.summaries, explanation.outputs)):
+        field = {"method": explanation.method, "output": str(output_names[int(column)])}
+        if explanation.kind == "table":
+            order = np.argsort(-np.abs(summary), kind="stable")
+            labels = _names(names, len(summary))
+            field["weights"] = {labels[item]: round(float(summary[item]), 6) for item in order}
+        elif explanation.kind == "sequence":
+            field["sensors"] = _top(summary.sum(axis=1), _names(names, len(summary)))
+            field["time_steps"] = _top(summary.sum(axis=0), [f"t-{step}" for step in range(summary.shape[1])][::-1])
+        elif explanation.kind == "spectrogram":
+            field["frames"] = _top(summary.sum(axis=1), [f"frame_{frame}" for frame in range(summary.shape[0])])
+            field["bins"] = _top(summary.sum(axis=0), [f"bin_{band}" for band in range(summary.shape[1])])
+            field["map_path"] = _write(folder, sources[index], _spectrogram_picture(np.asarray(inputs)[index], summary))
+        else:
+            field["heatmap_path"] = _write(folder, sources[index], _overlay(np.asarray(inputs)[index], summary))
+        fields.append(field)
+    return fields
+
+
+def _overlay(picture, heatmap):
+    """The image (h, w, 1 or 3) in [0, 1] with a jet-coloured heatmap blended over it."""
+    import matplotlib
+
+    base = np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture[..., :3]
+    return 0.6 * np.clip(base, 0, 1) + 0.4 * matplotlib.colormaps["jet"](heatmap)[..., :3]
+
+
+def _spectrogram_picture(spectrogram, weights):
+    """The spectrogram (grey, low frequencies at the bottom) above its map (red for, blue against), as RGB."""
+    import matplotlib
+
+    spectrogram = spectrogram[..., 0] if spectrogram.ndim == 3 else spectrogram
+    low, high = spectrogram.min(), spectrogram.max()
+    grey = np.repeat(((spectrogram - low) / max(high - low, 1e-12))[..., None], 3, axis=-1)
+    scale = max(float(np.abs(weights).max()), 1e-12)
+    colored = matplotlib.colormaps["RdBu_r"](0.5 + 0.5 * weights / scale)[..., :3]
+    return np.concatenate([colored, grey], axis=1).transpose(1, 0, 2)[::-1]  # bins up, frames across
+
+
+def _write(folder, source, picture):
+    """Writes an RGB picture in [0, 1] as `folder/<source's stem>-<digest>.png`; returns the path."""
+    from shared import images
+
+    if isinstance(source, (str, pathlib.Path)):
+        stem, content = pathlib.Path(source).stem or "input", str(source).encode()
+    else:
+        stem, content = "input", source if isinstance(source, bytes) else np.asarray(source).tobytes()
+    path = pathlib.Path(folder) / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images.save_png(np.clip(picture, 0, 1), path)
+    return str(path)

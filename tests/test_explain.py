@@ -1,0 +1,217 @@
+"""Explanations (`shared.explain`) follow the decisive input: for each kind of input a tiny model is trained in seconds
+on data whose answer rests on one region, feature, sensor reading or tone, and its explanation must put its weight
+there, and move (or change sign) when that input moves; integrated gradients add up to the output's change from the
+baseline (completeness), on TensorFlow and on JAX."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from shared import explain, images, plots
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIDE = 12  # image side: room for a 3x3 patch in distinct corners
+
+
+def fitted(model, features, targets, loss, epochs):
+    """Compiles and fits a tiny model on a seed, returning it."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    model.fit(features, targets, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def patch_images(count, seed):
+    """Grey noise images; label 1 when a bright 3x3 patch sits somewhere in them."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0.3, 0.08, (count, SIDE, SIDE, 1)).astype("float32")
+    labels = (rng.random(count) < 0.5).astype("int64")
+    for index in np.flatnonzero(labels):
+        row, column = rng.integers(0, SIDE - 3, 2)
+        images[index, row : row + 3, column : column + 3] = 1.0
+    return np.clip(images, 0, 1), labels
+
+
+def with_patch(corner):
+    """One noise image with the patch at (row, column) `corner`."""
+    image = np.clip(np.random.default_rng(7).normal(0.3, 0.08, (SIDE, SIDE, 1)), 0, 1).astype("float32")
+    image[corner[0] : corner[0] + 3, corner[1] : corner[1] + 3] = 1.0
+    return image
+
+
+def check_image(pooled):
+    """A patch detector's heatmap peaks on the patch, wherever it is: Grad-CAM for a CNN with a global pooling layer
+    of its own (`pooled`), integrated gradients for the same CNN nested as a backbone, which hides its last
+    convolution. Returns the method."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    images, labels = patch_images(800, 0)
+    layers = [keras.layers.Conv2D(8, 3, padding="same", activation="relu"), keras.layers.GlobalMaxPooling2D()]
+    if not pooled:
+        layers = [keras.Sequential(layers, name="backbone")]
+    model = keras.Sequential([keras.Input((SIDE, SIDE, 1)), *layers, keras.layers.Dense(2, activation="softmax")])
+    fitted(model, images, labels, "sparse_categorical_crossentropy", 6)
+    corners = [(1, 1), (SIDE - 4, SIDE - 4)]
+    pictures = np.stack([with_patch(corner) for corner in corners])
+    assert model.predict(pictures, verbose=0)[:, 1].min() > 0.8  # the detector learned the patch
+    found = explain.explain("image", model, pictures, explain.explained_outputs(np.zeros((2, 2))))
+    assert found.method == ("grad_cam" if pooled else "integrated_gradients")
+    assert found.summaries.shape == (2, SIDE, SIDE) and 0 <= found.summaries.min() and found.summaries.max() <= 1
+    for heatmap, (row, column) in zip(found.summaries, corners):
+        inside = heatmap[row : row + 3, column : column + 3].mean()
+        assert inside > 2 * heatmap.mean(), (found.method, inside, heatmap.mean())  # the weight follows the patch
+    return found.method
+
+
+def check_table():
+    """A sigmoid score that rests on feature 2 alone: its weight dominates, flips sign with the feature, and the
+    weights add up to the score's change from the baseline."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1000, 6)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    )
+    fitted(model, features, (features[:, 2] > 0).astype("float32"), "binary_crossentropy", 8)
+    rows = rng.normal(0, 0.3, (2, 6)).astype("float32")
+    rows[:, 2] = [1.5, -1.5]
+    found = explain.explain("table", model, rows, explain.explained_outputs(np.zeros((2, 1))))
+    weights = found.summaries
+    assert (np.abs(weights).argmax(axis=1) == 2).all(), weights
+    assert weights[0, 2] > 0 > weights[1, 2], weights
+    change = model.predict(rows, verbose=0)[:, 0] - model.predict(np.zeros_like(rows), verbose=0)[:, 0]
+    np.testing.assert_allclose(weights.sum(axis=1), change, atol=0.03)  # completeness, within the Riemann error
+    return weights.tolist()
+
+
+def test_an_image_explanation_follows_the_decisive_patch_grad_cam_and_integrated_gradients():
+    assert check_image(pooled=True) == "grad_cam"
+    assert check_image(pooled=False) == "integrated_gradients"
+
+
+def test_a_table_explanation_weighs_the_decisive_feature_and_adds_up():
+    check_table()
+
+
+def test_a_sequence_explanation_finds_the_decisive_sensor_and_time_step(tmp_path):
+    """A regression on one sensor's reading at one time step: that cell dominates its sensor x time map, and the
+    answer names that sensor and step first."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(2000, 10, 4)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((10, 4)),
+            keras.layers.Conv1D(8, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
+    fitted(model, windows, 3 * windows[:, 7, 1], "mse", 10)
+    shown = rng.normal(0, 0.2, (2, 10, 4)).astype("float32")
+    shown[:, 7, 1] = [2.0, -2.0]
+    found = explain.explain("sequence", model, shown, explain.explained_outputs(np.zeros((2, 1))))
+    assert found.summaries.shape == (2, 4, 10)  # sensors x time steps
+    for map_ in found.summaries:
+        assert np.unravel_index(np.abs(map_).argmax(), map_.shape) == (1, 7)
+    assert found.summaries[0, 1, 7] > 0 > found.summaries[1, 1, 7]
+    names = ["temperature", "pressure", "speed", "vibration"]
+    field = explain.answers(found, shown, ["rul"], str(tmp_path), ["a", "b"], names)[0]
+    assert next(iter(field["sensors"])) == "pressure" and next(iter(field["time_steps"])) == "t-2"
+    assert field["method"] == "integrated_gradients" and field["output"] == "rul"
+    json.dumps(field)
+    plots.close([explain.figure(found, shown, ["up", "down"], names)])
+
+
+def test_a_spectrogram_explanation_follows_the_tone_in_time_and_writes_its_map(tmp_path):
+    """A tone detector over frames x bins: the frames and the bin of the tone carry the weight, and move with it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+
+    def clips(count, starts):
+        spectrograms = rng.normal(0, 0.3, (count, 16, 8, 1)).astype("float32")
+        for index, start in enumerate(starts):
+            if start >= 0:
+                spectrograms[index, start : start + 4, 5] = 2.0
+        return spectrograms
+
+    starts = np.where(rng.random(1200) < 0.5, rng.integers(0, 12, 1200), -1)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 8, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    fitted(model, clips(1200, starts), (starts >= 0).astype("int64"), "sparse_categorical_crossentropy", 6)
+    shown = clips(2, [1, 10])
+    found = explain.explain("spectrogram", model, shown, np.ones(2, "int64"))
+    assert found.summaries.shape == (2, 16, 8)  # frames x bins
+    for summary, start in zip(found.summaries, [1, 10]):
+        assert summary.sum(axis=0).argmax() == 5
+        assert start <= summary.sum(axis=1).argmax() < start + 4
+    fields = explain.answers(found, shown, ["silence", "tone"], str(tmp_path), [b"clip one", b"clip two"])
+    assert next(iter(fields[0]["bins"])) == "bin_5" and fields[0]["output"] == "tone"
+    assert fields[0]["map_path"] != fields[1]["map_path"]
+    picture = images.decode(fields[0]["map_path"])
+    assert picture.shape == (16, 16, 3)  # 8 bins of spectrogram above 8 of map, 16 frames across
+    assert np.allclose(picture[:8], picture[:8, :, :1], atol=0.01)  # the grey spectrogram on top
+    assert not np.allclose(picture[8:], picture[8:, :, :1], atol=0.01)  # the coloured map below
+
+
+def test_an_image_answer_writes_a_heatmap_png_named_after_its_input(tmp_path):
+    found = explain.Explanation("image", "grad_cam", np.random.default_rng(0).random((1, SIDE, SIDE)), np.array([1]))
+    field = explain.answers(found, with_patch((1, 1))[None], ["clear", "patch"], str(tmp_path / "maps"), ["x/scan.png"])
+    assert field[0]["output"] == "patch" and pathlib.Path(field[0]["heatmap_path"]).name.startswith("scan-")
+    assert os.path.getsize(field[0]["heatmap_path"]) > 0
+
+
+def test_bad_explanation_requests_are_one_line_errors():
+    with pytest.raises(ValueError, match="unknown explanation kind 'audio'"):
+        explain.explain("audio", None, np.zeros((1, 2)), [0])
+    with pytest.raises(ValueError, match="hold no 'numbers'"):
+        explain.integrated_gradients(None, {"numeric": np.zeros((1, 2))}, [0], key="numbers")
+
+
+def test_input_gradients_on_jax_serve_fgsm_and_integrated_gradients():
+    """One JAX process for both users of `explain.gradient`: its start-up is most of the cost."""
+    environment = dict(os.environ, KERAS_BACKEND="jax")
+    checks = "from tests.test_explain import check_table; from tests.test_robustness import check_fgsm_lowers_accuracy"
+    completed = subprocess.run(
+        [sys.executable, "-c", f"{checks}; print(check_fgsm_lowers_accuracy(), check_table())"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_grad_cam_and_image_integrated_gradients_on_jax():
+    environment = dict(os.environ, KERAS_BACKEND="jax")
+    completed = subprocess.run(
+        [sys.executable, "-c", "from tests.test_explain import check_image as c; print(c(True), c(False))"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["grad_cam", "integrated_gradients"]
