@@ -30,6 +30,32 @@ def tracking_store(tmp_path, monkeypatch):
     return uri
 
 
+def on_jax(code, timeout=300, **environment):
+    """Runs Python `code` in a fresh process on the JAX backend from the clone's root, and returns its stdout.
+
+    Args:
+        code (str): the program, e.g. an import of a test module's check and a print of its result.
+        timeout (int): seconds before the process is killed.
+        **environment (str): more environment variables (a tracking store...).
+
+    Raises:
+        AssertionError: the process failed, with the end of its stderr.
+    """
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        env=dict(os.environ, KERAS_BACKEND="jax", **environment),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
 def resolve(task_name, *assignments, data=None, quick=True):
     """Resolves a task's config as `python -m pipelines run TASK [--quick] [--data DATA] --set KEY=VALUE...` does.
 

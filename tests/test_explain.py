@@ -6,15 +6,13 @@ baseline (completeness), on TensorFlow and on JAX."""
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from shared import explain, images, plots
+from tests.conftest import on_jax
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIDE = 12  # image side: room for a 3x3 patch in distinct corners
 
 
@@ -189,29 +187,11 @@ def test_bad_explanation_requests_are_one_line_errors():
 
 def test_input_gradients_on_jax_serve_fgsm_and_integrated_gradients():
     """One JAX process for both users of `explain.gradient`: its start-up is most of the cost."""
-    environment = dict(os.environ, KERAS_BACKEND="jax")
     checks = "from tests.test_explain import check_table; from tests.test_robustness import check_fgsm_lowers_accuracy"
-    completed = subprocess.run(
-        [sys.executable, "-c", f"{checks}; print(check_fgsm_lowers_accuracy(), check_table())"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    on_jax(f"{checks}; print(check_fgsm_lowers_accuracy(), check_table())")
 
 
 @pytest.mark.slow
 def test_grad_cam_and_image_integrated_gradients_on_jax():
-    environment = dict(os.environ, KERAS_BACKEND="jax")
-    completed = subprocess.run(
-        [sys.executable, "-c", "from tests.test_explain import check_image as c; print(c(True), c(False))"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.split() == ["grad_cam", "integrated_gradients"]
+    printed = on_jax("from tests.test_explain import check_image as c; print(c(True), c(False))", timeout=600)
+    assert printed.split() == ["grad_cam", "integrated_gradients"]

@@ -1,18 +1,12 @@
 """precision=auto: bfloat16 only where the device computes it natively, and float32 models out of every run."""
 
-import os
-import pathlib
-import subprocess
-import sys
 from unittest import mock
 
 import pytest
 
 import tasks
 from shared import distribution, regularization
-from tests.conftest import resolve
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import on_jax, resolve
 
 
 @pytest.mark.parametrize(
@@ -77,14 +71,6 @@ def test_auto_trains_in_bfloat16_and_logs_a_float32_model(tracking_store):
 
 
 def test_auto_trains_in_bfloat16_and_logs_a_float32_model_on_jax(tmp_path):
-    environment = dict(os.environ, KERAS_BACKEND="jax", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'm.db'}")
-    completed = subprocess.run(
-        [sys.executable, "-c", "from tests.test_precision import check_bfloat16_run as c; print(c())"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.strip().endswith("mixed_bfloat16")
+    code = "from tests.test_precision import check_bfloat16_run as c; print(c())"
+    printed = on_jax(code, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'm.db'}")
+    assert printed.strip().endswith("mixed_bfloat16")
