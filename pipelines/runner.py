@@ -50,6 +50,20 @@ def set_seed(seed):
         tf.config.experimental.enable_op_determinism()
 
 
+def served_test(task, model, splits, config, evaluation):
+    """The splits as the logged model serves them (`Splits.info` with the evaluation's serving values) and the
+    model's test `(targets, outputs)` on them, computed once per evaluation: kept in `evaluation.outputs`, which
+    calibration, slices, explanations and the judge then share.
+
+    Returns:
+        tuple[tasks.base.Splits, tuple]: the served splits and the test targets and outputs.
+    """
+    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})
+    if not evaluation.outputs:
+        evaluation.outputs = task.outputs(model, served, "test", config)
+    return served, evaluation.outputs
+
+
 def judge(task, model, splits, config, evaluation):
     """The model against the baselines in `splits.baselines`, by the task's scorers (see `shared.baselines.judge`).
 
@@ -68,8 +82,7 @@ def judge(task, model, splits, config, evaluation):
     scorers = task.scorers(config, splits.info)
     if not scorers:
         return baselines.Verdict(metrics={}, validation={})
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
-    test = evaluation.outputs or task.outputs(model, served, "test", config)
+    served, test = served_test(task, model, splits, config, evaluation)
     validation = task.outputs(model, served, "validation", config) if len(splits.validation) else ([], [])
     return baselines.judge(
         scorers, splits.baselines, validation, test, task.remedies, seed=config.seed, primary=task.primary_metric
@@ -123,8 +136,7 @@ def calibrate(task, model, splits, config, evaluation):
 
     if not task.probabilistic(splits.info):
         return
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
-    calibration = evaluating.calibration(*(evaluation.outputs or task.outputs(model, served, "test", config)))
+    calibration = evaluating.calibration(*served_test(task, model, splits, config, evaluation)[1])
     evaluation.metrics.update(calibration.metrics)
     evaluation.figures.update(calibration.figures)
 
@@ -150,9 +162,8 @@ def slice_metrics(task, model, splits, config, evaluation):
     scorers = task.scorers(config, splits.info)
     if groups is None or not scorers:
         return ""
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
     scorer = baselines.chooser(scorers, task.primary_metric)
-    found = slices.report(scorer, *(evaluation.outputs or task.outputs(model, served, "test", config)), groups)
+    found = slices.report(scorer, *served_test(task, model, splits, config, evaluation)[1], groups)
     for part in ("metrics", "figures", "texts"):
         getattr(evaluation, part).update(getattr(found, part))
     gap = found.metrics.get(f"slice_gap_{scorer.name}")
@@ -227,8 +238,7 @@ def explain(task, model, splits, config, evaluation):
 
     if task.explain_kind is None or not config.explain_count or not len(splits.test):
         return
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
-    targets, outputs = evaluation.outputs or task.outputs(model, served, "test", config)
+    served, (targets, outputs) = served_test(task, model, splits, config, evaluation)
     positions, titles = task.explained_examples(served.info, targets, outputs, config.explain_count, config.seed)
     features = splits.test.pick(positions)[0]
     found = explaining.explain(
