@@ -221,9 +221,9 @@ def robustness(task, model, splits, config, evaluation):
 def explain(task, model, splits, config, evaluation):
     """Adds explanations of a few test examples to `evaluation.figures` as `explain/KIND` (logged as
     `plots/explain/KIND.png`), by the task's `explain_kind` (`shared.explain`): `config.explain_count` examples
-    the task chooses (`Task.explained_examples`: a seeded random choice, medical imaging's hits and misses),
-    each explained for its predicted class (the positive one of two) or its one output. Tasks without a kind,
-    and runs with `explain_count=0`, are left as they are.
+    the task chooses and draws (`Task.explanation_figure`: by default a seeded random choice, each explained for its
+    predicted class, the positive one of two, or its one output). Tasks without a kind, and runs with
+    `explain_count=0`, are left as they are.
 
     Args:
         task (tasks.base.Task): the task.
@@ -232,25 +232,11 @@ def explain(task, model, splits, config, evaluation):
         config (tasks.base.TaskConfig): the run's config.
         evaluation (shared.evaluation.Evaluation): the test evaluation, whose `outputs` are reused when present.
     """
-    import numpy as np
-
-    from shared import explain as explaining
-
     if task.explain_kind is None or not config.explain_count or not len(splits.test):
         return
     served, (targets, outputs) = served_test(task, model, splits, config, evaluation)
-    positions, titles = task.explained_examples(served.info, targets, outputs, config.explain_count, config.seed)
-    features = splits.test.pick(positions)[0]
-    found = explaining.explain(
-        task.explain_kind,
-        model,
-        features,
-        explaining.explained_outputs(np.asarray(outputs)[positions]),
-        key=task.explain_input,
-    )
-    evaluation.figures[f"explain/{task.explain_kind}"] = explaining.figure(
-        found, features, titles, task.explanation_names(served.info)
-    )
+    figure = task.explanation_figure(model, served, targets, outputs, config)
+    evaluation.figures[f"explain/{task.explain_kind}"] = figure
 
 
 @contextlib.contextmanager

@@ -585,6 +585,28 @@ class Task:
             titles.append(f"true {truth}\n{names[column]}: {value:.2f}")
         return positions, titles
 
+    def explanation_figure(self, model, splits, targets, outputs, config):
+        """The figure of a run's explained test examples (`pipelines.runner.explain`): those `explained_examples`
+        chooses, explained by `explain_kind` (`shared.explain`) for their explained output.
+
+        Args:
+            model (keras.Model): the trained model.
+            splits (Splits): the served splits (`Splits.info` as the logged model has it).
+            targets (np.ndarray): the test split's targets, as `outputs` returns them.
+            outputs (np.ndarray): the model's test outputs, as `outputs` returns them.
+            config (TaskConfig): the run's config (`explain_count`, `seed`).
+
+        Returns:
+            matplotlib.figure.Figure: logged as `plots/explain/KIND.png`.
+        """
+        from shared import explain
+
+        positions, titles = self.explained_examples(splits.info, targets, outputs, config.explain_count, config.seed)
+        features = splits.test.pick(positions)[0]
+        columns = explain.explained_outputs(np.asarray(outputs)[positions])
+        found = explain.explain(self.explain_kind, model, features, columns, key=self.explain_input)
+        return explain.figure(found, features, titles, self.explanation_names(splits.info))
+
     def explained(self, answers, model, info, batch, outputs, explain, sources):
         """Adds to each answer its `explanation` field when `predict --explain` asks for one (`shared.explain.answers`).
 
