@@ -483,8 +483,9 @@ def run(
     task.check_splits(splits, config)
     if config.slice_by and getattr(splits.test, "groups", None) is None:
         raise ValueError(
-            f"{task.name} does not slice its test examples by a column yet (slice_by={config.slice_by!r}); "
-            "slice_by works for fraud_detection and predictive_maintenance's independent rows; drop the setting."
+            f"{task.name} cannot slice the test examples of '{config.data}' (slice_by={config.slice_by!r}): slices "
+            "need a table column (fraud_detection, predictive_maintenance's independent rows, a speech manifest or "
+            "filename_pattern group) or files keyed by slice_by=path:REGEX (image and audio folders); drop it."
         )
     if trial is None and len(splits.validation) < SMALL_VALIDATION:
         warnings.warn(

@@ -6,6 +6,7 @@ it. Slices smaller than `SMALLEST` examples are reported but left out of the wor
 figure such a slice would mostly fill with noise.
 """
 
+import pathlib
 import re
 
 import numpy as np
@@ -15,6 +16,50 @@ from shared.evaluation import Evaluation
 
 SMALLEST = 30  # examples a slice needs to count towards the gap: below, an accuracy's standard error passes ~0.09
 MOST = 20  # slices reported, the largest first: a column of many values (an id) says little per value
+# slice_by=path:REGEX keys files by the first group of REGEX in their path below the data folder: one rule serves
+# image and audio folders of any layout (a folder level, a site or device in the file name)
+PATH = "path:"
+
+
+def path_pattern(slice_by):
+    """The compiled REGEX of `slice_by=path:REGEX`, or None for a column name.
+
+    Raises:
+        ValueError: REGEX does not compile, with the reason.
+    """
+    if not slice_by.startswith(PATH):
+        return None
+    try:
+        return re.compile(slice_by[len(PATH) :])
+    except re.error as error:
+        raise ValueError(
+            f"slice_by: '{slice_by[len(PATH) :]}' is not a regular expression ({error}); e.g. "
+            r"slice_by=path:^[^/]+/([^/]+)/ keys images by the subfolder below their class folder."
+        ) from None
+
+
+def from_paths(paths, slice_by, root, source):
+    """The slice key of each file from `slice_by=path:REGEX` (its first group, else its match; "missing" when
+    REGEX does not match), searched in the path relative to `root` with `/` separators.
+
+    Raises:
+        ValueError: `slice_by` is not a path rule: a file source has no columns to slice by.
+    """
+    pattern = path_pattern(slice_by)
+    if pattern is None:
+        raise ValueError(
+            f"{source}: slice_by={slice_by!r} names a column, but these files come without a table; key them by "
+            r"their paths instead, e.g. --set 'slice_by=path:^[^/]+/([^/]+)/' (the subfolder below the class)."
+        )
+    keys = []
+    for path in paths:
+        try:
+            relative = pathlib.Path(path).relative_to(root).as_posix()
+        except ValueError:  # a manifest may list files outside its folder
+            relative = pathlib.Path(path).as_posix()
+        found = pattern.search(relative)
+        keys.append("missing" if found is None else found.group(1 if pattern.groups else 0))
+    return np.array(keys, dtype=object)
 
 
 def values(frame, column, source):

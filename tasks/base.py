@@ -74,7 +74,8 @@ class TaskConfig:
     test_fraction: Share = 0.15  # carved from the pool when the source has no test split
     max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
-    slice_by: str = ""  # a column to report the primary metric per value of (shared.slices); empty: no slices
+    # a column (or path:REGEX for files) to report the primary metric per value of (shared.slices); empty: no slices
+    slice_by: str = ""
     max_slice_gap: NonNegative = 0.0  # >0 refuses promotion when the test slices' gap exceeds it; 0 only reports it
     # auto: a validation-fitted temperature is kept where it lowers validation ECE (probabilistic classifiers only)
     temperature_scaling: Choice("auto", "true", "false") = "auto"  # overconfident nets are common; it costs one pass
@@ -93,8 +94,11 @@ class TaskConfig:
         """Rules that tie fields together (each field's own range is declared beside it).
 
         Raises:
-            ValueError: validation and test would leave no training data.
+            ValueError: validation and test would leave no training data; slice_by's path rule does not compile.
         """
+        from shared import slices
+
+        slices.path_pattern(self.slice_by)
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "

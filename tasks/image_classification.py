@@ -255,10 +255,12 @@ def read_tfds_images(task, argument, config):
 @reader("image_folder", ("folder",), "a folder with one subfolder of images per class")
 def read_image_folder(task, argument, config):
     """Decodes a class folder's images in tf.data (`shared.images.file_examples`)."""
-    from shared import images
+    from shared import images, slices
 
     paths, labels, class_names = images.class_folders(argument)
     pool, size, channels = images.file_examples(paths, labels.astype("int64"), config.image_size, config.channels)
+    if config.slice_by:
+        pool.groups = slices.from_paths(pool.features, config.slice_by, argument, argument)
     return task.image_splits(config, pool, size, channels, class_names, f"folder_{_folder_name(argument)}")
 
 

@@ -45,3 +45,50 @@ def test_an_unknown_slice_column_stops_before_any_run(capsys, tracking_store):
     assert "slice_by column 'colour' is not in the table; columns: " in error and "card_present" in error
     mlflow.set_tracking_uri(tracking_store)  # an earlier test of this process may have pointed MLflow elsewhere
     assert not mlflow.search_runs(search_all_experiments=True).shape[0]
+
+
+def test_image_folders_are_sliced_by_a_path_rule_kept_beside_each_test_image(tmp_path):
+    from shared import images
+
+    for index in range(24):
+        path = tmp_path / ("cat", "dog")[index % 2] / ("site_a", "site_b")[index % 3 == 0] / f"{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images.save_png(np.full((8, 8, 1), index / 24), path)
+    task, config = resolve("vision_classification", r"slice_by=path:^[^/]+/([^/]+)/", data=str(tmp_path))
+    test = task.load_data(config).test
+    assert len(test) and [str(key) for key in test.groups] == [path.split("/")[-2] for path in test.features]
+    with pytest.raises(ValueError, match="these files come without a table; key them by their paths"):
+        task.load_data(resolve("vision_classification", "slice_by=site", data=str(tmp_path))[1])
+    with pytest.raises(ValueError, match="is not a regular expression"):
+        resolve("vision_classification", "slice_by=path:([", data=str(tmp_path))
+
+
+def test_speech_clips_are_sliced_by_a_filename_group_a_manifest_column_or_their_paths(tmp_path):
+    import soundfile
+
+    from tasks.speech.generated import generated_words
+
+    waveforms, labels, speakers, class_names = generated_words(1, 8000, 0, speakers=3)
+    rows = []
+    for index, (samples, label, speaker) in enumerate(zip(waveforms, labels, speakers)):
+        name = f"{class_names[label]}_{speaker}_{index}.wav"
+        soundfile.write(tmp_path / name, samples, 8000)
+        rows.append(f"{name},{class_names[label]},{('loud', 'quiet')[index % 2]}")
+    (tmp_path / "manifest.csv").write_text("path,label,room\n" + "\n".join(rows) + "\n")
+    pattern = r"filename_pattern=(?P<label>[a-z_]+)_(?P<speaker>speaker\d)_(?P<index>\d+)\.wav"
+    for setting, source, expected in (
+        ("slice_by=speaker", tmp_path, lambda name: name.split("_")[-2]),
+        ("slice_by=room", tmp_path / "manifest.csv", lambda name: ("loud", "quiet")[int(name[:-4].split("_")[-1]) % 2]),
+        (r"slice_by=path:_(\d+)\.wav", tmp_path / "manifest.csv", lambda name: name[:-4].split("_")[-1]),
+    ):
+        task, config = resolve(
+            "speech", "sample_rate=8000", "augment_copies=0", "duration=0.6", setting, pattern, data=str(source)
+        )
+        listed = task.read(config)
+        clips = listed.roles["test"][0]
+        names = [clip.key.split(":")[1].rsplit("/", 1)[-1] for clip in clips]
+        assert len(names) and list(listed.slice_keys["test"]) == [expected(name) for name in names]
+    test = task.load_data(config).test  # the keys follow the clips into the featurised test split
+    assert list(test.groups) == list(listed.slice_keys["test"]) and len(test.groups) == len(test)
+    with pytest.raises(ValueError, match="has no slice_by column 'accent'"):
+        task.read(resolve("speech", "slice_by=accent", data=str(tmp_path / "manifest.csv"))[1])

@@ -169,12 +169,13 @@ class Speech(ClassificationTask):
             speed=config.speed, semitones=config.pitch_semitones, snr_db=tuple(config.noise_snr_db), seed=config.seed
         )
         listed = self.read(config)
-        found, failures = {}, []
+        found, failures, kept = {}, [], {}
         for role, (clips, labels, count) in listed.roles.items():
             results = extract(clips, settings, folder, perturb, f"audio features ({role})", count)
             failures += [result for result in results if isinstance(result, ValueError)]
             labels = np.asarray(labels, "int64")  # a stream's labels are complete once its clips are read
             usable = [index for index, result in enumerate(results) if not isinstance(result, ValueError)]
+            kept[role] = usable
             found[role] = (
                 [path for index in usable for path in results[index]],
                 np.repeat(labels[usable], copies + 1 if role == "train" else 1),
@@ -200,6 +201,8 @@ class Speech(ClassificationTask):
             examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
             for role in ("train", "validation", "test")
         ]
+        if listed.slice_keys is not None:  # the test clips are not copied: one key per usable clip
+            splits[2].groups = listed.slice_keys["test"][kept["test"]]
         return Splits(*splits, info, config.data, listed.name, listed.synthetic)
 
     def embedded(self, config):
@@ -212,7 +215,10 @@ class Speech(ClassificationTask):
             memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
             for index, samples in enumerate(waveforms)
         ]
-        return sources.listed_clips(self, config, makers, labels, groups, class_names, "generated_words", True)
+        keys = sources.slice_keys(config, None, "embedded", sources.named_columns(speaker=groups))
+        return sources.listed_clips(
+            self, config, makers, labels, groups, class_names, "generated_words", True, keys=keys
+        )
 
     def load_fitted(self, config, info):
         """`load_data` without perturbed copies (training's augmentation), with the model's class order and its

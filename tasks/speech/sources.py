@@ -27,15 +27,46 @@ class Clips:
         class_names (list[str]): names in label order.
         name (str): the dataset's short name for MLflow.
         synthetic (bool): True for the generated words.
+        slice_keys (dict[str, np.ndarray] | None): role -> each listed clip's slice key (`--set slice_by`), in the
+            order of the role's clips; None when no slices are asked for (or the source is streamed).
     """
 
     roles: dict
     class_names: list
     name: str
     synthetic: bool = False
+    slice_keys: dict | None = None
 
 
-def listed_clips(task, config, makers, labels, groups, class_names, name, synthetic=False):
+def slice_keys(config, paths, root, column=None):
+    """Each clip's slice key (`--set slice_by`, `shared.slices`), or None when no slices are asked for.
+
+    Args:
+        config (SpeechConfig): its `slice_by`.
+        paths (list[str] | None): the clips' files (None for generated clips), for `slice_by=path:REGEX`.
+        root (str): the data folder the paths are read below, also naming the source in errors.
+        column (Callable[[str], np.ndarray] | None): reads a named column for the clips (a manifest's,
+            filename_pattern's named groups, the generated speakers); None: the clips come without one.
+    """
+    from shared import slices
+
+    if not config.slice_by:
+        return None
+    if column is None or (slices.path_pattern(config.slice_by) and paths is not None):
+        return slices.from_paths(paths or [], config.slice_by, root, root)
+    return np.asarray(column(config.slice_by), dtype=object)
+
+
+def named_columns(**columns):
+    """A `slice_keys` column reader over named arrays, erring as a missing table column does."""
+    import pandas as pd
+
+    from shared import slices
+
+    return lambda name: slices.values(pd.DataFrame(columns), name, "the clips' names")
+
+
+def listed_clips(task, config, makers, labels, groups, class_names, name, synthetic=False, keys=None):
     """Clips listed up front (files, generated words), split by the task's rule (`Speech._split`).
 
     Args:
@@ -47,6 +78,7 @@ def listed_clips(task, config, makers, labels, groups, class_names, name, synthe
         class_names (list[str]): names in label order.
         name (str): the dataset's short name.
         synthetic (bool): True for generated clips.
+        keys (np.ndarray | None): each clip's slice key (`slice_keys`).
     """
     copies = max(0, config.augment_copies)
     train, validation, test = task._split(config, labels, groups, None)
@@ -59,10 +91,13 @@ def listed_clips(task, config, makers, labels, groups, class_names, name, synthe
         )
         for role, split in (("train", train), ("validation", validation), ("test", test))
     }
-    return Clips(roles, class_names, name, synthetic)
+    found = (
+        None if keys is None else {role: keys[split.features] for role, split in zip(roles, (train, validation, test))}
+    )
+    return Clips(roles, class_names, name, synthetic, found)
 
 
-def _file_clips(task, config, paths, names, groups, name):
+def _file_clips(task, config, paths, names, groups, name, keys=None):
     """Audio files named by their labels (and groups), as `listed_clips`; each is read for as long as prediction
     reads it."""
     class_names = sorted(set(names))
@@ -71,7 +106,7 @@ def _file_clips(task, config, paths, names, groups, name):
     groups = None if groups is None else np.array([str(group) for group in groups])
     seconds = read_seconds(feature_settings(config))  # as much of each file as prediction reads
     makers = [functools.partial(file_clip, path, seconds=seconds) for path in paths]
-    return listed_clips(task, config, makers, labels, groups, class_names, name)
+    return listed_clips(task, config, makers, labels, groups, class_names, name, keys=keys)
 
 
 @reader(
@@ -82,7 +117,11 @@ def _file_clips(task, config, paths, names, groups, name):
 )
 def _read_pattern_folder(task, argument, config):
     paths, names, groups = pattern_files(argument, config.filename_pattern)
-    return _file_clips(task, config, paths, names, groups, f"folder_{pathlib.Path(argument).name}")
+    compiled = re.compile(config.filename_pattern)
+    fields = [compiled.search(pathlib.Path(path).name).groupdict() for path in paths]
+    named = {key: [field[key] for field in fields] for key in compiled.groupindex}
+    keys = slice_keys(config, paths, argument, named_columns(**named))
+    return _file_clips(task, config, paths, names, groups, f"folder_{pathlib.Path(argument).name}", keys)
 
 
 @reader("audio_folder", ("folder",), "a folder with one subfolder of audio files per class")
@@ -97,7 +136,8 @@ def _read_audio_folder(task, argument, config):
         )
     paths, labels, class_names = images.class_folders(argument, extensions=AUDIO_EXTENSIONS)
     names = [class_names[label] for label in labels]
-    return _file_clips(task, config, paths, names, None, f"folder_{root.name}")
+    keys = slice_keys(config, paths, argument)
+    return _file_clips(task, config, paths, names, None, f"folder_{root.name}", keys)
 
 
 @reader(
@@ -107,8 +147,17 @@ def _read_audio_folder(task, argument, config):
     accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
 )
 def _read_audio_manifest(task, argument, config):
+    from shared.data.sources import read_text_columns
+
     paths, names, groups = manifest(argument)
-    return _file_clips(task, config, paths, names, groups, f"file_{pathlib.Path(argument).stem}")
+
+    def column(name):
+        return read_text_columns(argument, {"slice_by": name}, "Name one of them, or use slice_by=path:REGEX.")[
+            "slice_by"
+        ]
+
+    keys = slice_keys(config, paths, str(pathlib.Path(argument).resolve().parent), column)
+    return _file_clips(task, config, paths, names, groups, f"file_{pathlib.Path(argument).stem}", keys)
 
 
 @reader("tfds_audio", ("tfds",), "tfds:speech_commands (or another audio/label dataset)")
