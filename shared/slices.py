@@ -19,6 +19,7 @@ MOST = 20  # slices reported, the largest first: a column of many values (an id)
 # slice_by=path:REGEX keys files by the first group of REGEX in their path below the data folder: one rule serves
 # image and audio folders of any layout (a folder level, a site or device in the file name)
 PATH = "path:"
+HINT = "Set slice_by to one of them, or key files by their paths with slice_by=path:REGEX."  # a missing column
 
 
 def path_pattern(slice_by):

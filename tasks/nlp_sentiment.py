@@ -282,11 +282,13 @@ def _table_examples(files, columns, source):
         tuple[dict[str, Examples], list[str]]: split name -> offsets with class indices learned from
         training (decoded into `(text, label)` in tf.data), and the class names.
     """
+    from shared import slices
     from shared.data import examples, text_files
 
     scans, raw = {}, {}
+    keep = tuple(role for role in ("label", "slice_by") if role in columns)
     for split, path in files.items():
-        scans[split] = text_files.scan_table(path, columns, keep=("label",))
+        scans[split] = text_files.scan_table(path, columns, keep=keep, hint={"slice_by": slices.HINT})
         if split != "train" and not len(scans[split].offsets):
             raise ValueError(
                 f"'{path}' has no row with a text, so the {split} split would be empty; add rows or "
@@ -305,6 +307,7 @@ def _table_examples(files, columns, source):
             decode=text_files.record_step(scan.path, read),
             element_bytes=scan.record_bytes + 48,
             origin="text file",
+            groups=np.asarray(scan.values["slice_by"], dtype=object) if "slice_by" in keep else None,
         )
     return found, class_names
 
@@ -421,13 +424,24 @@ def _read_text_folder(task, argument, config):
     name = f"folder_{os.path.basename(argument.rstrip('/'))}"
     files = _split_files(argument)
     if not files:
-        return LabelledTexts(*_class_folders(argument), name)
+        pool, class_names = _class_folders(argument)
+        if config.slice_by:
+            from shared import slices
+
+            pool.groups = slices.from_paths(pool.features, config.slice_by, argument, argument)
+        return LabelledTexts(pool, class_names, name)
     found, class_names = _table_examples(files, _columns(config), argument)
     return LabelledTexts(found["train"], class_names, name, validation=found.get("validation"), test=found.get("test"))
 
 
 def _columns(config):
-    return {"text": config.text_column, "label": config.label_column}
+    """The roles a text table's columns play: text, label, and the slice key (`--set slice_by=COLUMN`)."""
+    from shared import slices
+
+    columns = {"text": config.text_column, "label": config.label_column}
+    if config.slice_by and not slices.path_pattern(config.slice_by):
+        columns["slice_by"] = config.slice_by
+    return columns
 
 
 @register

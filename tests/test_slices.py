@@ -92,3 +92,27 @@ def test_speech_clips_are_sliced_by_a_filename_group_a_manifest_column_or_their_
     assert list(test.groups) == list(listed.slice_keys["test"]) and len(test.groups) == len(test)
     with pytest.raises(ValueError, match="has no slice_by column 'accent'"):
         task.read(resolve("speech", "slice_by=accent", data=str(tmp_path / "manifest.csv"))[1])
+
+
+def test_text_tables_slice_by_a_column_and_class_folders_by_their_paths(tmp_path):
+    table = tmp_path / "reviews.csv"
+    rows = [
+        f"review number {index} {('good', 'bad')[index % 2]},{index % 2},{('web', 'app')[index % 3 == 0]}"
+        for index in range(60)
+    ]
+    table.write_text("text,label,channel\n" + "\n".join(rows) + "\n")
+    task, config = resolve("nlp_sentiment", "slice_by=channel", data=str(table))
+    test = task.load_data(config).test
+    texts = test.pick(np.arange(len(test)))[0]
+    numbers = [int((text.decode() if isinstance(text, bytes) else text).split()[2]) for text in texts]
+    assert len(test) and list(test.groups) == [("web", "app")[number % 3 == 0] for number in numbers]
+    with pytest.raises(ValueError, match="has no slice_by column 'device'.*Set slice_by to one of them"):
+        task.load_data(resolve("nlp_sentiment", "slice_by=device", data=str(table))[1])
+    for label in ("good", "bad"):
+        for index in range(12):
+            path = tmp_path / "folder" / label / ("old", "new")[index % 2] / f"{index}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"a {label} text {index}")
+    task, config = resolve("nlp_sentiment", r"slice_by=path:/(old|new)/", data=str(tmp_path / "folder"))
+    test = task.load_data(config).test
+    assert len(test) and [str(key) for key in test.groups] == [path.split("/")[-2] for path in test.features]

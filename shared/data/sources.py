@@ -294,13 +294,14 @@ def find_column(found, role, accepted, path, hint=None):
         role (str): what the column holds (`text`, `label`...), for the error.
         accepted (str): accepted names, comma-separated, e.g. "text,sentence".
         path (str | pathlib.Path): the file, for the error.
-        hint (str | None): how to name another column, ending the error (default: the `--set ROLE_column=NAME`
-            config override).
+        hint (str | dict[str, str] | None): how to name another column, ending the error, or one such text per
+            role (default: the `--set ROLE_column=NAME` config override).
 
     Raises:
         ValueError: the file has none of them (the message lists the columns it has).
     """
     names = [name.strip() for name in accepted.split(",") if name.strip()]
+    hint = hint.get(role) if isinstance(hint, dict) else hint
     chosen = next((name for name in names if name in found), None)
     if chosen is None:
         raise ValueError(

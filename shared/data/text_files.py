@@ -82,7 +82,8 @@ def scan_table(path, columns, keep=(), hint=None):
         columns (dict[str, str]): role -> accepted column names, comma-separated (the first the file has wins).
         keep (tuple[str, ...]): roles whose values are kept per record (labels); every other role is a
             text, checked non-empty and never kept.
-        hint (str | None): how to name another column, ending the missing-column error.
+        hint (str | dict[str, str] | None): how to name another column, ending the missing-column error (one
+            per role in a dict).
 
     Returns:
         TableIndex: records with an empty text are dropped (counted in `dropped`).

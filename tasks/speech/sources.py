@@ -147,14 +147,13 @@ def _read_audio_folder(task, argument, config):
     accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
 )
 def _read_audio_manifest(task, argument, config):
+    from shared import slices
     from shared.data.sources import read_text_columns
 
     paths, names, groups = manifest(argument)
 
     def column(name):
-        return read_text_columns(argument, {"slice_by": name}, "Name one of them, or use slice_by=path:REGEX.")[
-            "slice_by"
-        ]
+        return read_text_columns(argument, {"slice_by": name}, slices.HINT)["slice_by"]
 
     keys = slice_keys(config, paths, str(pathlib.Path(argument).resolve().parent), column)
     return _file_clips(task, config, paths, names, groups, f"file_{pathlib.Path(argument).stem}", keys)
