@@ -37,6 +37,7 @@ def _resolve(task, arguments):
         data=arguments.data,
         seed=arguments.seed,
         preset=getattr(arguments, "preset", None),
+        init_from=getattr(arguments, "init_from", None),
     )
 
 
@@ -45,6 +46,8 @@ def command_run(arguments):
     from shared import distribution, tracking
 
     tracking.check_policy(arguments.promote)
+    if arguments.task == "all" and arguments.init_from:
+        raise ValueError("--init-from continues one task's model; name its task instead of `all`.")
     names = tasks.names() if arguments.task == "all" else [arguments.task]
     work = []
     for name in names:  # resolve every config before training anything, so typos fail fast
@@ -211,6 +214,13 @@ def parser():
         "docs/sweeps_and_scaling.md)",
     )
     _promote_option(running)
+    running.add_argument(
+        "--init-from",
+        metavar="URI",
+        help="continue training a logged model (models:/TASK@champion, models:/TASK/VERSION, runs:/RUN_ID/model or "
+        "a model folder) on --data: its weights, preprocessing and settings kept, --set replay_fraction=F mixing in "
+        "F of its training examples per new one; see docs/commands.md#continued-training",
+    )
     running.add_argument(
         "--resume",
         action="store_true",

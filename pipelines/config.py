@@ -1,4 +1,4 @@
-"""Resolve a task's config: dataclass defaults <- --quick <- YAML file <- --set key=value."""
+"""Resolve a task's config: dataclass defaults <- a logged model's config <- --quick <- YAML file <- --set key=value."""
 
 import dataclasses
 import typing
@@ -133,11 +133,12 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, pres
 
     Args:
         task (tasks.base.Task): the task.
-        quick (bool): apply the task's tiny smoke-run budget first.
+        quick (bool): apply the task's tiny smoke-run budget first (over `base`).
         preset (str | None): a named budget (`pipelines.portfolio.PRESETS`), applied before the YAML file and
             `--set`, which can still change it.
         base (dict | None): a config logged with a trained model (`evaluate`), applied over the defaults;
-            keys the task no longer has are dropped with a warning.
+            keys the task no longer has are dropped with a warning. An `init_from` among the user's values
+            (`run --init-from URI`) makes that model's logged config the base (`pipelines.continued`).
         config_file (str | None): a YAML mapping of overrides.
         assignments (Iterable[str]): `key=value` strings from `--set`, applied last.
         **explicit: values from dedicated flags (`data`, `seed`); None means not given.
@@ -149,13 +150,22 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, pres
         ValueError: an unknown key, a value of the wrong type, or a value its field does not allow
             (`shared.constraints`), named with the task, the field and what is allowed.
     """
-    values = dict(task.quick_overrides) if quick else {}
+    user = dict(task.quick_overrides) if quick else {}
     if preset is not None:
         from pipelines.portfolio import PRESETS
 
         if preset not in PRESETS:
             raise ValueError(f"unknown --preset '{preset}'; use one of {', '.join(PRESETS)}.")
-        values.update(PRESETS[preset])
+        user.update(PRESETS[preset])
+    if config_file:
+        user.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
+    user.update({key: value for key, value in explicit.items() if value is not None})
+    user.update(parse_set(assignments))
+    if user.get("init_from"):  # a continued model keeps its settings (its architecture) unless the user changes them
+        from pipelines import continued
+
+        base = continued.logged_config(task, str(user["init_from"]))
+    values = {}
     if base:
         known = set(field_types(task.config_class))
         dropped = sorted(set(base) - known)
@@ -169,10 +179,7 @@ def resolve(task, quick=False, config_file=None, assignments=(), base=None, pres
                 task.config_class, {key: base[key] for key in base if key in known}, "the model's logged config"
             )
         )
-    if config_file:
-        values.update(_check_keys(task.config_class, read_yaml(config_file), f"'{config_file}'"))
-    values.update({key: value for key, value in explicit.items() if value is not None})
-    values.update(parse_set(assignments))
+    values.update(user)
     config = task.config_class(**_check_keys(task.config_class, values, "--set"))
     constraints.check(config, task.name)
     return config

@@ -250,7 +250,7 @@ def _cache_folder(store, cache):
         yield folder
 
 
-def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
+def fit(task, config, splits, placement, callbacks=(), cache_folder=None, initial=None):
     """Builds the task's model and fits it on `splits.train`, validating on `splits.validation` every epoch.
 
     Args:
@@ -260,6 +260,8 @@ def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
         placement (shared.distribution.Placement): where the model trains.
         callbacks (Iterable): Keras callbacks after the training ones (early stopping, schedules).
         cache_folder (str | None): where `cache=disk` writes.
+        initial (keras.Model | None): a model of the same layers whose weights training starts from (`--init-from`);
+            None starts from the layers' own initialisation.
 
     Returns:
         tuple[keras.Model, keras.callbacks.History, float]: the model (its best epoch restored), the history of
@@ -295,6 +297,8 @@ def fit(task, config, splits, placement, callbacks=(), cache_folder=None):
     tracking.set_tags({"effective.precision_policy": policy})
     with placement.scope():
         model = task.build_model(config, splits.info)
+        if initial is not None:
+            model.set_weights(initial.get_weights())
         model.compile(
             optimizer=regularization.optimizer(config, steps_per_epoch),
             loss=task.loss(config, splits.info),
@@ -462,7 +466,7 @@ def run(
         RunResult: `run_id`, `model_uri` and `metrics` are empty in a process other than the chief, which
         alone evaluates, logs and registers.
     """
-    from pipelines import serving_model
+    from pipelines import continued, serving_model
     from shared import distribution, resume as resuming, tracking
 
     tracking.check_policy(promote)  # fail before training, not after
@@ -478,8 +482,13 @@ def run(
     nested = (
         {} if trial is None else {"run_name": f"{task.name}-{naming}-{trial}", "tags": {NESTED_TAGS[naming]: trial}}
     )
-    splits = task.load_data(config)  # before the MLflow run: a data error leaves no FAILED run behind
-    splits.train = splits.train.cap(config.max_examples, config.seed)
+    # before the MLflow run: a data error leaves no FAILED run behind
+    if config.init_from:  # the init model's weights and preprocessing, its old examples replayed
+        init = continued.start(task, config)
+        splits = init.splits
+    else:
+        init, splits = None, task.load_data(config)
+        splits.train = splits.train.cap(config.max_examples, config.seed)
     task.check_splits(splits, config)
     if config.slice_by and getattr(splits.test, "groups", None) is None:
         raise ValueError(
@@ -500,6 +509,8 @@ def run(
     ):
         backup.record(active.info.run_id if active else None)
         tracking.log_dataset(splits)
+        if init:
+            tracking.log_lineage(init.tags, init.model_id)
         if members:
             model, history, train_seconds = average(members), None, 0.0
             tracking.set_tags({"ensemble_members": str(len(members))})
@@ -512,6 +523,7 @@ def run(
                 placement,
                 [tracking.epoch_logger(), *backup.callbacks(), *callbacks],
                 cache_folder,
+                initial=init and init.model,
             )
         weights_sha256 = distribution.weights_digest(model)
         tracking.set_tags({"weights_sha256": weights_sha256})
@@ -532,10 +544,16 @@ def run(
                 verdict.refusal = unfair
                 verdict.warnings.append(f"{unfair}; it is registered but not promoted.")
             evaluation.metrics.update(verdict.metrics)
+            forgotten, rescored = (
+                continued.forgetting(task, predictor, init, {**splits.info, **evaluation.serving}, config)
+                if init
+                else ({}, None)
+            )
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             # train_seconds after log_evaluation: its training curves plot every metric the run logged so far
             tracking.log_results(
-                metrics={**verdict.validation, **tempered, "train_seconds": train_seconds}, tags=verdict.tags
+                metrics={**verdict.validation, **tempered, **forgotten, "train_seconds": train_seconds},
+                tags=verdict.tags,
             )
             logged = tracking.log_model(
                 task,
@@ -554,6 +572,7 @@ def run(
                     splits.source,
                     promote,
                     refusal=verdict.refusal,
+                    rescored=rescored,
                 )
                 if trial is None
                 else None

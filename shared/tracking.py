@@ -564,7 +564,8 @@ def logged_run(run_id):
 
     Returns:
         dict: `run_id`, `run_name`, `params`, `metrics` (latest values), `tags`, `datasets` (`context`, `name`,
-        `digest`, `examples` of each dataset input), `artifacts` (path -> `runs:/` URI of every file) and `epochs`
+        `digest`, `examples` and `path`, the local file or folder it was read from or None, of each dataset input),
+        `artifacts` (path -> `runs:/` URI of every file) and `epochs`
         (steps of the training `loss` logged: epochs trained, resumed ones included).
     """
     _connect()
@@ -579,6 +580,7 @@ def logged_run(run_id):
                 "name": item.dataset.name,
                 "digest": item.dataset.digest,
                 "examples": described.get("examples", "?"),
+                "path": _source_path(item.dataset.source),
             }
         )
     return {
@@ -591,6 +593,31 @@ def logged_run(run_id):
         "artifacts": {path: f"runs:/{run_id}/{path}" for path in _artifact_paths(client, run_id)},
         "epochs": len(client.get_metric_history(run_id, "loss")),
     }
+
+
+def _source_path(source):
+    """The local path a logged dataset source (JSON, as `_source` logs it) names, or None (code, a web page)."""
+    try:
+        uri = json.loads(source).get("uri", "")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return str(pathlib.Path(uri.removeprefix("file://"))) if uri.startswith("file://") else None
+
+
+@_unless_muted
+def log_lineage(tags, model_id=""):
+    """Tags the active run with where its model started from (`init_run_id`, ...) and, in MLflow 3, logs that
+    model as the run's model input, so the UI links the two.
+
+    Args:
+        tags (dict[str, str]): the lineage tags.
+        model_id (str): the init model's MLflow 3 LoggedModel id, or empty.
+    """
+    from mlflow.entities import LoggedModelInput
+
+    mlflow.set_tags(tags)
+    if model_id:
+        mlflow.log_input(model=LoggedModelInput(model_id))
 
 
 def _artifact_paths(client, run_id, folder=None):
@@ -926,9 +953,10 @@ def champion(task):
     }
 
 
-def _decide(task, value, data_source, policy, previous, test_set_digest=None, refusal=""):
+def _decide(task, value, data_source, policy, previous, test_set_digest=None, refusal="", rescored=None):
     """Returns (promoted, reason) for a candidate with test primary metric `value` on `data_source`, measured on
-    the test set whose index digest is `test_set_digest`; `refusal` says why it learned nothing (empty: it did)."""
+    the test set whose index digest is `test_set_digest`; `refusal` says why it learned nothing (empty: it did);
+    `rescored` is its figure on an earlier test set (see `promote`)."""
     if refusal and policy != "never":  # a model that learned nothing is served by no policy
         return False, f"no better than a trivial baseline: {refusal}"
     if policy != "if-better":
@@ -938,14 +966,20 @@ def _decide(task, value, data_source, policy, previous, test_set_digest=None, re
         return False, f"this run has no {metric} to compare by; use --promote always to make it champion"
     if previous is None:
         return True, "no champion yet"
-    if previous["data_source"] != data_source:
+    where = ""
+    if rescored and rescored["test_set_digest"] == previous["test_set_digest"]:
+        # a continued model re-scored on the champion's own test examples: the two figures measure the same thing
+        value, where = rescored["value"], " on the champion's test set"
+        if value is None:
+            return False, f"this run has no {metric} on the champion's test set to compare by"
+    elif previous["data_source"] != data_source:
         # Figures measured on different data are not comparable, and a quick run on embedded data must
         # never silently replace a model trained on real data: switching source is an explicit choice.
         return False, (
             f"the champion (version {previous['version']}) was trained on data "
             f"'{previous['data_source']}', not '{data_source}'; use --promote always to switch"
         )
-    if previous["test_set_digest"] != test_set_digest:
+    elif previous["test_set_digest"] != test_set_digest:
         # Another split seed, test_fraction, split rule or max_examples draws other test examples (or another
         # protocol entirely): the two figures measure different things.
         return False, (
@@ -957,18 +991,19 @@ def _decide(task, value, data_source, policy, previous, test_set_digest=None, re
         return False, f"the champion (version {previous['version']}) has no {metric} to compare with"
     better = value > previous["value"] if task.higher_is_better else value < previous["value"]
     return better, (
-        f"{metric} {value:.4f} {'beats' if better else 'does not beat'} "
+        f"{metric}{where} {value:.4f} {'beats' if better else 'does not beat'} "
         f"{previous['value']:.4f} of version {previous['version']}"
     )
 
 
-def promote(task, run_id, version, value, data_source, policy="if-better", refusal=""):
+def promote(task, run_id, version, value, data_source, policy="if-better", refusal="", rescored=None):
     """Moves the `champion` alias to a new model version when the policy says so, and logs the decision.
 
     With `if-better`, the version becomes champion when the task has no champion yet, or when the
     champion was trained on the same data source (tag `data_source`), evaluated on the same test set (tag
     `test_set_digest`, the digest of the test split's index) and the new test primary metric strictly
-    beats it. A champion from another data source or test set is kept: `always` switches on purpose.
+    beats it. A champion from another data source or test set is kept: `always` switches on purpose. A continued
+    model's figure on an earlier test set (`rescored`) is compared instead when that set is the champion's.
     A version that did not clearly beat its trivial baselines on validation (`refusal`) is never promoted,
     whatever the policy.
 
@@ -984,6 +1019,8 @@ def promote(task, run_id, version, value, data_source, policy="if-better", refus
         data_source (str): the run's data source, as in its `data_source` tag.
         policy (str): "if-better", "always" or "never".
         refusal (str): why the version learned nothing (`shared.baselines.Verdict.refusal`); empty when it did.
+        rescored (dict | None): `test_set_digest` and `value`: the version's primary metric on the test set of
+            the model it continued from (`pipelines.continued`); None for a model trained from scratch.
 
     Returns:
         Promotion
@@ -1000,7 +1037,7 @@ def promote(task, run_id, version, value, data_source, policy="if-better", refus
     digest = client.get_run(run_id).data.tags.get("test_set_digest")
     with _exclusive(folder / f"{task.name}.champion.lock"):
         previous = champion(task)
-        promoted, reason = _decide(task, value, data_source, policy, previous, digest, refusal)
+        promoted, reason = _decide(task, value, data_source, policy, previous, digest, refusal, rescored)
         if promoted:
             client.set_registered_model_alias(task.name, CHAMPION, str(version))
     tags = {

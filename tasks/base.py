@@ -88,13 +88,20 @@ class TaskConfig:
     # >0 tries the task's `portfolio` of configurations in this many minutes and keeps validation's choice
     budget_minutes: NonNegative = 0.0  # 0 trains this config alone: today's run time, and what --preset fast means
     portfolio_average: Size = 0  # >1 also averages the best N candidates into one model when validation prefers it
+    # a logged model (models:/NAME@ALIAS, runs:/ID/model, a model folder) whose weights and preprocessing the run
+    # continues from (`run --init-from`, pipelines.continued); empty: a model trained from scratch, the usual run
+    init_from: str = ""
+    # >0 mixes this many original training examples per new one into training, with init_from (0: none; some
+    # forgetting is the price of a run that learns only from the new data, and re-reading the old data costs time)
+    replay_fraction: NonNegative = 0.0
     search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
 
     def check(self):
         """Rules that tie fields together (each field's own range is declared beside it).
 
         Raises:
-            ValueError: validation and test would leave no training data; slice_by's path rule does not compile.
+            ValueError: validation and test would leave no training data; slice_by's path rule does not compile;
+                init_from with a portfolio budget, or replay_fraction without init_from.
         """
         from shared import slices
 
@@ -103,6 +110,16 @@ class TaskConfig:
             raise ValueError(
                 f"validation_fraction {self.validation_fraction} + test_fraction {self.test_fraction} "
                 "must leave data for training (sum < 1)."
+            )
+        if self.init_from and self.budget_minutes:
+            raise ValueError(
+                f"init_from continues one model, but budget_minutes {self.budget_minutes:g} (or --preset) tries a "
+                "portfolio of other models; drop one of them."
+            )
+        if self.replay_fraction and not self.init_from:
+            raise ValueError(
+                f"replay_fraction {self.replay_fraction:g} replays the training data of the model a run continues "
+                "from; give it with --init-from URI, or drop it."
             )
 
 
@@ -322,6 +339,24 @@ class Task:
             ValueError: what `load_data` refuses, or data the model cannot be evaluated on (named).
         """
         return self.load_data(config)
+
+    def load_continued(self, config, info):
+        """Reads `config.data` to train a logged model further (`run --init-from`): in its terms, as `load_fitted`
+        reads it (the default), but with what training adds (a detector's oversampling) where a task's
+        `load_fitted` leaves that out.
+
+        Args:
+            config (TaskConfig): the run's config (the model's logged config with the user's settings).
+            info (dict): the model's `Splits.info`, as saved beside it.
+
+        Returns:
+            Splits: train, validation and test of `config.data`; the caller gives them the model's `info`.
+
+        Raises:
+            ValueError: what `load_fitted` refuses (a class the model does not know, named), or data the model
+                cannot learn from without new preprocessing (a column it does not know, named).
+        """
+        return self.load_fitted(config, info)
 
     def evaluation_data(self, config, info, split="all"):
         """The labelled examples `python -m pipelines evaluate` scores a trained model on.
@@ -720,7 +755,7 @@ class ClassificationTask(Task):
         if unknown:
             raise ValueError(
                 f"'{config.data}' holds class(es) {unknown[:10]} that the model was not trained on "
-                f"(it knows {known[:20]}); evaluate on examples of its classes only."
+                f"(it knows {known[:20]}); use examples of its classes only."
             )
         renumber = np.array([known.index(name) if name in known else -1 for name in loaded], dtype="int64")
         for role in roles:

@@ -86,6 +86,11 @@ class BinaryDetectionTask(Task):
         given it; positives are not oversampled (only training repeats them)."""
         return self.load_data(dataclasses.replace(config, oversample=0.0), fitted=info)
 
+    def load_continued(self, config, info):
+        """`load_data(config, fitted=info, strict=True)`: the model's preprocessing, positives oversampled as in
+        training, and a column the model does not know refused."""
+        return self.load_data(config, fitted=info, strict=True)
+
     def baseline(self, splits, config):
         """Returns a classical baseline fitted on the training rows, as trees (`shared.trees.to_json`) that read
         `baseline_table`, or None (the default). Its test scores are logged as `baseline_hgb_*` beside ours."""

@@ -132,11 +132,17 @@ class FraudDetection(BinaryDetectionTask):
     # categories are held as they are: an embedding index has no straight path from a baseline to integrate along
     explain_input = "numeric"
 
-    def load_data(self, config, fitted=None):
-        """Reads the table and encodes it; with `fitted` (a trained model's info), with the model's preprocessing."""
+    def load_data(self, config, fitted=None, strict=False):
+        """Reads the table and encodes it; with `fitted` (a trained model's info), with the model's preprocessing,
+        refusing columns it does not know when `strict` (continued training; evaluation ignores them)."""
         table = self.read(config)
         # the embedded timestamp only serves `time_column=timestamp` demos; as a feature it is noise
         extra_drop = ["timestamp"] if table.synthetic and config.time_column != "timestamp" else []
+        if strict:
+            from shared.data.sources import refuse_unknown_columns
+
+            also = [config.target, *config.drop_columns, *extra_drop, config.time_column]
+            refuse_unknown_columns(table.frame, fitted, config.data, also)
         return self._prepare(table.frame, config, config.data, table.name, table.synthetic, extra_drop, fitted)
 
     def embedded(self, config):

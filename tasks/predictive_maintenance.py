@@ -169,12 +169,17 @@ class PredictiveMaintenance(BinaryDetectionTask):
         "noise=0.2, another window, more epochs, or --preset balanced."
     )
 
-    def load_data(self, config, fitted=None):
+    def load_data(self, config, fitted=None, strict=False):
         """Reads the units and cuts them into windows; with `fitted` (a trained model's info), with its
-        preprocessing."""
+        preprocessing, refusing columns it does not know when `strict` (continued training; evaluation ignores them)."""
         found = self.read(config)
         if found.cmapss_columns:
             config = dataclasses.replace(config, unit_column="unit", time_column="cycle")
+        if strict:
+            from shared.data.sources import refuse_unknown_columns
+
+            also = [config.unit_column, config.time_column, config.target_column, *config.drop_columns]
+            refuse_unknown_columns(found.pool, fitted, config.data, also)
         splits = self._prepare(found.pool, found.test, found.truth, config, found.name, fitted)
         splits.source, splits.synthetic = config.data, found.synthetic
         return splits

@@ -452,6 +452,26 @@ def require_columns(frame, columns, source, hint=""):
         raise ValueError(f"{source}: missing column(s) {missing}; found columns: {shown}.{' ' + hint if hint else ''}")
 
 
+def refuse_unknown_columns(frame, info, source, also=()):
+    """Raises a ValueError naming the columns of `frame` that a trained model's tabular `info` neither reads nor
+    ignores: training it further on them would silently drop what the user means it to learn from.
+
+    Args:
+        frame (pandas.DataFrame): the table.
+        info (dict): the model's `Splits.info`, with `preprocessing` (`fit_tabular`'s spec) and `ignored_columns`.
+        source (str): the file or input, for the message.
+        also (Iterable[str]): more columns this run ignores (its target, `drop_columns`).
+    """
+    known = {item["name"] for kind in ("numeric", "categorical") for item in info["preprocessing"][kind]}
+    known |= {*info.get("ignored_columns", ()), *also}
+    unknown = [str(column) for column in frame.columns if column not in known]
+    if unknown:
+        raise ValueError(
+            f"{source}: the model was not trained on column(s) {unknown[:20]}; continued training keeps the "
+            f"model's columns: drop them (--set drop_columns=[...]) or train a new model without --init-from."
+        )
+
+
 @dataclasses.dataclass
 class Table:
     """What readers of tables return.
