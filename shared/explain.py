@@ -9,21 +9,25 @@ Two methods, one per situation:
     Grad-CAM (Selvaraju et al. 2017): for an image model whose last convolutional feature map is the input
         of a global pooling layer of its own (not one nested inside a keras.applications backbone), the
         feature map weighted by the gradient of the class, positive part, scaled to the image.
+Token ids are not differentiable: their integrated gradients run along the path from zero vectors to each
+token's embedding, through the rest of the model (`token_integrated_gradients`).
 
 Summaries per kind of input (`KINDS`): "image" a heatmap in [0, 1] (the sum over channels of |attribution|,
 or Grad-CAM's), "table" a signed weight per feature, "sequence" signed weights per sensor x time step,
-"spectrogram" signed weights per time frame x frequency bin (channels summed). `explain` computes them,
-`figure` draws a few for a run (`plots/explain/KIND.png`), `answers` turns them into each predict answer's
-`explanation` field (image and spectrogram maps written as PNG files).
+"spectrogram" signed weights per time frame x frequency bin (channels summed), "tokens" a signed weight per
+token (summed over the embedding dimension). `explain` computes them, `figure` draws a few for a run
+(`plots/explain/KIND.png`), `answers` turns them into each predict answer's `explanation` field (image and
+spectrogram maps written as PNG files).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import pathlib
 
 import numpy as np
 
-KINDS = ("image", "table", "sequence", "spectrogram")
+KINDS = ("image", "table", "sequence", "spectrogram", "tokens")
 # Riemann midpoints along the path: the paper finds 20-300 enough for completeness within 5%; 32 puts 8 examples
 # in one gradient call of 256 rows, a few tenths of a second on a CPU for this project's models.
 STEPS = 32
@@ -39,14 +43,17 @@ class Explanation:
         kind (str): one of `KINDS`.
         method (str): "integrated_gradients" or "grad_cam".
         summaries (np.ndarray): per example: image (h, w) heatmaps in [0, 1]; table (features,); sequence
-            (sensors, time steps); spectrogram (frames, bins).
-        outputs (np.ndarray): the explained output column of each example.
+            (sensors, time steps); spectrogram (frames, bins); tokens (positions,).
+        outputs (np.ndarray): the explained output column of each example, or its explained output sequence
+            (see `integrated_gradients`).
+        tokens (np.ndarray | None): tokens: each position's word (n, positions), "" for padding; else None.
     """
 
     kind: str
     method: str
     summaries: np.ndarray
     outputs: np.ndarray
+    tokens: np.ndarray | None = None
 
 
 def gradient(function, inputs):
@@ -95,6 +102,12 @@ def explained_outputs(outputs):
     return outputs.argmax(axis=1)
 
 
+def chosen(total, count, seed):
+    """A seeded random choice of `count` positions among `total` (all of them when fewer), in order: the test
+    examples a run explains."""
+    return np.sort(np.random.default_rng(seed).choice(total, min(count, total), replace=False))
+
+
 def _selected(predicted, columns):
     """The sum over the batch of each row's output `columns[row]` (summed over any axes between, e.g. pixels)."""
     import keras
@@ -105,6 +118,19 @@ def _selected(predicted, columns):
     return keras.ops.sum(predicted * mask)
 
 
+def _objective(predicted, columns):
+    """What the gradient is taken of, summed over the batch: each row's output `columns[row]` (see `_selected`),
+    or for (n, positions) `columns` the log-probability of the row's output sequence: the sum over positions of
+    the log of the probability given to the token `columns[row, position]`, -1 marking positions past its end."""
+    import keras
+
+    if columns.ndim == 1:
+        return _selected(predicted, columns)
+    predicted = keras.ops.cast(predicted, "float32")
+    chosen = keras.ops.one_hot(np.maximum(columns, 0), predicted.shape[-1]) * (columns >= 0)[..., None]
+    return keras.ops.sum(keras.ops.log(keras.ops.clip(predicted, 1e-12, 1.0)) * chosen)
+
+
 def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=STEPS, batch_rows=BATCH_ROWS):
     """Integrated gradients of output `columns[i]` of `model` for each example `i` of `inputs`.
 
@@ -112,7 +138,9 @@ def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=
         model (keras.Model): any callable Keras model (a `BatchPredictor` too) answering (n, ..., columns).
         inputs (np.ndarray | dict[str, np.ndarray]): the examples: the model's one float input, or its dict of
             inputs, of which `key` names the float one attributed (the others are held as they are).
-        columns (np.ndarray): the output column explained per example (`explained_outputs`).
+        columns (np.ndarray): the output column explained per example (`explained_outputs`), shape (n,); or,
+            for a model of sequences answering (n, positions, vocabulary), the output sequence whose
+            log-probability is explained, a token id per position and -1 past its end, shape (n, positions).
         key (str | None): the attributed input of a dict; None when `inputs` is one array.
         baseline (np.ndarray | None): the reference input, broadcast to one example (e.g. a mean image);
             None: zeros.
@@ -125,14 +153,53 @@ def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=
     Raises:
         ValueError: `key` names no input of the dict, or fewer than one step.
     """
-    import keras
-
-    if steps < 1:
-        raise ValueError(f"integrated gradients need at least one step, got {steps}.")
     if key is not None and key not in inputs:
         raise ValueError(f"the model's inputs {sorted(inputs)} hold no '{key}' to explain.")
     attributed = np.asarray(inputs if key is None else inputs[key], "float32")
     reference = np.zeros(attributed.shape[1:], "float32") if baseline is None else np.asarray(baseline, "float32")
+
+    def forward(part):
+        held = _held(inputs, key, part, steps)
+        return lambda points: model(points if key is None else {**held, key: points}, training=False)
+
+    return _along_path(attributed, reference, columns, forward, steps, batch_rows)
+
+
+def _held(inputs, key, part, steps):
+    """The inputs of examples `part` other than the attributed `key`, repeated for each path point, as tensors (as
+    the attributed input is: Keras refuses a dict mixing tensors and arrays); {} for a model of one input."""
+    import keras
+
+    if key is None:
+        return {}
+    return {
+        name: keras.ops.convert_to_tensor(np.repeat(np.asarray(value)[part], steps, axis=0))
+        for name, value in inputs.items()
+        if name != key
+    }
+
+
+def _along_path(attributed, reference, columns, forward, steps, batch_rows):
+    """The integrated-gradients loop: the gradient of `_objective` at `steps` midpoints of the straight path from
+    `reference` to each example of `attributed`, averaged, times their difference; whole examples per call.
+
+    Args:
+        attributed (np.ndarray): (n, ...) float32 values attributed.
+        reference (np.ndarray): the baseline, broadcast to one example.
+        columns (np.ndarray): what is explained per example (see `integrated_gradients`).
+        forward (Callable): a slice of examples -> a function of their path points (examples x steps, ...) that
+            returns the model's outputs for them.
+        steps (int): Riemann midpoints along the path.
+        batch_rows (int): path points per gradient call.
+
+    Returns:
+        np.ndarray: float32 attributions shaped like `attributed`.
+
+    Raises:
+        ValueError: fewer than one step.
+    """
+    if steps < 1:
+        raise ValueError(f"integrated gradients need at least one step, got {steps}.")
     reference = np.broadcast_to(reference, attributed.shape[1:])
     alphas = ((np.arange(steps, dtype="float32") + 0.5) / steps).reshape((1, steps) + (1,) * reference.ndim)
     columns = np.asarray(columns, "int64")
@@ -142,21 +209,112 @@ def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=
         part = slice(start, start + chunk)
         difference = attributed[part] - reference
         path = (reference + alphas * difference[:, None]).reshape((-1,) + reference.shape)
-        held = {}
-        if key is not None:  # tensors, as the attributed input is: Keras refuses a dict mixing tensors and arrays
-            held = {
-                name: keras.ops.convert_to_tensor(np.repeat(value[part], steps, axis=0))
-                for name, value in inputs.items()
-                if name != key
-            }
-        chosen = np.repeat(columns[part], steps)
-
-        def score(points, held=held, chosen=chosen):
-            return _selected(model(points if key is None else {**held, key: points}, training=False), chosen)
-
-        gradients = gradient(score, path).reshape((len(difference), steps) + reference.shape)
-        attributions[part] = gradients.mean(axis=1) * difference
+        run, chosen = forward(part), np.repeat(columns[part], steps, axis=0)
+        gradients = gradient(lambda points, run=run, chosen=chosen: _objective(run(points), chosen), path)
+        attributions[part] = gradients.reshape((len(difference), steps) + reference.shape).mean(axis=1) * difference
     return attributions
+
+
+def token_embeddings(model, key=None):
+    """The layers that turn the model's token ids into vectors: every layer the id input enters directly (one per
+    member of an ensemble) that is an embedding, or a layer that holds one as `token_embedding` (a positional
+    embedding, whose positions are then held, or a keras-hub backbone). Layers computing ids or masks from the
+    ids (integer or boolean outputs) are left alone.
+
+    Args:
+        model (keras.Model): a functional model (a `BatchPredictor` too) taking token ids.
+        key (str | None): the name of the token-id input of a model of several inputs; None: its first input.
+
+    Returns:
+        list[keras.layers.Layer]: the embedding layers, in the model's order.
+
+    Raises:
+        ValueError: the model has no such input, or its ids enter a layer whose vectors cannot be told apart.
+    """
+    import keras
+
+    names = [tensor.name for tensor in model.inputs]
+    if key is not None and key not in names:
+        raise ValueError(f"the model's inputs {names} hold no '{key}' to explain.")
+    entry = model.inputs[names.index(key) if key is not None else 0]
+    found = []
+    for layer in model.layers:
+        for node in getattr(layer, "_inbound_nodes", []):
+            if isinstance(layer, keras.layers.InputLayer) or not any(item is entry for item in node.input_tensors):
+                continue
+            inner = getattr(layer, "token_embedding", None)
+            floats = [tensor for tensor in node.output_tensors if "float" in str(tensor.dtype)]
+            if isinstance(inner, keras.layers.Layer):
+                found.append(inner)
+            elif len(floats) == len(node.output_tensors) == 1 and len(floats[0].shape) == len(entry.shape) + 1:
+                found.append(layer)
+            elif floats:
+                raise ValueError(
+                    f"the token ids '{entry.name}' enter layer '{layer.name}' ({type(layer).__name__}), whose token "
+                    f"embedding explanations cannot reach; they cover an Embedding the ids enter directly."
+                )
+    if not found:
+        raise ValueError(f"model '{model.name}' embeds no token ids of '{entry.name}' that explanations can reach.")
+    return list(dict.fromkeys(found))
+
+
+def token_integrated_gradients(model, inputs, columns, key=None, steps=STEPS, batch_rows=BATCH_ROWS):
+    """Integrated gradients over token embeddings: token ids are not differentiable, so the path runs from zero
+    vectors (no word at all) to each token's embedding, through the rest of the model, in every embedding the ids
+    enter (`token_embeddings`: each member of an ensemble has its own); the weights of a token are summed over
+    its embedding dimensions and embeddings. Padding (masked by the model) gets no weight.
+
+    Args:
+        model (keras.Model): a functional model taking token ids (`token_embeddings`).
+        inputs (np.ndarray | dict[str, np.ndarray]): the token ids (n, positions), or the model's dict of
+            inputs, of which `key` names the token ids (the others are held as they are).
+        columns (np.ndarray): what is explained per example (see `integrated_gradients`).
+        key (str | None): the token-id input of a dict; None when `inputs` is one array.
+        steps (int): Riemann midpoints along the path.
+        batch_rows (int): path points per gradient call (whole examples at a time).
+
+    Returns:
+        np.ndarray: float32 (n, positions) signed weights; an example's weights add up to its output minus the
+        output with every token's embedding zero.
+
+    Raises:
+        ValueError: see `token_embeddings`.
+    """
+    import keras
+
+    layers = token_embeddings(model, key)
+    ids = np.asarray(inputs if key is None else inputs[key])
+    vectors = [np.asarray(keras.ops.convert_to_numpy(layer(ids)), "float32") for layer in layers]
+    bounds = np.cumsum([vector.shape[-1] for vector in vectors])[:-1].tolist()
+    attributed = np.concatenate(vectors, axis=-1)
+
+    def forward(part):
+        fed = keras.ops.convert_to_tensor(np.repeat(ids[part], steps, axis=0))
+        held = _held(inputs, key, part, steps)
+
+        def run(points):
+            with _embedded(layers, keras.ops.split(points, bounds, axis=-1) if bounds else [points]):
+                return model(fed if key is None else {**held, key: fed}, training=False)
+
+        return run
+
+    reference = np.zeros(attributed.shape[1:], "float32")
+    return _along_path(attributed, reference, columns, forward, steps, batch_rows).sum(axis=-1)
+
+
+@contextlib.contextmanager
+def _embedded(layers, vectors):
+    """Within it, each layer answers its vectors instead of embedding its ids; masks are still computed from the
+    ids, by the layer's own `compute_mask`, so padding stays masked."""
+    import keras
+
+    for layer, value in zip(layers, vectors):
+        layer.call = lambda *arguments, value=value, layer=layer, **options: keras.ops.cast(value, layer.compute_dtype)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.call
 
 
 def grad_cam_layer(model):
@@ -202,32 +360,41 @@ def grad_cam(model, images, columns):
     return np.clip(np.asarray(resized)[..., 0], 0, 1)
 
 
-def explain(kind, model, inputs, columns, key=None):
+def explain(kind, model, inputs, columns, key=None, vocabulary=None):
     """Explains output `columns[i]` of each example and summarises it by the kind of input.
 
     Images are explained with Grad-CAM where the model has a global-pooling layer of its own
-    (`grad_cam_layer`), else with integrated gradients; every other kind with integrated gradients from a
-    zero baseline (the training mean of standardised inputs).
+    (`grad_cam_layer`), else with integrated gradients; token ids with integrated gradients over their
+    embeddings (`token_integrated_gradients`); every other kind with integrated gradients from a zero baseline
+    (the training mean of standardised inputs).
 
     Args:
         kind (str): one of `KINDS`; "image" inputs are (n, h, w, c), "table" (n, features), "sequence"
-            (n, time steps, sensors), "spectrogram" (n, frames, bins[, channels]).
+            (n, time steps, sensors), "spectrogram" (n, frames, bins[, channels]), "tokens" (n, positions)
+            token ids, 0 for padding.
         model (keras.Model): the model.
         inputs (np.ndarray | dict[str, np.ndarray]): the examples (a dict when `key` names the attributed one).
-        columns (np.ndarray): the output column explained per example.
+        columns (np.ndarray): the output column explained per example, or the output sequence (see
+            `integrated_gradients`).
         key (str | None): see `integrated_gradients`.
+        vocabulary (list[str] | None): tokens: the word of each token id, for the explanation's `tokens`.
 
     Returns:
         Explanation: the method and the summaries.
 
     Raises:
-        ValueError: an unknown kind.
+        ValueError: an unknown kind, or token ids whose embedding cannot be reached (`token_embeddings`).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS)}.")
     columns = np.asarray(columns, "int64")
     if kind == "image" and key is None and grad_cam_layer(model) is not None:
         return Explanation(kind, "grad_cam", grad_cam(model, inputs, columns), columns)
+    if kind == "tokens":
+        ids = np.asarray(inputs if key is None else inputs[key])
+        words = np.where(ids == 0, "", np.asarray(vocabulary, dtype=object)[ids])
+        weights = token_integrated_gradients(model, inputs, columns, key=key)
+        return Explanation(kind, "integrated_gradients", weights, columns, words)
     attributions = integrated_gradients(model, inputs, columns, key=key)
     if kind == "image":
         heatmaps = np.abs(attributions).sum(axis=-1)
@@ -243,7 +410,7 @@ def explain(kind, model, inputs, columns, key=None):
 
 def figure(explanation, inputs, titles, names=None):
     """A figure of the explained examples (`shared.plots`): heatmaps over the images, the top features' weights,
-    sensor x time or frame x bin maps.
+    sensor x time or frame x bin maps, texts with each token shaded by its weight.
 
     Args:
         explanation (Explanation): from `explain`.
@@ -254,6 +421,14 @@ def figure(explanation, inputs, titles, names=None):
     from shared import plots
 
     title = f"{explanation.method.replace('_', ' ')} ({explanation.kind})"
+    if explanation.kind == "tokens":
+        kept = [words != "" for words in explanation.tokens]
+        return plots.token_weights(
+            [words[keep] for words, keep in zip(explanation.tokens, kept)],
+            [weights[keep] for weights, keep in zip(explanation.summaries, kept)],
+            titles,
+            title=title,
+        )
     if explanation.kind == "image":
         return plots.heatmap_overlays(np.asarray(inputs), explanation.summaries, titles, title=title)
     if explanation.kind == "table":
@@ -285,12 +460,14 @@ def answers(explanation, inputs, output_names, folder, sources, names=None):
     feature's signed weight, largest |weight| first); sequences the `TOP` `sensors` (summed over time) and
     `time_steps` (`t-0` the window's last, summed over sensors); spectrograms the `TOP` `frames` and `bins`
     and `map_path`, a PNG of the map over the spectrogram; images `heatmap_path`, a PNG of the heatmap over
-    the image. PNG files go to `folder` (created when needed), named after each source.
+    the image; tokens `tokens` (every token in order, as [token, weight] pairs) and the `TOP` `words` (a word's
+    occurrences summed). PNG files go to `folder` (created when needed), named after each source.
 
     Args:
         explanation (Explanation): from `explain`.
         inputs (np.ndarray | dict): the examples as `explain` took them.
-        output_names (list[str]): the model's output columns by name (class names, or the answer's key).
+        output_names (list[str]): the model's output columns by name (class names, or the answer's key; the
+            first names an explained output sequence).
         folder (str): where PNG files go.
         sources (list): the raw inputs (paths name their PNG file; others a digest of their content).
         names (list[str] | None): the features' or sensors' names.
@@ -300,8 +477,16 @@ def answers(explanation, inputs, output_names, folder, sources, names=None):
     """
     fields = []
     for index, (summary, column) in enumerate(zip(explanation.summaries, explanation.outputs)):
-        field = {"method": explanation.method, "output": str(output_names[int(column)])}
-        if explanation.kind == "table":
+        field = {"method": explanation.method, "output": str(output_names[int(column) if np.ndim(column) == 0 else 0])}
+        if explanation.kind == "tokens":
+            words, weights = explanation.tokens[index], summary
+            words, weights = words[words != ""], weights[words != ""]
+            field["tokens"] = [[str(word), round(float(weight), 6)] for word, weight in zip(words, weights)]
+            summed = dict.fromkeys(words, 0.0)
+            for word, weight in zip(words, weights):
+                summed[word] += float(weight)
+            field["words"] = _top(np.array(list(summed.values())), list(summed))
+        elif explanation.kind == "table":
             order = np.argsort(-np.abs(summary), kind="stable")
             labels = _names(names, len(summary))
             field["weights"] = {labels[item]: round(float(summary[item]), 6) for item in order}

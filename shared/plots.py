@@ -208,6 +208,51 @@ def attribution_maps(maps, titles, x_label, y_label, row_names=None, columns=4, 
     return _titled(figure, title)
 
 
+def token_weights(tokens, weights, titles, title=""):
+    """One block per example: its title, then its tokens in order, each on a background red for, blue against
+    and white neutral (each example on its own symmetric scale), wrapped to the figure's width.
+
+    Args:
+        tokens (list[np.ndarray]): per example, its tokens (padding left out).
+        weights (list[np.ndarray]): per example, a signed weight per token.
+        titles (list[str]): one title per example.
+        title (str): above them all (empty: none).
+    """
+    from matplotlib.font_manager import FontProperties
+
+    # Layout in points (1/72 inch) from the top left: 8-point words on 14-point lines across 9 inches.
+    width, size, line, gap = 648.0, 8, 14.0, 4.0
+    figure = plt.figure()
+    renderer = figure.canvas.get_renderer()
+    font = FontProperties(size=size)
+    placed, y = [], 0.0
+    if title:
+        placed.append((gap, y + line / 2, title, None, 9, "black"))
+        y += 1.5 * line
+    for words, row, name in zip(tokens, weights, titles):
+        placed.append((gap, y + line / 2, name.replace("\n", " | "), None, 7, "black"))
+        x, y = gap, y + line
+        scale = max(float(np.abs(row).max()) if len(row) else 0.0, 1e-12)
+        for word, weight in zip(words, row):
+            extent = renderer.get_text_width_height_descent(str(word), font, ismath=False)[0] * 72 / figure.dpi
+            if x + extent > width - gap and x > gap:
+                x, y = gap, y + line
+            shade = 0.5 + 0.5 * weight / scale
+            ink = "white" if abs(weight) > 0.6 * scale else "black"  # dark backgrounds need light letters
+            placed.append((x, y + line / 2, str(word), plt.get_cmap("RdBu_r")(shade), size, ink))
+            x += extent + gap
+        y += 1.6 * line
+    figure.set_size_inches(width / 72, y / 72)
+    axis = figure.add_axes((0, 0, 1, 1))
+    axis.set_xlim(0, width)
+    axis.set_ylim(y, 0)
+    axis.axis("off")
+    for x, middle, text, color, points, ink in placed:
+        box = None if color is None else {"facecolor": color, "edgecolor": "none", "pad": 1.0}
+        axis.text(x, middle, text, fontsize=points, color=ink, va="center", bbox=box, parse_math=False)
+    return figure
+
+
 def _titled(figure, title):
     """Lays the figure out, with `title` above its panels when given."""
     if title:

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from shared import explain, images, plots
-from tests.conftest import on_jax
+from tests.conftest import on_jax, resolve
 
 SIDE = 12  # image side: room for a 3x3 patch in distinct corners
+FILLERS = ["the", "film", "was", "a", "story", "of", "two", "people", "in", "town", "and", "their", "dog", "it"]
+WORDS = ["", "[UNK]", "good", "bad", *FILLERS]  # a vocabulary as the text tasks save it: padding, [UNK], words
 
 
 def fitted(model, features, targets, loss, epochs):
@@ -89,6 +91,74 @@ def check_table():
     change = model.predict(rows, verbose=0)[:, 0] - model.predict(np.zeros_like(rows), verbose=0)[:, 0]
     np.testing.assert_allclose(weights.sum(axis=1), change, atol=0.03)  # completeness, within the Riemann error
     return weights.tolist()
+
+
+def word_sentences(count, seed, length=10):
+    """Token ids of 4-10 filler words with "good" (label 1) or "bad" (label 0) at a random position, padded with 0."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(4, len(WORDS), (count, length))
+    lengths = rng.integers(4, length + 1, count)
+    ids[np.arange(length) >= lengths[:, None]] = 0
+    labels = rng.integers(0, 2, count)
+    ids[np.arange(count), rng.integers(0, lengths)] = np.where(labels == 1, 2, 3)
+    return ids.astype("int64"), labels
+
+
+def check_tokens():
+    """nlp_sentiment's own CNN, an ensemble of two (two embeddings the weights are summed over), trained on sentences
+    whose label is one word: that word carries the largest |weight|, whose sign follows it, padding carries none, and
+    the weights add up to the positive probability's change from zero embeddings. Returns the weights."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    task, config = resolve("nlp_sentiment", "architecture=cnn", "ensemble=2", "embedding_dim=8", "filters=8")
+    model = task.build_model(config, {"vocabulary": WORDS, "class_names": ["bad", "good"], "sequence_length": 10})
+    fitted(model, *word_sentences(1000, 0), "sparse_categorical_crossentropy", 2)
+    shown = np.array([[4, 5, 6, 2, 7, 8, 0, 0], [4, 5, 6, 3, 7, 8, 0, 0]], "int64")  # "the film was good a story"
+    assert model.predict(shown, verbose=0).argmax(axis=1).tolist() == [1, 0]  # the model learned the word
+    found = explain.explain("tokens", model, shown, np.ones(2, "int64"), vocabulary=WORDS)
+    weights = found.summaries
+    assert (np.abs(weights).argmax(axis=1) == 3).all(), weights
+    assert weights[0, 3] > 0 > weights[1, 3] and (weights[:, 6:] == 0).all(), weights
+    assert found.tokens[0].tolist() == ["the", "film", "was", "good", "a", "story", "", ""]
+    layers = explain.token_embeddings(model)
+    assert len(layers) == 2  # one embedding per member
+    with explain._embedded(layers, [np.zeros(shown.shape + (8,), "float32")] * 2):
+        baseline = np.asarray(model(shown, training=False))[:, 1]
+    change = model.predict(shown, verbose=0)[:, 1] - baseline
+    np.testing.assert_allclose(weights.sum(axis=1), change, atol=0.03)  # completeness, within the Riemann error
+    return np.round(weights[:, 3], 2).tolist()
+
+
+def test_a_token_explanation_weighs_the_decisive_word_and_draws_and_answers_it(tmp_path):
+    check_tokens()
+    shown = np.array([[4, 2, 5, 4, 0]])
+    found = explain.Explanation("tokens", "integrated_gradients", np.array([[0.1, 0.6, -0.3, 0.05, 0.0]]), np.ones(1))
+    found.tokens = np.where(shown == 0, "", np.asarray(WORDS, dtype=object)[shown])
+    field = explain.answers(found, shown, ["bad", "good"], str(tmp_path), ["the good film the"])[0]
+    assert field["tokens"] == [["the", 0.1], ["good", 0.6], ["film", -0.3], ["the", 0.05]]  # in order, padding left out
+    assert list(field["words"].items()) == [("good", 0.6), ("film", -0.3), ("the", 0.15)]  # occurrences summed
+    assert field["output"] == "good" and not list(tmp_path.iterdir())  # a text's explanation writes no file
+    plots.close([explain.figure(found, shown, ["true good\ngood: 0.90"])])
+
+
+def test_token_embeddings_are_found_in_every_text_model_and_unreachable_ones_refused():
+    """Each architecture's embedding (a positional embedding's token part), and a one-line error for ids that
+    enter a layer whose token vectors cannot be told apart."""
+    import keras
+
+    info = {"vocabulary": WORDS, "class_names": ["bad", "good"], "sequence_length": 10}
+    for architecture in ("bilstm", "transformer"):
+        task, config = resolve("nlp_sentiment", f"architecture={architecture}", "embedding_dim=8", "heads=2")
+        model = task.build_model(config, info)
+        assert [type(layer).__name__ for layer in explain.token_embeddings(model)] == ["Embedding"]
+    ids = keras.Input((None,), dtype="int64", name="ids")
+    counted = keras.layers.CategoryEncoding(len(WORDS), output_mode="count")(ids)
+    model = keras.Model(ids, keras.layers.Dense(2, activation="softmax")(counted))
+    with pytest.raises(ValueError, match="enter layer 'category_encoding'.* cannot reach"):
+        explain.token_embeddings(model)
+    with pytest.raises(ValueError, match=r"inputs \['ids'\] hold no 'source'"):
+        explain.token_embeddings(model, "source")
 
 
 def test_an_image_explanation_follows_the_decisive_patch_grad_cam_and_integrated_gradients():
@@ -186,9 +256,10 @@ def test_bad_explanation_requests_are_one_line_errors():
 
 
 def test_input_gradients_on_jax_serve_fgsm_and_integrated_gradients():
-    """One JAX process for both users of `explain.gradient`: its start-up is most of the cost."""
-    checks = "from tests.test_explain import check_table; from tests.test_robustness import check_fgsm_lowers_accuracy"
-    on_jax(f"{checks}; print(check_fgsm_lowers_accuracy(), check_table())")
+    """One JAX process for both users of `explain.gradient` (and the token embeddings' path): its start-up is most
+    of the cost."""
+    checks = "from tests.test_explain import check_table, check_tokens; from tests.test_robustness import *"
+    on_jax(f"{checks}; print(check_fgsm_lowers_accuracy(), check_table(), check_tokens())")
 
 
 @pytest.mark.slow
