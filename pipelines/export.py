@@ -336,7 +336,14 @@ def _unrolled(model, specs):
                     config[key]["config"]["unroll"] = True
         elif isinstance(layer, keras.layers.RNN):
             config["unroll"] = True
-        return layer.__class__.from_config(config)
+        cloned = layer.__class__.from_config(config)
+        if isinstance(cloned, keras.layers.Bidirectional):
+            # Keras' unrolled TensorFlow loop zeroes a backward layer's masked outputs by the mask in forward
+            # order (keras-team/keras#17596), which zeroed real steps of padded texts. What reads these
+            # sequences here respects the mask (masked max pooling, a next recurrent layer), so masked steps
+            # may keep their carried value; the parity check catches a model whose next layer does not.
+            cloned.backward_layer.zero_output_for_mask = False
+        return cloned
 
     inputs = {
         name: keras.Input(tuple(spec.shape)[1:], dtype=spec.dtype.name, name=name) for name, spec in specs.items()

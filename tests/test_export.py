@@ -266,7 +266,7 @@ def test_every_task_exports_in_every_format_or_says_why(name, module_store, tmp_
     assert cli.main(["run", name, "--quick", "--promote", "always"]) == 0
     produced = {}
     for export_format in export.FORMATS:
-        code, result, err = exported(name, f"models:/{name}@champion", export_format, tmp_path / export_format)
+        code, result, err = exported(name, f"models:/{name}/latest", export_format, tmp_path / export_format)
         if code == 0:
             assert result["parity"] and result["max_abs_diff"] <= export.TOLERANCE, result
             assert (tmp_path / export_format / "preprocessing.json").is_file()
@@ -319,3 +319,21 @@ def test_every_task_quantizes_its_tflite_export_and_checks_its_test_metric(name,
     assert (tmp_path / "strict").exists() != lost
     assert not lost or err.splitlines()[-1].startswith(f"error: metric check failed: the {name} tflite ")
     capsys.readouterr()
+
+
+def test_unrolled_bidirectional_layers_answer_as_the_model_on_padded_texts():
+    """keras-team/keras#17596: unrolled, a backward layer zeroed real steps of padded sequences."""
+    import keras
+    import tensorflow as tf
+
+    from shared import text_layers
+
+    tokens = keras.Input((None,), dtype="int64")
+    x = keras.layers.Embedding(50, 8, mask_zero=True)(tokens)
+    x = keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=True))(x)
+    model = keras.Model(tokens, text_layers.layers()["MaskedMaxPooling"]()(x))
+    padded = np.zeros((2, 5), "int64")
+    for row, length in enumerate((2, 5)):
+        padded[row, :length] = np.arange(1, length + 1)
+    unrolled = export._unrolled(model, {"tokens": tf.TensorSpec((None, 5), tf.int64)})
+    np.testing.assert_allclose(unrolled(padded), model(padded), atol=1e-6)
