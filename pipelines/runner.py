@@ -223,7 +223,7 @@ def explain(task, model, splits, config, evaluation):
     `plots/explain/KIND.png`), by the task's `explain_kind` (`shared.explain`): `config.explain_count` examples
     the task chooses and draws (`Task.explanation_figure`: by default a seeded random choice, each explained for its
     predicted class, the positive one of two, or its one output). Tasks without a kind, and runs with
-    `explain_count=0`, are left as they are.
+    `explain_count=0`, are left as they are; a model the method cannot explain gets a warning instead.
 
     Args:
         task (tasks.base.Task): the task.
@@ -235,7 +235,11 @@ def explain(task, model, splits, config, evaluation):
     if task.explain_kind is None or not config.explain_count or not len(splits.test):
         return
     served, (targets, outputs) = served_test(task, model, splits, config, evaluation)
-    figure = task.explanation_figure(model, served, targets, outputs, config)
+    try:
+        figure = task.explanation_figure(model, served, targets, outputs, config)
+    except ValueError as error:  # a model the method cannot reach (`shared.explain.token_embeddings`): still logged
+        warnings.warn(f"no explanations logged: {error}", stacklevel=2)
+        return
     evaluation.figures[f"explain/{task.explain_kind}"] = figure
 
 

@@ -237,7 +237,7 @@ class Task:
             (`pipelines.runner.robustness`): "fgsm" for a softmax classifier whose decoded test features are its
             one float input, "text" for one whose decoded test features are raw strings, None for none.
         explain_kind (str | None): how the model's answers are explained (`shared.explain.KINDS`: "image",
-            "table", "sequence", "spectrogram"), in `plots/explain/KIND.png` of every run
+            "table", "sequence", "spectrogram", "tokens"), in `plots/explain/KIND.png` of every run
             (`pipelines.runner.explain`) and in each answer of `predict --explain`; None: not explained yet.
         explain_input (str | None): the dict key of the float model input explained, when the model takes a
             dict (the others are held as they are); None: the model's one input.
@@ -259,7 +259,7 @@ class Task:
     predict_chunk = 0
     readers = ("embedded",)
     robustness_kind = None  # most tasks' inputs (tables, ids, pairs) have no perturbation of a stated size
-    explain_kind = None  # token ids, item ids and pixel-wise outputs need methods of their own, not written yet
+    explain_kind = None  # item ids and pixel-wise outputs need methods of their own, not written yet
     explain_input = None  # a model of one float input
     # precision=auto trains in bfloat16 on CPUs that compute it natively only where benchmarks/precision.py
     # measured that it pays and the metric holds (docs/benchmarks.md); GPUs and TPUs choose regardless
@@ -614,8 +614,7 @@ class Task:
         from shared import explain
 
         targets, outputs = np.asarray(targets), np.asarray(outputs)
-        rng = np.random.default_rng(seed)
-        positions = np.sort(rng.choice(len(targets), min(count, len(targets)), replace=False))
+        positions = explain.chosen(len(targets), count, seed)
         names = self.output_names(info)
         titles = []
         for position, column in zip(positions, explain.explained_outputs(outputs[positions])):
@@ -641,10 +640,30 @@ class Task:
         from shared import explain
 
         positions, titles = self.explained_examples(splits.info, targets, outputs, config.explain_count, config.seed)
-        features = splits.test.pick(positions)[0]
-        columns = explain.explained_outputs(np.asarray(outputs)[positions])
-        found = explain.explain(self.explain_kind, model, features, columns, key=self.explain_input)
-        return explain.figure(found, features, titles, self.explanation_names(splits.info))
+        examples = splits.test.pick(positions)[0]
+        found, inputs = self.explanation(model, splits.info, examples, np.asarray(outputs)[positions])
+        return explain.figure(found, inputs, titles, self.explanation_names(splits.info))
+
+    def explanation(self, model, info, examples, outputs):
+        """Explains the model's answers to some examples by `explain_kind` (`shared.explain.explain`), each for its
+        predicted class (the positive one of two) or its one output.
+
+        Args:
+            model (keras.Model): the trained model.
+            info (dict): `Splits.info` as the logged model has it.
+            examples (np.ndarray | dict | list): the examples as the test split's features hold them and as
+                `predict_raw` passes them to `explained`: the model's inputs (the default), or raw values (texts)
+                that a task's own `explanation` prepares.
+            outputs (np.ndarray | list): the model's outputs for them, as `outputs` returns them.
+
+        Returns:
+            tuple[shared.explain.Explanation, np.ndarray | dict]: the explanation, and the model inputs it explains
+            (`shared.explain.figure` and `answers` draw them).
+        """
+        from shared import explain
+
+        columns = explain.explained_outputs(outputs)
+        return explain.explain(self.explain_kind, model, examples, columns, key=self.explain_input), examples
 
     def explained(self, answers, model, info, batch, outputs, explain, sources):
         """Adds to each answer its `explanation` field when `predict --explain` asks for one (`shared.explain.answers`).
@@ -653,8 +672,9 @@ class Task:
             answers (list[dict]): the answers of the batch, in order.
             model (keras.Model): the trained model.
             info (dict): `Splits.info` saved at training time.
-            batch (np.ndarray | dict): their model inputs (`prepare_inputs`).
-            outputs (np.ndarray): the model's outputs for them.
+            batch (np.ndarray | dict | list): the examples `explanation` takes: their model inputs
+                (`prepare_inputs`), or the raw inputs where the task prepares them there.
+            outputs (np.ndarray | None): the model's outputs for them (None where `explanation` needs none).
             explain (str | None): the folder image and spectrogram maps are written to; None: no explanation.
             sources (list): the raw inputs (their file names name the maps).
 
@@ -665,11 +685,9 @@ class Task:
             return answers
         from shared import explain as explaining
 
-        found = explaining.explain(
-            self.explain_kind, model, batch, explaining.explained_outputs(outputs), key=self.explain_input
-        )
+        found, inputs = self.explanation(model, info, batch, outputs)
         fields = explaining.answers(
-            found, batch, self.output_names(info), explain, sources, self.explanation_names(info)
+            found, inputs, self.output_names(info), explain, sources, self.explanation_names(info)
         )
         for answer, field in zip(answers, fields):
             answer["explanation"] = field
@@ -692,6 +710,29 @@ class Task:
                 "meaning": "fitted on validation and folded into the output layer: serve the outputs as they are",
             }
         return serving
+
+    def drift_view(self, model, info, batch):
+        """What `python -m pipelines monitor` measures of a batch of model inputs (see `shared.drift`).
+
+        Args:
+            model (keras.Model | BatchPredictor): the trained model (images take their embeddings from it).
+            info (dict): `Splits.info` saved with the model.
+            batch (np.ndarray | dict): model inputs, from `drift_inputs` (raw inputs) or `drift_map` (a split).
+
+        Returns:
+            shared.drift.View | None: None (the default) when the task's inputs are not monitored.
+        """
+        return None
+
+    def drift_inputs(self, info, inputs):
+        """Returns the batch `drift_view` reads for a list of raw inputs, as `monitor` reads them (default:
+        `prepare_inputs`)."""
+        return self.prepare_inputs(info, inputs)
+
+    def drift_map(self, config, info):
+        """Returns the batch map that makes a split's decoded examples the batch `drift_view` reads (default:
+        `eval_map`, whose features are the model's inputs)."""
+        return self.eval_map(config, info)
 
 
 def balanced_class_weights(labels, classes, above=None):

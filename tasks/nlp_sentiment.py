@@ -455,6 +455,7 @@ class NlpSentiment(ClassificationTask):
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     readers = ("embedded", "tfds_texts", "text_table", "text_folder")
     robustness_kind = "text"  # decoded test features are the raw reviews, which `outputs` scores
+    explain_kind = "tokens"  # a signed weight per word (sub-word with a backbone): what pushed the class up or down
     # word order (BiLSTM) against n-grams (Kim's CNN), alone and four side by side
     candidates = (  # the CNNs and GloVe at the rate they were measured with on SST-2
         ("default", {}),
@@ -615,7 +616,7 @@ class NlpSentiment(ClassificationTask):
     def input_example(self, splits):
         return strings(splits.test.sample(2)[0])
 
-    def predict_raw(self, model, info, inputs):
+    def predict_raw(self, model, info, inputs, explain=None):
         from shared import evaluation
 
         probabilities, truncated = _probabilities(model, info, list(inputs), check=True)
@@ -623,12 +624,34 @@ class NlpSentiment(ClassificationTask):
         for answer, cut in zip(answers, truncated):
             if cut:
                 answer["truncated"] = True
-        return answers
+        return self.explained(answers, model, info, list(inputs), probabilities, explain, inputs)
+
+    def explanation(self, model, info, examples, outputs):
+        """Explains the predicted class (the positive one of two) over the tokens of raw texts, tokenised as the model
+        reads them: the saved vocabulary's ids, cut after the longest text (padding changes no answer), or a
+        backbone's own sub-word ids, whose token embedding `shared.explain.token_embeddings` reaches inside it."""
+        from shared import explain
+
+        texts, columns = strings(examples), explain.explained_outputs(outputs)
+        if "backbone" in info:
+            inputs = {name: np.asarray(value) for name, value in model.preprocessor(texts).items()}
+            vocabulary = model.preprocessor.tokenizer.get_vocabulary()
+            return explain.explain("tokens", model, inputs, columns, key="token_ids", vocabulary=vocabulary), inputs
+        ids = _token_ids(info, texts, check=False)[0]
+        ids = ids[:, : max(1, int((ids != 0).sum(axis=1).max()))]
+        return explain.explain("tokens", model, ids, columns, vocabulary=info["vocabulary"]), ids
 
     def prepare_inputs(self, info, inputs):
         if "backbone" in info:  # a keras-hub classifier tokenises raw strings itself
             return np.array(list(inputs), dtype=object)
         return _token_ids(info, inputs, check=True)[0]
+
+    def drift_view(self, model, info, batch):
+        """Each text's token count and its unknown ([UNK]) tokens; None for a keras-hub backbone, whose tokeniser
+        lives inside the model."""
+        from shared import drift
+
+        return None if "backbone" in info else drift.token_view(batch)
 
     def serving_signature(self, model, info):
         """The SavedModel takes raw strings and standardises and vectorises them in its graph."""

@@ -440,6 +440,7 @@ class NlpTranslation(Task):
     key_params = Task.key_params + ("decoding",)
     quick_overrides = {"epochs": 2, "max_examples": 1500, "embedded_examples": 2000}
     readers = ("embedded", "tfds_pairs", "pair_file")
+    explain_kind = "tokens"  # which source words the translation rests on, and which way
     # width against depth of the Transformer
     candidates = (("default", {}), ("wide", {"embedding_dim": 256, "dense_dim": 1024}), ("deep", {"layers": 2}))
     remedies = (
@@ -619,7 +620,7 @@ class NlpTranslation(Task):
 
         return strings(splits.test.sample(2)[0])
 
-    def predict_raw(self, model, info, inputs, check=True):
+    def predict_raw(self, model, info, inputs, check=True, explain=None):
         """Translates raw sentences with the decoding saved in `info` (greedy, or beam search).
 
         Args:
@@ -627,6 +628,7 @@ class NlpTranslation(Task):
             info (dict): vocabularies, sequence length and decoding settings of the run.
             inputs (list[str]): source sentences.
             check (bool): raise on empty inputs and warn about truncated ones (off for evaluation).
+            explain (str | None): see `Task.predict_raw`: each answer explained over its source tokens.
 
         Returns:
             list[dict]: per input, `translation` (and `truncated: true` when the input was cut).
@@ -636,17 +638,48 @@ class NlpTranslation(Task):
         source_ids, truncated = tokenize_text(
             list(inputs), info["source_vocabulary"], info["sequence_length"], "split", check=check
         )
-        width = info["beam_width"] if info["decoding"] == "beam" else 1
         vocabulary = info["target_vocabulary"]
-        answers = []
-        chunk = max(1, 256 // width)  # rows per forward pass stay near 256 whatever the beam width
-        for start in range(0, len(source_ids), chunk):
-            for tokens in beam_search(model, source_ids[start : start + chunk], width, info["length_penalty"]):
-                answers.append({"translation": detokenize([vocabulary[token] for token in tokens])})
+        answers = [
+            {"translation": detokenize([vocabulary[token] for token in tokens])}
+            for tokens in _decoded(model, info, source_ids)
+        ]
         for answer, cut in zip(answers, truncated):
             if cut:
                 answer["truncated"] = True
-        return answers
+        return self.explained(answers, model, info, list(inputs), None, explain, inputs)
+
+    def explained_examples(self, info, targets, outputs, count, seed):
+        """A seeded random choice of test pairs, titled with their reference and the model's translation."""
+        from shared import explain
+
+        positions = explain.chosen(len(targets), count, seed)
+        return positions, [f"reference: {targets[position]}\nmodel: {outputs[position]}" for position in positions]
+
+    def explanation(self, model, info, examples, outputs):
+        """Explains each translation, decoded as `predict_raw` decodes it, over the source tokens: integrated gradients
+        of its log-probability, teacher-forced (`_forced`), from zero source embeddings (the decoder's inputs held).
+        Attention weights would be cheaper but say where the decoder looked, not what its answer rests on."""
+        from shared import explain
+        from shared.data.text import strings, tokenize_text
+
+        vocabulary, length = info["source_vocabulary"], info["sequence_length"]
+        source_ids, _ = tokenize_text(strings(examples), vocabulary, length, "split")
+        inputs, targets = _forced(source_ids, _decoded(model, info, source_ids), length)
+        found = explain.explain("tokens", model, inputs, targets, key="encoder_inputs", vocabulary=vocabulary)
+        return found, inputs
+
+    def drift_view(self, model, info, batch):
+        """Each source sentence's token count and its unknown ([UNK]) tokens: what the encoder reads."""
+        from shared import drift
+
+        return drift.token_view(batch["encoder_inputs"])
+
+    def drift_inputs(self, info, inputs):
+        """Source sentences as the encoder's token ids (empty and long ones as they come: monitoring counts them)."""
+        from shared.data.text import tokenize_text
+
+        source = info["source_vocabulary"]
+        return {"encoder_inputs": tokenize_text(list(inputs), source, info["sequence_length"], "split", check=False)[0]}
 
     def serving_signature(self, model, info):
         """Exports answer one decoder pass on token ids: the decode loop (greedy or beam search) is the caller's."""
@@ -659,11 +692,7 @@ class NlpTranslation(Task):
             """Source ids and, as decoder inputs, [start] + the model's own greedy translation: comparing every
             position of that pass covers every step of greedy decoding."""
             source_ids, _ = tokenize_text(list(inputs), info["source_vocabulary"], length, "split", check=True)
-            decoder_ids = np.zeros_like(source_ids)
-            decoder_ids[:, 0] = START_ID
-            for row, tokens in enumerate(beam_search(model, source_ids, 1, info["length_penalty"])):
-                decoder_ids[row, 1 : len(tokens[: length - 1]) + 1] = tokens[: length - 1]
-            return {"encoder_inputs": source_ids, "decoder_inputs": decoder_ids}
+            return _forced(source_ids, beam_search(model, source_ids, 1, info["length_penalty"]), length)[0]
 
         contract = graphs.text_contract("source_vocabulary.txt", length, "split")
         width = info["beam_width"] if info["decoding"] == "beam" else 1
@@ -714,6 +743,44 @@ def _pairs(splits, role):
         sources += strings(chunk_sources)
         references += strings(chunk_references)
     return sources, references
+
+
+def _decoded(model, info, source_ids):
+    """Decodes source ids as `info` says (greedy, or beam search of its width) in chunks of about 256 rows per forward
+    pass, whatever the beam width.
+
+    Returns:
+        list[list[int]]: per sentence, its translation's token ids without markers.
+    """
+    width = info["beam_width"] if info["decoding"] == "beam" else 1
+    chunk = max(1, 256 // width)
+    return [
+        tokens
+        for start in range(0, len(source_ids), chunk)
+        for tokens in beam_search(model, source_ids[start : start + chunk], width, info["length_penalty"])
+    ]
+
+
+def _forced(source_ids, decoded, length):
+    """The model's inputs that teacher-force decoded translations, and the token each decoder position answers.
+
+    Args:
+        source_ids (np.ndarray): (n, length) source token ids.
+        decoded (list[list[int]]): per sentence, its translation's token ids without markers (`beam_search`).
+        length (int): the decoder's positions.
+
+    Returns:
+        tuple[dict, np.ndarray]: `encoder_inputs` (the source ids) and `decoder_inputs` ([start], then the
+        translation, 0 after), and (n, length) targets: the translation's tokens then [end], -1 after.
+    """
+    decoder_ids = np.zeros((len(decoded), length), dtype="int64")
+    decoder_ids[:, 0] = START_ID
+    targets = np.full((len(decoded), length), -1, dtype="int64")
+    for row, tokens in enumerate(decoded):
+        decoder_ids[row, 1 : len(tokens[: length - 1]) + 1] = tokens[: length - 1]
+        answered = (list(tokens) + [END_ID])[:length]
+        targets[row, : len(answered)] = answered
+    return {"encoder_inputs": np.asarray(source_ids), "decoder_inputs": decoder_ids}, targets
 
 
 def beam_search(model, source_ids, width, length_penalty):

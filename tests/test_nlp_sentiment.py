@@ -167,10 +167,23 @@ def test_run_logs_everything_and_predicts_raw_sentences(tracking_store, tmp_path
     assert {"confident_mistakes.md", "classification_report.txt"} <= artifacts
     plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
     assert "plots/confusion_matrix.png" in plots
+    explained = mlflow.MlflowClient().list_artifacts(result.run_id, "plots/explain")
+    assert [item.path for item in explained] == ["plots/explain/tokens.png"]
     model = tracking.load("models:/nlp_sentiment/latest")
     answers = model.predict(pd.DataFrame({"text": ["The acting was not very good.", "The music was truly wonderful!"]}))
     assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
     json.dumps(answers)
+    capsys.readouterr()
+    texts = ["The acting was not very good.", "The music was truly wonderful!"]
+    assert cli.main(["predict", TASK, "--model", "models:/nlp_sentiment/latest", "--explain", *texts]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == [answer["label"] for answer in answers]  # explaining changes no answer
+    for line, words in zip(lines, (["the", "acting", "was", "not", "very", "good"], ["the", "music", "was", "truly"])):
+        field = line["explanation"]
+        assert field["method"] == "integrated_gradients" and field["output"] == "positive"  # two classes: the positive
+        assert [token for token, _ in field["tokens"]][: len(words)] == words  # standardised, [UNK] for unseen words
+        weights = list(field["words"].values())
+        assert len(weights) == 5 and weights == sorted(weights, key=abs, reverse=True)
     sentences = _write(
         tmp_path / "sentences.csv",
         'id,review\n1,"The acting was not very good."\n2,\n3,The music was truly wonderful!\n',
@@ -273,6 +286,13 @@ def test_pretrained_backbone_from_a_local_preset_fine_tunes_and_predicts_raw_str
     assert [answer["label"] in ("negative", "positive") for answer in answers] == [True, True]
     assert "truncated" not in answers[0] and answers[1]["truncated"] is True
     json.dumps(answers)
+    # the backbone's own token embedding is reached inside it: sub-word tokens, its markers included, get weights
+    explained = mlflow.MlflowClient().list_artifacts(result.run_id, "plots/explain")
+    assert [item.path for item in explained] == ["plots/explain/tokens.png"]
+    served = model.unwrap_python_model()
+    field = served.predict(None, pd.DataFrame({"text": ["The acting was not very good."]}), {"explain": "unused"})[0]
+    tokens = [token for token, _ in field["explanation"]["tokens"]]
+    assert tokens == ["[CLS]", "the", "acting", "was", "not", "very", "good", ".", "[SEP]"]
 
 
 def test_backbone_without_network_stops_at_once_naming_offline_alternatives(monkeypatch, tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import runner
-from shared import evaluation, tracking
+from pipelines import cli, runner
+from shared import evaluation, explain, tracking
 from shared.data import tfds as tfds_source
 from shared.data.text import tokenize_text
 from tasks import nlp_translation
@@ -128,9 +128,23 @@ def test_beam_search_and_predictor_on_an_untrained_model():
     with pytest.warns(UserWarning, match="longer than the model's 8 tokens were truncated"):
         answers = task.predict_raw(model, splits.info, ["I have", "We need " + "one " * 12 + "houses."])
     assert isinstance(answers[0]["translation"], str) and answers[1]["truncated"] is True
+    # The explanation teacher-forces the greedy translation: each target is the argmax at its position, and the
+    # source tokens' weights add up to its log-probability minus that from zero source embeddings.
+    found, inputs = task.explanation(model, splits.info, ["I have one red book."], None)
+    targets = found.outputs[0][found.outputs[0] >= 0]
+    probabilities = np.asarray(model(inputs, training=False))[0, : len(targets)]
+    assert targets.tolist() == probabilities.argmax(axis=-1).tolist() == (greedy[0] + [nlp_translation.END_ID])[:8]
+    assert found.tokens[0].tolist() == ["i", "have", "one", "red", "[UNK]", ".", "", ""]  # "book": none in 200 pairs
+    assert (found.summaries[0, 6:] == 0).all() and np.abs(found.summaries[0, :6]).min() > 0
+    layers = explain.token_embeddings(model, "encoder_inputs")
+    with explain._embedded(layers, [np.zeros((1, 8, 16), "float32")]):
+        zeroed = np.asarray(model(inputs, training=False))[0, : len(targets)]
+    rows = np.arange(len(targets))
+    change = float(np.log(probabilities[rows, targets]).sum() - np.log(zeroed[rows, targets]).sum())
+    assert float(found.summaries.sum()) == pytest.approx(change, abs=0.02 + 0.02 * abs(change))
 
 
-def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
+def test_run_logs_bleu_and_translates_and_explains_raw_sentences(tracking_store, tmp_path, capsys):
     result = runner.run(
         *resolve(
             TASK,
@@ -147,10 +161,19 @@ def test_run_logs_bleu_and_translates_raw_sentences(tracking_store):
     assert {"bleu", "chrf", "bleu_normalized", "chrf_normalized"} <= set(result.metrics)
     client = mlflow.MlflowClient()
     assert "sample_translations.md" in {item.path for item in client.list_artifacts(result.run_id)}
+    assert [item.path for item in client.list_artifacts(result.run_id, "plots/explain")] == ["plots/explain/tokens.png"]
     assert client.get_metric_history(result.run_id, "val_token_accuracy")
     answers = tracking.load("models:/nlp_translation/latest").predict(pd.DataFrame({"text": ["I have two red cars."]}))
     assert isinstance(answers[0]["translation"], str)
     json.dumps(answers)
+    capsys.readouterr()
+    assert cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", "--explain", "I have two red cars."]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["translation"] == answers[0]["translation"]  # explaining changes no answer
+    field = explained["explanation"]
+    assert field["method"] == "integrated_gradients" and field["output"] == "translation"
+    assert [token for token, _ in field["tokens"]] == ["i", "have", "two", "red", "cars", "."]
+    assert list(field["words"]) == sorted(field["words"], key=lambda word: -abs(field["words"][word]))[:5]
 
 
 @pytest.mark.slow
