@@ -243,6 +243,25 @@ def explain(task, model, splits, config, evaluation):
     evaluation.figures[f"explain/{task.explain_kind}"] = figure
 
 
+def drift_reference(task, model, splits, config, evaluation):
+    """The drift statistics `python -m pipelines monitor` compares served inputs with (`pipelines.monitor.reference`),
+    of the validation split: the training distribution, with nothing fitted on it. They only serve monitoring: should
+    computing them fail, the run goes on with a warning and its model has none.
+
+    Returns:
+        dict | None: None for a task whose inputs are not monitored, a split without examples, or a failure.
+    """
+    from pipelines import monitor
+
+    if not len(splits.validation):
+        return None
+    try:
+        return monitor.reference(task, model, config, {**splits.info, **evaluation.serving}, splits.validation)
+    except Exception as error:  # whatever fails here, the trained model must still be logged
+        warnings.warn(f"no drift reference for the model: {type(error).__name__}: {error}", stacklevel=2)
+        return None
+
+
 @contextlib.contextmanager
 def _cache_folder(store, cache):
     """A folder for this run's disk caches (`cache=disk`), deleted when the run ends; None otherwise."""
@@ -566,6 +585,7 @@ def run(
                 task.input_example(splits),
                 serving_model.ServingModel(),
                 register=trial is None,
+                drift_reference=drift_reference(task, predictor, splits, config, evaluation),
             )
             promotion = (
                 tracking.promote(
