@@ -1,4 +1,4 @@
-"""`python -m pipelines`: list, run, sweep, predict, export, evaluate and compare task pipelines.
+"""`python -m pipelines`: list, run, sweep, predict, export, evaluate, monitor and compare task pipelines.
 
 Heavy libraries (TensorFlow, Keras, MLflow) are imported inside the commands that need them,
 so `list` and every `--help` answer in well under three seconds.
@@ -11,7 +11,7 @@ import os
 import sys
 
 import tasks
-from pipelines import compare, config as config_module, evaluate, export, portfolio, predict
+from pipelines import compare, config as config_module, evaluate, export, monitor, portfolio, predict
 from shared.distribution import STRATEGIES
 from tasks.base import EVALUATION_SPLITS
 
@@ -367,6 +367,40 @@ def parser():
     evaluating.add_argument("--experiment", help="MLflow experiment of the evaluation run (default: the task name)")
     _trust_option(evaluating)
     evaluating.set_defaults(handler=evaluate.command)
+
+    monitoring = commands.add_parser(
+        "monitor",
+        help="compare recent inputs with a model's training data and exit 1 on drift",
+        description="Describe recent inputs (any INPUT form `predict` takes) as the model sees them and test them "
+        "against statistics of its training data saved with it: PSI and KS per table column, unknown-token rate "
+        "and length for text, per-band levels for audio, embedding MMD and pixel statistics for images, unknown "
+        "users and item popularity for recommendations. Prints one JSON line, writes a report, logs a run tagged "
+        "monitor_of=URI. Exit code 0: no drift; 1: drift; 2: nothing compared (the error is printed).",
+    )
+    monitoring.add_argument("task", metavar="TASK")
+    _model_option(monitoring)
+    monitoring.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        metavar="INPUT",
+        help="the recent inputs: files, folders (every input file inside) or tables "
+        "FILE.csv|.tsv|.jsonl|.parquet[:COLUMN] (an input per row, e.g. a log of served requests)",
+    )
+    monitoring.add_argument(
+        "--reference",
+        default="training",
+        metavar="training|SOURCE",
+        help="training (default): the statistics saved with the model; or a data source as `run --data` takes it, "
+        f"from up to {monitor.REFERENCE_EXAMPLES} examples of which they are computed instead (for models saved "
+        "without them)",
+    )
+    monitoring.add_argument(
+        "--output", metavar="DIR", help="write report.md and its plots/ here (default: only logged to the run)"
+    )
+    monitoring.add_argument("--experiment", help="MLflow experiment of the monitoring run (default: the task name)")
+    _trust_option(monitoring)
+    monitoring.set_defaults(handler=monitor.command)
 
     comparing = commands.add_parser(
         "compare",

@@ -33,6 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "requirements.txt").is_file()
 DISTRIBUTION = "keras-pipelines"  # the name pyproject.toml installs the packages under
 MODEL_NAME = "model"  # artifact name of the logged model inside a run
+DRIFT_REFERENCE = "drift_reference.json"  # the training data's drift statistics, beside a logged model's info.json
 CHAMPION = "champion"  # the registered-model alias that serving and the examples load
 PROMOTION_POLICIES = ("if-better", "always", "never")
 # Set to 1 to load models whose Keras file carries Python code (a Lambda layer's bytecode).
@@ -259,6 +260,12 @@ def log_results(params=None, metrics=None, tags=None, texts=None):
 
 
 @_unless_muted
+def log_folder(folder, artifact_path):
+    """Logs every file under `folder` to the active run, under `artifact_path` (a report and its figures)."""
+    mlflow.log_artifacts(str(folder), artifact_path)
+
+
+@_unless_muted
 def log_dataset(splits):
     """Logs the training and test splits as MLflow dataset inputs, described (origin, examples, digest of
     the index) rather than copied, and tags the run with their origin and the test set's digest."""
@@ -429,7 +436,7 @@ def raw_inputs(model_input, column):
 
 
 @_unless_muted
-def log_model(task, model, info, input_example, python_model, register=True):
+def log_model(task, model, info, input_example, python_model, register=True, drift_reference=None):
     """Logs the raw-input model with signature and input example, and registers it as the task's name.
 
     Args:
@@ -440,6 +447,8 @@ def log_model(task, model, info, input_example, python_model, register=True):
         python_model (PythonModel): what loads and answers for the model (`pipelines.serving_model.ServingModel`);
             it reads the artifacts `keras_model` and `info`.
         register (bool): False logs the model without registering it (a sweep registers only its best).
+        drift_reference (dict | None): the training data's drift statistics (`shared.drift.reference`), saved beside
+            `info.json` as `drift_reference.json` for `python -m pipelines monitor`; None: none (a task not monitored).
 
     Returns:
         mlflow.models.model.ModelInfo | None: None inside `run(enabled=False)`.
@@ -453,13 +462,18 @@ def log_model(task, model, info, input_example, python_model, register=True):
         model.save(keras_path)
         with open(info_path, "w", encoding="utf-8") as handle:
             json.dump(dict(info, task=task.name), handle, indent=1)
+        artifacts = {"keras_model": keras_path, "info": info_path}
+        if drift_reference is not None:
+            artifacts["drift_reference"] = os.path.join(folder, DRIFT_REFERENCE)
+            with open(artifacts["drift_reference"], "w", encoding="utf-8") as handle:
+                json.dump(drift_reference, handle)
         if _named_by_default:  # the data is known now: recommendation's `auto` model, say, is resolved
             params = mlflow.get_run(mlflow.active_run().info.run_id).data.params
             mlflow.set_tag("mlflow.runName", default_run_name(task, params, info))
         logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=python_model,
-            artifacts={"keras_model": keras_path, "info": info_path},
+            artifacts=artifacts,
             code_paths=[str(ROOT / package) for package in CODE_PACKAGES],
             signature=ModelSignature(inputs=Schema([ColSpec(AnyType(), task.input_column)])),
             input_example=pd.DataFrame({task.input_column: input_example}),
@@ -697,6 +711,8 @@ class LoggedModel:
         info (dict): the data description saved beside it.
         example (list): its logged input example, as raw inputs.
         run_id (str): the run that logged it.
+        drift_reference (dict | None): its training data's drift statistics (see `log_model`); None for models
+            logged before they were saved.
     """
 
     model: object
@@ -704,6 +720,7 @@ class LoggedModel:
     example: list
     run_id: str
     model_id: str = ""  # MLflow 3's LoggedModel id (empty for models logged before MLflow 3)
+    drift_reference: dict | None = None
 
 
 def logged_model(uri, task):
@@ -729,8 +746,14 @@ def logged_model(uri, task):
         model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)
     except ValueError as error:
         raise ValueError(f"{uri}: {error}") from None
+    reference = next(local.rglob(DRIFT_REFERENCE), None)
     return LoggedModel(
-        model, info, raw_inputs(example, task.input_column), metadata.run_id, getattr(metadata, "model_id", None) or ""
+        model,
+        info,
+        raw_inputs(example, task.input_column),
+        metadata.run_id,
+        getattr(metadata, "model_id", None) or "",
+        json.loads(reference.read_text(encoding="utf-8")) if reference else None,
     )
 
 

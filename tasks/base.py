@@ -711,6 +711,29 @@ class Task:
             }
         return serving
 
+    def drift_view(self, model, info, batch):
+        """What `python -m pipelines monitor` measures of a batch of model inputs (see `shared.drift`).
+
+        Args:
+            model (keras.Model | BatchPredictor): the trained model (images take their embeddings from it).
+            info (dict): `Splits.info` saved with the model.
+            batch (np.ndarray | dict): model inputs, from `drift_inputs` (raw inputs) or `drift_map` (a split).
+
+        Returns:
+            shared.drift.View | None: None (the default) when the task's inputs are not monitored.
+        """
+        return None
+
+    def drift_inputs(self, info, inputs):
+        """Returns the batch `drift_view` reads for a list of raw inputs, as `monitor` reads them (default:
+        `prepare_inputs`)."""
+        return self.prepare_inputs(info, inputs)
+
+    def drift_map(self, config, info):
+        """Returns the batch map that makes a split's decoded examples the batch `drift_view` reads (default:
+        `eval_map`, whose features are the model's inputs)."""
+        return self.eval_map(config, info)
+
 
 def balanced_class_weights(labels, classes, above=None):
     """Balanced class weights `n / (classes * count)`, the `class_weight` of `fit`.

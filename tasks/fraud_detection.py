@@ -289,6 +289,14 @@ class FraudDetection(BinaryDetectionTask):
         """The numeric columns, in the model's order."""
         return [item["name"] for item in info["preprocessing"]["numeric"]]
 
+    def drift_view(self, model, info, batch):
+        """Every column: the standardised numbers and the category codes the model reads."""
+        from shared import drift
+
+        spec = info["preprocessing"]
+        categories = {item["name"]: batch[f"categorical_{index}"] for index, item in enumerate(spec["categorical"])}
+        return drift.table_view(batch["numeric"], self.explanation_names(info), categories)
+
     def predict_raw(self, model, info, inputs, explain=None):
         batch = self.prepare_inputs(info, inputs)
         scores = self.scores(model, info, batch)

@@ -201,6 +201,12 @@ class ImageClassificationTask(ClassificationTask):
 
         return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
 
+    def drift_view(self, model, info, batch):
+        """Brightness and contrast per image, and the classifier's penultimate features (embeddings)."""
+        from shared import drift
+
+        return drift.image_view(batch, drift.embeddings(model, batch))
+
     def serving_signature(self, model, info):
         """The SavedModel takes encoded image bytes and decodes, converts and resizes them in its graph."""
         from shared import serving as graphs

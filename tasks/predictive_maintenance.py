@@ -550,6 +550,19 @@ class PredictiveMaintenance(BinaryDetectionTask):
             windows.append(_windows(encode(frame, info, "export input"), info["window"], every_row=True)[-1])
         return np.stack(windows).astype("float32")
 
+    def drift_view(self, model, info, batch):
+        """Each row's encoded features (a window's last step): the standardised numbers and one-hot categories."""
+        from shared import drift
+
+        return drift.table_view(np.asarray(batch)[:, -1, :], self.explanation_names(info))
+
+    def drift_inputs(self, info, inputs):
+        """Every row's encoded features as a window of one step, loose rows and the rows of histories alike: each is
+        one reading of the sensors (windowing row by row would cost a table per row)."""
+        keep = [column for column in (info["unit_column"], info["time_column"]) if column]
+        rows = [row for raw in inputs for row in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        return encode(self._frame(rows, info, keep, history=True), info, "monitor input")[:, None, :]
+
     def serving_signature(self, model, info):
         from shared import serving as graphs
 

@@ -875,6 +875,12 @@ class VisionSegmentation(Task):
             raise ValueError("the images of one batch must share a size; send them one at a time.")
         return _pad_to_stride(np.stack(pictures), info)
 
+    def drift_view(self, model, info, batch):
+        """Brightness and contrast per image, and the decoder's last features averaged over the image (embeddings)."""
+        from shared import drift
+
+        return drift.image_view(batch, drift.embeddings(model, batch))
+
     def serving_signature(self, model, info):
         from shared import serving as graphs
 

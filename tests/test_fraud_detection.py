@@ -1,6 +1,7 @@
 """fraud_detection: embedded run end to end, raw-row prediction, data paths and every bad input of the issue."""
 
 import json
+import pathlib
 
 import mlflow
 import numpy as np
@@ -142,6 +143,40 @@ def test_predict_csv_of_rows_writes_one_row_each_with_errors_in_their_rows(train
     assert "column 'amount' must be numeric" in rows[2]["error"] and rows[2]["fraud_probability"] == ""
     for row in rows[:2] + rows[3:]:
         assert row["error"] == "" and 0 <= float(row["fraud_probability"]) <= 1 and row["fraud"] in ("true", "false")
+
+
+def test_monitor_finds_no_drift_on_the_test_split_and_names_a_shifted_column(trained, tmp_path, capsys):
+    from shared.data.splits import carve
+
+    task, result = trained
+    config = resolve(TASK, "epochs=3")[1]
+    frame = task.embedded(config).frame
+    test = frame.iloc[carve((np.arange(len(frame)), frame["Class"].to_numpy()), config)[2].features[:2000]]
+    shifted = test.assign(amount=test["amount"] * 3 + 50)  # prices in another currency
+    model = ["--model", result.model_uri]
+    assert cli.main(["monitor", TASK, *model, "--data", str(_table(tmp_path, test))]) == 0
+    unchanged = json.loads(capsys.readouterr().out)
+    assert unchanged["drift"] is False and unchanged["reference_examples"] == 1000
+    assert {row["feature"] for row in unchanged["rows"]} == set(FEATURES)
+    shifted_path = _table(tmp_path, shifted, "shifted.csv")
+    assert cli.main(["monitor", TASK, *model, "--data", str(shifted_path), "--output", str(tmp_path / "report")]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert found["drifted"] == ["amount"] and found["worst"][0] == "amount"
+    amount = next(row for row in found["rows"] if row["feature"] == "amount")
+    assert amount["value"] > 1 > 0.2 == amount["threshold"] and amount["ks_p_value"] < 1e-6
+    assert "| amount | psi |" in (tmp_path / "report" / "report.md").read_text()
+    assert (tmp_path / "report" / "plots" / "quantiles_amount.png").stat().st_size > 0
+    run = mlflow.get_run(found["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["monitor_of"] == result.model_uri
+    assert run.data.metrics["drift"] == 1 and run.data.metrics["drift_amount_psi"] == pytest.approx(amount["value"])
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(found["run_id"], "monitor")}
+    assert "monitor/report.md" in artifacts
+    # a model saved before monitoring existed: one line that says how to compute the statistics instead
+    old = pathlib.Path(mlflow.artifacts.download_artifacts(f"{result.model_uri}", dst_path=str(tmp_path / "old")))
+    next(old.rglob(tracking.DRIFT_REFERENCE)).unlink()
+    assert cli.main(["monitor", TASK, "--model", str(old), "--data", str(shifted_path)]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "saved without drift statistics" in message and "--reference SOURCE" in message
 
 
 def test_predict_row_with_missing_column_fails_and_extra_column_warns(trained):

@@ -93,6 +93,24 @@ def test_predict_accepts_decoded_arrays_and_bytes(trained, tmp_path):
     assert len({answer["label"] for answer in answers}) == 1
 
 
+def test_monitor_finds_no_drift_on_the_test_split_and_a_shift_on_inverted_images(trained, tmp_path, capsys):
+    task, resolved = resolve(TASK, "epochs=8", "max_examples=0")
+    test = task.load_data(resolved).test.features
+    for name, pixels in (("unchanged", test), ("inverted", 1 - test)):
+        (tmp_path / name).mkdir()
+        for index, image in enumerate(pixels):
+            images.save_png(image, tmp_path / name / f"{index}.png")
+    model = ["--model", f"runs:/{trained.run_id}/model"]
+    assert cli.main(["monitor", TASK, *model, "--data", str(tmp_path / "unchanged")]) == 0
+    unchanged = json.loads(capsys.readouterr().out)
+    assert unchanged["examples"] == len(test) and not unchanged["drifted"]
+    assert next(row for row in unchanged["rows"] if row["statistic"] == "mmd")["p_value"] > 0.01
+    assert cli.main(["monitor", TASK, *model, "--data", str(tmp_path / "inverted")]) == 1
+    inverted = json.loads(capsys.readouterr().out)
+    assert {"embedding", "brightness"} <= set(inverted["drifted"])
+    assert next(row for row in inverted["rows"] if row["statistic"] == "mmd")["p_value"] < 0.01
+
+
 def test_predict_cli_prints_one_json_object_per_input(trained, tmp_path, capsys):
     samples = digit_pngs(tmp_path, count=2)
     code = cli.main(["predict", TASK, "--model", f"models:/{TASK}/latest", *[str(path) for path, _ in samples]])

@@ -266,13 +266,36 @@ class Recommendation(Task):
     def prepare_inputs(self, info, inputs):
         """The model's inputs for user ids and `user,item` pairs: vocabulary indices (0 when unknown) and each
         user's latest items."""
-        user_index = {user: index + 1 for index, user in enumerate(info["users"])}
-        item_index = {item: index + 1 for index, item in enumerate(info["items"])}
-        queries = _queries(inputs)
-        users = [user_index.get(parts[0], 0) for parts in queries]
-        items = [item_index.get(parts[1], 0) if len(parts) == 2 else 0 for parts in queries]
+        users, items = _indices(info, _queries(inputs))
         histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
-        return scoring.model_inputs(info, users, items, histories)
+        return scoring.model_inputs(info, users, [item or 0 for item in items], histories)
+
+    def drift_view(self, model, info, batch):
+        """Unknown users and items, and the requested items' training popularity: the tenth of the items (most rated
+        first) each falls in, unknown ones apart."""
+        from shared import drift
+
+        view = drift.View(rates={"unknown_users": np.ravel(batch["user"]) == 0})
+        if "item" in batch:
+            items = np.ravel(batch["item"])
+            rank = np.zeros(len(info["items"]) + 1, "int64")
+            popular = [int(item) for item in info["popular"].split()]
+            rank[popular] = np.arange(len(popular)) * 10 // max(1, len(popular))
+            view.rates["unknown_items"] = items == 0
+            view.categorical["item_popularity"] = np.where(items == 0, -1, rank[items])
+        return view
+
+    def drift_inputs(self, info, inputs):
+        """User and item indices of the queries (items only of `user,item` pairs), whatever the model reads."""
+        users, items = _indices(info, _queries(inputs))
+        batch = {"user": np.array(users, "int64")}
+        if any(item is not None for item in items):
+            batch["item"] = np.array([item for item in items if item is not None], "int64")
+        return batch
+
+    def drift_map(self, config, info):
+        """None: the decoded examples hold the user and the item, whichever of them the model reads."""
+        return None
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
@@ -299,6 +322,14 @@ class Recommendation(Task):
         }
         serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info["outputs"]}})
         return serving
+
+
+def _indices(info, queries):
+    """Vocabulary indices of split queries (0 when unknown): the users, and the items (None for a user alone)."""
+    user_index = {user: index + 1 for index, user in enumerate(info["users"])}
+    item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+    users = [user_index.get(parts[0], 0) for parts in queries]
+    return users, [item_index.get(parts[1], 0) if len(parts) == 2 else None for parts in queries]
 
 
 def _queries(inputs):

@@ -366,6 +366,12 @@ class Speech(ClassificationTask):
             batch.append(clip_features(prepare(samples, rate, settings, name), settings))
         return standardize(np.stack(batch), info)
 
+    def drift_view(self, model, info, batch):
+        """Each clip's mean standardised level per frequency band."""
+        from shared import drift
+
+        return drift.band_view(batch)
+
     def serving_signature(self, model, info):
         """Exports take standardised features: resampling, trimming and the log-mel are librosa, not TensorFlow."""
         settings = info["features"]
