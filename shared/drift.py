@@ -138,7 +138,7 @@ def embeddings(model, batch, batch_size=64):
             return None
         operation = tensor._keras_history.operation
     features = operation.input[0] if isinstance(operation.input, list) else operation.input
-    extractor = keras.Model(model.inputs, features)
+    extractor = keras.Model(model.input, features)  # the input structure as the model declares it (a dict, one tensor)
     # called eagerly, batch by batch: `predict` would trace a graph for this throwaway model on every call (seconds)
     size = len(keras.tree.flatten(batch)[0])
     found = np.concatenate(
