@@ -104,30 +104,53 @@ def word_sentences(count, seed, length=10):
     return ids.astype("int64"), labels
 
 
+SENTENCES = np.array([[4, 5, 6, 2, 7, 8, 0, 0], [4, 5, 6, 3, 7, 8, 0, 0]], "int64")  # "the film was good/bad a story"
+
+
 def check_tokens():
     """nlp_sentiment's own CNN, an ensemble of two (two embeddings the weights are summed over), trained on sentences
     whose label is one word: that word carries the largest |weight|, whose sign follows it, padding carries none, and
-    the weights add up to the positive probability's change from zero embeddings. Returns the weights."""
+    the weights add up to the positive probability's change from zero embeddings."""
     import keras
 
     keras.utils.set_random_seed(0)
     task, config = resolve("nlp_sentiment", "architecture=cnn", "ensemble=2", "embedding_dim=8", "filters=8")
     model = task.build_model(config, {"vocabulary": WORDS, "class_names": ["bad", "good"], "sequence_length": 10})
     fitted(model, *word_sentences(1000, 0), "sparse_categorical_crossentropy", 2)
-    shown = np.array([[4, 5, 6, 2, 7, 8, 0, 0], [4, 5, 6, 3, 7, 8, 0, 0]], "int64")  # "the film was good a story"
-    assert model.predict(shown, verbose=0).argmax(axis=1).tolist() == [1, 0]  # the model learned the word
-    found = explain.explain("tokens", model, shown, np.ones(2, "int64"), vocabulary=WORDS)
+    assert model.predict(SENTENCES, verbose=0).argmax(axis=1).tolist() == [1, 0]  # the model learned the word
+    found = explain.explain("tokens", model, SENTENCES, np.ones(2, "int64"), vocabulary=WORDS)
     weights = found.summaries
     assert (np.abs(weights).argmax(axis=1) == 3).all(), weights
-    assert weights[0, 3] > 0 > weights[1, 3] and (weights[:, 6:] == 0).all(), weights
+    assert weights[0, 3] > 0 > weights[1, 3], weights
     assert found.tokens[0].tolist() == ["the", "film", "was", "good", "a", "story", "", ""]
+    check_token_completeness(model, weights, atol=0.03)  # within the Riemann error of 32 steps
+
+
+def check_token_completeness(model=None, weights=None, atol=1e-4):
+    """Padding carries no weight, and the weights add up to the positive probability's change from zero embeddings
+    (in every member's embedding); without a model, on an untrained CNN ensemble of the text tasks' layers (the JAX
+    check: no training, no task import). Returns the weights' sums."""
+    import keras
+
+    from shared import text_layers
+    from shared.heads import softmax_head
+
+    if model is None:
+        keras.utils.set_random_seed(0)
+        ids = keras.Input((None,), dtype="int64")
+        members = [
+            text_layers.layers()["ConvMaxPooling"](8, (3,))(keras.layers.Embedding(len(WORDS), 8, mask_zero=True)(ids))
+            for _ in range(2)
+        ]
+        model = keras.Model(ids, softmax_head(members, 0.0, 2))
+        weights = explain.explain("tokens", model, SENTENCES, np.ones(2, "int64"), vocabulary=WORDS).summaries
     layers = explain.token_embeddings(model)
-    assert len(layers) == 2  # one embedding per member
-    with explain._embedded(layers, [np.zeros(shown.shape + (8,), "float32")] * 2):
-        baseline = np.asarray(model(shown, training=False))[:, 1]
-    change = model.predict(shown, verbose=0)[:, 1] - baseline
-    np.testing.assert_allclose(weights.sum(axis=1), change, atol=0.03)  # completeness, within the Riemann error
-    return np.round(weights[:, 3], 2).tolist()
+    assert len(layers) == 2 and (weights[:, 6:] == 0).all(), weights  # one embedding per member; padding
+    with explain._embedded(layers, [np.zeros(SENTENCES.shape + (8,), "float32")] * 2):
+        baseline = np.asarray(model(SENTENCES, training=False))[:, 1]
+    change = np.asarray(model(SENTENCES, training=False))[:, 1] - baseline
+    np.testing.assert_allclose(weights.sum(axis=1), change, atol=atol)
+    return np.round(weights.sum(axis=1), 4).tolist()
 
 
 def test_a_token_explanation_weighs_the_decisive_word_and_draws_and_answers_it(tmp_path):
@@ -258,8 +281,8 @@ def test_bad_explanation_requests_are_one_line_errors():
 def test_input_gradients_on_jax_serve_fgsm_and_integrated_gradients():
     """One JAX process for both users of `explain.gradient` (and the token embeddings' path): its start-up is most
     of the cost."""
-    checks = "from tests.test_explain import check_table, check_tokens; from tests.test_robustness import *"
-    on_jax(f"{checks}; print(check_fgsm_lowers_accuracy(), check_table(), check_tokens())")
+    checks = "from tests.test_explain import check_table, check_token_completeness; from tests.test_robustness import *"
+    on_jax(f"{checks}; print(check_fgsm_lowers_accuracy(), check_table(), check_token_completeness())")
 
 
 @pytest.mark.slow
