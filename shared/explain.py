@@ -158,22 +158,23 @@ def integrated_gradients(model, inputs, columns, key=None, baseline=None, steps=
     attributed = np.asarray(inputs if key is None else inputs[key], "float32")
     reference = np.zeros(attributed.shape[1:], "float32") if baseline is None else np.asarray(baseline, "float32")
 
-    def forward(part):
-        held = _held(inputs, key, part, steps)
+    def forward(part, repeats):
+        held = _held(inputs, key, part, repeats)
         return lambda points: model(points if key is None else {**held, key: points}, training=False)
 
     return _along_path(attributed, reference, columns, forward, steps, batch_rows)
 
 
-def _held(inputs, key, part, steps):
-    """The inputs of examples `part` other than the attributed `key`, repeated for each path point, as tensors (as
-    the attributed input is: Keras refuses a dict mixing tensors and arrays); {} for a model of one input."""
+def _held(inputs, key, part, repeats):
+    """The inputs of examples `part` other than the attributed `key`, repeated for each of their `repeats` path
+    points, as tensors (as the attributed input is: Keras refuses a dict mixing tensors and arrays); {} for a model
+    of one input."""
     import keras
 
     if key is None:
         return {}
     return {
-        name: keras.ops.convert_to_tensor(np.repeat(np.asarray(value)[part], steps, axis=0))
+        name: keras.ops.convert_to_tensor(np.repeat(np.asarray(value)[part], repeats, axis=0))
         for name, value in inputs.items()
         if name != key
     }
@@ -181,14 +182,15 @@ def _held(inputs, key, part, steps):
 
 def _along_path(attributed, reference, columns, forward, steps, batch_rows):
     """The integrated-gradients loop: the gradient of `_objective` at `steps` midpoints of the straight path from
-    `reference` to each example of `attributed`, averaged, times their difference; whole examples per call.
+    `reference` to each example of `attributed`, averaged, times their difference; whole examples per call, or one
+    example's points in parts where they alone exceed `batch_rows` (a large image through a segmentation model).
 
     Args:
         attributed (np.ndarray): (n, ...) float32 values attributed.
         reference (np.ndarray): the baseline, broadcast to one example.
         columns (np.ndarray): what is explained per example (see `integrated_gradients`).
-        forward (Callable): a slice of examples -> a function of their path points (examples x steps, ...) that
-            returns the model's outputs for them.
+        forward (Callable): a slice of examples and a number of points per example -> a function of those path
+            points (examples x points, ...) that returns the model's outputs for them.
         steps (int): Riemann midpoints along the path.
         batch_rows (int): path points per gradient call.
 
@@ -204,14 +206,18 @@ def _along_path(attributed, reference, columns, forward, steps, batch_rows):
     alphas = ((np.arange(steps, dtype="float32") + 0.5) / steps).reshape((1, steps) + (1,) * reference.ndim)
     columns = np.asarray(columns, "int64")
     attributions = np.zeros_like(attributed)
-    chunk = max(1, batch_rows // steps)
+    chunk, group = max(1, batch_rows // steps), max(1, min(steps, batch_rows))
     for start in range(0, len(attributed), chunk):
         part = slice(start, start + chunk)
         difference = attributed[part] - reference
-        path = (reference + alphas * difference[:, None]).reshape((-1,) + reference.shape)
-        run, chosen = forward(part), np.repeat(columns[part], steps, axis=0)
-        gradients = gradient(lambda points, run=run, chosen=chosen: _objective(run(points), chosen), path)
-        attributions[part] = gradients.reshape((len(difference), steps) + reference.shape).mean(axis=1) * difference
+        total = np.zeros_like(difference)
+        for first in range(0, steps, group):
+            points = alphas[:, first : first + group]
+            path = (reference + points * difference[:, None]).reshape((-1,) + reference.shape)
+            run, chosen = forward(part, points.shape[1]), np.repeat(columns[part], points.shape[1], axis=0)
+            gradients = gradient(lambda values, run=run, chosen=chosen: _objective(run(values), chosen), path)
+            total += gradients.reshape((len(difference), points.shape[1]) + reference.shape).sum(axis=1)
+        attributions[part] = total / steps * difference
     return attributions
 
 
@@ -288,9 +294,9 @@ def token_integrated_gradients(model, inputs, columns, key=None, steps=STEPS, ba
     bounds = np.cumsum([vector.shape[-1] for vector in vectors])[:-1].tolist()
     attributed = np.concatenate(vectors, axis=-1)
 
-    def forward(part):
-        fed = keras.ops.convert_to_tensor(np.repeat(ids[part], steps, axis=0))
-        held = _held(inputs, key, part, steps)
+    def forward(part, repeats):
+        fed = keras.ops.convert_to_tensor(np.repeat(ids[part], repeats, axis=0))
+        held = _held(inputs, key, part, repeats)
 
         def run(points):
             with _embedded(layers, keras.ops.split(points, bounds, axis=-1) if bounds else [points]):

@@ -271,6 +271,18 @@ def test_an_image_answer_writes_a_heatmap_png_named_after_its_input(tmp_path):
     assert os.path.getsize(field[0]["heatmap_path"]) > 0
 
 
+def test_integrated_gradients_split_an_examples_path_when_it_alone_exceeds_the_batch():
+    """A large image's 32 path points may not fit one gradient call: split into calls of 5, they give the same
+    attributions as in one call."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+    rows = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    whole = explain.integrated_gradients(model, rows, [0, 1, 1])
+    np.testing.assert_allclose(explain.integrated_gradients(model, rows, [0, 1, 1], batch_rows=5), whole, atol=1e-6)
+
+
 def test_bad_explanation_requests_are_one_line_errors():
     with pytest.raises(ValueError, match="unknown explanation kind 'audio'"):
         explain.explain("audio", None, np.zeros((1, 2)), [0])
