@@ -18,6 +18,10 @@ or Grad-CAM's), "table" a signed weight per feature, "sequence" signed weights p
 token (summed over the embedding dimension). `explain` computes them, `figure` draws a few for a run
 (`plots/explain/KIND.png`), `answers` turns them into each predict answer's `explanation` field (image and
 spectrogram maps written as PNG files).
+
+Segmentation models are explained per class (`class_saliency`, integrated gradients of each class's probability
+over the pixels predicted as it): "segmentation" summaries are a heatmap in [0, 1] per class of the predicted mask,
+which the task computes tile by tile as it predicts, for `figure` and `answers`.
 """
 
 import contextlib
@@ -27,12 +31,15 @@ import pathlib
 
 import numpy as np
 
-KINDS = ("image", "table", "sequence", "spectrogram", "tokens")
+KINDS = ("image", "table", "sequence", "spectrogram", "tokens", "segmentation")
 # Riemann midpoints along the path: the paper finds 20-300 enough for completeness within 5%; 32 puts 8 examples
 # in one gradient call of 256 rows, a few tenths of a second on a CPU for this project's models.
 STEPS = 32
 BATCH_ROWS = 256  # path points per gradient call: 8 examples x 32 steps, small enough for 224 px images' memory
 TOP = 5  # sensors, time steps, frames and bins a predict answer names: what a reader takes in at a glance
+# Image pixels per gradient call of a segmentation model (`class_saliency`), whose full-resolution feature maps hold
+# tens of floats per pixel: 256 path points of 32 x 32 px, 4 of 256 x 256 px, under a gigabyte of activations.
+BATCH_PIXELS = 2**18
 
 
 @dataclasses.dataclass
@@ -366,6 +373,48 @@ def grad_cam(model, images, columns):
     return np.clip(np.asarray(resized)[..., 0], 0, 1)
 
 
+def heatmaps(attributions):
+    """Image attributions (..., h, w, channels) as heatmaps (..., h, w) in [0, 1]: the sum over channels of
+    |attribution|, over its largest value in each map."""
+    summed = np.abs(attributions).sum(axis=-1)
+    return summed / np.maximum(summed.max(axis=(-2, -1), keepdims=True), 1e-12)
+
+
+def class_saliency(model, images, masks, classes):
+    """Per-class integrated gradients of a segmentation model: for each image and each class its mask holds, the
+    attributions of the class's probability summed over the pixels the mask gives it, from a black image.
+
+    Args:
+        model (keras.Model): images (n, h, w, c) -> per-pixel class probabilities (n, h, w, classes).
+        images (np.ndarray): (n, h, w, c) images as the model takes them.
+        masks (np.ndarray): (n, h, w) the class each pixel's output counts for (the predicted mask), -1 for
+            pixels whose outputs count for none (padding, context kept out of a tile's answer).
+        classes (int): the model's classes.
+
+    Returns:
+        np.ndarray: float32 attributions (n, classes, h, w, c), zeros for the classes a mask does not hold; those
+        of class k add up to its summed probability over its pixels minus that at the black image.
+    """
+    images, masks = np.asarray(images, "float32"), np.asarray(masks)
+    pairs = [(index, label) for index, mask in enumerate(masks) for label in np.unique(mask) if label >= 0]
+    attributions = np.zeros((len(images), classes, *images.shape[1:]), "float32")
+    if not pairs:
+        return attributions
+    index, label = (np.array(part) for part in zip(*pairs))
+    regions = (masks[index] == label[:, None, None])[..., None].astype("float32")
+
+    def regional(inputs, training=False):
+        """The model's probabilities on the explained region; the image's other outputs count for nothing."""
+        return model(inputs["image"], training=training) * inputs["region"]
+
+    rows = max(1, BATCH_PIXELS // int(np.prod(masks.shape[1:])))
+    found = integrated_gradients(
+        regional, {"image": images[index], "region": regions}, label, key="image", batch_rows=rows
+    )
+    attributions[index, label] = found
+    return attributions
+
+
 def explain(kind, model, inputs, columns, key=None, vocabulary=None):
     """Explains output `columns[i]` of each example and summarises it by the kind of input.
 
@@ -386,13 +435,14 @@ def explain(kind, model, inputs, columns, key=None, vocabulary=None):
         vocabulary (list[str] | None): tokens: the word of each token id, for the explanation's `tokens`.
 
     Returns:
-        Explanation: the method and the summaries.
+        Explanation: the method and the summaries ("segmentation" comes from `class_saliency`, which the task
+        runs tile by tile as it predicts).
 
     Raises:
         ValueError: an unknown kind, or token ids whose embedding cannot be reached (`token_embeddings`).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS)}.")
+    if kind not in KINDS or kind == "segmentation":
+        raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS[:-1])}.")
     columns = np.asarray(columns, "int64")
     if kind == "image" and key is None and grad_cam_layer(model) is not None:
         return Explanation(kind, "grad_cam", grad_cam(model, inputs, columns), columns)
@@ -403,8 +453,7 @@ def explain(kind, model, inputs, columns, key=None, vocabulary=None):
         return Explanation(kind, "integrated_gradients", weights, columns, words)
     attributions = integrated_gradients(model, inputs, columns, key=key)
     if kind == "image":
-        heatmaps = np.abs(attributions).sum(axis=-1)
-        summaries = heatmaps / np.maximum(heatmaps.max(axis=(1, 2), keepdims=True), 1e-12)
+        summaries = heatmaps(attributions)
     elif kind == "sequence":
         summaries = attributions.transpose(0, 2, 1)
     elif kind == "spectrogram" and attributions.ndim == 4:
@@ -422,7 +471,8 @@ def figure(explanation, inputs, titles, names=None):
         explanation (Explanation): from `explain`.
         inputs (np.ndarray | dict): the explained examples as `explain` took them (images drawn under their heatmaps).
         titles (list[str]): one per example.
-        names (list[str] | None): the features' or sensors' names (tables, sequences); None numbers them.
+        names (list[str] | None): the features' or sensors' names (tables, sequences; None numbers them), or the
+            class names (segmentation).
     """
     from shared import plots
 
@@ -434,6 +484,10 @@ def figure(explanation, inputs, titles, names=None):
             [weights[keep] for weights, keep in zip(explanation.summaries, kept)],
             titles,
             title=title,
+        )
+    if explanation.kind == "segmentation":
+        return plots.class_saliency_rows(
+            np.asarray(inputs), explanation.outputs, explanation.summaries, names, titles, title
         )
     if explanation.kind == "image":
         return plots.heatmap_overlays(np.asarray(inputs), explanation.summaries, titles, title=title)
@@ -478,11 +532,22 @@ def answers(explanation, inputs, output_names, folder, sources, names=None):
         sources (list): the raw inputs (paths name their PNG file; others a digest of their content).
         names (list[str] | None): the features' or sensors' names.
 
+    Segmentation fields hold `method` and `heatmap_paths` instead: by class name, a PNG of the heatmap of each
+    class the predicted mask holds (`<source>-<digest>-<class index>.png`).
+
     Returns:
         list[dict]: one field per example.
     """
     fields = []
     for index, (summary, column) in enumerate(zip(explanation.summaries, explanation.outputs)):
+        if explanation.kind == "segmentation":
+            picture, labels = np.asarray(inputs)[index], np.unique(column)
+            paths = {
+                output_names[label]: _write(folder, sources[index], _overlay(picture, summary[label]), label)
+                for label in labels
+            }
+            fields.append({"method": explanation.method, "heatmap_paths": paths})
+            continue
         field = {"method": explanation.method, "output": str(output_names[int(column) if np.ndim(column) == 0 else 0])}
         if explanation.kind == "tokens":
             words, weights = explanation.tokens[index], summary
@@ -529,15 +594,16 @@ def _spectrogram_picture(spectrogram, weights):
     return np.concatenate([colored, grey], axis=1).transpose(1, 0, 2)[::-1]  # bins up, frames across
 
 
-def _write(folder, source, picture):
-    """Writes an RGB picture in [0, 1] as `folder/<source's stem>-<digest>.png`; returns the path."""
+def _write(folder, source, picture, suffix=None):
+    """Writes an RGB picture in [0, 1] as `folder/<source's stem>-<digest>[-<suffix>].png`; returns the path."""
     from shared import images
 
     if isinstance(source, (str, pathlib.Path)):
         stem, content = pathlib.Path(source).stem or "input", str(source).encode()
     else:
         stem, content = "input", source if isinstance(source, bytes) else np.asarray(source).tobytes()
-    path = pathlib.Path(folder) / f"{stem}-{hashlib.sha256(content).hexdigest()[:10]}.png"
+    name = "-".join([stem, hashlib.sha256(content).hexdigest()[:10], *([] if suffix is None else [str(suffix)])])
+    path = pathlib.Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     images.save_png(np.clip(picture, 0, 1), path)
     return str(path)

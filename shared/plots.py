@@ -128,14 +128,56 @@ def segmentation_overlays(images, true_masks, predicted_masks, class_names):
     for row, (image, truth, predicted) in enumerate(zip(images, true_masks, predicted_masks)):
         base = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
         for column, (mask, title) in enumerate(((None, "image"), (truth, "true mask"), (predicted, "predicted"))):
-            shown = base if mask is None else np.where(mask[..., None] > 0, 0.45 * base + 0.55 * colors[mask], base)
-            axes[row, column].imshow(np.clip(shown, 0, 1))
+            axes[row, column].imshow(np.clip(base, 0, 1) if mask is None else _mask_over(base, mask, colors))
             axes[row, column].set_title(title, fontsize=8)
             axes[row, column].axis("off")
+    return _class_legend(figure, colors, class_names)
+
+
+def _mask_over(base, mask, colors):
+    """An RGB image with each non-background class of `mask` tinted in its colour."""
+    return np.clip(np.where(mask[..., None] > 0, 0.45 * base + 0.55 * colors[mask], base), 0, 1)
+
+
+def _class_legend(figure, colors, class_names):
+    """Lays the figure out above a legend of the class colours."""
     handles = [matplotlib.patches.Patch(color=colors[index], label=name) for index, name in enumerate(class_names)]
     figure.legend(handles=handles, loc="lower center", ncol=min(6, len(class_names)), fontsize=7)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
+
+
+def class_saliency_rows(images, masks, heatmaps, class_names, titles, title=""):
+    """One row per image: the image, its predicted mask over it, and the saliency heatmap of each class the mask
+    holds (what the model's belief in that class over its pixels rests on).
+
+    Args:
+        images (np.ndarray): (n, h, w, c) in [0, 1].
+        masks (np.ndarray): (n, h, w) predicted class indices.
+        heatmaps (np.ndarray): (n, classes, h, w) in [0, 1].
+        class_names (list[str]): the classes.
+        titles (list[str]): one per image.
+        title (str): above them all (empty: none).
+    """
+    colors = _class_colors(len(class_names))
+    present = [np.unique(mask) for mask in masks]
+    columns = 2 + max(len(labels) for labels in present)
+    figure, axes = plt.subplots(len(images), columns, figsize=(2.0 * columns, 2.1 * len(images)), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, (image, mask, maps, labels, name) in enumerate(zip(images, masks, heatmaps, present, titles)):
+        base = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+        axes[row, 0].imshow(np.clip(base, 0, 1))
+        axes[row, 0].set_title(name, fontsize=7)
+        axes[row, 1].imshow(_mask_over(base, mask, colors))
+        axes[row, 1].set_title("predicted", fontsize=7)
+        for column, label in enumerate(labels, start=2):
+            axes[row, column].imshow(np.clip(base, 0, 1))
+            axes[row, column].imshow(maps[label], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axes[row, column].set_title(f"saliency: {class_names[label]}", fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return _class_legend(figure, colors, class_names)
 
 
 def heatmap_overlays(images, heatmaps, titles, columns=4, title=""):

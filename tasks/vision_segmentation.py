@@ -81,6 +81,8 @@ class VisionSegmentationConfig(TaskConfig):
     context: Size = 0  # mirrored border (px) added around each predicted image or tile: borders then see context too
     tta: bool = False  # average predictions over flips (and transposes) of each input: less noise, 4-8x inference cost
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
+    # rows of image, mask and a saliency map per class: a readable figure, 32 gradient steps per image and class
+    explain_count: Size = 4
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32]
     )
@@ -437,24 +439,99 @@ def predict_masks(model, pictures, info, batch_size=4):
     Returns:
         np.ndarray: (n, h, w, k) probabilities.
     """
-    stride, context, tile = _stride(info), info.get("context", 0), info.get("tile_size", 0)
-    height, width = pictures.shape[1:3]
-    inner = (tile, tile) if tile and (height > tile or width > tile) else (height, width)
-    inner = (min(inner[0], height), min(inner[1], width))
-    window = [-(-(side + 2 * context) // stride) * stride for side in inner]
-    padding = ((0, 0), (context, window[0] - inner[0] - context), (context, window[1] - inner[1] - context), (0, 0))
-    mirror = max(max(pad) for pad in padding) < min(height, width)
-    padded = np.pad(pictures, padding, mode="reflect" if mirror else "edge")
-    starts = [(row, column) for row in _tile_starts(height, inner[0]) for column in _tile_starts(width, inner[1])]
-    windows = np.concatenate([padded[:, row : row + window[0], column : column + window[1]] for row, column in starts])
+    cut = _Windows(pictures.shape[1:3], info)
+    padded = cut.pad(pictures)
+    windows = np.concatenate(
+        [padded[:, row : row + cut.window[0], column : column + cut.window[1]] for row, column in cut.starts]
+    )
     answers = _predict_views(model, windows, info.get("tta", False), batch_size)
     result = np.zeros((*pictures.shape[:3], answers.shape[-1]), "float32")
-    for index, (row, column) in enumerate(starts):
+    for index, (row, column) in enumerate(cut.starts):
         part = answers[index * len(pictures) : (index + 1) * len(pictures)]
-        result[:, row : row + inner[0], column : column + inner[1]] = part[
-            :, context : context + inner[0], context : context + inner[1]
-        ]
+        result[:, row : row + cut.inner[0], column : column + cut.inner[1]] = part[:, cut.kept[0], cut.kept[1]]
     return result
+
+
+class _Windows:
+    """How `predict_masks` cuts images of one size into windows (whole images, or tiles of a tile-trained model),
+    each holding `context` mirrored pixels around the part it answers for and padded to the model's stride.
+
+    Attributes:
+        inner (tuple[int, int]): the (height, width) each window answers for.
+        window (tuple[int, int]): each window's size.
+        padding (tuple): the image's padding on each side ((top, bottom), (left, right)).
+        mode (str): how it is padded: reflected, or its edge repeated for images smaller than the padding.
+        starts (list[tuple[int, int]]): each window's top-left corner in the padded image, in predicting order
+            (a later window's answer replaces an earlier one's where they overlap).
+        kept (tuple[slice, slice]): the part of a window its answer is kept from.
+    """
+
+    def __init__(self, size, info):
+        stride, context, tile = _stride(info), info.get("context", 0), info.get("tile_size", 0)
+        height, width = size
+        inner = (tile, tile) if tile and (height > tile or width > tile) else (height, width)
+        self.inner = (min(inner[0], height), min(inner[1], width))
+        self.window = tuple(-(-(side + 2 * context) // stride) * stride for side in self.inner)
+        self.padding = tuple((context, outer - side - context) for outer, side in zip(self.window, self.inner))
+        self.mode = "reflect" if max(max(pad) for pad in self.padding) < min(height, width) else "edge"
+        self.starts = [
+            (row, column)
+            for row in _tile_starts(height, self.inner[0])
+            for column in _tile_starts(width, self.inner[1])
+        ]
+        self.kept = tuple(slice(context, context + side) for side in self.inner)
+
+    def pad(self, pictures):
+        """Pads (n, h, w[, c]) arrays as the windows are cut from."""
+        return np.pad(pictures, ((0, 0), *self.padding, *([(0, 0)] * (pictures.ndim - 3))), mode=self.mode)
+
+
+def explain_masks(model, pictures, info, predicted):
+    """Per-class saliency heatmaps of each image's predicted mask (`mask_attributions`).
+
+    Returns:
+        shared.explain.Explanation: "segmentation" heatmaps (n, classes, h, w) in [0, 1]; its outputs are the masks.
+    """
+    from shared import explain
+
+    attributions = mask_attributions(model, pictures, info, predicted)
+    return explain.Explanation("segmentation", "integrated_gradients", explain.heatmaps(attributions), predicted)
+
+
+def mask_attributions(model, pictures, info, predicted):
+    """Per-class integrated gradients of each image's predicted mask (`shared.explain.class_saliency`), window by
+    window as `predict_masks` answers: each window is explained for the pixels it answers for, and its attributions
+    are folded back onto the image (a mirrored pixel's onto the pixel it mirrors), so an image of any size is
+    explained as it is predicted. With `tta` the regions are the averaged answer's, the gradients the plain model's.
+
+    Args:
+        model (keras.Model): the segmentation model.
+        pictures (np.ndarray): (n, h, w, c) images in [0, 1], all the same size.
+        info (dict): the task's info (as `predict_masks` takes it).
+        predicted (np.ndarray): (n, h, w) their predicted masks.
+
+    Returns:
+        np.ndarray: (n, classes, h, w, c) attributions; those of a class add up to its probability summed over
+        its pixels minus the same sum with each window black.
+    """
+    from shared import explain
+
+    cut, predicted = _Windows(pictures.shape[1:3], info), np.asarray(predicted, "int64")  # signed: -1 marks no class
+    (count, channels), (height, width) = (len(info["class_names"]), pictures.shape[-1]), pictures.shape[1:3]
+    padded = cut.pad(pictures)
+    shown = cut.pad(np.arange(height * width).reshape(1, height, width))[0]  # the image pixel each padded one shows
+    owner = np.zeros((height, width), "int64")  # the window whose answer each pixel keeps
+    for index, (row, column) in enumerate(cut.starts):
+        owner[row : row + cut.inner[0], column : column + cut.inner[1]] = index
+    folded = np.zeros((height * width, len(pictures), count, channels), "float32")
+    for index, (row, column) in enumerate(cut.starts):
+        area = (slice(row, row + cut.window[0]), slice(column, column + cut.window[1]))
+        inner = (slice(row, row + cut.inner[0]), slice(column, column + cut.inner[1]))
+        masks = np.full((len(pictures), *cut.window), -1)
+        masks[:, cut.kept[0], cut.kept[1]] = np.where(owner[inner] == index, predicted[:, inner[0], inner[1]], -1)
+        found = explain.class_saliency(model, padded[:, area[0], area[1]], masks, count)
+        np.add.at(folded, shown[area].ravel(), found.reshape(len(pictures), count, -1, channels).transpose(2, 0, 1, 3))
+    return folded.transpose(1, 2, 0, 3).reshape(len(pictures), count, height, width, channels)
 
 
 def _pad_to_stride(pictures, info):
@@ -508,6 +585,7 @@ class VisionSegmentation(Task):
     key_params = Task.key_params + ("encoder",)
     quick_overrides = {"epochs": 2, "max_examples": 200}
     readers = ("embedded", "tfds_masks", "mask_folder")
+    explain_kind = "segmentation"  # per class: what the model's belief in each predicted region rests on
     # the U-Net's width and depth
     candidates = (("default", {}), ("wide", {"base_filters": 32}), ("deep", {"depth": 4}))
     remedies = (
@@ -823,15 +901,35 @@ class VisionSegmentation(Task):
         result.outputs = truth, confusions
         return result
 
+    def explanation_figure(self, model, splits, targets, outputs, config):
+        """A seeded choice of test images, each with its predicted mask and the saliency of each class the mask
+        holds (`explain_masks`), titled with the image's mean IoU (from its confusion in `outputs`)."""
+        from shared import explain
+
+        rng = np.random.default_rng(config.seed)
+        positions = np.sort(rng.choice(len(outputs), min(config.explain_count, len(outputs)), replace=False))
+        pictures = splits.test.pick(positions)[0]
+        found = explain_masks(model, pictures, splits.info, predict_masks(model, pictures, splits.info).argmax(-1))
+        titles = []
+        for position in positions:
+            confusion = outputs[position]
+            union = confusion.sum(axis=0) + confusion.sum(axis=1) - np.diag(confusion)
+            titles.append(
+                f"test image {position}\nmean IoU {np.mean(np.diag(confusion)[union > 0] / union[union > 0]):.2f}"
+            )
+        return explain.figure(found, pictures, titles, splits.info["class_names"])
+
     def input_example(self, splits):
         picture = splits.test.sample(1)[0][0]
         side = min(32, *picture.shape[:2])
         return [np.round(picture[:side, :side], 4).tolist()]
 
-    def predict_raw(self, model, info, inputs):
+    def predict_raw(self, model, info, inputs, explain=None):
+        """Writes each image's mask; with `explain` (a folder), each answer's `explanation` names a saliency PNG per
+        class of the mask, over the image at the size the model sees (`explain_masks`, `shared.explain.answers`)."""
         import tempfile
 
-        from shared import images
+        from shared import explain as explaining, images
 
         answers = []
         for raw in inputs:
@@ -844,6 +942,9 @@ class VisionSegmentation(Task):
                 picture, (info["image_size"],) * 2 if info["image_size"] else original, info["channels"]
             )
             mask = predict_masks(model, picture[None], info)[0].argmax(axis=-1).astype("uint8")
+            if explain is not None:
+                found = explain_masks(model, picture[None], info, mask[None])
+                field = explaining.answers(found, picture[None], info["class_names"], explain, [raw])[0]
             mask = _resize_mask(mask, original)
             if output is None:
                 folder = pathlib.Path(raw).parent if isinstance(raw, str) else pathlib.Path(tempfile.mkdtemp())
@@ -858,6 +959,7 @@ class VisionSegmentation(Task):
                     "class_fractions": {
                         name: round(float(share), 6) for name, share in zip(info["class_names"], fractions)
                     },
+                    **({} if explain is None else {"explanation": field}),
                 }
             )
         return answers

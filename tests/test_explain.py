@@ -264,6 +264,65 @@ def test_a_spectrogram_explanation_follows_the_tone_in_time_and_writes_its_map(t
     assert not np.allclose(picture[8:], picture[8:, :, :1], atol=0.01)  # the coloured map below
 
 
+def square_scenes(count, seed):
+    """Grey noise images and their masks: class 1 is a bright 4x4 square somewhere in each."""
+    rng = np.random.default_rng(seed)
+    pictures = rng.normal(0.3, 0.08, (count, SIDE, SIDE, 1)).astype("float32")
+    masks = np.zeros((count, SIDE, SIDE), "int64")
+    for index, (row, column) in enumerate(rng.integers(0, SIDE - 4, (count, 2))):
+        pictures[index, row : row + 4, column : column + 4] = 1.0
+        masks[index, row : row + 4, column : column + 4] = 1
+    return np.clip(pictures, 0, 1), masks
+
+
+def check_segmentation():
+    """A fully convolutional segmenter of bright squares: the saliency of the square's class lies mostly inside the
+    predicted square, wherever it is, and not where the square was in the other image. Returns the inside shares."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Conv2D(8, 3, padding="same", activation="relu"), keras.layers.Conv2D(2, 3, padding="same")]
+    model = keras.Sequential([keras.Input((None, None, 1)), *layers, keras.layers.Softmax()])
+    model.compile(optimizer=keras.optimizers.Adam(3e-2), loss="sparse_categorical_crossentropy")
+    model.fit(*square_scenes(256, 0), epochs=8, batch_size=32, verbose=0)
+    corners = [(1, 1), (7, 6)]
+    background = np.clip(np.random.default_rng(7).normal(0.3, 0.08, (SIDE, SIDE, 1)), 0, 1).astype("float32")
+    pictures = np.repeat(background[None], 2, axis=0)  # the same noise, the square in two places
+    squares = np.zeros((2, SIDE, SIDE), bool)
+    for index, (row, column) in enumerate(corners):
+        pictures[index, row : row + 4, column : column + 4] = 1.0
+        squares[index, row : row + 4, column : column + 4] = True
+    predicted = np.asarray(model(pictures, training=False)).argmax(axis=-1)
+    assert ((predicted == 1) == squares).mean() > 0.95  # the model learned the squares
+    attributions = explain.class_saliency(model, pictures, predicted, 2)
+    assert attributions.shape == (2, 2, SIDE, SIDE, 1)
+    maps = explain.heatmaps(attributions)[:, 1]
+    shares = [float(maps[index][squares[index]].sum() / maps[index].sum()) for index in range(2)]
+    assert min(shares) > 0.5, shares  # more saliency mass inside the square than outside
+    assert maps[0][squares[0]].sum() > 3 * maps[0][squares[1]].sum()  # it moved with the square
+    assert maps[1][squares[1]].sum() > 3 * maps[1][squares[0]].sum()
+    return np.round(shares, 2).tolist()
+
+
+def test_segmentation_saliency_lies_on_the_predicted_object_and_moves_with_it(tmp_path):
+    check_segmentation()
+    pictures, masks = square_scenes(1, 3)
+    found = explain.Explanation(
+        "segmentation", "integrated_gradients", np.random.default_rng(0).random((1, 2, SIDE, SIDE)), masks
+    )
+    field = explain.answers(found, pictures, ["background", "square"], str(tmp_path), ["in/scene.png"])[0]
+    assert field["method"] == "integrated_gradients" and sorted(field["heatmap_paths"]) == ["background", "square"]
+    assert pathlib.Path(field["heatmap_paths"]["square"]).name.startswith("scene-")
+    assert pathlib.Path(field["heatmap_paths"]["square"]).name.endswith("-1.png")
+    assert images.decode(field["heatmap_paths"]["square"]).shape == (SIDE, SIDE, 3)
+    plots.close([explain.figure(found, pictures, ["scene"], ["background", "square"])])
+
+
+@pytest.mark.slow  # JAX compiles each of the small models' ops on first use: seconds a piece
+def test_segmentation_explanations_on_jax():
+    on_jax("from tests.test_explain import check_segmentation; check_segmentation()")
+
+
 def test_an_image_answer_writes_a_heatmap_png_named_after_its_input(tmp_path):
     found = explain.Explanation("image", "grad_cam", np.random.default_rng(0).random((1, SIDE, SIDE)), np.array([1]))
     field = explain.answers(found, with_patch((1, 1))[None], ["clear", "patch"], str(tmp_path / "maps"), ["x/scan.png"])

@@ -74,6 +74,8 @@ def test_run_beats_chance_and_logs_everything(trained):
     assert table[0] == "class,iou,dice,true_pixels,predicted_pixels" and len(table) == 5
     plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
     assert {"plots/overlays.png", "plots/pixel_confusion_matrix_percent.png", "plots/training_curves.png"} <= plots
+    explained = [item.path for item in client.list_artifacts(trained.run_id, "plots/explain")]
+    assert explained == ["plots/explain/segmentation.png"]
 
 
 def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
@@ -93,6 +95,22 @@ def test_predict_writes_a_mask_png_from_the_registry(trained, tmp_path, capsys):
     assert set(first["class_fractions"]) == {"background", "circle", "square", "triangle"}
     assert abs(sum(first["class_fractions"].values()) - 1) < 1e-4
     assert np.mean((classes > 0) == (masks[0] > 0)) > 0.8  # the shapes are found
+
+
+def test_predict_explain_writes_a_saliency_png_per_predicted_class(trained, tmp_path, capsys):
+    pictures, _ = _scenes(1, 40, seed=99)
+    path = tmp_path / "scene.png"
+    images.save_png(pictures[0], path)
+    maps = tmp_path / "maps"
+    model = f"models:/{TASK}/latest"
+    assert cli.main(["predict", TASK, "--model", model, "--explain", "--explain-dir", str(maps), str(path)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    found = answer.pop("explanation")
+    assert found["method"] == "integrated_gradients"
+    predicted = {name for name, share in answer["class_fractions"].items() if share > 0}
+    assert set(found["heatmap_paths"]) == predicted and len(predicted) > 1  # background and the shapes it found
+    for name, heatmap in found["heatmap_paths"].items():  # over the image as the model sees it (image_size=32)
+        assert heatmap.startswith(str(maps / "scene-")) and images.decode(heatmap).shape == (32, 32, 3), name
 
 
 def test_predict_converts_grayscale_input_for_an_rgb_model(trained, tmp_path):
@@ -169,9 +187,12 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
     more = write_pairs(tmp_path / "more", count=4, size=(58, 45), seed=1)
     scored = evaluate.evaluate(task, result.model_uri, str(more))
     assert scored["examples"] == 4 and 0 <= scored["metrics"]["pixel_accuracy"] <= 1
-    assert cli.main(["predict", TASK, "--model", result.model_uri, str(more / "images" / "0.png")]) == 0
+    arguments = ["predict", TASK, "--model", result.model_uri, "--explain", str(more / "images" / "0.png")]
+    assert cli.main([*arguments, "--explain-dir", str(tmp_path / "maps")]) == 0
     with Image.open(more / "images" / "0_mask.png") as written:
         assert written.size == (45, 58) and set(np.unique(np.asarray(written))) <= {0, 255}
+    for heatmap in (tmp_path / "maps").iterdir():  # explained tile by tile, as predicted
+        assert images.decode(str(heatmap)).shape == (58, 45, 3)
 
 
 @pytest.mark.parametrize(
@@ -341,6 +362,33 @@ def test_overlap_tile_prediction_matches_whole_image_prediction_of_a_pointwise_m
     ):
         info = {"encoder": "unet", "depth": 2, **settings}
         assert np.allclose(predict_masks(model, pictures, info), expected, atol=1e-6), settings
+
+
+def test_tiled_explanations_fold_mirrored_context_back_and_add_up():
+    """For a linear 3x3 convolution, integrated gradients are exact: each pixel's attribution is its value times the
+    change its increase makes to the class's output summed over the class's pixels, as `predict_masks` stitches
+    overlapping tiles with mirrored context, and each class's attributions add up to that output."""
+    import keras
+
+    from tasks.vision_segmentation import mask_attributions, predict_masks
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(3, 3, padding="same", use_bias=False)])
+    info = {"encoder": "unet", "depth": 1, "tile_size": 8, "context": 2, "class_names": ["a", "b", "c"]}
+    pictures = np.random.default_rng(0).random((2, 13, 11, 1), dtype="float32")  # 2 x 2 overlapping tiles
+    cells = [(0, 0), (6, 5), (12, 10), (1, 9)]  # corners and edges are mirrored into the context
+    bumped = np.repeat(pictures[None], len(cells) + 1, axis=0)
+    for index, (row, column) in enumerate(cells, start=1):
+        bumped[index, :, row, column] += 1.0
+    outputs = predict_masks(model, bumped.reshape(-1, 13, 11, 1), info).reshape(len(cells) + 1, 2, 13, 11, 3)
+    predicted = outputs[0].argmax(-1)
+    totals = (outputs * (predicted[..., None] == np.arange(3))).sum(axis=(2, 3))  # (bumps, images, classes)
+    attributions = mask_attributions(model, pictures, info, predicted)
+    assert attributions.shape == (2, 3, 13, 11, 1)
+    np.testing.assert_allclose(attributions.sum(axis=(2, 3, 4)), totals[0], rtol=1e-4)
+    for index, (row, column) in enumerate(cells, start=1):
+        expected = (totals[index] - totals[0]) * pictures[:, row, column]
+        np.testing.assert_allclose(attributions[:, :, row, column, 0], expected, rtol=1e-3, atol=1e-5)
 
 
 def test_segmentation_metrics_on_a_known_case():
