@@ -21,7 +21,9 @@ spectrogram maps written as PNG files).
 
 Segmentation models are explained per class (`class_saliency`, integrated gradients of each class's probability
 over the pixels predicted as it): "segmentation" summaries are a heatmap in [0, 1] per class of the predicted mask,
-which the task computes tile by tile as it predicts, for `figure` and `answers`.
+which the task computes tile by tile as it predicts, for `figure` and `answers`. Models of ids (a recommender's
+users, items and histories) are explained over the embeddings their output is computed from (`embedding_fields`):
+a weight per field, a "table".
 """
 
 import contextlib
@@ -413,6 +415,70 @@ def class_saliency(model, images, masks, classes):
     )
     attributions[index, label] = found
     return attributions
+
+
+def embedding_fields(model, inputs, columns, output=None):
+    """Integrated gradients over the embeddings an output of a model of ids is computed from (user, item and history
+    embeddings, biases): ids are not differentiable, so the path runs from all-zero vectors to the examples'
+    embeddings, all of them together, through the layers above them. An embedding's attributions are summed over
+    its vector: one weight per embedded id.
+
+    Args:
+        model (keras.Model): a functional model whose ids enter `keras.layers.Embedding` layers.
+        inputs (dict[str, np.ndarray]): its inputs.
+        columns (np.ndarray): the output column explained per example.
+        output (str | None): the explained output of a model of several (a key of its output dict); None: its one.
+
+    Returns:
+        tuple[dict[str, np.ndarray], np.ndarray]: by embedding layer name, in the model's order, the weights of those
+        that feed the output: (n,) for one id per example, (n, positions) for a sequence of ids; and each example's
+        explained output with every embedding zero, from which its weights add up to its output.
+
+    Raises:
+        ValueError: no embedding feeds the output.
+    """
+    import keras
+
+    target = model.output if output is None else model.output[output]
+    fed = _feeding(target, [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)])
+    if not fed:
+        raise ValueError(
+            f"no Embedding layer of model '{model.name}' feeds its output {output or ''}; nothing to explain."
+        )
+    embedded = keras.Model(model.input, {layer.name: layer.output for layer in fed})(inputs)  # a dict: one or many
+    vectors = [np.asarray(embedded[layer.name], "float32") for layer in fed]
+    head = keras.Model([layer.output for layer in fed], target)
+    shapes = [vector.shape[1:] for vector in vectors]
+    ends = np.cumsum([int(np.prod(shape)) for shape in shapes]).tolist()
+
+    def joined(points, training=False):
+        """The layers above the embeddings on path points, each embedding's part of them cut back to its shape."""
+        parts = [points[:, start:end] for start, end in zip([0, *ends], ends)]
+        return head([keras.ops.reshape(part, (-1, *shape)) for part, shape in zip(parts, shapes)], training=training)
+
+    columns = np.asarray(columns, "int64")
+    attributions = integrated_gradients(
+        joined, np.concatenate([vector.reshape(len(vector), -1) for vector in vectors], 1), columns
+    )
+    parts = np.split(attributions, ends[:-1], axis=1)
+    weights = {layer.name: part.reshape(-1, *shape).sum(axis=-1) for layer, part, shape in zip(fed, parts, shapes)}
+    baseline = np.asarray(head([np.zeros((1, *shape), "float32") for shape in shapes], training=False)).reshape(1, -1)
+    return weights, baseline[0, columns]
+
+
+def _feeding(tensor, layers):
+    """Those of `layers` that `tensor` is computed from, in their order (a walk up the functional graph)."""
+    found, waiting, seen = set(), [tensor], set()
+    while waiting:
+        operation, node, _ = waiting.pop()._keras_history
+        if id(operation) in seen:
+            continue
+        seen.add(id(operation))
+        if any(operation is layer for layer in layers):
+            found.add(id(operation))
+            continue
+        waiting.extend(operation._inbound_nodes[node].input_tensors)
+    return [layer for layer in layers if id(layer) in found]
 
 
 def explain(kind, model, inputs, columns, key=None, vocabulary=None):

@@ -318,9 +318,52 @@ def test_segmentation_saliency_lies_on_the_predicted_object_and_moves_with_it(tm
     plots.close([explain.figure(found, pictures, ["scene"], ["background", "square"])])
 
 
+def check_fields():
+    """Integrated gradients over a recommender's embeddings (`explain.embedding_fields`, the task's own models): the
+    weights of a score add up to it minus the score at zero embeddings, for the rating and the retrieval head with a
+    history; and the user's embedding, on which a rating stops depending once the item vectors are zero, gets none.
+    Returns the fields of the retrieval score."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    task, config = resolve("recommendation", "model=mf", "embedding_dim=4")
+    info = {"users": ["a", "b", "c"], "items": ["x", "y", "z", "w"], "history_length": 3, "model": "mf"}
+    model = task.build_model(
+        config, {**info, "outputs": ["rating", "items"], "rating_scale": (0.5, 5.0), "global_mean": 3.5}
+    )
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # weights well away from the initial ones, so every field moves the scores
+        if isinstance(layer, keras.layers.Embedding):
+            layer.embeddings.assign(rng.normal(0, 1, layer.embeddings.shape))
+    inputs = {
+        "user": np.array([1, 2, 3]),
+        "item": np.array([1, 4, 2]),
+        "history": np.array([[0, 1, 2], [3, 4, 1], [0, 0, 2]]),
+    }
+    scores = {name: np.asarray(value) for name, value in model(inputs, training=False).items()}
+    weights, baselines = explain.embedding_fields(model, inputs, np.zeros(3, "int64"), "rating")
+    assert list(weights) == ["user_embedding", "item_embedding", "user_bias", "item_bias"]
+    np.testing.assert_allclose(baselines, 3.5, atol=1e-4)  # the sigmoid's offset starts at the global mean
+    np.testing.assert_allclose(sum(value for value in weights.values()) + baselines, scores["rating"][:, 0], atol=2e-3)
+    retrieval, baselines = explain.embedding_fields(model, inputs, inputs["item"], "items")
+    assert list(retrieval) == ["history_embedding", "retrieval_user_embedding"]  # what the tower takes, no more
+    assert retrieval["history_embedding"].shape == (3, 3)  # a weight per item of the history
+    total = retrieval["history_embedding"].sum(axis=1) + retrieval["retrieval_user_embedding"] + baselines
+    np.testing.assert_allclose(total, scores["items"][np.arange(3), inputs["item"]], atol=2e-3)
+    item_vectors = model.get_layer("item_embedding").embeddings
+    item_vectors.assign(np.zeros(item_vectors.shape))
+    weights = explain.embedding_fields(model, inputs, np.zeros(3, "int64"), "rating")[0]
+    assert np.abs(weights["user_embedding"]).max() < 1e-6 < np.abs(weights["user_bias"]).min()
+    return np.round(retrieval["history_embedding"], 3).tolist()
+
+
+def test_recommendation_explanations_add_up_and_leave_unused_fields_out():
+    check_fields()
+
+
 @pytest.mark.slow  # JAX compiles each of the small models' ops on first use: seconds a piece
-def test_segmentation_explanations_on_jax():
-    on_jax("from tests.test_explain import check_segmentation; check_segmentation()")
+def test_segmentation_and_recommendation_explanations_on_jax():
+    on_jax("from tests.test_explain import check_fields, check_segmentation; check_fields(), check_segmentation()")
 
 
 def test_an_image_answer_writes_a_heatmap_png_named_after_its_input(tmp_path):

@@ -101,6 +101,33 @@ def test_cli_predict_prints_json_lines(trained, capsys):
     assert lines[1]["item"] == "i0" and lines[1]["rating"] is not None
 
 
+def test_runs_and_predict_explain_split_each_score_into_its_fields(trained, tmp_path):
+    """The run draws explained test ratings; each served score is its baseline plus its fields' weights: a pair's
+    rating (user, item and their biases) and each recommended item's retrieval score (the tower's user)."""
+    logged = mlflow.MlflowClient().list_artifacts(trained.run_id, "plots/explain")
+    assert [item.path for item in logged] == ["plots/explain/table.png"]
+    served = tracking.load("models:/recommendation/latest").unwrap_python_model()
+    user = served.info["users"][2]
+    frame = pd.DataFrame({"query": [user, f"{user},i3", "nobody"]})
+    mine, pair, stranger = served.predict(None, frame, {"explain": str(tmp_path)})
+    assert pair["explanation"]["method"] == "integrated_gradients" and pair["explanation"]["output"] == "rating"
+    assert set(pair["explanation"]["weights"]) == {"user", "item", "user_bias", "item_bias"}
+    assert sum(pair["explanation"]["weights"].values()) + pair["explanation"]["baseline"] == pytest.approx(
+        pair["rating"], abs=5e-3
+    )
+    explained = mine["explanation"]
+    assert explained["output"] == "items" and list(explained["items"]) == [
+        row["item"] for row in mine["recommendations"]
+    ]
+    for row in mine["recommendations"]:
+        found = explained["items"][row["item"]]
+        assert list(found["weights"]) == ["user"]  # a random split feeds the tower no history
+        assert found["baseline"] + found["weights"]["user"] == pytest.approx(row["score"], abs=5e-3)
+    assert stranger["explanation"] == {"method": "popularity"}
+    assert {key: value for key, value in pair.items() if key != "explanation"} == served.predict(None, frame)[1]
+    assert not list(tmp_path.iterdir())  # scores write no files
+
+
 def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
     rows = [(f"u{user}", f"m{item}", rating, time) for user, item, rating, time in dense_rows()]
     ratings = write_ratings(tmp_path / "log.csv", rows, header="who,what,stars,when")
@@ -251,8 +278,13 @@ def test_two_tower_and_tfds_runs_end_to_end(tracking_store, tmp_path, monkeypatc
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
     result = runner.run(*resolve(TASK, "rating_column=", "top_k=5", "split=leave_last_out", data=str(ratings)))
     assert "rmse" not in result.metrics and result.metrics["evaluated_users"] == 40
-    answer = tracking.load(result.model_uri).predict(pd.DataFrame({"query": ["3", "3,4"]}))
+    served = tracking.load(result.model_uri).unwrap_python_model()
+    answer = served.predict(None, pd.DataFrame({"query": ["3", "3,4"]}), {"explain": str(tmp_path)})
     assert len(answer[0]["recommendations"]) == 5 and answer[1]["rating"] is None and answer[1]["score"] is not None
+    found = answer[1]["explanation"]  # the retrieval score of a pair, from the user and their latest items
+    assert found["output"] == "items" and set(found["weights"]) == {"user", "history"}
+    assert sum(found["history"].values()) == pytest.approx(found["weights"]["history"], abs=1e-5)
+    assert found["baseline"] + sum(found["weights"].values()) == pytest.approx(answer[1]["score"], abs=5e-3)
     monkeypatch.setattr(tfds_source, "network_available", lambda: True)
     with tfds.testing.mock_data(num_examples=200):
         result = runner.run(

@@ -40,7 +40,7 @@ import numpy as np
 from shared.constraints import Choice, Count, Fraction, NonNegative, Size, Width, Widths
 from tasks import register
 from tasks.base import Task, TaskConfig, search_space
-from tasks.recommendation import encoding, model as models, ranking, readers, scoring
+from tasks.recommendation import encoding, explaining, model as models, ranking, readers, scoring
 from tasks.recommendation.generated import synthetic_ratings
 from tasks.recommendation.interactions import clean_interactions, split_interactions
 from tasks.recommendation.layers import layers
@@ -107,6 +107,7 @@ class Recommendation(Task):
     key_params = Task.key_params + ("model", "split")
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
     readers = ("embedded", "tfds_ratings", "ratings")
+    explain_kind = "table"  # a weight per input field (user, item, biases, history) of each score
     # factorisation against an MLP over the embeddings, and the size of the latent space
     candidates = (("default", {}), ("neural", {"model": "neural"}), ("wide", {"embedding_dim": 64}))
     remedies = (
@@ -194,17 +195,44 @@ class Recommendation(Task):
         }
         return [baselines.Baseline("popularity", **lists, trivial=True)]
 
+    def explanation_figure(self, model, splits, targets, outputs, config):
+        """A seeded choice of test interactions, each score (the predicted rating, else the retrieval score of the
+        item) explained as the weights of its fields (`explaining.explain_scores`)."""
+        from shared import explain
+
+        info, test = splits.info, splits.test.features
+        rng = np.random.default_rng(config.seed)
+        rows = np.sort(rng.choice(len(test["user"]), min(config.explain_count, len(test["user"])), replace=False))
+        users, items = test["user"][rows], test["item"][rows]
+        histories = test["history"][rows] if "history" in test else [[]] * len(rows)
+        output = explaining.scored(info)
+        weights, baselines = explaining.explain_scores(model, info, users, items, histories, output)
+        table, names = explaining.totals(weights)
+        scores = np.asarray(model(scoring.model_inputs(info, users, items, histories), training=False)[output])
+        scores = scores[np.arange(len(rows)), 0 if output == "rating" else items]
+        titles = [
+            f"user {_name(info['users'], user)}, item {_name(info['items'], item)}\n{output} {score:.2f} (baseline "
+            f"{baseline:.2f})"
+            for user, item, score, baseline in zip(users, items, scores, baselines)
+        ]
+        found = explain.Explanation("table", "integrated_gradients", table, np.zeros(len(rows), "int64"))
+        return explain.figure(found, None, titles, names)
+
     def input_example(self, splits):
         info = splits.info
         return [info["users"][0], f"{info['users'][0]},{info['items'][0]}"]
 
-    def predict_raw(self, model, info, inputs):
+    def predict_raw(self, model, info, inputs, explain=None):
         """Answers user ids with top-K unseen items and "user,item" pairs with a predicted rating.
 
         Args:
             model (keras.Model): the trained model.
             info (dict): `Splits.info`.
             inputs (list): user ids (`"42"`) or pairs (`"42,318"`).
+            explain (str | None): not None: each answer's `explanation` holds the `method`, the explained `output`
+                and, for a pair, its score's `baseline`, `weights` per field and `history` (`explaining.field`),
+                for a user id the same per recommended item under `items`; an unknown user's popular items have
+                method "popularity".
 
         Returns:
             list[dict]: per user id `user`, `known_user`, `fallback` and `recommendations` (item, title,
@@ -224,6 +252,8 @@ class Recommendation(Task):
             seen = [set(map(int, info["seen"][user].split())) if user else set() for user in users]
             histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
             chosen, scores = scoring.recommend(model, info, users, histories, seen, info["top_k"])
+            if explain is not None:
+                explained = self._explained_lists(model, info, users, chosen, histories)
             for position, user, items, values in zip(singles, users, chosen, scores):
                 answers[position] = {
                     "user": queries[position][0],
@@ -238,17 +268,22 @@ class Recommendation(Task):
                         for item, value in zip(items, values)
                     ],
                 }
+                if explain is not None:
+                    answers[position]["explanation"] = next(explained)
         pairs = [position for position, parts in enumerate(queries) if len(parts) == 2]
         if pairs:
             users = np.array([user_index.get(queries[position][0], 0) for position in pairs], "int32")
             items = np.array([item_index.get(queries[position][1], 0) for position in pairs], "int32")
+            histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
             if "rating" not in info["outputs"]:
-                histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
                 scores = scoring.score_all(model, info, users, histories)[np.arange(len(users)), items]
                 ratings = [None] * len(users)
             else:
                 scores = scoring.rate(model, info, users, items)
                 ratings = [round(float(value), 4) for value in scores]
+            if explain is not None:
+                output, fields = explaining.explanations(model, info, users, items, histories)
+                fields = iter({"method": "integrated_gradients", "output": output, **found} for found in fields)
             for position, user, item, score, rating in zip(pairs, users, items, scores, ratings):
                 answers[position] = {
                     "user": queries[position][0],
@@ -258,7 +293,31 @@ class Recommendation(Task):
                     "score": round(float(score), 5) if np.isfinite(score) else None,
                     "rating": rating,
                 }
+                if explain is not None:
+                    answers[position]["explanation"] = next(fields)
         return answers
+
+    @staticmethod
+    def _explained_lists(model, info, users, chosen, histories):
+        """Yields the explanation of each user's list (`predict_raw`), in order: every recommended item's score
+        explained, or method "popularity" for an unknown user's popular items."""
+        known = np.flatnonzero(users)
+        if known.size:
+            repeated = [histories[row] for row in known for _ in range(chosen.shape[1])]
+            output, fields = explaining.explanations(
+                model, info, np.repeat(users[known], chosen.shape[1]), chosen[known].ravel(), repeated, ranking=True
+            )
+        for row, user in enumerate(users):
+            if not user:
+                yield {"method": "popularity"}
+                continue
+            start = int(np.searchsorted(known, row)) * chosen.shape[1]
+            items = [info["items"][item - 1] for item in chosen[row]]
+            yield {
+                "method": "integrated_gradients",
+                "output": output,
+                "items": dict(zip(items, fields[start : start + chosen.shape[1]])),
+            }
 
     def run_setting(self, params, info):
         return info.get("model", params.get("model", ""))  # `auto` resolves once the data shows explicit ratings
@@ -330,6 +389,11 @@ def _indices(info, queries):
     item_index = {item: index + 1 for index, item in enumerate(info["items"])}
     users = [user_index.get(parts[0], 0) for parts in queries]
     return users, [item_index.get(parts[1], 0) if len(parts) == 2 else None for parts in queries]
+
+
+def _name(names, index):
+    """The id of a vocabulary index (0: unknown)."""
+    return names[index - 1] if index else "(unknown)"
 
 
 def _queries(inputs):
