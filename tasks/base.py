@@ -237,8 +237,8 @@ class Task:
             (`pipelines.runner.robustness`): "fgsm" for a softmax classifier whose decoded test features are its
             one float input, "text" for one whose decoded test features are raw strings, None for none.
         explain_kind (str | None): how the model's answers are explained (`shared.explain.KINDS`: "image",
-            "table", "sequence", "spectrogram", "tokens"), in `plots/explain/KIND.png` of every run
-            (`pipelines.runner.explain`) and in each answer of `predict --explain`; None: not explained yet.
+            "table", "sequence", "spectrogram", "tokens", "segmentation"), in `plots/explain/KIND.png` of every
+            run (`pipelines.runner.explain`) and in each answer of `predict --explain`; None: not explained.
         explain_input (str | None): the dict key of the float model input explained, when the model takes a
             dict (the others are held as they are); None: the model's one input.
     """
@@ -259,7 +259,7 @@ class Task:
     predict_chunk = 0
     readers = ("embedded",)
     robustness_kind = None  # most tasks' inputs (tables, ids, pairs) have no perturbation of a stated size
-    explain_kind = None  # item ids and pixel-wise outputs need methods of their own, not written yet
+    explain_kind = None  # a new task explains nothing until it says how (every task here does)
     explain_input = None  # a model of one float input
     # precision=auto trains in bfloat16 on CPUs that compute it natively only where benchmarks/precision.py
     # measured that it pays and the metric holds (docs/benchmarks.md); GPUs and TPUs choose regardless
