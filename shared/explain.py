@@ -507,8 +507,10 @@ def explain(kind, model, inputs, columns, key=None, vocabulary=None):
     Raises:
         ValueError: an unknown kind, or token ids whose embedding cannot be reached (`token_embeddings`).
     """
-    if kind not in KINDS or kind == "segmentation":
-        raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS[:-1])}.")
+    if kind == "segmentation":
+        raise ValueError("segmentation is explained by class_saliency, window by window as the task predicts.")
+    if kind not in KINDS:
+        raise ValueError(f"unknown explanation kind '{kind}'; use one of {', '.join(KINDS)}.")
     columns = np.asarray(columns, "int64")
     if kind == "image" and key is None and grad_cam_layer(model) is not None:
         return Explanation(kind, "grad_cam", grad_cam(model, inputs, columns), columns)

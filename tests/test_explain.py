@@ -388,6 +388,8 @@ def test_integrated_gradients_split_an_examples_path_when_it_alone_exceeds_the_b
 def test_bad_explanation_requests_are_one_line_errors():
     with pytest.raises(ValueError, match="unknown explanation kind 'audio'"):
         explain.explain("audio", None, np.zeros((1, 2)), [0])
+    with pytest.raises(ValueError, match="segmentation is explained by class_saliency"):
+        explain.explain("segmentation", None, np.zeros((1, 2, 2, 1)), [0])
     with pytest.raises(ValueError, match="hold no 'numbers'"):
         explain.integrated_gradients(None, {"numeric": np.zeros((1, 2))}, [0], key="numbers")
 
