@@ -209,7 +209,7 @@ def _square_side(headers, where):
     return side, side
 
 
-def file_examples(paths, targets, image_size=0, channels=0):
+def file_examples(paths, targets, image_size=0, channels=0, groups=None):
     """Image files as an index that tf.data decodes, after a header scan that drops unreadable files.
 
     Args:
@@ -218,6 +218,7 @@ def file_examples(paths, targets, image_size=0, channels=0):
         image_size (int): side to resize to; 0 keeps the files' size when they share one no larger than
             `AUTO_IMAGE_SIDE` on the shorter side, else picks a square side (see `_square_side`).
         channels (int): 1 or 3; 0 gives 1 when every image is grayscale, else 3.
+        groups (np.ndarray | None): one slice key per file (`--set slice_by`), kept beside the readable ones.
 
     Returns:
         tuple[shared.data.examples.Examples, tuple[int, int], int]: the readable files with their targets,
@@ -230,7 +231,13 @@ def file_examples(paths, targets, image_size=0, channels=0):
     folder = os.path.commonpath([os.path.dirname(path) for path in readable])
     size = (image_size, image_size) if image_size else _square_side(headers, folder)
     channels = channels or (1 if all(found.gray for found in headers) else 3)
-    pool = examples.Examples(readable, np.asarray(targets)[kept], decode=decode_step(channels, size), origin="files")
+    pool = examples.Examples(
+        readable,
+        np.asarray(targets)[kept],
+        decode=decode_step(channels, size),
+        origin="files",
+        groups=None if groups is None else np.asarray(groups, dtype=object)[kept],
+    )
     return pool, size, channels
 
 

@@ -1,6 +1,6 @@
 """What image classifiers share (vision classification, medical imaging): the config of the image models and
-augmentation, the readers of class folders, IDX pairs, .npz arrays and TFDS sets (registered as `image_folder`,
-`idx_images`, `npz_images` and `tfds_images`), the ResNet and keras.applications models, and the image predictor
+augmentation, the readers of class folders, path,label tables, IDX pairs, .npz arrays and TFDS sets (registered
+as `image_folder`, `image_manifest`, `idx_images`, `npz_images` and `tfds_images`), the ResNet and keras.applications models, and the image predictor
 and its SavedModel signature.
 
 A domain subclasses `ImageClassificationTask` (its config `ImageClassificationConfig`) and declares only what
@@ -9,6 +9,7 @@ task of its own.
 """
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class ImageClassificationTask(ClassificationTask):
     input_extensions = IMAGE_EXTENSIONS
     key_params = ClassificationTask.key_params + ("backbone",)
     predict_chunk = 256  # 256 images at 224 px are 150 MB, whatever the request's length
-    readers = ("embedded", "tfds_images", "image_folder", "idx_images", "npz_images")
+    readers = ("embedded", "tfds_images", "image_folder", "image_manifest", "idx_images", "npz_images")
     robustness_kind = "fgsm"  # decoded images are the model's one float input
     explain_kind = "image"  # Grad-CAM on the ResNet's own pooling; integrated gradients through other backbones
     # width, depth and augmentation: what most changes a small ResNet's fit on data it was not tuned on
@@ -264,10 +265,45 @@ def read_image_folder(task, argument, config):
     from shared import images, slices
 
     paths, labels, class_names = images.class_folders(argument)
-    pool, size, channels = images.file_examples(paths, labels.astype("int64"), config.image_size, config.channels)
-    if config.slice_by:
-        pool.groups = slices.from_paths(pool.features, config.slice_by, argument, argument)
+    groups = slices.from_paths(paths, config.slice_by, argument, argument) if config.slice_by else None
+    pool, size, channels = images.file_examples(
+        paths, labels.astype("int64"), config.image_size, config.channels, groups
+    )
     return task.image_splits(config, pool, size, channels, class_names, f"folder_{_folder_name(argument)}")
+
+
+@reader(
+    "image_manifest",
+    ("file", "csv"),
+    "a CSV/TSV of image path and label columns (paths relative to the file), e.g. path,label",
+    accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
+)
+def read_image_manifest(task, argument, config):
+    """Decodes the images a table lists in tf.data; any other column of the table can slice the test split."""
+    from shared import images, slices
+    from shared.data import sources
+
+    columns = sources.read_text_columns(argument, {"path": "path,file,filename,image", "label": "label,class"})
+    base = pathlib.Path(argument).resolve().parent
+    paths = []
+    for row, relative in enumerate(columns["path"], start=2):
+        resolved = base / str(relative).strip()
+        if not resolved.is_file():
+            raise ValueError(f"'{argument}' line {row}: image '{relative}' does not exist (read from {base}).")
+        paths.append(str(resolved))
+    if not paths:
+        raise ValueError(f"'{argument}' lists no images; expected rows of path,label.")
+    names = [str(label).strip() for label in columns["label"]]
+    class_names = sources.class_names(names, f"'{argument}'")
+    order = {name: index for index, name in enumerate(class_names)}
+    labels = np.array([order[name] for name in names], dtype="int64")
+    groups = None
+    if slices.path_pattern(config.slice_by):
+        groups = slices.from_paths(paths, config.slice_by, base, argument)
+    elif config.slice_by:
+        groups = sources.read_text_columns(argument, {"slice_by": config.slice_by}, slices.HINT)["slice_by"]
+    pool, size, channels = images.file_examples(paths, labels, config.image_size, config.channels, groups)
+    return task.image_splits(config, pool, size, channels, class_names, f"file_{pathlib.Path(argument).stem}")
 
 
 @reader("idx_images", ("idx",), "a folder holding an IDX images/labels pair (MNIST's format)")

@@ -138,7 +138,7 @@ class MedicalImaging(ImageClassificationTask):
     tfds_name = "patch_camelyon"
     quick_overrides = {"epochs": 2, "max_examples": 400}
     monitor = "val_auc"  # threshold-free: the threshold is chosen after training, and losses swing with calibration
-    readers = ("embedded", "tfds_images", "image_folder", "idx_images", "medmnist_npz")
+    readers = ("embedded", "tfds_images", "image_folder", "image_manifest", "idx_images", "medmnist_npz")
 
     def embedded(self, config):
         """Generated radiograph-like images, one in five with a lesion."""

@@ -41,6 +41,7 @@ import numpy as np
 
 from shared import network
 from shared.constraints import Choice, Count, Fraction, Length, Size, Width
+from shared.data import sources
 from shared.data.sources import reader
 from shared.data.text import check_sentences, extend_vocabulary, strings
 from shared.heads import softmax_head
@@ -238,12 +239,7 @@ def _encode_labels(splits, source):
     raw = [str(label).strip() for label in splits["train"][1]]
     if "" in raw:
         raise ValueError(f"{source}: {raw.count('')} training row(s) have an empty label; every row needs a label.")
-    numeric = all(name.lstrip("-").isdigit() for name in raw)
-    names = sorted(set(raw), key=int if numeric else str)  # "2" after "10" would surprise users
-    if len(names) < 2:
-        raise ValueError(
-            f"{source}: the label column has {len(names)} distinct value(s) {names}; need at least 2 classes."
-        )
+    names = sources.class_names(raw, source)
     index = {name: position for position, name in enumerate(names)}
     encoded = {}
     for split, (texts, labels) in splits.items():

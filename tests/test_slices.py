@@ -116,3 +116,25 @@ def test_text_tables_slice_by_a_column_and_class_folders_by_their_paths(tmp_path
     task, config = resolve("nlp_sentiment", r"slice_by=path:/(old|new)/", data=str(tmp_path / "folder"))
     test = task.load_data(config).test
     assert len(test) and [str(key) for key in test.groups] == [path.split("/")[-2] for path in test.features]
+
+
+def test_an_image_table_slices_by_any_column_beside_the_paths_and_unreadable_files_keep_keys_aligned(tmp_path):
+    from shared import images
+
+    rows = []
+    for index in range(30):
+        images.save_png(np.full((8, 8, 1), index / 30), tmp_path / f"{index}.png")
+        rows.append(f"{index}.png,{index % 3},{('ward_a', 'ward_b')[index % 2]}")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    rows.append("broken.png,0,ward_c")
+    (tmp_path / "scans.csv").write_text("path,label,ward\n" + "\n".join(rows) + "\n")
+    task, config = resolve("medical_imaging", "slice_by=ward", data=str(tmp_path / "scans.csv"))
+    splits = task.load_data(config)
+    assert splits.info["class_names"] == ["0", "1", "2"]
+    assert sum(map(len, (splits.train, splits.validation, splits.test))) == 30  # the broken file is dropped
+    assert list(splits.test.groups) == [
+        ("ward_a", "ward_b")[int(path.rsplit("/", 1)[1][:-4]) % 2] for path in splits.test.features
+    ]
+    (tmp_path / "gone.csv").write_text("path,label\nmissing.png,0\n")
+    with pytest.raises(ValueError, match="line 2: image 'missing.png' does not exist"):
+        task.load_data(resolve("vision_classification", data=str(tmp_path / "gone.csv"))[1])

@@ -331,6 +331,21 @@ def read_text(path):
         raise not_utf8(path, content[: error.start].count(b"\n") + 1, content[error.start]) from None
 
 
+def class_names(labels, source):
+    """The distinct labels of a text column in the order people expect: numbers by value ("2" before "10"),
+    other names alphabetically.
+
+    Raises:
+        ValueError: fewer than two classes, naming them.
+    """
+    names = sorted(set(labels), key=int if all(name.lstrip("-").isdigit() for name in labels) else str)
+    if len(names) < 2:
+        raise ValueError(
+            f"{source}: the label column has {len(names)} distinct value(s) {names}; need at least 2 classes."
+        )
+    return names
+
+
 def read_text_columns(path, columns, hint=None):
     """Reads a CSV (comma) or TSV (tab, by extension `.tsv`/`.tab`) file with a header row.
 
