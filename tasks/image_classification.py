@@ -1,7 +1,7 @@
 """What image classifiers share (vision classification, medical imaging): the config of the image models and
 augmentation, the readers of class folders, path,label tables, IDX pairs, .npz arrays and TFDS sets (registered
-as `image_folder`, `image_manifest`, `idx_images`, `npz_images` and `tfds_images`), the ResNet and keras.applications models, and the image predictor
-and its SavedModel signature.
+as `image_folder`, `image_manifest`, `idx_images`, `npz_images` and `tfds_images`), the ResNet and
+keras.applications models, and the image predictor and its SavedModel signature.
 
 A domain subclasses `ImageClassificationTask` (its config `ImageClassificationConfig`) and declares only what
 differs: its name, its `embedded` data, and the settings, metrics and evaluation it adds. This module registers no
@@ -15,7 +15,7 @@ import numpy as np
 
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
-from shared.data.sources import reader
+from shared.data.sources import is_table, reader
 from shared.heads import softmax_head
 from shared.images import IMAGE_EXTENSIONS
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
@@ -276,7 +276,7 @@ def read_image_folder(task, argument, config):
     "image_manifest",
     ("file", "csv"),
     "a CSV/TSV of image path and label columns (paths relative to the file), e.g. path,label",
-    accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
+    accepts=is_table,
 )
 def read_image_manifest(task, argument, config):
     """Decodes the images a table lists in tf.data; any other column of the table can slice the test split."""
@@ -284,22 +284,14 @@ def read_image_manifest(task, argument, config):
     from shared.data import sources
 
     columns = sources.read_text_columns(argument, {"path": "path,file,filename,image", "label": "label,class"})
-    base = pathlib.Path(argument).resolve().parent
-    paths = []
-    for row, relative in enumerate(columns["path"], start=2):
-        resolved = base / str(relative).strip()
-        if not resolved.is_file():
-            raise ValueError(f"'{argument}' line {row}: image '{relative}' does not exist (read from {base}).")
-        paths.append(str(resolved))
-    if not paths:
-        raise ValueError(f"'{argument}' lists no images; expected rows of path,label.")
+    paths = sources.listed_files(argument, columns["path"], "image")
     names = [str(label).strip() for label in columns["label"]]
     class_names = sources.class_names(names, f"'{argument}'")
     order = {name: index for index, name in enumerate(class_names)}
     labels = np.array([order[name] for name in names], dtype="int64")
     groups = None
     if slices.path_pattern(config.slice_by):
-        groups = slices.from_paths(paths, config.slice_by, base, argument)
+        groups = slices.from_paths(paths, config.slice_by, pathlib.Path(argument).resolve().parent, argument)
     elif config.slice_by:
         groups = sources.read_text_columns(argument, {"slice_by": config.slice_by}, slices.HINT)["slice_by"]
     pool, size, channels = images.file_examples(paths, labels, config.image_size, config.channels, groups)

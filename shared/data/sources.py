@@ -331,6 +331,36 @@ def read_text(path):
         raise not_utf8(path, content[: error.start].count(b"\n") + 1, content[error.start]) from None
 
 
+def is_table(argument, config):
+    """Whether a file argument is a CSV or TSV table: the `accepts` rule of readers of listed files."""
+    return argument.lower().endswith((".csv", ".tsv"))
+
+
+def listed_files(table, listed, kind):
+    """The files a table lists, as paths read from the table's own folder.
+
+    Args:
+        table (str): the CSV/TSV file.
+        listed (np.ndarray): its path column.
+        kind (str): what the files are ("image", "audio file"), for the errors.
+
+    Raises:
+        ValueError: a listed file does not exist (naming its line), or the table lists none.
+    """
+    base = pathlib.Path(table).resolve().parent
+    paths = []
+    for row, relative in enumerate(listed, start=2):
+        resolved = base / str(relative).strip()
+        if not resolved.is_file():
+            raise ValueError(
+                f"'{table}' line {row}: {kind} '{relative}' does not exist (relative paths are read from {base})."
+            )
+        paths.append(str(resolved))
+    if not paths:
+        raise ValueError(f"'{table}' lists no {kind}s; expected a header, then rows of path,label.")
+    return paths
+
+
 def class_names(labels, source):
     """The distinct labels of a text column in the order people expect: numbers by value ("2" before "10"),
     other names alphabetically.

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from shared.data.sources import reader
+from shared.data.sources import is_table, reader
 from tasks.speech.audio import AUDIO_EXTENSIONS, fix_length, read_seconds
 from tasks.speech.cache import file_clip, memory_clip
 from tasks.speech.features import feature_settings
@@ -144,7 +144,7 @@ def _read_audio_folder(task, argument, config):
     "audio_manifest",
     ("file", "csv"),
     "a CSV manifest of path,label[,group]",
-    accepts=lambda argument, config: argument.lower().endswith((".csv", ".tsv")),
+    accepts=is_table,
 )
 def _read_audio_manifest(task, argument, config):
     from shared import slices
@@ -237,22 +237,12 @@ def pattern_files(folder, pattern):
 def manifest(path):
     """Paths, labels and optional groups of a CSV manifest `path,label[,group]` (the label column may be named
     `word` or `class`, the group column `speaker`)."""
-    from shared.data.sources import read_text_columns
+    from shared.data.sources import listed_files, read_text_columns
 
     columns = read_text_columns(path, {"path": "path,file,filename", "label": "label,word,class"})
     try:
         groups = read_text_columns(path, {"group": "group,speaker"})["group"].tolist()
     except ValueError:  # the group column is optional
         groups = None
-    base = pathlib.Path(path).resolve().parent
-    paths = []
-    for row, relative in enumerate(columns["path"], start=2):
-        resolved = base / str(relative).strip()
-        if not resolved.is_file():
-            raise ValueError(
-                f"'{path}' line {row}: audio file '{relative}' does not exist (relative paths are read from {base})."
-            )
-        paths.append(str(resolved))
-    if not paths:
-        raise ValueError(f"'{path}' lists no audio files; expected rows of path,label[,group].")
+    paths = listed_files(path, columns["path"], "audio file")
     return paths, [str(label).strip() for label in columns["label"]], groups
