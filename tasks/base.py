@@ -74,8 +74,7 @@ class TaskConfig:
     test_fraction: Share = 0.15  # carved from the pool when the source has no test split
     max_examples: Size = 0  # 0 uses all data; a cap makes smoke runs fast
     monitor: str = ""  # what early stopping watches, e.g. val_hit_rate_at_k; empty: the task's own (mostly val_loss)
-    # a column (or path:REGEX for files) to report the primary metric per value of (shared.slices); empty: no slices
-    slice_by: str = ""
+    slice_by: str = ""  # a column (or path:REGEX for files) to report the metric per value of; empty: no slices
     max_slice_gap: NonNegative = 0.0  # >0 refuses promotion when the test slices' gap exceeds it; 0 only reports it
     # auto: a validation-fitted temperature is kept where it lowers validation ECE (probabilistic classifiers only)
     temperature_scaling: Choice("auto", "true", "false") = "auto"  # overconfident nets are common; it costs one pass
@@ -89,11 +88,11 @@ class TaskConfig:
     budget_minutes: NonNegative = 0.0  # 0 trains this config alone: today's run time, and what --preset fast means
     portfolio_average: Size = 0  # >1 also averages the best N candidates into one model when validation prefers it
     # a logged model (models:/NAME@ALIAS, runs:/ID/model, a model folder) whose weights and preprocessing the run
-    # continues from (`run --init-from`, pipelines.continued); empty: a model trained from scratch, the usual run
-    init_from: str = ""
-    # >0 mixes this many original training examples per new one into training, with init_from (0: none; some
-    # forgetting is the price of a run that learns only from the new data, and re-reading the old data costs time)
-    replay_fraction: NonNegative = 0.0
+    # continues from (`run --init-from`, pipelines.continued)
+    init_from: str = ""  # empty: a model trained from scratch, the usual run
+    # >0 mixes this many original training examples per new one into training, with init_from; 0: some
+    # forgetting is the price of learning only the new data, and re-reading the old data costs time
+    replay_fraction: NonNegative = 0.0  # 0: only the new data
     search_space: dict = search_space()  # what `sweep` tunes: optimiser knobs, which every task has
 
     def check(self):

@@ -81,8 +81,8 @@ class VisionSegmentationConfig(TaskConfig):
     context: Size = 0  # mirrored border (px) added around each predicted image or tile: borders then see context too
     tta: bool = False  # average predictions over flips (and transposes) of each input: less noise, 4-8x inference cost
     overlay_count: Size = 6  # test images drawn with their true and predicted masks
-    # rows of image, mask and a saliency map per class: a readable figure, 32 gradient steps per image and class
-    explain_count: Size = 4
+    # rows of image, mask and a saliency map per class, 32 gradient steps per image and class
+    explain_count: Size = 4  # a readable figure at a few seconds
     search_space: dict = search_space(  # bottleneck dropout against network width
         dropout=["float", 0.0, 0.3], base_filters=["choice", 8, 16, 32]
     )
