@@ -23,9 +23,12 @@ from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
 BACKBONES = ("resnet", "efficientnetv2b0", "mobilenetv3small")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 STEM_STRIDES = (0, 1, 2, 4)
-# The input side from which the ResNet's stem downsamples by 2, and by 4: below 24 px (CIFAR-like and smaller)
-# every pixel of the first stage still carries detail; a 28 px digit or scan keeps it at 14 px, a 96 px photo at 24.
-STEM_SIDES = {2: 24, 4: 96}
+# stem_stride=0 strides the stem by 2 where that was measured to keep validation accuracy at 3-4x the speed:
+# inputs of 24 px and more (a 28 px digit or scan keeps 14 px) with at least 4,000 training examples. 7,000 MNIST
+# digits: 0.994 either way; 500 and 2,000 digits lost 1.7 and 0.6 points, so fewer examples keep full resolution
+# (docs/benchmarks.md#models-sized-to-the-data).
+AUTO_STEM_SIDE = 24
+AUTO_STEM_EXAMPLES = 4000
 
 
 @dataclasses.dataclass
@@ -38,7 +41,7 @@ class ImageClassificationConfig(TaskConfig):
     backbone_weights: str = "none"  # none, imagenet (downloads once) or a local .weights.h5 file
     base_filters: BaseWidth = 32  # width of the first stage; doubles at every later stage
     stages: Count = 3  # each later stage halves the resolution; 3 suits 8-32 px inputs
-    stem_stride: Choice(*STEM_STRIDES) = 1  # 1 keeps full resolution; 0 follows the input side (`stem_stride`)
+    stem_stride: Choice(*STEM_STRIDES) = 1  # 1 keeps full resolution; 0 follows the data (`stem_stride`)
     blocks_per_stage: Count = 1  # residual blocks per stage; raise for larger datasets
     dropout: Fraction = 0.2  # before the classifier: cheap insurance against overfitting small data
     l2: NonNegative = 0.0  # AdamW weight decay already regularises; L2 is here for recipes that want it
@@ -146,6 +149,7 @@ class ImageClassificationTask(ClassificationTask):
 
         train, validation, test = carve(pool, config, validation=validation, test=test)
         info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
+        info["stem_stride"] = stem_stride(config, min(size), len(train))
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     def load_fitted(self, config, info):
@@ -173,7 +177,8 @@ class ImageClassificationTask(ClassificationTask):
 
         inputs = keras.Input((*info["image_size"], info["channels"]), name="image")
         if config.backbone == "resnet":
-            features = _resnet(inputs, config, regularization.l2(config.l2))
+            stride = info.get("stem_stride") or config.stem_stride or 1  # models logged before info kept it
+            features = _resnet(inputs, config, regularization.l2(config.l2), stride)
         else:
             features = _backbone(inputs, config)
         outputs = softmax_head(features, config.dropout, len(info["class_names"]))
@@ -255,6 +260,7 @@ def read_tfds_images(task, argument, config):
         "image_size": list(size),
         "channels": channels,
         "top_k": config.top_k,
+        "stem_stride": stem_stride(config, min(size), len(train)),
     }
     return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
@@ -341,26 +347,31 @@ def _imagenet_weights_available():
     return os.path.isfile(cached) or network.reachable("storage.googleapis.com")
 
 
-def stem_stride(config, side):
-    """The ResNet stem's stride: the config's `stem_stride`, or when 0 the largest of `STEM_SIDES` that `side` reaches.
+def stem_stride(config, side, examples):
+    """The ResNet stem's stride: the config's `stem_stride`, or when 0 the one the data calls for.
 
     The first stage runs at the stem's resolution and costs most of the ResNet's time on small images, so
-    downsampling there buys most of the speed; inputs below 24 px keep full resolution.
+    downsampling there buys most of the speed; small or few images keep full resolution (`AUTO_STEM_SIDE`,
+    `AUTO_STEM_EXAMPLES`). Kept in the fitted `info` (`stem_stride`), so that the model is rebuilt with the same
+    stride whatever data a continued run brings.
 
     Args:
         config (ImageClassificationConfig): the config.
         side (int): the input's shorter side in pixels.
+        examples (int): training examples, after `max_examples`.
 
     Returns:
         int: 1, 2 or 4.
     """
     if config.stem_stride:
         return config.stem_stride
-    return max([1, *(stride for stride, least in STEM_SIDES.items() if side >= least)])
+    if config.max_examples:
+        examples = min(examples, config.max_examples)
+    return 2 if side >= AUTO_STEM_SIDE and examples >= AUTO_STEM_EXAMPLES else 1
 
 
-def _resnet(inputs, config, regularizer):
-    """A small pre-activation-free ResNet: conv stem, residual stages, global average pooling."""
+def _resnet(inputs, config, regularizer, stride):
+    """A small pre-activation-free ResNet: conv stem (strided by `stride`), residual stages, global average pooling."""
     import keras
 
     def norm():
@@ -373,7 +384,6 @@ def _resnet(inputs, config, regularizer):
             filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizer
         )
 
-    stride = stem_stride(config, min(inputs.shape[1], inputs.shape[2]))
     x = conv(config.base_filters, min(stride, 2))(inputs)
     x = keras.layers.Activation("relu")(norm()(x))
     if stride == 4:  # the ImageNet ResNet's stem: a strided convolution, then a strided max pool

@@ -1,6 +1,7 @@
 """Vision classification end to end: training, everything MLflow holds, raw-input prediction, data paths."""
 
 import csv
+import dataclasses
 import gzip
 import json
 
@@ -447,7 +448,7 @@ import keras, numpy as np
 from types import SimpleNamespace
 from tasks.image_classification import _resnet
 inputs = keras.Input((64, 64, 3))
-features = _resnet(inputs, SimpleNamespace(base_filters=8, stages=3, blocks_per_stage=1, stem_stride=1), None)
+features = _resnet(inputs, SimpleNamespace(base_filters=8, stages=3, blocks_per_stage=1), None, 1)
 model = keras.Model(inputs, keras.layers.Dense(4)(features))
 model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 model.fit(np.random.rand(8, 64, 64, 3).astype("float32"), np.arange(8) % 4, batch_size=8, verbose=0)
@@ -474,17 +475,21 @@ def test_the_resnet_trains_at_widths_where_onednn_crashed():
     assert completed.returncode == 0 and "trained" in completed.stdout, (completed.returncode, completed.stderr[-2000:])
 
 
-@pytest.mark.parametrize("side, stride, expected", [(16, 0, 1), (28, 0, 2), (95, 0, 2), (96, 0, 4), (128, 1, 1)])
-def test_the_stem_downsamples_by_the_input_side_and_the_stages_follow(side, stride, expected):
+@pytest.mark.parametrize(
+    "side, examples, stride, expected",
+    [(16, 9000, 0, 1), (28, 3999, 0, 1), (28, 4000, 0, 2), (128, 9000, 0, 2), (28, 100, 4, 4), (128, 9000, 1, 1)],
+)
+def test_the_stem_strides_by_the_data_and_the_model_keeps_the_stride_in_its_info(side, examples, stride, expected):
     import keras
 
     from tasks import image_classification
 
-    _, settings = resolve("vision_classification", f"stem_stride={stride}")
-    assert image_classification.stem_stride(settings, side) == expected
-    model = tasks.get("vision_classification").build_model(
-        settings, {"image_size": [side, side], "channels": 1, "class_names": ["a", "b"]}
-    )
+    _, settings = resolve("vision_classification", f"stem_stride={stride}", quick=False)
+    chosen = image_classification.stem_stride(settings, side, examples)
+    assert chosen == expected
+    info = {"image_size": [side, side], "channels": 1, "class_names": ["a", "b"], "stem_stride": chosen}
+    # the info's stride builds the model, whatever the config says now (a continued run on other data)
+    model = tasks.get("vision_classification").build_model(dataclasses.replace(settings, stem_stride=1), info)
     pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
     final = -(-side // (expected * 2 ** (settings.stages - 1)))  # each later stage halves the map, rounding up
     assert tuple(pooled.input.shape[1:3]) == (final, final)
