@@ -499,27 +499,43 @@ def _balanced_accuracy(labels, outputs):
     return np.mean([np.mean(predicted[labels == label] == label) for label in np.unique(labels)])
 
 
+# The AUCs are written out in numpy, not called from scikit-learn: the bootstrap scores them hundreds of times
+# per run (the gate, intervals, slices), and scikit-learn's checks cost ~3 ms a call on 6,000 examples, ten
+# times the arithmetic. Each equals scikit-learn's figure, ties included (tests/test_baselines.py).
+
+
+def _binary_roc_auc(positive, scores):
+    """The Mann-Whitney form of ROC-AUC: the chance that a positive outscores a negative, ties counting half."""
+    from scipy import stats
+
+    ranks = stats.rankdata(scores)
+    count = positive.sum()
+    return (ranks[positive].sum() - count * (count + 1) / 2) / (count * (len(scores) - count))
+
+
 def _roc_auc(labels, outputs):
     """ROC-AUC of the positive class, or the macro mean over the classes present (one against the rest)."""
-    from sklearn import metrics
-
     labels, scores = _labels_and_scores(labels, outputs)
     present = np.unique(labels)
     if len(present) < 2:
         raise ValueError("ROC-AUC needs two classes among the examples")
     if scores.shape[1] == 2:
-        return metrics.roc_auc_score(labels, scores[:, 1])
-    return np.mean([metrics.roc_auc_score(labels == label, scores[:, label]) for label in present])
+        return _binary_roc_auc(labels == 1, scores[:, 1])
+    return np.mean([_binary_roc_auc(labels == label, scores[:, label]) for label in present])
 
 
 def _pr_auc(labels, outputs):
-    """Average precision of the positive class (binary scores)."""
-    from sklearn import metrics
-
+    """Average precision of the positive class (binary scores): the precision at each distinct score, weighted
+    by the recall it adds (scikit-learn's `average_precision_score`)."""
     labels, scores = _labels_and_scores(labels, outputs)
     if len(np.unique(labels)) < 2:
         raise ValueError("PR-AUC needs positives and negatives among the examples")
-    return metrics.average_precision_score(labels, scores[:, 1])
+    order = np.argsort(-scores[:, 1], kind="stable")
+    ordered, hits = scores[order, 1], labels[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(ordered)), len(ordered) - 1]  # each distinct score's last example
+    true_positives = np.cumsum(hits)[last]
+    precision, recall = true_positives / (last + 1), true_positives / true_positives[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
 def _rmse(targets, predicted):

@@ -124,3 +124,17 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(name,
     warnings = [line for line in stderr.splitlines() if line.startswith(f"{name}: warning: the model learned no more")]
     assert len(warnings) == 1 and "--preset balanced" in warnings[0]
     assert client.get_registered_model(name).aliases == {}
+
+
+def test_the_numpy_aucs_equal_scikit_learns_with_ties_and_several_classes():
+    from sklearn import metrics
+
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 2, 500)
+    scores = generator.random(500).round(1)  # many ties
+    assert baselines.ROC_AUC(labels, scores) == pytest.approx(metrics.roc_auc_score(labels, scores), abs=1e-12)
+    assert baselines.PR_AUC(labels, scores) == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-12)
+    classes = generator.integers(0, 4, 300)
+    probabilities = generator.dirichlet(np.ones(4), 300).round(2)
+    expected = np.mean([metrics.roc_auc_score(classes == k, probabilities[:, k]) for k in range(4)])
+    assert baselines.ROC_AUC(classes, probabilities) == pytest.approx(expected, abs=1e-12)
