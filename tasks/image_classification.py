@@ -289,7 +289,11 @@ def read_image_manifest(task, argument, config):
     from shared import images, slices
     from shared.data import sources
 
-    columns = sources.read_text_columns(argument, {"path": "path,file,filename,image", "label": "label,class"})
+    columns = sources.read_text_columns(
+        argument,
+        {"path": "path,file,filename,image", "label": "label,class"},
+        "Name the image column path (or file, filename, image) and the label column label (or class).",
+    )
     paths = sources.listed_files(argument, columns["path"], "image")
     names = [str(label).strip() for label in columns["label"]]
     class_names = sources.class_names(names, f"'{argument}'")

@@ -215,7 +215,7 @@ class Speech(ClassificationTask):
             memory_clip(f"{generator}:{index}", samples, config.sample_rate, f"generated clip {index}")
             for index, samples in enumerate(waveforms)
         ]
-        keys = sources.slice_keys(config, None, "embedded", sources.named_columns(speaker=groups))
+        keys = sources.slice_keys(config, None, "embedded", sources.named_columns("the embedded clips", speaker=groups))
         return sources.listed_clips(
             self, config, makers, labels, groups, class_names, "generated_words", True, keys=keys
         )

@@ -57,13 +57,13 @@ def slice_keys(config, paths, root, column=None):
     return np.asarray(column(config.slice_by), dtype=object)
 
 
-def named_columns(**columns):
-    """A `slice_keys` column reader over named arrays, erring as a missing table column does."""
+def named_columns(source, **columns):
+    """A `slice_keys` column reader over named arrays, erring as a missing table column does (naming `source`)."""
     import pandas as pd
 
     from shared import slices
 
-    return lambda name: slices.values(pd.DataFrame(columns), name, "the clips' names")
+    return lambda name: slices.values(pd.DataFrame(columns), name, source)
 
 
 def listed_clips(task, config, makers, labels, groups, class_names, name, synthetic=False, keys=None):
@@ -120,7 +120,7 @@ def _read_pattern_folder(task, argument, config):
     compiled = re.compile(config.filename_pattern)
     fields = [compiled.search(pathlib.Path(path).name).groupdict() for path in paths]
     named = {key: [field[key] for field in fields] for key in compiled.groupindex}
-    keys = slice_keys(config, paths, argument, named_columns(**named))
+    keys = slice_keys(config, paths, argument, named_columns(f"filename_pattern of '{argument}'", **named))
     return _file_clips(task, config, paths, names, groups, f"folder_{pathlib.Path(argument).name}", keys)
 
 
