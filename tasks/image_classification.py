@@ -289,21 +289,20 @@ def read_image_manifest(task, argument, config):
     from shared import images, slices
     from shared.data import sources
 
-    columns = sources.read_text_columns(
-        argument,
-        {"path": "path,file,filename,image", "label": "label,class"},
-        "Name the image column path (or file, filename, image) and the label column label (or class).",
-    )
+    roles = {"path": "path,file,filename,image", "label": "label,class"}
+    by_path = slices.path_pattern(config.slice_by)
+    if config.slice_by and not by_path:
+        roles["slice_by"] = config.slice_by  # read with the paths: one pass over the table
+    hint = "Name the image column path (or file, filename, image) and the label column label (or class)."
+    columns = sources.read_text_columns(argument, roles, {"path": hint, "label": hint, "slice_by": slices.HINT})
     paths = sources.listed_files(argument, columns["path"], "image")
     names = [str(label).strip() for label in columns["label"]]
     class_names = sources.class_names(names, f"'{argument}'")
     order = {name: index for index, name in enumerate(class_names)}
     labels = np.array([order[name] for name in names], dtype="int64")
-    groups = None
-    if slices.path_pattern(config.slice_by):
+    groups = columns.get("slice_by")
+    if by_path:
         groups = slices.from_paths(paths, config.slice_by, pathlib.Path(argument).resolve().parent, argument)
-    elif config.slice_by:
-        groups = sources.read_text_columns(argument, {"slice_by": config.slice_by}, slices.HINT)["slice_by"]
     pool, size, channels = images.file_examples(paths, labels, config.image_size, config.channels, groups)
     return task.image_splits(config, pool, size, channels, class_names, f"file_{pathlib.Path(argument).stem}")
 
