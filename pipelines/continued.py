@@ -79,12 +79,10 @@ def start(task, config):
     logged = tracking.logged_model(config.init_from, task)
     splits = task.load_continued(config, logged.info)
     # the model's fitted preprocessing; its temperature is unfolded from the weights below and fitted anew
-    splits.info = {
-        key: value for key, value in {**splits.info, **logged.info}.items() if key not in ("task", "temperature")
-    }
+    splits.info = logged.info.updated({"temperature": None})
     _check_architecture(task, config, logged)
-    if logged.info.get("temperature", 1.0) != 1.0:
-        temperature.fold(temperature.output_layers(logged.model), 1.0 / logged.info["temperature"])
+    if logged.info.temperature not in (None, 1.0):
+        temperature.fold(temperature.output_layers(logged.model), 1.0 / logged.info.temperature)
     splits.train = splits.train.cap(config.max_examples, config.seed)
     found = Start(splits, logged.model, logged.run_id, {"init_run_id": logged.run_id}, logged.model_id)
     registered = tracking.registered_version(config.init_from)
@@ -185,7 +183,7 @@ def forgetting(task, model, found, info, config):
         task (tasks.base.Task): the task.
         model (keras.Model | BatchPredictor): the continued model.
         found (Start): what the run started from.
-        info (dict): the continued model's served `Splits.info` (with its evaluation's serving values).
+        info (FittedState): the continued model's served `Splits.info` (with its evaluation's serving values).
         config (tasks.base.TaskConfig): the run's config.
 
     Returns:

@@ -83,7 +83,7 @@ def command(arguments):
         )
     logged_format = f"{arguments.format}_{result['quantized_as']}" if asked else arguments.format
     result["logged_as"] = tracking.log_export(logged.run_id, output, logged_format)
-    blend = logged.info.get("blend")
+    blend = getattr(logged.info, "blend", None)  # a detector's (`DetectionState`)
     result["blend_weight_not_exported"] = blend["weight"] if blend else 0.0
     print(json.dumps(result))
     if blend:  # no export format carries the scikit-learn trees; the parity check is with the Keras model alone

@@ -44,7 +44,7 @@ def reference(task, model, config, info, split):
         task (tasks.base.Task): the model's task.
         model (keras.Model | BatchPredictor): the trained model.
         config (tasks.base.TaskConfig): the config the split was read with.
-        info (dict): the model's `Splits.info` as served.
+        info (FittedState): the model's `Splits.info` as served.
         split (shared.data.examples.Split): the examples, capped at `REFERENCE_EXAMPLES` (seeded).
 
     Returns:

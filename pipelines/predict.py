@@ -51,7 +51,7 @@ def answers(model, task, pairs, batch_size, explain=None):
 
     raws = [raw for _, raw in pairs]
     served = model.unwrap_python_model()
-    groups = task.input_groups(getattr(served, "info", {}), raws)
+    groups = task.input_groups(served.info, raws)
     # the logged signature declares no params, which the pyfunc wrapper would drop: ask the serving model itself
     predict = model.predict if explain is None else lambda frame: served.predict(None, frame, {"explain": explain})
     ready, next_index = {}, 0

@@ -66,7 +66,7 @@ def request(task, info, config, mode, max_metric_drop=None):
 
     Args:
         task (tasks.base.Task): the task.
-        info (dict): the model's info (a fraud blend's trees are left out: no export carries them).
+        info (FittedState): the model's info (a fraud blend's trees are left out: no export carries them).
         config (tasks.base.TaskConfig): the model's logged config.
         mode (str): one of `MODES`.
         max_metric_drop (float | None): `--max-metric-drop`; None is `MAX_METRIC_DROP`.
@@ -77,7 +77,8 @@ def request(task, info, config, mode, max_metric_drop=None):
     Raises:
         ValueError: the model's data source cannot be read any more (one line naming it).
     """
-    info = {key: value for key, value in info.items() if key != "blend"}
+    if getattr(info, "blend", None):  # a detector's (`DetectionState`)
+        info = info.updated({"blend": None})
     try:
         test = task.evaluation_data(config, info, "test")
         train = task.evaluation_data(config, info, "train") if mode == "int8" else None

@@ -58,7 +58,7 @@ def served_test(task, model, splits, config, evaluation):
     Returns:
         tuple[tasks.base.Splits, tuple]: the served splits and the test targets and outputs.
     """
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})
+    served = dataclasses.replace(splits, info=splits.info.updated(evaluation.serving))
     if not evaluation.outputs:
         evaluation.outputs = task.outputs(model, served, "test", config)
     return served, evaluation.outputs
@@ -198,7 +198,7 @@ def robustness(task, model, splits, config, evaluation):
 
     if task.robustness_kind is None:
         return
-    served = dataclasses.replace(splits, info={**splits.info, **evaluation.serving})  # what the logged model uses
+    served = dataclasses.replace(splits, info=splits.info.updated(evaluation.serving))  # what the logged model uses
     sample = splits.test.cap(robust.SAMPLE, config.seed)
     features, labels = sample.sample(len(sample))
 
@@ -256,7 +256,7 @@ def drift_reference(task, model, splits, config, evaluation):
     if not len(splits.validation):
         return None
     try:
-        return monitor.reference(task, model, config, {**splits.info, **evaluation.serving}, splits.validation)
+        return monitor.reference(task, model, config, splits.info.updated(evaluation.serving), splits.validation)
     except Exception as error:  # whatever fails here, the trained model must still be logged
         warnings.warn(f"no drift reference for the model: {type(error).__name__}: {error}", stacklevel=2)
         return None
@@ -568,7 +568,7 @@ def run(
                 verdict.warnings.append(f"{unfair}; it is registered but not promoted.")
             evaluation.metrics.update(verdict.metrics)
             forgotten, rescored = (
-                continued.forgetting(task, predictor, init, {**splits.info, **evaluation.serving}, config)
+                continued.forgetting(task, predictor, init, splits.info.updated(evaluation.serving), config)
                 if init
                 else ({}, None)
             )
@@ -581,7 +581,7 @@ def run(
             logged = tracking.log_model(
                 task,
                 model,
-                {**splits.info, **evaluation.serving},
+                splits.info.updated(evaluation.serving),
                 task.input_example(splits),
                 serving_model.ServingModel(),
                 register=trial is None,

@@ -219,7 +219,7 @@ class Cases:
     Args:
         task (tasks.base.Task): the served task.
         good: a good raw input (see `raw_input`).
-        info (dict): the model's saved info (sample rate, preprocessing spec).
+        info (FittedState): the model's saved info (sample rate, preprocessing spec).
         seed (int): seeds the draw.
     """
 
@@ -420,7 +420,7 @@ class Cases:
     def _hostile_row(self, only=None):
         """The good row with one value replaced: by a bad one (infinite, too large, wrong type), or by
         one the model must take (NaN and null are missing values, numeric text, an unseen category)."""
-        spec = self.info["preprocessing"]
+        spec = self.info.preprocessing
         numeric = [item["name"] for item in spec["numeric"]]
         categorical = [item["name"] for item in spec["categorical"]]
         row = dict(self.good)
@@ -446,7 +446,7 @@ class Cases:
 
     # Audio.
     def _audio_kinds(self):
-        rate = self.info["features"]["sample_rate"]
+        rate = self.info.features["sample_rate"]
         data = base64.b64decode(self.good["b64"])
         kinds = self._common()
         kinds.update(
@@ -492,7 +492,7 @@ class Cases:
 
     def _samples(self):
         """A decoded sample list at the model's rate, good or broken in one way."""
-        rate = self.info["features"]["sample_rate"]
+        rate = self.info.features["sample_rate"]
         broken = self.rng.choice(["none", "long", "nan", "strings", "nested", "empty", "silent", "short"])
         length = {"long": 60 * rate, "short": 10, "empty": 0}.get(broken, rate)
         samples = [round(self.rng.uniform(-0.5, 0.5), 3) for _ in range(length)]
@@ -656,7 +656,7 @@ def fuzz_one(name, store, folder, count, seed, log=print):
     task = tasks.get(name)
     folder.mkdir(parents=True, exist_ok=True)
     good = raw_input(task, folder)
-    info = json.loads(next((folder / "model").rglob("info.json")).read_text())
+    info = task.state_class.from_json(json.loads(next((folder / "model").rglob("info.json")).read_text()))
     root = files(task, good, folder) if task.input_kind == "file" else folder
     with serve(name, store, folder / "serve.log", root) as (url, pid):
         status, before, error = post(url, Case("good", request(task.input_column, [good]), [GOOD]))

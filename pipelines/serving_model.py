@@ -25,8 +25,9 @@ class ServingModel(tracking.PythonModel):
 
     def load_context(self, context):
         with open(context.artifacts["info"], encoding="utf-8") as handle:
-            self.info = json.load(handle)
-        self.task = tasks.get(self.info["task"])
+            saved = json.load(handle)
+        self.task = tasks.get(saved["task"])
+        self.info = self.task.state_class.from_json(saved)
         self.model = BatchPredictor(
             tracking.load_keras(context.artifacts["keras_model"], self.task.custom_objects(), self.task.name)
         )

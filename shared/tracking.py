@@ -229,7 +229,7 @@ def short_source(source):
 def default_run_name(task, params, info=None):
     """A short, distinguishing run name: task, the task's key setting, the data's short name, e.g.
     `recommendation-two_tower-u.data`; the full source stays in the run's `data_source` tag."""
-    parts = (task.name, task.run_setting(params, info or {}), short_source(params.get("data", "")))
+    parts = (task.name, task.run_setting(params, info), short_source(params.get("data", "")))
     return "-".join(str(part) for part in parts if part)
 
 
@@ -442,7 +442,7 @@ def log_model(task, model, info, input_example, python_model, register=True, dri
     Args:
         task (tasks.base.Task): the task, whose name the model is registered under.
         model (keras.Model): the trained model.
-        info (dict): `Splits.info`, saved beside the model for its predictor.
+        info (FittedState): `Splits.info`, saved beside the model for its predictor.
         input_example (list): raw inputs logged as the model's example.
         python_model (PythonModel): what loads and answers for the model (`pipelines.serving_model.ServingModel`);
             it reads the artifacts `keras_model` and `info`.
@@ -461,7 +461,7 @@ def log_model(task, model, info, input_example, python_model, register=True, dri
         info_path = os.path.join(folder, "info.json")
         model.save(keras_path)
         with open(info_path, "w", encoding="utf-8") as handle:
-            json.dump(dict(info, task=task.name), handle, indent=1)
+            json.dump(dict(info.to_json(), task=task.name), handle, indent=1)
         artifacts = {"keras_model": keras_path, "info": info_path}
         if drift_reference is not None:
             artifacts["drift_reference"] = os.path.join(folder, DRIFT_REFERENCE)
@@ -689,7 +689,7 @@ def load(uri, task=None):
     except ValueError as error:  # the serving model's load_context refused the Keras file; say which model
         raise ValueError(f"{uri}: {error}") from None
     if task is not None:
-        _require_task(uri, getattr(model.unwrap_python_model(), "info", {}).get("task"), task)
+        _require_task(uri, getattr(getattr(model.unwrap_python_model(), "task", None), "name", None), task)
     return model
 
 
@@ -708,7 +708,7 @@ class LoggedModel:
 
     Attributes:
         model (keras.Model): the Keras model, loaded as `load_keras` does (safe mode unless trusted).
-        info (dict): the data description saved beside it.
+        info (FittedState): the data description saved beside it.
         example (list): its logged input example, as raw inputs.
         run_id (str): the run that logged it.
         drift_reference (dict | None): its training data's drift statistics (see `log_model`); None for models
@@ -739,8 +739,9 @@ def logged_model(uri, task):
             "`python -m pipelines compare`."
         ) from None
     metadata = mlflow.models.Model.load(str(local))
-    info = json.loads(next(local.rglob("info.json")).read_text(encoding="utf-8"))
-    _require_task(uri, info.get("task"), task)
+    saved = json.loads(next(local.rglob("info.json")).read_text(encoding="utf-8"))
+    _require_task(uri, saved.get("task"), task)
+    info = task.state_class.from_json(saved, f"{uri}'s info.json")
     example = metadata.load_input_example(str(local))
     try:
         model = load_keras(str(next(local.rglob("model.keras"))), task.custom_objects(), task.name)

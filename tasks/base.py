@@ -5,10 +5,6 @@ its name, primary metric, config dataclass, data sources, model and raw-input pr
 """
 
 import dataclasses
-import json
-import math
-import os
-import pathlib
 import sys
 
 import numpy as np
@@ -16,6 +12,8 @@ import numpy as np
 from shared.constraints import Choice, Count, Fraction, NonNegative, Positive, Share, Size
 from shared.data.examples import CACHE_MODES
 from shared.data.sources import reader
+from shared.fitted_state import FittedState
+from shared.predict_arguments import TABLE_EXTENSIONS
 from shared.regularization import JIT_COMPILE, PRECISIONS, SCHEDULES
 
 # Knobs every task has, searched by `python -m pipelines sweep`; specs are documented in pipelines/sweep.py.
@@ -25,7 +23,6 @@ SHARED_SEARCH_SPACE = {
 }
 
 # Files that hold many inputs, one per row; `predict FILE.csv[:COLUMN]` reads them.
-TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".parquet", ".pq")
 INPUT_KINDS = ("text", "file", "record")  # what one raw input is: see `Task.input_kind`
 EVALUATION_SPLITS = ("all", "train", "validation", "test")  # what `evaluate --split` may name
 
@@ -132,8 +129,8 @@ class Splits:
             taken as `Examples` of those arrays.
         validation (Split): same kind as `train`.
         test (Split): same kind as `train`.
-        info (dict): what the model and predictor need later (class names, input shape...).
-            It is saved with the logged model, so it must be JSON-serialisable.
+        info (shared.fitted_state.FittedState): what the model and predictor need later (class names, input
+            shape...), of the task's `state_class`; saved with the logged model as info.json.
         source (str): where the data came from, as the user wrote it (`embedded`, `tfds:mnist`, a path).
         name (str): a short dataset name for MLflow.
         synthetic (bool): True for generated demo data, so nobody mistakes it for a benchmark.
@@ -207,6 +204,8 @@ class Task:
     Class attributes a subclass sets:
         name (str): the CLI name and the registered MLflow model name.
         config_class (type): its `TaskConfig` subclass.
+        state_class (type): its `shared.fitted_state.FittedState` subclass: the `Splits.info` its readers fit
+            and its logged models load (`FittedState.from_json`).
         primary_metric (str): the metric `compare` sorts by (logged as `test_<primary_metric>`).
         higher_is_better (bool): the direction of the primary metric.
         tfds_name (str): its standard TFDS dataset (empty where TFDS has none for the domain).
@@ -244,6 +243,7 @@ class Task:
 
     name = ""
     config_class = TaskConfig
+    state_class = FittedState
     primary_metric = ""
     higher_is_better = True
     tfds_name = ""
@@ -296,7 +296,7 @@ class Task:
 
         Args:
             params (dict): the run's flattened config.
-            info (dict): `Splits.info` once the data is loaded, else empty.
+            info (FittedState | None): `Splits.info` once the data is loaded, else None.
         """
         return str(params.get(self.key_setting, "")) if self.key_setting else ""
 
@@ -329,7 +329,7 @@ class Task:
 
         Args:
             config (TaskConfig): the model's logged config with the user's overrides.
-            info (dict): the model's `Splits.info`, as saved beside it.
+            info (FittedState): the model's `Splits.info`, as saved beside it.
 
         Returns:
             Splits: train, validation and test of `config.data` as `load_data` carves them.
@@ -346,7 +346,7 @@ class Task:
 
         Args:
             config (TaskConfig): the run's config (the model's logged config with the user's settings).
-            info (dict): the model's `Splits.info`, as saved beside it.
+            info (FittedState): the model's `Splits.info`, as saved beside it.
 
         Returns:
             Splits: train, validation and test of `config.data`; the caller gives them the model's `info`.
@@ -362,7 +362,7 @@ class Task:
 
         Args:
             config (TaskConfig): the model's logged config with the user's overrides.
-            info (dict): the model's `Splits.info`.
+            info (FittedState): the model's `Splits.info`.
             split (str): "all" (every example of `config.data`) or the one split `load_data` carves with
                 the config's seed and fractions ("test" is the model's own test set on its training data).
 
@@ -384,7 +384,9 @@ class Task:
         if not len(chosen):
             raise ValueError(f"'{config.data}' has no {split} examples to evaluate on.")
         empty = examples.empty_like(chosen)
-        return Splits(empty, empty, chosen, dict(info), loaded.source, loaded.name, loaded.synthetic, fitted=True)
+        return Splits(
+            empty, empty, chosen, dataclasses.replace(info), loaded.source, loaded.name, loaded.synthetic, fitted=True
+        )
 
     def check_splits(self, splits, config):
         """Checks what training and evaluation will need of the loaded splits, before the MLflow run is created
@@ -448,7 +450,7 @@ class Task:
         probability per class. Default: False (scores, regressions, rankings, texts, pixel counts).
 
         Args:
-            info (dict): `Splits.info` (a task of several modes says which one the model was trained in).
+            info (FittedState): `Splits.info` (a task of several modes says which one the model was trained in).
         """
         return False
 
@@ -477,90 +479,18 @@ class Task:
         return {}
 
     def cli_inputs(self, inputs):
-        """Turns `predict` command-line arguments into raw model inputs, by the task's `input_kind`.
+        """Turns `predict` and `monitor` arguments into (echo, raw input) pairs by the task's `input_kind`
+        (`shared.predict_arguments.expand`: folders, tables of requests, text files, JSON rows); a task
+        overrides it to add a form of input of its own."""
+        from shared import predict_arguments
 
-        Each argument is, in this order:
-            a folder: every file inside it (recursively, in sorted order, hidden files skipped) with one
-                of `input_extensions`, each expanded in turn;
-            `FILE[:COLUMN]` with FILE a table (`TABLE_EXTENSIONS`: CSV, TSV, JSONL, Parquet): one input
-                per row, the whole row for "record" tasks, else the row's COLUMN (default: the first of
-                `table_columns` the file has); a relative path in a "file" task's column is taken from
-                the table's folder when it exists there;
-            another existing file: its path ("file"), its non-empty lines ("text"), or the JSON object or
-                list of objects it holds ("record");
-            anything else: itself ("record": parsed as a JSON object or list of objects).
-
-        Args:
-            inputs (list[str]): the INPUT arguments (file paths, sentences, ids...).
-
-        Returns:
-            list[tuple[str, object]]: (what to echo as "input", the raw input) pairs: paths and texts echo
-            themselves, rows `FILE:ROW` (1-based).
-
-        Raises:
-            ValueError: a folder without input files, an unreadable table or one lacking the column, or a
-                "record" argument that is no JSON object.
-        """
-        pairs = []
-        for argument in inputs:
-            path, separator, column = argument.rpartition(":")
-            if not (separator and _is_table(path)):
-                path, column = argument, ""
-            if os.path.isdir(argument):
-                pairs += self.cli_inputs(_folder_files(argument, self.input_extensions, self.name))
-            elif _is_table(path):
-                pairs += self._table_inputs(path, column)
-            elif self.input_kind == "record":
-                pairs += _json_records(argument)
-            elif self.input_kind == "text" and os.path.isfile(argument):
-                from shared.data.sources import read_text
-
-                pairs += [(line, line) for line in read_text(argument).splitlines() if line.strip()]
-            else:
-                pairs.append((argument, argument))
-        return pairs
-
-    def _table_inputs(self, path, column):
-        """One (echo, raw input) pair per row of the table at `path` (see `cli_inputs`)."""
-        from shared.data.sources import read_text_columns, require_columns
-
-        if self.input_kind == "record":
-            if column:
-                raise ValueError(f"{self.name} reads whole rows from '{path}'; drop ':{column}' from the INPUT.")
-            return [(f"{path}:{row + 1}", record) for row, record in enumerate(_table_records(path))]
-        accepted = (
-            column
-            or self.table_columns
-            or (f"{self.input_column},path,file,filename" if self.input_kind == "file" else self.input_column)
-        )
-        hint = f"Name the column as {path}:COLUMN."
-        if path.lower().endswith((".csv", ".tsv", ".tab")):
-            values = read_text_columns(path, {"input": accepted}, hint=hint)["input"]
-        else:
-            import pandas as pd
-
-            frame = pd.DataFrame(_table_records(path))
-            names = [name.strip() for name in accepted.split(",") if name.strip()]
-            found = next((name for name in names if name in frame.columns), None)
-            if found is None:
-                require_columns(frame, names[:1], path, hint)
-            values = [
-                "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-                for value in frame[found]
-            ]
-        if self.input_kind == "file":
-            folder = os.path.dirname(path)
-            values = [
-                os.path.join(folder, value) if value and os.path.exists(os.path.join(folder, value)) else value
-                for value in values
-            ]
-        return [(value, value) for value in values]
+        return predict_arguments.expand(self, inputs)
 
     def input_groups(self, info, inputs):
         """Which raw inputs depend on each other, so that batched prediction answers them in one call.
 
         Args:
-            info (dict): `Splits.info` saved with the model.
+            info (FittedState): `Splits.info` saved with the model.
             inputs (list): the raw inputs, in order.
 
         Returns:
@@ -577,7 +507,7 @@ class Task:
 
         Args:
             model (keras.Model): the trained model.
-            info (dict): `Splits.info` saved at training time.
+            info (FittedState): `Splits.info` saved at training time.
             inputs (list): raw inputs (file paths, bytes, arrays, strings... by domain).
 
         Returns:
@@ -589,7 +519,7 @@ class Task:
         """Returns:
         list[str]: the model's output columns by name: its class names, or the answer's key for one output.
         """
-        return list(info.get("class_names") or [self.answer_key])
+        return list(getattr(info, "class_names", None) or [self.answer_key])
 
     def explanation_names(self, info):
         """Returns the names of an explained input's features (tables) or sensors (sequences), or None (images,
@@ -600,7 +530,7 @@ class Task:
         """Chooses the test examples a run explains (`pipelines.runner.explain`) and titles them.
 
         Args:
-            info (dict): the served `Splits.info`.
+            info (FittedState): the served `Splits.info`.
             targets (np.ndarray): the test split's targets, as `outputs` returns them.
             outputs (np.ndarray): the model's test outputs, as `outputs` returns them.
             count (int): how many.
@@ -618,7 +548,9 @@ class Task:
         titles = []
         for position, column in zip(positions, explain.explained_outputs(outputs[positions])):
             value = outputs[position].reshape(-1)[column]
-            truth = names[int(targets[position])] if "class_names" in info else f"{float(targets[position]):g}"
+            truth = (
+                names[int(targets[position])] if getattr(info, "class_names", None) else f"{float(targets[position]):g}"
+            )
             titles.append(f"true {truth}\n{names[column]}: {value:.2f}")
         return positions, titles
 
@@ -649,7 +581,7 @@ class Task:
 
         Args:
             model (keras.Model): the trained model.
-            info (dict): `Splits.info` as the logged model has it.
+            info (FittedState): `Splits.info` as the logged model has it.
             examples (np.ndarray | dict | list): the examples as the test split's features hold them and as
                 `predict_raw` passes them to `explained`: the model's inputs (the default), or raw values (texts)
                 that a task's own `explanation` prepares.
@@ -670,7 +602,7 @@ class Task:
         Args:
             answers (list[dict]): the answers of the batch, in order.
             model (keras.Model): the trained model.
-            info (dict): `Splits.info` saved at training time.
+            info (FittedState): `Splits.info` saved at training time.
             batch (np.ndarray | dict | list): the examples `explanation` takes: their model inputs
                 (`prepare_inputs`), or the raw inputs where the task prepares them there.
             outputs (np.ndarray | None): the model's outputs for them (None where `explanation` needs none).
@@ -703,9 +635,9 @@ class Task:
         to put TensorFlow-expressible preprocessing into the graph or to describe its tensor contract.
         """
         serving = ServingSignature(prepare=lambda inputs: self.prepare_inputs(info, inputs))
-        if "temperature" in info:
+        if info.temperature is not None:
             serving.preprocessing["temperature"] = {
-                "value": info["temperature"],
+                "value": info.temperature,
                 "meaning": "fitted on validation and folded into the output layer: serve the outputs as they are",
             }
         return serving
@@ -715,7 +647,7 @@ class Task:
 
         Args:
             model (keras.Model | BatchPredictor): the trained model (images take their embeddings from it).
-            info (dict): `Splits.info` saved with the model.
+            info (FittedState): `Splits.info` saved with the model.
             batch (np.ndarray | dict): model inputs, from `drift_inputs` (raw inputs) or `drift_map` (a split).
 
         Returns:
@@ -769,7 +701,7 @@ class ClassificationTask(Task):
 
     def class_weight(self, config, splits):
         """Balanced weights when classes are imbalanced by more than 1.5x (milder imbalance trains fine)."""
-        return balanced_class_weights(splits.train.targets, len(splits.info["class_names"]), above=1.5)
+        return balanced_class_weights(splits.train.targets, len(splits.info.class_names), above=1.5)
 
     def load_fitted(self, config, info):
         """`load_data`, with class indices renumbered to the model's class names.
@@ -781,7 +713,7 @@ class ClassificationTask(Task):
         from shared.data import examples
 
         splits = super().load_fitted(config, info)
-        loaded, known = list(splits.info["class_names"]), list(info["class_names"])
+        loaded, known = list(splits.info.class_names), list(info.class_names)
         if loaded == known:
             return splits
         roles = ("train", "validation", "test")
@@ -801,13 +733,13 @@ class ClassificationTask(Task):
         for role in roles:
             split = getattr(splits, role)
             setattr(splits, role, dataclasses.replace(split, targets=renumber[split.targets]))
-        splits.info["class_names"] = known
+        splits.info.class_names = known
         return splits
 
     def eval_map(self, config, info):
         import tensorflow as tf
 
-        num_classes = len(info["class_names"])
+        num_classes = len(info.class_names)
         return lambda features, labels: (features, tf.one_hot(labels, num_classes))
 
     def scorers(self, config, info):
@@ -830,7 +762,7 @@ class ClassificationTask(Task):
         """The majority class, answering the training class frequencies (ROC-AUC 0.5)."""
         from shared import baselines
 
-        answer = baselines.prior(splits.train.targets, len(splits.info["class_names"]))
+        answer = baselines.prior(splits.train.targets, len(splits.info.class_names))
         return [baselines.Baseline("majority", answer=answer, trivial=True)]
 
     def folds(self, splits, count, seed):
@@ -846,7 +778,7 @@ class ClassificationTask(Task):
         from shared import evaluation
 
         labels, probabilities = self.outputs(model, splits, "test", config)
-        result = evaluation.classification(labels, probabilities, splits.info["class_names"])
+        result = evaluation.classification(labels, probabilities, splits.info.class_names)
         result.outputs = labels, probabilities
         return result
 
@@ -855,60 +787,11 @@ class ClassificationTask(Task):
 
         batch = self.prepare_inputs(info, inputs)
         probabilities = model.predict(batch, verbose=0)
-        answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 3))
+        answers = evaluation.top_k(probabilities, info.class_names, k=info.top_k)
         return self.explained(answers, model, info, batch, probabilities, explain, inputs)
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
         serving.preprocessing["meaning"] = {"probabilities": "one per class, in the order of class_names"}
-        serving.preprocessing["class_names"] = list(info["class_names"])
+        serving.preprocessing["class_names"] = list(info.class_names)
         return serving
-
-
-def _is_table(path):
-    return os.path.isfile(path) and path.lower().endswith(TABLE_EXTENSIONS)
-
-
-def _folder_files(folder, extensions, task_name):
-    """The files in `folder` (recursively, sorted, hidden ones skipped) whose suffix is in `extensions`."""
-    files = sorted(
-        str(path)
-        for path in pathlib.Path(folder).rglob("*")
-        if path.suffix.lower() in extensions
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-    if not files:
-        raise ValueError(f"folder '{folder}' holds no {task_name} input files ({', '.join(extensions)}).")
-    return files
-
-
-def _table_records(path):
-    """The rows of a CSV/TSV/Parquet table or JSONL file as dicts (missing values as None)."""
-    from shared.data.sources import read_jsonl, read_table
-
-    if path.lower().endswith((".jsonl", ".ndjson")):
-        return read_jsonl(path)
-    return json.loads(read_table(path).to_json(orient="records"))
-
-
-def _json_records(argument):
-    """(echo, row) pairs of a JSON object or list of objects, inline or in a file (any but a table)."""
-    text = argument
-    if argument.lower().endswith((*TABLE_EXTENSIONS, ".json")) and not os.path.exists(argument):
-        # a path, named whole: cutting it would cut off the file name
-        raise ValueError(f"INPUT '{argument}' does not exist; give an existing table or JSON file.")
-    if os.path.isfile(argument):
-        with open(argument, encoding="utf-8") as handle:
-            text = handle.read()
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError(
-            f"INPUT '{argument[:80]}' is not a CSV/JSONL/Parquet file, a .json file or a JSON object "
-            "like '{\"amount\": 12.5, ...}'."
-        ) from None
-    parsed = parsed if isinstance(parsed, list) else [parsed]
-    if not all(isinstance(record, dict) for record in parsed):
-        raise ValueError(f"INPUT '{argument[:80]}' must hold a JSON object or a list of objects (one per row).")
-    return [(argument if len(parsed) == 1 else f"{argument}:{row + 1}", record) for row, record in enumerate(parsed)]

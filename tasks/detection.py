@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from shared.constraints import NonNegative, Positive, Probability
+from shared.fitted_state import FittedState
 from tasks.base import Task, TaskConfig, balanced_class_weights
 
 
@@ -37,6 +38,25 @@ class DetectionConfig(TaskConfig):
             raise ValueError(
                 f"set target_precision ({self.target_precision}) or target_recall ({self.target_recall}), not both."
             )
+
+
+@dataclasses.dataclass(kw_only=True)
+class DetectionState(FittedState):
+    """What a detector's evaluation chose on validation; a detector's state extends it with its preprocessing.
+
+    Attributes:
+        mode (str): classification (a probability and a decision), or regression (predictive maintenance's RUL).
+        threshold (float | None): the decision threshold chosen on validation; None before evaluation and in
+            regression.
+        threshold_rule (str): how it was chosen (expected cost, a target precision or recall).
+        blend (dict | None): the baseline trees blended into the served scores and their weight
+            (`BinaryDetectionTask.scores`), when validation chose a blend.
+    """
+
+    mode: str = "classification"
+    threshold: float | None = None
+    threshold_rule: str = ""
+    blend: dict | None = None
 
 
 class BinaryDetectionTask(Task):
@@ -108,8 +128,8 @@ class BinaryDetectionTask(Task):
 
     def probabilistic(self, info):
         """True for a detector's sigmoid probability (the served one, blend included); False for a regression
-        mode (`info["mode"]`, predictive maintenance's RUL)."""
-        return info.get("mode", "classification") == "classification"
+        mode (`info.mode`, predictive maintenance's RUL)."""
+        return info.mode == "classification"
 
     def baselines(self, splits, config):
         """The positive rate as every score (trivial), and the task's trees (`baseline`) when it has them."""
@@ -143,11 +163,11 @@ class BinaryDetectionTask(Task):
         return (0.0,)
 
     def scores(self, model, info, features):
-        """The served probabilities: the model's, blended with the baseline trees `info["blend"]` holds, if any."""
+        """The served probabilities: the model's, blended with the baseline trees `info.blend` holds, if any."""
         from shared import trees
 
         scores = model.predict(features, batch_size=1024, verbose=0).reshape(-1)
-        blend = info.get("blend")
+        blend = info.blend
         if blend:
             scores = _mix(scores, trees.predict_proba(blend["trees"], self.baseline_table(features)), blend["weight"])
         return scores
@@ -170,7 +190,7 @@ class BinaryDetectionTask(Task):
         ValueError: a split lacks a class (training, after `max_examples`; validation, where the threshold is
             chosen; test).
         """
-        if splits.info.get("mode", "classification") == "classification":
+        if splits.info.mode == "classification":
             require_both_classes(splits)
 
     def evaluate(self, model, splits, config):
@@ -184,11 +204,12 @@ class BinaryDetectionTask(Task):
 
         if splits.fitted:
             baseline = None
-            threshold, rule = splits.info["threshold"], splits.info.get("threshold_rule", "")
+            threshold, rule = splits.info.threshold, splits.info.threshold_rule
             test_scores = self.scores(model, splits.info, splits.test.features)
         else:
+            unblended = splits.info.updated({"blend": None})  # a continued model's old blend is chosen anew
             validation_scores, test_scores = (
-                self.scores(model, {}, split.features) for split in (splits.validation, splits.test)
+                self.scores(model, unblended, split.features) for split in (splits.validation, splits.test)
             )
             trained = next((item for item in splits.baselines if item.fitted is not None), None)
             baseline, blend = None, None

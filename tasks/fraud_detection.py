@@ -43,7 +43,7 @@ from shared.constraints import Count, Fraction, Width, Widths
 from shared.data.sources import Table, reader
 from tasks import register
 from tasks.base import Splits, search_space
-from tasks.detection import BinaryDetectionTask, DetectionConfig
+from tasks.detection import BinaryDetectionTask, DetectionConfig, DetectionState
 
 MERCHANT_CATEGORIES = (
     "grocery",
@@ -107,11 +107,31 @@ def _read_tfds_features(task, argument, config):
     return Table(frame, f"tfds_{argument.split(':')[0]}")
 
 
+@dataclasses.dataclass(kw_only=True)
+class TableState(DetectionState):
+    """A detector of table rows (`DetectionState`) and how a row becomes the model's features.
+
+    Attributes:
+        preprocessing (dict): the columns' statistics and vocabularies (`shared.data.sources.fit_tabular`).
+        target (str): the label column.
+        ignored_columns (list[str]): columns a row may hold that the model does not read.
+        train_prevalence (float): the training split's positive rate.
+        example_rows (list[dict]): two test rows, the logged model's input example.
+    """
+
+    preprocessing: dict
+    target: str
+    ignored_columns: list
+    train_prevalence: float
+    example_rows: list
+
+
 @register
 class FraudDetection(BinaryDetectionTask):
     name = "fraud_detection"
     answer_key = "fraud_probability"
     config_class = FraudDetectionConfig
+    state_class = TableState
     tfds_name = "german_credit_numeric"
     input_column = "row"
     input_kind = "record"
@@ -209,13 +229,13 @@ class FraudDetection(BinaryDetectionTask):
         )
         train = augmentation.oversample(train, config.oversample, config.seed)
         examples = frame.iloc[indices[2][:2]][numeric + categorical]
-        info = {
-            "preprocessing": spec,
-            "target": config.target,
-            "ignored_columns": ignored,
-            "train_prevalence": float(labels[indices[0]].mean()),
-            "example_rows": json.loads(examples.to_json(orient="records")),
-        }
+        info = TableState(
+            preprocessing=spec,
+            target=config.target,
+            ignored_columns=ignored,
+            train_prevalence=float(labels[indices[0]].mean()),
+            example_rows=json.loads(examples.to_json(orient="records")),
+        )
         splits = Splits(train, validation, test, info, source, name, synthetic)
         if config.slice_by:
             from shared import slices
@@ -228,7 +248,7 @@ class FraudDetection(BinaryDetectionTask):
     def build_model(self, config, info):
         import keras
 
-        spec = info["preprocessing"]
+        spec = info.preprocessing
         inputs = {"numeric": keras.Input((len(spec["numeric"]),), name="numeric")}
         parts = [inputs["numeric"]]
         for index, item in enumerate(spec["categorical"]):
@@ -258,7 +278,7 @@ class FraudDetection(BinaryDetectionTask):
 
         from shared import trees
 
-        spec = splits.info["preprocessing"]
+        spec = splits.info.preprocessing
         categorical = [False] * len(spec["numeric"]) + [
             len(item["vocabulary"]) < 255 for item in spec["categorical"]
         ]  # HGB bins categories in <= 255 bins
@@ -283,17 +303,17 @@ class FraudDetection(BinaryDetectionTask):
         return (0.0, 0.25, 0.5, 0.75, 1.0) if config.blend else (0.0,)
 
     def input_example(self, splits):
-        return splits.info["example_rows"][:1]
+        return splits.info.example_rows[:1]
 
     def explanation_names(self, info):
         """The numeric columns, in the model's order."""
-        return [item["name"] for item in info["preprocessing"]["numeric"]]
+        return [item["name"] for item in info.preprocessing["numeric"]]
 
     def drift_view(self, model, info, batch):
         """Every column: the standardised numbers and the category codes the model reads."""
         from shared import drift
 
-        spec = info["preprocessing"]
+        spec = info.preprocessing
         categories = {item["name"]: batch[f"categorical_{index}"] for index, item in enumerate(spec["categorical"])}
         return drift.table_view(batch["numeric"], self.explanation_names(info), categories)
 
@@ -303,8 +323,8 @@ class FraudDetection(BinaryDetectionTask):
         answers = [
             {
                 "fraud_probability": round(float(score), 6),
-                "fraud": bool(score >= info["threshold"]),
-                "threshold": round(info["threshold"], 6),
+                "fraud": bool(score >= info.threshold),
+                "threshold": round(info.threshold, 6),
             }
             for score in scores
         ]
@@ -315,15 +335,15 @@ class FraudDetection(BinaryDetectionTask):
 
         from shared.data.tabular import apply_tabular
 
-        spec = info["preprocessing"]
-        records = raw_inputs.check_records(inputs, spec, info["ignored_columns"])
+        spec = info.preprocessing
+        records = raw_inputs.check_records(inputs, spec, info.ignored_columns)
         return _features(apply_tabular(pd.DataFrame(records), spec, "predict input"))
 
     def serving_signature(self, model, info):
         """The SavedModel takes one input per column (numbers, category strings) and encodes them in its graph."""
         from shared import serving as graphs
 
-        spec = info["preprocessing"]
+        spec = info.preprocessing
         serving = super().serving_signature(model, info)
         serving.preprocessing.update(
             graphs.tabular_contract(
@@ -336,7 +356,7 @@ class FraudDetection(BinaryDetectionTask):
         )
         serving.raw_inputs, graph, feed, serving.resources = graphs.table_graph(spec)
         serving.raw_graph = lambda raw: _features(graph(raw))
-        serving.raw_feed = lambda inputs: feed(raw_inputs.check_records(inputs, spec, info["ignored_columns"]))
+        serving.raw_feed = lambda inputs: feed(raw_inputs.check_records(inputs, spec, info.ignored_columns))
         serving.preprocessing["raw_input"] = (
             "one input per feature column, named as in `columns` (tensor name: column): numbers as float32 "
             "(NaN when missing), categories as strings (empty when missing)"
@@ -356,8 +376,8 @@ class FraudDetection(BinaryDetectionTask):
         ]
         serving.preprocessing.update(
             {
-                "threshold": info["threshold"],
-                "threshold_rule": info.get("threshold_rule", ""),
+                "threshold": info.threshold,
+                "threshold_rule": info.threshold_rule,
                 "meaning": {"fraud_probability": "the probability that the row is a fraud; flag it when >= threshold"},
             }
         )

@@ -16,6 +16,7 @@ import numpy as np
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Side, Size
 from shared.data.sources import is_table, reader
+from shared.fitted_state import LabelledState
 from shared.heads import softmax_head
 from shared.images import IMAGE_EXTENSIONS
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
@@ -73,6 +74,22 @@ class ImageClassificationConfig(TaskConfig):
             )
 
 
+@dataclasses.dataclass(kw_only=True)
+class ImageState(LabelledState):
+    """What an image classifier was fitted to (`LabelledState` plus its input).
+
+    Attributes:
+        image_size (list[int]): the (height, width) the model takes.
+        channels (int): 1 (grayscale) or 3.
+        stem_stride (int | None): the ResNet stem's stride `stem_stride=0` chose; None in models logged before the
+            state kept it (their config's stride applies).
+    """
+
+    image_size: list
+    channels: int
+    stem_stride: int | None = None
+
+
 def array_examples(images, labels, config):
     """Images held in memory (uint8 or float, (n, h, w[, c])) as examples converted in tf.data.
 
@@ -94,6 +111,7 @@ class ImageClassificationTask(ClassificationTask):
     """A single-label image classifier: a ResNet or keras.applications backbone, augmentation, top-k answers."""
 
     config_class = ImageClassificationConfig
+    state_class = ImageState
     input_column = "image"
     input_kind = "file"
     input_extensions = IMAGE_EXTENSIONS
@@ -148,8 +166,13 @@ class ImageClassificationTask(ClassificationTask):
         from shared.data.splits import carve
 
         train, validation, test = carve(pool, config, validation=validation, test=test)
-        info = {"class_names": class_names, "image_size": list(size), "channels": channels, "top_k": config.top_k}
-        info["stem_stride"] = stem_stride(config, min(size), len(train))
+        info = self.state_class(
+            class_names=class_names,
+            image_size=list(size),
+            channels=channels,
+            top_k=config.top_k,
+            stem_stride=stem_stride(config, min(size), len(train)),
+        )
         return Splits(train, validation, test, info, config.data, name, synthetic)
 
     def load_fitted(self, config, info):
@@ -158,14 +181,14 @@ class ImageClassificationTask(ClassificationTask):
         Raises:
             ValueError: the images decode to another size than the model takes (square sizes are resized).
         """
-        height, width = info["image_size"]
+        height, width = info.image_size
         config = dataclasses.replace(
-            config, image_size=height if height == width else config.image_size, channels=info["channels"]
+            config, image_size=height if height == width else config.image_size, channels=info.channels
         )
         splits = super().load_fitted(config, info)
-        if list(splits.info["image_size"]) != list(info["image_size"]):
+        if list(splits.info.image_size) != list(info.image_size):
             raise ValueError(
-                f"'{config.data}' holds {splits.info['image_size'][1]}x{splits.info['image_size'][0]} "
+                f"'{config.data}' holds {splits.info.image_size[1]}x{splits.info.image_size[0]} "
                 f"images, but the model takes {width}x{height}; resize them to that size."
             )
         return splits
@@ -175,13 +198,13 @@ class ImageClassificationTask(ClassificationTask):
 
         from shared import regularization
 
-        inputs = keras.Input((*info["image_size"], info["channels"]), name="image")
+        inputs = keras.Input((*info.image_size, info.channels), name="image")
         if config.backbone == "resnet":
-            stride = info.get("stem_stride") or config.stem_stride or 1  # models logged before info kept it
+            stride = info.stem_stride or config.stem_stride or 1  # models logged before info kept it
             features = _resnet(inputs, config, regularization.l2(config.l2), stride)
         else:
             features = _backbone(inputs, config)
-        outputs = softmax_head(features, config.dropout, len(info["class_names"]))
+        outputs = softmax_head(features, config.dropout, len(info.class_names))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.backbone}")
 
     def train_map(self, config, info):
@@ -205,7 +228,7 @@ class ImageClassificationTask(ClassificationTask):
     def prepare_inputs(self, info, inputs):
         from shared import images
 
-        return np.stack([images.fit(images.decode(raw), info["image_size"], info["channels"]) for raw in inputs])
+        return np.stack([images.fit(images.decode(raw), info.image_size, info.channels) for raw in inputs])
 
     def drift_view(self, model, info, batch):
         """Brightness and contrast per image, and the classifier's penultimate features (embeddings)."""
@@ -217,7 +240,7 @@ class ImageClassificationTask(ClassificationTask):
         """The SavedModel takes encoded image bytes and decodes, converts and resizes them in its graph."""
         from shared import serving as graphs
 
-        size, channels = tuple(info["image_size"]), info["channels"]
+        size, channels = tuple(info.image_size), info.channels
         serving = super().serving_signature(model, info)
         serving.preprocessing.update(graphs.image_contract(size, channels))
         serving.preprocessing["raw_input"] = (
@@ -255,13 +278,13 @@ def read_tfds_images(task, argument, config):
     train, validation, test = tfds.streams(
         found, chosen, ("image", "label"), config, decode=images.decode_step(channels, size, encoded=True)
     )
-    info = {
-        "class_names": list(found.info.features["label"].names),
-        "image_size": list(size),
-        "channels": channels,
-        "top_k": config.top_k,
-        "stem_stride": stem_stride(config, min(size), len(train)),
-    }
+    info = task.state_class(
+        class_names=list(found.info.features["label"].names),
+        image_size=list(size),
+        channels=channels,
+        top_k=config.top_k,
+        stem_stride=stem_stride(config, min(size), len(train)),
+    )
     return Splits(train, validation, test, info, config.data, f"tfds_{name}", False)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, Size
 from shared.data.sources import reader
 from tasks import register
-from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask, read_npz_images
+from tasks.image_classification import ImageClassificationConfig, ImageClassificationTask, ImageState, read_npz_images
 
 IMBALANCE = ("class_weight", "focal", "none")
 THRESHOLD_METHODS = ("youden", "sensitivity")
@@ -130,10 +130,23 @@ def _read_medmnist(task, argument, config):
     return read_npz_images(task, argument, config)
 
 
+@dataclasses.dataclass(kw_only=True)
+class ScanState(ImageState):
+    """An image classifier's state (`ImageState`) and a binary model's decision threshold.
+
+    Attributes:
+        threshold (float): the positive class is answered at or above it; chosen on validation (0.5 in models
+            logged before it was kept).
+    """
+
+    threshold: float = 0.5
+
+
 @register
 class MedicalImaging(ImageClassificationTask):
     name = "medical_imaging"
     config_class = MedicalImagingConfig
+    state_class = ScanState
     primary_metric = "roc_auc"
     tfds_name = "patch_camelyon"
     quick_overrides = {"epochs": 2, "max_examples": 400}
@@ -165,12 +178,12 @@ class MedicalImaging(ImageClassificationTask):
                 )
         if config.class_names:
             names = [name.strip() for name in config.class_names.split(",")]
-            if len(names) != len(splits.info["class_names"]):
+            if len(names) != len(splits.info.class_names):
                 raise ValueError(
                     f"class_names lists {len(names)} names but '{config.data}' has "
-                    f"{len(splits.info['class_names'])} classes."
+                    f"{len(splits.info.class_names)} classes."
                 )
-            splits.info["class_names"] = names
+            splits.info.class_names = names
         return splits
 
     def loss(self, config, info):
@@ -187,7 +200,7 @@ class MedicalImaging(ImageClassificationTask):
 
         # One ROC-AUC per class column, averaged: for two classes exactly the binary ROC-AUC of the positive
         # probability. Keras' default flattens the columns into one, which mixes calibration into the score.
-        classes = len(info["class_names"])
+        classes = len(info.class_names)
         return super().metrics(config, info) + [keras.metrics.AUC(name="auc", multi_label=True, num_labels=classes)]
 
     def class_weight(self, config, splits):
@@ -207,13 +220,13 @@ class MedicalImaging(ImageClassificationTask):
         """
         from tasks.detection import require_both_classes
 
-        if len(splits.info["class_names"]) == 2:
+        if len(splits.info.class_names) == 2:
             require_both_classes(splits)
 
     def evaluate(self, model, splits, config):
         from shared import evaluation
 
-        names = splits.info["class_names"]
+        names = splits.info.class_names
         labels, probabilities = self.outputs(model, splits, "test", config)
         if len(names) == 2:
             threshold, how = self._threshold(model, splits, config)
@@ -244,7 +257,7 @@ class MedicalImaging(ImageClassificationTask):
         from shared.data import examples
 
         if splits.fitted:
-            return splits.info.get("threshold", 0.5), "the model's threshold"
+            return splits.info.threshold, "the model's threshold"
         scores, labels = examples.predict(model, splits.validation, config.batch_size)
         scores = scores[:, 1]
         if config.threshold_method == "sensitivity":
@@ -261,11 +274,11 @@ class MedicalImaging(ImageClassificationTask):
     def explained_examples(self, info, labels, probabilities, count, seed):
         """The most confident true/false positives and negatives (two classes, decided by the model's threshold),
         or hits and misses (more), a share of `count` each."""
-        names = info["class_names"]
+        names = info.class_names
         labels, probabilities = np.asarray(labels), np.asarray(probabilities)
         confidence = probabilities.max(axis=1)
         if len(names) == 2:
-            predicted = (probabilities[:, 1] >= info.get("threshold", 0.5)).astype(int)
+            predicted = (probabilities[:, 1] >= info.threshold).astype(int)
             groups = {
                 "TP": (labels == 1) & (predicted == 1),
                 "FP": (labels == 0) & (predicted == 1),
@@ -291,9 +304,9 @@ class MedicalImaging(ImageClassificationTask):
 
         batch = self.prepare_inputs(info, inputs)
         probabilities = model.predict(batch, verbose=0)
-        names = info["class_names"]
+        names = info.class_names
         if len(names) == 2:
-            threshold = info.get("threshold", 0.5)
+            threshold = info.threshold
             answers = []
             for row in probabilities:
                 label = int(row[1] >= threshold)
@@ -306,17 +319,14 @@ class MedicalImaging(ImageClassificationTask):
                     }
                 )
         else:
-            answers = [
-                dict(answer, threshold=None)
-                for answer in evaluation.top_k(probabilities, names, k=info.get("top_k", 3))
-            ]
+            answers = [dict(answer, threshold=None) for answer in evaluation.top_k(probabilities, names, k=info.top_k)]
         return self.explained(answers, model, info, batch, probabilities, explain, inputs)
 
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
-        if len(info["class_names"]) == 2:
-            serving.preprocessing["threshold"] = info.get("threshold", 0.5)
+        if len(info.class_names) == 2:
+            serving.preprocessing["threshold"] = info.threshold
             serving.preprocessing["meaning"]["label"] = (
-                f"{info['class_names'][1]} when probabilities[:, 1] >= threshold, else {info['class_names'][0]}"
+                f"{info.class_names[1]} when probabilities[:, 1] >= threshold, else {info.class_names[0]}"
             )
         return serving

@@ -44,6 +44,7 @@ from shared.constraints import Choice, Count, Fraction, Length, Size, Width
 from shared.data import sources
 from shared.data.sources import reader
 from shared.data.text import check_sentences, extend_vocabulary, strings
+from shared.fitted_state import LabelledState
 from shared.heads import softmax_head
 from tasks import register
 from tasks.base import ClassificationTask, Splits, TaskConfig, search_space
@@ -440,10 +441,29 @@ def _columns(config):
     return columns
 
 
+@dataclasses.dataclass(kw_only=True)
+class TextState(LabelledState):
+    """A text classifier's classes (`LabelledState`) and how its texts become ids.
+
+    Attributes:
+        sequence_length (int): tokens kept per text.
+        vocabulary (list[str] | None): the adapted vocabulary (padding and unknown first); None with a keras-hub
+            `backbone`, whose tokenizer travels inside the saved model.
+        added_words (int): words the pretrained `embeddings` added to the vocabulary beyond the trained ones.
+        backbone (str | None): the keras-hub preset, or None for the model trained from scratch.
+    """
+
+    sequence_length: int
+    vocabulary: list | None = None
+    added_words: int = 0
+    backbone: str | None = None
+
+
 @register
 class NlpSentiment(ClassificationTask):
     name = "nlp_sentiment"
     config_class = NlpSentimentConfig
+    state_class = TextState
     tfds_name = "imdb_reviews"
     input_column = "text"
     table_columns = NlpSentimentConfig.text_column
@@ -497,19 +517,19 @@ class NlpSentiment(ClassificationTask):
         texts = self.read(config)
         pool, class_names, validation, test = texts.pool, texts.class_names, texts.validation, texts.test
         train, validation, test = carve(pool, config, validation=validation, test=test)
-        info = {"class_names": class_names, "top_k": config.top_k, "sequence_length": config.sequence_length}
+        info = TextState(class_names=class_names, top_k=config.top_k, sequence_length=config.sequence_length)
         if config.backbone == "none":
-            info["vocabulary"] = adapt_vocabulary(
+            info.vocabulary = adapt_vocabulary(
                 train, config.vocabulary_size, "strip", config.vocabulary_sample, config.seed
             )
             if config.embeddings != "none":
-                trained = len(info["vocabulary"])
-                info["vocabulary"] = extend_vocabulary(
-                    info["vocabulary"], config.embeddings, config.embeddings_words, "strip"
+                trained = len(info.vocabulary)
+                info.vocabulary = extend_vocabulary(
+                    info.vocabulary, config.embeddings, config.embeddings_words, "strip"
                 )
-                info["added_words"] = len(info["vocabulary"]) - trained
+                info.added_words = len(info.vocabulary) - trained
         else:  # the preset's own tokenizer and vocabulary travel inside the saved model
-            info["backbone"] = config.backbone
+            info.backbone = config.backbone
         return Splits(train, validation, test, info, config.data, texts.name, texts.synthetic)
 
     def embedded(self, config):
@@ -521,12 +541,12 @@ class NlpSentiment(ClassificationTask):
         import keras
 
         if config.backbone != "none":
-            return _pretrained_classifier(config, len(info["class_names"]))
+            return _pretrained_classifier(config, len(info.class_names))
 
         inputs = keras.Input((None,), dtype="int64", name="token_ids")
         matrix = _vectors(config, info)
         members = [_encoder(config, info, inputs, matrix) for _ in range(config.ensemble)]
-        outputs = softmax_head(members, config.dropout, len(info["class_names"]))
+        outputs = softmax_head(members, config.dropout, len(info.class_names))
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.architecture}")
 
     def eval_map(self, config, info):
@@ -534,15 +554,15 @@ class NlpSentiment(ClassificationTask):
 
         from shared.data.text import standardize_text, text_vectorizer
 
-        num_classes = len(info["class_names"])
-        if "backbone" in info:  # raw strings: the keras-hub model tokenises them in its own tf.data map
+        num_classes = len(info.class_names)
+        if info.backbone is not None:  # raw strings: the keras-hub model tokenises them in its own tf.data map
             return lambda texts, labels: (texts, tf.one_hot(labels, num_classes))
         # Batches are padded to their longest text, not to sequence_length: most sentences are short,
         # and a recurrent net pays for every padded step.
-        layer = text_vectorizer(info["vocabulary"], None)
+        layer = text_vectorizer(info.vocabulary, None)
 
         def encode(texts, labels):
-            token_ids = layer(standardize_text(texts, "strip"))[:, : info["sequence_length"]]
+            token_ids = layer(standardize_text(texts, "strip"))[:, : info.sequence_length]
             return _nonempty(token_ids), tf.one_hot(labels, num_classes)
 
         return encode
@@ -550,7 +570,7 @@ class NlpSentiment(ClassificationTask):
     def train_map(self, config, info):
         from shared import augmentation
 
-        if "backbone" in info:  # token dropout works on ids, which only the preset's preprocessor makes
+        if info.backbone is not None:  # token dropout works on ids, which only the preset's preprocessor makes
             return self.eval_map(config, info)
         return augmentation.chain(
             self.eval_map(config, info), augmentation.token_dropout(config.token_dropout, seed=config.seed)
@@ -559,9 +579,9 @@ class NlpSentiment(ClassificationTask):
     def length_buckets(self, config, info):
         import tensorflow as tf
 
-        if "backbone" in info:  # keras-hub preprocessors pad every batch to sequence_length
+        if info.backbone is not None:  # keras-hub preprocessors pad every batch to sequence_length
             return None
-        return (lambda texts, labels: tf.size(tf.strings.split(texts), out_type=tf.int32)), info["sequence_length"]
+        return (lambda texts, labels: tf.size(tf.strings.split(texts), out_type=tf.int32)), info.sequence_length
 
     def custom_objects(self):
         import keras_hub  # noqa: F401  registers the keras-hub classes a fine-tuned backbone's file names
@@ -589,7 +609,7 @@ class NlpSentiment(ClassificationTask):
             texts["train"][1][rows],
             {role: texts[role][0] for role in ("validation", "test")},
             texts["validation"][1],
-            len(splits.info["class_names"]),
+            len(splits.info.class_names),
         )
         return super().baselines(splits, config) + [baselines.Baseline("tfidf_logreg", **found)]
 
@@ -597,7 +617,7 @@ class NlpSentiment(ClassificationTask):
         from shared import evaluation
 
         labels, probabilities = self.outputs(model, splits, "test", config)
-        names = splits.info["class_names"]
+        names = splits.info.class_names
         result = evaluation.classification(labels, probabilities, names)
         result.outputs = labels, probabilities
         if len(names) == 2:
@@ -616,7 +636,7 @@ class NlpSentiment(ClassificationTask):
         from shared import evaluation
 
         probabilities, truncated = _probabilities(model, info, list(inputs), check=True)
-        answers = evaluation.top_k(probabilities, info["class_names"], k=info.get("top_k", 2))
+        answers = evaluation.top_k(probabilities, info.class_names, k=info.top_k)
         for answer, cut in zip(answers, truncated):
             if cut:
                 answer["truncated"] = True
@@ -629,16 +649,16 @@ class NlpSentiment(ClassificationTask):
         from shared import explain
 
         texts, columns = strings(examples), explain.explained_outputs(outputs)
-        if "backbone" in info:
+        if info.backbone is not None:
             inputs = {name: np.asarray(value) for name, value in model.preprocessor(texts).items()}
             vocabulary = model.preprocessor.tokenizer.get_vocabulary()
             return explain.explain("tokens", model, inputs, columns, key="token_ids", vocabulary=vocabulary), inputs
         ids = _token_ids(info, texts, check=False)[0]
         ids = ids[:, : max(1, int((ids != 0).sum(axis=1).max()))]
-        return explain.explain("tokens", model, ids, columns, vocabulary=info["vocabulary"]), ids
+        return explain.explain("tokens", model, ids, columns, vocabulary=info.vocabulary), ids
 
     def prepare_inputs(self, info, inputs):
-        if "backbone" in info:  # a keras-hub classifier tokenises raw strings itself
+        if info.backbone is not None:  # a keras-hub classifier tokenises raw strings itself
             return np.array(list(inputs), dtype=object)
         return _token_ids(info, inputs, check=True)[0]
 
@@ -647,7 +667,7 @@ class NlpSentiment(ClassificationTask):
         lives inside the model."""
         from shared import drift
 
-        return None if "backbone" in info else drift.token_view(batch)
+        return None if info.backbone is not None else drift.token_view(batch)
 
     def serving_signature(self, model, info):
         """The SavedModel takes raw strings and standardises and vectorises them in its graph."""
@@ -655,14 +675,14 @@ class NlpSentiment(ClassificationTask):
         from shared.data.text import standardize_text, text_vectorizer
 
         serving = super().serving_signature(model, info)
-        if "backbone" in info:
+        if info.backbone is not None:
             return serving
-        layer = text_vectorizer(info["vocabulary"], info["sequence_length"])
+        layer = text_vectorizer(info.vocabulary, info.sequence_length)
         layer.build(None)  # a SavedModel keeps only built layers (and so the vocabulary's lookup table)
-        serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info["sequence_length"], "strip"))
+        serving.preprocessing.update(graphs.text_contract("vocabulary.txt", info.sequence_length, "strip"))
         serving.preprocessing["steps"].append("a text with no token at all gets id 1 ([UNK]) first, as in training")
-        serving.files["vocabulary.txt"] = info["vocabulary"]
-        serving.tensor_shapes = {"token_ids": (None, info["sequence_length"])}
+        serving.files["vocabulary.txt"] = info.vocabulary
+        serving.tensor_shapes = {"token_ids": (None, info.sequence_length)}
         serving.preprocessing["raw_input"] = "a UTF-8 string per row"
         serving.raw_inputs = {"text": ((None,), "string")}
         serving.raw_graph = lambda raw: _nonempty(layer(standardize_text(raw["text"], "strip")))
@@ -687,7 +707,7 @@ def _probabilities(model, info, texts, check):
 
     Args:
         model (keras.Model): the trained classifier.
-        info (dict): `Splits.info` of the run.
+        info (FittedState): `Splits.info` of the run.
         texts (list[str]): raw sentences.
         check (bool): predictor mode: raise on empty texts and warn about truncated ones.
 
@@ -695,17 +715,17 @@ def _probabilities(model, info, texts, check):
         tuple[np.ndarray, np.ndarray]: probabilities (n, classes) and, per text, whether it was truncated.
     """
 
-    if "backbone" not in info:
+    if info.backbone is None:
         token_ids, truncated = _token_ids(info, texts, check)
         return model.predict(token_ids, batch_size=256, verbose=0), truncated
     if check:
         check_sentences(texts)
     # The preprocessor adds two markers ([CLS] and [SEP] or the like) to the sub-word ids.
     lengths = np.array([len(ids) for ids in model.preprocessor.tokenizer(texts)]) + 2
-    truncated = lengths > info["sequence_length"]
+    truncated = lengths > info.sequence_length
     if check and truncated.any():
         warnings.warn(
-            f"{int(truncated.sum())} input(s) longer than the model's {info['sequence_length']} tokens "
+            f"{int(truncated.sum())} input(s) longer than the model's {info.sequence_length} tokens "
             f"were truncated (inputs {', '.join(str(i + 1) for i in np.flatnonzero(truncated)[:10])}).",
             stacklevel=3,
         )
@@ -784,9 +804,7 @@ def _encoder(config, info, inputs, matrix):
 
     layers = text_layers.layers()
     if config.architecture == "transformer":
-        x = layers["PositionalEmbedding"](info["sequence_length"], len(info["vocabulary"]), config.embedding_dim)(
-            inputs
-        )
+        x = layers["PositionalEmbedding"](info.sequence_length, len(info.vocabulary), config.embedding_dim)(inputs)
         x = keras.layers.Dropout(config.dropout)(x)
         for _ in range(config.layers):
             x = layers["TransformerEncoder"](
@@ -815,7 +833,7 @@ def _vectors(config, info):
         return None
     from shared.data.text import word_vectors
 
-    matrix, share = word_vectors(config.embeddings, info["vocabulary"], config.seed)
+    matrix, share = word_vectors(config.embeddings, info.vocabulary, config.seed)
     print(
         f"embeddings: {share:.0%} of the {len(matrix) - 2} vocabulary words found in {config.embeddings}",
         file=sys.stderr,
@@ -825,15 +843,15 @@ def _vectors(config, info):
 
 def _embedding(config, info, matrix):
     """The token embedding: learned from scratch, or started from `matrix` (see `_vectors`) and fine-tuned,
-    the words the file added to the vocabulary (`Splits.info["added_words"]`) kept at their vectors."""
+    the words the file added to the vocabulary (`Splits.info.added_words`) kept at their vectors."""
     import keras
 
     from shared import text_layers
 
-    size = len(info["vocabulary"])
+    size = len(info.vocabulary)
     if matrix is None:
         return keras.layers.Embedding(size, config.embedding_dim, mask_zero=True)
-    added = info.get("added_words", 0)
+    added = info.added_words
     if not added:
         return keras.layers.Embedding(size, config.embedding_dim, mask_zero=True, weights=[matrix])
     layer = text_layers.layers()["ExtendedEmbedding"](size - added, added, config.embedding_dim)
@@ -846,7 +864,7 @@ def _token_ids(info, texts, check):
     """Token id rows of raw texts as in training (see `shared.data.text.tokenize_text`), and which were truncated."""
     from shared.data.text import tokenize_text
 
-    token_ids, truncated = tokenize_text(list(texts), info["vocabulary"], info["sequence_length"], "strip", check=check)
+    token_ids, truncated = tokenize_text(list(texts), info.vocabulary, info.sequence_length, "strip", check=check)
     token_ids[token_ids[:, 0] == 0, 0] = 1  # punctuation-only text: [UNK], as in training (see `_nonempty`)
     return token_ids, truncated
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from shared.constraints import Choice, Count, Fraction, Length, NonNegative, Size, Width
 from shared.data.sources import reader
+from shared.fitted_state import FittedState
 from tasks import register
 from tasks.base import ServingSignature, Splits, Task, TaskConfig, search_space
 
@@ -428,11 +429,35 @@ def _read_pair_file(task, argument, config):
     return SentencePairs(pool, ["source", "target"], f"file_{argument.rstrip('/').split('/')[-1]}")
 
 
+@dataclasses.dataclass(kw_only=True)
+class TranslationState(FittedState):
+    """A translator's vocabularies and decoding settings.
+
+    Attributes:
+        source_vocabulary (list[str]): the source language's tokens (padding and unknown first).
+        target_vocabulary (list[str]): the target language's, with the start and end markers after those two.
+        sequence_length (int): tokens kept per sentence.
+        languages (list[str]): the source and target languages.
+        decoding (str): greedy or beam.
+        beam_width (int): hypotheses kept when decoding by beam.
+        length_penalty (float): beam scores divide by length**penalty.
+    """
+
+    source_vocabulary: list
+    target_vocabulary: list
+    sequence_length: int
+    languages: list
+    decoding: str = "greedy"
+    beam_width: int = 4
+    length_penalty: float = 0.6
+
+
 @register
 class NlpTranslation(Task):
     name = "nlp_translation"
     answer_key = "translation"
     config_class = NlpTranslationConfig
+    state_class = TranslationState
     primary_metric = "bleu"
     tfds_name = "ted_hrlr_translate/pt_to_en"
     input_column = "text"
@@ -459,17 +484,17 @@ class NlpTranslation(Task):
         target_vocabulary = adapt_vocabulary(
             train, config.vocabulary_size - 2, "split", config.vocabulary_sample, config.seed, part=1
         )
-        info = {
-            "source_vocabulary": adapt_vocabulary(
+        info = TranslationState(
+            source_vocabulary=adapt_vocabulary(
                 train, config.vocabulary_size, "split", config.vocabulary_sample, config.seed
             ),
-            "target_vocabulary": target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
-            "sequence_length": config.sequence_length,
-            "languages": pairs.languages,
-            "decoding": config.decoding,
-            "beam_width": config.beam_width,
-            "length_penalty": config.length_penalty,
-        }
+            target_vocabulary=target_vocabulary[:2] + [START, END] + target_vocabulary[2:],
+            sequence_length=config.sequence_length,
+            languages=pairs.languages,
+            decoding=config.decoding,
+            beam_width=config.beam_width,
+            length_penalty=config.length_penalty,
+        )
         return Splits(train, validation, test, info, config.data, pairs.name, pairs.synthetic)
 
     def embedded(self, config):
@@ -483,15 +508,15 @@ class NlpTranslation(Task):
         from shared import text_layers
 
         layers = text_layers.layers()
-        length = info["sequence_length"]
+        length = info.sequence_length
         # Any length up to `length`: training batches are padded to their own longest sentence.
         encoder_inputs = keras.Input((None,), dtype="int64", name="encoder_inputs")
-        x = layers["PositionalEmbedding"](length, len(info["source_vocabulary"]), config.embedding_dim)(encoder_inputs)
+        x = layers["PositionalEmbedding"](length, len(info.source_vocabulary), config.embedding_dim)(encoder_inputs)
         x = keras.layers.Dropout(config.dropout)(x)
         for _ in range(config.layers):
             x = layers["TransformerEncoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(x)
         decoder_inputs = keras.Input((None,), dtype="int64", name="decoder_inputs")
-        target_embedding = layers["PositionalEmbedding"](length, len(info["target_vocabulary"]), config.embedding_dim)
+        target_embedding = layers["PositionalEmbedding"](length, len(info.target_vocabulary), config.embedding_dim)
         y = keras.layers.Dropout(config.dropout)(target_embedding(decoder_inputs))
         for _ in range(config.layers):
             y = layers["TransformerDecoder"](config.embedding_dim, config.dense_dim, config.heads, config.dropout)(y, x)
@@ -499,7 +524,7 @@ class NlpTranslation(Task):
         if config.tie_embeddings:
             y = target_embedding(y, reverse=True)
         else:
-            y = keras.layers.Dense(len(info["target_vocabulary"]))(y)
+            y = keras.layers.Dense(len(info.target_vocabulary))(y)
         outputs = keras.layers.Activation("softmax", dtype="float32", name="next_token")(y)
         return keras.Model(
             {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
@@ -534,10 +559,10 @@ class NlpTranslation(Task):
 
         from shared.data.text import standardize_text, text_vectorizer
 
-        length = info["sequence_length"]
+        length = info.sequence_length
         # Batches are padded to their longest sentence (cut at sequence_length), not to sequence_length.
-        source_layer = text_vectorizer(info["source_vocabulary"], None)
-        target_layer = text_vectorizer(info["target_vocabulary"], None)
+        source_layer = text_vectorizer(info.source_vocabulary, None)
+        target_layer = text_vectorizer(info.target_vocabulary, None)
 
         def encode(sources, targets):
             marked = tf.strings.join([START, standardize_text(targets, "split"), END], separator=" ")
@@ -566,7 +591,7 @@ class NlpTranslation(Task):
         def length(sources, targets):
             return tf.maximum(tf.size(tf.strings.split(sources)), tf.size(tf.strings.split(targets)))
 
-        return length, info["sequence_length"]
+        return length, info.sequence_length
 
     def custom_objects(self):
         from shared import text_layers
@@ -625,7 +650,7 @@ class NlpTranslation(Task):
 
         Args:
             model (keras.Model): the trained encoder-decoder.
-            info (dict): vocabularies, sequence length and decoding settings of the run.
+            info (TranslationState): vocabularies, sequence length and decoding settings of the run.
             inputs (list[str]): source sentences.
             check (bool): raise on empty inputs and warn about truncated ones (off for evaluation).
             explain (str | None): see `Task.predict_raw`: each answer explained over its source tokens.
@@ -636,9 +661,9 @@ class NlpTranslation(Task):
         from shared.data.text import tokenize_text
 
         source_ids, truncated = tokenize_text(
-            list(inputs), info["source_vocabulary"], info["sequence_length"], "split", check=check
+            list(inputs), info.source_vocabulary, info.sequence_length, "split", check=check
         )
-        vocabulary = info["target_vocabulary"]
+        vocabulary = info.target_vocabulary
         answers = [
             {"translation": detokenize([vocabulary[token] for token in tokens])}
             for tokens in _decoded(model, info, source_ids)
@@ -662,7 +687,7 @@ class NlpTranslation(Task):
         from shared import explain
         from shared.data.text import strings, tokenize_text
 
-        vocabulary, length = info["source_vocabulary"], info["sequence_length"]
+        vocabulary, length = info.source_vocabulary, info.sequence_length
         source_ids, _ = tokenize_text(strings(examples), vocabulary, length, "split")
         inputs, targets = _forced(source_ids, _decoded(model, info, source_ids), length)
         found = explain.explain("tokens", model, inputs, targets, key="encoder_inputs", vocabulary=vocabulary)
@@ -678,28 +703,28 @@ class NlpTranslation(Task):
         """Source sentences as the encoder's token ids (empty and long ones as they come: monitoring counts them)."""
         from shared.data.text import tokenize_text
 
-        source = info["source_vocabulary"]
-        return {"encoder_inputs": tokenize_text(list(inputs), source, info["sequence_length"], "split", check=False)[0]}
+        source = info.source_vocabulary
+        return {"encoder_inputs": tokenize_text(list(inputs), source, info.sequence_length, "split", check=False)[0]}
 
     def serving_signature(self, model, info):
         """Exports answer one decoder pass on token ids: the decode loop (greedy or beam search) is the caller's."""
         from shared import serving as graphs
         from shared.data.text import tokenize_text
 
-        length = info["sequence_length"]
+        length = info.sequence_length
 
         def prepare(inputs):
             """Source ids and, as decoder inputs, [start] + the model's own greedy translation: comparing every
             position of that pass covers every step of greedy decoding."""
-            source_ids, _ = tokenize_text(list(inputs), info["source_vocabulary"], length, "split", check=True)
-            return _forced(source_ids, beam_search(model, source_ids, 1, info["length_penalty"]), length)[0]
+            source_ids, _ = tokenize_text(list(inputs), info.source_vocabulary, length, "split", check=True)
+            return _forced(source_ids, beam_search(model, source_ids, 1, info.length_penalty), length)[0]
 
         contract = graphs.text_contract("source_vocabulary.txt", length, "split")
-        width = info["beam_width"] if info["decoding"] == "beam" else 1
+        width = info.beam_width if info.decoding == "beam" else 1
         contract["steps"] = [f"encoder_inputs: {step}" for step in contract["steps"]] + [
             f"decoder_inputs: int64 (n, {length}), [start] (id {START_ID}) then the tokens chosen so far, 0 after",
             f"decode: run the model, take next_token[:, t] at the last filled position t, pick the next id (greedy, or "
-            f"beam search of width {width} with scores divided by length ** {info['length_penalty']}), never 0 or "
+            f"beam search of width {width} with scores divided by length ** {info.length_penalty}), never 0 or "
             f"[start]; stop at [end] (id {END_ID}) or after {length} tokens",
             "detokenize: target_vocabulary.txt line number -> token, joined by spaces, no space before closing "
             "marks or after opening ones, the first letter capitalised (detokenize in tasks/nlp_translation.py)",
@@ -708,9 +733,9 @@ class NlpTranslation(Task):
         contract.update(
             source_vocabulary_file="source_vocabulary.txt",
             target_vocabulary_file="target_vocabulary.txt",
-            decoding=info["decoding"],
-            beam_width=info["beam_width"],
-            length_penalty=info["length_penalty"],
+            decoding=info.decoding,
+            beam_width=info.beam_width,
+            length_penalty=info.length_penalty,
             meaning={
                 "next_token": "(n, length, target vocabulary): the probability of each next token "
                 "at every decoder position"
@@ -720,8 +745,8 @@ class NlpTranslation(Task):
             prepare=prepare,
             preprocessing=contract,
             files={
-                "source_vocabulary.txt": info["source_vocabulary"],
-                "target_vocabulary.txt": info["target_vocabulary"],
+                "source_vocabulary.txt": info.source_vocabulary,
+                "target_vocabulary.txt": info.target_vocabulary,
             },
         )
 
@@ -752,12 +777,12 @@ def _decoded(model, info, source_ids):
     Returns:
         list[list[int]]: per sentence, its translation's token ids without markers.
     """
-    width = info["beam_width"] if info["decoding"] == "beam" else 1
+    width = info.beam_width if info.decoding == "beam" else 1
     chunk = max(1, 256 // width)
     return [
         tokens
         for start in range(0, len(source_ids), chunk)
-        for tokens in beam_search(model, source_ids[start : start + chunk], width, info["length_penalty"])
+        for tokens in beam_search(model, source_ids[start : start + chunk], width, info.length_penalty)
     ]
 
 

@@ -52,7 +52,7 @@ from shared.constraints import Choice, Count, Fraction, Size, Width
 from shared.data.sources import reader
 from tasks import register
 from tasks.base import Splits, Task, search_space
-from tasks.detection import BinaryDetectionTask, DetectionConfig
+from tasks.detection import BinaryDetectionTask, DetectionConfig, DetectionState
 
 MODES = ("regression", "classification")
 MODELS = ("cnn", "lstm", "gru")
@@ -141,6 +141,38 @@ def _read_unit_table(task, argument, config):
     return Histories(pool, f"table_{os.path.basename(argument)}")
 
 
+@dataclasses.dataclass(kw_only=True)
+class SeriesState(DetectionState):
+    """A maintenance model's mode and threshold (`DetectionState`) and how a unit's history becomes windows.
+
+    Attributes:
+        preprocessing (dict): the sensors' statistics and vocabularies (`shared.data.sources.fit_tabular`).
+        constant_columns (list[str]): columns constant in training, dropped.
+        unit_column (str | None): the column naming each unit (None: independent rows).
+        time_column (str | None): the column ordering a unit's rows.
+        window (int): rows per window (1 for independent rows).
+        rul_cap (float): remaining useful life is capped at it (the piecewise-linear target).
+        failure_horizon (int): classification's positives fail within this many cycles.
+        ignored_columns (list[str]): columns a row may hold that the model does not read.
+        feature_count (int): encoded features per row.
+        life_unit (list[int]): the first window and the window count of the longest validation unit (its life
+            plot); [0, 0] for independent rows.
+        example_history (list[dict]): one unit's last rows, the logged model's input example.
+    """
+
+    preprocessing: dict
+    constant_columns: list
+    unit_column: str | None
+    time_column: str | None
+    window: int
+    rul_cap: float
+    failure_horizon: int
+    ignored_columns: list
+    feature_count: int = 0
+    life_unit: list = dataclasses.field(default_factory=lambda: [0, 0])
+    example_history: list = dataclasses.field(default_factory=list)
+
+
 @register
 class PredictiveMaintenance(BinaryDetectionTask):
     """Remaining useful life by regression, or failure soon as a binary detector (`mode=classification`)."""
@@ -148,6 +180,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     name = "predictive_maintenance"
     answer_key = "rul"
     config_class = PredictiveMaintenanceConfig
+    state_class = SeriesState
     primary_metric = "rmse"
     higher_is_better = False
     tfds_name = ""  # TFDS has no run-to-failure dataset; see the module docstring
@@ -239,25 +272,25 @@ class PredictiveMaintenance(BinaryDetectionTask):
                 test, truth = _truncate(test_rows, config, generator)
         numeric = [column for column in features if column not in categorical]
         if fitted:  # the model's statistics, columns and window: nothing is fitted on these units
-            info = dict(fitted)
-            window = info["window"]
+            info = dataclasses.replace(fitted)
+            window = info.window
         else:
             constant = _constant_columns(train_rows, numeric, source)
             spec = fit_tabular(
                 train_rows, [column for column in numeric if column not in constant], categorical, source
             )
-            info = {
-                "mode": config.mode,
-                "preprocessing": spec,
-                "constant_columns": constant,
-                "unit_column": unit,
-                "time_column": time,
-                "window": window,
-                "rul_cap": config.rul_cap,
-                "failure_horizon": config.failure_horizon,
-                "ignored_columns": sorted(excluded | set(constant) | {"_target"}),
-            }
-            info["feature_count"] = int(encode(train_rows.iloc[:1], info, source).shape[1])
+            info = SeriesState(
+                mode=config.mode,
+                preprocessing=spec,
+                constant_columns=constant,
+                unit_column=unit,
+                time_column=time,
+                window=window,
+                rul_cap=config.rul_cap,
+                failure_horizon=config.failure_horizon,
+                ignored_columns=sorted(excluded | set(constant) | {"_target"}),
+            )
+            info.feature_count = int(encode(train_rows.iloc[:1], info, source).shape[1])
         train = _windowed(train_rows, info, source, pad=False)
         validation = _windowed(validation_rows, info, source, pad=False)
         if test is not None:
@@ -278,7 +311,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
                         f"{source}: the {split_name} split holds a single class; raise failure_horizon "
                         "or check target_column."
                     )
-        info["life_unit"] = validation[2]
+        info.life_unit = validation[2]
         train, validation = train[:2], validation[:2]
         if config.mode == "classification":
             train = augmentation.oversample((train[0], train[1].astype("int64")), config.oversample, config.seed)
@@ -286,7 +319,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
         history_columns = [column for column in (unit, time) if column] + numeric + categorical
         example = test_rows if test is None else test
         example = example[example[unit] == example[unit].iloc[0]] if unit else example
-        info["example_history"] = json.loads(example[history_columns].tail(max(window, 1)).to_json(orient="records"))
+        info.example_history = json.loads(example[history_columns].tail(max(window, 1)).to_json(orient="records"))
         splits = Splits(train, validation, test_pair, info, config.data, name, False)
         if config.slice_by:
             _slice(splits, config, source, unit, (train_rows, validation_rows, test_rows))
@@ -295,7 +328,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def build_model(self, config, info):
         import keras
 
-        inputs = keras.Input((info["window"], info["feature_count"]), name="sensors")
+        inputs = keras.Input((info.window, info.feature_count), name="sensors")
         x = inputs
         if config.model == "cnn":
             for _ in range(config.conv_layers):
@@ -307,48 +340,48 @@ class PredictiveMaintenance(BinaryDetectionTask):
                 x = layer(config.recurrent_units, return_sequences=index < config.recurrent_layers - 1)(x)
         x = keras.layers.Dropout(config.dropout)(x)
         x = keras.layers.Dense(config.dense_units, activation="relu")(x)
-        if info["mode"] == "classification":
+        if info.mode == "classification":
             outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="failure_probability")(x)
         else:
             x = keras.layers.Dense(1, dtype="float32")(x)
             # the head learns RUL / cap (order 1), the output is in cycles
-            outputs = keras.layers.Rescaling(float(info["rul_cap"]), dtype="float32", name="rul")(x)
+            outputs = keras.layers.Rescaling(float(info.rul_cap), dtype="float32", name="rul")(x)
         return keras.Model(inputs, outputs, name=f"maintenance_{config.model}")
 
     def loss(self, config, info):
         import keras
 
-        return super().loss(config, info) if info["mode"] == "classification" else keras.losses.MeanSquaredError()
+        return super().loss(config, info) if info.mode == "classification" else keras.losses.MeanSquaredError()
 
     def metrics(self, config, info):
         import keras
 
-        if info["mode"] == "classification":
+        if info.mode == "classification":
             return super().metrics(config, info)
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
 
     def class_weight(self, config, splits):
-        return super().class_weight(config, splits) if splits.info["mode"] == "classification" else None
+        return super().class_weight(config, splits) if splits.info.mode == "classification" else None
 
     def scorers(self, config, info):
         from shared import baselines
 
-        return super().scorers(config, info) if info["mode"] == "classification" else [baselines.RMSE, baselines.MAE]
+        return super().scorers(config, info) if info.mode == "classification" else [baselines.RMSE, baselines.MAE]
 
     def outputs(self, model, splits, role, config):
         """Labels and failure scores, or RUL capped as the literature scores it and the predicted RUL."""
-        if splits.info["mode"] == "classification":
+        if splits.info.mode == "classification":
             return super().outputs(model, splits, role, config)
         split = getattr(splits, role)
         predicted = model.predict(split.features, batch_size=1024, verbose=0).reshape(-1)
-        return np.minimum(np.asarray(split.targets, "float64"), splits.info["rul_cap"]), predicted
+        return np.minimum(np.asarray(split.targets, "float64"), splits.info.rul_cap), predicted
 
     def baselines(self, splits, config):
         """The mean training RUL (or the failure rate), and gradient-boosted trees on each window's summary
         (every feature's last value, mean, spread and change over the window)."""
         from shared import baselines
 
-        regression = splits.info["mode"] == "regression"
+        regression = splits.info.mode == "regression"
         trivial = (
             baselines.Baseline("mean", answer=baselines.constant(np.mean(splits.train.targets)), trivial=True)
             if regression
@@ -367,7 +400,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def evaluate(self, model, splits, config):
         from shared import evaluation, plots
 
-        if splits.info["mode"] == "classification":
+        if splits.info.mode == "classification":
             return super().evaluate(model, splits, config)
         truth = splits.test.targets
         capped, predicted = self.outputs(model, splits, "test", config)
@@ -383,7 +416,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
             "RUL (cycles)",
             "predicted vs true RUL per test unit",
         )
-        start, count = splits.info["life_unit"]
+        start, count = splits.info.life_unit
         if count and len(splits.validation):  # a trained model on new data has no validation units beside it
             life = model.predict(splits.validation.features[start : start + count], batch_size=1024, verbose=0).reshape(
                 -1
@@ -401,7 +434,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
         return result
 
     def input_example(self, splits):
-        return [splits.info["example_history"]]
+        return [splits.info.example_history]
 
     def cli_inputs(self, inputs):
         """Rows as every "record" task reads them (see `Task.cli_inputs`), plus C-MAPSS text files (a row each)
@@ -427,7 +460,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
     def input_groups(self, info, inputs):
         """Loose rows of one unit form its history, so they go to the model together; histories stand alone."""
-        unit = info.get("unit_column")
+        unit = info.unit_column
         return [
             ("unit", _group_key(raw.get(unit))) if unit and isinstance(raw, dict) else ("input", position)
             for position, raw in enumerate(inputs)
@@ -435,11 +468,11 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
     def output_names(self, info):
         """The failure probability or the RUL, by the model's mode."""
-        return ["failure_probability" if info["mode"] == "classification" else "rul"]
+        return ["failure_probability" if info.mode == "classification" else "rul"]
 
     def explanation_names(self, info):
         """The encoded features: the numeric columns, then one per category of each text column (`=?` unseen)."""
-        spec = info["preprocessing"]
+        spec = info.preprocessing
         return [item["name"] for item in spec["numeric"]] + [
             f"{item['name']}={value}" for item in spec["categorical"] for value in ["?", *item["vocabulary"]]
         ]
@@ -447,7 +480,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def predict_raw(self, model, info, inputs, explain=None):
         """Answers every row (dict) or history (list of rows); rows of one unit form its history in order. With
         `explain`, each answer explains the window it was estimated from."""
-        unit, time = info["unit_column"], info["time_column"]
+        unit, time = info.unit_column, info.time_column
         keep = [column for column in (unit, time) if column]
         batches, rows, owners = [], [], []  # histories first (one answer each), then loose rows
         for position, raw in enumerate(inputs):
@@ -482,15 +515,15 @@ class PredictiveMaintenance(BinaryDetectionTask):
         order."""
         import pandas as pd
 
-        frame = pd.DataFrame(raw_inputs.check_records(records, info["preprocessing"], info["ignored_columns"] + keep))
+        frame = pd.DataFrame(raw_inputs.check_records(records, info.preprocessing, info.ignored_columns + keep))
         for column in keep:
             present = [record.get(column) for record in records]
-            if column == info["unit_column"] and not history and any(value is None for value in present):
+            if column == info.unit_column and not history and any(value is None for value in present):
                 raise ValueError(
                     f"predict rows lack the unit column '{column}'; add it, or send one unit's history "
                     "as a JSON list of rows."
                 )
-            unit = column == info["unit_column"]
+            unit = column == info.unit_column
             for value in present:  # units are grouped (NaN would vanish, lists cannot), times are sorted
                 finite = isinstance(value, (int, float)) and np.isfinite(value)
                 if value is not None and not (finite or (unit and isinstance(value, str))):
@@ -502,11 +535,11 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def _answer(self, model, info, frame, unit, explain=None, explained=None):
         """One answer per row, from the window ending at that row (shorter histories padded with the first row);
         with `explain` (see `Task.explained`), the rows at positions `explained` (None: every row) explain it."""
-        time = info["time_column"]
+        time = info.time_column
         frame = frame.assign(_position=np.arange(len(frame)))
         frame = frame.sort_values([unit, time] if time else [unit], kind="stable")
         encoded = encode(frame, info, "predict input")
-        window = info["window"]
+        window = info.window
         pieces, seen = [], []
         for _, group in frame.groupby(unit, sort=False).indices.items():
             pieces.append(_windows(encoded[group], window, every_row=True))
@@ -520,11 +553,11 @@ class PredictiveMaintenance(BinaryDetectionTask):
         positions = frame["_position"].to_numpy()
         for index, position in enumerate(positions):
             answer = {"unit": _plain(frame[unit].iloc[index])} if unit != "_unit" else {}
-            if info["mode"] == "classification":
+            if info.mode == "classification":
                 answer.update(
                     failure_probability=round(float(outputs[index]), 6),
-                    failure=bool(outputs[index] >= info["threshold"]),
-                    threshold=round(info["threshold"], 6),
+                    failure=bool(outputs[index] >= info.threshold),
+                    threshold=round(info.threshold, 6),
                 )
             else:
                 answer.update(rul=round(float(max(outputs[index], 0.0)), 3), rows_seen=int(seen[index]))
@@ -541,13 +574,13 @@ class PredictiveMaintenance(BinaryDetectionTask):
 
     def prepare_inputs(self, info, inputs):
         """The window ending at the last row of each history (a list of rows), as `predict_raw` feeds the model."""
-        keep = [column for column in (info["unit_column"], info["time_column"]) if column]
+        keep = [column for column in (info.unit_column, info.time_column) if column]
         windows = []
         for history in inputs:
             frame = self._frame(list(history), info, keep, history=True)
-            if info["time_column"]:
-                frame = frame.sort_values(info["time_column"], kind="stable")
-            windows.append(_windows(encode(frame, info, "export input"), info["window"], every_row=True)[-1])
+            if info.time_column:
+                frame = frame.sort_values(info.time_column, kind="stable")
+            windows.append(_windows(encode(frame, info, "export input"), info.window, every_row=True)[-1])
         return np.stack(windows).astype("float32")
 
     def drift_view(self, model, info, batch):
@@ -559,7 +592,7 @@ class PredictiveMaintenance(BinaryDetectionTask):
     def drift_inputs(self, info, inputs):
         """Every row's encoded features as a window of one step, loose rows and the rows of histories alike: each is
         one reading of the sensors (windowing row by row would cost a table per row)."""
-        keep = [column for column in (info["unit_column"], info["time_column"]) if column]
+        keep = [column for column in (info.unit_column, info.time_column) if column]
         rows = [row for raw in inputs for row in (raw if isinstance(raw, (list, tuple)) else [raw])]
         return encode(self._frame(rows, info, keep, history=True), info, "monitor input")[:, None, :]
 
@@ -567,24 +600,24 @@ class PredictiveMaintenance(BinaryDetectionTask):
         from shared import serving as graphs
 
         serving = super().serving_signature(model, info)
-        order = f"sorted by {info['time_column']}" if info["time_column"] else "in order"
+        order = f"sorted by {info.time_column}" if info.time_column else "in order"
         serving.preprocessing.update(
             graphs.tabular_contract(
-                info["preprocessing"],
+                info.preprocessing,
                 [
                     "each row's features: the standardised numeric columns, then each categorical column one-hot over "
                     "its vocabulary + 1 slots (slot 0: unseen)",
-                    f"the window: the last {info['window']} rows of one unit's history ({order}); a shorter history is "
+                    f"the window: the last {info.window} rows of one unit's history ({order}); a shorter history is "
                     "padded at the front with copies of its first row",
-                    f"input `sensors` float32 (n, {info['window']}, {info['feature_count']})",
+                    f"input `sensors` float32 (n, {info.window}, {info.feature_count})",
                 ],
             )
         )
-        serving.preprocessing["dropped_constant_columns"] = info["constant_columns"]
-        if info["mode"] == "classification":
+        serving.preprocessing["dropped_constant_columns"] = info.constant_columns
+        if info.mode == "classification":
             serving.preprocessing.update(
-                threshold=info["threshold"],
-                meaning={"failure_probability": f"failure within {info['failure_horizon']} cycles when >= threshold"},
+                threshold=info.threshold,
+                meaning={"failure_probability": f"failure within {info.failure_horizon} cycles when >= threshold"},
             )
         else:
             serving.preprocessing["meaning"] = {
@@ -607,9 +640,9 @@ def encode(frame, info, source):
     """Raw rows -> float32 (n, features): standardised numbers then one-hot categories (index 0 = unseen)."""
     from shared.data.tabular import apply_tabular
 
-    encoded = apply_tabular(frame, info["preprocessing"], source)
+    encoded = apply_tabular(frame, info.preprocessing, source)
     parts = [encoded["numeric"]]
-    for index, item in enumerate(info["preprocessing"]["categorical"]):
+    for index, item in enumerate(info.preprocessing["categorical"]):
         parts.append(np.eye(len(item["vocabulary"]) + 1, dtype="float32")[encoded["categorical"][:, index]])
     return np.concatenate(parts, axis=1)
 
@@ -635,7 +668,7 @@ def _windows(matrix, window, every_row=False):
 
 def _windowed(rows, info, source, pad):
     """Every window of every unit with its target, and (start, count) of the longest unit's windows."""
-    unit, time, window = info["unit_column"], info["time_column"], info["window"]
+    unit, time, window = info.unit_column, info.time_column, info.window
     encoded = encode(rows, info, source)
     targets = rows["_target"].to_numpy(dtype="float32")
     if not unit:
@@ -661,13 +694,13 @@ def _windowed(rows, info, source, pad):
     if skipped:
         warnings.warn(f"{source}: skipped unit(s) {skipped[:10]} shorter than window={window}", stacklevel=2)
     if not pieces:
-        return np.zeros((0, window, info["feature_count"]), "float32"), np.zeros(0, "float32"), [0, 0]
+        return np.zeros((0, window, info.feature_count), "float32"), np.zeros(0, "float32"), [0, 0]
     return np.concatenate(pieces).astype("float32"), np.concatenate(labels), longest
 
 
 def _last_windows(test, info, source):
     """The last window of each test unit (units ordered by id, as in the RUL file)."""
-    unit, time, window = info["unit_column"], info["time_column"], info["window"]
+    unit, time, window = info.unit_column, info.time_column, info.window
     pieces, short = [], []
     for identifier, group in test.sort_values([unit, time]).groupby(unit, sort=True):
         if len(group) < window:

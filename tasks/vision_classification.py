@@ -61,7 +61,7 @@ class VisionClassification(ImageClassificationTask):
         evaluation = super().evaluate(model, splits, config)
         images, labels = splits.test.sample(24)
         predicted = model.predict(images, verbose=0).argmax(axis=1)
-        names = splits.info["class_names"]
+        names = splits.info.class_names
         titles = [f"true {names[t]} / pred {names[p]}" for t, p in zip(labels, predicted)]
         evaluation.figures["sample_predictions"] = plots.image_grid(images, titles)
         return evaluation

@@ -32,6 +32,7 @@ import numpy as np
 from shared import constraints
 from shared.constraints import BaseWidth, Choice, Count, Fraction, NonNegative, ResizedSide, Side, Size
 from shared.data.sources import reader
+from shared.fitted_state import FittedState
 from shared.images import IMAGE_EXTENSIONS
 from tasks import register
 from tasks.base import Splits, Task, TaskConfig, search_space
@@ -101,7 +102,7 @@ class VisionSegmentationConfig(TaskConfig):
             constraints.fits_memory(
                 needed, f"a {side} px side with batch_size={self.batch_size} and base_filters={self.base_filters}"
             )
-        stride = _stride({"encoder": self.encoder, "depth": self.depth})
+        stride = _stride(self)
         if self.tile_size % stride:
             raise ValueError(
                 f"tile_size {self.tile_size} is not a multiple of {stride}, the {self.encoder} model's "
@@ -402,9 +403,13 @@ def _training_tile(size, config, stride):
     return 0
 
 
-def _stride(info):
-    """The model's total down-sampling: inputs must be a multiple of it."""
-    return 32 if info["encoder"] == "mobilenetv2" else 2 ** info["depth"]
+def _stride(described):
+    """The model's total down-sampling: inputs must be a multiple of it.
+
+    Args:
+        described (SegmentationState | VisionSegmentationConfig): what names the encoder and depth.
+    """
+    return 32 if described.encoder == "mobilenetv2" else 2**described.depth
 
 
 def _predict_views(model, windows, tta, batch_size):
@@ -433,7 +438,7 @@ def predict_masks(model, pictures, info, batch_size=4):
     Args:
         model (keras.Model): the segmentation model.
         pictures (np.ndarray): (n, h, w, c) images in [0, 1], all the same size.
-        info (dict): the task's info (encoder, depth; tile_size, context and tta when set).
+        info (SegmentationState): the task's state (encoder, depth; tile_size, context and tta when set).
         batch_size (int): windows per forward pass.
 
     Returns:
@@ -444,7 +449,7 @@ def predict_masks(model, pictures, info, batch_size=4):
     windows = np.concatenate(
         [padded[:, row : row + cut.window[0], column : column + cut.window[1]] for row, column in cut.starts]
     )
-    answers = _predict_views(model, windows, info.get("tta", False), batch_size)
+    answers = _predict_views(model, windows, info.tta, batch_size)
     result = np.zeros((*pictures.shape[:3], answers.shape[-1]), "float32")
     for index, (row, column) in enumerate(cut.starts):
         part = answers[index * len(pictures) : (index + 1) * len(pictures)]
@@ -467,7 +472,7 @@ class _Windows:
     """
 
     def __init__(self, size, info):
-        stride, context, tile = _stride(info), info.get("context", 0), info.get("tile_size", 0)
+        stride, context, tile = _stride(info), info.context, info.tile_size
         height, width = size
         inner = (tile, tile) if tile and (height > tile or width > tile) else (height, width)
         self.inner = (min(inner[0], height), min(inner[1], width))
@@ -507,7 +512,7 @@ def mask_attributions(model, pictures, info, predicted):
     Args:
         model (keras.Model): the segmentation model.
         pictures (np.ndarray): (n, h, w, c) images in [0, 1], all the same size.
-        info (dict): the task's info (as `predict_masks` takes it).
+        info (SegmentationState): the task's state (as `predict_masks` takes it).
         predicted (np.ndarray): (n, h, w) their predicted masks.
 
     Returns:
@@ -517,7 +522,7 @@ def mask_attributions(model, pictures, info, predicted):
     from shared import explain
 
     cut, predicted = _Windows(pictures.shape[1:3], info), np.asarray(predicted, "int64")  # signed: -1 marks no class
-    (count, channels), (height, width) = (len(info["class_names"]), pictures.shape[-1]), pictures.shape[1:3]
+    (count, channels), (height, width) = (len(info.class_names), pictures.shape[-1]), pictures.shape[1:3]
     padded = cut.pad(pictures)
     shown = cut.pad(np.arange(height * width).reshape(1, height, width))[0]  # the image pixel each padded one shows
     owner = np.zeros((height, width), "int64")  # the window whose answer each pixel keeps
@@ -542,21 +547,47 @@ def _pad_to_stride(pictures, info):
     return np.pad(pictures, padding, mode="reflect" if min(height, width) > stride else "edge")
 
 
+@dataclasses.dataclass(kw_only=True)
+class SegmentationState(FittedState):
+    """What a segmenter's predictor needs to cut, pad and answer any image as the model was trained.
+
+    Attributes:
+        class_names (list[str]): the mask values' names, in value order.
+        channels (int): 1 or 3.
+        image_size (int): the side images are resized to; 0 keeps each image's own size.
+        encoder (str): the U-Net's encoder (its stride follows from it and `depth`).
+        depth (int): the U-Net's downsampling steps.
+        overlay_count (int): test images drawn with their masks.
+        context (int): pixels of context around each tile, predicted but not answered.
+        tta (bool): predictions averaged over flips and transposes.
+        tile_size (int): the tile side large images are cut into; 0: whole images.
+    """
+
+    class_names: list
+    channels: int
+    image_size: int
+    encoder: str
+    depth: int
+    overlay_count: int = 0
+    context: int = 0
+    tta: bool = False
+    tile_size: int = 0
+
+
 def _fitted(config, class_names, channels, image_size):
     """Returns:
-    dict: the fitted state every source of image/mask pairs records (tile_size 0 until tiling chooses one).
+    SegmentationState: the state every source of image/mask pairs records (tile_size 0 until tiling chooses one).
     """
-    return {
-        "class_names": class_names,
-        "channels": channels,
-        "image_size": image_size,
-        "encoder": config.encoder,
-        "depth": config.depth,
-        "overlay_count": config.overlay_count,
-        "context": config.context,
-        "tta": config.tta,
-        "tile_size": 0,
-    }
+    return SegmentationState(
+        class_names=class_names,
+        channels=channels,
+        image_size=image_size,
+        encoder=config.encoder,
+        depth=config.depth,
+        overlay_count=config.overlay_count,
+        context=config.context,
+        tta=config.tta,
+    )
 
 
 @reader("tfds_masks", ("tfds",), "tfds:oxford_iiit_pet (or another image/segmentation_mask dataset)")
@@ -577,6 +608,7 @@ class VisionSegmentation(Task):
     name = "vision_segmentation"
     answer_key = "mask_path"
     config_class = VisionSegmentationConfig
+    state_class = SegmentationState
     primary_metric = "mean_iou"
     tfds_name = "oxford_iiit_pet"
     input_column = "image"
@@ -596,10 +628,10 @@ class VisionSegmentation(Task):
     def load_data(self, config):
         """Whole test images; training and validation images whole or cut into tiles (see `_training_tile`)."""
         splits, size = self.read(config)
-        tile_size = splits.info["tile_size"] = _training_tile(size, config, _stride(splits.info))
+        tile_size = splits.info.tile_size = _training_tile(size, config, _stride(splits.info))
         if not (tile_size and config.crops_per_image):  # random crops are cut from whole images per batch
-            splits.train = self._tiled(splits.train, size, tile_size, splits.info["channels"], config)
-        splits.validation = self._tiled(splits.validation, size, tile_size, splits.info["channels"], config)
+            splits.train = self._tiled(splits.train, size, tile_size, splits.info.channels, config)
+        splits.validation = self._tiled(splits.validation, size, tile_size, splits.info.channels, config)
         return splits
 
     def load_fitted(self, config, info):
@@ -609,10 +641,10 @@ class VisionSegmentation(Task):
             ValueError: the images have other channels than the model's (grayscale against colour).
         """
         splits, _ = self.read(dataclasses.replace(config, tile_size=0))
-        if splits.info["channels"] != info["channels"]:
+        if splits.info.channels != info.channels:
             raise ValueError(
-                f"'{config.data}' holds {splits.info['channels']}-channel images, but the model takes "
-                f"{info['channels']}; convert them."
+                f"'{config.data}' holds {splits.info.channels}-channel images, but the model takes "
+                f"{info.channels}; convert them."
             )
         return splits
 
@@ -780,7 +812,7 @@ class VisionSegmentation(Task):
     def build_model(self, config, info):
         import keras
 
-        inputs = keras.Input((None, None, info["channels"]), name="image")
+        inputs = keras.Input((None, None, info.channels), name="image")
         if config.encoder == "mobilenetv2":
             skips, x = _mobilenet_encoder(inputs, config)
         else:
@@ -798,14 +830,14 @@ class VisionSegmentation(Task):
         if config.encoder == "mobilenetv2":  # the first skip is at stride 2
             x = _conv_block(keras.layers.UpSampling2D(interpolation="bilinear")(x), config.base_filters)
         outputs = keras.layers.Conv2D(
-            len(info["class_names"]), 1, activation="softmax", dtype="float32", name="class_probabilities"
+            len(info.class_names), 1, activation="softmax", dtype="float32", name="class_probabilities"
         )(x)
         return keras.Model(inputs, outputs, name=f"{self.name}_{config.encoder}")
 
     def loss(self, config, info):
         import keras
 
-        count = len(info["class_names"])
+        count = len(info.class_names)
 
         def cross_entropy_dice(masks, probabilities):
             """Per-image cross-entropy + dice_weight * (1 - mean soft Dice over classes)."""
@@ -827,16 +859,16 @@ class VisionSegmentation(Task):
         # (sparse_y_pred=False), while the masks are already integer class indices.
         return [
             keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-            keras.metrics.MeanIoU(len(info["class_names"]), sparse_y_true=True, sparse_y_pred=False, name="mean_iou"),
+            keras.metrics.MeanIoU(len(info.class_names), sparse_y_true=True, sparse_y_pred=False, name="mean_iou"),
         ]
 
     def train_map(self, config, info):
         from shared import augmentation
 
-        crop = info.get("tile_size") and config.crops_per_image
+        crop = info.tile_size and config.crops_per_image
         return augmentation.chain(
             (
-                augmentation.paired_random_crop(info["tile_size"], config.crops_per_image, seed=config.seed)
+                augmentation.paired_random_crop(info.tile_size, config.crops_per_image, seed=config.seed)
                 if crop
                 else None
             ),
@@ -876,7 +908,7 @@ class VisionSegmentation(Task):
         from shared import evaluation
         from shared.data import examples
 
-        count, seen = len(splits.info["class_names"]), 0
+        count, seen = len(splits.info.class_names), 0
         batch_size = max(1, config.batch_size // 4)  # whole images are larger than training tiles
         for pictures, masks in examples.batches(getattr(splits, role), batch_size):
             predicted = predict_masks(model, pictures, splits.info, batch_size).argmax(axis=-1)
@@ -890,7 +922,7 @@ class VisionSegmentation(Task):
         """Pixel metrics from the per-image confusion matrices; overlays of the first test images."""
         from shared import evaluation, plots
 
-        names = splits.info["class_names"]
+        names = splits.info.class_names
         found = list(self._confusions(model, splits, "test", config, config.overlay_count))
         truth, confusions = (np.stack(column) for column in zip(*[pair for pair, _ in found]))
         result = evaluation.segmentation(confusions.sum(axis=0), names)
@@ -917,7 +949,7 @@ class VisionSegmentation(Task):
             titles.append(
                 f"test image {position}\nmean IoU {np.mean(np.diag(confusion)[union > 0] / union[union > 0]):.2f}"
             )
-        return explain.figure(found, pictures, titles, splits.info["class_names"])
+        return explain.figure(found, pictures, titles, splits.info.class_names)
 
     def input_example(self, splits):
         picture = splits.test.sample(1)[0][0]
@@ -938,26 +970,24 @@ class VisionSegmentation(Task):
                 raw, output = raw.split("=", 1)
             picture = images.decode(raw)
             original = picture.shape[:2]
-            picture = images.fit(
-                picture, (info["image_size"],) * 2 if info["image_size"] else original, info["channels"]
-            )
+            picture = images.fit(picture, (info.image_size,) * 2 if info.image_size else original, info.channels)
             mask = predict_masks(model, picture[None], info)[0].argmax(axis=-1).astype("uint8")
             if explain is not None:
                 found = explain_masks(model, picture[None], info, mask[None])
-                field = explaining.answers(found, picture[None], info["class_names"], explain, [raw])[0]
+                field = explaining.answers(found, picture[None], info.class_names, explain, [raw])[0]
             mask = _resize_mask(mask, original)
             if output is None:
                 folder = pathlib.Path(raw).parent if isinstance(raw, str) else pathlib.Path(tempfile.mkdtemp())
                 output = folder / f"{pathlib.Path(raw).stem if isinstance(raw, str) else 'input'}_mask.png"
-            scale = 255 // max(1, len(info["class_names"]) - 1)
+            scale = 255 // max(1, len(info.class_names) - 1)
             images.save_png((mask * scale).astype("uint8")[..., None], output)
-            fractions = np.bincount(mask.ravel(), minlength=len(info["class_names"])) / mask.size
+            fractions = np.bincount(mask.ravel(), minlength=len(info.class_names)) / mask.size
             answers.append(
                 {
                     "mask_path": str(output),
                     "size": list(original),
                     "class_fractions": {
-                        name: round(float(share), 6) for name, share in zip(info["class_names"], fractions)
+                        name: round(float(share), 6) for name, share in zip(info.class_names, fractions)
                     },
                     **({} if explain is None else {"explanation": field}),
                 }
@@ -971,8 +1001,8 @@ class VisionSegmentation(Task):
         pictures = []
         for raw in inputs:
             picture = images.decode(raw)
-            size = (info["image_size"],) * 2 if info["image_size"] else picture.shape[:2]
-            pictures.append(images.fit(picture, size, info["channels"]))
+            size = (info.image_size,) * 2 if info.image_size else picture.shape[:2]
+            pictures.append(images.fit(picture, size, info.channels))
         if len({picture.shape for picture in pictures}) > 1:
             raise ValueError("the images of one batch must share a size; send them one at a time.")
         return _pad_to_stride(np.stack(pictures), info)
@@ -987,14 +1017,14 @@ class VisionSegmentation(Task):
         from shared import serving as graphs
 
         serving = super().serving_signature(model, info)
-        size = (info["image_size"],) * 2 if info["image_size"] else ("H", "W")
-        steps = graphs.image_contract(size, info["channels"])["steps"][:-1]
-        if not info["image_size"]:
+        size = (info.image_size,) * 2 if info.image_size else ("H", "W")
+        steps = graphs.image_contract(size, info.channels)["steps"][:-1]
+        if not info.image_size:
             steps[-1] = "keep the image's size (the model is fully convolutional)"
         stride = _stride(info)
-        if info["image_size"]:  # the exported graph's size: Keras' upsampling traces only with a known one
-            side = -(-info["image_size"] // stride) * stride
-            serving.tensor_shapes = {"image": (None, side, side, info["channels"])}
+        if info.image_size:  # the exported graph's size: Keras' upsampling traces only with a known one
+            side = -(-info.image_size // stride) * stride
+            serving.tensor_shapes = {"image": (None, side, side, info.channels)}
         else:
             serving.unsupported = (
                 "this U-Net takes images of any size, which Keras' bilinear UpSampling2D cannot "
@@ -1008,7 +1038,7 @@ class VisionSegmentation(Task):
                     f"pad the bottom and right edges to a multiple of {stride} pixels, reflecting the image (repeating "
                     f"its edge when it is smaller than {stride}); one size per batch",
                 ],
-                "class_names": info["class_names"],
+                "class_names": info.class_names,
                 "meaning": {
                     "class_probabilities": "(n, height, width, classes): crop the padding off, then the argmax over "
                     "the last axis is the mask of class indices"

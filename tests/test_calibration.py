@@ -2,6 +2,8 @@
 which tasks output probabilities, and quick runs of three classifiers that must log `test_ece`, `test_brier` and the
 reliability diagram."""
 
+import types
+
 import mlflow
 import numpy as np
 import pytest
@@ -71,9 +73,11 @@ def test_multi_class_reads_the_top_class_confidence_and_the_whole_vector_for_bri
 
 def test_the_classifiers_and_only_they_declare_probabilities():
     for name in tasks.names():
-        assert tasks.get(name).probabilistic({}) == (name in PROBABILISTIC), name
+        assert tasks.get(name).probabilistic(types.SimpleNamespace(mode="classification")) == (name in PROBABILISTIC), (
+            name
+        )
     maintenance = tasks.get("predictive_maintenance")
-    assert not maintenance.probabilistic({"mode": "regression"})
+    assert not maintenance.probabilistic(types.SimpleNamespace(mode="regression"))
 
 
 # Quick runs on embedded data: a detector (one sigmoid score), softmax classifiers of two classes and of more, and

@@ -77,7 +77,7 @@ def test_continued_training_starts_from_the_model_replays_and_measures_forgettin
     assert all(np.array_equal(a, b) for a, b in zip(first.weights, init.model.get_weights()))
     continued = tracking.logged_model(result.model_uri, task)
     for key in ("class_names", "image_size", "channels"):
-        assert continued.info[key] == init.info[key]
+        assert getattr(continued.info, key) == getattr(init.info, key)
     run = mlflow.MlflowClient().get_run(result.run_id)
     tags, metrics = run.data.tags, run.data.metrics
     assert run.data.params["init_from"] == uri and tags["init_run_id"] == digits_champion.run_id
@@ -128,7 +128,7 @@ def test_a_text_model_keeps_its_vocabulary_and_refuses_a_new_label(module_store,
     task, config = resolve("nlp_sentiment", f"init_from={uri}", "epochs=1", "max_examples=600", "seed=1")
     result = runner.run(task, config, promote="never")  # other generated reviews: words the model never counted
     continued = tracking.logged_model(result.model_uri, task)
-    assert continued.info["vocabulary"] == init.info["vocabulary"]  # not counted again on the new texts
+    assert continued.info.vocabulary == init.info.vocabulary  # not counted again on the new texts
     metrics = mlflow.MlflowClient().get_run(result.run_id).data.metrics
     assert metrics["forgetting_accuracy"] == pytest.approx(trained.metrics["accuracy"] - metrics["init_test_accuracy"])
 

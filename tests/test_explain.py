@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from shared import explain, images, plots
+from tasks.nlp_sentiment import TextState
+from tasks.recommendation.encoding import RecommendationState
 from tests.conftest import on_jax, resolve
 
 SIDE = 12  # image side: room for a 3x3 patch in distinct corners
@@ -115,7 +117,7 @@ def check_tokens():
 
     keras.utils.set_random_seed(0)
     task, config = resolve("nlp_sentiment", "architecture=cnn", "ensemble=2", "embedding_dim=8", "filters=8")
-    model = task.build_model(config, {"vocabulary": WORDS, "class_names": ["bad", "good"], "sequence_length": 10})
+    model = task.build_model(config, TextState(vocabulary=WORDS, class_names=["bad", "good"], sequence_length=10))
     fitted(model, *word_sentences(1000, 0), "sparse_categorical_crossentropy", 2)
     assert model.predict(SENTENCES, verbose=0).argmax(axis=1).tolist() == [1, 0]  # the model learned the word
     found = explain.explain("tokens", model, SENTENCES, np.ones(2, "int64"), vocabulary=WORDS)
@@ -170,7 +172,7 @@ def test_token_embeddings_are_found_in_every_text_model_and_unreachable_ones_ref
     enter a layer whose token vectors cannot be told apart."""
     import keras
 
-    info = {"vocabulary": WORDS, "class_names": ["bad", "good"], "sequence_length": 10}
+    info = TextState(vocabulary=WORDS, class_names=["bad", "good"], sequence_length=10)
     for architecture in ("bilstm", "transformer"):
         task, config = resolve("nlp_sentiment", f"architecture={architecture}", "embedding_dim=8", "heads=2")
         model = task.build_model(config, info)
@@ -327,10 +329,22 @@ def check_fields():
 
     keras.utils.set_random_seed(0)
     task, config = resolve("recommendation", "model=mf", "embedding_dim=4")
-    info = {"users": ["a", "b", "c"], "items": ["x", "y", "z", "w"], "history_length": 3, "model": "mf"}
-    model = task.build_model(
-        config, {**info, "outputs": ["rating", "items"], "rating_scale": (0.5, 5.0), "global_mean": 3.5}
+    info = RecommendationState(
+        users=["a", "b", "c"],
+        items=["x", "y", "z", "w"],
+        history_length=3,
+        model="mf",
+        outputs=["rating", "items"],
+        rating_scale=(0.5, 5.0),
+        global_mean=3.5,
+        explicit=True,
+        top_k=2,
+        titles=[],
+        seen=[],
+        recent=[],
+        popular="",
     )
+    model = task.build_model(config, info)
     rng = np.random.default_rng(0)
     for layer in model.layers:  # weights well away from the initial ones, so every field moves the scores
         if isinstance(layer, keras.layers.Embedding):

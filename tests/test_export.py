@@ -18,6 +18,7 @@ import tasks
 from pipelines import cli, export, quantize
 from shared import images, tracking
 from shared.data import examples
+from shared.fitted_state import FittedState, LabelledState
 from tasks.base import ClassificationTask, Splits, Task, TaskConfig
 
 
@@ -188,7 +189,7 @@ def test_int8_falls_back_to_dynamic_when_an_operator_has_no_integer_kernel(tmp_p
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probabilities")(hidden))
     rows = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
     split = examples.Examples(rows, (rows[:, 0] > 0).astype("int64"))
-    info = {"class_names": ["low", "high"]}
+    info = LabelledState(class_names=["low", "high"])
     splits = Splits(split, split, split, info, "toy", "toy", True, fitted=True)
     asked = quantize.Request("int8", quantize.MAX_METRIC_DROP, TaskConfig(), test=splits, train=splits)
     logged = tracking.LoggedModel(model, info, rows[:2].tolist(), run_id="")
@@ -252,7 +253,7 @@ def test_a_new_task_exports_with_prepare_inputs_alone(export_format, tmp_path):
 
     inputs = keras.Input((3,), name="row")
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="scores")(inputs))
-    logged = tracking.LoggedModel(model, {}, [[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], run_id="")
+    logged = tracking.LoggedModel(model, FittedState(), [[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], run_id="")
     result = export.export(Rows(), logged, export_format, tmp_path)
     assert result["parity"] and result["examples"] == 2 and not result["preprocessing_in_graph"]
     contract = json.loads((tmp_path / "preprocessing.json").read_text())

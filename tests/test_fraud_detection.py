@@ -69,7 +69,7 @@ def test_the_logged_model_serves_the_blend_that_validation_chose(trained):
     task, result = trained
     model = tracking.load("models:/fraud_detection/latest")
     info, keras_model = model.unwrap_python_model().info, model.unwrap_python_model().model
-    blend = info["blend"]
+    blend = info.blend
     assert result.metrics["blend_weight"] == (blend["weight"] if blend else 0.0)
     rows = _rows(_transactions(300, seed=5)[FEATURES])
     served = np.array([answer["fraud_probability"] for answer in model.predict(pd.DataFrame({"row": rows}))])
@@ -195,7 +195,7 @@ def test_csv_source_detects_columns_imputes_and_drops(tmp_path):
     frame.loc[5, "amount"] = np.nan  # missing numbers are imputed with the training median
     task, resolved = resolve(TASK, "drop_columns=[transaction_id]", data=_table(tmp_path, frame), quick=False)
     splits = task.load_data(resolved)
-    spec = splits.info["preprocessing"]
+    spec = splits.info.preprocessing
     assert [item["name"] for item in spec["categorical"]] == ["merchant_category"]
     assert "transaction_id" not in [item["name"] for item in spec["numeric"]]
     assert np.isfinite(splits.train.features["numeric"]).all()
@@ -206,7 +206,7 @@ def test_time_ordered_split_tests_on_the_newest_rows(tmp_path):
     frame = _transactions(3000, seed=2)
     task, resolved = resolve(TASK, "time_column=timestamp", data=_table(tmp_path, frame), quick=False)
     splits = task.load_data(resolved)
-    assert "timestamp" in splits.info["ignored_columns"]
+    assert "timestamp" in splits.info.ignored_columns
     expected = frame.sort_values("timestamp", kind="stable")["Class"].to_numpy()[-len(splits.test.targets) :]
     np.testing.assert_array_equal(splits.test.targets, expected)
 

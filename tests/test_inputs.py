@@ -17,6 +17,7 @@ from shared import images, inputs
 from shared.data import text
 from shared.data.tabular import apply_tabular
 from tasks.base import Task
+from tasks.fraud_detection import TableState
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,12 @@ def test_every_image_predictor_refuses_the_bomb_before_any_model_work(name, imag
         def predict(self, *args, **kwargs):
             raise AssertionError("the model ran on a refused image")
 
-    info = {"image_size": image_size, "channels": 1, "class_names": ["a", "b"]}
+    info = tasks.get(name).state_class(
+        image_size=image_size,
+        channels=1,
+        class_names=["a", "b"],
+        **({"encoder": "unet", "depth": 2} if name == "vision_segmentation" else {}),
+    )
     with pytest.raises(ValueError, match="the image declares more pixels than the limit"):
         tasks.get(name).predict_raw(Unused(), info, [bomb.read_bytes()])
 
@@ -318,7 +324,10 @@ def test_fraud_rows_with_hostile_values_get_their_own_errors():
             return np.full((len(features["numeric"]), 1), 0.25)
 
     model = logged(fraud)
-    model.model, model.info = Scores(), {"preprocessing": spec, "ignored_columns": [], "threshold": 0.5}
+    model.model = Scores()
+    model.info = TableState(
+        preprocessing=spec, ignored_columns=[], threshold=0.5, target="fraud", train_prevalence=0.1, example_rows=[]
+    )
     rows = [
         {"amount": 1.0, "merchant": "shop"},
         {"amount": math.inf, "merchant": "shop"},

@@ -105,7 +105,7 @@ def test_medmnist_npz_source_uses_its_official_splits(tmp_path):
     )
     splits = task.load_data(resolved)
     assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [40, 10, 10]
-    assert splits.train.sample(2)[0].shape[1:] == (28, 28, 1) and splits.info["class_names"] == ["normal", "pneumonia"]
+    assert splits.train.sample(2)[0].shape[1:] == (28, 28, 1) and splits.info.class_names == ["normal", "pneumonia"]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_class_folders_and_bad_options(tmp_path):
         images.save_png(picture, folder / f"{index}.png")
     task, resolved = resolve(TASK, "validation_fraction=0.2", "test_fraction=0.2", data=str(tmp_path), quick=False)
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["normal", "pneumonia"] and splits.train.sample(2)[0].shape[1:] == (24, 24, 1)
+    assert splits.info.class_names == ["normal", "pneumonia"] and splits.train.sample(2)[0].shape[1:] == (24, 24, 1)
     with pytest.raises(ValueError, match="threshold_method='f1' is not allowed; it must be one of youden, sensitivity"):
         resolve(TASK, "threshold_method=f1", data=str(tmp_path), quick=False)
 
@@ -146,7 +146,7 @@ def test_tfds_patch_camelyon_under_mock_data(monkeypatch):
     task, resolved = resolve(TASK, data="tfds:patch_camelyon", quick=False)
     with tfds.testing.mock_data(num_examples=20):  # streams read the (mocked) files when iterated
         splits = task.load_data(resolved)
-        assert splits.train.sample(2)[0].shape[1:] == (96, 96, 3) and len(splits.info["class_names"]) == 2
+        assert splits.train.sample(2)[0].shape[1:] == (96, 96, 3) and len(splits.info.class_names) == 2
     assert splits.name == "tfds_patch_camelyon"
 
 

@@ -38,16 +38,16 @@ def test_embedded_reviews_need_word_order():
     task, resolved = resolve(TASK, "embedded_examples=400")
     splits = task.load_data(resolved)
     texts = list(splits.train.features) + list(splits.test.features)
-    assert splits.synthetic and splits.info["class_names"] == ["negative", "positive"]
+    assert splits.synthetic and splits.info.class_names == ["negative", "positive"]
     assert any(" not " in text or "n't" in text for text in texts) and any(" but " in text for text in texts)
-    assert {"", "[UNK]"} == set(splits.info["vocabulary"][:2])
-    json.dumps(splits.info)  # saved with the model: must be JSON
+    assert {"", "[UNK]"} == set(splits.info.vocabulary[:2])
+    json.dumps(splits.info.to_json())  # saved with the model: must be JSON
 
 
 def test_csv_with_named_columns_is_multiclass(reviews_csv):
     task, resolved = resolve(TASK, f"data={reviews_csv}", "text_column=review", "label_column=stars")
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["bad", "good", "ok"]
+    assert splits.info.class_names == ["bad", "good", "ok"]
     assert sum(len(part) for part in (splits.train, splits.validation, splits.test)) == 90
     _, defaults = resolve(TASK)
     model = task.build_model(defaults, splits.info)
@@ -98,7 +98,7 @@ def test_class_folders_of_txt_files(tmp_path):
             _write(tmp_path / label / f"{index}.txt", f"a {word} movie number {index}")
     task, resolved = resolve(TASK, f"data={tmp_path}")
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["neg", "pos"]
+    assert splits.info.class_names == ["neg", "pos"]
     assert all(path.endswith(".txt") for path in splits.train.features)  # an index of files, read in tf.data
     texts, labels = splits.train.sample(len(splits.train))
     assert all((b"lovely" if label == 1 else b"awful") in text for text, label in zip(texts, labels))
@@ -116,7 +116,7 @@ def test_tfds_under_mock_data(name, monkeypatch):
     with tfds.testing.mock_data(num_examples=30):
         task, resolved = resolve(TASK, f"data=tfds:{name}")
         splits = task.load_data(resolved)
-    assert len(splits.info["class_names"]) == 2
+    assert len(splits.info.class_names) == 2
     assert all(isinstance(text, str) for text in splits.train.features)
     assert len(splits.test.targets) > 0
 
@@ -372,7 +372,7 @@ def test_thousands_of_rows_stream_as_offsets_and_carve_the_same_split(tmp_path, 
     assert splits.train.features.dtype == np.int64 and splits.train.origin == "text file"
     with pytest.warns(UserWarning, match="dropped 6 row"):
         (train, validation, test), names = _in_memory_splits(str(path), resolved)
-    assert splits.info["class_names"] == names == ["neg", "pos"]
+    assert splits.info.class_names == names == ["neg", "pos"]
     for streamed, held in ((splits.train, train), (splits.validation, validation), (splits.test, test)):
         np.testing.assert_array_equal(streamed.targets, held.targets)  # same seed, same split
     texts, labels = splits.test.sample(len(splits.test))
@@ -466,7 +466,7 @@ def test_word_vectors_start_the_embedding(tmp_path):
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
     embedding = next(layer for layer in model.layers if layer.name.startswith("embedding"))
-    np.testing.assert_allclose(np.asarray(embedding.embeddings)[splits.info["vocabulary"].index("good")], [1, 2, 3])
+    np.testing.assert_allclose(np.asarray(embedding.embeddings)[splits.info.vocabulary.index("good")], [1, 2, 3])
 
 
 def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
@@ -482,8 +482,8 @@ def test_vector_words_unseen_in_training_join_the_vocabulary_frozen(tmp_path):
         TASK, "architecture=bilstm", f"embeddings={vectors}", "embedding_dim=3", "embedded_examples=300"
     )
     splits = task.load_data(resolved)
-    vocabulary = splits.info["vocabulary"]
-    assert vocabulary[-2:] == ["masterpiece", "mess"] and splits.info["added_words"] == 2
+    vocabulary = splits.info.vocabulary
+    assert vocabulary[-2:] == ["masterpiece", "mess"] and splits.info.added_words == 2
     model = task.build_model(resolved, splits.info)
     embedding = next(layer for layer in model.layers if type(layer).__name__ == "ExtendedEmbedding")
     assert [weight.name for weight in embedding.trainable_weights] == ["trained"]

@@ -42,8 +42,8 @@ def test_generated_pairs_reorder_adjectives_and_punctuate():
     assert any(" red " in source and "roj" in target for source, target in zip(sources, targets))
     task, resolved = resolve(TASK, "embedded_examples=300")
     splits = task.load_data(resolved)
-    assert splits.synthetic and splits.info["target_vocabulary"][:4] == ["", "[UNK]", "[start]", "[end]"]
-    json.dumps(splits.info)
+    assert splits.synthetic and splits.info.target_vocabulary[:4] == ["", "[UNK]", "[start]", "[end]"]
+    json.dumps(splits.info.to_json())
 
 
 def test_tsv_pairs_with_extra_columns_and_reverse_direction(tmp_path):
@@ -87,7 +87,7 @@ def test_tfds_ted_hrlr_under_mock_data(monkeypatch):
     with tfds.testing.mock_data(num_examples=30):
         task, resolved = resolve(TASK, "data=tfds:ted_hrlr_translate/pt_to_en")
         splits = task.load_data(resolved)
-    assert splits.info["languages"] == ["pt", "en"]
+    assert splits.info.languages == ["pt", "en"]
     assert len(splits.test.targets) > 0 and all(isinstance(text, str) for text in splits.train.features)
 
 
@@ -118,7 +118,7 @@ def test_beam_search_and_predictor_on_an_untrained_model():
     task, resolved = resolve(TASK, "embedded_examples=200", "sequence_length=8", "embedding_dim=16", "dense_dim=32")
     splits = task.load_data(resolved)
     model = task.build_model(resolved, splits.info)
-    source_ids, _ = tokenize_text(["I have one red book."], splits.info["source_vocabulary"], 8, "split")
+    source_ids, _ = tokenize_text(["I have one red book."], splits.info.source_vocabulary, 8, "split")
     greedy = nlp_translation.beam_search(model, source_ids, 1, 0.6)
     beams = nlp_translation.beam_search(model, np.repeat(source_ids, 2, axis=0), 3, 0.6)
     assert len(greedy) == 1 and len(beams) == 2 and beams[0] == beams[1]

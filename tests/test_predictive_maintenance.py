@@ -55,7 +55,7 @@ def test_embedded_run_beats_the_mean_and_logs_rul_plots(trained):
     plots = {item.path for item in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
     assert {"plots/rul_per_unit.png", "plots/unit_life.png"} <= plots
     info = tracking.load("models:/predictive_maintenance/latest").unwrap_python_model().info
-    assert {"sensor_9", "sensor_10", "setting_3"} <= set(info["constant_columns"])
+    assert {"sensor_9", "sensor_10", "setting_3"} <= set(info.constant_columns)
 
 
 def test_latest_model_predicts_rul_from_a_history_and_from_rows(trained, tmp_path, capsys):
@@ -165,9 +165,9 @@ def test_cmapss_folder_scores_each_test_unit_on_its_last_window(tmp_path):
     truth = _write_cmapss(tmp_path)
     task, resolved = resolve(TASK, "window=20", data=tmp_path, quick=False)
     splits = task.load_data(resolved)
-    assert splits.test.features.shape == (len(truth), 20, splits.info["feature_count"])
+    assert splits.test.features.shape == (len(truth), 20, splits.info.feature_count)
     np.testing.assert_array_equal(splits.test.targets, truth)
-    assert "sensor_11" in splits.info["constant_columns"]
+    assert "sensor_11" in splits.info.constant_columns
     assert splits.train.targets.max() <= 125
     assert splits.name == "cmapss_fd001"
 
@@ -177,7 +177,7 @@ def test_real_cmapss_fd001_prepares_like_the_literature():
     task, resolved = resolve(TASK, data=folder, quick=False)
     splits = task.load_data(resolved)
     assert splits.test.features.shape[:2] == (100, 30)
-    kept = {item["name"] for item in splits.info["preprocessing"]["numeric"]}
+    kept = {item["name"] for item in splits.info.preprocessing["numeric"]}
     assert {"sensor_1", "sensor_5", "sensor_10", "sensor_16", "sensor_18", "sensor_19", "setting_3"}.isdisjoint(kept)
 
 

@@ -69,12 +69,10 @@ def test_embedded_run_beats_popularity_and_logs_everything(trained):
 def test_predict_from_registry_for_raw_ids(trained):
     model = tracking.load("models:/recommendation/latest")
     info = model.unwrap_python_model().info
-    known_user = info["users"][0]
-    seen = {info["items"][int(index) - 1] for index in info["seen"][1].split()}
+    known_user = info.users[0]
+    seen = {info.items[int(index) - 1] for index in info.seen[1].split()}
     answers = model.predict(
-        pd.DataFrame(
-            {"query": [known_user, "nobody", f"{known_user},{info['items'][0]}", f"{known_user},no-such-item"]}
-        )
+        pd.DataFrame({"query": [known_user, "nobody", f"{known_user},{info.items[0]}", f"{known_user},no-such-item"]})
     )
     mine, stranger, pair, unknown_item = answers
     assert mine["known_user"] and mine["fallback"] is None and len(mine["recommendations"]) == 10
@@ -84,7 +82,7 @@ def test_predict_from_registry_for_raw_ids(trained):
     scores = [entry["score"] for entry in mine["recommendations"]]
     assert scores == sorted(scores, reverse=True)
     assert stranger == {**stranger, "known_user": False, "fallback": "popularity"}
-    popular = [info["items"][int(index) - 1] for index in info["popular"].split()[:10]]
+    popular = [info.items[int(index) - 1] for index in info.popular.split()[:10]]
     assert [entry["item"] for entry in stranger["recommendations"]] == popular
     assert pair["known_item"] and 1.0 <= pair["rating"] <= 5.0
     assert unknown_item["known_user"] and not unknown_item["known_item"] and 0.5 <= unknown_item["rating"] <= 5.0
@@ -94,7 +92,7 @@ def test_predict_from_registry_for_raw_ids(trained):
 
 
 def test_cli_predict_prints_json_lines(trained, capsys):
-    user = tracking.load("models:/recommendation/latest").unwrap_python_model().info["users"][3]
+    user = tracking.load("models:/recommendation/latest").unwrap_python_model().info.users[3]
     assert cli.main(["predict", TASK, "--model", "models:/recommendation/latest", user, f"{user},i0"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["input"] == user and len(lines[0]["recommendations"]) == 10
@@ -107,7 +105,7 @@ def test_runs_and_predict_explain_split_each_score_into_its_fields(trained, tmp_
     logged = mlflow.MlflowClient().list_artifacts(trained.run_id, "plots/explain")
     assert [item.path for item in logged] == ["plots/explain/table.png"]
     served = tracking.load("models:/recommendation/latest").unwrap_python_model()
-    user = served.info["users"][2]
+    user = served.info.users[2]
     frame = pd.DataFrame({"query": [user, f"{user},i3", "nobody"]})
     mine, pair, stranger = served.predict(None, frame, {"explain": str(tmp_path)})
     assert pair["explanation"]["method"] == "integrated_gradients" and pair["explanation"]["output"] == "rating"
@@ -146,10 +144,10 @@ def test_ratings_csv_with_configured_columns_and_items_file(tmp_path):
     )
     splits = task.load_data(resolved)
     assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == len(rows)
-    assert splits.info["items"][0].startswith("m") and splits.info["titles"][0].startswith("Film ")
-    assert splits.info["model"] == "mf" and splits.info["outputs"] == ["rating", "items"]
+    assert splits.info.items[0].startswith("m") and splits.info.titles[0].startswith("Film ")
+    assert splits.info.model == "mf" and splits.info.outputs == ["rating", "items"]
     assert splits.train.features["user"].dtype == np.int32 and splits.train.features["user"].min() >= 1
-    json.dumps(splits.info)
+    json.dumps(splits.info.to_json())
 
 
 def test_movielens_u_data_with_u_item_titles(tmp_path):
@@ -160,7 +158,7 @@ def test_movielens_u_data_with_u_item_titles(tmp_path):
     )
     task, resolved = resolve(TASK, "top_k=3", "split=leave_last_out", data=str(tmp_path))
     splits = task.load_data(resolved)  # a folder holding u.data
-    assert splits.info["titles"][0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
+    assert splits.info.titles[0].startswith("Café") and splits.name == f"ratings_{tmp_path.name}"
     assert len(splits.test.targets) == 12 and len(splits.validation.targets) == 12  # one each per user
 
 
@@ -169,7 +167,7 @@ def test_implicit_feedback_trains_a_two_tower_model(tmp_path):
     ratings = write_ratings(tmp_path / "clicks.csv", rows, header="userId,movieId,timestamp")
     task, resolved = resolve(TASK, "rating_column=", "top_k=3", data=str(ratings))
     splits = task.load_data(resolved)
-    assert splits.info["model"] == "two_tower" and not splits.info["explicit"]
+    assert splits.info.model == "two_tower" and not splits.info.explicit
     assert (splits.train.targets == 1).all()
     with pytest.raises(ValueError, match="implicit"):
         task, resolved = resolve(TASK, "rating_column=", "model=mf", "top_k=3", data=str(ratings))
@@ -184,7 +182,7 @@ def test_tfds_movielens_under_mock_data(monkeypatch):
         # mock ratings are uniform in [0, 1): the configured scale must say so
         task, resolved = resolve(TASK, "rating_min=0", "rating_max=1", "top_k=3", data="tfds:movielens/100k-ratings")
         splits = task.load_data(resolved)
-        assert splits.name == "tfds_movielens_100k-ratings" and len(splits.info["titles"]) == len(splits.info["items"])
+        assert splits.name == "tfds_movielens_100k-ratings" and len(splits.info.titles) == len(splits.info.items)
         assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 80
 
 
@@ -193,11 +191,11 @@ def test_splits_leave_last_out_and_time(tmp_path):
     ratings = write_ratings(tmp_path / "ratings.csv", rows)
     task, resolved = resolve(TASK, "split=leave_last_out", "top_k=3", data=str(ratings))
     splits = task.load_data(resolved)
-    assert splits.info["train_only_users"] == 1  # documented: a single interaction stays in training
+    assert splits.info.train_only_users == 1  # documented: a single interaction stays in training
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "time"])
     last = frame.sort_values("time").groupby("user").tail(1)
     last = last[last.user != "lonely"]
-    users, items = splits.info["users"], splits.info["items"]
+    users, items = splits.info.users, splits.info.items
     held = {
         (users[user - 1], items[item - 1])
         for user, item in zip(splits.test.features["user"], splits.test.features["item"])
@@ -298,4 +296,4 @@ def test_real_movielens_small_loads_with_titles():
     folder = shared_data("movielens_latest_small")
     task, resolved = resolve(TASK, "split=leave_last_out", data=str(folder))
     splits = task.load_data(resolved)
-    assert len(splits.test.targets) == 610 and "Toy Story (1995)" in splits.info["titles"][0]
+    assert len(splits.test.targets) == 610 and "Toy Story (1995)" in splits.info.titles[0]

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import mlflow
 import pytest
@@ -137,26 +138,26 @@ def test_another_test_set_is_not_compared_and_a_model_setting_is(first_run):
         (
             "recommendation",
             {"model": "auto", "data": "/data/ml-100k/u.data"},
-            {"model": "two_tower"},
+            types.SimpleNamespace(model="two_tower"),  # the state's resolved model, once the data is read
             "recommendation-two_tower-u.data",
         ),
         (
             "vision_classification",
             {"backbone": "resnet", "data": "/data/digits/"},
-            {},
+            None,
             "vision_classification-resnet-digits",
         ),
         (
             "nlp_sentiment",
             {"architecture": "transformer", "data": "tfds:glue/sst2"},
-            {},
+            None,
             "nlp_sentiment-transformer-glue_sst2",
         ),
-        ("fraud_detection", {"data": "embedded"}, {}, "fraud_detection-embedded"),
+        ("fraud_detection", {"data": "embedded"}, None, "fraud_detection-embedded"),
         (
             "predictive_maintenance",
             {"model": "cnn", "mode": "classification", "data": "ai4i.csv"},
-            {},
+            None,
             "predictive_maintenance-classification-cnn-ai4i.csv",
         ),
     ],

@@ -130,7 +130,7 @@ def test_an_image_table_slices_by_any_column_beside_the_paths_and_unreadable_fil
     (tmp_path / "scans.csv").write_text("path,label,ward\n" + "\n".join(rows) + "\n")
     task, config = resolve("medical_imaging", "slice_by=ward", data=str(tmp_path / "scans.csv"))
     splits = task.load_data(config)
-    assert splits.info["class_names"] == ["0", "1", "2"]
+    assert splits.info.class_names == ["0", "1", "2"]
     assert sum(map(len, (splits.train, splits.validation, splits.test))) == 30  # the broken file is dropped
     assert list(splits.test.groups) == [
         ("ward_a", "ward_b")[int(path.rsplit("/", 1)[1][:-4]) % 2] for path in splits.test.features

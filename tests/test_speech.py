@@ -19,6 +19,7 @@ from shared import augmentation, images, tracking
 from shared.data import tfds as tfds_source
 from tasks import speech
 from tasks.speech import cache, features as speech_features, generated
+from tasks.speech.features import AudioState
 from tests.conftest import resolve, shared_data
 
 TASK = "speech"
@@ -91,7 +92,7 @@ def test_runs_log_and_predict_explain_maps_frames_and_bins(trained, tmp_path):
     clips = [np.round(waveform, 4).tolist() for waveform in waveforms[:2]]
     plain = served.predict(None, pd.DataFrame({"audio": clips}))
     explained = served.predict(None, pd.DataFrame({"audio": clips}), {"explain": str(tmp_path)})
-    frames, bins = served.info["input_shape"][:2]
+    frames, bins = served.info.input_shape[:2]
     for before, answer in zip(plain, explained):
         explanation = answer.pop("explanation")
         assert answer == before and explanation["output"] == answer["label"]
@@ -141,7 +142,7 @@ def test_bad_audio_gets_one_line_errors(tmp_path, case, message):
         wav_with_rate_zero(path)
     task, resolved = resolve(TASK, *SMALL)
     settings = speech_features.feature_settings(resolved)
-    info = {"features": settings, "mean": 0.0, "std": 1.0}
+    info = AudioState(class_names=["a"], features=settings, mean=0.0, std=1.0, input_shape=[1, 1])
     with pytest.raises(ValueError, match=message) as error:
         task.prepare_inputs(info, [str(path)])
     assert str(path) in str(error.value) and "\n" not in str(error.value)
@@ -195,7 +196,7 @@ def test_class_folders_skip_bad_files_with_a_warning(tmp_path, caplog):
         task, resolved = resolve(TASK, *SMALL, data=str(tmp_path))
         splits = task.load_data(resolved)
     assert "notes.wav" in caplog.text and "quiet.wav" in caplog.text
-    assert splits.info["class_names"] == sorted(generated.WORDS)
+    assert splits.info.class_names == sorted(generated.WORDS)
     features = splits.train.sample(len(splits.train))[0]
     assert features.shape[1:] == (61, 40, 1)  # 0.6 s at 100 frames per second, 40 mel bands
     assert sum(len(split) for split in (splits.train, splits.validation, splits.test)) == count
@@ -293,7 +294,7 @@ def test_tfds_speech_commands_under_mock_data(monkeypatch):
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         task, resolved = resolve(TASK, "augment_copies=0", data="tfds:speech_commands")
         splits = task.load_data(resolved)
-    assert splits.info["class_names"][:3] == ["down", "go", "left"] and len(splits.info["class_names"]) == 12
+    assert splits.info.class_names[:3] == ["down", "go", "left"] and len(splits.info.class_names) == 12
     assert splits.train.sample(1)[0].shape[1:] == (101, 40, 1)
     assert len(splits.test.targets) == len(waveforms)  # the dataset's own test split is kept as test
 
@@ -310,7 +311,7 @@ def test_features_are_cached_by_settings_so_a_second_run_skips_extraction(tracki
     monkeypatch.undo()
     task, resolved = resolve(TASK, *SMALL, "n_mels=32", data=str(tmp_path / "clips"))
     other = task.load_data(resolved)
-    assert other.info["input_shape"][1] == 32  # other settings, other cache entries
+    assert other.info.input_shape[1] == 32  # other settings, other cache entries
 
 
 def test_augmentation_copies_and_spectrogram_masks():

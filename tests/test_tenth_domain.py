@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from shared.constraints import Count
+from shared.fitted_state import FittedState
 from tasks import register
 from tasks.base import Splits, Task, TaskConfig
 
@@ -45,7 +46,7 @@ class ToySum(Task):
         from shared.data.splits import carve
 
         train, validation, test = carve(pool, config, stratify=False)
-        return Splits(train, validation, test, {}, config.data, "random_rows", True)
+        return Splits(train, validation, test, FittedState(), config.data, "random_rows", True)
 
     def build_model(self, config, info):
         import keras

@@ -15,6 +15,7 @@ from pipelines import cli, config, runner
 from shared import images, model_card, tracking
 from shared.data import tfds as tfds_source
 from shared.data.sources import read_idx_pair
+from tasks.image_classification import ImageState
 from tests.conftest import resolve, shared_data
 
 TASK = "vision_classification"
@@ -255,7 +256,7 @@ def test_standard_tfds_datasets_load_under_mock_data(name, shape, monkeypatch):
         splits = task.load_data(resolved)
         pictures = splits.train.sample(4)[0]  # streams read the (mocked) files when iterated
     assert pictures.shape[1:] == shape and pictures.max() <= 1
-    assert len(splits.test) == 30 and len(splits.info["class_names"]) == 10  # the TFDS test split is kept
+    assert len(splits.test) == 30 and len(splits.info.class_names) == 10  # the TFDS test split is kept
 
 
 # One mixed-size set in the default suite (fixed-size sets are the test above); the second is slow.
@@ -325,7 +326,7 @@ def test_a_folder_of_mixed_or_large_images_gets_one_size_and_says_which(tmp_path
         images.save_png(rng.random((*size, 3)), tmp_path / f"class_{index % 2}" / f"{index}.png")
     task, resolved = resolve(TASK, "test_fraction=0.25", "validation_fraction=0.25", data=tmp_path, quick=False)
     splits = task.load_data(resolved)
-    assert splits.info["image_size"] == list(expected) and splits.train.sample(1)[0].shape[1:3] == expected
+    assert splits.info.image_size == list(expected) and splits.train.sample(1)[0].shape[1:3] == expected
     assert task.prepare_inputs(splits.info, [str(tmp_path / "class_0" / "0.png")]).shape == (1, *expected, 3)
     if message:
         assert f"images in {tmp_path} {message}" in caplog.text
@@ -402,7 +403,7 @@ def test_idx_pair_and_npz_sources(tracking_store, tmp_path):
     assert features.shape == (60, 9, 9) and (targets == labels).all()
     task, resolved = resolve(TASK, data=idx_folder, quick=False)
     splits = task.load_data(resolved)
-    assert splits.train.sample(2)[0].shape[1:] == (9, 9, 1) and splits.info["class_names"] == ["0", "1", "2"]
+    assert splits.train.sample(2)[0].shape[1:] == (9, 9, 1) and splits.info.class_names == ["0", "1", "2"]
     assert len(splits.train.targets) + len(splits.validation.targets) + len(splits.test.targets) == 60
     npz = tmp_path / "digits.npz"
     np.savez(npz, x_train=pixels[:40], y_train=labels[:40], x_test=pixels[40:], y_test=labels[40:])
@@ -428,7 +429,7 @@ def test_real_mnist_idx_files_load(tracking_store):
 @pytest.mark.parametrize("backbone", ["efficientnetv2b0", "mobilenetv3small"])
 def test_applications_backbones_take_small_grayscale_images_and_local_weights(backbone, tmp_path):
     task, resolved = resolve(TASK, f"backbone={backbone}", quick=False)
-    info = {"class_names": ["a", "b", "c"], "image_size": [8, 8], "channels": 1}
+    info = ImageState(class_names=["a", "b", "c"], image_size=[8, 8], channels=1)
     model = task.build_model(resolved, info)
     assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 3)
     inner = next(layer for layer in model.layers if layer.name.lower().startswith(backbone[:8]))
@@ -487,7 +488,9 @@ def test_the_stem_strides_by_the_data_and_the_model_keeps_the_stride_in_its_info
     _, settings = resolve("vision_classification", f"stem_stride={stride}", quick=False)
     chosen = image_classification.stem_stride(settings, side, examples)
     assert chosen == expected
-    info = {"image_size": [side, side], "channels": 1, "class_names": ["a", "b"], "stem_stride": chosen}
+    info = image_classification.ImageState(
+        image_size=[side, side], channels=1, class_names=["a", "b"], stem_stride=chosen
+    )
     # the info's stride builds the model, whatever the config says now (a continued run on other data)
     model = tasks.get("vision_classification").build_model(dataclasses.replace(settings, stem_stride=1), info)
     pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))

@@ -11,7 +11,7 @@ from PIL import Image
 from pipelines import cli, runner
 from shared import augmentation, evaluation, images, tracking
 from shared.data import tfds as tfds_source
-from tasks.vision_segmentation import _scenes
+from tasks.vision_segmentation import SegmentationState, _scenes
 from tests.conftest import resolve, shared_data
 
 TASK = "vision_segmentation"
@@ -132,7 +132,7 @@ def test_folder_source_reads_binary_masks_and_tiles(tmp_path):
         quick=False,
     )
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["background", "foreground"] and splits.info["channels"] == 1
+    assert splits.info.class_names == ["background", "foreground"] and splits.info.channels == 1
     pictures, masks = splits.train.sample(len(splits.train))
     assert pictures.shape == (6 * 9, 8, 8, 1) and masks.shape == (6 * 9, 8, 8)  # 3x3 tiles
     assert splits.test.sample(2)[0].shape == (2, 24, 20, 1)  # test images stay whole
@@ -157,7 +157,7 @@ def test_random_crops_train_from_whole_images_and_tiles_predict_whole_images(tmp
     splits = task.load_data(resolved)
     assert splits.train.sample(2)[0].shape == (2, 24, 20, 1)  # whole images: crops are cut per batch
     assert splits.validation.sample(9)[0].shape == (9, 8, 8, 1)  # validation keeps its fixed tiles
-    assert {key: splits.info[key] for key in ("tile_size", "context", "tta")} == {
+    assert {key: getattr(splits.info, key) for key in ("tile_size", "context", "tta")} == {
         "tile_size": 8,
         "context": 4,
         "tta": True,
@@ -183,7 +183,7 @@ def test_odd_sized_images_train_evaluate_and_predict_with_the_default_sizes(trac
     )
     result = runner.run(task, resolved)
     assert "training on 40x40 tiles (tile_size=40) of the 45x58 images" in caplog.text
-    assert tracking.logged_model(result.model_uri, task).info["tile_size"] == 40
+    assert tracking.logged_model(result.model_uri, task).info.tile_size == 40
     more = write_pairs(tmp_path / "more", count=4, size=(58, 45), seed=1)
     scored = evaluate.evaluate(task, result.model_uri, str(more))
     assert scored["examples"] == 4 and 0 <= scored["metrics"]["pixel_accuracy"] <= 1
@@ -228,7 +228,7 @@ def test_mixed_sizes_resize_to_the_median_and_say_so(tmp_path, caplog):
     assert "differ in size (20x24 to 44x48); resizing to 30x32 (image_size=0 picks the median" in caplog.text
     pictures, masks = splits.test.sample(1)
     assert pictures.shape == (1, 32, 30, 1) and set(np.unique(masks)) <= {0, 1}  # masks resize by nearest neighbour
-    assert splits.info["tile_size"] == 24 and splits.train.sample(1)[0].shape == (1, 24, 24, 1)
+    assert splits.info.tile_size == 24 and splits.train.sample(1)[0].shape == (1, 24, 24, 1)
 
 
 def test_class_index_masks_with_names(tmp_path):
@@ -241,7 +241,7 @@ def test_class_index_masks_with_names(tmp_path):
         quick=False,
     )
     splits = task.load_data(resolved)
-    assert splits.info["class_names"] == ["sky", "square"] and splits.train.sample(1)[0].shape[1:] == (16, 16, 1)
+    assert splits.info.class_names == ["sky", "square"] and splits.train.sample(1)[0].shape[1:] == (16, 16, 1)
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_tfds_oxford_pets_under_mock_data(monkeypatch):
     with tfds.testing.mock_data(num_examples=12):
         splits = task.load_data(resolved)
         pictures, masks = splits.train.sample(4)  # streams read the (mocked) files when iterated
-    assert splits.info["class_names"] == ["pet", "background", "border"] and splits.info["image_size"] == 32
+    assert splits.info.class_names == ["pet", "background", "border"] and splits.info.image_size == 32
     assert pictures.shape[1:] == (32, 32, 3) and masks.max() <= 2
     assert len(splits.train) + len(splits.validation) + len(splits.test) == 24  # train + test mocked
 
@@ -307,7 +307,9 @@ def test_mobilenetv2_encoder_variant_predicts_whole_images():
     from tasks.vision_segmentation import predict_masks
 
     task, resolved = resolve(TASK, "encoder=mobilenetv2", "base_filters=8", quick=False)
-    info = {"class_names": ["background", "cell"], "channels": 1, "image_size": 0, "encoder": "mobilenetv2", "depth": 3}
+    info = SegmentationState(
+        class_names=["background", "cell"], channels=1, image_size=0, encoder="mobilenetv2", depth=3
+    )
     model = task.build_model(resolved, info)
     probabilities = predict_masks(model, np.random.default_rng(0).random((1, 40, 50, 1), dtype="float32"), info)
     assert probabilities.shape == (1, 40, 50, 2) and np.allclose(probabilities.sum(-1), 1, atol=1e-4)
@@ -360,7 +362,7 @@ def test_overlap_tile_prediction_matches_whole_image_prediction_of_a_pointwise_m
         {"context": 7, "tta": True},
         {"tile_size": 8, "context": 40},
     ):
-        info = {"encoder": "unet", "depth": 2, **settings}
+        info = SegmentationState(class_names=["a", "b"], channels=1, image_size=0, encoder="unet", depth=2, **settings)
         assert np.allclose(predict_masks(model, pictures, info), expected, atol=1e-6), settings
 
 
@@ -374,7 +376,9 @@ def test_tiled_explanations_fold_mirrored_context_back_and_add_up():
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(3, 3, padding="same", use_bias=False)])
-    info = {"encoder": "unet", "depth": 1, "tile_size": 8, "context": 2, "class_names": ["a", "b", "c"]}
+    info = SegmentationState(
+        class_names=["a", "b", "c"], channels=1, image_size=0, encoder="unet", depth=1, tile_size=8, context=2
+    )
     pictures = np.random.default_rng(0).random((2, 13, 11, 1), dtype="float32")  # 2 x 2 overlapping tiles
     cells = [(0, 0), (6, 5), (12, 10), (1, 9)]  # corners and edges are mirrored into the context
     bumped = np.repeat(pictures[None], len(cells) + 1, axis=0)

@@ -51,7 +51,7 @@ def run(seed, data_root, quick=False):
     (images, labels), (val_images, val_labels), (test_images, test_labels) = (
         split.sample(len(split)) for split in (found.train, found.validation, found.test)
     )
-    classes = len(found.info["class_names"])
+    classes = len(found.info.class_names)
     model = build(images.shape[1:], classes)
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     _, seconds = recipes.fit(

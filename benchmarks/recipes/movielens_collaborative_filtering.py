@@ -66,7 +66,7 @@ def run(seed, data_root, quick=False):
     def pairs(split):
         return np.stack([split.features["user"], split.features["item"]], axis=1)
 
-    model = build(len(found.info["users"]) + 1, len(found.info["items"]) + 1)  # row 0: an unseen id
+    model = build(len(found.info.users) + 1, len(found.info.items) + 1)  # row 0: an unseen id
     model.compile(loss=keras.losses.BinaryCrossentropy(), optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE))
     _, seconds = recipes.fit(
         model,

@@ -503,12 +503,13 @@ def refuse_unknown_columns(frame, info, source, also=()):
 
     Args:
         frame (pandas.DataFrame): the table.
-        info (dict): the model's `Splits.info`, with `preprocessing` (`fit_tabular`'s spec) and `ignored_columns`.
+        info (FittedState): the model's `Splits.info`, with `preprocessing` (`fit_tabular`'s spec) and
+            `ignored_columns`.
         source (str): the file or input, for the message.
         also (Iterable[str]): more columns this run ignores (its target, `drop_columns`).
     """
-    known = {item["name"] for kind in ("numeric", "categorical") for item in info["preprocessing"][kind]}
-    known |= {*info.get("ignored_columns", ()), *also}
+    known = {item["name"] for kind in ("numeric", "categorical") for item in info.preprocessing[kind]}
+    known |= {*info.ignored_columns, *also}
     unknown = [str(column) for column in frame.columns if column not in known]
     if unknown:
         raise ValueError(

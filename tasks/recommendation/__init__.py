@@ -24,7 +24,7 @@ Policies (documented behaviour rather than errors):
     - Duplicate (user, item) rows: `duplicates=last` keeps the latest rating (a re-rating supersedes the
       old one), `mean` averages them, `error` refuses the file.
     - Leave-last-out: a user's last interaction is test and the one before it validation; a user with a
-      single interaction stays in training only (counted in `info["train_only_users"]`).
+      single interaction stays in training only (counted in `info.train_only_users`).
     - Unknown user at predict time: the most popular unseen items, with `"known_user": false` and
       `"fallback": "popularity"`. Unknown item in a "user,item" pair: the model's unknown-item row
       (the user's bias plus the global mean), with `"known_item": false`.
@@ -100,6 +100,7 @@ class Recommendation(Task):
     name = "recommendation"
     answer_key = "recommendations"
     config_class = RecommendationConfig
+    state_class = encoding.RecommendationState
     primary_metric = "hit_rate_at_k"
     tfds_name = "movielens/100k-ratings"
     input_column = "query"
@@ -147,7 +148,7 @@ class Recommendation(Task):
             "rating": keras.losses.MeanSquaredError(),
             "items": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         }
-        return {name: losses[name] for name in info["outputs"]}
+        return {name: losses[name] for name in info.outputs}
 
     def metrics(self, config, info):
         import keras
@@ -157,14 +158,14 @@ class Recommendation(Task):
             # a training-time proxy: unlike the test metric it does not exclude already-seen items
             "items": [keras.metrics.SparseTopKCategoricalAccuracy(k=config.top_k, name="hit_rate_at_k")],
         }
-        return {name: metrics[name] for name in info["outputs"]}
+        return {name: metrics[name] for name in info.outputs}
 
     def eval_map(self, config, info):
-        outputs = info["outputs"]
+        outputs = info.outputs
 
         def targets(features, ratings):
             wanted = {"rating": ratings, "items": features["item"]}  # retrieval predicts the item itself
-            inputs = {key: value for key, value in features.items() if key != "item" or info["model"] != "two_tower"}
+            inputs = {key: value for key, value in features.items() if key != "item" or info.model != "two_tower"}
             return inputs, {name: wanted[name] for name in outputs}
 
         return targets
@@ -211,7 +212,7 @@ class Recommendation(Task):
         scores = np.asarray(model(scoring.model_inputs(info, users, items, histories), training=False)[output])
         scores = scores[np.arange(len(rows)), 0 if output == "rating" else items]
         titles = [
-            f"user {_name(info['users'], user)}, item {_name(info['items'], item)}\n{output} {score:.2f} (baseline "
+            f"user {_name(info.users, user)}, item {_name(info.items, item)}\n{output} {score:.2f} (baseline "
             f"{baseline:.2f})"
             for user, item, score, baseline in zip(users, items, scores, baselines)
         ]
@@ -220,14 +221,14 @@ class Recommendation(Task):
 
     def input_example(self, splits):
         info = splits.info
-        return [info["users"][0], f"{info['users'][0]},{info['items'][0]}"]
+        return [info.users[0], f"{info.users[0]},{info.items[0]}"]
 
     def predict_raw(self, model, info, inputs, explain=None):
         """Answers user ids with top-K unseen items and "user,item" pairs with a predicted rating.
 
         Args:
             model (keras.Model): the trained model.
-            info (dict): `Splits.info`.
+            info (FittedState): `Splits.info`.
             inputs (list): user ids (`"42"`) or pairs (`"42,318"`).
             explain (str | None): not None: each answer's `explanation` holds the `method`, the explained `output`
                 and, for a pair, its score's `baseline`, `weights` per field and `history` (`explaining.field`),
@@ -242,16 +243,16 @@ class Recommendation(Task):
         Raises:
             ValueError: an empty input or one with more than one comma.
         """
-        user_index = {user: index + 1 for index, user in enumerate(info["users"])}
-        item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+        user_index = {user: index + 1 for index, user in enumerate(info.users)}
+        item_index = {item: index + 1 for index, item in enumerate(info.items)}
         queries = _queries(inputs)
         answers = [None] * len(queries)
         singles = [position for position, parts in enumerate(queries) if len(parts) == 1]
         if singles:
             users = np.array([user_index.get(queries[position][0], 0) for position in singles], "int32")
-            seen = [set(map(int, info["seen"][user].split())) if user else set() for user in users]
-            histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
-            chosen, scores = scoring.recommend(model, info, users, histories, seen, info["top_k"])
+            seen = [set(map(int, info.seen[user].split())) if user else set() for user in users]
+            histories = [scoring.padded(info.recent[user], info.history_length) for user in users]
+            chosen, scores = scoring.recommend(model, info, users, histories, seen, info.top_k)
             if explain is not None:
                 explained = self._explained_lists(model, info, users, chosen, histories)
             for position, user, items, values in zip(singles, users, chosen, scores):
@@ -261,8 +262,8 @@ class Recommendation(Task):
                     "fallback": None if user else "popularity",
                     "recommendations": [
                         {
-                            "item": info["items"][item - 1],
-                            "title": info["titles"][item - 1] if info["titles"] else "",
+                            "item": info.items[item - 1],
+                            "title": info.titles[item - 1] if info.titles else "",
                             "score": round(float(value), 5),
                         }
                         for item, value in zip(items, values)
@@ -274,8 +275,8 @@ class Recommendation(Task):
         if pairs:
             users = np.array([user_index.get(queries[position][0], 0) for position in pairs], "int32")
             items = np.array([item_index.get(queries[position][1], 0) for position in pairs], "int32")
-            histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
-            if "rating" not in info["outputs"]:
+            histories = [scoring.padded(info.recent[user], info.history_length) for user in users]
+            if "rating" not in info.outputs:
                 scores = scoring.score_all(model, info, users, histories)[np.arange(len(users)), items]
                 ratings = [None] * len(users)
             else:
@@ -312,7 +313,7 @@ class Recommendation(Task):
                 yield {"method": "popularity"}
                 continue
             start = int(np.searchsorted(known, row)) * chosen.shape[1]
-            items = [info["items"][item - 1] for item in chosen[row]]
+            items = [info.items[item - 1] for item in chosen[row]]
             yield {
                 "method": "integrated_gradients",
                 "output": output,
@@ -320,13 +321,14 @@ class Recommendation(Task):
             }
 
     def run_setting(self, params, info):
-        return info.get("model", params.get("model", ""))  # `auto` resolves once the data shows explicit ratings
+        # `auto` resolves once the data shows explicit ratings (info, None before the data is read)
+        return info.model if info is not None else params.get("model", "")
 
     def prepare_inputs(self, info, inputs):
         """The model's inputs for user ids and `user,item` pairs: vocabulary indices (0 when unknown) and each
         user's latest items."""
         users, items = _indices(info, _queries(inputs))
-        histories = [scoring.padded(info["recent"][user], info["history_length"]) for user in users]
+        histories = [scoring.padded(info.recent[user], info.history_length) for user in users]
         return scoring.model_inputs(info, users, [item or 0 for item in items], histories)
 
     def drift_view(self, model, info, batch):
@@ -337,8 +339,8 @@ class Recommendation(Task):
         view = drift.View(rates={"unknown_users": np.ravel(batch["user"]) == 0})
         if "item" in batch:
             items = np.ravel(batch["item"])
-            rank = np.zeros(len(info["items"]) + 1, "int64")
-            popular = [int(item) for item in info["popular"].split()]
+            rank = np.zeros(len(info.items) + 1, "int64")
+            popular = [int(item) for item in info.popular.split()]
             rank[popular] = np.arange(len(popular)) * 10 // max(1, len(popular))
             view.rates["unknown_items"] = items == 0
             view.categorical["item_popularity"] = np.where(items == 0, -1, rank[items])
@@ -359,34 +361,34 @@ class Recommendation(Task):
     def serving_signature(self, model, info):
         serving = super().serving_signature(model, info)
         serving.files = {
-            "users.txt": info["users"],
-            "items.txt": info["items"],
-            "recent.txt": info["recent"],
-            "seen.txt": info["seen"],
-            "popular.txt": info["popular"].split(),
+            "users.txt": info.users,
+            "items.txt": info.items,
+            "recent.txt": info.recent,
+            "seen.txt": info.seen,
+            "popular.txt": info.popular.split(),
         }
         steps = [
             "user: its line number + 1 in users.txt, 0 for a user unseen in training",
             "item (rating models): its line number + 1 in items.txt, 0 for an unknown item",
         ]
-        if info["history_length"]:
+        if info.history_length:
             steps.append(
-                f"history: the user's latest {info['history_length']} item indices, latest last, "
+                f"history: the user's latest {info.history_length} item indices, latest last, "
                 "left-padded with 0; recent.txt holds them per user index (line 0: the unknown user)"
             )
         meaning = {
-            "rating": f"the predicted rating on the scale {info['rating_scale']}",
+            "rating": f"the predicted rating on the scale {info.rating_scale}",
             "items": "a score per item index (index 0: unknown); rank them, after removing the user's seen "
             "items (seen.txt, per user index); unknown users get popular.txt (most rated first)",
         }
-        serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info["outputs"]}})
+        serving.preprocessing.update({"steps": steps, "meaning": {key: meaning[key] for key in info.outputs}})
         return serving
 
 
 def _indices(info, queries):
     """Vocabulary indices of split queries (0 when unknown): the users, and the items (None for a user alone)."""
-    user_index = {user: index + 1 for index, user in enumerate(info["users"])}
-    item_index = {item: index + 1 for index, item in enumerate(info["items"])}
+    user_index = {user: index + 1 for index, user in enumerate(info.users)}
+    item_index = {item: index + 1 for index, item in enumerate(info.items)}
     users = [user_index.get(parts[0], 0) for parts in queries]
     return users, [item_index.get(parts[1], 0) if len(parts) == 2 else None for parts in queries]
 

@@ -1,20 +1,59 @@
 """Encoding interactions: id vocabularies from training rows, index arrays, user histories and the `info` of a run."""
 
+import dataclasses
 import logging
 
 import numpy as np
 
+from shared.fitted_state import FittedState
 from tasks.base import Splits
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RecommendationState(FittedState):
+    """A recommender's vocabularies, what each user saw, and the model kind its answers follow.
+
+    Attributes:
+        model (str): mf, neural or two_tower (`auto` resolved).
+        outputs (list[str]): what it answers: rating and/or items.
+        explicit (bool): True when the data held ratings (else interactions count as 1).
+        top_k (int): items a ranking returns.
+        rating_scale (list[float]): the lowest and highest rating; predictions are clipped to it.
+        global_mean (float): the training ratings' mean.
+        users (list): user ids; index 0 is the unknown user, so user i is index i + 1.
+        items (list): item ids, indexed the same way.
+        titles (list[str]): item titles in item order, or empty.
+        seen (list[str]): per user, the training items' indices as one space-separated string (compact JSON).
+        recent (list[str]): per user, the latest items (last last), at most `history_length`, likewise.
+        history_length (int): history items the two-tower's user side reads.
+        popular (str): item indices, most rated first, space-separated.
+        train_only_users (int): users kept in training only (a single interaction under leave_last_out).
+    """
+
+    model: str
+    outputs: list
+    explicit: bool
+    top_k: int
+    rating_scale: list
+    global_mean: float
+    users: list
+    items: list
+    titles: list
+    seen: list
+    recent: list
+    history_length: int
+    popular: str
+    train_only_users: int = 0
 
 
 def encode(frame, titles, indices, config, name, synthetic, fitted=None):
     """Builds the vocabularies from training rows (or takes `fitted`'s: a trained model's info) and the
     index-encoded splits and `info`."""
     train_rows = frame.iloc[indices[0]]
-    users = fitted["users"] if fitted else sorted(train_rows["user"].unique())
-    items = fitted["items"] if fitted else sorted(train_rows["item"].unique())
+    users = fitted.users if fitted else sorted(train_rows["user"].unique())
+    items = fitted.items if fitted else sorted(train_rows["item"].unique())
     if not fitted and len(items) <= config.top_k:
         raise ValueError(
             f"top_k={config.top_k} needs more than {config.top_k} training items, found "
@@ -63,27 +102,27 @@ def encode(frame, titles, indices, config, name, synthetic, fitted=None):
         )
     outputs = ["items"] if model == "two_tower" else ["rating", "items"] if config.retrieval else ["rating"]
     single = np.setdiff1d(frame["user"].unique(), frame["user"].iloc[np.r_[indices[1], indices[2]]].unique())
-    info = {
-        "model": model,
-        "outputs": outputs,
-        "explicit": explicit,
-        "top_k": config.top_k,
-        "rating_scale": [config.rating_min, config.rating_max],
-        "global_mean": float(splits[0][1].mean()),
-        "users": users,
-        "items": items,
-        "titles": [titles.get(item, "") for item in items] if titles else [],
+    info = RecommendationState(
+        model=model,
+        outputs=outputs,
+        explicit=explicit,
+        top_k=config.top_k,
+        rating_scale=[config.rating_min, config.rating_max],
+        global_mean=float(splits[0][1].mean()),
+        users=users,
+        items=items,
+        titles=[titles.get(item, "") for item in items] if titles else [],
         # JSON stays compact: each user's seen items as one space-separated string of indices
-        "seen": [" ".join(map(str, sorted(set(row)))) for row in seen],
-        "recent": [" ".join(map(str, row)) for row in recent],  # latest items last, at most history_length
-        "history_length": length,
-        "popular": " ".join(map(str, np.argsort(-counts, kind="stable")[: len(items)])),  # most rated first
-        "train_only_users": int(len(single)) if config.split == "leave_last_out" else 0,
-    }
-    if info["train_only_users"]:
+        seen=[" ".join(map(str, sorted(set(row)))) for row in seen],
+        recent=[" ".join(map(str, row)) for row in recent],  # latest items last, at most history_length
+        history_length=length,
+        popular=" ".join(map(str, np.argsort(-counts, kind="stable")[: len(items)])),  # most rated first
+        train_only_users=int(len(single)) if config.split == "leave_last_out" else 0,
+    )
+    if info.train_only_users:
         logger.warning(
             "%d user(s) have a single interaction: under leave_last_out they stay in training and are not evaluated.",
-            info["train_only_users"],
+            info.train_only_users,
         )
     return Splits(*splits, info=info, source=config.data, name=name, synthetic=synthetic)
 

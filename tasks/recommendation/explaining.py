@@ -22,7 +22,7 @@ def scored(info, ranking=False):
     `scoring.score_all` ranks; for a (user, item) pair the predicted rating where it has one, as `predict_raw`
     answers; else the other."""
     preferred = "items" if ranking else "rating"
-    return preferred if preferred in info["outputs"] else next(name for name in info["outputs"] if name != preferred)
+    return preferred if preferred in info.outputs else next(name for name in info.outputs if name != preferred)
 
 
 def explain_scores(model, info, users, items, histories, output):
@@ -32,7 +32,7 @@ def explain_scores(model, info, users, items, histories, output):
 
     Args:
         model (keras.Model): the trained recommender.
-        info (dict): `Splits.info`.
+        info (FittedState): `Splits.info`.
         users (np.ndarray): user indices.
         items (np.ndarray): item indices (the scored item of each user).
         histories (np.ndarray | list): each user's history row (`scoring.padded`).
@@ -66,7 +66,7 @@ def field(info, weights, baseline, row, history):
     if "history" in weights:
         by_item = {}
         for item, weight in zip(history, weights["history"][row]):
-            key = info["items"][item - 1] if item else "(padding)"
+            key = info.items[item - 1] if item else "(padding)"
             by_item[key] = by_item.get(key, 0.0) + float(weight)
         ranked = sorted(by_item.items(), key=lambda pair: -abs(pair[1]))
         answer["history"] = {key: round(weight, 6) for key, weight in ranked}
@@ -78,7 +78,7 @@ def explanations(model, info, users, items, histories, ranking=False):
 
     Args:
         model (keras.Model): the trained recommender.
-        info (dict): `Splits.info`.
+        info (FittedState): `Splits.info`.
         users (np.ndarray): user indices.
         items (np.ndarray): item indices.
         histories (list): each user's history row.

@@ -15,9 +15,9 @@ def evaluate(model, splits, config):
     train, train_ratings = splits.train.features, splits.train.targets
     test, test_ratings = splits.test.features, splits.test.targets
     results = {}
-    item_count = len(info["items"])
-    if info["explicit"]:
-        if "rating" in info["outputs"]:
+    item_count = len(info.items)
+    if info.explicit:
+        if "rating" in info.outputs:
             predicted = scoring.rate(model, info, test["user"], test["item"])
             results.update(evaluation.regression(test_ratings, predicted).metrics)
         if not splits.fitted:  # the item-mean baseline needs training ratings beside the test rows
@@ -58,7 +58,7 @@ def held_out(splits, role):
     split, info = getattr(splits, role).features, splits.info
     relevant = group(split["user"], split["item"])
     if splits.fitted:
-        seen_then = [set(map(int, row.split())) for row in info["seen"]]
+        seen_then = [set(map(int, row.split())) for row in info.seen]
         excluded = {user: seen_then[user] - held for user, held in relevant.items() if user < len(seen_then)}
     else:
         earlier = [splits.train.features] + ([splits.validation.features] if role == "test" else [])

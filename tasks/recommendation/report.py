@@ -5,8 +5,8 @@ def sample_table(info, users, ours, popular, wanted, seen):
     """A Markdown table of a few users' recommendations, with titles and held-out hits marked."""
 
     def show(item):
-        identifier = info["items"][item - 1] if item else "(unknown item)"
-        title = info["titles"][item - 1] if info["titles"] and item else ""
+        identifier = info.items[item - 1] if item else "(unknown item)"
+        title = info.titles[item - 1] if info.titles and item else ""
         return f"{identifier} {title}".strip().replace("|", "/")  # a pipe would break the table
 
     lines = [
@@ -18,6 +18,6 @@ def sample_table(info, users, ours, popular, wanted, seen):
         mine = "; ".join(("*" if item in wanted[row] else "") + show(item) for item in ours[row][:5])
         baseline = "; ".join(("*" if item in wanted[row] else "") + show(item) for item in popular[row][:5])
         held = "; ".join(show(item) for item in sorted(wanted[row])[:3])
-        name = info["users"][user - 1] if user else "(unknown user)"
+        name = info.users[user - 1] if user else "(unknown user)"
         lines.append(f"| {name} | {history} | {mine} | {baseline} | {held} |")
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ import numpy as np
 def rate(model, info, users, items):
     """Predicted ratings for index pairs, clipped to the rating scale (rating models only)."""
     predicted = model.predict(model_inputs(info, users, items), batch_size=8192, verbose=0)["rating"]
-    return np.clip(np.asarray(predicted).reshape(-1), *info["rating_scale"])
+    return np.clip(np.asarray(predicted).reshape(-1), *info.rating_scale)
 
 
 def score_all(model, info, users, histories):
@@ -16,8 +16,8 @@ def score_all(model, info, users, histories):
     rows of item indices); without it, the predicted rating of each pair is the score.
     """
     users = np.asarray(users, "int32")
-    items = len(info["items"]) + 1
-    if "items" in info["outputs"]:
+    items = len(info.items) + 1
+    if "items" in info.outputs:
         inputs = model_inputs(info, users, histories=histories)
         scores = np.asarray(model.predict(inputs, batch_size=512, verbose=0)["items"], "float64")
     else:
@@ -54,10 +54,10 @@ def model_inputs(info, users, items=None, histories=None):
     """The model's input dict for index arrays; absent items or histories are zeros (unused there)."""
     users = np.asarray(users, "int32")
     inputs = {"user": users}
-    if info["model"] != "two_tower":
+    if info.model != "two_tower":
         inputs["item"] = np.zeros_like(users) if items is None else np.asarray(items, "int32")
-    if info["history_length"]:
-        shape = (len(users), info["history_length"])
+    if info.history_length:
+        shape = (len(users), info.history_length)
         inputs["history"] = np.zeros(shape, "int32") if histories is None else np.asarray(histories, "int32")
     return inputs
 
@@ -70,5 +70,5 @@ def padded(recent, length):
 
 def popular_lists(info, seen, k):
     """The k most popular training items each user has not seen."""
-    popular = [int(item) for item in info["popular"].split()]
+    popular = [int(item) for item in info.popular.split()]
     return np.array([[item for item in popular if item not in excluded][:k] for excluded in seen])

@@ -40,6 +40,7 @@ from tasks.speech.audio import AUDIO_EXTENSIONS, prepare, read_audio, read_secon
 from tasks.speech.cache import extract, feature_folder, memory_clip
 from tasks.speech.features import (
     FEATURES,
+    AudioState,
     band_statistics,
     clip_features,
     feature_settings,
@@ -134,6 +135,7 @@ class SpeechConfig(TaskConfig):
 class Speech(ClassificationTask):
     name = "speech"
     config_class = SpeechConfig
+    state_class = AudioState
     tfds_name = "speech_commands"
     input_column = "audio"
     input_kind = "file"
@@ -188,14 +190,14 @@ class Speech(ClassificationTask):
         if not len(found["test"][0]):
             raise ValueError(f"the test split of '{config.data}' is empty; raise test_fraction or name test_groups.")
         mean, std = band_statistics(found["train"][0][:: copies + 1])  # the clips themselves, not their copies
-        info = {
-            "class_names": listed.class_names,
-            "top_k": config.top_k,
-            "features": settings,
-            "mean": mean.tolist(),
-            "std": np.maximum(std, 1e-3).tolist(),
-            "input_shape": list(np.load(found["train"][0][0]).shape),
-        }
+        info = AudioState(
+            class_names=listed.class_names,
+            top_k=config.top_k,
+            features=settings,
+            mean=mean.tolist(),
+            std=np.maximum(std, 1e-3).tolist(),
+            input_shape=list(np.load(found["train"][0][0]).shape),
+        )
         step = feature_step(info)
         splits = [
             examples.Examples(np.array(found[role][0]), found[role][1], decode=step, origin="audio features")
@@ -271,7 +273,7 @@ class Speech(ClassificationTask):
     def build_model(self, config, info):
         import keras
 
-        inputs = keras.Input(tuple(info["input_shape"]), name="features")
+        inputs = keras.Input(tuple(info.input_shape), name="features")
         x = inputs
         for block in range(config.blocks):
             filters = config.base_filters * 2**block
@@ -285,14 +287,14 @@ class Speech(ClassificationTask):
             if min(x.shape[1], x.shape[2]) >= 2:
                 x = keras.layers.MaxPooling2D(2)(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
-        outputs = softmax_head(x, config.dropout, len(info["class_names"]))
+        outputs = softmax_head(x, config.dropout, len(info.class_names))
         kind = "ds_cnn" if config.separable else "cnn"
         return keras.Model(inputs, outputs, name=f"{self.name}_{kind}")
 
     def train_map(self, config, info):
         from shared import augmentation
 
-        frames_per_ms = 1 / (1000 * info["features"]["hop"] / info["features"]["sample_rate"])
+        frames_per_ms = 1 / (1000 * info.features["hop"] / info.features["sample_rate"])
         augment = augmentation.audio_spectrogram(
             time_shift=int(config.time_shift_ms * frames_per_ms),
             time_masks=config.time_masks,
@@ -314,7 +316,7 @@ class Speech(ClassificationTask):
         rows = {role: getattr(splits, role).features for role in ("train", "validation", "test")}
         train = np.random.default_rng(config.seed).permutation(len(rows["train"]))[: baselines.MAX_TRAINING_ROWS]
         table = {
-            role: mfcc_statistics(paths[train] if role == "train" else paths, splits.info["features"])
+            role: mfcc_statistics(paths[train] if role == "train" else paths, splits.info.features)
             for role, paths in rows.items()
         }
         mean, std = table["train"].mean(axis=0), table["train"].std(axis=0) + 1e-6
@@ -323,7 +325,7 @@ class Speech(ClassificationTask):
             splits.train.targets[train],
             {role: (table[role] - mean) / std for role in ("validation", "test")},
             splits.validation.targets,
-            len(splits.info["class_names"]),
+            len(splits.info.class_names),
         )
         return super().baselines(splits, config) + [baselines.Baseline("mfcc_logreg", **found)]
 
@@ -333,7 +335,7 @@ class Speech(ClassificationTask):
 
         from shared import evaluation, plots
 
-        names = splits.info["class_names"]
+        names = splits.info.class_names
         labels, probabilities = self.outputs(model, splits, "test", config)
         result = evaluation.classification(labels, probabilities, names)
         result.outputs = labels, probabilities
@@ -354,7 +356,7 @@ class Speech(ClassificationTask):
 
     def prepare_inputs(self, info, inputs):
         """Standardised features of raw inputs: file paths, encoded bytes, or sample lists at the model's rate."""
-        settings = info["features"]
+        settings = info.features
         batch = []
         for index, raw in enumerate(inputs):
             if isinstance(raw, (str, os.PathLike, bytes, bytearray)):
@@ -374,7 +376,7 @@ class Speech(ClassificationTask):
 
     def serving_signature(self, model, info):
         """Exports take standardised features: resampling, trimming and the log-mel are librosa, not TensorFlow."""
-        settings = info["features"]
+        settings = info.features
         serving = super().serving_signature(model, info)
         serving.preprocessing.update(
             {
@@ -410,9 +412,9 @@ class Speech(ClassificationTask):
                     "below",
                 ],
                 "features": settings,
-                "mean": info["mean"],
-                "std": info["std"],
-                "input_shape": info["input_shape"],
+                "mean": info.mean,
+                "std": info.std,
+                "input_shape": info.input_shape,
                 "code": "tasks/speech/audio.py prepare() then tasks/speech/features.py clip_features(), the same "
                 "functions the logged model runs",
             }

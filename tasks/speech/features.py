@@ -1,10 +1,30 @@
 """Speech features: log-mel or MFCC spectrograms of prepared clips, their band statistics and tf.data decoding."""
 
+import dataclasses
 import functools
 
 import numpy as np
 
+from shared.fitted_state import LabelledState
 from tasks.speech.audio import fix_length
+
+
+@dataclasses.dataclass(kw_only=True)
+class AudioState(LabelledState):
+    """A keyword spotter's classes (`LabelledState`), its feature settings and the training clips' statistics.
+
+    Attributes:
+        features (dict): the log-mel settings (`feature_settings`), so predict computes the features trained on.
+        mean (list[float]): each mel band's mean over the training clips.
+        std (list[float]): each band's standard deviation (at least 1e-3).
+        input_shape (list[int]): one clip's (frames, bands).
+    """
+
+    features: dict
+    mean: list
+    std: list
+    input_shape: list
+
 
 FEATURES = ("logmel", "mfcc")
 
@@ -105,7 +125,7 @@ def feature_step(info):
     """The tf.data decode of cached feature files: load, standardise with the training statistics."""
     import tensorflow as tf
 
-    mean, std = np.asarray(info["mean"], "float32"), np.asarray(info["std"], "float32")
+    mean, std = np.asarray(info.mean, "float32"), np.asarray(info.std, "float32")
 
     def load(path, label):
         # The .npy is parsed in TF, not by np.load in a py_function: np.load's header parser
@@ -114,10 +134,10 @@ def feature_step(info):
         content = tf.io.read_file(path)
         header = tf.cast(tf.io.decode_raw(tf.strings.substr(content, 8, 2), tf.uint16)[0], tf.int32)
         values = tf.io.decode_raw(tf.strings.substr(content, 10 + header, tf.strings.length(content)), tf.float32)
-        return (tf.reshape(values, info["input_shape"]) - mean) / std, label
+        return (tf.reshape(values, info.input_shape) - mean) / std, label
 
     return lambda dataset: dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def standardize(features, info):
-    return (features - np.asarray(info["mean"], "float32")) / np.asarray(info["std"], "float32")
+    return (features - np.asarray(info.mean, "float32")) / np.asarray(info.std, "float32")
