@@ -109,8 +109,11 @@ class Recommendation(Task):
     quick_overrides = {"epochs": 3, "max_examples": 0}  # collaborative filtering needs every user's rows
     readers = ("embedded", "tfds_ratings", "ratings")
     explain_kind = "table"  # a weight per input field (user, item, biases, history) of each score
-    # factorisation against an MLP over the embeddings, and the size of the latent space
-    candidates = (("default", {}), ("neural", {"model": "neural"}), ("wide", {"embedding_dim": 64}))
+    # Candidates are chosen by HitRate@K, which the retrieval head alone answers: `neural` (an MLP rating head)
+    # tied the defaults to the last digit on both MovieLens splits, so the retrieval tower's dropout and the
+    # latent size are tried instead. Dropout 0.3 validated at or above the defaults on both splits at seeds 0-1
+    # (random 0.634 -> 0.649, 0.658 -> 0.660; leave-last-out 0.092 -> 0.092, 0.085 -> 0.118; benchmarks/transfer.py).
+    candidates = (("default", {}), ("regularised", {"dropout": 0.3}), ("wide", {"embedding_dim": 64}))
     remedies = (
         "Likely causes: too few interactions per user, where popularity is hard to beat. Try "
         "history_length, another embedding_dim or model, more epochs, or --preset balanced."
