@@ -197,7 +197,7 @@ class FraudDetection(BinaryDetectionTask):
         numeric = list(config.numeric_columns) or [column for column in candidates if column not in categorical]
         if fitted:  # the model's feature columns, whatever else the table holds
             numeric, categorical = (
-                [item["name"] for item in fitted["preprocessing"][kind]] for kind in ("numeric", "categorical")
+                [item["name"] for item in fitted.preprocessing[kind]] for kind in ("numeric", "categorical")
             )
             require_columns(frame, numeric + categorical, source, hint="the model was trained on these columns")
         if not numeric and not categorical:
@@ -220,7 +220,7 @@ class FraudDetection(BinaryDetectionTask):
         if fitted is None and len(np.unique(labels[indices[0]])) < 2:
             raise ValueError(f"{source}: the training split has a single class; use more data or a random split.")
         spec = (
-            fitted["preprocessing"]
+            fitted.preprocessing
             if fitted
             else fit_tabular(train_rows, numeric, categorical, source, config.max_categories)
         )
