@@ -1,7 +1,7 @@
 """Benchmark: hostile and random requests against `mlflow models serve`, per served model.
 
 Trains quick models (vision_classification, nlp_sentiment, fraud_detection and speech, the image, text,
-tabular and audio models) into a temporary store, serves each champion on 127.0.0.1 with an input
+tabular and audio models) into a temporary store, serves each one (its latest version) on 127.0.0.1 with an input
 folder (`PIPELINES_INPUT_ROOT`) holding one good file and a symbolic link out of it, and sends
 `--requests` requests (default 500) drawn from hostile kinds: random and truncated files as base64,
 a 20,000 x 20,000 PNG bomb, lying audio headers, numbers or nested lists where a path, sentence or row

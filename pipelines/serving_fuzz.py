@@ -1,6 +1,6 @@
 """Hostile and random requests against `mlflow models serve`, and the judging of its answers.
 
-The engine of `benchmarks/serving_fuzz.py` (which trains quick models, fuzzes each champion and reports
+The engine of `benchmarks/serving_fuzz.py` (which trains quick models, fuzzes each one served and reports
 the figures) and of the tests that serve models: request makers (`Case`, `request`, `b64`, `png`, `png_bomb`, `wav`,
 `lying_wav`, `raw_input`), the hostile draw (`Cases`), the judge (`judge`), server processes
 (`free_port`, `background`, `serve`) and one model's fuzz (`fuzz_one`). It lives in the package so that
@@ -130,7 +130,7 @@ def raw_input(task, folder, model_uri=None):
     Args:
         task (tasks.base.Task): the task whose model answers.
         folder (pathlib.Path): where the model's files go.
-        model_uri (str | None): the logged model (default: the task's `@champion`).
+        model_uri (str | None): the logged model (default: the task's latest version, `latest`).
     """
     import mlflow
     import numpy as np
@@ -139,9 +139,7 @@ def raw_input(task, folder, model_uri=None):
 
     tracking._connect()
     local = pathlib.Path(
-        mlflow.artifacts.download_artifacts(
-            model_uri or f"models:/{task.name}@champion", dst_path=str(folder / "model")
-        )
+        mlflow.artifacts.download_artifacts(model_uri or latest(task.name), dst_path=str(folder / "model"))
     )
     example = mlflow.models.Model.load(str(local)).load_input_example(str(local))[task.input_column].iloc[0]
     if task.input_column == "image":
@@ -605,10 +603,17 @@ def background(command, probe_url, log_path, env=None, cwd=None, timeout=300):
         server.wait(timeout=60)
 
 
+def latest(name):
+    """The task's latest registered version: the quick model `train` just logged. Not its `@champion`: a quick
+    model that learned no more than its trivial baseline is registered but never promoted, and serving it is
+    what is tested here."""
+    return f"models:/{name}/latest"
+
+
 @contextlib.contextmanager
 def serve(name, store, log_path, input_root=None):
-    """Runs `mlflow models serve` on the task's champion until the block ends; with `input_root`, the server
-    reads file inputs only under it.
+    """Runs `mlflow models serve` on the task's latest version (`latest`) until the block ends; with `input_root`,
+    the server reads file inputs only under it.
 
     Yields:
         tuple[str, int]: the base URL, once /ping answers, and the server's process id.
@@ -621,7 +626,7 @@ def serve(name, store, log_path, input_root=None):
         "models",
         "serve",
         "-m",
-        f"models:/{name}@champion",
+        latest(name),
         "--env-manager",
         "local",
         "-h",
@@ -643,7 +648,7 @@ def serve(name, store, log_path, input_root=None):
 
 
 def fuzz_one(name, store, folder, count, seed, log=print):
-    """Serves one task's champion and fuzzes it.
+    """Serves one task's latest version (`latest`) and fuzzes it.
 
     Returns:
         dict: `requests`, `answered` (as the case expects), `failures` (kind -> count), `examples` (the
@@ -698,7 +703,7 @@ def fuzz_one(name, store, folder, count, seed, log=print):
 
 
 def train(names, store, log=print):
-    """Trains a quick model per task into `store` (each becomes its task's champion).
+    """Trains a quick model per task into `store` (each its task's `latest` version).
 
     Returns:
         float: seconds spent.

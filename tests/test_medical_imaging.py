@@ -165,4 +165,4 @@ def test_real_pneumoniamnist_loads_with_official_splits():
     path = shared_data("pneumoniamnist/pneumoniamnist.npz")
     task, resolved = resolve(TASK, data=str(path), quick=False)
     splits = task.load_data(resolved)
-    assert [len(part[1]) for part in (splits.train, splits.validation, splits.test)] == [4708, 524, 624]
+    assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [4708, 524, 624]

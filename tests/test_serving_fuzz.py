@@ -1,4 +1,4 @@
-"""A fuzzed endpoint: `mlflow models serve` on the image, text, tabular and audio champions answers every
+"""A fuzzed endpoint: `mlflow models serve` on quick image, text, tabular and audio models answers every
 hostile or random request, still answers a good one correctly afterwards, and stays within a memory bound.
 
 The requests and their judging live in pipelines/serving_fuzz.py; benchmarks/serving_fuzz.py reports the same
@@ -18,8 +18,9 @@ trained = set()
 
 
 @pytest.fixture
-def champion(module_store):
-    """Trains a quick model of a task into the module's store once; returns the store."""
+def quick_model(module_store):
+    """Trains a quick model of a task into the module's store once (its latest version, which is served);
+    returns the store."""
 
     def train(name):
         if name not in trained:
@@ -32,8 +33,8 @@ def champion(module_store):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", serving_fuzz.TASKS)
-def test_the_served_champion_answers_every_hostile_request(name, champion, tmp_path):
-    store = champion(name)
+def test_the_served_model_answers_every_hostile_request(name, quick_model, tmp_path):
+    store = quick_model(name)
     result = serving_fuzz.fuzz_one(
         name, store, tmp_path, REQUESTS, seed=0, log=lambda message: print(message, file=sys.stderr)
     )
