@@ -22,16 +22,12 @@ class FittedState:
     temperature: float | None = None
 
     def to_json(self):
-        """The JSON object saved as info.json: every field that is set (None fields are left out).
+        """The JSON object saved as info.json: every field by its name (None as null, as a field left unset).
 
         Returns:
             dict
         """
-        return {
-            field.name: getattr(self, field.name)
-            for field in dataclasses.fields(self)
-            if getattr(self, field.name) is not None
-        }
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls, data, origin="the model's info.json"):

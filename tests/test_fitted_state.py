@@ -33,13 +33,25 @@ def test_every_task_declares_a_documented_state_of_its_own(name):
         assert any(f"{field.name} (" in (cls.__doc__ or "") for cls in state.__mro__), f"{state.__name__}.{field.name}"
 
 
-def test_json_keeps_the_field_names_and_leaves_unset_fields_out():
+def test_json_keeps_the_field_names_and_round_trips_unset_fields():
     from tasks.nlp_sentiment import TextState
+    from tasks.predictive_maintenance import SeriesState
 
     state = TextState(class_names=["neg", "pos"], sequence_length=8, vocabulary=["", "[UNK]", "good"])
     saved = json.loads(json.dumps(state.to_json()))
-    assert "backbone" not in saved and "temperature" not in saved and saved["vocabulary"][2] == "good"
+    assert saved["backbone"] is None and saved["vocabulary"][2] == "good"
     assert TextState.from_json(dict(saved, task="nlp_sentiment")) == state  # the logged `task` key is ignored
+    rows = SeriesState(  # independent rows (AI4I): no unit or time column
+        preprocessing={},
+        constant_columns=[],
+        unit_column=None,
+        time_column=None,
+        window=1,
+        rul_cap=125,
+        failure_horizon=30,
+        ignored_columns=[],
+    )
+    assert SeriesState.from_json(json.loads(json.dumps(rows.to_json()))) == rows
 
 
 def test_a_state_missing_a_field_it_needs_is_one_named_line():
