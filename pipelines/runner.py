@@ -567,10 +567,9 @@ def run(
                 verdict.refusal = unfair
                 verdict.warnings.append(f"{unfair}; it is registered but not promoted.")
             evaluation.metrics.update(verdict.metrics)
+            served_info = splits.info.updated(evaluation.serving)  # what the logged model serves
             forgotten, rescored = (
-                continued.forgetting(task, predictor, init, splits.info.updated(evaluation.serving), config)
-                if init
-                else ({}, None)
+                continued.forgetting(task, predictor, init, served_info, config) if init else ({}, None)
             )
             tracking.log_evaluation(evaluation, model, yaml.safe_dump(params, sort_keys=False))
             # train_seconds after log_evaluation: its training curves plot every metric the run logged so far
@@ -581,7 +580,7 @@ def run(
             logged = tracking.log_model(
                 task,
                 model,
-                splits.info.updated(evaluation.serving),
+                served_info,
                 task.input_example(splits),
                 serving_model.ServingModel(),
                 register=trial is None,
